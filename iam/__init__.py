@@ -1,0 +1,1 @@
+"""iam: an OpenID Connect provider that federates several WeCom corporations."""

@@ -1,0 +1,143 @@
+"""The message catalogue (zh-CN, en) and the choice of language for a request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+LANGUAGES = ("zh-CN", "en")
+DEFAULT_LANGUAGE = "en"
+LANG_COOKIE = "iam_lang"
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "app.name": {"en": "Group sign-in", "zh-CN": "集团统一登录"},
+    "lang.switch": {"en": "中文", "zh-CN": "English"},
+    "login.title": {"en": "Sign in", "zh-CN": "登录"},
+    "login.for_app": {"en": "to continue to {app}", "zh-CN": "以继续使用 {app}"},
+    "login.phone": {"en": "Mobile phone number", "zh-CN": "手机号码"},
+    "login.phone_hint": {
+        "en": "11-digit mainland number or international form (+86...)",
+        "zh-CN": "11 位大陆手机号，或国际格式（+86...）",
+    },
+    "login.send_code": {"en": "Send code", "zh-CN": "获取验证码"},
+    "login.code": {"en": "Code from the SMS", "zh-CN": "短信验证码"},
+    "login.submit": {"en": "Sign in", "zh-CN": "登录"},
+    "login.resend": {"en": "Send a new code", "zh-CN": "重新获取验证码"},
+    "login.code_sent": {
+        "en": "If {phone} belongs to an account, a 6-digit code is on its way. "
+        "It is valid for 5 minutes.",
+        "zh-CN": "如果 {phone} 已注册，6 位验证码已发送，5 分钟内有效。",
+    },
+    "login.other_phone": {"en": "Use another number", "zh-CN": "换一个号码"},
+    "signed_in.title": {"en": "You are signed in", "zh-CN": "您已登录"},
+    "signed_in.as": {"en": "Signed in as {name}", "zh-CN": "当前登录：{name}"},
+    "logout.title": {"en": "Sign out", "zh-CN": "退出登录"},
+    "logout.confirm": {
+        "en": "Do you want to sign out of all group applications in this browser?",
+        "zh-CN": "确定要在此浏览器中退出所有集团应用吗？",
+    },
+    "logout.submit": {"en": "Sign out", "zh-CN": "退出"},
+    "logout.cancel": {"en": "Stay signed in", "zh-CN": "保持登录"},
+    "logout.done_title": {"en": "Signed out", "zh-CN": "已退出"},
+    "logout.done": {
+        "en": "You are signed out. You may close this window.",
+        "zh-CN": "您已退出登录，可以关闭此窗口。",
+    },
+    "error.title": {"en": "Something went wrong", "zh-CN": "出错了"},
+    "error.back": {"en": "Back to sign-in", "zh-CN": "返回登录"},
+    "error.not_found": {"en": "This page does not exist.", "zh-CN": "页面不存在。"},
+    "error.csrf": {
+        "en": "This form has expired or did not come from this site. "
+        "Reload the page and try again.",
+        "zh-CN": "表单已过期或并非来自本站，请刷新页面后重试。",
+    },
+    "error.unknown_client": {
+        "en": "The application that sent you here is not registered ({detail}).",
+        "zh-CN": "将您转到此处的应用未注册（{detail}）。",
+    },
+    "error.bad_redirect_uri": {
+        "en": "The application asked to return to an address it has not registered. "
+        "For your safety you were not sent there.",
+        "zh-CN": "该应用请求返回一个未登记的地址。为了您的安全，我们没有跳转。",
+    },
+    "error.invalid_request": {
+        "en": "The sign-in request is not valid: {detail}",
+        "zh-CN": "登录请求无效：{detail}",
+    },
+    "error.flow_expired": {
+        "en": "This sign-in request has expired or belongs to another browser. "
+        "Go back to the application and start again.",
+        "zh-CN": "此登录请求已过期或属于其他浏览器，请返回应用重新开始。",
+    },
+    "error.server": {
+        "en": "An unexpected error happened. It was logged; please try again.",
+        "zh-CN": "发生了意外错误，已记录，请重试。",
+    },
+    "error.too_large": {"en": "The request is too large.", "zh-CN": "请求内容过大。"},
+    "otp.phone_invalid": {
+        "en": "Enter a mainland mobile number (11 digits) or an international number (+...).",
+        "zh-CN": "请输入 11 位大陆手机号或国际格式号码（+...）。",
+    },
+    "otp.code_invalid": {
+        "en": "Enter the 6-digit code from the SMS.",
+        "zh-CN": "请输入 6 位短信验证码。",
+    },
+    "otp.wrong": {
+        "en": "The code is wrong. {tries_left} tries left.",
+        "zh-CN": "验证码错误，还可以尝试 {tries_left} 次。",
+    },
+    "otp.dead": {
+        "en": "The code is wrong, expired or used up. Ask for a new one.",
+        "zh-CN": "验证码错误、已过期或已失效，请重新获取。",
+    },
+    "otp.wait": {
+        "en": "Wait {seconds} seconds before asking for another code.",
+        "zh-CN": "请等待 {seconds} 秒后再获取验证码。",
+    },
+    "otp.daily_limit": {
+        "en": "Too many codes for this number today. Try again tomorrow.",
+        "zh-CN": "该号码今日获取验证码次数过多，请明天再试。",
+    },
+    "otp.send_failed": {
+        "en": "The SMS could not be sent. Try again in a minute.",
+        "zh-CN": "短信发送失败，请稍后重试。",
+    },
+    "outbox.title": {"en": "SMS outbox (dev mode)", "zh-CN": "短信发件箱（开发模式）"},
+    "outbox.empty": {"en": "No SMS sent yet.", "zh-CN": "暂无短信。"},
+    "home.title": {"en": "Group sign-in", "zh-CN": "集团统一登录"},
+    "home.signed_out": {"en": "You are not signed in.", "zh-CN": "您尚未登录。"},
+}
+
+
+def negotiate(query_lang: str | None, cookie_lang: str | None, accept_language: str) -> str:
+    """`?lang=` first, then the remembered choice, then Accept-Language; English otherwise."""
+    for choice in (query_lang, cookie_lang):
+        if choice in LANGUAGES:
+            return choice
+    ranked = []
+    for index, part in enumerate(accept_language.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        ranked.append((-quality, index, tag.strip().lower()))
+    for _quality, _index, tag in sorted(ranked):
+        if tag.startswith("zh"):
+            return "zh-CN"
+        if tag.startswith("en"):
+            return "en"
+    return DEFAULT_LANGUAGE
+
+
+def translator(lang: str) -> Callable[..., str]:
+    """`t("key", name=...)` in `lang`, falling back to English, then to the key itself."""
+
+    def translate(key: str, **params: Any) -> str:
+        entry: Mapping[str, str] = MESSAGES.get(key, {})
+        text = entry.get(lang) or entry.get(DEFAULT_LANGUAGE) or key
+        return text.format(**params) if params else text
+
+    return translate
