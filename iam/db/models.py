@@ -1,0 +1,383 @@
+"""The tables. Times are naive UTC; bearer values (tokens, codes, session ids) are stored as
+SHA-256 digests; secrets (signing keys, WeCom app secrets) are encrypted with the secret key."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime
+from typing import Any
+
+from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin
+from authlib.oidc.core import AuthorizationCodeMixin
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from iam.clock import epoch, utcnow
+from iam.db.base import Base, JsonType
+from iam.secretbox import digest
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class User(Base):
+    """A core user: one per natural person. `id` is the `sub` of every token."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
+    phone_verified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
+
+    def get_user_id(self) -> str:
+        return self.id
+
+
+class IdentityLink(Base):
+    """One identity at an outside provider, bound to exactly one core user.
+
+    `provider_user_key` is the provider's normalised form of the id (for WeCom the userid part is
+    case-insensitive), and it is what is unique; `provider_user_id` keeps the spelling as read.
+    """
+
+    __tablename__ = "identity_links"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_user_key"),
+        UniqueConstraint("provider", "provider_user_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_user_id: Mapped[str] = mapped_column(String(255))
+    provider_user_key: Mapped[str] = mapped_column(String(255))
+    link_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class WeComCorp(Base):
+    """A WeCom corporation and its self-built app; the app secret is encrypted."""
+
+    __tablename__ = "wecom_corps"
+
+    corp_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    agent_id: Mapped[int] = mapped_column(BigInteger)
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    trust_mobile: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Client(Base, ClientMixin):
+    """A relying party. Secrets are SHA-256 digests of 256-bit random values; during a rotation
+    the previous one stays valid until retired (two active at most)."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    is_public: Mapped[bool] = mapped_column(Boolean, default=False)
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    redirect_uris: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    grant_types: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    allowed_scopes: Mapped[str] = mapped_column(String(500), default="openid profile")
+    context_policy: Mapped[str] = mapped_column(String(16), default="none")
+    context_claim: Mapped[str] = mapped_column(String(255), default="wecom_context")
+    access_token_ttl: Mapped[int] = mapped_column(Integer, default=600)
+    id_token_ttl: Mapped[int] = mapped_column(Integer, default=3600)
+    refresh_token_ttl: Mapped[int] = mapped_column(Integer, default=30 * 24 * 3600)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    # --- authlib ClientMixin (rfc6749/models.py) ---
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        # RFC 6749 3.1.2.3: a default only when exactly one is registered.
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        """The requested scope if every part of it is allowed (None means invalid_scope);
+        the client's whole allowed set when none was requested (RFC 6749 3.3)."""
+        allowed = self.allowed_scopes.split()
+        if not scope:
+            return " ".join(allowed)
+        requested = list(dict.fromkeys(scope.split()))
+        return " ".join(requested) if set(requested) <= set(allowed) else None
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris  # exact match only
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        offered = digest(client_secret)
+        matches = [
+            secrets.compare_digest(offered, stored)
+            for stored in (self.secret_hash, self.previous_secret_hash)
+            if stored
+        ]
+        return any(matches)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.is_public:
+            return method == "none"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code" and "authorization_code" in self.grant_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types
+
+    @property
+    def client_metadata(self) -> dict[str, Any]:
+        return {"post_logout_redirect_uris": list(self.post_logout_redirect_uris)}
+
+
+class SsoSession(Base):
+    """A signed-in browser. `id` is the public `sid`; the cookie holds a secret whose digest is
+    `token_hash`, so neither a log line with the sid nor a database dump can ride the session."""
+
+    __tablename__ = "sso_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    amr: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    auth_time: Mapped[datetime] = mapped_column(DateTime)
+    context_link_id: Mapped[str | None] = mapped_column(
+        ForeignKey("identity_links.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+
+
+class PendingAuthorization(Base):
+    """An authorization request that waits for the person (login, later binding or selection).
+
+    Bound to the browser that started it (`browser_hash`), so a leaked flow id is useless."""
+
+    __tablename__ = "pending_authorizations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    params: Mapped[list[Any]] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class AuthorizationCode(Base, AuthorizationCodeMixin):
+    """A code: 60 s, single use. Its `id` is the family id of every token issued from it."""
+
+    __tablename__ = "authorization_codes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(500))
+    nonce: Mapped[str | None] = mapped_column(String(500))
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(10))
+    sid: Mapped[str | None] = mapped_column(String(36))
+    auth_time: Mapped[datetime] = mapped_column(DateTime)
+    amr: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    context_link_id: Mapped[str | None] = mapped_column(
+        ForeignKey("identity_links.id", ondelete="SET NULL")
+    )
+    issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    consumed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    # --- authlib AuthorizationCodeMixin ---
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return epoch(self.auth_time)
+
+    def get_amr(self) -> list[str]:
+        return list(self.amr)
+
+    def get_acr(self) -> None:
+        return None
+
+
+class AccessToken(Base, TokenMixin):
+    """The record of an issued JWT access token, by `jti`: what revocation and introspection
+    consult. `user_id` is empty for `client_credentials`."""
+
+    __tablename__ = "access_tokens"
+    __table_args__ = (Index("ix_access_tokens_expires_at", "expires_at"),)
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    family_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    sid: Mapped[str | None] = mapped_column(String(36), index=True)
+    scope: Mapped[str] = mapped_column(String(500), default="")
+    issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    # --- authlib TokenMixin ---
+    def check_client(self, client: Client) -> bool:
+        return self.client_id == client.client_id
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return max(0, epoch(self.expires_at) - epoch(utcnow()))
+
+    def is_expired(self) -> bool:
+        return self.expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class RefreshToken(Base, TokenMixin):
+    """An opaque refresh token. Every use rotates it; using a rotated one again revokes the
+    whole family (every access and refresh token descended from the same code)."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[str] = mapped_column(String(36), index=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(String(500))
+    sid: Mapped[str | None] = mapped_column(String(36), index=True)
+    auth_time: Mapped[datetime] = mapped_column(DateTime)
+    amr: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    context_link_id: Mapped[str | None] = mapped_column(
+        ForeignKey("identity_links.id", ondelete="SET NULL")
+    )
+    issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    # --- authlib TokenMixin ---
+    def check_client(self, client: Client) -> bool:
+        return self.client_id == client.client_id
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return max(0, epoch(self.expires_at) - epoch(utcnow()))
+
+    def is_expired(self) -> bool:
+        return self.expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class SigningKey(Base):
+    """A token signing key. The newest unretired key signs; a retired key stays published in
+    JWKS until `publish_until`, when every token it signed has expired."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(10))
+    private_jwk_encrypted: Mapped[str] = mapped_column(Text)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime)
+    publish_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class OtpChallenge(Base):
+    """An SMS one-time code, stored as a keyed digest; dead after 5 wrong tries or 5 minutes."""
+
+    __tablename__ = "otp_challenges"
+    __table_args__ = (Index("ix_otp_challenges_phone_created_at", "phone", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    phone: Mapped[str] = mapped_column(String(20))
+    purpose: Mapped[str] = mapped_column(String(16))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    consumed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Admin(Base):
+    """An admin console account; the password is an argon2 hash."""
+
+    __tablename__ = "admins"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only: database triggers refuse UPDATE and DELETE on this table."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_occurred_at", "occurred_at"),
+        Index("ix_audit_events_user_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    occurred_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    event: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="success")
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str | None] = mapped_column(String(100))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
