@@ -1,0 +1,56 @@
+"""Pending authorization requests: saved at /authorize, resumed after each interactive step."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import delete
+
+from iam.clock import utcnow
+from iam.db.models import PendingAuthorization
+from iam.db.store import Store
+from iam.errors import NotFoundError
+from iam.secretbox import digest
+
+LIFETIME = timedelta(minutes=30)
+
+
+def create(
+    store: Store, browser_id: str, client_id: str, params: Sequence[tuple[str, str]]
+) -> PendingAuthorization:
+    """Save a validated request for this browser; expired ones are swept on the way."""
+    now = utcnow()
+    pending = PendingAuthorization(
+        id=secrets.token_urlsafe(24),
+        browser_hash=digest(browser_id),
+        client_id=client_id,
+        params=[list(pair) for pair in params],
+        created_at=now,
+        expires_at=now + LIFETIME,
+    )
+    with store() as db:
+        db.execute(delete(PendingAuthorization).where(PendingAuthorization.expires_at <= now))
+        db.add(pending)
+        db.commit()
+    return pending
+
+
+def get(store: Store, flow_id: str, browser_id: str) -> PendingAuthorization:
+    """The live request `flow_id` of this browser; another browser's looks like none at all."""
+    with store() as db:
+        pending = db.get(PendingAuthorization, flow_id) if flow_id else None
+        if (
+            pending is None
+            or pending.expires_at <= utcnow()
+            or not secrets.compare_digest(pending.browser_hash, digest(browser_id))
+        ):
+            raise NotFoundError("This sign-in request has expired or is not yours.")
+        return pending
+
+
+def finish(store: Store, flow_id: str) -> None:
+    with store() as db:
+        db.execute(delete(PendingAuthorization).where(PendingAuthorization.id == flow_id))
+        db.commit()

@@ -1,0 +1,119 @@
+"""Server-side SSO sessions: started at login with a fresh id, found by cookie, ended at logout."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from iam.clock import utcnow
+from iam.db.models import AccessToken, RefreshToken, SsoSession, User
+from iam.db.store import Store
+from iam.secretbox import digest
+from iam.services import audit
+
+SESSION_LIFETIME = timedelta(hours=12)
+#: Only write `last_seen_at` this often, not on every request.
+TOUCH_EVERY = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A live session and its user, as the pages need them."""
+
+    session: SsoSession
+    user: User
+
+
+@dataclass(frozen=True)
+class NewSession:
+    cookie_value: str
+    session: SsoSession
+
+
+def start(
+    db: Session,
+    user: User,
+    amr: list[str],
+    *,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    context_link_id: str | None = None,
+) -> NewSession:
+    """A new session in the caller's transaction; the cookie value is returned, never stored."""
+    now = utcnow()
+    cookie_value = secrets.token_urlsafe(32)
+    sso = SsoSession(
+        token_hash=digest(cookie_value),
+        user_id=user.id,
+        amr=list(amr),
+        auth_time=now,
+        context_link_id=context_link_id,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + SESSION_LIFETIME,
+        ip=ip,
+        user_agent=(user_agent or "")[:500] or None,
+    )
+    db.add(sso)
+    audit.record(db, "session.started", user_id=user.id, ip=ip, sid=sso.id, amr=amr)
+    return NewSession(cookie_value, sso)
+
+
+def renew(db: Session, sso: SsoSession, amr: list[str], *, ip: str | None = None) -> NewSession:
+    """The same person signed in again: same `sid` (their tokens stay valid), but a new cookie
+    secret and a new auth_time, so a planted or stolen cookie dies at login."""
+    now = utcnow()
+    cookie_value = secrets.token_urlsafe(32)
+    row = db.get(SsoSession, sso.id)
+    if row is None:
+        raise LookupError("the session ended meanwhile")
+    row.token_hash = digest(cookie_value)
+    row.auth_time = now
+    row.amr = list(amr)
+    row.last_seen_at = now
+    row.expires_at = now + SESSION_LIFETIME
+    audit.record(db, "session.renewed", user_id=row.user_id, ip=ip, sid=row.id, amr=amr)
+    return NewSession(cookie_value, row)
+
+
+def find(store: Store, cookie_value: str | None) -> SignedIn | None:
+    """The live session behind a cookie, or None (unknown, expired, or user disabled)."""
+    if not cookie_value or len(cookie_value) > 200:
+        return None
+    now = utcnow()
+    with store() as db:
+        row = db.execute(
+            select(SsoSession, User)
+            .join(User, User.id == SsoSession.user_id)
+            .where(SsoSession.token_hash == digest(cookie_value))
+        ).first()
+        if row is None:
+            return None
+        sso, user = row
+        if sso.expires_at <= now or not user.is_active:
+            return None
+        if now - sso.last_seen_at > TOUCH_EVERY:
+            sso.last_seen_at = now
+            db.commit()
+        return SignedIn(sso, user)
+
+
+def end(store: Store, sid: str, *, ip: str | None = None, reason: str = "logout") -> None:
+    """End a session and revoke the tokens bound to it (refresh tokens and access tokens)."""
+    now = utcnow()
+    with store() as db:
+        user_id = db.scalar(select(SsoSession.user_id).where(SsoSession.id == sid))
+        db.execute(delete(SsoSession).where(SsoSession.id == sid))
+        for table in (RefreshToken, AccessToken):
+            db.execute(
+                update(table)
+                .where(table.sid == sid, table.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        if user_id is not None:
+            audit.record(db, "session.ended", user_id=user_id, ip=ip, sid=sid, reason=reason)
+        db.commit()

@@ -1,0 +1,105 @@
+"""Token signing keys: created, rotated, stored encrypted; which one signs, which are published."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from joserfc.jwk import RSAKey
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from iam.clock import utcnow
+from iam.db.models import Client, SigningKey
+from iam.db.store import Store
+from iam.secretbox import SecretBox
+from iam.services import audit
+
+ALGORITHM = "RS256"
+RSA_BITS = 2048
+#: Publish a retired key at least this long, whatever the clients' lifetimes say.
+MIN_PUBLISH_AFTER_RETIRE = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    """What the issuer needs: the private JWK that signs now, and the public JWKS."""
+
+    active_private_jwk: dict[str, Any]
+    published: tuple[dict[str, Any], ...]
+
+    @property
+    def kid(self) -> str:
+        return str(self.active_private_jwk["kid"])
+
+
+def _new_key(box: SecretBox) -> SigningKey:
+    key = RSAKey.generate_key(RSA_BITS, parameters={"alg": ALGORITHM, "use": "sig"}, private=True)
+    kid = key.thumbprint()
+    private = {**key.as_dict(private=True), "kid": kid}
+    public = {**key.as_dict(private=False), "kid": kid}
+    return SigningKey(
+        kid=kid,
+        alg=ALGORITHM,
+        private_jwk_encrypted=box.encrypt(json.dumps(private)),
+        public_jwk=public,
+    )
+
+
+def _longest_token_lifetime(session: Session) -> timedelta:
+    """Every token a retired key signed expires within the longest access/ID token lifetime."""
+    row = session.execute(
+        select(func.max(Client.access_token_ttl), func.max(Client.id_token_ttl))
+    ).one()
+    longest = max(row[0] or 0, row[1] or 0)
+    return max(timedelta(seconds=int(longest or 0)), MIN_PUBLISH_AFTER_RETIRE)
+
+
+def ensure_key(store: Store, box: SecretBox) -> None:
+    """Create the first signing key if there is none (first start)."""
+    with store() as session:
+        if session.scalar(select(SigningKey.kid).where(SigningKey.retired_at.is_(None))):
+            return
+        session.add(_new_key(box))
+        audit.record(session, "key.created", actor="system")
+        session.commit()
+
+
+def rotate(store: Store, box: SecretBox) -> SigningKey:
+    """A new key signs from now on; the old ones stay published until their tokens expire."""
+    now = utcnow()
+    with store() as session:
+        publish_until = now + _longest_token_lifetime(session)
+        for old in session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
+            old.retired_at = now
+            old.publish_until = publish_until
+        key = _new_key(box)
+        session.add(key)
+        audit.record(session, "key.rotated", actor="cli", kid=key.kid)
+        session.commit()
+        return key
+
+
+def list_keys(store: Store) -> list[SigningKey]:
+    with store() as session:
+        return list(session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc())))
+
+
+def load_material(store: Store, box: SecretBox) -> KeyMaterial:
+    """The newest unretired key signs; every key still within its publish window is in JWKS."""
+    now = utcnow()
+    with store() as session:
+        keys = session.scalars(
+            select(SigningKey)
+            .where(or_(SigningKey.retired_at.is_(None), SigningKey.publish_until > now))
+            .order_by(SigningKey.created_at.desc())
+        ).all()
+    active = next((key for key in keys if key.retired_at is None), None)
+    if active is None:
+        raise LookupError("no signing key: run `iam db upgrade` and start the server once")
+    return KeyMaterial(
+        active_private_jwk=json.loads(box.decrypt(active.private_jwk_encrypted)),
+        published=tuple(key.public_jwk for key in keys),
+    )
