@@ -1,0 +1,261 @@
+"""Grant hooks: each one short, each a call to storage, each citing its spec."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
+from authlib.oidc.core import OpenIDCode, OpenIDToken
+from authlib.oidc.core.grants.util import create_half_hash
+from joserfc import jwt
+from sqlalchemy import select, update
+
+from iam.clock import epoch, utcnow
+from iam.db.models import AuthorizationCode, Client, RefreshToken, User
+from iam.oidc.claims import user_claims
+from iam.oidc.context import Principal, db
+from iam.oidc.keys import KeyRing
+from iam.secretbox import digest
+
+CODE_LIFETIME = timedelta(seconds=60)
+
+
+class TokenFamilyCompromisedError(InvalidGrantError):
+    """A used code or rotated refresh token came back: every token of its family is revoked
+    (RFC 6749 4.1.2, RFC 9700 4.14.2). The server does that after rolling back."""
+
+    def __init__(self, family_id: str, description: str) -> None:
+        super().__init__(description=description)
+        self.family_id = family_id
+
+
+def _principal_from(row: AuthorizationCode | RefreshToken, family_id: str) -> Principal | None:
+    user = db().get(User, row.user_id)
+    if user is None or not user.is_active:
+        return None
+    return Principal(
+        user=user,
+        auth_time=row.auth_time,
+        amr=tuple(row.amr),
+        sid=row.sid,
+        context_link_id=row.context_link_id,
+        family_id=family_id,
+    )
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE (RFC 7636) with S256 only; required for public clients, `plain` refused."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        request = grant.request
+        challenge = request.payload.data.get("code_challenge")
+        method = request.payload.data.get("code_challenge_method")
+        if not challenge and request.client.is_public:
+            raise InvalidRequestError("PKCE is required: send code_challenge with S256.")
+        if challenge and method != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        principal: Principal = request.user
+        now = utcnow()
+        db().add(
+            AuthorizationCode(
+                code_hash=digest(code),
+                client_id=request.client.client_id,
+                user_id=principal.user.id,
+                redirect_uri=request.payload.redirect_uri or request.client.redirect_uris[0],
+                scope=request.scope,
+                nonce=request.payload.data.get("nonce"),
+                code_challenge=request.payload.data.get("code_challenge"),
+                code_challenge_method=request.payload.data.get("code_challenge_method"),
+                sid=principal.sid,
+                auth_time=principal.auth_time,
+                amr=list(principal.amr),
+                context_link_id=principal.context_link_id,
+                issued_at=now,
+                expires_at=now + CODE_LIFETIME,
+            )
+        )
+
+    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
+        row = db().scalar(
+            select(AuthorizationCode).where(AuthorizationCode.code_hash == digest(code))
+        )
+        if row is None or row.client_id != client.client_id:
+            return None
+        if row.consumed_at is not None:
+            raise TokenFamilyCompromisedError(row.id, "The code was already used.")
+        if row.expires_at <= utcnow():
+            return None
+        return row
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Consume, don't delete: a replay must still find the code to revoke its tokens."""
+        consumed = db().execute(
+            update(AuthorizationCode)
+            .where(
+                AuthorizationCode.id == authorization_code.id,
+                AuthorizationCode.consumed_at.is_(None),
+            )
+            .values(consumed_at=utcnow())
+        )
+        if consumed.rowcount != 1:  # type: ignore[attr-defined]
+            raise TokenFamilyCompromisedError(authorization_code.id, "The code was already used.")
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> Principal | None:
+        return _principal_from(authorization_code, family_id=authorization_code.id)
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """Rotating refresh tokens (RFC 9700 4.14.2): each use gives a new one; reuse of a rotated
+    one revokes the family."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
+        row = db().scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == digest(refresh_token))
+        )
+        if row is None or row.client_id != self.request.client.client_id:
+            return None
+        if row.revoked_at is not None or row.expires_at <= utcnow():
+            return None
+        if row.rotated_at is not None:
+            raise TokenFamilyCompromisedError(row.family_id, "The refresh token was already used.")
+        return row
+
+    def authenticate_user(self, refresh_token: RefreshToken) -> Principal | None:
+        return _principal_from(refresh_token, family_id=refresh_token.family_id)
+
+    def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
+        rotated = db().execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == refresh_token.id, RefreshToken.rotated_at.is_(None))
+            .values(rotated_at=utcnow())
+        )
+        if rotated.rowcount != 1:  # type: ignore[attr-defined]
+            raise TokenFamilyCompromisedError(
+                refresh_token.family_id, "The refresh token was already used."
+            )
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """RFC 6749 4.4, for confidential clients; `openid` makes no sense without a user."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        if "openid" in (self.request.payload.scope or "").split():
+            raise InvalidRequestError("The openid scope needs a user; client_credentials has none.")
+
+
+class AccessTokenGenerator(JWTBearerTokenGenerator):
+    """JWT access tokens (RFC 9068), signed with the key ring's active key."""
+
+    def __init__(self, issuer: str, keys: KeyRing) -> None:
+        super().__init__(
+            issuer,
+            alg=keys.algorithm,
+            refresh_token_generator=lambda **_: secrets.token_urlsafe(32),
+            expires_generator=lambda client, grant_type: client.access_token_ttl,
+        )
+        self.keys = keys
+
+    def get_jwks(self) -> Any:
+        return self.keys.current().signing
+
+    def get_auth_time(self, user: Principal | None) -> int | None:
+        return epoch(user.auth_time) if user else None
+
+    def get_amr(self, user: Principal | None) -> list[str] | None:
+        return list(user.amr) if user else None
+
+    def client_credentials_scope(self, client: Client, scope: str | None) -> str:
+        return scope or " ".join(s for s in client.allowed_scopes.split() if s != "openid")
+
+    def generate(
+        self,
+        grant_type: str,
+        client: Client,
+        user: Any = None,
+        scope: Any = None,
+        expires_in: Any = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        if grant_type == "client_credentials":
+            scope = self.client_credentials_scope(client, scope)
+        return super().generate(grant_type, client, user, scope, expires_in, include_refresh_token)
+
+
+class IdTokenMixin:
+    """Our ID token (OIDC Core 2): explicit claims, signed by the key ring; one place for the
+    code and refresh grants, so both say the same thing about the person."""
+
+    keys: KeyRing
+    issuer: str
+
+    def encode_id_token(self, token: dict[str, Any], request: Any) -> str:
+        principal: Principal = request.user
+        client: Client = request.client
+        now = epoch(utcnow())
+        claims: dict[str, Any] = {
+            **user_claims(principal.user, token["scope"]),
+            "iss": self.issuer,
+            "aud": client.client_id,
+            "iat": now,
+            "exp": now + client.id_token_ttl,
+            "auth_time": epoch(principal.auth_time),
+            "amr": list(principal.amr),
+        }
+        if principal.sid:
+            claims["sid"] = principal.sid
+        if request.authorization_code is not None and request.authorization_code.nonce:
+            claims["nonce"] = request.authorization_code.nonce
+        at_hash = create_half_hash(token["access_token"], self.keys.algorithm)
+        if at_hash is not None:
+            claims["at_hash"] = at_hash.decode()
+        return jwt.encode({"alg": self.keys.algorithm}, claims, self.keys.current().signing)
+
+
+class IdTokenForCode(IdTokenMixin, OpenIDCode):
+    """OpenIDCode with our ID token; a nonce may be reused only after its code was used."""
+
+    def __init__(self, issuer: str, keys: KeyRing) -> None:
+        super().__init__(require_nonce=False)
+        self.issuer = issuer
+        self.keys = keys
+
+    def exists_nonce(self, nonce: str, request: Any) -> bool:
+        return (
+            db().scalar(
+                select(AuthorizationCode.id).where(
+                    AuthorizationCode.client_id == request.payload.client_id,
+                    AuthorizationCode.nonce == nonce,
+                    AuthorizationCode.consumed_at.is_(None),
+                )
+            )
+            is not None
+        )
+
+
+class IdTokenForRefresh(IdTokenMixin, OpenIDToken):
+    """A fresh ID token on refresh, without nonce and with the original auth_time."""
+
+    def __init__(self, issuer: str, keys: KeyRing) -> None:
+        self.issuer = issuer
+        self.keys = keys

@@ -1,0 +1,180 @@
+"""Authlib's AuthorizationServer glued to Starlette and our storage.
+
+Every protocol request runs in a worker thread with one database session (`Runner`): Authlib is
+synchronous, and a single transaction makes "issue the tokens and consume the code" atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import anyio
+from authlib.oauth2 import AuthorizationServer, ResourceProtector
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from joserfc.jws import extract_compact
+from starlette.responses import Response
+
+from iam.clock import utcnow
+from iam.db.models import AccessToken, Client, RefreshToken
+from iam.db.store import Store
+from iam.oidc import grants
+from iam.oidc.context import Principal, bind_db, db, unbind_db
+from iam.oidc.keys import KeyRing
+from iam.oidc.tokens import (
+    AccessTokenValidator,
+    EndSession,
+    Introspection,
+    Revocation,
+    UserInfo,
+    revoke_family,
+)
+from iam.secretbox import digest
+from iam.services import audit
+from iam.services.clients import SUPPORTED_SCOPES
+
+log = logging.getLogger("iam.oidc")
+T = TypeVar("T")
+
+
+class Runner:
+    """Runs a sync unit of work in a worker thread inside one session and one transaction."""
+
+    def __init__(self, store: Store, max_threads: int = 15) -> None:
+        self.store = store
+        self.limiter = anyio.CapacityLimiter(max_threads)
+
+    async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(self._work, fn, args, limiter=self.limiter)
+
+    def _work(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with self.store() as session:
+            token = bind_db(session)
+            try:
+                result = fn(*args)
+                session.commit()
+                return result
+            finally:
+                unbind_db(token)
+
+
+class Server(AuthorizationServer):
+    """The OAuth 2.0 / OIDC server: grants, token generator and endpoints registered once."""
+
+    def __init__(self, issuer: str, keys: KeyRing) -> None:
+        super().__init__(scopes_supported=list(SUPPORTED_SCOPES))
+        self.issuer = issuer
+        self.keys = keys
+        self.register_token_generator("default", grants.AccessTokenGenerator(issuer, keys))
+        self.register_grant(
+            grants.AuthorizationCodeGrant,
+            [grants.S256CodeChallenge(required=True), grants.IdTokenForCode(issuer, keys)],
+        )
+        self.register_grant(grants.RefreshTokenGrant, [grants.IdTokenForRefresh(issuer, keys)])
+        self.register_grant(grants.ClientCredentialsGrant)
+        self.resource_protector = ResourceProtector()
+        self.resource_protector.register_token_validator(AccessTokenValidator(keys, issuer))
+        self.register_endpoint(Revocation(keys, issuer))
+        self.register_endpoint(Introspection(keys, issuer))
+        self.register_endpoint(UserInfo(self, self.resource_protector))
+        self.register_endpoint(EndSession(keys))
+
+    # --- storage hooks ---
+    def query_client(self, client_id: str) -> Client | None:
+        if not client_id or len(client_id) > 64:
+            return None
+        return db().get(Client, client_id)
+
+    def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
+        """Record the access token's jti (for revocation) and the refresh token's digest."""
+        client: Client = request.client
+        principal: Principal | None = request.user
+        claims = json.loads(extract_compact(token["access_token"].encode()).payload)
+        now = utcnow()
+        family_id = principal.family_id if principal else None
+        sid = principal.sid if principal else None
+        db().add(
+            AccessToken(
+                jti=claims["jti"],
+                client_id=client.client_id,
+                user_id=principal.user.id if principal else None,
+                family_id=family_id,
+                sid=sid,
+                scope=token.get("scope", ""),
+                issued_at=now,
+                expires_at=now.replace(microsecond=0) + timedelta(seconds=int(token["expires_in"])),
+            )
+        )
+        if "refresh_token" in token and principal is not None and family_id is not None:
+            previous: RefreshToken | None = request.refresh_token
+            db().add(
+                RefreshToken(
+                    token_hash=digest(token["refresh_token"]),
+                    family_id=family_id,
+                    client_id=client.client_id,
+                    user_id=principal.user.id,
+                    # RFC 6749 6: a narrowed refresh keeps the originally granted scope.
+                    scope=previous.scope if previous is not None else token["scope"],
+                    sid=sid,
+                    auth_time=principal.auth_time,
+                    amr=list(principal.amr),
+                    context_link_id=principal.context_link_id,
+                    issued_at=now,
+                    expires_at=now + timedelta(seconds=client.refresh_token_ttl),
+                )
+            )
+        audit.record(
+            db(),
+            "token.issued",
+            user_id=principal.user.id if principal else None,
+            client_id=client.client_id,
+            grant_type=request.payload.grant_type,
+            scope=token.get("scope", ""),
+        )
+
+    # --- framework glue (mirrors authlib's flask_oauth2 adapter) ---
+    def create_oauth2_request(self, request: Any) -> OAuth2Request:
+        if not isinstance(request, OAuth2Request):
+            raise TypeError("snapshot the Starlette request first (iam.oidc.requests)")
+        return request
+
+    def create_json_request(self, request: Any) -> Any:
+        raise NotImplementedError("no JSON endpoints")
+
+    def handle_response(self, status: int, body: Any, headers: Any) -> Response:
+        content = json.dumps(body) if isinstance(body, dict) else body
+        return Response(content, status_code=status, headers=dict(headers))
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        if name == "after_revoke_token":
+            token = kwargs.get("token")
+            audit.record(
+                db(),
+                "token.revoked",
+                user_id=getattr(token, "user_id", None),
+                client_id=getattr(kwargs.get("client"), "client_id", None),
+                kind=type(token).__name__,
+            )
+
+    def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
+        """Undo what the failed request wrote; a replay revokes its family; audit the failure."""
+        session = db()
+        session.rollback()
+        if isinstance(error, grants.TokenFamilyCompromisedError):
+            revoke_family(error.family_id)
+            log.warning("token replay: family %s revoked", error.family_id)
+        payload = getattr(request, "payload", None)
+        client = getattr(request, "client", None)
+        audit.record(
+            session,
+            "token.failed" if getattr(payload, "grant_type", None) else "oauth.failed",
+            outcome="failure",
+            client_id=getattr(client, "client_id", None) or getattr(payload, "client_id", None),
+            error=error.error,
+            description=error.description,
+        )
+        return super().handle_error_response(request, error)

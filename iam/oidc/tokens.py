@@ -1,0 +1,169 @@
+"""Using issued tokens: bearer validation (userinfo), revocation (RFC 7009), introspection
+(RFC 7662), and the id_token_hint check of RP-initiated logout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2.rfc6750 import BearerTokenValidator, InvalidTokenError
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core import UserInfoEndpoint
+from authlib.oidc.rpinitiated import EndSessionEndpoint
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import select, update
+
+from iam.clock import epoch, utcnow
+from iam.db.models import AccessToken, Client, RefreshToken, User
+from iam.oidc.claims import user_claims
+from iam.oidc.context import db
+from iam.oidc.keys import KeyRing
+from iam.secretbox import digest
+
+NO_STORE = [
+    ("Content-Type", "application/json"),
+    ("Cache-Control", "no-store"),
+    ("Pragma", "no-cache"),
+]
+
+
+def decode_access_token(token_string: str, keys: KeyRing, issuer: str) -> dict[str, Any] | None:
+    """The claims of a JWT access token we signed (expired or not), else None."""
+    if token_string.count(".") != 2 or len(token_string) > 8192:
+        return None
+    try:
+        token = jwt.decode(token_string, keys.current().verifying, algorithms=[keys.algorithm])
+    except (JoseError, ValueError):
+        return None
+    if token.header.get("typ") != "at+jwt" or token.claims.get("iss") != issuer:
+        return None
+    return dict(token.claims)
+
+
+def revoke_family(family_id: str) -> None:
+    """Revoke every access and refresh token descended from one authorization code."""
+    now = utcnow()
+    for table in (RefreshToken, AccessToken):
+        db().execute(
+            update(table)
+            .where(table.family_id == family_id, table.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+
+
+class AccessTokenValidator(BearerTokenValidator):
+    """A bearer token is valid when its signature, issuer and expiry are, and its `jti`
+    record is not revoked (logout, revocation, replay)."""
+
+    def __init__(self, keys: KeyRing, issuer: str) -> None:
+        super().__init__()
+        self.keys = keys
+        self.issuer = issuer
+
+    def authenticate_token(self, token_string: str) -> AccessToken | None:
+        claims = decode_access_token(token_string, self.keys, self.issuer)
+        if claims is None:
+            return None
+        return db().get(AccessToken, str(claims.get("jti")))
+
+
+def _query_token(
+    token_string: str, keys: KeyRing, issuer: str
+) -> AccessToken | RefreshToken | None:
+    claims = decode_access_token(token_string, keys, issuer)
+    if claims is not None:
+        return db().get(AccessToken, str(claims.get("jti")))
+    return db().scalar(select(RefreshToken).where(RefreshToken.token_hash == digest(token_string)))
+
+
+class Revocation(RevocationEndpoint):
+    """RFC 7009. Revoking a refresh token revokes its whole family (RFC 7009 2.1)."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def __init__(self, keys: KeyRing, issuer: str) -> None:
+        super().__init__()
+        self.keys = keys
+        self.issuer = issuer
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        return _query_token(token_string, self.keys, self.issuer)
+
+    def revoke_token(self, token: AccessToken | RefreshToken, request: Any) -> None:
+        if isinstance(token, RefreshToken):
+            revoke_family(token.family_id)
+        elif token.revoked_at is None:
+            token.revoked_at = utcnow()
+
+
+class Introspection(IntrospectionEndpoint):
+    """RFC 7662, for confidential clients, about their own tokens."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def __init__(self, keys: KeyRing, issuer: str) -> None:
+        super().__init__()
+        self.keys = keys
+        self.issuer = issuer
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        return _query_token(token_string, self.keys, self.issuer)
+
+    def check_permission(self, token: Any, client: Client, request: Any) -> bool:
+        return bool(token.client_id == client.client_id)
+
+    def introspect_token(self, token: AccessToken | RefreshToken) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "active": True,
+            "client_id": token.client_id,
+            "scope": token.scope,
+            "iat": epoch(token.issued_at),
+            "exp": epoch(token.expires_at),
+            "iss": self.issuer,
+        }
+        if token.user_id is not None:
+            payload["sub"] = token.user_id
+        if isinstance(token, AccessToken):
+            payload.update(token_type="Bearer", jti=token.jti, aud=token.client_id)
+            if token.user_id is None:
+                payload["sub"] = token.client_id
+        else:
+            payload["token_type"] = "refresh_token"
+        return payload
+
+    def create_endpoint_response(self, request: Any) -> tuple[int, Any, list[tuple[str, str]]]:
+        status, body, _headers = super().create_endpoint_response(request)
+        return status, body, NO_STORE
+
+
+class UserInfo(UserInfoEndpoint):
+    """OIDC Core 5.3: the claims the token's scope releases, for an active user."""
+
+    def __call__(self, request: Any) -> tuple[int, Any, list[tuple[str, str]]]:
+        token: AccessToken = self.resource_protector.validate_request(["openid"], request)
+        user = db().get(User, token.user_id) if token.user_id else None
+        if user is None or not user.is_active:
+            raise InvalidTokenError()
+        return 200, user_claims(user, token.scope), NO_STORE
+
+
+class EndSession(EndSessionEndpoint):
+    """RP-initiated logout 1.0: checks id_token_hint and the post-logout redirect URI; the
+    logout itself is done by the page, which owns the session cookie."""
+
+    def __init__(self, keys: KeyRing) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def get_server_jwks(self) -> KeySet:
+        return self.keys.current().verifying
+
+    def is_post_logout_redirect_uri_legitimate(self, *args: Any) -> bool:
+        # The URI was matched exactly against the client's registered ones; the person
+        # confirms the logout on our page when there is no id_token_hint.
+        return True
+
+    def end_session(self, end_session_request: Any) -> None:  # done by flows/logout.py
+        return None
