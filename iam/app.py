@@ -1,0 +1,138 @@
+"""The composition root: builds the engine, the services' collaborators, the Authlib server and
+the routes from `Settings`. Imported only by the CLI and the ASGI entry point."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from iam import settings as settings_module
+from iam.db.store import Store, create_db_engine
+from iam.flows import dispatch, login, logout
+from iam.oidc import endpoints
+from iam.oidc.endpoints import Oidc, discovery_document
+from iam.oidc.keys import KeyRing
+from iam.oidc.server import Runner, Server
+from iam.secretbox import SecretBox
+from iam.services import signing_keys
+from iam.services.sms import SmsSender, sender_for
+from iam.settings import Settings
+from iam.web import STATIC_DIR, BrowserMiddleware, Web
+
+log = logging.getLogger("iam")
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of this process's registry (process and Python runtime today)."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def readyz(request: Request) -> Response:
+    store: Store = request.app.state.store
+
+    def ping() -> None:
+        with store.engine.connect() as connection:
+            connection.execute(text("select 1"))
+
+    try:
+        await run_in_threadpool(ping)
+    except Exception as error:  # noqa: BLE001 - any failure means: not ready
+        log.warning("readiness check failed: %s", error)
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ready", "database": "ok"})
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    web: Web = request.app.state.web
+    return web.error_page(request, "error.not_found", status_code=404)
+
+
+async def not_allowed(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse("Method Not Allowed", status_code=405)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    web: Web = request.app.state.web
+    return web.error_page(request, "error.server", status_code=500)
+
+
+def create_app(
+    settings: Settings, *, store: Store | None = None, sms: SmsSender | None = None
+) -> Starlette:
+    """The ASGI app for `settings`; `store` and `sms` may be handed in by tests."""
+    store = store or Store(create_db_engine(settings.database_url))
+    box = SecretBox(str(settings.secret_key))
+    web = Web(str(settings.secret_key), secure_cookies=settings.issuer_is_https)
+    sms = sms or sender_for(settings.sms_backend)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(signing_keys.ensure_key, store, box)
+        yield
+
+    keys = KeyRing(store, box)
+    oidc = Oidc(
+        issuer=settings.issuer,
+        server=Server(settings.issuer, keys),
+        runner=Runner(store),
+        keys=keys,
+        discovery=discovery_document(settings.issuer),
+    )
+    routes = [
+        Route("/.well-known/openid-configuration", endpoints.openid_configuration),
+        Route("/jwks.json", endpoints.jwks),
+        Route("/authorize", dispatch.authorize),
+        Route("/flow/{flow_id}", dispatch.resume),
+        Route("/token", endpoints.token, methods=["POST"]),
+        Route("/userinfo", endpoints.userinfo, methods=["GET", "POST"]),
+        Route("/revoke", endpoints.revoke, methods=["POST"]),
+        Route("/introspect", endpoints.introspect, methods=["POST"]),
+        Route("/logout", logout.logout, methods=["GET", "POST"]),
+        Route("/login", login.login_page, methods=["GET"]),
+        Route("/login", login.submit_code, methods=["POST"]),
+        Route("/login/otp", login.send_code, methods=["POST"]),
+        Route("/", logout.home),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
+    ]
+    if settings.dev_mode:
+        from iam.devtools import outbox
+
+        routes.extend(outbox.routes)
+    middleware = [Middleware(BrowserMiddleware, secure_cookies=settings.issuer_is_https)]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: not_allowed, 500: server_error},
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.box = box
+    app.state.web = web
+    app.state.sms = sms
+    app.state.oidc = oidc
+    return app
+
+
+def create_app_from_environment() -> Starlette:
+    """`uvicorn --factory iam.app:create_app_from_environment`: settings from IAM_* and .env."""
+    return create_app(settings_module.load())

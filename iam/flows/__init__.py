@@ -1,0 +1,1 @@
+"""Interactive pages: authorization dispatch, login, logout."""

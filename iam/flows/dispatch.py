@@ -1,0 +1,205 @@
+"""`/authorize` and `/flow/{id}`: the single place where an authorization request is decided.
+
+`/authorize` validates with Authlib and decides at once (silent SSO costs no extra redirect);
+when the person must act, the request is saved and each step returns to `/flow/{id}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from authlib.oauth2.rfc6749.errors import (
+    InsecureTransportError,
+    InvalidClientError,
+    InvalidRequestError,
+    OAuth2Error,
+)
+from authlib.oidc.core.errors import (
+    LoginRequiredError,
+    RequestNotSupportedError,
+    RequestURINotSupportedError,
+)
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from iam.clock import utcnow
+from iam.db.store import Store
+from iam.errors import NotFoundError
+from iam.flows.state import Fail, Issue, Login, Situation, next_step
+from iam.oidc.context import Principal
+from iam.oidc.endpoints import Oidc
+from iam.oidc.requests import Pairs, SnapshotRequest, from_parts, snapshot
+from iam.oidc.server import Server
+from iam.services import authorizations, sessions
+from iam.web import SESSION_COOKIE, Web
+
+log = logging.getLogger("iam.flows")
+MAX_QUERY = 8192
+FAILURES = {"login_required": LoginRequiredError}
+#: Request objects (OIDC Core 6) are not supported, and must be refused, not ignored.
+UNSUPPORTED_PARAMETERS = {
+    "request": RequestNotSupportedError,
+    "request_uri": RequestURINotSupportedError,
+}
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The worker's answer: a response for the browser, or 'the person must sign in'."""
+
+    response: Response | None
+    client_id: str | None = None
+
+
+def principal_of(signed_in: sessions.SignedIn | None) -> Principal | None:
+    if signed_in is None:
+        return None
+    return Principal(
+        user=signed_in.user,
+        auth_time=signed_in.session.auth_time,
+        amr=tuple(signed_in.session.amr),
+        sid=signed_in.session.id,
+        context_link_id=signed_in.session.context_link_id,
+    )
+
+
+def _check_oidc_parameters(request: SnapshotRequest) -> None:
+    """What OIDC Core 3.1.2.1 adds to OAuth: redirect_uri is required; request objects are
+    refused (not supported)."""
+    for name, error in UNSUPPORTED_PARAMETERS.items():
+        if name in request.payload.data:
+            raise error()
+    if "openid" in request.scope.split() and not request.payload.redirect_uri:
+        raise InvalidRequestError("redirect_uri is required in an OpenID Connect request.")
+
+
+def _max_age(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        raise InvalidRequestError("max_age must be a non-negative integer.")
+    return int(raw)
+
+
+def decide(
+    server: Server, request: SnapshotRequest, principal: Principal | None, fresh: bool
+) -> Decided:
+    """Validate the request with Authlib, then act on `next_step` (runs in the worker)."""
+    try:
+        grant = server.get_consent_grant(request, end_user=principal)
+    except OAuth2Error as error:
+        return Decided(_refusal(server, request, error))
+    try:
+        _check_oidc_parameters(request)
+        max_age = _max_age(request.payload.data.get("max_age"))
+    except OAuth2Error as error:
+        error.redirect_uri = grant.redirect_uri
+        return Decided(_refusal(server, request, error))
+    situation = Situation(
+        prompt=frozenset((request.payload.data.get("prompt") or "").split()),
+        max_age=max_age,
+        signed_in_at=principal.auth_time if principal else None,
+        logged_in_during_request=fresh,
+        now=utcnow(),
+    )
+    match next_step(situation):
+        case Issue():
+            return Decided(
+                server.create_authorization_response(request, grant_user=principal, grant=grant)
+            )
+        case Fail(error=code):
+            error = FAILURES[code](redirect_uri=grant.redirect_uri, state=request.payload.state)
+            return Decided(server.handle_error_response(request, error))
+        case Login():
+            return Decided(None, client_id=grant.client.client_id)
+    raise AssertionError("unreachable")
+
+
+class PageError(Exception):
+    """An authorization error shown at the server, never redirected (unknown client, bad URI)."""
+
+    def __init__(self, message_key: str, detail: str = "") -> None:
+        super().__init__(message_key)
+        self.message_key = message_key
+        self.detail = detail
+
+
+def _refusal(server: Server, request: SnapshotRequest, error: OAuth2Error) -> Response:
+    """Redirect the error to the client only once its redirect URI is proven (RFC 6749 4.1.2.1)."""
+    if error.redirect_uri:
+        error.state = request.payload.state
+        return server.handle_error_response(request, error)
+    if isinstance(error, InvalidClientError):
+        raise PageError("error.unknown_client", request.payload.client_id or "-")
+    if "redirect" in (error.description or "").lower():
+        raise PageError("error.bad_redirect_uri")
+    raise PageError("error.invalid_request", error.description or error.error)
+
+
+def _page_for(web: Web, request: Request, error: PageError) -> Response:
+    return web.error_page(request, error.message_key, status_code=400, detail=error.detail)
+
+
+async def _current_principal(request: Request, store: Store) -> Principal | None:
+    signed_in = await run_in_threadpool(sessions.find, store, request.cookies.get(SESSION_COOKIE))
+    return principal_of(signed_in)
+
+
+def _login_redirect(flow_id: str) -> Response:
+    return RedirectResponse("/login?" + urlencode({"flow": flow_id}), status_code=303)
+
+
+async def authorize(request: Request) -> Response:
+    oidc: Oidc = request.app.state.oidc
+    web: Web = request.app.state.web
+    store: Store = request.app.state.store
+    if len(request.url.query) > MAX_QUERY:
+        return web.error_page(request, "error.too_large", status_code=414)
+    try:
+        oauth_request = await snapshot(request, oidc.issuer, read_form=False)
+    except InsecureTransportError:
+        return web.error_page(request, "error.invalid_request", detail="insecure transport")
+    principal = await _current_principal(request, store)
+    try:
+        decided = await oidc.runner(decide, oidc.server, oauth_request, principal, False)
+    except PageError as error:
+        return _page_for(web, request, error)
+    if decided.response is not None:
+        return decided.response
+    pending = await run_in_threadpool(
+        authorizations.create,
+        store,
+        web.browser_id(request),
+        decided.client_id,
+        request.query_params.multi_items(),
+    )
+    return _login_redirect(pending.id)
+
+
+async def resume(request: Request) -> Response:
+    """`/flow/{id}`: where every interactive step returns."""
+    oidc: Oidc = request.app.state.oidc
+    web: Web = request.app.state.web
+    store: Store = request.app.state.store
+    flow_id = request.path_params["flow_id"]
+    try:
+        pending = await run_in_threadpool(
+            authorizations.get, store, flow_id, web.browser_id(request)
+        )
+    except NotFoundError:
+        return web.error_page(request, "error.flow_expired", status_code=400)
+    principal = await _current_principal(request, store)
+    fresh = principal is not None and principal.auth_time >= pending.created_at
+    params: Pairs = [(str(key), str(value)) for key, value in pending.params]
+    oauth_request = from_parts("GET", oidc.issuer, "/authorize", params)
+    try:
+        decided = await oidc.runner(decide, oidc.server, oauth_request, principal, fresh)
+    except PageError as error:
+        return _page_for(web, request, error)
+    if decided.response is None:
+        return _login_redirect(flow_id)
+    await run_in_threadpool(authorizations.finish, store, flow_id)
+    return decided.response

@@ -1,0 +1,154 @@
+"""Core login pages: phone number, then the 6-digit SMS code (`/login`, `/login/otp`)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from iam.errors import IamError, NotFoundError, RateLimitedError, ValidationError
+from iam.services import authorizations, clients, login, otp
+from iam.services.sessions import SESSION_LIFETIME
+from iam.services.sms import SmsDeliveryError
+from iam.web import SESSION_COOKIE, FormRefusedError, Web
+
+TEMPLATE = "flows/login.html"
+
+
+class FlowGoneError(Exception):
+    """The `flow` parameter names no live request of this browser."""
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def _flow_context(request: Request, flow_id: str) -> dict[str, Any]:
+    """The pending request this login serves (and its app's name), if any."""
+    if not flow_id:
+        return {"flow": "", "app_name": None}
+    web: Web = request.app.state.web
+    store = request.app.state.store
+    try:
+        pending = await run_in_threadpool(
+            authorizations.get, store, flow_id, web.browser_id(request)
+        )
+        client = await run_in_threadpool(clients.get_client, store, pending.client_id)
+    except NotFoundError:
+        raise FlowGoneError from None
+    return {"flow": flow_id, "app_name": client.name}
+
+
+def _error_message(error: IamError) -> tuple[str, dict[str, Any], int]:
+    """The catalogue key, its parameters and the status for a failed step."""
+    if isinstance(error, RateLimitedError):
+        if error.retry_after > 3600:
+            return "otp.daily_limit", {}, 429
+        return "otp.wait", {"seconds": error.retry_after}, 429
+    if isinstance(error, ValidationError):
+        return ("otp.phone_invalid" if error.field == "phone" else "otp.code_invalid"), {}, 400
+    if isinstance(error, otp.OtpError) and error.tries_left > 0:
+        return "otp.wrong", {"tries_left": error.tries_left}, 400
+    if isinstance(error, SmsDeliveryError):
+        return "otp.send_failed", {}, 503
+    return "otp.dead", {}, 400
+
+
+def _page(
+    request: Request,
+    step: str,
+    context: dict[str, Any],
+    *,
+    error: IamError | None = None,
+    **extra: Any,
+) -> Response:
+    web: Web = request.app.state.web
+    status = 200
+    if error is not None:
+        key, params, status = _error_message(error)
+        extra.update(error_key=key, error_params=params)
+    response = web.render(request, TEMPLATE, {"step": step, **context, **extra}, status)
+    if isinstance(error, RateLimitedError):
+        response.headers["retry-after"] = str(error.retry_after)
+    return response
+
+
+async def login_page(request: Request) -> Response:
+    web: Web = request.app.state.web
+    try:
+        context = await _flow_context(request, request.query_params.get("flow", ""))
+    except FlowGoneError:
+        return web.error_page(request, "error.flow_expired")
+    return _page(request, "phone", context, phone="")
+
+
+async def _posted(request: Request) -> tuple[Any, dict[str, Any]]:
+    web: Web = request.app.state.web
+    form = await web.read_form(request)
+    context = await _flow_context(request, str(form.get("flow") or ""))
+    return form, context
+
+
+async def send_code(request: Request) -> Response:
+    """POST /login/otp: send a code; the answer is the same whether the number is known."""
+    web: Web = request.app.state.web
+    try:
+        form, context = await _posted(request)
+    except FormRefusedError as refused:
+        return web.error_page(request, refused.message_key, refused.status_code)
+    except FlowGoneError:
+        return web.error_page(request, "error.flow_expired")
+    phone = str(form.get("phone") or "")[:40]
+    state = request.app.state
+    try:
+        sent = await run_in_threadpool(
+            otp.request_code,
+            state.store,
+            state.box,
+            state.sms,
+            phone,
+            "login",
+            ip=_client_ip(request),
+        )
+    except ValidationError as error:
+        return _page(request, "phone", context, error=error, phone=phone)
+    except (RateLimitedError, SmsDeliveryError) as error:
+        return _page(request, "code", context, error=error, phone=phone)
+    return _page(request, "code", context, phone=sent.phone, sent=True)
+
+
+async def submit_code(request: Request) -> Response:
+    """POST /login: check the code, start the session, go back to the request (or home)."""
+    web: Web = request.app.state.web
+    try:
+        form, context = await _posted(request)
+    except FormRefusedError as refused:
+        return web.error_page(request, refused.message_key, refused.status_code)
+    except FlowGoneError:
+        return web.error_page(request, "error.flow_expired")
+    phone = str(form.get("phone") or "")[:40]
+    state = request.app.state
+    try:
+        new = await run_in_threadpool(
+            lambda: login.sign_in_with_phone(
+                state.store,
+                state.box,
+                phone,
+                str(form.get("code") or "")[:12],
+                previous_cookie=request.cookies.get(SESSION_COOKIE),
+                ip=_client_ip(request),
+                user_agent=request.headers.get("user-agent"),
+            )
+        )
+    except ValidationError as error:
+        step = "phone" if error.field == "phone" else "code"
+        return _page(request, step, context, error=error, phone=phone)
+    except otp.OtpError as error:
+        return _page(request, "code", context, error=error, phone=phone)
+    target = f"/flow/{quote(context['flow'])}" if context["flow"] else "/"
+    response = RedirectResponse(target, status_code=303)
+    web.set_session_cookie(response, new.cookie_value, int(SESSION_LIFETIME.total_seconds()))
+    return response

@@ -1,0 +1,78 @@
+"""RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) and the home page."""
+
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oidc.rpinitiated.end_session import EndSessionRequest
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from iam.oidc.endpoints import Oidc
+from iam.oidc.requests import from_parts
+from iam.services import sessions
+from iam.web import SESSION_COOKIE, FormRefusedError, Web
+
+LOGOUT_PARAMS = ("id_token_hint", "post_logout_redirect_uri", "state", "client_id", "ui_locales")
+MAX_PARAM = 4096
+
+
+def _logout_params(source: object) -> list[tuple[str, str]]:
+    params = []
+    for name in LOGOUT_PARAMS:
+        value = source.get(name)  # type: ignore[attr-defined]
+        if isinstance(value, str) and value:
+            params.append((name, value[:MAX_PARAM]))
+    return params
+
+
+async def _validate(request: Request, params: list[tuple[str, str]]) -> EndSessionRequest:
+    oidc: Oidc = request.app.state.oidc
+    oauth_request = from_parts("GET", oidc.issuer, "/logout", params)
+    return await oidc.runner(oidc.server.validate_endpoint_request, "end_session", oauth_request)
+
+
+async def _log_out(request: Request, validated: EndSessionRequest) -> Response:
+    web: Web = request.app.state.web
+    store = request.app.state.store
+    signed_in = await run_in_threadpool(sessions.find, store, request.cookies.get(SESSION_COOKIE))
+    if signed_in is not None:
+        client_ip = request.client.host if request.client else None
+        await run_in_threadpool(sessions.end, store, signed_in.session.id, ip=client_ip)
+    if validated.redirect_uri:
+        response: Response = RedirectResponse(validated.redirect_uri, status_code=303)
+    else:
+        response = web.render(request, "flows/logout.html", {"done": True})
+    web.clear_session_cookie(response)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    """GET shows a confirmation unless a valid id_token_hint came; POST (confirmed) logs out.
+    Invalid requests are shown here and never redirected (RP-Initiated Logout 4)."""
+    web: Web = request.app.state.web
+    if request.method == "POST":
+        try:
+            source = await web.read_form(request)
+        except FormRefusedError as refused:
+            return web.error_page(request, refused.message_key, refused.status_code)
+    else:
+        source = request.query_params
+    params = _logout_params(source)
+    try:
+        validated = await _validate(request, params)
+    except OAuth2Error as error:
+        return web.error_page(
+            request, "error.invalid_request", detail=error.description or error.error
+        )
+    if request.method == "GET" and validated.needs_confirmation:
+        return web.render(request, "flows/logout.html", {"params": params})
+    return await _log_out(request, validated)
+
+
+async def home(request: Request) -> Response:
+    web: Web = request.app.state.web
+    signed_in = await run_in_threadpool(
+        sessions.find, request.app.state.store, request.cookies.get(SESSION_COOKIE)
+    )
+    return web.render(request, "flows/home.html", {"user": signed_in.user if signed_in else None})
