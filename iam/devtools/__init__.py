@@ -1,0 +1,1 @@
+"""Dev-mode only pieces (demo seeding, simulators); never imported by production code paths."""
