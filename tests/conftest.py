@@ -1,0 +1,284 @@
+"""Shared fixtures. Database tests run on SQLite and on PostgreSQL (`store` is parametrized);
+PostgreSQL tests skip with the reason when the server is unreachable, and must run on CI."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from httpx2 import Response
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from starlette.datastructures import Secret
+from starlette.testclient import TestClient
+
+from iam.app import create_app
+from iam.db import migrate
+from iam.db.base import Base
+from iam.db.models import User
+from iam.db.store import Store, create_db_engine
+from iam.secretbox import SecretBox
+from iam.services import clients, users
+from iam.services.clients import RegisteredClient
+from iam.services.sms import ConsoleSms
+from iam.settings import Settings
+
+POSTGRES_URL = os.environ.get(
+    "IAM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
+ISSUER = "https://testserver"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def postgres_unreachable_reason() -> str | None:
+    """Why PostgreSQL cannot be used here, or None when it can."""
+    try:
+        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+        engine.dispose()
+    except Exception as error:  # noqa: BLE001 - any failure means: skip, saying why
+        return f"PostgreSQL at {make_url(POSTGRES_URL).render_as_string()} unreachable: {error}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """The admin URL of a reachable PostgreSQL server; on CI it must be there."""
+    reason = postgres_unreachable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI must run the PostgreSQL tests)")
+        pytest.skip(reason)
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def fresh_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of empty PostgreSQL databases, all dropped at the end of the run."""
+    admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"iam_test_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return make_url(postgres_server_url).set(database=name).render_as_string(False)
+
+    yield make
+    with admin.connect() as connection:
+        for name in created:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_engine(fresh_postgres_database: Callable[[], str]) -> Iterator[Engine]:
+    """One migrated PostgreSQL database for the run; tests empty it between them."""
+    engine = create_db_engine(fresh_postgres_database())
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "iam.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+def _empty_postgres(engine: Engine) -> None:
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a migrated, empty database: SQLite and PostgreSQL in turn."""
+    if request.param == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "iam.db"
+        shutil.copy(template, path)
+        yield f"sqlite:///{path}"
+    else:
+        engine = request.getfixturevalue("postgres_engine")
+        _empty_postgres(engine)
+        yield engine.url.render_as_string(False)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    engine = create_db_engine(database_url)
+    yield Store(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def box() -> SecretBox:
+    return SecretBox(TEST_SECRET)
+
+
+@pytest.fixture
+def sms() -> ConsoleSms:
+    return ConsoleSms()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(secret_key=Secret(TEST_SECRET), issuer=ISSUER, database_url=database_url)
+
+
+@pytest.fixture
+def app(settings: Settings, store: Store, sms: ConsoleSms):
+    return create_app(settings, store=store, sms=sms)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    """A browser-like client over HTTPS that does not follow redirects."""
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as test_client:
+        yield test_client
+
+
+# --- a registered world and a scripted browser, for the protocol and page tests ---
+
+PHONE = "+8613800138000"
+RP_REDIRECT = "https://rp.example/cb"
+RP_LOGOUT = "https://rp.example/logged-out"
+PUBLIC_REDIRECT = "http://127.0.0.1:8765/callback"
+
+
+@dataclass(frozen=True)
+class World:
+    user: User
+    rp: RegisteredClient  # confidential
+    public_rp: RegisteredClient  # public, PKCE required
+
+
+@pytest.fixture
+def world(store: Store) -> World:
+    user = users.create_user(store, "张三 Zhang San", PHONE, "zhangsan@example.com")
+    rp = clients.create_client(store, "CRM", [RP_REDIRECT], post_logout_redirect_uris=[RP_LOGOUT])
+    public_rp = clients.create_client(store, "Mobile app", [PUBLIC_REDIRECT], public=True)
+    return World(user, rp, public_rp)
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(code_verifier, S256 code_challenge)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+def query_of(location: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(location).query))
+
+
+class Front:
+    """The browser side of the flows, scripted over a TestClient: pages, forms, CSRF."""
+
+    def __init__(self, client: TestClient, sms: ConsoleSms) -> None:
+        self.client = client
+        self.sms = sms
+
+    def csrf(self, path: str = "/login") -> str:
+        page = self.client.get(path)
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert match, page.text
+        return match.group(1)
+
+    def send_code(self, phone: str = PHONE, flow: str = "") -> Response:
+        return self.client.post(
+            "/login/otp", data={"csrf_token": self.csrf(), "phone": phone, "flow": flow}
+        )
+
+    def last_code(self) -> str:
+        return self.sms.messages()[0].code
+
+    def login(self, phone: str = PHONE, flow: str = "") -> Response:
+        """Ask for a code, read it from the outbox, submit it: the 303 after login."""
+        sent = self.send_code(phone, flow)
+        assert sent.status_code == 200, sent.text
+        return self.client.post(
+            "/login",
+            data={
+                "csrf_token": self.csrf(),
+                "phone": phone,
+                "code": self.last_code(),
+                "flow": flow,
+            },
+        )
+
+    def authorize(self, **params: str) -> Response:
+        return self.client.get("/authorize", params=params)
+
+    def code_params(self, client_id: str, redirect_uri: str, **extra: str) -> tuple[dict, str]:
+        verifier, challenge = pkce_pair()
+        params = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "scope": "openid profile email phone",
+            "state": secrets.token_urlsafe(8),
+            "nonce": secrets.token_urlsafe(8),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            **extra,
+        }
+        return params, verifier
+
+    def follow_to_client(self, response: Response, phone: str = PHONE) -> Response:
+        """Follow a /authorize answer through login (if asked) to the client's redirect."""
+        if response.status_code == 303 and response.headers["location"].startswith("/login"):
+            flow = query_of(response.headers["location"])["flow"]
+            response = self.login(phone, flow)
+            assert response.status_code == 303, response.text
+            response = self.client.get(response.headers["location"])
+        assert response.status_code == 302, response.text
+        return response
+
+    def get_code(self, client_id: str, redirect_uri: str, **extra: str) -> tuple[str, str, dict]:
+        """(code, code_verifier, authorization params) for a full front-channel flow."""
+        params, verifier = self.code_params(client_id, redirect_uri, **extra)
+        answer = self.follow_to_client(self.authorize(**params))
+        query = query_of(answer.headers["location"])
+        assert query.get("state") == params["state"], query
+        return query["code"], verifier, params
+
+    def tokens(self, world: World, **extra: str) -> dict:
+        """A full code flow for the confidential RP, exchanged for tokens."""
+        code, verifier, _ = self.get_code(world.rp.client.client_id, RP_REDIRECT, **extra)
+        answer = self.client.post(
+            "/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": RP_REDIRECT,
+                "code_verifier": verifier,
+            },
+            auth=(world.rp.client.client_id, world.rp.client_secret),
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+
+@pytest.fixture
+def front(client: TestClient, sms: ConsoleSms) -> Front:
+    return Front(client, sms)

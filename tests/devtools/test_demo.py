@@ -1,0 +1,76 @@
+"""Demo seeding: idempotent, a new secret each time, and a usable PKCE example."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shlex
+from urllib.parse import parse_qs, urlsplit
+
+from iam.db.store import Store
+from iam.devtools.demo import (
+    DEMO_CLIENT_ID,
+    DEMO_PHONE,
+    example_authorization,
+    seed_demo,
+)
+from iam.secretbox import SecretBox
+from iam.services import clients, signing_keys, users
+
+ISSUER = "http://127.0.0.1:8000"
+
+
+def test_seeding_twice_keeps_the_world_and_replaces_the_secret(store: Store, box: SecretBox):
+    first = seed_demo(store, box, ISSUER)
+    second = seed_demo(store, box, ISSUER)
+
+    assert (first.client_id, first.user_id, first.phone) == (
+        DEMO_CLIENT_ID,
+        second.user_id,
+        DEMO_PHONE,
+    )
+    assert second.client_id == DEMO_CLIENT_ID
+    assert first.redirect_uri == second.redirect_uri == f"{ISSUER}/dev/callback"
+    assert first.client_secret != second.client_secret
+    client = clients.get_client(store, DEMO_CLIENT_ID)
+    assert (client.name, client.context_policy, client.is_public) == ("Demo app", "none", False)
+    assert client.check_client_secret(second.client_secret)
+    assert not client.check_client_secret(first.client_secret)  # the old one is not kept
+    assert [user.id for user in users.list_users(store)] == [first.user_id]
+    assert users.show_user(store, first.user_id).user.name == "张三 Zhang San"
+    assert len(signing_keys.list_keys(store)) == 1
+
+
+def test_seeding_reuses_a_user_with_the_demo_phone(store: Store, box: SecretBox):
+    existing = users.create_user(store, "Someone", "13800138000")
+    assert seed_demo(store, box, ISSUER).user_id == existing.id
+
+
+def test_example_authorization_is_a_pkce_s256_request(store: Store, box: SecretBox):
+    world = seed_demo(store, box, ISSUER)
+    example = example_authorization(world, ISSUER)
+
+    url = urlsplit(example.url)
+    assert f"{url.scheme}://{url.netloc}{url.path}" == f"{ISSUER}/authorize"
+    params = {name: values[0] for name, values in parse_qs(url.query).items()}
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(example.code_verifier.encode()).digest())
+    assert params["code_challenge"] == challenge.rstrip(b"=").decode()
+    assert params["code_challenge_method"] == "S256"
+    assert (params["client_id"], params["redirect_uri"]) == (world.client_id, world.redirect_uri)
+    assert params["response_type"] == "code" and "openid" in params["scope"].split()
+    assert params["state"] and params["nonce"]
+
+    words = shlex.split(example.token_command)
+    assert words[0] == "curl" and words[-1] == f"{ISSUER}/token"
+    assert f"{world.client_id}:{world.client_secret}" in words
+    assert f"code_verifier={example.code_verifier}" in words
+    assert f"redirect_uri={world.redirect_uri}" in words
+
+
+def test_seeding_on_another_port_registers_the_new_redirect_uri(store: Store, box: SecretBox):
+    seed_demo(store, box, ISSUER)
+    moved = seed_demo(store, box, "http://127.0.0.1:9000")
+    assert moved.redirect_uri == "http://127.0.0.1:9000/dev/callback"
+    client = clients.get_client(store, DEMO_CLIENT_ID)
+    assert client.redirect_uris == [moved.redirect_uri]
+    assert client.check_client_secret(moved.client_secret)

@@ -1,0 +1,429 @@
+"""iam/services/otp.py: SMS one-time codes, their limits, and what they reveal (nothing)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from iam.clock import utcnow
+from iam.db.models import AuditEvent, OtpChallenge, User
+from iam.db.store import Store
+from iam.errors import RateLimitedError, ValidationError
+from iam.secretbox import SecretBox, digest
+from iam.services import otp, users
+from iam.services.sms import ConsoleSms, SmsDeliveryError, WebhookSms
+
+KNOWN = "+8613800138000"
+UNKNOWN = "+8613900139000"
+
+
+class Clock:
+    """The time `iam.services.otp` sees; tests move it instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(otp, "utcnow", clock)
+    return clock
+
+
+@pytest.fixture
+def known_user(store: Store) -> User:
+    return users.create_user(store, "Zhang San", "13800138000")
+
+
+def _request(
+    store: Store, box: SecretBox, sms: Any, phone: str = KNOWN, purpose: str = "login"
+) -> otp.CodeSent:
+    return otp.request_code(store, box, sms, phone, purpose)
+
+
+def _last_code(sms: ConsoleSms) -> str:
+    return sms.messages()[0].code
+
+
+def _wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 10**6:06d}"
+
+
+def _challenges(store: Store, phone: str) -> list[dict[str, Any]]:
+    with store() as db:
+        rows = db.scalars(
+            select(OtpChallenge)
+            .where(OtpChallenge.phone == phone)
+            .order_by(OtpChallenge.created_at)
+        ).all()
+        return [
+            {column.key: getattr(row, column.key) for column in OtpChallenge.__table__.columns}
+            for row in rows
+        ]
+
+
+def _add_past_challenges(store: Store, phone: str, ages: list[timedelta]) -> None:
+    now = utcnow()
+    with store() as db:
+        for age in ages:
+            db.add(
+                OtpChallenge(
+                    phone=phone,
+                    purpose="login",
+                    code_hash="0" * 64,
+                    created_at=now - age,
+                    expires_at=now - age + otp.CODE_LIFETIME,
+                )
+            )
+        db.commit()
+
+
+def _audit(store: Store) -> list[tuple[str, str, dict[str, Any]]]:
+    with store() as db:
+        rows = db.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+        return [(row.event, row.outcome, dict(row.detail)) for row in rows]
+
+
+# --- sending ----------------------------------------------------------------------------
+
+
+def test_code_is_sent_to_a_known_phone(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    sent = _request(store, box, sms, "138 0013 8000")
+    assert sent == otp.CodeSent(phone=KNOWN, expires_in=300, resend_after=60)
+    [message] = sms.messages()
+    assert message.phone == KNOWN
+    assert message.purpose == "login"
+    assert message.expires_in == 300
+    assert len(message.code) == 6 and message.code.isdigit()
+
+
+def test_unknown_phone_gets_no_sms_but_the_same_answer(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    for_known = _request(store, box, sms, KNOWN)
+    sms_count = len(sms.messages())
+    for_unknown = _request(store, box, sms, UNKNOWN)
+    assert len(sms.messages()) == sms_count
+    assert type(for_unknown) is type(for_known)
+    assert dataclasses.replace(for_unknown, phone=KNOWN) == for_known
+    assert for_unknown.phone == UNKNOWN
+
+
+def test_unknown_phone_challenge_is_counted(store: Store, box: SecretBox, sms: ConsoleSms) -> None:
+    _request(store, box, sms, UNKNOWN)
+    assert len(_challenges(store, UNKNOWN)) == 1
+    with pytest.raises(RateLimitedError):
+        _request(store, box, sms, UNKNOWN)
+
+
+def test_disabled_user_gets_no_sms(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    with store() as db:
+        row = db.get(User, known_user.id)
+        assert row is not None
+        row.status = "disabled"
+        db.commit()
+    _request(store, box, sms, KNOWN)
+    assert sms.messages() == []
+
+
+def test_bind_code_is_sent_to_a_phone_without_account(
+    store: Store, box: SecretBox, sms: ConsoleSms
+) -> None:
+    _request(store, box, sms, UNKNOWN, purpose="bind")
+    [message] = sms.messages()
+    assert (message.phone, message.purpose) == (UNKNOWN, "bind")
+
+
+def test_unknown_purpose_is_refused(store: Store, box: SecretBox, sms: ConsoleSms) -> None:
+    with pytest.raises(ValueError, match="purpose"):
+        _request(store, box, sms, KNOWN, purpose="reset")
+
+
+def test_bad_phone_is_refused(store: Store, box: SecretBox, sms: ConsoleSms) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _request(store, box, sms, "12345")
+    assert caught.value.field == "phone"
+
+
+def test_audit_tells_sent_from_withheld_without_the_full_number(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _request(store, box, sms, KNOWN)
+    _request(store, box, sms, UNKNOWN)
+    events = [
+        (event, detail.get("phone"))
+        for event, _, detail in _audit(store)
+        if event.startswith("otp.")
+    ]
+    assert events == [("otp.sent", "+86138****8000"), ("otp.withheld", "+86139****9000")]
+    assert KNOWN not in str(_audit(store)) and UNKNOWN not in str(_audit(store))
+
+
+# --- storage ----------------------------------------------------------------------------
+
+
+def test_code_is_stored_only_as_a_keyed_digest(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _request(store, box, sms)
+    code = _last_code(sms)
+    [row] = _challenges(store, KNOWN)
+    assert row["code_hash"] == box.mac(row["id"], code)
+    assert row["code_hash"] != digest(code)
+    text_values = [value for value in row.values() if isinstance(value, str)]
+    assert not any(code in value for value in text_values)
+
+
+# --- verifying --------------------------------------------------------------------------
+
+
+def test_right_code_verifies_once(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _request(store, box, sms)
+    code = _last_code(sms)
+    assert otp.verify_code(store, box, "13800138000", "login", code) == KNOWN
+    assert _challenges(store, KNOWN)[0]["consumed_at"] is not None
+    with pytest.raises(otp.OtpError):
+        otp.verify_code(store, box, KNOWN, "login", code)
+
+
+def test_code_for_one_purpose_does_not_serve_another(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _request(store, box, sms, purpose="login")
+    with pytest.raises(otp.OtpError):
+        otp.verify_code(store, box, KNOWN, "bind", _last_code(sms))
+
+
+def test_code_for_another_phone_fails(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _request(store, box, sms)
+    with pytest.raises(otp.OtpError):
+        otp.verify_code(store, box, UNKNOWN, "login", _last_code(sms))
+
+
+def test_no_code_requested_fails(store: Store, box: SecretBox) -> None:
+    with pytest.raises(otp.OtpError):
+        otp.verify_code(store, box, KNOWN, "login", "123456")
+
+
+def test_wrong_code_counts_down(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _request(store, box, sms)
+    wrong = _wrong(_last_code(sms))
+    tries_left = []
+    for _ in range(4):
+        with pytest.raises(otp.OtpError) as caught:
+            otp.verify_code(store, box, KNOWN, "login", wrong)
+        tries_left.append(caught.value.tries_left)
+    assert tries_left == [4, 3, 2, 1]
+    assert _challenges(store, KNOWN)[0]["failed_attempts"] == 4
+
+
+def test_after_five_wrong_tries_even_the_right_code_fails(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _request(store, box, sms)
+    code = _last_code(sms)
+    for _ in range(otp.MAX_FAILED_ATTEMPTS):
+        with pytest.raises(otp.OtpError):
+            otp.verify_code(store, box, KNOWN, "login", _wrong(code))
+    with pytest.raises(otp.OtpError) as caught:
+        otp.verify_code(store, box, KNOWN, "login", code)
+    assert caught.value.tries_left == 0
+    assert _challenges(store, KNOWN)[0]["consumed_at"] is None
+
+
+def test_four_wrong_tries_still_allow_the_right_code(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _request(store, box, sms)
+    code = _last_code(sms)
+    for _ in range(otp.MAX_FAILED_ATTEMPTS - 1):
+        with pytest.raises(otp.OtpError):
+            otp.verify_code(store, box, KNOWN, "login", _wrong(code))
+    assert otp.verify_code(store, box, KNOWN, "login", code) == KNOWN
+
+
+def test_expired_code_fails(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User, clock: Clock
+) -> None:
+    _request(store, box, sms)
+    clock.advance(minutes=5, seconds=1)
+    with pytest.raises(otp.OtpError):
+        otp.verify_code(store, box, KNOWN, "login", _last_code(sms))
+
+
+def test_code_just_before_expiry_works(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User, clock: Clock
+) -> None:
+    _request(store, box, sms)
+    clock.advance(minutes=4, seconds=59)
+    assert otp.verify_code(store, box, KNOWN, "login", _last_code(sms)) == KNOWN
+
+
+def test_only_the_newest_code_counts(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User, clock: Clock
+) -> None:
+    _request(store, box, sms)
+    first = _last_code(sms)
+    clock.advance(seconds=61)
+    _request(store, box, sms)
+    second = _last_code(sms)
+    if first == second:
+        pytest.skip("both random codes happened to be equal")
+    with pytest.raises(otp.OtpError):
+        otp.verify_code(store, box, KNOWN, "login", first)
+    assert otp.verify_code(store, box, KNOWN, "login", second) == KNOWN
+
+
+@pytest.mark.parametrize("code", ["", "12345", "1234567", "abcdef", "12 345", "12345x"])
+def test_malformed_code_is_refused(store: Store, box: SecretBox, code: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        otp.verify_code(store, box, KNOWN, "login", code)
+    assert caught.value.field == "code"
+
+
+def test_malformed_code_does_not_use_up_a_try(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _request(store, box, sms)
+    with pytest.raises(ValidationError):
+        otp.verify_code(store, box, KNOWN, "login", "abc")
+    assert _challenges(store, KNOWN)[0]["failed_attempts"] == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="otp._CODE is r'^\\d{6}$' without re.ASCII, so full-width digits (what Chinese input "
+    "methods often type) pass the format check, never match the MAC of the ASCII code, and "
+    "use up one of the five tries; they should be normalised (NFKC) or refused as malformed",
+)
+def test_full_width_digits_do_not_use_up_a_try(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _request(store, box, sms)
+    full_width = _last_code(sms).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    with contextlib.suppress(ValidationError, otp.OtpError):
+        otp.verify_code(store, box, KNOWN, "login", full_width)
+    assert _challenges(store, KNOWN)[0]["failed_attempts"] == 0
+
+
+# --- rate limits ------------------------------------------------------------------------
+
+
+def test_resend_within_sixty_seconds_is_refused(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User, clock: Clock
+) -> None:
+    _request(store, box, sms)
+    clock.advance(seconds=20)
+    with pytest.raises(RateLimitedError) as caught:
+        _request(store, box, sms)
+    assert 39 <= caught.value.retry_after <= 41
+    assert len(sms.messages()) == 1
+    assert len(_challenges(store, KNOWN)) == 1
+
+
+def test_resend_after_sixty_seconds_is_allowed(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User, clock: Clock
+) -> None:
+    _request(store, box, sms)
+    clock.advance(seconds=61)
+    _request(store, box, sms)
+    assert len(sms.messages()) == 2
+
+
+def test_resend_limit_is_per_phone(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _request(store, box, sms, KNOWN)
+    _request(store, box, sms, UNKNOWN, purpose="bind")
+    assert len(sms.messages()) == 2
+
+
+def test_eleventh_code_within_a_day_is_refused(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _add_past_challenges(store, KNOWN, [timedelta(hours=2 * hours + 1) for hours in range(10)])
+    with pytest.raises(RateLimitedError) as caught:
+        _request(store, box, sms)
+    assert caught.value.retry_after > 3600
+    assert sms.messages() == []
+
+
+def test_tenth_code_within_a_day_is_allowed(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _add_past_challenges(store, KNOWN, [timedelta(hours=2 * hours + 1) for hours in range(9)])
+    _request(store, box, sms)
+    assert len(sms.messages()) == 1
+
+
+def test_codes_older_than_a_day_do_not_count(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _add_past_challenges(store, KNOWN, [timedelta(hours=25 + hours) for hours in range(10)])
+    _request(store, box, sms)
+    assert len(sms.messages()) == 1
+
+
+def test_daily_limit_applies_to_unknown_phones_too(
+    store: Store, box: SecretBox, sms: ConsoleSms
+) -> None:
+    _add_past_challenges(store, UNKNOWN, [timedelta(hours=hours + 1) for hours in range(10)])
+    with pytest.raises(RateLimitedError):
+        _request(store, box, sms, UNKNOWN)
+
+
+# --- a failing SMS gateway --------------------------------------------------------------
+
+
+def _failing_webhook(handler: Any) -> WebhookSms:
+    return WebhookSms("https://sms.example.com/send", transport=httpx.MockTransport(handler))
+
+
+def _answer_500(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(500, json={"error": "gateway down"})
+
+
+def _refuse_connection(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+@pytest.mark.parametrize("handler", [_answer_500, _refuse_connection], ids=["500", "connect"])
+def test_failed_delivery_raises_and_leaves_no_challenge(
+    store: Store, box: SecretBox, known_user: User, handler: Any
+) -> None:
+    with pytest.raises(SmsDeliveryError):
+        _request(store, box, _failing_webhook(handler))
+    assert _challenges(store, KNOWN) == []
+
+
+def test_failed_delivery_does_not_block_a_retry(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    with pytest.raises(SmsDeliveryError):
+        _request(store, box, _failing_webhook(_answer_500))
+    _request(store, box, sms)
+    assert otp.verify_code(store, box, KNOWN, "login", _last_code(sms)) == KNOWN

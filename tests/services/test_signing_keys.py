@@ -1,0 +1,208 @@
+"""iam/services/signing_keys.py: the token signing keys, encrypted at rest, rotated with overlap."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet, RSAKey
+from sqlalchemy import select
+
+from iam.clock import utcnow
+from iam.db.models import AuditEvent, Client, SigningKey
+from iam.db.store import Store
+from iam.secretbox import SecretBox, SecretBoxError
+from iam.services import clients, signing_keys
+
+
+def _rows(store: Store) -> list[dict[str, Any]]:
+    with store() as db:
+        rows = db.scalars(select(SigningKey).order_by(SigningKey.created_at)).all()
+        return [
+            {column.key: getattr(row, column.key) for column in SigningKey.__table__.columns}
+            for row in rows
+        ]
+
+
+def _set_key(store: Store, kid: str, **values: Any) -> None:
+    with store() as db:
+        row = db.get(SigningKey, kid)
+        assert row is not None
+        for name, value in values.items():
+            setattr(row, name, value)
+        db.commit()
+
+
+def _audit(store: Store, event: str) -> list[dict[str, Any]]:
+    with store() as db:
+        rows = db.scalars(select(AuditEvent).where(AuditEvent.event == event)).all()
+        return [dict(row.detail) for row in rows]
+
+
+def _published_kids(material: signing_keys.KeyMaterial) -> list[str]:
+    return [key["kid"] for key in material.published]
+
+
+# --- ensure_key -------------------------------------------------------------------------
+
+
+def test_ensure_key_creates_exactly_one_key(store: Store, box: SecretBox) -> None:
+    signing_keys.ensure_key(store, box)
+    [row] = _rows(store)
+    assert row["alg"] == "RS256"
+    assert row["retired_at"] is None
+    assert len(_audit(store, "key.created")) == 1
+
+
+def test_ensure_key_is_idempotent(store: Store, box: SecretBox) -> None:
+    signing_keys.ensure_key(store, box)
+    first = _rows(store)
+    signing_keys.ensure_key(store, box)
+    assert _rows(store) == first
+    assert len(_audit(store, "key.created")) == 1
+
+
+def test_private_key_is_stored_encrypted(store: Store, box: SecretBox) -> None:
+    signing_keys.ensure_key(store, box)
+    [row] = _rows(store)
+    assert "d" not in row["public_jwk"]
+    assert set(row["public_jwk"]) >= {"kty", "n", "e", "kid"}
+    encrypted = row["private_jwk_encrypted"]
+    assert '"d"' not in encrypted and row["public_jwk"]["n"] not in encrypted
+    private = json.loads(box.decrypt(encrypted))
+    assert private["d"]
+    assert private["kid"] == row["kid"]
+    assert private["n"] == row["public_jwk"]["n"]
+
+
+def test_key_does_not_decrypt_with_another_secret(store: Store, box: SecretBox) -> None:
+    signing_keys.ensure_key(store, box)
+    with pytest.raises(SecretBoxError):
+        signing_keys.load_material(store, SecretBox("another-secret-key-" + "x" * 30))
+
+
+def test_kid_is_the_rfc7638_thumbprint(store: Store, box: SecretBox) -> None:
+    signing_keys.ensure_key(store, box)
+    [row] = _rows(store)
+    assert RSAKey.import_key(row["public_jwk"]).thumbprint() == row["kid"]
+
+
+# --- load_material ----------------------------------------------------------------------
+
+
+def test_load_material_without_a_key_says_so(store: Store, box: SecretBox) -> None:
+    with pytest.raises(LookupError):
+        signing_keys.load_material(store, box)
+
+
+def test_load_material_returns_the_active_key_and_publishes_it(
+    store: Store, box: SecretBox
+) -> None:
+    signing_keys.ensure_key(store, box)
+    [row] = _rows(store)
+    material = signing_keys.load_material(store, box)
+    assert material.kid == row["kid"]
+    assert material.active_private_jwk["d"]
+    assert material.published == (row["public_jwk"],)
+
+
+def test_token_signed_with_the_active_key_verifies_with_the_published_set(
+    store: Store, box: SecretBox
+) -> None:
+    signing_keys.ensure_key(store, box)
+    material = signing_keys.load_material(store, box)
+    private = RSAKey.import_key(material.active_private_jwk)
+    token = jwt.encode({"alg": "RS256", "kid": material.kid}, {"sub": "u1"}, private)
+    public_set = KeySet.import_key_set({"keys": list(material.published)})
+    assert jwt.decode(token, public_set).claims == {"sub": "u1"}
+
+
+# --- rotate -----------------------------------------------------------------------------
+
+
+def test_rotate_makes_a_new_active_key(store: Store, box: SecretBox) -> None:
+    signing_keys.ensure_key(store, box)
+    [old] = _rows(store)
+    new = signing_keys.rotate(store, box)
+    assert new.kid != old["kid"]
+    material = signing_keys.load_material(store, box)
+    assert material.kid == new.kid
+    rows = {row["kid"]: row for row in _rows(store)}
+    assert rows[old["kid"]]["retired_at"] is not None
+    assert rows[new.kid]["retired_at"] is None
+
+
+def test_old_key_stays_published_after_rotation(store: Store, box: SecretBox) -> None:
+    signing_keys.ensure_key(store, box)
+    [old] = _rows(store)
+    new = signing_keys.rotate(store, box)
+    assert sorted(_published_kids(signing_keys.load_material(store, box))) == sorted(
+        [old["kid"], new.kid]
+    )
+
+
+def test_old_key_is_unpublished_after_publish_until(store: Store, box: SecretBox) -> None:
+    signing_keys.ensure_key(store, box)
+    [old] = _rows(store)
+    new = signing_keys.rotate(store, box)
+    _set_key(store, old["kid"], publish_until=utcnow() - timedelta(seconds=1))
+    assert _published_kids(signing_keys.load_material(store, box)) == [new.kid]
+
+
+def test_old_key_is_published_at_least_an_hour(store: Store, box: SecretBox) -> None:
+    signing_keys.ensure_key(store, box)
+    [old] = _rows(store)
+    before = utcnow()
+    signing_keys.rotate(store, box)
+    retired = next(row for row in _rows(store) if row["kid"] == old["kid"])
+    assert retired["publish_until"] - before >= timedelta(hours=1)
+    assert retired["publish_until"] - before < timedelta(hours=1, minutes=1)
+
+
+def test_old_key_is_published_as_long_as_the_longest_token_lifetime(
+    store: Store, box: SecretBox
+) -> None:
+    client_id = clients.create_client(store, "CRM", ["https://crm.example.com/cb"]).client.client_id
+    with store() as db:
+        client = db.get(Client, client_id)
+        assert client is not None
+        client.access_token_ttl = 3 * 3600
+        db.commit()
+    signing_keys.ensure_key(store, box)
+    [old] = _rows(store)
+    before = utcnow()
+    signing_keys.rotate(store, box)
+    retired = next(row for row in _rows(store) if row["kid"] == old["kid"])
+    assert timedelta(hours=3) <= retired["publish_until"] - before < timedelta(hours=3, minutes=1)
+
+
+def test_second_rotation_keeps_the_first_retired_keys_window(store: Store, box: SecretBox) -> None:
+    signing_keys.ensure_key(store, box)
+    [first] = _rows(store)
+    signing_keys.rotate(store, box)
+    window = next(row for row in _rows(store) if row["kid"] == first["kid"])["publish_until"]
+    signing_keys.rotate(store, box)
+    again = next(row for row in _rows(store) if row["kid"] == first["kid"])
+    assert again["publish_until"] == window
+    assert len(signing_keys.load_material(store, box).published) == 3
+
+
+def test_rotate_without_a_key_creates_one(store: Store, box: SecretBox) -> None:
+    key = signing_keys.rotate(store, box)
+    assert signing_keys.load_material(store, box).kid == key.kid
+
+
+def test_rotate_writes_an_audit_event(store: Store, box: SecretBox) -> None:
+    signing_keys.ensure_key(store, box)
+    new = signing_keys.rotate(store, box)
+    assert _audit(store, "key.rotated") == [{"kid": new.kid}]
+
+
+def test_list_keys_is_newest_first(store: Store, box: SecretBox) -> None:
+    signing_keys.ensure_key(store, box)
+    [old] = _rows(store)
+    new = signing_keys.rotate(store, box)
+    assert [key.kid for key in signing_keys.list_keys(store)] == [new.kid, old["kid"]]

@@ -1,0 +1,481 @@
+"""The `iam` command, run in-process on SQLite and PostgreSQL: JSON shapes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BACKENDS, ISSUER, TEST_SECRET
+
+from iam import cli
+from iam.cli import main
+from iam.db.store import Store, create_db_engine
+from iam.services import clients
+
+NOT_MIGRATED = "iam: error: the database is not migrated; run 'iam db upgrade'\n"
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+Run = Callable[..., Ran]
+RunJson = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A throwaway copy of os.environ without the caller's IAM_* (`iam demo` writes to it),
+    and an empty working directory (no .env, no ./var)."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("IAM_")}
+    monkeypatch.setattr(os, "environ", environ)
+    monkeypatch.setenv("IAM_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("IAM_ISSUER", ISSUER)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A migrated, empty database, named in IAM_DATABASE_URL."""
+    monkeypatch.setenv("IAM_DATABASE_URL", database_url)
+    return database_url
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_db(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A database without any table, named in IAM_DATABASE_URL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    else:
+        url = request.getfixturevalue("fresh_postgres_database")()
+    monkeypatch.setenv("IAM_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def store(db: str) -> Iterator[Store]:
+    engine = create_db_engine(db)
+    yield Store(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    def run_(*argv: str) -> Ran:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run_
+
+
+@pytest.fixture
+def run_json(run: Run) -> RunJson:
+    """Run with --json; the output must be exactly one JSON object on one line."""
+
+    def run_json_(*argv: str) -> dict[str, Any]:
+        ran = run(*argv, "--json")
+        assert (ran.code, ran.err) == (0, "")
+        assert ran.out.endswith("\n") and ran.out.count("\n") == 1
+        record = json.loads(ran.out)
+        assert isinstance(record, dict)
+        return record
+
+    return run_json_
+
+
+def assert_error(ran: Ran, *fragments: str) -> None:
+    """Exit 1, nothing on stdout, one `iam: error:` line naming every fragment."""
+    assert ran.code == 1
+    assert ran.out == ""
+    assert ran.err.startswith("iam: error: ") and ran.err.count("\n") == 1
+    assert "Traceback" not in ran.err
+    for fragment in fragments:
+        assert fragment in ran.err
+
+
+@pytest.fixture
+def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Records uvicorn.run calls instead of serving."""
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr(cli.uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
+    return calls
+
+
+# --- db, serve, settings ----------------------------------------------------------------------
+
+
+def test_db_upgrade_then_current_prints_the_head(empty_db: str, run: Run, run_json: RunJson):
+    assert run("db", "current") == Ran(0, "none\n", "")
+    assert run_json("db", "upgrade") == {"revision": "0001"}
+    assert run("db", "current") == Ran(0, "0001\n", "")
+    assert run_json("db", "current") == {"revision": "0001"}
+
+
+@pytest.mark.parametrize(
+    "argv", [["clients", "list"], ["users", "show", "x"], ["keys", "rotate"], ["serve"]]
+)
+def test_an_unmigrated_database_is_refused(
+    empty_db: str, run: Run, argv: list[str], uvicorn_calls: list[Any]
+):
+    ran = run(*argv)
+    assert (ran.code, ran.out, ran.err) == (1, "", NOT_MIGRATED)
+    assert uvicorn_calls == []
+
+
+def test_serve_runs_the_app_factory_on_a_migrated_database(
+    db: str, run: Run, uvicorn_calls: list[Any]
+):
+    assert run("serve", "--host", "0.0.0.0", "--port", "9000", "--workers", "3").code == 0
+    assert uvicorn_calls == [
+        (
+            ("iam.app:create_app_from_environment",),
+            {"factory": True, "host": "0.0.0.0", "port": 9000, "workers": 3, "proxy_headers": True},
+        )
+    ]
+
+
+@pytest.mark.parametrize("argv", [["clients", "list"], ["serve"], ["db", "upgrade"], ["demo"]])
+def test_a_bad_setting_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, run: Run, argv: list[str], uvicorn_calls: list[Any]
+):
+    monkeypatch.setenv("IAM_ISSUER", "ftp://x")
+    assert_error(run(*argv), "IAM_ISSUER", "ftp://x")
+    assert uvicorn_calls == []
+
+
+def test_an_unreachable_database_is_one_line(monkeypatch: pytest.MonkeyPatch, run: Run):
+    monkeypatch.setenv("IAM_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert_error(run("clients", "list"), "the database cannot be used")
+
+
+def test_usage_errors_keep_argparse_exit_code(run: Run):
+    for argv in ([], ["clients"], ["clients", "create", "--name", "x"], ["nonsense"]):
+        with pytest.raises(SystemExit) as exited:
+            run(*argv)
+        assert exited.value.code == 2
+
+
+# --- clients ----------------------------------------------------------------------------------
+
+
+def test_clients_create_confidential(db: str, run_json: RunJson):
+    record = run_json(
+        "clients", "create", "--name", "Payroll",
+        "--redirect-uri", "https://payroll.example.com/cb",
+        "--redirect-uri", "http://127.0.0.1:5000/cb",
+        "--context-policy", "required", "--context-claim", "org_context",
+        "--post-logout-redirect-uri", "https://payroll.example.com/bye",
+    )  # fmt: skip
+    assert record["client_id"].startswith("c_")
+    assert isinstance(record["client_secret"], str) and len(record["client_secret"]) >= 40
+    assert record | {"client_id": "-", "client_secret": "-", "created_at": "-"} == {
+        "client_id": "-",
+        "client_secret": "-",
+        "name": "Payroll",
+        "public": False,
+        "redirect_uris": ["https://payroll.example.com/cb", "http://127.0.0.1:5000/cb"],
+        "post_logout_redirect_uris": ["https://payroll.example.com/bye"],
+        "context_policy": "required",
+        "context_claim": "org_context",
+        "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+        "scopes": ["openid", "profile", "email", "phone", "offline_access"],
+        "created_at": "-",
+        "secret_rotated_at": None,
+    }
+    assert record["created_at"].endswith("+00:00")
+
+
+def test_clients_create_public_has_no_secret(db: str, run_json: RunJson):
+    record = run_json(
+        "clients", "create", "--name", "SPA", "--redirect-uri", "https://spa.example/cb", "--public"
+    )
+    assert record["client_secret"] is None
+    assert record["public"] is True
+    assert record["context_policy"] == "none"
+    assert "client_credentials" not in record["grant_types"]
+
+
+def test_clients_create_human_form(db: str, run: Run):
+    ran = run("clients", "create", "--name", "HR", "--redirect-uri", "https://hr.example/cb")
+    assert ran.code == 0
+    assert "client_id:" in ran.out and "client_secret:" in ran.out
+    assert "shown only now" in ran.out
+
+
+def test_clients_list_show_rotate_delete(db: str, store: Store, run: Run, run_json: RunJson):
+    created = run_json("clients", "create", "--name", "A", "--redirect-uri", "https://a.example/cb")
+    client_id, first_secret = created["client_id"], created["client_secret"]
+
+    listed = run_json("clients", "list")
+    assert [client["client_id"] for client in listed["clients"]] == [client_id]
+    assert "client_secret" not in listed["clients"][0]
+    shown = run_json("clients", "show", client_id)
+    assert shown == listed["clients"][0]
+
+    rotated = run_json("clients", "rotate-secret", client_id)
+    assert rotated["client_id"] == client_id
+    assert rotated["client_secret"] not in (None, first_secret)
+    assert rotated["secret_rotated_at"] is not None
+    client = clients.get_client(store, client_id)
+    assert client.check_client_secret(rotated["client_secret"])
+    assert client.check_client_secret(first_secret)  # the previous one stays valid
+
+    plain = run("clients", "rotate-secret", client_id)
+    assert plain.code == 0 and len(plain.out.strip().split()) == 1  # just the secret
+
+    assert run_json("clients", "delete", client_id) == {"client_id": client_id, "deleted": True}
+    assert run_json("clients", "list") == {"clients": []}
+    assert_error(run("clients", "show", client_id), client_id)
+
+
+@pytest.mark.parametrize("command", ["show", "rotate-secret", "delete"])
+def test_unknown_client(db: str, run: Run, command: str):
+    assert_error(run("clients", command, "c_nobody"), "c_nobody")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://app.example/cb#frag",
+        "http://app.example/cb",
+        "https://*.app.example/cb",
+        "/relative/cb",
+    ],
+)
+def test_bad_redirect_uri(db: str, run: Run, uri: str):
+    ran = run("clients", "create", "--name", "X", "--redirect-uri", uri)
+    assert_error(ran, "redirect_uri", uri)
+
+
+def test_bad_post_logout_redirect_uri(db: str, run: Run):
+    ran = run(
+        "clients", "create", "--name", "X", "--redirect-uri", "https://a.example/cb",
+        "--post-logout-redirect-uri", "http://evil.example/",
+    )  # fmt: skip
+    assert_error(ran, "post_logout_redirect_uri")
+
+
+def test_bad_context_policy(db: str, run: Run):
+    ran = run(
+        "clients", "create", "--name", "X", "--redirect-uri", "https://a.example/cb",
+        "--context-policy", "sometimes",
+    )  # fmt: skip
+    assert_error(ran, "context_policy", "none, optional, required")
+
+
+def test_public_client_has_no_secret_to_rotate(db: str, run: Run, run_json: RunJson):
+    created = run_json(
+        "clients", "create", "--name", "SPA", "--redirect-uri", "https://s.example/cb", "--public"
+    )
+    assert_error(run("clients", "rotate-secret", created["client_id"]), "public")
+
+
+# --- users ------------------------------------------------------------------------------------
+
+
+def test_users_create_list_show(db: str, run: Run, run_json: RunJson):
+    user = run_json(
+        "users", "create", "--name", "张三", "--phone", "13800138000", "--email", "z@example.com"
+    )
+    assert user | {"user_id": "-", "created_at": "-"} == {
+        "user_id": "-",
+        "name": "张三",
+        "phone": "+8613800138000",
+        "email": "z@example.com",
+        "status": "active",
+        "phone_verified_at": None,
+        "created_at": "-",
+    }
+    assert run_json("users", "list") == {"users": [user]}
+    assert run_json("users", "list", "--query", "8000") == {"users": [user]}
+    assert run_json("users", "list", "--query", "nobody") == {"users": []}
+    assert run_json("users", "show", user["user_id"]) == user | {"links": []}
+    assert "张三" in run("users", "show", user["user_id"]).out
+
+
+def test_users_link_and_show(db: str, run: Run, run_json: RunJson):
+    user = run_json("users", "create", "--name", "Zhang San", "--phone", "+8613800138000")
+    link = run_json(
+        "users", "link", user["user_id"], "--corp-id", "CORP_A", "--userid", "ZhangSan",
+        "--metadata", '{"department": ["Sales"], "position": "Manager"}',
+    )  # fmt: skip
+    assert link | {"link_id": "-", "created_at": "-"} == {
+        "link_id": "-",
+        "provider": "wecom",
+        "provider_user_id": "CORP_A/ZhangSan",
+        "user_id": user["user_id"],
+        "metadata": {"department": ["Sales"], "position": "Manager"},
+        "status": "active",
+        "created_at": "-",
+        "last_login_at": None,
+    }
+    other = run_json(
+        "users", "link", user["user_id"], "--corp-id", "CORP_B", "--userid", "zhangsan_b"
+    )
+    assert other["metadata"] == {}
+    shown = run_json("users", "show", user["user_id"])
+    assert [item["link_id"] for item in shown["links"]] == [link["link_id"], other["link_id"]]
+    assert "CORP_A/ZhangSan" in run("users", "show", user["user_id"]).out
+
+
+def test_users_link_refuses_a_member_linked_already(db: str, run: Run, run_json: RunJson):
+    first = run_json("users", "create", "--name", "A", "--phone", "13800138000")
+    second = run_json("users", "create", "--name", "B", "--phone", "13900139000")
+    run_json("users", "link", first["user_id"], "--corp-id", "CORP_A", "--userid", "ZhangSan")
+    for user_id, userid in ((first["user_id"], "ZhangSan"), (second["user_id"], "zhangsan")):
+        ran = run("users", "link", user_id, "--corp-id", "CORP_A", "--userid", userid)
+        assert_error(ran, "CORP_A/ZhangSan", "already linked")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [("{not json", "not valid JSON"), ("[1, 2]", "JSON object"), ('"text"', "JSON object")],
+)
+def test_users_link_bad_metadata(db: str, run: Run, run_json: RunJson, metadata: str, reason: str):
+    user = run_json("users", "create", "--name", "A", "--phone", "13800138000")
+    ran = run(
+        "users", "link", user["user_id"], "--corp-id", "C", "--userid", "u", "--metadata", metadata
+    )
+    assert_error(ran, "metadata", reason)
+    assert run_json("users", "show", user["user_id"])["links"] == []
+
+
+def test_unknown_user(db: str, run: Run):
+    assert_error(run("users", "show", "nobody"), "nobody")
+    assert_error(run("users", "link", "nobody", "--corp-id", "C", "--userid", "u"), "nobody")
+
+
+def test_duplicate_phone(db: str, run: Run, run_json: RunJson):
+    run_json("users", "create", "--name", "A", "--phone", "+8613800138000")
+    assert_error(
+        run("users", "create", "--name", "B", "--phone", "138 0013 8000"), "+8613800138000"
+    )
+
+
+@pytest.mark.parametrize("phone", ["12345", "23800138000", "+0123456789", "phone"])
+def test_bad_phone(db: str, run: Run, phone: str):
+    assert_error(run("users", "create", "--name", "A", "--phone", phone), "phone")
+
+
+def test_bad_email(db: str, run: Run):
+    ran = run("users", "create", "--name", "A", "--phone", "13800138000", "--email", "nope")
+    assert_error(ran, "email")
+
+
+# --- keys and admins --------------------------------------------------------------------------
+
+
+def test_keys_rotate_and_list(db: str, run: Run, run_json: RunJson):
+    assert run_json("keys", "list") == {"keys": []}
+    first = run_json("keys", "rotate")
+    assert set(first) == {"kid", "alg", "created_at", "retired_at", "publish_until"}
+    assert (first["alg"], first["retired_at"]) == ("RS256", None)
+    second_kid = run("keys", "rotate").out.strip()
+    listed = run_json("keys", "list")["keys"]
+    assert [key["kid"] for key in listed] == [second_kid, first["kid"]]
+    assert listed[0]["retired_at"] is None
+    assert listed[1]["retired_at"] is not None and listed[1]["publish_until"] is not None
+    assert all(set(key) == set(first) for key in listed)  # no private material, ever
+
+
+def test_admin_create(db: str, run: Run, run_json: RunJson):
+    password = "correct horse battery"
+    admin = run_json("admin", "create", "--username", "root", "--password", password)
+    assert set(admin) == {"admin_id", "username"} and admin["username"] == "root"
+    ran = run("admin", "create", "--username", "root", "--password", password)
+    assert_error(ran, "root", "already exists")
+    assert password not in ran.err
+
+
+def test_admin_weak_password(db: str, run: Run):
+    ran = run("admin", "create", "--username", "root", "--password", "short")
+    assert_error(ran, "password", "12 characters")
+    assert "short" not in ran.err
+
+
+# --- the installed command --------------------------------------------------------------------
+
+
+def test_the_console_script_is_main():
+    (script,) = entry_points(group="console_scripts", name="iam")
+    assert script.load() is main
+
+
+def test_clients_create_in_a_real_process(db: str, tmp_path: Path):
+    environ = {**os.environ, "PYTHONWARNINGS": "error"}
+    result = subprocess.run(
+        [sys.executable, "-m", "iam", "clients", "create", "--name", "Sub",
+         "--redirect-uri", "https://sub.example/cb", "--json"],
+        cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (0, "")
+    record = json.loads(result.stdout)
+    assert record["client_id"].startswith("c_") and record["client_secret"]
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+def demo_url(out: str) -> str:
+    (url,) = [line.strip() for line in out.splitlines() if "/authorize?" in line]
+    return url
+
+
+def test_demo_migrates_seeds_prints_and_serves(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run: Run, uvicorn_calls: list[Any]
+):
+    monkeypatch.delenv("IAM_ISSUER")
+    first = run("demo", "--port", "8123")
+    issuer = "http://127.0.0.1:8123"
+    assert (first.code, first.err) == (0, "")
+    assert (tmp_path / "var" / "iam.db").is_file()
+    for expected in (
+        f"{issuer}/login",
+        f"{issuer}/dev/outbox",
+        "client_id:      demo-app",
+        f"redirect_uri:   {issuer}/dev/callback",
+        "+8613800138000",
+        "code_verifier (PKCE S256): ",
+        f"{issuer}/token",
+    ):
+        assert expected in first.out
+    assert demo_url(first.out).startswith(f"{issuer}/authorize?")
+    assert (os.environ["IAM_DEV_MODE"], os.environ["IAM_ISSUER"]) == ("true", issuer)
+    [(args, kwargs)] = uvicorn_calls
+    assert kwargs == {"host": "127.0.0.1", "port": 8123, "workers": 1, "proxy_headers": True}
+    settings = args[0].state.settings
+    assert (settings.dev_mode, settings.issuer) == (True, issuer)
+    assert settings.database_url == "sqlite:///./var/iam.db"
+
+    again = run("demo", "--port", "8123")
+    secret = [line for line in first.out.splitlines() if "client_secret:" in line]
+    assert again.code == 0 and secret[0] not in again.out  # a new secret every start
+
+
+def test_demo_refuses_a_non_loopback_issuer(db: str, run: Run, uvicorn_calls: list[Any]):
+    """IAM_ISSUER is set (https://testserver): dev mode would show SMS codes to anyone."""
+    assert_error(run("demo"), "IAM_DEV_MODE", "loopback")
+    assert uvicorn_calls == []
+
+
+def test_demo_on_a_configured_database_and_issuer(
+    db: str, monkeypatch: pytest.MonkeyPatch, run: Run, uvicorn_calls: list[Any]
+):
+    monkeypatch.setenv("IAM_ISSUER", "http://localhost:9999")
+    assert run("demo").code == 0
+    settings = uvicorn_calls[0][0][0].state.settings
+    assert (settings.issuer, settings.database_url) == ("http://localhost:9999", db)
