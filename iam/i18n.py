@@ -123,7 +123,8 @@ def negotiate(query_lang: str | None, cookie_lang: str | None, accept_language: 
                 quality = float(params.strip()[2:])
             except ValueError:
                 quality = 0.0
-        ranked.append((-quality, index, tag.strip().lower()))
+        if quality > 0:  # q=0 means "not acceptable" (RFC 9110 12.5.4)
+            ranked.append((-quality, index, tag.strip().lower()))
     for _quality, _index, tag in sorted(ranked):
         if tag.startswith("zh"):
             return "zh-CN"

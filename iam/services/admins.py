@@ -6,6 +6,7 @@ import re
 
 from passlib.hash import argon2
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from iam.db.models import Admin
 from iam.db.store import Store
@@ -23,9 +24,13 @@ def create_admin(store: Store, username: str, password: str) -> Admin:
         raise ValidationError("password", f"The password needs at least {MIN_PASSWORD} characters.")
     admin = Admin(username=username, password_hash=argon2.hash(password))
     with store() as db:
+        taken = ConflictError(f"An admin {username!r} already exists.")
         if db.scalar(select(Admin.id).where(Admin.username == username)):
-            raise ConflictError(f"An admin {username!r} already exists.")
+            raise taken
         db.add(admin)
         audit.record(db, "admin.created", actor="cli", username=username)
-        db.commit()
+        try:
+            db.commit()
+        except IntegrityError:  # created meanwhile by someone else
+            raise taken from None
     return admin

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from iam.clock import utcnow
 from iam.db.models import Client
 from iam.db.store import Store
-from iam.errors import NotFoundError, ValidationError
+from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.secretbox import digest
 from iam.services import audit
 
@@ -151,11 +152,15 @@ def create_client(
         context_claim=claim,
     )
     with store() as session:
+        taken = ConflictError(f"client_id {client.client_id!r} is taken.")
         if session.get(Client, client.client_id) is not None:
-            raise ValidationError("client_id", f"client_id {client.client_id!r} is taken.")
+            raise taken
         session.add(client)
         audit.record(session, "client.created", client_id=client.client_id, actor="cli")
-        session.commit()
+        try:
+            session.commit()
+        except IntegrityError:  # registered meanwhile by someone else
+            raise taken from None
     return RegisteredClient(client, secret)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,7 +29,7 @@ MAX_FAILED_ATTEMPTS = 5
 RESEND_AFTER = timedelta(seconds=60)
 DAILY_LIMIT = 10
 PURPOSES = ("login", "bind")
-_CODE = re.compile(r"^\d{6}$")
+_CODE = re.compile(r"^\d{6}$", re.ASCII)
 
 
 class OtpError(IamError):
@@ -116,7 +117,7 @@ def verify_code(
 ) -> str:
     """The phone (E.164) whose latest live code this is; it is used up. Else `OtpError`."""
     phone = normalize_phone(raw_phone)
-    code = (code or "").strip()
+    code = unicodedata.normalize("NFKC", code or "").strip()
     if not _CODE.match(code):
         raise ValidationError("code", "Enter the 6-digit code from the SMS.")
     now = utcnow()
@@ -144,8 +145,21 @@ def verify_code(
             )
             session.commit()
             raise OtpError("The code is wrong or has expired. Ask for a new one.")
+        # Take one try before checking, atomically: concurrent guesses cannot exceed the limit.
+        taken = session.execute(
+            update(OtpChallenge)
+            .where(
+                OtpChallenge.id == challenge.id,
+                OtpChallenge.consumed_at.is_(None),
+                OtpChallenge.failed_attempts < MAX_FAILED_ATTEMPTS,
+            )
+            .values(failed_attempts=OtpChallenge.failed_attempts + 1)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            raise OtpError("The code is wrong or has expired. Ask for a new one.")
         if not box.verify_mac(challenge.code_hash, challenge.id, code):
-            challenge.failed_attempts += 1
+            session.refresh(challenge)
             left = MAX_FAILED_ATTEMPTS - challenge.failed_attempts
             audit.record(
                 session,
@@ -160,13 +174,14 @@ def verify_code(
             if left <= 0:
                 raise OtpError("Too many wrong codes. Ask for a new one.")
             raise OtpError(f"The code is wrong. {left} tries left.", tries_left=left)
-        # Single use, even against a concurrent request with the same code.
+        # The right code gives its try back and is used up: single use.
         used = session.execute(
             update(OtpChallenge)
             .where(OtpChallenge.id == challenge.id, OtpChallenge.consumed_at.is_(None))
-            .values(consumed_at=now)
+            .values(consumed_at=now, failed_attempts=OtpChallenge.failed_attempts - 1)
         )
         if used.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
             raise OtpError("The code is wrong or has expired. Ask for a new one.")
         session.commit()
     return phone

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
-from iam.db.models import AccessToken, RefreshToken, SsoSession, User
+from iam.db.models import AccessToken, RefreshToken, SsoSession, User, new_id
 from iam.db.store import Store
 from iam.secretbox import digest
 from iam.services import audit
@@ -47,6 +47,7 @@ def start(
     now = utcnow()
     cookie_value = secrets.token_urlsafe(32)
     sso = SsoSession(
+        id=new_id(),  # the sid, known before the flush so the audit event can name it
         token_hash=digest(cookie_value),
         user_id=user.id,
         amr=list(amr),

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
-from iam.db.models import IdentityLink, User
+from iam.db.models import IdentityLink, User, new_id
 from iam.db.store import Store
 from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.services import audit
@@ -49,7 +49,12 @@ def _check_email(email: str | None) -> str | None:
 
 def create_user(store: Store, name: str, phone: str, email: str | None = None) -> User:
     """A new core user; the phone must not belong to anyone yet."""
-    user = User(name=_check_name(name), phone=normalize_phone(phone), email=_check_email(email))
+    user = User(
+        id=new_id(),  # known before the flush, so the audit event can name it
+        name=_check_name(name),
+        phone=normalize_phone(phone),
+        email=_check_email(email),
+    )
     with store() as session:
         if session.scalar(select(User.id).where(User.phone == user.phone)):
             raise ConflictError(f"A user with phone {user.phone} already exists.")
@@ -84,12 +89,12 @@ def list_users(store: Store, query: str | None = None, limit: int = 100) -> list
     with store() as session:
         statement = select(User).order_by(User.created_at).limit(limit)
         if query:
-            pattern = f"%{query.lower()}%"
+            needle = query.lower()  # matched literally: % and _ are escaped
             statement = statement.where(
                 or_(
-                    func.lower(User.name).like(pattern),
-                    func.lower(User.email).like(pattern),
-                    User.phone.like(pattern),
+                    func.lower(User.name).contains(needle, autoescape=True),
+                    func.lower(User.email).contains(needle, autoescape=True),
+                    User.phone.contains(needle, autoescape=True),
                 )
             )
         return list(session.scalars(statement))

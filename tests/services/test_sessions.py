@@ -155,12 +155,6 @@ def test_start_records_an_audit_event(store: Store, user: User) -> None:
     assert detail["amr"] == ["sms"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="sessions.start records the audit event before the flush, while SsoSession.id is "
-    "still None (its default is applied on INSERT): session.started is written with sid null",
-)
 def test_start_audit_event_names_the_session(store: Store, user: User) -> None:
     new = _start(store, user)
     [(_, detail)] = _audit(store, "session.started")
