@@ -28,7 +28,7 @@ from iam.secretbox import SecretBox
 from iam.services import signing_keys
 from iam.services.sms import SmsSender, sender_for
 from iam.settings import Settings
-from iam.web import STATIC_DIR, BrowserMiddleware, Web
+from iam.web import STATIC_DIR, BodyLimitMiddleware, BrowserMiddleware, Web
 
 log = logging.getLogger("iam")
 
@@ -117,7 +117,10 @@ def create_app(
         from iam.devtools import outbox
 
         routes.extend(outbox.routes)
-    middleware = [Middleware(BrowserMiddleware, secure_cookies=settings.issuer_is_https)]
+    middleware = [
+        Middleware(BrowserMiddleware, secure_cookies=settings.issuer_is_https),
+        Middleware(BodyLimitMiddleware),
+    ]
     app = Starlette(
         routes=routes,
         middleware=middleware,

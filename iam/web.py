@@ -30,6 +30,8 @@ BROWSER_COOKIE = "iam_browser"
 SESSION_COOKIE = "iam_session"
 CSRF_FIELD = "csrf_token"
 MAX_FORM_BYTES = 16 * 1024
+#: No request body, announced or chunked, is read past this.
+MAX_BODY_BYTES = 64 * 1024
 MAX_FORM_FIELDS = 20
 _BROWSER_ID_LENGTH = 43  # secrets.token_urlsafe(32)
 
@@ -201,3 +203,29 @@ def _cookie(scope: Scope, name: str) -> str | None:
         if key == b"cookie":
             return cookie_parser(value.decode("latin-1")).get(name)
     return None
+
+
+class BodyLimitMiddleware:
+    """Stops reading a request body past `max_bytes`, whether or not Content-Length said so:
+    a chunked body cannot make a handler buffer more. Reading past it raises HTTP 413."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, "Request body too large.")
+            return message
+
+        await self.app(scope, bounded_receive, send)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from httpx2 import Response
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import make_url
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
@@ -25,10 +25,10 @@ from starlette.testclient import TestClient
 from iam.app import create_app
 from iam.db import migrate
 from iam.db.base import Base
-from iam.db.models import User
+from iam.db.models import SigningKey, User
 from iam.db.store import Store, create_db_engine
 from iam.secretbox import SecretBox
-from iam.services import clients, users
+from iam.services import clients, signing_keys, users
 from iam.services.clients import RegisteredClient
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
@@ -128,6 +128,29 @@ def store(database_url: str) -> Iterator[Store]:
     engine = create_db_engine(database_url)
     yield Store(engine)
     engine.dispose()
+
+
+_SIGNING_KEY: dict[str, object] = {}
+
+
+@pytest.fixture
+def reused_signing_key(store: Store) -> None:
+    """One RSA key, made once per run, put into each test's database before the app starts:
+    `ensure_key` then finds it instead of generating a key per test (the protocol suites)."""
+    if not _SIGNING_KEY:
+        signing_keys.ensure_key(store, SecretBox(TEST_SECRET))
+        with store() as db:
+            key = db.scalars(select(SigningKey)).one()
+            _SIGNING_KEY.update(
+                kid=key.kid,
+                alg=key.alg,
+                private_jwk_encrypted=key.private_jwk_encrypted,
+                public_jwk=key.public_jwk,
+            )
+        return
+    with store() as db:
+        db.add(SigningKey(**_SIGNING_KEY))
+        db.commit()
 
 
 @pytest.fixture

@@ -208,7 +208,8 @@ class AuthorizationCode(Base, AuthorizationCodeMixin):
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    redirect_uri: Mapped[str] = mapped_column(Text)
+    #: As sent in the authorization request; None when it was left out (one registered URI).
+    redirect_uri: Mapped[str | None] = mapped_column(Text)
     scope: Mapped[str] = mapped_column(String(500))
     nonce: Mapped[str | None] = mapped_column(String(500))
     code_challenge: Mapped[str | None] = mapped_column(String(128))
@@ -224,7 +225,7 @@ class AuthorizationCode(Base, AuthorizationCodeMixin):
     consumed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     # --- authlib AuthorizationCodeMixin ---
-    def get_redirect_uri(self) -> str:
+    def get_redirect_uri(self) -> str | None:
         return self.redirect_uri
 
     def get_scope(self) -> str:
@@ -314,7 +315,9 @@ class RefreshToken(Base, TokenMixin):
         return self.expires_at <= utcnow()
 
     def is_revoked(self) -> bool:
-        return self.revoked_at is not None
+        """Revoked, or rotated: a used refresh token is dead (presenting it again revokes its
+        family), so introspection must not call it active."""
+        return self.revoked_at is not None or self.rotated_at is not None
 
 
 class SigningKey(Base):

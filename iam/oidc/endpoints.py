@@ -11,6 +11,7 @@ from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from authlib.oidc.discovery import OpenIDProviderMetadata
 from authlib.oidc.rpinitiated import OpenIDProviderMetadata as LogoutMetadata
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -18,9 +19,7 @@ from iam.oidc.keys import KeyRing
 from iam.oidc.requests import snapshot
 from iam.oidc.server import Runner, Server
 from iam.services.clients import SUPPORTED_SCOPES
-
-#: The largest form body the token, revocation and introspection endpoints read.
-MAX_BODY = 64 * 1024
+from iam.web import MAX_BODY_BYTES
 
 
 @dataclass(frozen=True)
@@ -98,26 +97,32 @@ def _oidc(request: Request) -> Oidc:
     return request.app.state.oidc  # type: ignore[no-any-return]
 
 
-def _too_large(request: Request) -> Response | None:
-    length = request.headers.get("content-length", "0")
-    if not length.isdigit() or int(length) > MAX_BODY:
-        return JSONResponse(
-            {"error": "invalid_request", "error_description": "Request body too large."},
-            status_code=413,
-            headers={"cache-control": "no-store"},
-        )
-    return None
+def _unreadable(status_code: int = 413, description: str = "Request body too large.") -> Response:
+    return JSONResponse(
+        {"error": "invalid_request", "error_description": description},
+        status_code=status_code,
+        headers={"cache-control": "no-store"},
+    )
+
+
+def _announces_too_much(request: Request) -> bool:
+    """A Content-Length over the limit is refused before reading; a chunked body (none) is
+    cut off by `BodyLimitMiddleware` while it is read."""
+    length = request.headers.get("content-length")
+    return length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES)
 
 
 async def _protocol(request: Request, endpoint: str | None) -> Response:
     """Snapshot, then run Authlib: the token endpoint, or a named endpoint."""
     oidc = _oidc(request)
-    if request.method == "POST" and (refusal := _too_large(request)) is not None:
-        return refusal
+    if request.method == "POST" and _announces_too_much(request):
+        return _unreadable()
     try:
         oauth_request = await snapshot(request, oidc.issuer)
     except InsecureTransportError:
         return JSONResponse({"error": "insecure_transport"}, status_code=400)
+    except HTTPException as refused:  # too large while read, or a malformed multipart body
+        return _unreadable(refused.status_code, refused.detail)
     if endpoint is None:
         return await oidc.runner(oidc.server.create_token_response, oauth_request)
     return await oidc.runner(oidc.server.create_endpoint_response, endpoint, oauth_request)

@@ -76,7 +76,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 code_hash=digest(code),
                 client_id=request.client.client_id,
                 user_id=principal.user.id,
-                redirect_uri=request.payload.redirect_uri or request.client.redirect_uris[0],
+                # Only what was sent: the token request must repeat it then (RFC 6749 4.1.3).
+                redirect_uri=request.payload.redirect_uri,
                 scope=request.scope,
                 nonce=request.payload.data.get("nonce"),
                 code_challenge=request.payload.data.get("code_challenge"),
@@ -138,8 +139,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             raise TokenFamilyCompromisedError(row.family_id, "The refresh token was already used.")
         return row
 
-    def authenticate_user(self, refresh_token: RefreshToken) -> Principal | None:
-        return _principal_from(refresh_token, family_id=refresh_token.family_id)
+    def authenticate_user(self, refresh_token: RefreshToken) -> Principal:
+        principal = _principal_from(refresh_token, family_id=refresh_token.family_id)
+        if principal is None:  # the user was disabled or deleted: the grant is no longer valid
+            raise InvalidGrantError("The user of this refresh token is no longer active.")
+        return principal
 
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
         rotated = db().execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator, InvalidTokenError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -78,10 +79,8 @@ def _query_token(
     return db().scalar(select(RefreshToken).where(RefreshToken.token_hash == digest(token_string)))
 
 
-class Revocation(RevocationEndpoint):
-    """RFC 7009. Revoking a refresh token revokes its whole family (RFC 7009 2.1)."""
-
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+class _TokenLookup:
+    """What revocation and introspection share: find a token of ours, whichever kind."""
 
     def __init__(self, keys: KeyRing, issuer: str) -> None:
         super().__init__()
@@ -90,6 +89,18 @@ class Revocation(RevocationEndpoint):
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
         return _query_token(token_string, self.keys, self.issuer)
+
+    def check_params(self, request: Any, client: Client) -> None:
+        """Only `token` is required. A hint we do not know is ignored, not refused: we find
+        every kind of token anyway (RFC 7009 2.1, RFC 7662 2.1)."""
+        if "token" not in request.form:
+            raise InvalidRequestError("The 'token' parameter is required.")
+
+
+class Revocation(_TokenLookup, RevocationEndpoint):
+    """RFC 7009. Revoking a refresh token revokes its whole family (RFC 7009 2.1)."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     def revoke_token(self, token: AccessToken | RefreshToken, request: Any) -> None:
         if isinstance(token, RefreshToken):
@@ -98,18 +109,10 @@ class Revocation(RevocationEndpoint):
             token.revoked_at = utcnow()
 
 
-class Introspection(IntrospectionEndpoint):
+class Introspection(_TokenLookup, IntrospectionEndpoint):
     """RFC 7662, for confidential clients, about their own tokens."""
 
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
-
-    def __init__(self, keys: KeyRing, issuer: str) -> None:
-        super().__init__()
-        self.keys = keys
-        self.issuer = issuer
-
-    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
-        return _query_token(token_string, self.keys, self.issuer)
 
     def check_permission(self, token: Any, client: Client, request: Any) -> bool:
         return bool(token.client_id == client.client_id)

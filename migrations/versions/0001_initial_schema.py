@@ -274,7 +274,7 @@ def upgrade() -> None:
         sa.Column("code_hash", sa.String(length=64), nullable=False),
         sa.Column("client_id", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.String(length=36), nullable=False),
-        sa.Column("redirect_uri", sa.Text(), nullable=False),
+        sa.Column("redirect_uri", sa.Text(), nullable=True),
         sa.Column("scope", sa.String(length=500), nullable=False),
         sa.Column("nonce", sa.String(length=500), nullable=True),
         sa.Column("code_challenge", sa.String(length=128), nullable=True),

@@ -6,42 +6,20 @@ from datetime import timedelta
 
 import jwt
 import pytest
-from conftest import PHONE, PUBLIC_REDIRECT, RP_REDIRECT, TEST_SECRET, Front, World, query_of
-from sqlalchemy import select, update
+from conftest import PHONE, PUBLIC_REDIRECT, RP_REDIRECT, Front, World, query_of
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from iam.clock import utcnow
-from iam.db.models import OtpChallenge, SigningKey, SsoSession
+from iam.db.models import OtpChallenge, SsoSession
 from iam.db.store import Store
-from iam.secretbox import SecretBox
-from iam.services import signing_keys
+
+pytestmark = pytest.mark.usefixtures("reused_signing_key")
 
 ISSUER = "https://testserver"
 
+
 # --- helpers ---
-_SIGNING_KEY: dict = {}
-
-
-@pytest.fixture(autouse=True)
-def _reuse_signing_key(store: Store) -> None:
-    """Put one RSA key, made once, into each test's database before the app starts, instead of
-    generating a new one per test (ensure_key then has nothing to do)."""
-    if not _SIGNING_KEY:
-        signing_keys.ensure_key(store, SecretBox(TEST_SECRET))
-        with store() as db:
-            key = db.scalars(select(SigningKey)).one()
-            _SIGNING_KEY.update(
-                kid=key.kid,
-                alg=key.alg,
-                private_jwk_encrypted=key.private_jwk_encrypted,
-                public_jwk=key.public_jwk,
-            )
-        return
-    with store() as db:
-        db.add(SigningKey(**_SIGNING_KEY))
-        db.commit()
-
-
 def assert_error_page(response) -> None:
     """An error shown at the server: HTML, 400, and never a redirect."""
     assert response.status_code == 400, response.text

@@ -17,33 +17,13 @@ from iam.db.store import Store
 from iam.secretbox import SecretBox
 from iam.services import signing_keys
 
+pytestmark = pytest.mark.usefixtures("reused_signing_key")
+
 ISSUER = "https://testserver"
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
+
 # --- helpers ---
-_SIGNING_KEY: dict = {}
-
-
-@pytest.fixture(autouse=True)
-def _reuse_signing_key(store: Store) -> None:
-    """Put one RSA key, made once, into each test's database before the app starts, instead of
-    generating a new one per test (ensure_key then has nothing to do)."""
-    if not _SIGNING_KEY:
-        signing_keys.ensure_key(store, SecretBox(TEST_SECRET))
-        with store() as db:
-            key = db.scalars(select(SigningKey)).one()
-            _SIGNING_KEY.update(
-                kid=key.kid,
-                alg=key.alg,
-                private_jwk_encrypted=key.private_jwk_encrypted,
-                public_jwk=key.public_jwk,
-            )
-        return
-    with store() as db:
-        db.add(SigningKey(**_SIGNING_KEY))
-        db.commit()
-
-
 def discovery(client: TestClient) -> dict:
     answer = client.get("/.well-known/openid-configuration")
     assert answer.status_code == 200, answer.text

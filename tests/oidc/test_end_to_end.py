@@ -25,6 +25,8 @@ from iam.services import clients, users
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
+pytestmark = pytest.mark.usefixtures("reused_signing_key")
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -9,42 +9,20 @@ import time
 
 import jwt
 import pytest
-from conftest import PUBLIC_REDIRECT, RP_REDIRECT, TEST_SECRET, Front, World, query_of
+from conftest import PUBLIC_REDIRECT, RP_REDIRECT, Front, World, query_of
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from iam.clock import epoch
-from iam.db.models import SigningKey, SsoSession
+from iam.db.models import SsoSession
 from iam.db.store import Store
-from iam.secretbox import SecretBox
-from iam.services import signing_keys
+
+pytestmark = pytest.mark.usefixtures("reused_signing_key")
 
 ISSUER = "https://testserver"
 
+
 # --- helpers ---
-_SIGNING_KEY: dict = {}
-
-
-@pytest.fixture(autouse=True)
-def _reuse_signing_key(store: Store) -> None:
-    """Put one RSA key, made once, into each test's database before the app starts, instead of
-    generating a new one per test (ensure_key then has nothing to do)."""
-    if not _SIGNING_KEY:
-        signing_keys.ensure_key(store, SecretBox(TEST_SECRET))
-        with store() as db:
-            key = db.scalars(select(SigningKey)).one()
-            _SIGNING_KEY.update(
-                kid=key.kid,
-                alg=key.alg,
-                private_jwk_encrypted=key.private_jwk_encrypted,
-                public_jwk=key.public_jwk,
-            )
-        return
-    with store() as db:
-        db.add(SigningKey(**_SIGNING_KEY))
-        db.commit()
-
-
 def verify(client: TestClient, token: str, audience: str) -> dict:
     jwks = jwt.PyJWKSet.from_dict(client.get("/jwks.json").json())
     key = jwks[jwt.get_unverified_header(token)["kid"]]

@@ -4,41 +4,20 @@ from __future__ import annotations
 
 import jwt
 import pytest
-from conftest import PUBLIC_REDIRECT, RP_REDIRECT, TEST_SECRET, Front, World
-from sqlalchemy import select, update
+from conftest import PUBLIC_REDIRECT, RP_REDIRECT, Front, World
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
-from iam.db.models import SigningKey, User
+from iam.db.models import User
 from iam.db.store import Store
-from iam.secretbox import SecretBox
-from iam.services import clients, signing_keys
+from iam.services import clients
+
+pytestmark = pytest.mark.usefixtures("reused_signing_key")
 
 ISSUER = "https://testserver"
 
+
 # --- helpers ---
-_SIGNING_KEY: dict = {}
-
-
-@pytest.fixture(autouse=True)
-def _reuse_signing_key(store: Store) -> None:
-    """Put one RSA key, made once, into each test's database before the app starts, instead of
-    generating a new one per test (ensure_key then has nothing to do)."""
-    if not _SIGNING_KEY:
-        signing_keys.ensure_key(store, SecretBox(TEST_SECRET))
-        with store() as db:
-            key = db.scalars(select(SigningKey)).one()
-            _SIGNING_KEY.update(
-                kid=key.kid,
-                alg=key.alg,
-                private_jwk_encrypted=key.private_jwk_encrypted,
-                public_jwk=key.public_jwk,
-            )
-        return
-    with store() as db:
-        db.add(SigningKey(**_SIGNING_KEY))
-        db.commit()
-
-
 def rp_auth(world: World) -> tuple[str, str]:
     return world.rp.client.client_id, world.rp.client_secret
 
@@ -172,12 +151,6 @@ def test_refresh_for_a_disabled_user_is_refused(front: Front, world: World, stor
     assert "access_token" not in answer.json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="authlib's RefreshTokenGrant answers invalid_request ('There is no user for this "
-    "token') when grants.RefreshTokenGrant.authenticate_user returns None for a disabled user; "
-    "RFC 6749 5.2 says a grant that is no longer valid is invalid_grant",
-)
 def test_refresh_for_a_disabled_user_is_invalid_grant(
     front: Front, world: World, store: Store
 ) -> None:
