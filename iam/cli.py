@@ -27,6 +27,7 @@ from iam.app import create_app
 from iam.db import migrate
 from iam.db.store import Store, create_db_engine
 from iam.errors import IamError, ValidationError
+from iam.logs import log_config
 from iam.secretbox import SecretBox
 from iam.services import admins, clients, signing_keys, users
 from iam.services.clients import CONTEXT_POLICIES, RegisteredClient
@@ -115,6 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         proxy_headers=True,
+        log_config=log_config(settings.log_format),
     )
     return 0
 
@@ -131,7 +133,14 @@ def _demo(args: argparse.Namespace) -> int:
     example = demo.example_authorization(world, settings.issuer)
     print(_demo_text(world, example, settings.issuer), flush=True)
     app = create_app(settings)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, proxy_headers=True)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        workers=1,
+        proxy_headers=True,
+        log_config=log_config(settings.log_format),
+    )
     return 0
 
 

@@ -18,6 +18,7 @@ from conftest import BACKENDS, ISSUER, TEST_SECRET
 from iam import cli
 from iam.cli import main
 from iam.db.store import Store, create_db_engine
+from iam.logs import log_config
 from iam.services import clients
 
 NOT_MIGRATED = "iam: error: the database is not migrated; run 'iam db upgrade'\n"
@@ -143,9 +144,24 @@ def test_serve_runs_the_app_factory_on_a_migrated_database(
     assert uvicorn_calls == [
         (
             ("iam.app:create_app_from_environment",),
-            {"factory": True, "host": "0.0.0.0", "port": 9000, "workers": 3, "proxy_headers": True},
+            {
+                "factory": True,
+                "host": "0.0.0.0",
+                "port": 9000,
+                "workers": 3,
+                "proxy_headers": True,
+                "log_config": log_config("text"),
+            },
         )
     ]
+
+
+def test_serve_logs_in_the_configured_format(
+    db: str, monkeypatch: pytest.MonkeyPatch, run: Run, uvicorn_calls: list[Any]
+):
+    monkeypatch.setenv("IAM_LOG_FORMAT", "json")
+    assert run("serve").code == 0
+    assert uvicorn_calls[0][1]["log_config"] == log_config("json")
 
 
 @pytest.mark.parametrize("argv", [["clients", "list"], ["serve"], ["db", "upgrade"], ["demo"]])
@@ -456,7 +472,13 @@ def test_demo_migrates_seeds_prints_and_serves(
     assert demo_url(first.out).startswith(f"{issuer}/authorize?")
     assert (os.environ["IAM_DEV_MODE"], os.environ["IAM_ISSUER"]) == ("true", issuer)
     [(args, kwargs)] = uvicorn_calls
-    assert kwargs == {"host": "127.0.0.1", "port": 8123, "workers": 1, "proxy_headers": True}
+    assert kwargs == {
+        "host": "127.0.0.1",
+        "port": 8123,
+        "workers": 1,
+        "proxy_headers": True,
+        "log_config": log_config("text"),
+    }
     settings = args[0].state.settings
     assert (settings.dev_mode, settings.issuer) == (True, issuer)
     assert settings.database_url == "sqlite:///./var/iam.db"
