@@ -75,7 +75,7 @@ class Settings:
 
     @property
     def issuer_is_loopback(self) -> bool:
-        return _is_loopback_host(urlsplit(self.issuer).hostname or "")
+        return is_loopback_host(urlsplit(self.issuer).hostname or "")
 
     @property
     def sms_webhook_url(self) -> str | None:
@@ -122,7 +122,8 @@ def _secret_from_file(path: Path) -> str:
     return value
 
 
-def _is_loopback_host(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """localhost or a loopback address: where http and dev mode are allowed."""
     if host == "localhost":
         return True
     try:
@@ -137,7 +138,7 @@ def _check_issuer(value: str) -> str:
         raise SettingsError(f"IAM_ISSUER must be an http(s) URL, not {value!r}")
     if parts.query or parts.fragment:
         raise SettingsError(f"IAM_ISSUER must not have a query or fragment: {value!r}")
-    if parts.scheme == "http" and not _is_loopback_host(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise SettingsError(
             "IAM_ISSUER must use https:// (http:// is allowed only on a loopback address): "
             f"{value!r}"

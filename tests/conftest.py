@@ -12,7 +12,9 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -23,6 +25,7 @@ from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
 from iam.app import create_app
+from iam.clock import utcnow
 from iam.db import migrate
 from iam.db.base import Base
 from iam.db.models import SigningKey, User
@@ -128,6 +131,25 @@ def store(database_url: str) -> Iterator[Store]:
     engine = create_db_engine(database_url)
     yield Store(engine)
     engine.dispose()
+
+
+class Clock:
+    """The time a service module sees; tests move it instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch, *modules: ModuleType) -> Clock:
+        """Replace `utcnow` in each module (they import it by name) with this clock."""
+        for module in modules:
+            monkeypatch.setattr(module, "utcnow", self)
+        return self
 
 
 _SIGNING_KEY: dict[str, object] = {}
@@ -285,19 +307,28 @@ class Front:
         assert query.get("state") == params["state"], query
         return query["code"], verifier, params
 
-    def tokens(self, world: World, **extra: str) -> dict:
-        """A full code flow for the confidential RP, exchanged for tokens."""
-        code, verifier, _ = self.get_code(world.rp.client.client_id, RP_REDIRECT, **extra)
-        answer = self.client.post(
-            "/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": RP_REDIRECT,
-                "code_verifier": verifier,
-            },
-            auth=(world.rp.client.client_id, world.rp.client_secret),
-        )
+    def exchange(
+        self, code: str, verifier: str, redirect_uri: str, client: RegisteredClient
+    ) -> Response:
+        """The token request for a code: Basic auth for a confidential client, `client_id` in
+        the form for a public one."""
+        data = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        }
+        if client.client_secret is None:
+            data["client_id"] = client.client.client_id
+            return self.client.post("/token", data=data)
+        auth = (client.client.client_id, client.client_secret)
+        return self.client.post("/token", data=data, auth=auth)
+
+    def tokens(self, world: World, *, public: bool = False, **extra: str) -> dict:
+        """A full code flow for the confidential RP (or the public one), exchanged for tokens."""
+        rp, redirect_uri = (world.public_rp, PUBLIC_REDIRECT) if public else (world.rp, RP_REDIRECT)
+        code, verifier, _ = self.get_code(rp.client.client_id, redirect_uri, **extra)
+        answer = self.exchange(code, verifier, redirect_uri, rp)
         assert answer.status_code == 200, answer.text
         return answer.json()
 

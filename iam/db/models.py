@@ -244,24 +244,14 @@ class AuthorizationCode(Base, AuthorizationCodeMixin):
         return None
 
 
-class AccessToken(Base, TokenMixin):
-    """The record of an issued JWT access token, by `jti`: what revocation and introspection
-    consult. `user_id` is empty for `client_credentials`."""
+class _TokenRecord(TokenMixin):
+    """Authlib's view of an access or refresh token row (both have these columns)."""
 
-    __tablename__ = "access_tokens"
-    __table_args__ = (Index("ix_access_tokens_expires_at", "expires_at"),)
+    client_id: str
+    scope: str
+    expires_at: datetime
+    revoked_at: datetime | None
 
-    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
-    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
-    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    family_id: Mapped[str | None] = mapped_column(String(36), index=True)
-    sid: Mapped[str | None] = mapped_column(String(36), index=True)
-    scope: Mapped[str] = mapped_column(String(500), default="")
-    issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(DateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
-
-    # --- authlib TokenMixin ---
     def check_client(self, client: Client) -> bool:
         return self.client_id == client.client_id
 
@@ -278,7 +268,25 @@ class AccessToken(Base, TokenMixin):
         return self.revoked_at is not None
 
 
-class RefreshToken(Base, TokenMixin):
+class AccessToken(Base, _TokenRecord):
+    """The record of an issued JWT access token, by `jti`: what revocation and introspection
+    consult. `user_id` is empty for `client_credentials`."""
+
+    __tablename__ = "access_tokens"
+    __table_args__ = (Index("ix_access_tokens_expires_at", "expires_at"),)
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    family_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    sid: Mapped[str | None] = mapped_column(String(36), index=True)
+    scope: Mapped[str] = mapped_column(String(500), default="")
+    issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class RefreshToken(Base, _TokenRecord):
     """An opaque refresh token. Every use rotates it; using a rotated one again revokes the
     whole family (every access and refresh token descended from the same code)."""
 
@@ -300,19 +308,6 @@ class RefreshToken(Base, TokenMixin):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
-
-    # --- authlib TokenMixin ---
-    def check_client(self, client: Client) -> bool:
-        return self.client_id == client.client_id
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    def get_expires_in(self) -> int:
-        return max(0, epoch(self.expires_at) - epoch(utcnow()))
-
-    def is_expired(self) -> bool:
-        return self.expires_at <= utcnow()
 
     def is_revoked(self) -> bool:
         """Revoked, or rotated: a used refresh token is dead (presenting it again revokes its

@@ -85,23 +85,26 @@ async def login_page(request: Request) -> Response:
     return _page(request, "phone", context, phone="")
 
 
-async def _posted(request: Request) -> tuple[Any, dict[str, Any]]:
-    web: Web = request.app.state.web
-    form = await web.read_form(request)
-    context = await _flow_context(request, str(form.get("flow") or ""))
-    return form, context
-
-
-async def send_code(request: Request) -> Response:
-    """POST /login/otp: send a code; the answer is the same whether the number is known."""
+async def _posted(request: Request) -> tuple[Any, dict[str, Any], str] | Response:
+    """The form, its flow's page context and the phone; or the error page to answer with when
+    the form is refused (size, CSRF) or the flow is gone."""
     web: Web = request.app.state.web
     try:
-        form, context = await _posted(request)
+        form = await web.read_form(request)
+        context = await _flow_context(request, str(form.get("flow") or ""))
     except FormRefusedError as refused:
         return web.error_page(request, refused.message_key, refused.status_code)
     except FlowGoneError:
         return web.error_page(request, "error.flow_expired")
-    phone = str(form.get("phone") or "")[:40]
+    return form, context, str(form.get("phone") or "")[:40]
+
+
+async def send_code(request: Request) -> Response:
+    """POST /login/otp: send a code; the answer is the same whether the number is known."""
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    form, context, phone = posted
     state = request.app.state
     try:
         sent = await run_in_threadpool(
@@ -122,14 +125,10 @@ async def send_code(request: Request) -> Response:
 
 async def submit_code(request: Request) -> Response:
     """POST /login: check the code, start the session, go back to the request (or home)."""
-    web: Web = request.app.state.web
-    try:
-        form, context = await _posted(request)
-    except FormRefusedError as refused:
-        return web.error_page(request, refused.message_key, refused.status_code)
-    except FlowGoneError:
-        return web.error_page(request, "error.flow_expired")
-    phone = str(form.get("phone") or "")[:40]
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    form, context, phone = posted
     state = request.app.state
     try:
         new = await run_in_threadpool(
@@ -150,5 +149,6 @@ async def submit_code(request: Request) -> Response:
         return _page(request, "code", context, error=error, phone=phone)
     target = f"/flow/{quote(context['flow'])}" if context["flow"] else "/"
     response = RedirectResponse(target, status_code=303)
+    web: Web = request.app.state.web
     web.set_session_cookie(response, new.cookie_value, int(SESSION_LIFETIME.total_seconds()))
     return response

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import secrets
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
 from iam.db.models import Client
@@ -18,6 +18,7 @@ from iam.db.store import Store
 from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.secretbox import digest
 from iam.services import audit
+from iam.settings import is_loopback_host
 
 CONTEXT_POLICIES = ("none", "optional", "required")
 SUPPORTED_SCOPES = ("openid", "profile", "email", "phone", "offline_access")
@@ -60,15 +61,6 @@ class RegisteredClient:
     client_secret: str | None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_redirect_uri(uri: str, field: str = "redirect_uri") -> str:
     """Absolute, no fragment, no wildcard; https unless loopback (RFC 8252 7.3 allows http)."""
     parts = urlsplit(uri or "")
@@ -78,7 +70,7 @@ def check_redirect_uri(uri: str, field: str = "redirect_uri") -> str:
         raise ValidationError(field, f"{field} must not contain a fragment: {uri!r}")
     if "*" in uri:
         raise ValidationError(field, f"{field} must not contain a wildcard: {uri!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValidationError(field, f"{field} must use https unless on loopback: {uri!r}")
     if parts.scheme not in ("http", "https"):
         raise ValidationError(field, f"{field} must be an http(s) URL: {uri!r}")
@@ -164,12 +156,16 @@ def create_client(
     return RegisteredClient(client, secret)
 
 
+def _find(session: Session, client_id: str) -> Client:
+    client = session.get(Client, client_id)
+    if client is None:
+        raise NotFoundError(f"No client {client_id!r}.")
+    return client
+
+
 def get_client(store: Store, client_id: str) -> Client:
     with store() as session:
-        client = session.get(Client, client_id)
-        if client is None:
-            raise NotFoundError(f"No client {client_id!r}.")
-        return client
+        return _find(session, client_id)
 
 
 def list_clients(store: Store) -> list[Client]:
@@ -180,9 +176,7 @@ def list_clients(store: Store) -> list[Client]:
 def rotate_secret(store: Store, client_id: str, keep_previous: bool = True) -> RegisteredClient:
     """A new secret; the current one stays valid as the previous until retired."""
     with store() as session:
-        client = session.get(Client, client_id)
-        if client is None:
-            raise NotFoundError(f"No client {client_id!r}.")
+        client = _find(session, client_id)
         if client.is_public:
             raise ValidationError("client_id", "A public client has no secret to rotate.")
         secret = _new_secret()
@@ -196,9 +190,6 @@ def rotate_secret(store: Store, client_id: str, keep_previous: bool = True) -> R
 
 def delete_client(store: Store, client_id: str) -> None:
     with store() as session:
-        client = session.get(Client, client_id)
-        if client is None:
-            raise NotFoundError(f"No client {client_id!r}.")
-        session.delete(client)
+        session.delete(_find(session, client_id))
         audit.record(session, "client.deleted", client_id=client_id, actor="cli")
         session.commit()

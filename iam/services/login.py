@@ -29,7 +29,7 @@ def sign_in_with_phone(
             # Codes are never sent to such numbers, so this is a forged or stale request.
             audit.record(db, "login.failed", outcome="failure", ip=ip, phone=mask_phone(phone))
             db.commit()
-            raise otp.OtpError("The code is wrong or has expired. Ask for a new one.")
+            raise otp.OtpError(otp.NO_LIVE_CODE)
         mark_phone_verified(db, user)
         same_person = previous is not None and previous.user.id == user.id
         if previous is not None and same_person:

@@ -29,6 +29,7 @@ MAX_FAILED_ATTEMPTS = 5
 RESEND_AFTER = timedelta(seconds=60)
 DAILY_LIMIT = 10
 PURPOSES = ("login", "bind")
+NO_LIVE_CODE = "The code is wrong or has expired. Ask for a new one."
 _CODE = re.compile(r"^\d{6}$", re.ASCII)
 
 
@@ -144,7 +145,7 @@ def verify_code(
                 reason="no live code",
             )
             session.commit()
-            raise OtpError("The code is wrong or has expired. Ask for a new one.")
+            raise OtpError(NO_LIVE_CODE)
         # Take one try before checking, atomically: concurrent guesses cannot exceed the limit.
         taken = session.execute(
             update(OtpChallenge)
@@ -157,7 +158,7 @@ def verify_code(
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()
-            raise OtpError("The code is wrong or has expired. Ask for a new one.")
+            raise OtpError(NO_LIVE_CODE)
         if not box.verify_mac(challenge.code_hash, challenge.id, code):
             session.refresh(challenge)
             left = MAX_FAILED_ATTEMPTS - challenge.failed_attempts
@@ -174,14 +175,12 @@ def verify_code(
             if left <= 0:
                 raise OtpError("Too many wrong codes. Ask for a new one.")
             raise OtpError(f"The code is wrong. {left} tries left.", tries_left=left)
-        # The right code gives its try back and is used up: single use.
-        used = session.execute(
+        # The right code gives its try back and is used up. The row is ours since the UPDATE
+        # above (locked until commit), so no concurrent request can use it as well.
+        session.execute(
             update(OtpChallenge)
-            .where(OtpChallenge.id == challenge.id, OtpChallenge.consumed_at.is_(None))
+            .where(OtpChallenge.id == challenge.id)
             .values(consumed_at=now, failed_attempts=OtpChallenge.failed_attempts - 1)
         )
-        if used.rowcount != 1:  # type: ignore[attr-defined]
-            session.rollback()
-            raise OtpError("The code is wrong or has expired. Ask for a new one.")
         session.commit()
     return phone

@@ -52,17 +52,7 @@ def the_session(store: Store) -> SsoSession:
 def test_id_token_carries_the_standard_claims(front: Front, world: World, store: Store) -> None:
     client_id = world.rp.client.client_id
     code, verifier, params = front.get_code(client_id, RP_REDIRECT)
-    answer = front.client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": RP_REDIRECT,
-            "code_verifier": verifier,
-        },
-        auth=(client_id, world.rp.client_secret),
-    )
-    tokens = answer.json()
+    tokens = front.exchange(code, verifier, RP_REDIRECT, world.rp).json()
     claims = verify(front.client, tokens["id_token"], client_id)
     sso = the_session(store)
     now = int(time.time())
@@ -92,32 +82,14 @@ def test_no_nonce_when_none_was_sent(front: Front, world: World) -> None:
     del params["nonce"]
     answer = front.follow_to_client(front.authorize(**params))
     code = query_of(answer.headers["location"])["code"]
-    tokens = front.client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": RP_REDIRECT,
-            "code_verifier": verifier,
-        },
-        auth=(client_id, world.rp.client_secret),
-    ).json()
+    tokens = front.exchange(code, verifier, RP_REDIRECT, world.rp).json()
     assert "nonce" not in verify(front.client, tokens["id_token"], client_id)
 
 
 def test_public_clients_id_token_is_for_that_client(front: Front, world: World) -> None:
     client_id = world.public_rp.client.client_id
     code, verifier, params = front.get_code(client_id, PUBLIC_REDIRECT)
-    tokens = front.client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": PUBLIC_REDIRECT,
-            "code_verifier": verifier,
-            "client_id": client_id,
-        },
-    ).json()
+    tokens = front.exchange(code, verifier, PUBLIC_REDIRECT, world.public_rp).json()
     claims = verify(front.client, tokens["id_token"], client_id)
     assert claims["aud"] == client_id
     assert claims["nonce"] == params["nonce"]

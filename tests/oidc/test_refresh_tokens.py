@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jwt
 import pytest
-from conftest import PUBLIC_REDIRECT, RP_REDIRECT, Front, World
+from conftest import RP_REDIRECT, Front, World
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
@@ -214,17 +214,7 @@ def test_refreshed_id_token_keeps_sub_and_auth_time_without_nonce(
 
 def test_public_client_refreshes_with_its_client_id_only(front: Front, world: World) -> None:
     client_id = world.public_rp.client.client_id
-    code, verifier, _ = front.get_code(client_id, PUBLIC_REDIRECT)
-    first = front.client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": PUBLIC_REDIRECT,
-            "code_verifier": verifier,
-            "client_id": client_id,
-        },
-    ).json()
+    first = front.tokens(world, public=True)
     answer = front.client.post(
         "/token",
         data={

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import jwt
 import pytest
-from conftest import PUBLIC_REDIRECT, RP_REDIRECT, Front, World
+from conftest import RP_REDIRECT, Front, World
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
@@ -64,20 +64,7 @@ def other_client(store: Store) -> clients.RegisteredClient:
 
 
 def public_tokens(front: Front, world: World) -> dict:
-    client_id = world.public_rp.client.client_id
-    code, verifier, _ = front.get_code(client_id, PUBLIC_REDIRECT)
-    answer = front.client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": PUBLIC_REDIRECT,
-            "code_verifier": verifier,
-            "client_id": client_id,
-        },
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()
+    return front.tokens(world, public=True)
 
 
 # --- revocation ---

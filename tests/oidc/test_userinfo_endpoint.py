@@ -199,16 +199,7 @@ def test_token_without_openid_scope_is_insufficient_scope(front: Front, world: W
     params, verifier = front.code_params(world.rp.client.client_id, RP_REDIRECT, scope="profile")
     answer = front.follow_to_client(front.authorize(**params))
     code = query_of(answer.headers["location"])["code"]
-    tokens = front.client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": RP_REDIRECT,
-            "code_verifier": verifier,
-        },
-        auth=rp_auth(world),
-    ).json()
+    tokens = front.exchange(code, verifier, RP_REDIRECT, world.rp).json()
     answer = call(front.client, "GET", tokens["access_token"])
     assert answer.status_code == 403, answer.text
     assert answer.json()["error"] == "insufficient_scope"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from conftest import Clock
 from sqlalchemy import select
 
 from iam.clock import utcnow
@@ -22,24 +23,9 @@ KNOWN = "+8613800138000"
 UNKNOWN = "+8613900139000"
 
 
-class Clock:
-    """The time `iam.services.otp` sees; tests move it instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(otp, "utcnow", clock)
-    return clock
+    return Clock().install(monkeypatch, otp)
 
 
 @pytest.fixture

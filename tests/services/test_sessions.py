@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from conftest import Clock
 from sqlalchemy import select
 
 from iam.clock import utcnow
@@ -15,24 +16,9 @@ from iam.db.store import Store
 from iam.services import clients, sessions, users
 
 
-class Clock:
-    """The time `iam.services.sessions` sees; tests move it instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(sessions, "utcnow", clock)
-    return clock
+    return Clock().install(monkeypatch, sessions)
 
 
 @pytest.fixture
