@@ -47,5 +47,8 @@ def log_config(log_format: str) -> dict[str, Any]:
             "uvicorn": {"level": "INFO", "handlers": [], "propagate": True},
             "uvicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
             "uvicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+            # httpx logs each request URL at INFO, and WeCom's URLs carry secrets and tokens.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }

@@ -63,3 +63,12 @@ def test_text_lines_are_not_json(captured) -> None:
     assert line.endswith("INFO iam: hello")
     with pytest.raises(json.JSONDecodeError):
         json.loads(line)
+
+
+def test_httpx_request_lines_are_not_logged(captured) -> None:
+    """httpx logs each URL at INFO, and WeCom's URLs carry the app secret and access tokens."""
+    stream = captured("json")
+    logging.getLogger("httpx").info("HTTP Request: GET .../gettoken?corpsecret=s3cret")
+    logging.getLogger("httpx").warning("connection pool is full")
+    assert "s3cret" not in stream.getvalue()
+    assert "connection pool is full" in stream.getvalue()

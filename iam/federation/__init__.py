@@ -1,0 +1,1 @@
+"""Outside identity providers (WeCom first). Knows nothing of OIDC, Starlette or SQLAlchemy."""

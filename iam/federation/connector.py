@@ -1,0 +1,96 @@
+"""The seam to outside identity providers, in Dex's shape: a connector makes a login URL and turns
+the provider's callback into an `Identity`. It never sees our clients, tokens, pages or database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A person as an outside provider vouches for them, after one login.
+
+    `subject` is the provider's user id as read (for WeCom `corpid/userid`); `subject_key` is the
+    form that is unique (WeCom userids are case-insensitive). `phone` is an E.164-or-raw mobile
+    number the provider gave, and `phone_trusted` says whether the provider may be believed about
+    it (a WeCom corporation marked `trust_mobile`). `metadata` is what the link keeps and what the
+    context claim is made of: corp name, name, departments, position, avatar, status.
+    """
+
+    provider: str
+    subject: str
+    subject_key: str
+    display_name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    phone_trusted: bool = False
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoginHints:
+    """What a connector may know of the browser that starts a login."""
+
+    user_agent: str = ""
+    lang: str = "en"
+
+
+class ConnectorError(Exception):
+    """A login at the provider did not give an identity.
+
+    `reason` is a message-catalogue key for the page the person sees; `detail` is for the log
+    and the audit trail (never shown: it may name internals)."""
+
+    reason = "upstream.failed"
+
+    def __init__(self, detail: str, *, reason: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if reason is not None:
+            self.reason = reason
+
+
+class UpstreamUnavailableError(ConnectorError):
+    """The provider could not be reached or answered nonsense: timeout, HTTP error, bad JSON."""
+
+    reason = "upstream.unavailable"
+
+
+class UpstreamRefusedError(ConnectorError):
+    """The provider answered with an error (for WeCom a non-zero `errcode`)."""
+
+    reason = "upstream.refused"
+
+    def __init__(self, detail: str, *, code: int | str, reason: str | None = None) -> None:
+        super().__init__(detail, reason=reason)
+        self.code = code
+
+
+class CallbackRejectedError(ConnectorError):
+    """The callback itself is unusable: no code (the person declined), a bad or used code."""
+
+    reason = "upstream.callback_rejected"
+
+
+class NotAMemberError(ConnectorError):
+    """The provider knows the person, but not as a member (WeCom: an `openid`, no `userid`)."""
+
+    reason = "upstream.not_a_member"
+
+
+@runtime_checkable
+class CallbackConnector(Protocol):
+    """A provider that logs people in by redirecting to it and back (OAuth-like)."""
+
+    provider: str
+
+    def login_url(self, callback_url: str, state: str, hints: LoginHints) -> str:
+        """Where to send the browser; the provider comes back to `callback_url` with `state`."""
+        ...
+
+    def handle_callback(self, callback_url: str, params: Mapping[str, str]) -> Identity:
+        """The identity the callback's parameters prove, or a `ConnectorError`."""
+        ...

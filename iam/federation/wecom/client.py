@@ -1,0 +1,243 @@
+"""The WeCom server API (qyapi.weixin.qq.com), as much of it as login needs. Failures become
+`ConnectorError`s whose `reason` says what to tell the person. Secrets, tokens, codes and tickets
+never appear in messages or logs."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import httpx
+
+from iam.federation.connector import UpstreamRefusedError, UpstreamUnavailableError
+from iam.federation.wecom.tokens import TokenCache
+
+log = logging.getLogger("iam.wecom")
+
+#: Connect within 3 s and get each read within 5 s: a login should fail rather than hang.
+DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
+#: errcodes meaning "this access token is invalid (40014) or expired (42001)". WeCom may
+#: invalidate a token early, so the token is dropped and the call is made once more.
+RETRY_ON_TOKEN_ERRORS = frozenset({40014, 42001})
+#: errcode -> message-catalogue key for the person; any other errcode is "wecom.error".
+REASONS: Mapping[int, str] = {
+    40029: "wecom.invalid_code",
+    **dict.fromkeys((40013, 40001, 40091, 40056, 41002, 41004), "wecom.misconfigured"),
+    **dict.fromkeys((45009, 45033, -1), "wecom.busy"),
+    60020: "wecom.ip_not_trusted",
+    50001: "wecom.redirect_untrusted",
+    **dict.fromkeys((60011, 50002, 48002), "wecom.no_privilege"),
+    **dict.fromkeys((60111, 40003), "wecom.unknown_member"),
+}
+#: The longest part of a WeCom errmsg kept in messages. Real errmsgs carry a long hint and URL.
+ERRMSG_LIMIT = 200
+#: Keys of the legacy `user/getuserinfo` answer, and the names the current API uses for them.
+_LEGACY_KEYS = {"UserId": "userid", "OpenId": "openid", "DeviceId": "deviceid"}
+
+
+def new_http_client(transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """An HTTP client for WeCom. It does not follow redirects, because an API call that
+    answers with a redirect is broken, not something to follow."""
+    return httpx.Client(
+        timeout=DEFAULT_TIMEOUT,
+        follow_redirects=False,
+        headers={"User-Agent": "iam"},
+        transport=transport,
+    )
+
+
+@dataclass(frozen=True)
+class WeComApp:
+    """One self-built app of one corporation. Access tokens are issued per app."""
+
+    corp_id: str
+    agent_id: int
+    secret: str = field(repr=False)  # never logged, never in an exception message
+
+
+def token_key(app: WeComApp) -> str:
+    """The app's key in the token cache. It includes a hash of the secret, so that after the
+    secret changes, the token issued for the old secret is not used again."""
+    digest = hashlib.sha256(app.secret.encode()).hexdigest()[:16]
+    return f"{app.corp_id}:{app.agent_id}:{digest}"
+
+
+class WeComApiError(UpstreamRefusedError):
+    """WeCom answered with a non-zero errcode."""
+
+    def __init__(self, api: str, code: int, errmsg: str) -> None:
+        super().__init__(
+            f"WeCom {api} answered errcode {code} ({errmsg})",
+            code=code,
+            reason=REASONS.get(code, "wecom.error"),
+        )
+        self.code: int = code
+        self.api = api
+        self.errmsg = errmsg
+
+
+class WeComUnavailableError(UpstreamUnavailableError):
+    """WeCom could not be asked: a timeout, a connection error, or an answer that is not WeCom
+    JSON (an HTTP error status, a proxy's HTML page, JSON without errcode)."""
+
+    def __init__(self, api: str, detail: str, *, reason: str = "wecom.unavailable") -> None:
+        super().__init__(f"WeCom {api} {detail}", reason=reason)
+        self.api = api
+
+
+class WeComClient:
+    """Calls WeCom for the apps it is given, with access tokens from `cache`. It is safe to use
+    from many threads."""
+
+    def __init__(self, api_base: str, http: httpx.Client, cache: TokenCache) -> None:
+        self._base = api_base.rstrip("/")
+        self._http = http
+        self._cache = cache
+
+    def access_token(self, app: WeComApp) -> str:
+        return self._cache.get_or_fetch(token_key(app), lambda: self._fetch_token(app))
+
+    def get_user_info(self, app: WeComApp, code: str) -> dict[str, Any]:
+        """Who the OAuth `code` belongs to: `userid` (and `user_ticket`) for a member, `openid`
+        for anyone else. The capitalised keys of the legacy API are given in lower case."""
+        body = self._call(app, "auth/getuserinfo", "GET", params={"code": code}, hidden=(code,))
+        for legacy, current in _LEGACY_KEYS.items():
+            if legacy in body:
+                value = body.pop(legacy)
+                body.setdefault(current, value)
+        return body
+
+    def get_user_detail(self, app: WeComApp, user_ticket: str) -> dict[str, Any]:
+        """The profile that the person agreed to share (mobile, email, ...)."""
+        return self._call(
+            app,
+            "auth/getuserdetail",
+            "POST",
+            payload={"user_ticket": user_ticket},
+            hidden=(user_ticket,),
+        )
+
+    def get_user(self, app: WeComApp, userid: str) -> dict[str, Any]:
+        return self._call(app, "user/get", "GET", params={"userid": userid})
+
+    def get_department(self, app: WeComApp, department_id: int) -> dict[str, Any]:
+        body = self._call(app, "department/get", "GET", params={"id": department_id})
+        department = body.get("department")
+        if not isinstance(department, dict):
+            raise WeComUnavailableError("department/get", "answered without a department")
+        return department
+
+    def _fetch_token(self, app: WeComApp) -> tuple[str, int]:
+        params = {"corpid": app.corp_id, "corpsecret": app.secret}
+        body = self._send("gettoken", "GET", params, None, hidden=(app.secret,))
+        if body["errcode"] != 0:
+            raise _refused("gettoken", body, hidden=(app.secret,))
+        token, expires_in = body.get("access_token"), body.get("expires_in")
+        if not isinstance(token, str) or not token or not _is_int(expires_in):
+            raise WeComUnavailableError("gettoken", "answered without access_token and expires_in")
+        return token, expires_in
+
+    def _call(
+        self,
+        app: WeComApp,
+        api: str,
+        method: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        payload: Mapping[str, str] | None = None,
+        hidden: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        """The answer to one API call. A token that WeCom rejects is dropped and the call is
+        made once more with a new token; a second rejection is an error."""
+
+        def attempt() -> tuple[str, dict[str, Any]]:
+            token = self.access_token(app)
+            query = {"access_token": token, **(params or {})}
+            return token, self._send(api, method, query, payload, hidden=(token, *hidden))
+
+        token, body = attempt()
+        if body["errcode"] in RETRY_ON_TOKEN_ERRORS:
+            self._cache.drop(token_key(app), token)
+            token, body = attempt()
+        if body["errcode"] != 0:
+            raise _refused(api, body, hidden=(token, *hidden))
+        return body
+
+    def _send(
+        self,
+        api: str,
+        method: str,
+        params: Mapping[str, str | int],
+        payload: Mapping[str, str] | None,
+        *,
+        hidden: tuple[str, ...],
+    ) -> dict[str, Any]:
+        """One HTTP exchange, and its JSON answer even when errcode is not 0. Failures are
+        logged here, each with the time it took."""
+        started = time.perf_counter()
+
+        def unavailable(detail: str, reason: str = "wecom.unavailable") -> WeComUnavailableError:
+            elapsed = _elapsed_ms(started)
+            log.warning("WeCom %s failed after %d ms: %s", api, elapsed, detail)
+            return WeComUnavailableError(api, f"{detail} after {elapsed} ms", reason=reason)
+
+        try:
+            response = self._http.request(
+                method, f"{self._base}/cgi-bin/{api}", params=params, json=payload
+            )
+        except httpx.TimeoutException as error:
+            raise unavailable(f"timed out ({type(error).__name__})", "wecom.timeout") from error
+        except httpx.HTTPError as error:
+            problem = _scrub(str(error), hidden)
+            raise unavailable(
+                f"could not be reached ({type(error).__name__}: {problem})"
+            ) from error
+        if response.status_code != 200:
+            raise unavailable(f"answered HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not _is_int(body.get("errcode")):
+            raise unavailable("answered without a JSON errcode")
+        if body["errcode"] != 0:
+            log.warning(
+                "WeCom %s answered errcode %d after %d ms (%s)",
+                api,
+                body["errcode"],
+                _elapsed_ms(started),
+                _errmsg(body, hidden),
+            )
+        return body
+
+
+def _refused(api: str, body: Mapping[str, Any], *, hidden: tuple[str, ...]) -> WeComApiError:
+    return WeComApiError(api, body["errcode"], _errmsg(body, hidden))
+
+
+def _errmsg(body: Mapping[str, Any], hidden: tuple[str, ...]) -> str:
+    """The answer's errmsg, safe to log and short enough to read."""
+    return _scrub(str(body.get("errmsg", "")), hidden)[:ERRMSG_LIMIT]
+
+
+def _scrub(text: str, hidden: tuple[str, ...]) -> str:
+    """`text` with every value in `hidden` replaced, as sent or URL-encoded, in case WeCom or
+    httpx echoes a request."""
+    for value in hidden:
+        for form in dict.fromkeys((value, quote(value, safe=""), quote_plus(value))):
+            if form:
+                text = text.replace(form, "[hidden]")
+    return text
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

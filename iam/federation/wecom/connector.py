@@ -1,0 +1,156 @@
+"""WeCom as a callback connector: a login URL (in-WeCom OAuth or QR), and a callback turned into
+an `Identity` through the server API (auth/getuserinfo, user/get, auth/getuserdetail and
+department/get)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from iam.federation.connector import (
+    CallbackConnector,
+    CallbackRejectedError,
+    Identity,
+    LoginHints,
+    NotAMemberError,
+    UpstreamUnavailableError,
+)
+from iam.federation.wecom.client import WeComApiError, WeComApp, WeComClient
+
+PROVIDER = "wecom"
+#: The WeCom client's user agent carries this token (`wxwork/4.1.x`): log in inside the app.
+IN_APP_MARKER = "wxwork"
+#: Department names read for one member at most (each is one department/get call).
+MAX_DEPARTMENTS = 10
+#: State values WeCom accepts: `[a-zA-Z0-9]`, up to 128 bytes (wecom-api.md 2.1).
+MAX_STATE = 128
+
+
+def subject_of(corp_id: str, userid: str) -> tuple[str, str]:
+    """(subject as WeCom spells it, the unique key): WeCom userids are case-insensitive."""
+    return f"{corp_id}/{userid}", f"{corp_id}/{userid.lower()}"
+
+
+@dataclass(frozen=True)
+class WeComConfig:
+    """One corporation's self-built app, as stored (secret decrypted) plus where WeCom lives."""
+
+    corp_id: str
+    name: str
+    agent_id: int
+    secret: str
+    trust_mobile: bool
+    oauth_url: str
+    qr_url: str
+
+    def open(self, client: WeComClient) -> WeComConnector:
+        return WeComConnector(self, client)
+
+
+class WeComConnector:
+    """Logs a member of one corporation in; knows nothing of our clients, tokens or database."""
+
+    provider = PROVIDER
+
+    def __init__(self, config: WeComConfig, client: WeComClient) -> None:
+        self.config = config
+        self.client = client
+        self.app = WeComApp(config.corp_id, config.agent_id, config.secret)
+
+    def login_url(self, callback_url: str, state: str, hints: LoginHints) -> str:
+        """Inside the WeCom client: OAuth with `snsapi_privateinfo` (a user_ticket, so the mobile
+        can be read); in any other browser: the QR-code login page."""
+        if len(state) > MAX_STATE or not state.isalnum():
+            raise ValueError("a WeCom state is at most 128 letters and digits")
+        if IN_APP_MARKER in hints.user_agent.lower():
+            query = urlencode(
+                {
+                    "appid": self.config.corp_id,
+                    "redirect_uri": callback_url,
+                    "response_type": "code",
+                    "scope": "snsapi_privateinfo",
+                    "state": state,
+                    "agentid": str(self.config.agent_id),
+                }
+            )
+            return f"{self.config.oauth_url}?{query}#wechat_redirect"
+        query = urlencode(
+            {
+                "login_type": "CorpApp",
+                "appid": self.config.corp_id,
+                "agentid": str(self.config.agent_id),
+                "redirect_uri": callback_url,
+                "state": state,
+                "lang": "zh" if hints.lang.startswith("zh") else "en",
+            }
+        )
+        return f"{self.config.qr_url}?{query}"
+
+    def handle_callback(self, callback_url: str, params: Mapping[str, str]) -> Identity:
+        code = params.get("code") or ""
+        if not code:
+            raise CallbackRejectedError("WeCom came back without a code", reason="wecom.declined")
+        if len(code) > 512:
+            raise CallbackRejectedError("the WeCom code is longer than 512 bytes")
+        info = self.client.get_user_info(self.app, code)
+        userid = str(info.get("userid") or "")
+        if not userid:
+            if info.get("openid"):
+                raise NotAMemberError(f"not a member of {self.config.corp_id} (an openid)")
+            raise UpstreamUnavailableError("auth/getuserinfo answered neither userid nor openid")
+        if "/" in userid:  # an upstream/downstream (上下游) member of another corporation
+            raise NotAMemberError(f"{userid} is a member of another corporation")
+        member = self.client.get_user(self.app, userid)
+        ticket = str(info.get("user_ticket") or "")
+        detail = self.client.get_user_detail(self.app, ticket) if ticket else {}
+        return self._identity(str(member.get("userid") or userid), member, detail)
+
+    def _identity(
+        self, userid: str, member: Mapping[str, Any], detail: Mapping[str, Any]
+    ) -> Identity:
+        subject, key = subject_of(self.config.corp_id, userid)
+        department_ids = [int(d) for d in member.get("department") or []][:MAX_DEPARTMENTS]
+        mobile = str(detail.get("mobile") or member.get("mobile") or "") or None
+        email = str(detail.get("email") or member.get("email") or "") or None
+        name = str(member.get("name") or userid)
+        return Identity(
+            provider=PROVIDER,
+            subject=subject,
+            subject_key=key,
+            display_name=name,
+            email=email,
+            phone=mobile,
+            phone_trusted=self.config.trust_mobile,
+            metadata={
+                "provider": PROVIDER,
+                "corpid": self.config.corp_id,
+                "corp_name": self.config.name,
+                "userid": userid,
+                "name": name,
+                "department": self._department_names(department_ids),
+                "department_ids": department_ids,
+                "position": str(member.get("position") or ""),
+                "avatar": str(detail.get("avatar") or member.get("avatar") or ""),
+                "status": int(member.get("status") or 1),
+            },
+        )
+
+    def _department_names(self, department_ids: list[int]) -> list[str]:
+        """Names where the app may read them; the id where WeCom says no privilege (60011)."""
+        names = []
+        for department_id in department_ids:
+            try:
+                department = self.client.get_department(self.app, department_id)
+            except WeComApiError as error:
+                if error.code not in (60011, 60003):
+                    raise
+                names.append(str(department_id))
+            else:
+                names.append(str(department.get("name") or department_id))
+        return names
+
+
+if TYPE_CHECKING:
+    _: type[CallbackConnector] = WeComConnector
