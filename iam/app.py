@@ -7,7 +7,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
+import redis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -19,18 +23,26 @@ from starlette.staticfiles import StaticFiles
 
 from iam import settings as settings_module
 from iam.db.store import Store, create_db_engine
-from iam.flows import dispatch, login, logout
+from iam.federation.connector import CallbackConnector
+from iam.federation.wecom.client import WeComClient, new_http_client
+from iam.federation.wecom.tokens import MemoryTokenCache, RedisTokenCache, TokenCache
+from iam.flows import binding, dispatch, login, logout
+from iam.flows import upstream as upstream_flow
 from iam.oidc import endpoints
 from iam.oidc.endpoints import Oidc, discovery_document
 from iam.oidc.keys import KeyRing
 from iam.oidc.server import Runner, Server
 from iam.secretbox import SecretBox
-from iam.services import signing_keys
+from iam.services import corps, signing_keys, upstream
 from iam.services.sms import SmsSender, sender_for
 from iam.settings import Settings
 from iam.web import STATIC_DIR, BodyLimitMiddleware, BrowserMiddleware, Web
 
 log = logging.getLogger("iam")
+#: Where dev mode mounts the WeCom simulator (`IAM_WECOM_*` point below it in `iam demo`).
+SIMULATOR_PATH = "/_sim/wecom"
+#: Seconds before a Redis call gives up (logins then fall back to this process's cache).
+REDIS_TIMEOUT = 0.5
 
 
 async def healthz(request: Request) -> Response:
@@ -72,19 +84,56 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return web.error_page(request, "error.server", status_code=500)
 
 
+def _token_cache(settings: Settings) -> TokenCache:
+    """Shared through Redis when several instances run; in this process otherwise."""
+    if settings.redis_url:
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            socket_timeout=REDIS_TIMEOUT,
+            retry=Retry(NoBackoff(), retries=1),
+        )
+        return RedisTokenCache(client)
+    return MemoryTokenCache()
+
+
+def _providers(
+    settings: Settings, store: Store, box: SecretBox, wecom: WeComClient
+) -> upstream.Providers:
+    """The provider types (one entry each, as in Dex): WeCom, one connector per corporation."""
+
+    def open_wecom(corp_id: str) -> CallbackConnector:
+        config = corps.wecom_config(
+            store, box, corp_id, oauth_url=settings.wecom_oauth_url, qr_url=settings.wecom_qr_url
+        )
+        return config.open(wecom)
+
+    return upstream.Providers({"wecom": open_wecom})
+
+
 def create_app(
-    settings: Settings, *, store: Store | None = None, sms: SmsSender | None = None
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    sms: SmsSender | None = None,
+    wecom_http: httpx.Client | None = None,
+    wecom_cache: TokenCache | None = None,
 ) -> Starlette:
-    """The ASGI app for `settings`; `store` and `sms` may be handed in by tests."""
+    """The ASGI app for `settings`; tests may hand in the store, the SMS sender, and the HTTP
+    client and token cache used to reach WeCom."""
     store = store or Store(create_db_engine(settings.database_url))
     box = SecretBox(str(settings.secret_key))
     web = Web(str(settings.secret_key), secure_cookies=settings.issuer_is_https)
     sms = sms or sender_for(settings.sms_backend)
+    http = wecom_http or new_http_client()
+    wecom = WeComClient(settings.wecom_api_base, http, wecom_cache or _token_cache(settings))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(signing_keys.ensure_key, store, box)
         yield
+        if wecom_http is None:
+            http.close()
 
     keys = KeyRing(store, box)
     oidc = Oidc(
@@ -107,16 +156,26 @@ def create_app(
         Route("/login", login.login_page, methods=["GET"]),
         Route("/login", login.submit_code, methods=["POST"]),
         Route("/login/otp", login.send_code, methods=["POST"]),
+        Route("/login/{provider}/{connector_id}", upstream_flow.start),
+        Route("/callback/{provider}/{connector_id}", upstream_flow.callback),
+        Route("/bind", binding.bind_page, methods=["GET"]),
+        Route("/bind", binding.submit, methods=["POST"]),
         Route("/", logout.home),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
+    app_state: dict[str, object] = {}  # dev-only collaborators the tests and the demo reach
     if settings.dev_mode:
         from iam.devtools import outbox
 
         routes.extend(outbox.routes)
+        from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
+
+        simulator = WeComSimulator(demo_corps())
+        routes.append(Mount(SIMULATOR_PATH, app=simulator.app))
+        app_state["simulator"] = simulator
     middleware = [
         Middleware(BrowserMiddleware, secure_cookies=settings.issuer_is_https),
         Middleware(BodyLimitMiddleware),
@@ -133,6 +192,9 @@ def create_app(
     app.state.web = web
     app.state.sms = sms
     app.state.oidc = oidc
+    app.state.providers = _providers(settings, store, box, wecom)
+    for name, value in app_state.items():
+        setattr(app.state, name, value)
     return app
 
 

@@ -23,20 +23,20 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from iam import settings as iam_settings
-from iam.app import create_app
+from iam.app import SIMULATOR_PATH, create_app
 from iam.db import migrate
 from iam.db.store import Store, create_db_engine
 from iam.errors import IamError, ValidationError
 from iam.logs import log_config
 from iam.secretbox import SecretBox
-from iam.services import admins, clients, signing_keys, users
+from iam.services import admins, clients, corps, signing_keys, users
 from iam.services.clients import CONTEXT_POLICIES, RegisteredClient
 from iam.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    from iam.db.models import Client, IdentityLink, SigningKey, User
+    from iam.db.models import Client, IdentityLink, SigningKey, User, WeComCorp
     from iam.devtools.demo import DemoWorld, ExampleAuthorization
 
     Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -147,9 +147,16 @@ def _demo(args: argparse.Namespace) -> int:
 def _demo_settings(port: int) -> Settings:
     """Settings with dev mode on and, unless one is set, the issuer on `port`. They are written to
     os.environ as well, so nothing that reads the environment later sees other settings."""
+    issuer = os.environ.get("IAM_ISSUER", f"http://127.0.0.1:{port}")
+    simulator = issuer.rstrip("/") + SIMULATOR_PATH
     overrides = {
         "IAM_DEV_MODE": "true",
-        "IAM_ISSUER": os.environ.get("IAM_ISSUER", f"http://127.0.0.1:{port}"),
+        "IAM_ISSUER": issuer,
+        "IAM_WECOM_API_BASE": os.environ.get("IAM_WECOM_API_BASE", simulator),
+        "IAM_WECOM_OAUTH_URL": os.environ.get(
+            "IAM_WECOM_OAUTH_URL", f"{simulator}/connect/oauth2/authorize"
+        ),
+        "IAM_WECOM_QR_URL": os.environ.get("IAM_WECOM_QR_URL", f"{simulator}/wwlogin/sso/login"),
     }
     settings = iam_settings.load({**os.environ, **overrides})
     os.environ.update(overrides)
@@ -167,6 +174,8 @@ def _demo_text(world: DemoWorld, example: ExampleAuthorization, issuer: str) -> 
             f"  client_id:      {world.client_id}",
             f"  client_secret:  {world.client_secret}   (new on every start)",
             f"  redirect_uri:   {world.redirect_uri}",
+            f"  WeCom:          the login page offers {', '.join(world.corp_names)} "
+            f"(simulated at {issuer}{SIMULATOR_PATH})",
             "",
             "Try it: open this URL, sign in with the phone above and the code from the outbox,",
             "then copy the `code` parameter of the address you land on:",
@@ -331,6 +340,46 @@ def _link_record(link: IdentityLink) -> dict[str, Any]:
     }
 
 
+# --- corps -------------------------------------------------------------------------------------
+
+
+def _corps_add(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
+    box = SecretBox(str(settings.secret_key))
+    corp = corps.add_corp(
+        store,
+        box,
+        args.corp_id,
+        args.name,
+        args.agent_id,
+        args.secret,
+        trust_mobile=args.trust_mobile,
+    )
+    record = _corp_record(corp)
+    return Output(record, _describe(record))
+
+
+def _corps_list(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
+    records = [_corp_record(corp) for corp in corps.list_corps(store)]
+    lines = [
+        f"{r['corp_id']}  agent {r['agent_id']}  {'trusted mobile  ' if r['trust_mobile'] else ''}"
+        f"{r['name']}"
+        for r in records
+    ]
+    return Output({"corps": records}, "\n".join(lines) or "no corporations")
+
+
+def _corp_record(corp: WeComCorp) -> dict[str, Any]:
+    """Never the secret, not even encrypted."""
+    return {
+        "corp_id": corp.corp_id,
+        "name": corp.name,
+        "agent_id": corp.agent_id,
+        "trust_mobile": corp.trust_mobile,
+        "enabled": corp.enabled,
+        "created_at": _iso(corp.created_at),
+    }
+
+
 # --- keys and admins --------------------------------------------------------------------------
 
 
@@ -402,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(commands)
     _add_clients(commands)
     _add_users(commands)
+    _add_corps(commands)
     _add_keys(commands)
     _add_admin(commands)
     return parser
@@ -488,6 +538,21 @@ def _add_keys(commands: Subcommands) -> None:
     group = _group(commands, "keys", "token signing keys")
     _record_command(group, "rotate", _keys_rotate, "new signing key; old ones stay published")
     _record_command(group, "list", _keys_list, "list signing keys (public facts only)")
+
+
+def _add_corps(commands: Subcommands) -> None:
+    group = _group(commands, "corps", "WeCom corporations and their self-built apps")
+    add = _record_command(group, "add", _corps_add, "connect a WeCom corporation")
+    add.add_argument("--corp-id", required=True, metavar="ID")
+    add.add_argument("--name", required=True, metavar="NAME")
+    add.add_argument("--agent-id", required=True, type=int, metavar="N")
+    add.add_argument("--secret", required=True, metavar="S", help="the app secret (kept encrypted)")
+    add.add_argument(
+        "--trust-mobile",
+        action="store_true",
+        help="a mobile read from this corporation binds without an SMS code",
+    )
+    _record_command(group, "list", _corps_list, "list connected corporations")
 
 
 def _add_admin(commands: Subcommands) -> None:

@@ -102,6 +102,111 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The SMS could not be sent. Try again in a minute.",
         "zh-CN": "短信发送失败，请稍后重试。",
     },
+    "login.or": {
+        "en": "Or sign in with your company's WeCom",
+        "zh-CN": "或使用所在公司的企业微信登录",
+    },
+    "login.with_wecom": {"en": "WeCom · {corp}", "zh-CN": "企业微信 · {corp}"},
+    "bind.title": {"en": "Link your WeCom identity", "zh-CN": "绑定企业微信身份"},
+    "bind.intro": {
+        "en": "WeCom says you are {name} ({userid}) at {corp}. This identity is not linked to "
+        "an account yet: confirm your mobile number once and we link it.",
+        "zh-CN": "企业微信显示您是 {corp} 的 {name}（{userid}）。该身份尚未绑定账号，"
+        "请验证一次手机号码以完成绑定。",
+    },
+    "bind.code_sent": {
+        "en": "A 6-digit code was sent to {phone}. It is valid for 5 minutes.",
+        "zh-CN": "6 位验证码已发送至 {phone}，5 分钟内有效。",
+    },
+    "bind.submit": {"en": "Link and sign in", "zh-CN": "绑定并登录"},
+    "bind.expired": {
+        "en": "This linking step has expired or belongs to another browser. "
+        "Sign in with WeCom again.",
+        "zh-CN": "绑定已过期或属于其他浏览器，请重新使用企业微信登录。",
+    },
+    "upstream.unknown": {
+        "en": "This company is not connected to group sign-in.",
+        "zh-CN": "该公司尚未接入集团统一登录。",
+    },
+    "upstream.bad_state": {
+        "en": "This sign-in answer was already used, has expired, or was started in another "
+        "browser. Start the sign-in again.",
+        "zh-CN": "该登录结果已被使用、已过期，或来自其他浏览器，请重新登录。",
+    },
+    "upstream.failed": {
+        "en": "Signing in with WeCom failed. Try again.",
+        "zh-CN": "企业微信登录失败，请重试。",
+    },
+    "upstream.unavailable": {
+        "en": "WeCom could not be reached. Try again in a minute.",
+        "zh-CN": "暂时无法连接企业微信，请稍后重试。",
+    },
+    "upstream.refused": {
+        "en": "WeCom refused the sign-in (error {code}). Try again.",
+        "zh-CN": "企业微信拒绝了本次登录（错误码 {code}），请重试。",
+    },
+    "upstream.callback_rejected": {
+        "en": "WeCom's answer could not be used. Start the sign-in again.",
+        "zh-CN": "无法使用企业微信的返回结果，请重新登录。",
+    },
+    "upstream.not_a_member": {
+        "en": "You are not a member of this company in WeCom, so you cannot sign in through it.",
+        "zh-CN": "您不是该企业的企业微信成员，无法通过它登录。",
+    },
+    "upstream.disabled": {
+        "en": "This identity or its account is disabled. Ask your administrator.",
+        "zh-CN": "该身份或其账号已被停用，请联系管理员。",
+    },
+    "wecom.declined": {
+        "en": "The WeCom sign-in was cancelled.",
+        "zh-CN": "企业微信登录已取消。",
+    },
+    "wecom.invalid_code": {
+        "en": "The WeCom sign-in has expired or was already used (error {code}). "
+        "Start the sign-in again.",
+        "zh-CN": "企业微信登录已过期或已被使用（错误码 {code}），请重新登录。",
+    },
+    "wecom.misconfigured": {
+        "en": "This company's WeCom connection is misconfigured (error {code}). "
+        "Tell your administrator.",
+        "zh-CN": "该企业的企业微信接入配置有误（错误码 {code}），请联系管理员。",
+    },
+    "wecom.busy": {
+        "en": "WeCom is busy (error {code}). Try again in a minute.",
+        "zh-CN": "企业微信繁忙（错误码 {code}），请稍后重试。",
+    },
+    "wecom.ip_not_trusted": {
+        "en": "WeCom does not accept calls from this server's address (error {code}). "
+        "Tell your administrator.",
+        "zh-CN": "企业微信不接受来自本服务器 IP 的调用（错误码 {code}），请联系管理员。",
+    },
+    "wecom.redirect_untrusted": {
+        "en": "This server's address is not a trusted domain of the WeCom app (error {code}). "
+        "Tell your administrator.",
+        "zh-CN": "本服务器地址不是该企业微信应用的可信域名（错误码 {code}），请联系管理员。",
+    },
+    "wecom.no_privilege": {
+        "en": "The WeCom app may not read your member details (error {code}). "
+        "Ask your administrator to add you to the app's visible range.",
+        "zh-CN": "企业微信应用无权读取您的成员信息（错误码 {code}），"
+        "请联系管理员将您加入应用可见范围。",
+    },
+    "wecom.unknown_member": {
+        "en": "WeCom does not know this member (error {code}).",
+        "zh-CN": "企业微信中不存在该成员（错误码 {code}）。",
+    },
+    "wecom.error": {
+        "en": "WeCom answered with an error (error {code}). Try again.",
+        "zh-CN": "企业微信返回错误（错误码 {code}），请重试。",
+    },
+    "wecom.timeout": {
+        "en": "WeCom did not answer in time. Try again in a minute.",
+        "zh-CN": "企业微信响应超时，请稍后重试。",
+    },
+    "wecom.unavailable": {
+        "en": "WeCom could not be reached. Try again in a minute.",
+        "zh-CN": "暂时无法连接企业微信，请稍后重试。",
+    },
     "outbox.title": {"en": "SMS outbox (dev mode)", "zh-CN": "短信发件箱（开发模式）"},
     "outbox.empty": {"en": "No SMS sent yet.", "zh-CN": "暂无短信。"},
     "home.title": {"en": "Group sign-in", "zh-CN": "集团统一登录"},

@@ -11,7 +11,7 @@ import secrets
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -30,8 +30,9 @@ from iam.db import migrate
 from iam.db.base import Base
 from iam.db.models import SigningKey, User
 from iam.db.store import Store, create_db_engine
+from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
 from iam.secretbox import SecretBox
-from iam.services import clients, signing_keys, users
+from iam.services import clients, corps, signing_keys, users
 from iam.services.clients import RegisteredClient
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
@@ -336,3 +337,96 @@ class Front:
 @pytest.fixture
 def front(client: TestClient, sms: ConsoleSms) -> Front:
     return Front(client, sms)
+
+
+# --- WeCom: the simulator as the outside world, and a browser that goes through it ---
+
+WECOM_BASE = "https://wecom.test"
+CORP_A = "wwsubsidiarya0001"
+CORP_B = "wwsubsidiaryb0002"
+
+
+@pytest.fixture
+def simulator() -> WeComSimulator:
+    return WeComSimulator(demo_corps())
+
+
+@pytest.fixture
+def wecom_settings(settings: Settings) -> Settings:
+    return replace(
+        settings,
+        wecom_api_base=WECOM_BASE,
+        wecom_oauth_url=f"{WECOM_BASE}/connect/oauth2/authorize",
+        wecom_qr_url=f"{WECOM_BASE}/wwlogin/sso/login",
+    )
+
+
+def connect_corp(store: Store, simulator: WeComSimulator, corp_id: str, **options: bool) -> None:
+    """Connect one of the simulator's corporations, with the simulator's secret."""
+    corp = next(c for c in demo_corps() if c.corp_id == corp_id)
+    corps.add_corp(
+        store,
+        SecretBox(TEST_SECRET),
+        corp.corp_id,
+        corp.name,
+        corp.agent_id,
+        corp.secret,
+        **options,
+    )
+
+
+@pytest.fixture
+def wecom_app(wecom_settings: Settings, store: Store, sms: ConsoleSms, simulator: WeComSimulator):
+    """The app, with both demo corporations connected, reaching WeCom through the simulator."""
+    connect_corp(store, simulator, CORP_A)
+    connect_corp(store, simulator, CORP_B)
+    return create_app(wecom_settings, store=store, sms=sms, wecom_http=TestClient(simulator.app))
+
+
+class WeComFront(Front):
+    """A browser that also visits the simulator's WeCom pages."""
+
+    def __init__(self, client: TestClient, sms: ConsoleSms, simulator: WeComSimulator) -> None:
+        super().__init__(client, sms)
+        self.simulator = simulator
+        self.wecom = TestClient(simulator.app, base_url=WECOM_BASE, follow_redirects=False)
+
+    def start(self, corp_id: str = CORP_A, flow: str = "", **headers: str) -> Response:
+        params = {"flow": flow} if flow else {}
+        return self.client.get(f"/login/wecom/{corp_id}", params=params, headers=headers)
+
+    def pick(self, started: Response, pick: str) -> str:
+        """At WeCom's page, be `pick` (a userid, `__outsider__`, `__decline__`): the callback."""
+        assert started.status_code == 303, started.text
+        location = started.headers["location"]
+        assert location.startswith(WECOM_BASE), location
+        page = self.wecom.get(location)
+        assert page.status_code == 200, page.text
+        answer = self.wecom.post(location, data={"pick": pick})
+        assert answer.status_code == 302, answer.text
+        return answer.headers["location"]
+
+    def login_as(self, userid: str, corp_id: str = CORP_A, flow: str = "") -> Response:
+        """The whole trip: start, pick at WeCom, come back; the callback's answer."""
+        return self.client.get(self.pick(self.start(corp_id, flow), userid))
+
+    def bind(self, answer: Response, phone: str = PHONE) -> Response:
+        """At /bind (where `answer` redirects): prove `phone` by SMS code; the 303 after binding."""
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/bind?")
+        page = answer.headers["location"]
+        token = query_of(page)["binding"]
+        csrf = self.csrf(page)
+        sent = self.client.post(
+            "/bind", data={"csrf_token": csrf, "binding": token, "phone": phone}
+        )
+        assert sent.status_code == 200, sent.text
+        return self.client.post(
+            "/bind",
+            data={"csrf_token": csrf, "binding": token, "phone": phone, "code": self.last_code()},
+        )
+
+
+@pytest.fixture
+def wecom_front(wecom_app, sms: ConsoleSms, simulator: WeComSimulator) -> Iterator[WeComFront]:
+    with TestClient(wecom_app, base_url=ISSUER, follow_redirects=False) as browser:
+        yield WeComFront(browser, sms, simulator)

@@ -199,6 +199,36 @@ class PendingAuthorization(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
+class UpstreamLogin(Base):
+    """A login sent to an outside provider: the digest of the `state` we gave it, bound to the
+    browser that left, single use, 10 minutes; and the authorization request it serves."""
+
+    __tablename__ = "upstream_logins"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # digest(state)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(32))
+    connector_id: Mapped[str] = mapped_column(String(64))
+    flow_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class PendingBinding(Base):
+    """An outside identity with no link yet, waiting for the person to prove a phone number
+    (on-demand binding). Found by the digest of a random token, for this browser only."""
+
+    __tablename__ = "pending_bindings"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # digest(token)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    identity: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    flow_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
 class AuthorizationCode(Base, AuthorizationCodeMixin):
     """A code: 60 s, single use. Its `id` is the family id of every token issued from it."""
 

@@ -15,9 +15,10 @@ from urllib.parse import urlencode
 
 from iam.db.models import User
 from iam.db.store import Store
+from iam.devtools.wecom_simulator import demo_corps
 from iam.errors import NotFoundError
 from iam.secretbox import SecretBox
-from iam.services import clients, signing_keys, users
+from iam.services import clients, corps, signing_keys, users
 from iam.services.clients import RegisteredClient
 
 DEMO_CLIENT_ID = "demo-app"
@@ -36,6 +37,7 @@ class DemoWorld:
     redirect_uri: str
     user_id: str
     phone: str
+    corp_names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,10 @@ class ExampleAuthorization:
 
 
 def seed_demo(store: Store, box: SecretBox, issuer: str) -> DemoWorld:
-    """Make sure the demo app, the demo user and a signing key exist; return fresh credentials."""
+    """Make sure the demo app, the demo user, the simulator's two corporations and a signing key
+    exist; return fresh credentials."""
     signing_keys.ensure_key(store, box)
+    _demo_corps(store, box)
     redirect_uri = f"{issuer}/dev/callback"
     registered = _demo_client(store, redirect_uri)
     user = _demo_user(store)
@@ -60,6 +64,7 @@ def seed_demo(store: Store, box: SecretBox, issuer: str) -> DemoWorld:
         redirect_uri=redirect_uri,
         user_id=user.id,
         phone=DEMO_PHONE,
+        corp_names=tuple(corp.name for corp in demo_corps()),
     )
 
 
@@ -75,6 +80,16 @@ def _demo_client(store: Store, redirect_uri: str) -> RegisteredClient:
     if existing is not None:
         clients.delete_client(store, DEMO_CLIENT_ID)
     return clients.create_client(store, DEMO_CLIENT_NAME, [redirect_uri], client_id=DEMO_CLIENT_ID)
+
+
+def _demo_corps(store: Store, box: SecretBox) -> None:
+    """Connect the simulator's subsidiaries (with the simulator's secrets), once."""
+    connected = {corp.corp_id for corp in corps.list_corps(store)}
+    for corp in demo_corps():
+        if corp.corp_id not in connected:
+            corps.add_corp(
+                store, box, corp.corp_id, corp.name, corp.agent_id, corp.secret, actor="demo"
+            )
 
 
 def _demo_user(store: Store) -> User:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from iam.errors import IamError, NotFoundError, RateLimitedError, ValidationError
-from iam.services import authorizations, clients, login, otp
-from iam.services.sessions import SESSION_LIFETIME
+from iam.services import authorizations, clients, corps, login, otp
+from iam.services.sessions import SESSION_LIFETIME, NewSession
 from iam.services.sms import SmsDeliveryError
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
 
@@ -22,11 +22,11 @@ class FlowGoneError(Exception):
     """The `flow` parameter names no live request of this browser."""
 
 
-def _client_ip(request: Request) -> str | None:
+def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def _flow_context(request: Request, flow_id: str) -> dict[str, Any]:
+async def flow_context(request: Request, flow_id: str) -> dict[str, Any]:
     """The pending request this login serves (and its app's name), if any."""
     if not flow_id:
         return {"flow": "", "app_name": None}
@@ -42,7 +42,16 @@ async def _flow_context(request: Request, flow_id: str) -> dict[str, Any]:
     return {"flow": flow_id, "app_name": client.name}
 
 
-def _error_message(error: IamError) -> tuple[str, dict[str, Any], int]:
+async def _upstream_choices(request: Request, flow_id: str) -> list[dict[str, str]]:
+    """One "log in with WeCom" button per connected corporation."""
+    found = await run_in_threadpool(corps.list_corps, request.app.state.store, enabled_only=True)
+    suffix = f"?{urlencode({'flow': flow_id})}" if flow_id else ""
+    return [
+        {"href": f"/login/wecom/{quote(corp.corp_id)}{suffix}", "name": corp.name} for corp in found
+    ]
+
+
+def error_message(error: IamError) -> tuple[str, dict[str, Any], int]:
     """The catalogue key, its parameters and the status for a failed step."""
     if isinstance(error, RateLimitedError):
         if error.retry_after > 3600:
@@ -68,7 +77,7 @@ def _page(
     web: Web = request.app.state.web
     status = 200
     if error is not None:
-        key, params, status = _error_message(error)
+        key, params, status = error_message(error)
         extra.update(error_key=key, error_params=params)
     response = web.render(request, TEMPLATE, {"step": step, **context, **extra}, status)
     if isinstance(error, RateLimitedError):
@@ -79,10 +88,11 @@ def _page(
 async def login_page(request: Request) -> Response:
     web: Web = request.app.state.web
     try:
-        context = await _flow_context(request, request.query_params.get("flow", ""))
+        context = await flow_context(request, request.query_params.get("flow", ""))
     except FlowGoneError:
         return web.error_page(request, "error.flow_expired")
-    return _page(request, "phone", context, phone="")
+    choices = await _upstream_choices(request, context["flow"])
+    return _page(request, "phone", context, phone="", upstream=choices)
 
 
 async def _posted(request: Request) -> tuple[Any, dict[str, Any], str] | Response:
@@ -91,7 +101,7 @@ async def _posted(request: Request) -> tuple[Any, dict[str, Any], str] | Respons
     web: Web = request.app.state.web
     try:
         form = await web.read_form(request)
-        context = await _flow_context(request, str(form.get("flow") or ""))
+        context = await flow_context(request, str(form.get("flow") or ""))
     except FormRefusedError as refused:
         return web.error_page(request, refused.message_key, refused.status_code)
     except FlowGoneError:
@@ -114,7 +124,7 @@ async def send_code(request: Request) -> Response:
             state.sms,
             phone,
             "login",
-            ip=_client_ip(request),
+            ip=client_ip(request),
         )
     except ValidationError as error:
         return _page(request, "phone", context, error=error, phone=phone)
@@ -138,7 +148,7 @@ async def submit_code(request: Request) -> Response:
                 phone,
                 str(form.get("code") or "")[:12],
                 previous_cookie=request.cookies.get(SESSION_COOKIE),
-                ip=_client_ip(request),
+                ip=client_ip(request),
                 user_agent=request.headers.get("user-agent"),
             )
         )
@@ -147,8 +157,13 @@ async def submit_code(request: Request) -> Response:
         return _page(request, step, context, error=error, phone=phone)
     except otp.OtpError as error:
         return _page(request, "code", context, error=error, phone=phone)
-    target = f"/flow/{quote(context['flow'])}" if context["flow"] else "/"
-    response = RedirectResponse(target, status_code=303)
+    return signed_in(request, new, context["flow"])
+
+
+def signed_in(request: Request, new: NewSession, flow_id: str | None) -> Response:
+    """Give the browser its new session and go back to the request it serves (or home)."""
     web: Web = request.app.state.web
+    target = f"/flow/{quote(flow_id)}" if flow_id else "/"
+    response = RedirectResponse(target, status_code=303)
     web.set_session_cookie(response, new.cookie_value, int(SESSION_LIFETIME.total_seconds()))
     return response

@@ -1,4 +1,4 @@
-"""Core login: a phone number proven by an SMS code opens a new SSO session."""
+"""Signing in: a phone number proven by an SMS code, or an outside login, opens a session."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from iam.db.store import Store
 from iam.secretbox import SecretBox
 from iam.services import audit, otp, sessions
 from iam.services.phones import mask_phone
-from iam.services.users import find_user_by_phone, mark_phone_verified
+from iam.services.users import find_user_by_phone, get_user, mark_phone_verified
 
 
 def sign_in_with_phone(
@@ -22,7 +22,6 @@ def sign_in_with_phone(
     """Verify the code, then give the browser a new session cookie (no session fixation): the
     same person's session is renewed, another person's is ended. Failures raise `OtpError`."""
     phone = otp.verify_code(store, box, raw_phone, "login", code, ip=ip)
-    previous = sessions.find(store, previous_cookie)
     with store() as db:
         user = find_user_by_phone(db, phone)
         if user is None or not user.is_active:
@@ -31,13 +30,42 @@ def sign_in_with_phone(
             db.commit()
             raise otp.OtpError(otp.NO_LIVE_CODE)
         mark_phone_verified(db, user)
+        db.commit()
+    return open_session(
+        store, user.id, ["sms"], previous_cookie=previous_cookie, ip=ip, user_agent=user_agent
+    )
+
+
+def open_session(
+    store: Store,
+    user_id: str,
+    amr: list[str],
+    *,
+    context_link_id: str | None = None,
+    previous_cookie: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> sessions.NewSession:
+    """A new session cookie for a person who just proved who they are (no session fixation):
+    the same person's session is renewed with this login's context, another person's is ended."""
+    previous = sessions.find(store, previous_cookie)
+    with store() as db:
+        user = get_user(db, user_id)
         same_person = previous is not None and previous.user.id == user.id
         if previous is not None and same_person:
-            new = sessions.renew(db, previous.session, ["sms"], ip=ip)
+            new = sessions.renew(db, previous.session, amr, ip=ip, context_link_id=context_link_id)
         else:
-            new = sessions.start(db, user, ["sms"], ip=ip, user_agent=user_agent)
+            new = sessions.start(
+                db, user, amr, ip=ip, user_agent=user_agent, context_link_id=context_link_id
+            )
         audit.record(
-            db, "login.succeeded", user_id=user.id, ip=ip, method="sms", sid=new.session.id
+            db,
+            "login.succeeded",
+            user_id=user.id,
+            ip=ip,
+            method=amr[0],
+            sid=new.session.id,
+            context_link_id=context_link_id,
         )
         db.commit()
     if previous is not None and not same_person:

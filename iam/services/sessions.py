@@ -64,9 +64,17 @@ def start(
     return NewSession(cookie_value, sso)
 
 
-def renew(db: Session, sso: SsoSession, amr: list[str], *, ip: str | None = None) -> NewSession:
+def renew(
+    db: Session,
+    sso: SsoSession,
+    amr: list[str],
+    *,
+    ip: str | None = None,
+    context_link_id: str | None = None,
+) -> NewSession:
     """The same person signed in again: same `sid` (their tokens stay valid), but a new cookie
-    secret and a new auth_time, so a planted or stolen cookie dies at login."""
+    secret, a new auth_time and the context of this login (none for a phone login), so a planted
+    or stolen cookie dies at login."""
     now = utcnow()
     cookie_value = secrets.token_urlsafe(32)
     row = db.get(SsoSession, sso.id)
@@ -75,6 +83,7 @@ def renew(db: Session, sso: SsoSession, amr: list[str], *, ip: str | None = None
     row.token_hash = digest(cookie_value)
     row.auth_time = now
     row.amr = list(amr)
+    row.context_link_id = context_link_id
     row.last_seen_at = now
     row.expires_at = now + SESSION_LIFETIME
     audit.record(db, "session.renewed", user_id=row.user_id, ip=ip, sid=row.id, amr=amr)

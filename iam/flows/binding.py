@@ -1,0 +1,114 @@
+"""On-demand binding (`/bind`): an outside identity with no link yet is bound to the core user
+whose phone number the person proves with an SMS code (made if there is none)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from iam.errors import ForbiddenError, IamError, NotFoundError, RateLimitedError, ValidationError
+from iam.flows.login import client_ip, error_message, signed_in
+from iam.services import accounts, login, otp
+from iam.services.sms import SmsDeliveryError
+from iam.web import SESSION_COOKIE, FormRefusedError, Web
+
+TEMPLATE = "flows/bind.html"
+MAX_TOKEN = 64
+
+
+def _page(
+    request: Request,
+    step: str,
+    token: str,
+    pending: accounts.PendingIdentity,
+    *,
+    error: IamError | None = None,
+    **extra: Any,
+) -> Response:
+    web: Web = request.app.state.web
+    status = 200
+    if error is not None:
+        key, params, status = error_message(error)
+        extra.update(error_key=key, error_params=params)
+    context = {"step": step, "binding": token, "who": dict(pending.identity.metadata), **extra}
+    response = web.render(request, TEMPLATE, context, status)
+    if isinstance(error, RateLimitedError):
+        response.headers["retry-after"] = str(error.retry_after)
+    return response
+
+
+async def _pending(request: Request, token: str) -> accounts.PendingIdentity | None:
+    web: Web = request.app.state.web
+    try:
+        return await run_in_threadpool(
+            accounts.pending_binding, request.app.state.store, token, web.browser_id(request)
+        )
+    except NotFoundError:
+        return None
+
+
+async def bind_page(request: Request) -> Response:
+    """GET /bind?binding=: who WeCom says this is, and the phone number form."""
+    web: Web = request.app.state.web
+    token = request.query_params.get("binding", "")[:MAX_TOKEN]
+    pending = await _pending(request, token)
+    if pending is None:
+        return web.error_page(request, "bind.expired")
+    return _page(request, "phone", token, pending, phone="")
+
+
+async def submit(request: Request) -> Response:
+    """POST /bind: with `phone` only, send a code; with `phone` and `code`, bind and sign in."""
+    web: Web = request.app.state.web
+    state = request.app.state
+    try:
+        form = await web.read_form(request)
+    except FormRefusedError as refused:
+        return web.error_page(request, refused.message_key, refused.status_code)
+    token = str(form.get("binding") or "")[:MAX_TOKEN]
+    phone = str(form.get("phone") or "")[:40]
+    code = str(form.get("code") or "")[:12]
+    pending = await _pending(request, token)
+    if pending is None:
+        return web.error_page(request, "bind.expired")
+    ip = client_ip(request)
+    if not code:
+        try:
+            sent = await run_in_threadpool(
+                lambda: otp.request_code(state.store, state.box, state.sms, phone, "bind", ip=ip)
+            )
+        except ValidationError as error:
+            return _page(request, "phone", token, pending, error=error, phone=phone)
+        except (RateLimitedError, SmsDeliveryError) as error:
+            return _page(request, "code", token, pending, error=error, phone=phone)
+        return _page(request, "code", token, pending, phone=sent.phone, sent=True)
+    try:
+        linked, flow_id = await run_in_threadpool(
+            lambda: accounts.bind_with_code(
+                state.store, state.box, token, web.browser_id(request), phone, code, ip=ip
+            )
+        )
+    except ValidationError as error:
+        step = "phone" if error.field == "phone" else "code"
+        return _page(request, step, token, pending, error=error, phone=phone)
+    except otp.OtpError as error:
+        return _page(request, "code", token, pending, error=error, phone=phone)
+    except ForbiddenError:
+        return web.error_page(request, "upstream.disabled", 403)
+    except NotFoundError:
+        return web.error_page(request, "bind.expired")
+    new = await run_in_threadpool(
+        lambda: login.open_session(
+            state.store,
+            linked.user.id,
+            [pending.identity.provider],
+            context_link_id=linked.link.id,
+            previous_cookie=request.cookies.get(SESSION_COOKIE),
+            ip=ip,
+            user_agent=request.headers.get("user-agent"),
+        )
+    )
+    return signed_in(request, new, flow_id)

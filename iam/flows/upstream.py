@@ -1,0 +1,145 @@
+"""Logins at outside providers: `/login/{provider}/{id}` sends the browser there with a fresh
+state, `/callback/{provider}/{id}` comes back, and the person is signed in (with that identity as
+the session's context) or sent to bind it. For WeCom, `{id}` is the corp id."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from iam.errors import ForbiddenError, NotFoundError
+from iam.federation.connector import (
+    CallbackRejectedError,
+    ConnectorError,
+    LoginHints,
+    NotAMemberError,
+    UpstreamUnavailableError,
+)
+from iam.flows.login import FlowGoneError, client_ip, flow_context, signed_in
+from iam.services import accounts, login, upstream
+from iam.web import SESSION_COOKIE, Web
+
+log = logging.getLogger("iam.flows")
+MAX_CALLBACK_QUERY = 4096
+
+
+def _status_of(error: ConnectorError) -> int:
+    if isinstance(error, UpstreamUnavailableError):
+        return 502
+    if isinstance(error, NotAMemberError):
+        return 403
+    if isinstance(error, CallbackRejectedError):
+        return 400
+    return 502
+
+
+def _callback_url(request: Request, provider: str, connector_id: str) -> str:
+    issuer = request.app.state.settings.issuer
+    return f"{issuer}/callback/{quote(provider)}/{quote(connector_id)}"
+
+
+async def start(request: Request) -> Response:
+    """GET /login/{provider}/{connector_id}[?flow=]: off to the provider."""
+    web: Web = request.app.state.web
+    state = request.app.state
+    provider = request.path_params["provider"]
+    connector_id = request.path_params["connector_id"]
+    flow_id = request.query_params.get("flow", "")
+    try:
+        await flow_context(request, flow_id)
+        connector = await run_in_threadpool(state.providers.open, provider, connector_id)
+    except FlowGoneError:
+        return web.error_page(request, "error.flow_expired")
+    except NotFoundError:
+        return web.error_page(request, "upstream.unknown", 404)
+    started = await run_in_threadpool(
+        upstream.start_login, state.store, web.browser_id(request), provider, connector_id, flow_id
+    )
+    hints = LoginHints(request.headers.get("user-agent", ""), web.language(request))
+    url = connector.login_url(_callback_url(request, provider, connector_id), started.state, hints)
+    return RedirectResponse(url, status_code=303)
+
+
+async def callback(request: Request) -> Response:
+    """GET /callback/{provider}/{connector_id}?code=&state=: check the state, ask the provider
+    who this is, then sign in or go to binding. Every failure is a page and an audit event."""
+    web: Web = request.app.state.web
+    state = request.app.state
+    provider = request.path_params["provider"]
+    connector_id = request.path_params["connector_id"]
+    ip = client_ip(request)
+    if len(request.url.query) > MAX_CALLBACK_QUERY:
+        return web.error_page(request, "error.too_large", 413)
+    params = dict(request.query_params)
+    try:
+        connector = await run_in_threadpool(state.providers.open, provider, connector_id)
+        flow_id = await run_in_threadpool(
+            upstream.use_state,
+            state.store,
+            web.browser_id(request),
+            provider,
+            connector_id,
+            params.get("state", ""),
+        )
+    except NotFoundError:
+        return web.error_page(request, "upstream.unknown", 404)
+    except upstream.LoginStateError as error:
+        await _record(request, provider, connector_id, "upstream.bad_state", str(error))
+        return web.error_page(request, "upstream.bad_state", 400)
+    callback_url = _callback_url(request, provider, connector_id)
+    try:
+        identity = await run_in_threadpool(connector.handle_callback, callback_url, params)
+    except ConnectorError as error:
+        code = getattr(error, "code", None)
+        await _record(request, provider, connector_id, error.reason, error.detail, code=code)
+        return web.error_page(request, error.reason, _status_of(error), code=code or "-")
+    try:
+        outcome = await run_in_threadpool(
+            lambda: accounts.resolve_identity(
+                state.store, web.browser_id(request), identity, flow_id, ip=ip
+            )
+        )
+    except ForbiddenError as error:
+        await _record(request, provider, connector_id, "upstream.disabled", str(error))
+        return web.error_page(request, "upstream.disabled", 403)
+    if isinstance(outcome, accounts.NeedsBinding):
+        return RedirectResponse(f"/bind?binding={quote(outcome.token)}", status_code=303)
+    new = await run_in_threadpool(
+        lambda: login.open_session(
+            state.store,
+            outcome.user.id,
+            [provider],
+            context_link_id=outcome.link.id,
+            previous_cookie=request.cookies.get(SESSION_COOKIE),
+            ip=ip,
+            user_agent=request.headers.get("user-agent"),
+        )
+    )
+    return signed_in(request, new, flow_id)
+
+
+async def _record(
+    request: Request,
+    provider: str,
+    connector_id: str,
+    reason: str,
+    detail: str,
+    *,
+    code: int | str | None = None,
+) -> None:
+    log.warning("%s login at %s failed: %s (%s)", provider, connector_id, reason, detail)
+    await run_in_threadpool(
+        lambda: upstream.record_failure(
+            request.app.state.store,
+            provider,
+            connector_id,
+            reason,
+            detail,
+            ip=client_ip(request),
+            code=code,
+        )
+    )

@@ -1,0 +1,230 @@
+"""Outside identities and core users: find the link of an identity, or bind it on demand to the
+core user with a proven phone number (made if there is none yet)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from iam.clock import utcnow
+from iam.db.models import IdentityLink, PendingBinding, User, new_id
+from iam.db.store import Store
+from iam.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from iam.federation.connector import Identity
+from iam.secretbox import SecretBox, digest
+from iam.services import audit, otp
+from iam.services.phones import normalize_phone
+from iam.services.users import MAX_NAME, find_user_by_phone
+
+BINDING_LIFETIME = timedelta(minutes=10)
+#: Two first logins of one member at once: the loser of the unique constraint tries again once.
+BIND_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class Linked:
+    """A core user and the link this login came through."""
+
+    user: User
+    link: IdentityLink
+
+
+@dataclass(frozen=True)
+class PendingIdentity:
+    identity: Identity
+    flow_id: str | None
+
+
+def _link_of(db: Session, identity: Identity) -> IdentityLink | None:
+    return db.scalar(
+        select(IdentityLink).where(
+            IdentityLink.provider == identity.provider,
+            IdentityLink.provider_user_key == identity.subject_key,
+        )
+    )
+
+
+def _usable(db: Session, link: IdentityLink) -> Linked:
+    user = db.get(User, link.user_id)
+    if user is None or not user.is_active:
+        raise ForbiddenError("The account of this identity is disabled.")
+    if link.status != "active":
+        raise ForbiddenError("This identity is disabled here.")
+    return Linked(user, link)
+
+
+def find_linked(store: Store, identity: Identity, *, ip: str | None = None) -> Linked | None:
+    """The link of this identity, with its metadata refreshed from this login; None if unbound.
+    A disabled link or user raises `ForbiddenError`."""
+    with store() as db:
+        link = _link_of(db, identity)
+        if link is None:
+            return None
+        linked = _usable(db, link)
+        link.link_metadata = dict(identity.metadata)
+        link.provider_user_id = identity.subject
+        link.last_login_at = utcnow()
+        audit.record(
+            db,
+            "link.used",
+            user_id=link.user_id,
+            ip=ip,
+            link_id=link.id,
+            subject=link.provider_user_id,
+        )
+        db.commit()
+        return linked
+
+
+def hold_for_binding(store: Store, browser_id: str, identity: Identity, flow_id: str | None) -> str:
+    """Keep an unbound identity for this browser while the person proves a phone number; the
+    returned token names it (only its digest is stored)."""
+    token = secrets.token_urlsafe(24)
+    now = utcnow()
+    with store() as db:
+        db.execute(delete(PendingBinding).where(PendingBinding.expires_at <= now))
+        db.add(
+            PendingBinding(
+                id=digest(token),
+                browser_hash=digest(browser_id),
+                identity={**asdict(identity), "metadata": dict(identity.metadata)},
+                flow_id=flow_id,
+                created_at=now,
+                expires_at=now + BINDING_LIFETIME,
+            )
+        )
+        db.commit()
+    return token
+
+
+def pending_binding(store: Store, token: str, browser_id: str) -> PendingIdentity:
+    """The identity waiting under `token` for this browser; else `NotFoundError`."""
+    with store() as db:
+        row = db.get(PendingBinding, digest(token)) if token and len(token) <= 64 else None
+        if (
+            row is None
+            or row.expires_at <= utcnow()
+            or not secrets.compare_digest(row.browser_hash, digest(browser_id))
+        ):
+            raise NotFoundError("This binding has expired or is not yours.")
+        fields: dict[str, Any] = dict(row.identity)
+        return PendingIdentity(Identity(**fields), row.flow_id)
+
+
+def bind_with_code(
+    store: Store,
+    box: SecretBox,
+    token: str,
+    browser_id: str,
+    raw_phone: str,
+    code: str,
+    *,
+    ip: str | None = None,
+) -> tuple[Linked, str | None]:
+    """Check the SMS code for the phone, then bind the waiting identity; (link, flow id)."""
+    pending = pending_binding(store, token, browser_id)
+    phone = otp.verify_code(store, box, raw_phone, "bind", code, ip=ip)
+    linked = bind(store, pending.identity, phone, method="sms", ip=ip)
+    with store() as db:
+        db.execute(delete(PendingBinding).where(PendingBinding.id == digest(token)))
+        db.commit()
+    return linked, pending.flow_id
+
+
+def bind_trusted_mobile(
+    store: Store, identity: Identity, *, ip: str | None = None
+) -> Linked | None:
+    """Bind without the SMS step when the provider is trusted for mobiles and gave one we can
+    read; None when it cannot be done that way."""
+    if not identity.phone_trusted or not identity.phone:
+        return None
+    try:
+        phone = normalize_phone(identity.phone)
+    except ValidationError:
+        return None
+    return bind(store, identity, phone, method="trusted_mobile", ip=ip)
+
+
+def bind(store: Store, identity: Identity, phone: str, *, method: str, ip: str | None) -> Linked:
+    """Link the identity to the core user with this (proven) phone, made if there is none.
+
+    Two first logins of one member at once end with one link: the unique constraint refuses
+    the second insert, and the retry finds the first one's link."""
+    for _attempt in range(BIND_ATTEMPTS):
+        try:
+            return _bind_once(store, identity, phone, method=method, ip=ip)
+        except IntegrityError:
+            continue
+    raise ConflictError("The identity could not be bound; try again.")
+
+
+def _bind_once(
+    store: Store, identity: Identity, phone: str, *, method: str, ip: str | None
+) -> Linked:
+    with store() as db:
+        existing = _link_of(db, identity)
+        if existing is not None:
+            return _usable(db, existing)  # bound meanwhile (another tab, the same person)
+        now = utcnow()
+        user = find_user_by_phone(db, phone)
+        if user is None:
+            user = User(
+                id=new_id(),
+                name=(identity.display_name or identity.subject)[:MAX_NAME],
+                phone=phone,
+                phone_verified_at=now,
+                email=identity.email if identity.email and len(identity.email) <= 320 else None,
+            )
+            db.add(user)
+            db.flush()  # the link refers to it (no ORM relationship orders the inserts)
+            audit.record(db, "user.created", user_id=user.id, ip=ip, via=identity.provider)
+        elif not user.is_active:
+            raise ForbiddenError("The account with this phone number is disabled.")
+        elif user.phone_verified_at is None:
+            user.phone_verified_at = now
+        link = IdentityLink(
+            id=new_id(),
+            user_id=user.id,
+            provider=identity.provider,
+            provider_user_id=identity.subject,
+            provider_user_key=identity.subject_key,
+            link_metadata=dict(identity.metadata),
+            status="active",
+            last_login_at=now,
+        )
+        db.add(link)
+        audit.record(
+            db,
+            "link.created",
+            user_id=user.id,
+            ip=ip,
+            link_id=link.id,
+            subject=identity.subject,
+            method=method,
+        )
+        db.commit()
+        return Linked(user, link)
+
+
+@dataclass(frozen=True)
+class NeedsBinding:
+    """No link yet: the person must prove a phone number at /bind (token names the identity)."""
+
+    token: str
+
+
+def resolve_identity(
+    store: Store, browser_id: str, identity: Identity, flow_id: str | None, *, ip: str | None
+) -> Linked | NeedsBinding:
+    """After a provider vouched for someone: their link (refreshed), a link made at once from a
+    trusted mobile, or a binding to finish."""
+    linked = find_linked(store, identity, ip=ip) or bind_trusted_mobile(store, identity, ip=ip)
+    if linked is not None:
+        return linked
+    return NeedsBinding(hold_for_binding(store, browser_id, identity, flow_id))

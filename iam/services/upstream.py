@@ -1,0 +1,126 @@
+"""Logins at outside providers: which connector serves a provider, and the `state` round trip
+(random, bound to the browser, single use, 10 minutes)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+
+from iam.clock import utcnow
+from iam.db.models import UpstreamLogin
+from iam.db.store import Store
+from iam.errors import IamError, NotFoundError
+from iam.federation.connector import CallbackConnector
+from iam.secretbox import digest
+from iam.services import audit
+
+STATE_LIFETIME = timedelta(minutes=10)
+MAX_STATE = 128
+
+#: Opens the connector for one configured instance of a provider (for WeCom: a corp id).
+ConnectorOpener = Callable[[str], CallbackConnector]
+
+
+class LoginStateError(IamError):
+    """The callback's `state` is not one this browser was given for this connector, or it was
+    used or has expired: a forged, replayed or stale callback."""
+
+
+class Providers:
+    """The provider types, injected by the composition root: a new provider is one entry here,
+    and the login pages do not change."""
+
+    def __init__(self, openers: Mapping[str, ConnectorOpener]) -> None:
+        self.openers = dict(openers)
+
+    def open(self, provider: str, connector_id: str) -> CallbackConnector:
+        opener = self.openers.get(provider)
+        if opener is None:
+            raise NotFoundError(f"No identity provider {provider!r}.")
+        return opener(connector_id)
+
+
+@dataclass(frozen=True)
+class StartedLogin:
+    state: str
+
+
+def start_login(
+    store: Store, browser_id: str, provider: str, connector_id: str, flow_id: str | None
+) -> StartedLogin:
+    """A fresh state for this browser's trip to the provider; expired ones are swept."""
+    state = secrets.token_hex(24)  # WeCom accepts letters and digits only
+    now = utcnow()
+    with store() as db:
+        db.execute(delete(UpstreamLogin).where(UpstreamLogin.expires_at <= now))
+        db.add(
+            UpstreamLogin(
+                id=digest(state),
+                browser_hash=digest(browser_id),
+                provider=provider,
+                connector_id=connector_id,
+                flow_id=flow_id or None,
+                created_at=now,
+                expires_at=now + STATE_LIFETIME,
+            )
+        )
+        db.commit()
+    return StartedLogin(state)
+
+
+def use_state(
+    store: Store, browser_id: str, provider: str, connector_id: str, state: str
+) -> str | None:
+    """Spend the state once; returns the authorization request (flow id) the login serves."""
+    if not state or len(state) > MAX_STATE:
+        raise LoginStateError("The callback carries no usable state.")
+    key = digest(state)
+    now = utcnow()
+    with store() as db:
+        spent = db.execute(
+            update(UpstreamLogin)
+            .where(
+                UpstreamLogin.id == key,
+                UpstreamLogin.browser_hash == digest(browser_id),
+                UpstreamLogin.provider == provider,
+                UpstreamLogin.connector_id == connector_id,
+                UpstreamLogin.used_at.is_(None),
+                UpstreamLogin.expires_at > now,
+            )
+            .values(used_at=now)
+        )
+        if spent.rowcount != 1:  # type: ignore[attr-defined]
+            raise LoginStateError("The state is unknown, used, expired or another browser's.")
+        flow_id = db.scalar(select(UpstreamLogin.flow_id).where(UpstreamLogin.id == key))
+        db.commit()
+    return flow_id
+
+
+def record_failure(
+    store: Store,
+    provider: str,
+    connector_id: str,
+    reason: str,
+    detail: str,
+    *,
+    ip: str | None = None,
+    code: int | str | None = None,
+) -> None:
+    """An outside login that gave no identity, in the audit trail (and the log, via audit)."""
+    with store() as db:
+        audit.record(
+            db,
+            "upstream.login_failed",
+            outcome="failure",
+            ip=ip,
+            provider=provider,
+            connector_id=connector_id,
+            reason=reason,
+            code=code,
+            detail=detail[:500],
+        )
+        db.commit()
