@@ -42,13 +42,17 @@ class ConnectorError(Exception):
     """A login at the provider did not give an identity.
 
     `reason` is a message-catalogue key for the page the person sees; `detail` is for the log
-    and the audit trail (never shown: it may name internals)."""
+    and the audit trail (never shown: it may name internals); `code` is the provider's error
+    code, when it gave one."""
 
     reason = "upstream.failed"
 
-    def __init__(self, detail: str, *, reason: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, reason: str | None = None, code: int | str | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.code = code
         if reason is not None:
             self.reason = reason
 
@@ -65,8 +69,7 @@ class UpstreamRefusedError(ConnectorError):
     reason = "upstream.refused"
 
     def __init__(self, detail: str, *, code: int | str, reason: str | None = None) -> None:
-        super().__init__(detail, reason=reason)
-        self.code = code
+        super().__init__(detail, reason=reason, code=code)
 
 
 class CallbackRejectedError(ConnectorError):

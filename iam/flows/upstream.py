@@ -94,9 +94,8 @@ async def callback(request: Request) -> Response:
     try:
         identity = await run_in_threadpool(connector.handle_callback, callback_url, params)
     except ConnectorError as error:
-        code = getattr(error, "code", None)
-        await _record(request, provider, connector_id, error.reason, error.detail, code=code)
-        return web.error_page(request, error.reason, _status_of(error), code=code or "-")
+        await _record(request, provider, connector_id, error.reason, error.detail, code=error.code)
+        return web.error_page(request, error.reason, _status_of(error), code=error.code or "-")
     try:
         outcome = await run_in_threadpool(
             lambda: accounts.resolve_identity(

@@ -2,14 +2,107 @@
 
 from __future__ import annotations
 
-import pytest
-from conftest import CORP_A, CORP_B, PHONE, WECOM_BASE, WeComFront, query_of
-from sqlalchemy import select
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
-from iam.db.models import AuditEvent, IdentityLink, SsoSession, User
+import httpx
+import jwt
+import pytest
+import redis
+import uvicorn
+from conftest import (
+    CORP_A,
+    CORP_B,
+    ISSUER,
+    PHONE,
+    RP_REDIRECT,
+    WECOM_BASE,
+    Clock,
+    WeComFront,
+    connect_corp,
+    query_of,
+)
+from sqlalchemy import func, select, update
+from starlette.testclient import TestClient
+
+from iam.app import create_app
+from iam.db.models import AuditEvent, IdentityLink, SsoSession, User, WeComCorp
 from iam.db.store import Store
+from iam.devtools.wecom_simulator import SimMember, WeComSimulator
+from iam.federation.wecom.tokens import RedisTokenCache
+from iam.services import clients, upstream, users
+from iam.services.sms import ConsoleSms
+from iam.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("reused_signing_key")
+
+IN_WECOM = {"user-agent": "Mozilla/5.0 (iPhone) wxwork/4.1.22 MicroMessenger/7.0.1"}
+LISI_PHONE = "+8613900139000"
+REDIS_URL = os.environ.get("IAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def state_of(started: Any) -> str:
+    """The state our server put into the WeCom login URL of a /login/wecom/... answer."""
+    assert started.status_code == 303, started.text
+    return query_of(started.headers["location"].split("#")[0])["state"]
+
+
+def callback(front: WeComFront, corp_id: str, **params: str) -> Any:
+    return front.client.get(f"/callback/wecom/{corp_id}", params=params)
+
+
+def counts(store: Store) -> tuple[int, int, int]:
+    """(users, links, sessions)."""
+    with store() as db:
+        return (
+            db.scalar(select(func.count()).select_from(User)),
+            db.scalar(select(func.count()).select_from(IdentityLink)),
+            db.scalar(select(func.count()).select_from(SsoSession)),
+        )
+
+
+def events(store: Store, *names: str) -> list[AuditEvent]:
+    """Audit events other than the set-up's `corp.added`, oldest first (or only `names`)."""
+    with store() as db:
+        statement = select(AuditEvent).where(AuditEvent.event != "corp.added")
+        if names:
+            statement = statement.where(AuditEvent.event.in_(names))
+        return list(db.scalars(statement.order_by(AuditEvent.id)))
+
+
+def only_failure(store: Store) -> dict[str, Any]:
+    """The one audit event after a failed login (there must be exactly one), as its detail."""
+    trail = events(store)
+    assert [(e.event, e.outcome) for e in trail] == [("upstream.login_failed", "failure")], trail
+    return trail[0].detail
+
+
+def the_link(store: Store) -> IdentityLink:
+    with store() as db:
+        return db.scalars(select(IdentityLink)).one()
+
+
+def the_session(store: Store) -> SsoSession:
+    with store() as db:
+        return db.scalars(select(SsoSession)).one()
+
+
+def fresh_front(app: Any, sms: ConsoleSms, simulator: WeComSimulator) -> WeComFront:
+    return WeComFront(
+        TestClient(app, base_url=ISSUER, follow_redirects=False), sms, simulator
+    ).__enter__()
+
+
+# --- signing in ---------------------------------------------------------------------------------
 
 
 def test_first_login_binds_by_sms_and_the_second_comes_straight_through(
@@ -38,6 +131,97 @@ def test_first_login_binds_by_sms_and_the_second_comes_straight_through(
         assert len(db.scalars(select(IdentityLink)).all()) == 1
 
 
+def test_known_member_signs_in_with_that_link_as_context_and_fresh_metadata(
+    wecom_front: WeComFront, simulator: WeComSimulator, store: Store
+) -> None:
+    member = SimMember("wangwu", "王五", [2], "销售代表")
+    simulator.add_member(CORP_A, member)
+    bound = wecom_front.bind(wecom_front.login_as("wangwu"), phone="+8613300133000")
+    assert bound.status_code == 303, bound.text
+    first = the_link(store)
+    assert first.provider_user_id == f"{CORP_A}/wangwu"
+    assert first.link_metadata == {
+        "provider": "wecom",
+        "corpid": CORP_A,
+        "corp_name": "子公司A",
+        "userid": "wangwu",
+        "name": "王五",
+        "department": ["销售部"],
+        "department_ids": [2],
+        "position": "销售代表",
+        "avatar": "",
+        "status": 1,
+    }
+
+    # WeCom changes the member (an admin renames them, moves them, respells the userid)
+    member.userid = "WangWu"
+    member.name = "王五五"
+    member.department = [3, 4]
+    member.position = "售后主管"
+    member.avatar = "https://wework.qpic.cn/wwhead/wangwu/0"
+    wecom_front.client.cookies.clear()  # a new browser: no session to renew
+    started = wecom_front.start(CORP_A, **IN_WECOM)  # in the app: getuserdetail gives the avatar
+    again = wecom_front.client.get(wecom_front.pick(started, "wangwu"))
+    assert again.status_code == 303 and again.headers["location"] == "/", again.text
+
+    link = the_link(store)
+    assert link.id == first.id
+    assert link.provider_user_id == f"{CORP_A}/WangWu"  # WeCom's spelling, as it is now
+    assert link.provider_user_key == f"{CORP_A}/wangwu"
+    assert link.link_metadata["name"] == "王五五"
+    assert link.link_metadata["department"] == ["售后服务部", "财务部"]
+    assert link.link_metadata["department_ids"] == [3, 4]
+    assert link.link_metadata["position"] == "售后主管"
+    assert link.link_metadata["avatar"] == "https://wework.qpic.cn/wwhead/wangwu/0"
+    assert link.last_login_at is not None and link.last_login_at >= first.last_login_at
+    with store() as db:
+        newest = db.scalars(select(SsoSession).order_by(SsoSession.created_at.desc())).first()
+    assert (newest.user_id, newest.context_link_id, newest.amr) == (
+        link.user_id,
+        link.id,
+        ["wecom"],
+    )
+    used = events(store, "link.used")
+    assert [(e.user_id, e.detail["link_id"]) for e in used] == [(link.user_id, link.id)]
+    assert "王五" in wecom_front.client.get("/").text
+
+
+def test_a_link_made_with_another_spelling_is_the_same_identity(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    """WeCom userids are case-insensitive: an admin-made `ZHANGSAN_A` link is zhangsan_A's."""
+    user = users.create_user(store, "张三 Zhang San", PHONE)
+    users.link_wecom(store, user.id, CORP_A, "ZHANGSAN_A", {"position": "stale"})
+    answer = wecom_front.login_as("zhangsan_A")
+    assert answer.status_code == 303 and answer.headers["location"] == "/", answer.text
+    link = the_link(store)
+    assert link.user_id == user.id
+    assert link.provider_user_id == f"{CORP_A}/zhangsan_A"
+    assert link.link_metadata["position"] == "销售经理"
+    assert the_session(store).context_link_id == link.id
+    assert counts(store) == (1, 1, 1)
+
+
+def test_signing_in_as_another_member_replaces_the_context(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    """张三 in subsidiary A, then 张三 in subsidiary B (same phone, so the same core user): the
+    session's context follows the last WeCom login."""
+    wecom_front.bind(wecom_front.login_as("zhangsan_A"))
+    first_session = the_session(store)
+    answer = wecom_front.login_as("zs_b", CORP_B)
+    bound = wecom_front.bind(answer)
+    assert bound.status_code == 303, bound.text
+    with store() as db:
+        links = {link.provider_user_id: link for link in db.scalars(select(IdentityLink))}
+        sessions = db.scalars(select(SsoSession)).all()
+        assert db.scalar(select(func.count()).select_from(User)) == 1
+    b_link = links[f"{CORP_B}/zs_b"]
+    assert b_link.user_id == links[f"{CORP_A}/zhangsan_A"].user_id
+    live = [s for s in sessions if s.context_link_id == b_link.id]
+    assert len(live) == 1 and live[0].id != first_session.id or live[0].amr == ["wecom"]
+
+
 def test_login_url_is_qr_in_a_browser_and_oauth_inside_wecom(wecom_front: WeComFront) -> None:
     qr = wecom_front.start(CORP_A)
     assert qr.headers["location"].startswith(f"{WECOM_BASE}/wwlogin/sso/login?")
@@ -46,21 +230,540 @@ def test_login_url_is_qr_in_a_browser_and_oauth_inside_wecom(wecom_front: WeComF
     assert location.startswith(f"{WECOM_BASE}/connect/oauth2/authorize?")
     assert location.endswith("#wechat_redirect")
     assert query_of(location.split("#")[0])["scope"] == "snsapi_privateinfo"
+    assert query_of(location.split("#")[0])["redirect_uri"] == f"{ISSUER}/callback/wecom/{CORP_B}"
+    assert state_of(qr) != state_of(in_app)
 
 
-def test_replayed_callback_is_refused(wecom_front: WeComFront, store: Store) -> None:
-    callback = wecom_front.pick(wecom_front.start(), "zhangsan_A")
-    assert wecom_front.client.get(callback).status_code == 303
-    replay = wecom_front.client.get(callback)
-    assert replay.status_code == 400
+# --- corporations trusted for mobile numbers ----------------------------------------------------
+
+
+@pytest.fixture
+def trusting_front(
+    wecom_settings: Settings, store: Store, sms: ConsoleSms, simulator: WeComSimulator
+) -> Iterator[WeComFront]:
+    """Subsidiary A trusted for mobiles, subsidiary B not."""
+    connect_corp(store, simulator, CORP_A, trust_mobile=True)
+    connect_corp(store, simulator, CORP_B)
+    app = create_app(wecom_settings, store=store, sms=sms, wecom_http=TestClient(simulator.app))
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as browser:
+        yield WeComFront(browser, sms, simulator)
+
+
+def test_trusted_mobile_binds_a_new_person_without_sms(
+    trusting_front: WeComFront, store: Store, sms: ConsoleSms
+) -> None:
+    started = trusting_front.start(CORP_A, **IN_WECOM)
+    answer = trusting_front.client.get(trusting_front.pick(started, "lisi"))
+    assert answer.status_code == 303 and answer.headers["location"] == "/", answer.text
+    assert sms.messages() == []
+    link = the_link(store)
     with store() as db:
-        events = db.scalars(select(AuditEvent.event).where(AuditEvent.outcome == "failure")).all()
-    assert "upstream.login_failed" in events
+        user = db.get(User, link.user_id)
+    assert (user.name, user.phone) == ("李四", LISI_PHONE)
+    assert user.phone_verified_at is not None
+    assert link.provider_user_id == f"{CORP_A}/lisi"
+    created = events(store, "link.created")
+    assert [e.detail["method"] for e in created] == ["trusted_mobile"]
+    assert len(events(store, "user.created")) == 1
+    sso = the_session(store)
+    assert (sso.user_id, sso.context_link_id, sso.amr) == (user.id, link.id, ["wecom"])
+
+
+def test_trusted_mobile_links_to_the_person_with_that_phone(
+    trusting_front: WeComFront, store: Store, sms: ConsoleSms
+) -> None:
+    user = users.create_user(store, "张三 Zhang San", PHONE)
+    started = trusting_front.start(CORP_A, **IN_WECOM)
+    answer = trusting_front.client.get(trusting_front.pick(started, "zhangsan_A"))
+    assert answer.status_code == 303 and answer.headers["location"] == "/", answer.text
+    assert sms.messages() == []
+    assert the_link(store).user_id == user.id
+    assert counts(store) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("corp_id", "userid", "headers"),
+    [
+        (CORP_A, "wangfang", IN_WECOM),  # WeCom knows no mobile for her
+        (CORP_A, "lisi", {}),  # QR login: no user_ticket, so no mobile is read
+        (CORP_B, "zs_b", IN_WECOM),  # a mobile, but from a corporation not trusted for it
+    ],
+)
+def test_without_a_trusted_mobile_the_person_binds_by_sms(
+    trusting_front: WeComFront, store: Store, corp_id: str, userid: str, headers: dict[str, str]
+) -> None:
+    started = trusting_front.start(corp_id, **headers)
+    answer = trusting_front.client.get(trusting_front.pick(started, userid))
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/bind?")
+    assert counts(store) == (0, 0, 0)
+    bound = trusting_front.bind(answer, phone="+8613100131000")
+    assert bound.status_code == 303, bound.text
+    assert counts(store) == (1, 1, 1)
+
+
+# --- people WeCom does not vouch for ------------------------------------------------------------
 
 
 def test_non_member_gets_a_clear_page(wecom_front: WeComFront, store: Store) -> None:
     answer = wecom_front.login_as("__outsider__")
     assert answer.status_code == 403
+    assert "not a member of this company" in answer.text
+    assert counts(store) == (0, 0, 0)
+    detail = only_failure(store)
+    assert (detail["reason"], detail["provider"], detail["connector_id"]) == (
+        "upstream.not_a_member",
+        "wecom",
+        CORP_A,
+    )
+
+
+def test_declining_at_wecom_is_a_clear_page(wecom_front: WeComFront, store: Store) -> None:
+    answer = wecom_front.login_as("__decline__")
+    assert answer.status_code == 400
+    assert "cancelled" in answer.text
+    assert counts(store) == (0, 0, 0)
+    assert only_failure(store)["reason"] == "wecom.declined"
+    assert wecom_front.simulator.calls["getuserinfo"] == 0
+
+
+def test_an_upstream_member_of_another_corporation_is_not_a_member(
+    wecom_front: WeComFront, simulator: WeComSimulator, store: Store
+) -> None:
+    """上下游: auth/getuserinfo answers `CorpId/userid` for a member of a downstream corp."""
+    simulator.add_member(CORP_A, SimMember("wwdownstream/xiaoming", "小明", [2]))
+    started = wecom_front.start(CORP_A)
+    code = simulator.issue_code(CORP_A, "wwdownstream/xiaoming")
+    answer = callback(wecom_front, CORP_A, code=code, state=state_of(started))
+    assert answer.status_code == 403
+    assert counts(store) == (0, 0, 0)
+    assert only_failure(store)["reason"] == "upstream.not_a_member"
+    assert simulator.calls["user_get"] == 0
+
+
+@pytest.mark.parametrize("disable", ["link", "user"])
+def test_a_disabled_link_or_user_cannot_sign_in(
+    wecom_front: WeComFront, store: Store, disable: str
+) -> None:
+    wecom_front.bind(wecom_front.login_as("zhangsan_A"))
+    link = the_link(store)
     with store() as db:
-        assert db.scalars(select(IdentityLink)).all() == []
-        assert db.scalars(select(User)).all() == []
+        if disable == "link":
+            db.execute(update(IdentityLink).values(status="disabled"))
+        else:
+            db.execute(update(User).values(status="disabled"))
+        db.execute(SsoSession.__table__.delete())
+        db.execute(AuditEvent.__table__.delete())
+        db.commit()
+    wecom_front.client.cookies.clear()
+    answer = wecom_front.login_as("zhangsan_A")
+    assert answer.status_code == 403
+    assert "disabled" in answer.text
+    assert counts(store) == (1, 1, 0)
+    assert only_failure(store)["reason"] == "upstream.disabled"
+    assert the_link(store).link_metadata == link.link_metadata
+
+
+# --- bad, used, expired or foreign callbacks ----------------------------------------------------
+
+
+def test_replayed_callback_is_refused(wecom_front: WeComFront, store: Store) -> None:
+    callback_url = wecom_front.pick(wecom_front.start(), "zhangsan_A")
+    assert wecom_front.client.get(callback_url).status_code == 303
+    replay = wecom_front.client.get(callback_url)
+    assert replay.status_code == 400
+    assert "already used" in replay.text
+    assert only_failure(store)["reason"] == "upstream.bad_state"
+    assert wecom_front.simulator.calls["getuserinfo"] == 1  # the replay never reached WeCom
+
+
+def test_a_used_code_with_a_fresh_state_is_wecoms_40029(
+    wecom_front: WeComFront, simulator: WeComSimulator, store: Store
+) -> None:
+    code = simulator.issue_code(CORP_A, "zhangsan_A")
+    first = callback(wecom_front, CORP_A, code=code, state=state_of(wecom_front.start()))
+    assert first.status_code == 303 and first.headers["location"].startswith("/bind?")
+    assert events(store) == []
+
+    again = callback(wecom_front, CORP_A, code=code, state=state_of(wecom_front.start()))
+    assert again.status_code == 502  # _status_of: a WeCom errcode is an upstream refusal
+    assert "expired or was already used (error 40029)" in again.text
+    detail = only_failure(store)
+    assert (detail["reason"], detail["code"]) == ("wecom.invalid_code", 40029)
+    assert code not in str(detail)
+    assert counts(store) == (0, 0, 0)
+
+
+def test_an_expired_state_is_refused(
+    wecom_front: WeComFront, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock().install(monkeypatch, upstream)
+    callback_url = wecom_front.pick(wecom_front.start(), "zhangsan_A")
+    clock.advance(minutes=11)
+    answer = wecom_front.client.get(callback_url)
+    assert answer.status_code == 400
+    assert only_failure(store)["reason"] == "upstream.bad_state"
+    assert wecom_front.simulator.calls["getuserinfo"] == 0
+    assert counts(store) == (0, 0, 0)
+
+
+def test_a_state_from_another_browser_is_refused_and_stays_usable(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    callback_url = wecom_front.pick(wecom_front.start(), "zhangsan_A")
+    with TestClient(wecom_front.client.app, base_url=ISSUER, follow_redirects=False) as thief:
+        stolen = thief.get(callback_url)
+    assert stolen.status_code == 400
+    assert only_failure(store)["reason"] == "upstream.bad_state"
+    assert counts(store) == (0, 0, 0)
+    # the rightful browser's login still works: the foreign attempt did not spend the state
+    assert wecom_front.client.get(callback_url).headers["location"].startswith("/bind?")
+
+
+def test_a_callback_without_state_is_refused(
+    wecom_front: WeComFront, simulator: WeComSimulator, store: Store
+) -> None:
+    wecom_front.start()
+    answer = callback(wecom_front, CORP_A, code=simulator.issue_code(CORP_A, "zhangsan_A"))
+    assert answer.status_code == 400
+    assert only_failure(store)["reason"] == "upstream.bad_state"
+    assert simulator.calls["getuserinfo"] == 0
+
+
+def test_a_state_for_another_corporation_is_refused(
+    wecom_front: WeComFront, simulator: WeComSimulator, store: Store
+) -> None:
+    state = state_of(wecom_front.start(CORP_A))
+    answer = callback(
+        wecom_front, CORP_B, code=simulator.issue_code(CORP_B, "zs_b"), state=state
+    )
+    assert answer.status_code == 400
+    detail = only_failure(store)
+    assert (detail["reason"], detail["connector_id"]) == ("upstream.bad_state", CORP_B)
+    assert simulator.calls["getuserinfo"] == 0
+    assert counts(store) == (0, 0, 0)
+
+
+def test_unknown_disabled_or_malformed_corporations_are_404_pages(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    with store() as db:
+        db.execute(update(WeComCorp).where(WeComCorp.corp_id == CORP_B).values(enabled=False))
+        db.commit()
+    for path in [
+        "/login/wecom/wwnosuchcorp0009",
+        f"/login/wecom/{CORP_B}",
+        "/login/wecom/not%20a%20corp",
+        "/login/dingtalk/anything",
+        "/callback/wecom/wwnosuchcorp0009?code=abc&state=def",
+        f"/callback/wecom/{CORP_B}?code=abc&state=def",
+        "/callback/dingtalk/anything?code=abc&state=def",
+    ]:
+        page = wecom_front.client.get(path)
+        assert page.status_code == 404, path
+        assert page.headers["content-type"].startswith("text/html"), path
+        assert "not connected" in page.text, path
+    assert counts(store) == (0, 0, 0)
+
+
+def test_an_oversized_callback_is_refused(wecom_front: WeComFront, store: Store) -> None:
+    answer = callback(wecom_front, CORP_A, code="x" * 5000, state=state_of(wecom_front.start()))
+    assert answer.status_code == 413
+    assert wecom_front.simulator.calls["getuserinfo"] == 0
+
+
+def test_a_code_over_512_bytes_never_reaches_wecom(wecom_front: WeComFront, store: Store) -> None:
+    answer = callback(wecom_front, CORP_A, code="x" * 600, state=state_of(wecom_front.start()))
+    assert answer.status_code == 400
+    assert only_failure(store)["reason"] == "upstream.callback_rejected"
+    assert wecom_front.simulator.calls["getuserinfo"] == 0
+
+
+def test_a_flow_of_another_browser_cannot_be_carried_to_wecom(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    rp = clients.create_client(store, "CRM", [RP_REDIRECT])
+    params, _ = wecom_front.code_params(rp.client.client_id, RP_REDIRECT)
+    flow = query_of(wecom_front.authorize(**params).headers["location"])["flow"]
+    with TestClient(wecom_front.client.app, base_url=ISSUER, follow_redirects=False) as other:
+        refused = other.get(f"/login/wecom/{CORP_A}", params={"flow": flow})
+    assert refused.status_code == 400
+    assert "expired" in refused.text
+    assert wecom_front.start(CORP_A, flow="no-such-flow").status_code == 400
+
+
+# --- WeCom errors -------------------------------------------------------------------------------
+
+#: (api, errcode, what the page says): every class of REASONS in iam/federation/wecom/client.py.
+WECOM_ERRORS = [
+    ("gettoken", 40001, "misconfigured"),  # first: no token is cached yet
+    ("gettoken", 40013, "misconfigured"),
+    ("getuserinfo", 45009, "WeCom is busy"),
+    ("getuserinfo", 45033, "WeCom is busy"),
+    ("getuserinfo", -1, "WeCom is busy"),
+    ("getuserinfo", 60020, "does not accept calls from this server"),
+    ("getuserinfo", 50001, "not a trusted domain"),
+    ("user_get", 60011, "may not read your member details"),
+    ("user_get", 50002, "may not read your member details"),
+    ("user_get", 60111, "does not know this member"),
+    ("department_get", 45009, "WeCom is busy"),
+    ("getuserinfo", 99999, "WeCom answered with an error"),
+]
+
+
+def test_every_wecom_error_class_is_a_clear_page_and_one_audit_event(
+    wecom_front: WeComFront, simulator: WeComSimulator, store: Store
+) -> None:
+    for number, (api, errcode, message) in enumerate(WECOM_ERRORS, start=1):
+        simulator.fail_next(api, errcode, "injected, from ip: 10.0.0.1")
+        answer = wecom_front.login_as("zhangsan_A")
+        assert answer.status_code == 502, (api, errcode)
+        assert message in answer.text, (api, errcode)
+        assert f"error {errcode})" in answer.text, (api, errcode)
+        trail = events(store)
+        assert len(trail) == number, (api, errcode)
+        assert trail[-1].event == "upstream.login_failed"
+        assert trail[-1].detail["code"] == errcode
+        assert counts(store) == (0, 0, 0), (api, errcode)
+    reasons = [e.detail["reason"] for e in events(store)]
+    assert reasons == [
+        "wecom.misconfigured",
+        "wecom.misconfigured",
+        "wecom.busy",
+        "wecom.busy",
+        "wecom.busy",
+        "wecom.ip_not_trusted",
+        "wecom.redirect_untrusted",
+        "wecom.no_privilege",
+        "wecom.no_privilege",
+        "wecom.unknown_member",
+        "wecom.busy",
+        "wecom.error",
+    ]
+    # and with WeCom well again, the same browser signs in
+    assert wecom_front.login_as("zhangsan_A").headers["location"].startswith("/bind?")
+
+
+@pytest.mark.parametrize("api", ["gettoken", "getuserinfo", "user_get", "department_get"])
+def test_wecom_http_failures_are_an_unavailable_page(
+    wecom_front: WeComFront, simulator: WeComSimulator, store: Store, api: str
+) -> None:
+    simulator.fail_http(api, 502)
+    answer = wecom_front.login_as("zhangsan_A")
+    assert answer.status_code == 502
+    assert "WeCom could not be reached" in answer.text
+    detail = only_failure(store)
+    assert (detail["reason"], detail["code"]) == ("wecom.unavailable", None)
+    assert "HTTP 502" in detail["detail"]
+    assert counts(store) == (0, 0, 0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live_simulator(simulator: WeComSimulator) -> Iterator[str]:
+    """The simulator's API on a real socket (TestClient ignores timeouts): its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            simulator.app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the simulator did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # not about the database
+def test_a_wecom_that_does_not_answer_in_time_is_a_timeout_page(
+    live_simulator: str,
+    wecom_settings: Settings,
+    store: Store,
+    sms: ConsoleSms,
+    simulator: WeComSimulator,
+) -> None:
+    connect_corp(store, simulator, CORP_A)
+    settings = replace(wecom_settings, wecom_api_base=live_simulator)
+    with httpx.Client(timeout=httpx.Timeout(0.5, connect=0.5), follow_redirects=False) as http:
+        app = create_app(settings, store=store, sms=sms, wecom_http=http)
+        with TestClient(app, base_url=ISSUER, follow_redirects=False) as browser:
+            front = WeComFront(browser, sms, simulator)
+            simulator.delay("getuserinfo", 2)
+            started = time.monotonic()
+            answer = front.login_as("zhangsan_A")
+            took = time.monotonic() - started
+            simulator.delay("getuserinfo", 0)
+    assert answer.status_code == 502
+    assert "did not answer in time" in answer.text
+    assert took < 1.8
+    detail = only_failure(store)
+    assert detail["reason"] == "wecom.timeout"
+    assert counts(store) == (0, 0, 0)
+
+
+# --- the access token cache ---------------------------------------------------------------------
+
+
+def test_one_access_token_per_corporation_across_many_logins(
+    wecom_front: WeComFront, simulator: WeComSimulator, store: Store
+) -> None:
+    for index in range(2):
+        simulator.add_member(CORP_A, SimMember(f"extra_a{index}", f"甲{index}", [2]))
+        simulator.add_member(CORP_B, SimMember(f"extra_b{index}", f"乙{index}", [3]))
+    logins = [
+        (CORP_A, "zhangsan_A"),
+        (CORP_B, "zs_b"),
+        (CORP_A, "lisi"),
+        (CORP_B, "chenqi"),
+        (CORP_A, "wangfang"),
+        (CORP_B, "zhouba"),
+        (CORP_A, "extra_a0"),
+        (CORP_B, "extra_b0"),
+        (CORP_A, "extra_a1"),
+        (CORP_B, "extra_b1"),
+    ]
+    for corp_id, userid in logins:
+        answer = wecom_front.login_as(userid, corp_id)
+        assert answer.headers["location"].startswith("/bind?"), (corp_id, userid)
+    assert simulator.calls["getuserinfo"] == 10
+    assert simulator.calls["gettoken"] == 2
+
+    simulator.expire_tokens()  # WeCom drops its tokens early: 42001, a new token, once more
+    answer = wecom_front.login_as("lisi")
+    assert answer.headers["location"].startswith("/bind?"), answer.text
+    assert simulator.calls["gettoken"] == 3
+    assert events(store) == []
+
+
+@pytest.fixture
+def shared_redis() -> Iterator[redis.Redis]:
+    """A flushed Redis database. Without a server the test is skipped, but never on CI."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        client.close()
+        message = f"Redis not reachable at {REDIS_URL}: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def test_instances_share_the_access_token_through_redis(
+    shared_redis: redis.Redis,
+    wecom_settings: Settings,
+    store: Store,
+    sms: ConsoleSms,
+    simulator: WeComSimulator,
+) -> None:
+    connect_corp(store, simulator, CORP_A)
+    browsers = []
+    for _instance in range(2):
+        app = create_app(
+            wecom_settings,
+            store=store,
+            sms=sms,
+            wecom_http=TestClient(simulator.app),
+            wecom_cache=RedisTokenCache(shared_redis),
+        )
+        browsers.append(TestClient(app, base_url=ISSUER, follow_redirects=False))
+    with browsers[0] as first, browsers[1] as second:
+        for browser, userid in [(first, "zhangsan_A"), (second, "lisi"), (first, "wangfang")]:
+            answer = WeComFront(browser, sms, simulator).login_as(userid)
+            assert answer.headers["location"].startswith("/bind?"), answer.text
+    assert simulator.calls["getuserinfo"] == 3
+    assert simulator.calls["gettoken"] == 1
+    assert shared_redis.keys("iam:wecom:token:*")
+
+
+# --- the login page and a whole authorization ---------------------------------------------------
+
+
+def test_login_page_offers_one_wecom_button_per_enabled_corporation(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    page = wecom_front.client.get("/login")
+    assert f'href="/login/wecom/{CORP_A}"' in page.text
+    assert f'href="/login/wecom/{CORP_B}"' in page.text
+    assert "WeCom · 子公司A" in page.text and "WeCom · 子公司B" in page.text
+    assert "企业微信 · 子公司A" in wecom_front.client.get("/login?lang=zh-CN").text
+
+    rp = clients.create_client(store, "CRM", [RP_REDIRECT])
+    params, _ = wecom_front.code_params(rp.client.client_id, RP_REDIRECT)
+    flow = query_of(wecom_front.authorize(**params).headers["location"])["flow"]
+    with store() as db:
+        db.execute(update(WeComCorp).where(WeComCorp.corp_id == CORP_B).values(enabled=False))
+        db.commit()
+    page = wecom_front.client.get("/login", params={"flow": flow, "lang": "en"})
+    assert f'href="/login/wecom/{CORP_A}?flow={flow}"' in page.text
+    assert f"/login/wecom/{CORP_B}" not in page.text
+
+
+def test_a_whole_authorization_through_wecom_login_and_binding(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    rp = clients.create_client(store, "CRM", [RP_REDIRECT])
+    params, verifier = wecom_front.code_params(rp.client.client_id, RP_REDIRECT)
+    to_login = wecom_front.authorize(**params)
+    assert to_login.status_code == 303 and to_login.headers["location"].startswith("/login?")
+    flow = query_of(to_login.headers["location"])["flow"]
+    page = wecom_front.client.get(to_login.headers["location"])
+    button = re.search(rf'href="(/login/wecom/{CORP_A}\?flow=[^"]+)"', page.text)
+    assert button, page.text
+
+    started = wecom_front.client.get(button.group(1))
+    to_bind = wecom_front.client.get(wecom_front.pick(started, "zhangsan_A"))
+    assert to_bind.headers["location"].startswith("/bind?")
+    bound = wecom_front.bind(to_bind)
+    assert bound.status_code == 303 and bound.headers["location"] == f"/flow/{flow}"
+    to_rp = wecom_front.client.get(bound.headers["location"])
+    assert to_rp.status_code == 302, to_rp.text
+    assert to_rp.headers["location"].startswith(RP_REDIRECT + "?")
+    query = query_of(to_rp.headers["location"])
+    assert query["state"] == params["state"]
+
+    tokens = wecom_front.exchange(query["code"], verifier, RP_REDIRECT, rp)
+    assert tokens.status_code == 200, tokens.text
+    claims = jwt.decode(tokens.json()["id_token"], options={"verify_signature": False})
+    link = the_link(store)
+    assert claims["sub"] == link.user_id
+    assert claims["amr"] == ["wecom"]
+    assert claims["nonce"] == params["nonce"]
+    assert claims["phone_number"] == PHONE
+
+    # the next app asks again: the session answers at once, no WeCom trip
+    params, _ = wecom_front.code_params(rp.client.client_id, RP_REDIRECT)
+    silent = wecom_front.authorize(**params)
+    assert silent.status_code == 302 and silent.headers["location"].startswith(RP_REDIRECT)
+
+
+def test_a_known_member_goes_straight_back_to_the_authorization(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    wecom_front.bind(wecom_front.login_as("zhangsan_A"))
+    wecom_front.client.cookies.clear()
+    rp = clients.create_client(store, "CRM", [RP_REDIRECT])
+    params, _ = wecom_front.code_params(rp.client.client_id, RP_REDIRECT)
+    flow = query_of(wecom_front.authorize(**params).headers["location"])["flow"]
+    answer = wecom_front.login_as("zhangsan_A", flow=flow)
+    assert answer.status_code == 303 and answer.headers["location"] == f"/flow/{flow}"
+    to_rp = wecom_front.client.get(answer.headers["location"])
+    assert to_rp.status_code == 302 and to_rp.headers["location"].startswith(RP_REDIRECT)

@@ -26,6 +26,8 @@ IN_APP_MARKER = "wxwork"
 MAX_DEPARTMENTS = 10
 #: State values WeCom accepts: `[a-zA-Z0-9]`, up to 128 bytes (wecom-api.md 2.1).
 MAX_STATE = 128
+#: auth/getuserinfo's answer to a code that is unknown, used, or older than 5 minutes.
+INVALID_CODE = 40029
 
 
 def subject_of(corp_id: str, userid: str) -> tuple[str, str]:
@@ -94,7 +96,14 @@ class WeComConnector:
             raise CallbackRejectedError("WeCom came back without a code", reason="wecom.declined")
         if len(code) > 512:
             raise CallbackRejectedError("the WeCom code is longer than 512 bytes")
-        info = self.client.get_user_info(self.app, code)
+        try:
+            info = self.client.get_user_info(self.app, code)
+        except WeComApiError as error:
+            if error.code == INVALID_CODE:  # bad, used or older than 5 minutes
+                raise CallbackRejectedError(
+                    error.detail, reason=error.reason, code=error.code
+                ) from error
+            raise
         userid = str(info.get("userid") or "")
         if not userid:
             if info.get("openid"):
