@@ -26,7 +26,7 @@ from iam.db.store import Store, create_db_engine
 from iam.federation.connector import CallbackConnector
 from iam.federation.wecom.client import WeComClient, new_http_client
 from iam.federation.wecom.tokens import MemoryTokenCache, RedisTokenCache, TokenCache
-from iam.flows import binding, dispatch, login, logout
+from iam.flows import binding, dispatch, login, logout, selection
 from iam.flows import upstream as upstream_flow
 from iam.oidc import endpoints
 from iam.oidc.endpoints import Oidc, discovery_document
@@ -160,6 +160,8 @@ def create_app(
         Route("/callback/{provider}/{connector_id}", upstream_flow.callback),
         Route("/bind", binding.bind_page, methods=["GET"]),
         Route("/bind", binding.submit, methods=["POST"]),
+        Route("/select-identity", selection.select_page, methods=["GET"]),
+        Route("/select-identity", selection.submit, methods=["POST"]),
         Route("/", logout.home),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

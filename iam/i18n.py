@@ -107,6 +107,29 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "或使用所在公司的企业微信登录",
     },
     "login.with_wecom": {"en": "WeCom · {corp}", "zh-CN": "企业微信 · {corp}"},
+    "select.title": {"en": "Choose an identity", "zh-CN": "选择身份"},
+    "select.question": {
+        "en": "Which identity do you want to use for {app}?",
+        "zh-CN": "您要以哪个身份使用 {app}？",
+    },
+    "select.cancel": {"en": "Cancel and go back to {app}", "zh-CN": "取消并返回 {app}"},
+    "select.forbidden": {
+        "en": "That identity is not one of yours, or it is no longer active. Nothing was changed.",
+        "zh-CN": "该身份不属于您或已停用，未做任何更改。",
+    },
+    "link.title": {"en": "Link a company identity", "zh-CN": "绑定公司身份"},
+    "link.none": {
+        "en": "{app} needs one of your company identities, and none is linked to your account yet.",
+        "zh-CN": "{app} 需要您的公司身份，但您的账号尚未绑定任何公司身份。",
+    },
+    "link.offer": {
+        "en": "Link one by signing in with your company's WeCom:",
+        "zh-CN": "请使用所在公司的企业微信登录以完成绑定：",
+    },
+    "upstream.linked_elsewhere": {
+        "en": "This WeCom identity is already linked to another account. Ask your administrator.",
+        "zh-CN": "该企业微信身份已绑定到其他账号，请联系管理员。",
+    },
     "bind.title": {"en": "Link your WeCom identity", "zh-CN": "绑定企业微信身份"},
     "bind.intro": {
         "en": "WeCom says you are {name} ({userid}) at {corp}. This identity is not linked to "

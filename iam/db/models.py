@@ -177,6 +177,9 @@ class SsoSession(Base):
     context_link_id: Mapped[str | None] = mapped_column(
         ForeignKey("identity_links.id", ondelete="SET NULL")
     )
+    #: When the context was last set (a WeCom login or a choice in the selector): a choice made
+    #: after an authorization request started answers that request's `prompt=select_account`.
+    context_set_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
@@ -195,6 +198,8 @@ class PendingAuthorization(Base):
     browser_hash: Mapped[str] = mapped_column(String(64))
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     params: Mapped[list[Any]] = mapped_column(JsonType)
+    #: The person cancelled (selector, linking offer): the request ends with access_denied.
+    denied_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
@@ -210,6 +215,8 @@ class UpstreamLogin(Base):
     provider: Mapped[str] = mapped_column(String(32))
     connector_id: Mapped[str] = mapped_column(String(64))
     flow_id: Mapped[str | None] = mapped_column(String(64))
+    #: Set when a signed-in person asked to link another identity: a new one is bound to them.
+    link_user_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -311,6 +318,10 @@ class AccessToken(Base, _TokenRecord):
     family_id: Mapped[str | None] = mapped_column(String(36), index=True)
     sid: Mapped[str | None] = mapped_column(String(36), index=True)
     scope: Mapped[str] = mapped_column(String(500), default="")
+    #: The identity context the token was issued with (userinfo repeats it); None: none.
+    context_link_id: Mapped[str | None] = mapped_column(
+        ForeignKey("identity_links.id", ondelete="SET NULL")
+    )
     issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)

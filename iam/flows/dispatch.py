@@ -7,16 +7,19 @@ when the person must act, the request is saved and each step returns to `/flow/{
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 from authlib.oauth2.rfc6749.errors import (
+    AccessDeniedError,
     InsecureTransportError,
     InvalidClientError,
     InvalidRequestError,
     OAuth2Error,
 )
 from authlib.oidc.core.errors import (
+    AccountSelectionRequiredError,
+    InteractionRequiredError,
     LoginRequiredError,
     RequestNotSupportedError,
     RequestURINotSupportedError,
@@ -28,17 +31,22 @@ from starlette.responses import RedirectResponse, Response
 from iam.clock import utcnow
 from iam.db.store import Store
 from iam.errors import NotFoundError
-from iam.flows.state import Fail, Issue, Login, Situation, next_step
-from iam.oidc.context import Principal
+from iam.flows.state import Fail, Issue, Login, OfferLinking, Select, Situation, next_step
+from iam.oidc.context import Principal, db
 from iam.oidc.endpoints import Oidc
 from iam.oidc.requests import Pairs, SnapshotRequest, from_parts, snapshot
 from iam.oidc.server import Server
-from iam.services import authorizations, sessions
+from iam.services import accounts, authorizations, sessions
 from iam.web import SESSION_COOKIE, Web
 
 log = logging.getLogger("iam.flows")
 MAX_QUERY = 8192
-FAILURES = {"login_required": LoginRequiredError}
+FAILURES: dict[str, type[OAuth2Error]] = {
+    "login_required": LoginRequiredError,
+    "account_selection_required": AccountSelectionRequiredError,
+    "interaction_required": InteractionRequiredError,
+    "access_denied": AccessDeniedError,
+}
 #: Request objects (OIDC Core 6) are not supported, and must be refused, not ignored.
 UNSUPPORTED_PARAMETERS = {
     "request": RequestNotSupportedError,
@@ -46,12 +54,26 @@ UNSUPPORTED_PARAMETERS = {
 }
 
 
+#: The page each interactive step is, by the name `Decided.page` carries.
+PAGES = {"login": "/login", "select": "/select-identity", "link": "/select-identity"}
+
+
 @dataclass(frozen=True)
 class Decided:
-    """The worker's answer: a response for the browser, or 'the person must sign in'."""
+    """The worker's answer: a response for the browser, or the page the person must see."""
 
     response: Response | None
     client_id: str | None = None
+    page: str = "login"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the person did since the request started (nothing yet, at /authorize)."""
+
+    logged_in: bool = False
+    chose_context: bool = False
+    denied: bool = False
 
 
 def principal_of(signed_in: sessions.SignedIn | None) -> Principal | None:
@@ -85,7 +107,7 @@ def _max_age(raw: str | None) -> int | None:
 
 
 def decide(
-    server: Server, request: SnapshotRequest, principal: Principal | None, fresh: bool
+    server: Server, request: SnapshotRequest, principal: Principal | None, progress: Progress
 ) -> Decided:
     """Validate the request with Authlib, then act on `next_step` (runs in the worker)."""
     try:
@@ -98,23 +120,34 @@ def decide(
     except OAuth2Error as error:
         error.redirect_uri = grant.redirect_uri
         return Decided(_refusal(server, request, error))
+    client = grant.client
     situation = Situation(
         prompt=frozenset((request.payload.data.get("prompt") or "").split()),
         max_age=max_age,
         signed_in_at=principal.auth_time if principal else None,
-        logged_in_during_request=fresh,
+        logged_in_during_request=progress.logged_in,
         now=utcnow(),
+        policy=client.context_policy,
+        session_context=principal.context_link_id if principal else None,
+        active_links=accounts.active_link_ids(db(), principal.user.id) if principal else (),
+        chose_during_request=progress.chose_context,
+        denied=progress.denied,
     )
     match next_step(situation):
-        case Issue():
+        case Issue(context_link_id=context):
+            user = replace(principal, context_link_id=context)
             return Decided(
-                server.create_authorization_response(request, grant_user=principal, grant=grant)
+                server.create_authorization_response(request, grant_user=user, grant=grant)
             )
         case Fail(error=code):
             error = FAILURES[code](redirect_uri=grant.redirect_uri, state=request.payload.state)
             return Decided(server.handle_error_response(request, error))
         case Login():
-            return Decided(None, client_id=grant.client.client_id)
+            return Decided(None, client_id=client.client_id, page="login")
+        case Select():
+            return Decided(None, client_id=client.client_id, page="select")
+        case OfferLinking():
+            return Decided(None, client_id=client.client_id, page="link")
     raise AssertionError("unreachable")
 
 
@@ -143,13 +176,12 @@ def _page_for(web: Web, request: Request, error: PageError) -> Response:
     return web.error_page(request, error.message_key, status_code=400, detail=error.detail)
 
 
-async def _current_principal(request: Request, store: Store) -> Principal | None:
-    signed_in = await run_in_threadpool(sessions.find, store, request.cookies.get(SESSION_COOKIE))
-    return principal_of(signed_in)
+async def _signed_in(request: Request, store: Store) -> sessions.SignedIn | None:
+    return await run_in_threadpool(sessions.find, store, request.cookies.get(SESSION_COOKIE))
 
 
-def _login_redirect(flow_id: str) -> Response:
-    return RedirectResponse("/login?" + urlencode({"flow": flow_id}), status_code=303)
+def _page_redirect(page: str, flow_id: str) -> Response:
+    return RedirectResponse(f"{PAGES[page]}?" + urlencode({"flow": flow_id}), status_code=303)
 
 
 async def authorize(request: Request) -> Response:
@@ -162,9 +194,9 @@ async def authorize(request: Request) -> Response:
         oauth_request = await snapshot(request, oidc.issuer, read_form=False)
     except InsecureTransportError:
         return web.error_page(request, "error.invalid_request", detail="insecure transport")
-    principal = await _current_principal(request, store)
+    principal = principal_of(await _signed_in(request, store))
     try:
-        decided = await oidc.runner(decide, oidc.server, oauth_request, principal, False)
+        decided = await oidc.runner(decide, oidc.server, oauth_request, principal, Progress())
     except PageError as error:
         return _page_for(web, request, error)
     if decided.response is not None:
@@ -176,7 +208,7 @@ async def authorize(request: Request) -> Response:
         decided.client_id,
         request.query_params.multi_items(),
     )
-    return _login_redirect(pending.id)
+    return _page_redirect(decided.page, pending.id)
 
 
 async def resume(request: Request) -> Response:
@@ -191,15 +223,21 @@ async def resume(request: Request) -> Response:
         )
     except NotFoundError:
         return web.error_page(request, "error.flow_expired", status_code=400)
-    principal = await _current_principal(request, store)
-    fresh = principal is not None and principal.auth_time >= pending.created_at
+    signed_in = await _signed_in(request, store)
+    principal = principal_of(signed_in)
+    chosen_at = signed_in.session.context_set_at if signed_in else None
+    progress = Progress(
+        logged_in=principal is not None and principal.auth_time >= pending.created_at,
+        chose_context=chosen_at is not None and chosen_at >= pending.created_at,
+        denied=pending.denied_at is not None,
+    )
     params: Pairs = [(str(key), str(value)) for key, value in pending.params]
     oauth_request = from_parts("GET", oidc.issuer, "/authorize", params)
     try:
-        decided = await oidc.runner(decide, oidc.server, oauth_request, principal, fresh)
+        decided = await oidc.runner(decide, oidc.server, oauth_request, principal, progress)
     except PageError as error:
         return _page_for(web, request, error)
     if decided.response is None:
-        return _login_redirect(flow_id)
+        return _page_redirect(decided.page, flow_id)
     await run_in_threadpool(authorizations.finish, store, flow_id)
     return decided.response

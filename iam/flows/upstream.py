@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from iam.errors import ForbiddenError, NotFoundError
+from iam.errors import ConflictError, ForbiddenError, NotFoundError
 from iam.federation.connector import (
     CallbackRejectedError,
     ConnectorError,
@@ -20,7 +20,7 @@ from iam.federation.connector import (
     UpstreamUnavailableError,
 )
 from iam.flows.login import FlowGoneError, client_ip, flow_context, signed_in
-from iam.services import accounts, login, upstream
+from iam.services import accounts, login, sessions, upstream
 from iam.web import SESSION_COOKIE, Web
 
 log = logging.getLogger("iam.flows")
@@ -56,8 +56,21 @@ async def start(request: Request) -> Response:
         return web.error_page(request, "error.flow_expired")
     except NotFoundError:
         return web.error_page(request, "upstream.unknown", 404)
+    link_user_id = None
+    if request.query_params.get("link") == "1":  # "link an identity to me" (the linking offer)
+        signed_in = await run_in_threadpool(
+            sessions.find, state.store, request.cookies.get(SESSION_COOKIE)
+        )
+        link_user_id = signed_in.user.id if signed_in else None
     started = await run_in_threadpool(
-        upstream.start_login, state.store, web.browser_id(request), provider, connector_id, flow_id
+        lambda: upstream.start_login(
+            state.store,
+            web.browser_id(request),
+            provider,
+            connector_id,
+            flow_id,
+            link_user_id=link_user_id,
+        )
     )
     hints = LoginHints(request.headers.get("user-agent", ""), web.language(request))
     url = connector.login_url(_callback_url(request, provider, connector_id), started.state, hints)
@@ -77,7 +90,7 @@ async def callback(request: Request) -> Response:
     params = dict(request.query_params)
     try:
         connector = await run_in_threadpool(state.providers.open, provider, connector_id)
-        flow_id = await run_in_threadpool(
+        used = await run_in_threadpool(
             upstream.use_state,
             state.store,
             web.browser_id(request),
@@ -96,15 +109,20 @@ async def callback(request: Request) -> Response:
     except ConnectorError as error:
         await _record(request, provider, connector_id, error.reason, error.detail, code=error.code)
         return web.error_page(request, error.reason, _status_of(error), code=error.code or "-")
+    flow_id = used.flow_id
+    link_to = await _still_signed_in_as(request, used.link_user_id)
     try:
         outcome = await run_in_threadpool(
             lambda: accounts.resolve_identity(
-                state.store, web.browser_id(request), identity, flow_id, ip=ip
+                state.store, web.browser_id(request), identity, flow_id, ip=ip, link_to=link_to
             )
         )
     except ForbiddenError as error:
         await _record(request, provider, connector_id, "upstream.disabled", str(error))
         return web.error_page(request, "upstream.disabled", 403)
+    except ConflictError as error:
+        await _record(request, provider, connector_id, "upstream.linked_elsewhere", str(error))
+        return web.error_page(request, "upstream.linked_elsewhere", 409)
     if isinstance(outcome, accounts.NeedsBinding):
         return RedirectResponse(f"/bind?binding={quote(outcome.token)}", status_code=303)
     new = await run_in_threadpool(
@@ -119,6 +137,16 @@ async def callback(request: Request) -> Response:
         )
     )
     return signed_in(request, new, flow_id)
+
+
+async def _still_signed_in_as(request: Request, user_id: str | None) -> str | None:
+    """The user to link to, if the browser is still signed in as the one who asked."""
+    if user_id is None:
+        return None
+    signed_in = await run_in_threadpool(
+        sessions.find, request.app.state.store, request.cookies.get(SESSION_COOKIE)
+    )
+    return user_id if signed_in is not None and signed_in.user.id == user_id else None
 
 
 async def _record(

@@ -1,11 +1,13 @@
-"""Which user claims each scope releases (OIDC Core 5.4), for ID tokens and userinfo alike."""
+"""Which user claims each scope releases (OIDC Core 5.4), and the identity context claim each
+app's policy releases, for ID tokens, access tokens, userinfo and introspection alike."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from iam.clock import epoch
-from iam.db.models import User
+from iam.db.models import Client, IdentityLink, User
+from iam.oidc.context import db
 
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "profile": ("name", "updated_at"),
@@ -34,3 +36,24 @@ def user_claims(user: User, scope: str) -> dict[str, Any]:
             if values[name] is not None:
                 claims[name] = values[name]
     return claims
+
+
+def context_claims(client: Client, context_link_id: str | None) -> dict[str, Any]:
+    """The identity context claim (contract: Tokens and claims) for apps whose policy takes it,
+    when the token has a context: never for `none` apps, whatever the session holds."""
+    if client.context_policy == "none" or context_link_id is None:
+        return {}
+    link = db().get(IdentityLink, context_link_id)
+    if link is None or link.status != "active":
+        return {}
+    meta = link.link_metadata or {}
+    return {
+        client.context_claim: {
+            "provider": link.provider,
+            "corpid": meta.get("corpid"),
+            "corp_name": meta.get("corp_name"),
+            "userid": meta.get("userid"),
+            "department": list(meta.get("department") or []),
+            "position": meta.get("position") or "",
+        }
+    }

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from iam.clock import epoch, utcnow
 from iam.db.models import AuthorizationCode, Client, RefreshToken, User
-from iam.oidc.claims import user_claims
+from iam.oidc.claims import context_claims, user_claims
 from iam.oidc.context import Principal, db
 from iam.oidc.keys import KeyRing
 from iam.secretbox import digest
@@ -143,6 +143,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         principal = _principal_from(refresh_token, family_id=refresh_token.family_id)
         if principal is None:  # the user was disabled or deleted: the grant is no longer valid
             raise InvalidGrantError("The user of this refresh token is no longer active.")
+        client: Client = self.request.client
+        if client.context_policy == "required" and not context_claims(
+            client, principal.context_link_id
+        ):  # the identity the tokens were for is gone (unlinked, or disabled)
+            raise InvalidGrantError("The identity of this refresh token is no longer active.")
         return principal
 
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
@@ -189,6 +194,11 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
     def get_amr(self, user: Principal | None) -> list[str] | None:
         return list(user.amr) if user else None
 
+    def get_extra_claims(
+        self, client: Client, grant_type: str, user: Principal | None, scope: str
+    ) -> dict[str, Any]:
+        return context_claims(client, user.context_link_id) if user else {}
+
     def client_credentials_scope(self, client: Client, scope: str | None) -> str:
         return scope or " ".join(s for s in client.allowed_scopes.split() if s != "openid")
 
@@ -225,6 +235,7 @@ class IdTokenMixin:
             "exp": now + client.id_token_ttl,
             "auth_time": epoch(principal.auth_time),
             "amr": list(principal.amr),
+            **context_claims(client, principal.context_link_id),
         }
         if principal.sid:
             claims["sid"] = principal.sid

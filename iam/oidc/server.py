@@ -105,6 +105,7 @@ class Server(AuthorizationServer):
                 family_id=family_id,
                 sid=sid,
                 scope=token.get("scope", ""),
+                context_link_id=principal.context_link_id if principal else None,
                 issued_at=now,
                 expires_at=now.replace(microsecond=0) + timedelta(seconds=int(token["expires_in"])),
             )

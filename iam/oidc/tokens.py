@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from iam.clock import epoch, utcnow
 from iam.db.models import AccessToken, Client, RefreshToken, User
-from iam.oidc.claims import user_claims
+from iam.oidc.claims import context_claims, user_claims
 from iam.oidc.context import db
 from iam.oidc.keys import KeyRing
 from iam.secretbox import digest
@@ -130,6 +130,9 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):
             payload["sub"] = token.user_id
         if isinstance(token, AccessToken):
             payload.update(token_type="Bearer", jti=token.jti, aud=token.client_id)
+            client = db().get(Client, token.client_id)
+            if client is not None:
+                payload.update(context_claims(client, token.context_link_id))
             if token.user_id is None:
                 payload["sub"] = token.client_id
         else:
@@ -147,9 +150,11 @@ class UserInfo(UserInfoEndpoint):
     def __call__(self, request: Any) -> tuple[int, Any, list[tuple[str, str]]]:
         token: AccessToken = self.resource_protector.validate_request(["openid"], request)
         user = db().get(User, token.user_id) if token.user_id else None
-        if user is None or not user.is_active:
+        client = db().get(Client, token.client_id)
+        if user is None or not user.is_active or client is None:
             raise InvalidTokenError()
-        return 200, user_claims(user, token.scope), NO_STORE
+        claims = {**user_claims(user, token.scope), **context_claims(client, token.context_link_id)}
+        return 200, claims, NO_STORE
 
 
 class EndSession(EndSessionEndpoint):

@@ -4,6 +4,7 @@ core user with a proven phone number (made if there is none yet)."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
@@ -39,6 +40,33 @@ class Linked:
 class PendingIdentity:
     identity: Identity
     flow_id: str | None
+
+
+def active_links(db: Session, user_id: str) -> list[IdentityLink]:
+    """The user's usable identities, oldest first (the selector's order)."""
+    return list(
+        db.scalars(
+            select(IdentityLink)
+            .where(IdentityLink.user_id == user_id, IdentityLink.status == "active")
+            .order_by(IdentityLink.created_at, IdentityLink.id)
+        )
+    )
+
+
+def active_link_ids(db: Session, user_id: str) -> tuple[str, ...]:
+    """Ids of `active_links`, for the pre-flight check (one indexed query)."""
+    return tuple(
+        db.scalars(
+            select(IdentityLink.id)
+            .where(IdentityLink.user_id == user_id, IdentityLink.status == "active")
+            .order_by(IdentityLink.created_at, IdentityLink.id)
+        )
+    )
+
+
+def list_active_links(store: Store, user_id: str) -> list[IdentityLink]:
+    with store() as db:
+        return active_links(db, user_id)
 
 
 def _link_of(db: Session, identity: Identity) -> IdentityLink | None:
@@ -156,29 +184,15 @@ def bind(store: Store, identity: Identity, phone: str, *, method: str, ip: str |
 
     Two first logins of one member at once end with one link: the unique constraint refuses
     the second insert, and the retry finds the first one's link."""
-    for _attempt in range(BIND_ATTEMPTS):
-        try:
-            return _bind_once(store, identity, phone, method=method, ip=ip)
-        except IntegrityError:
-            continue
-    raise ConflictError("The identity could not be bound; try again.")
 
-
-def _bind_once(
-    store: Store, identity: Identity, phone: str, *, method: str, ip: str | None
-) -> Linked:
-    with store() as db:
-        existing = _link_of(db, identity)
-        if existing is not None:
-            return _usable(db, existing)  # bound meanwhile (another tab, the same person)
-        now = utcnow()
+    def owner(db: Session) -> User:
         user = find_user_by_phone(db, phone)
         if user is None:
             user = User(
                 id=new_id(),
                 name=(identity.display_name or identity.subject)[:MAX_NAME],
                 phone=phone,
-                phone_verified_at=now,
+                phone_verified_at=utcnow(),
                 email=identity.email if identity.email and len(identity.email) <= 320 else None,
             )
             db.add(user)
@@ -187,7 +201,58 @@ def _bind_once(
         elif not user.is_active:
             raise ForbiddenError("The account with this phone number is disabled.")
         elif user.phone_verified_at is None:
-            user.phone_verified_at = now
+            user.phone_verified_at = utcnow()
+        return user
+
+    return _bind_with_retry(store, identity, owner, method=method, ip=ip)
+
+
+def bind_to_user(store: Store, identity: Identity, user_id: str, *, ip: str | None) -> Linked:
+    """Link the identity to the signed-in person who asked to link one (the linking offer):
+    they proved both who they are here and the identity at the provider, in one browser."""
+
+    def owner(db: Session) -> User:
+        user = db.get(User, user_id)
+        if user is None or not user.is_active:
+            raise ForbiddenError("The account to link to is disabled.")
+        return user
+
+    linked = _bind_with_retry(store, identity, owner, method="session", ip=ip)
+    if linked.user.id != user_id:
+        raise ConflictError(f"{identity.subject} is linked to another account.")
+    return linked
+
+
+def _bind_with_retry(
+    store: Store,
+    identity: Identity,
+    owner: Callable[[Session], User],
+    *,
+    method: str,
+    ip: str | None,
+) -> Linked:
+    for _attempt in range(BIND_ATTEMPTS):
+        try:
+            return _bind_once(store, identity, owner, method=method, ip=ip)
+        except IntegrityError:
+            continue
+    raise ConflictError("The identity could not be bound; try again.")
+
+
+def _bind_once(
+    store: Store,
+    identity: Identity,
+    owner: Callable[[Session], User],
+    *,
+    method: str,
+    ip: str | None,
+) -> Linked:
+    with store() as db:
+        existing = _link_of(db, identity)
+        if existing is not None:
+            return _usable(db, existing)  # bound meanwhile (another tab, the same person)
+        now = utcnow()
+        user = owner(db)
         link = IdentityLink(
             id=new_id(),
             user_id=user.id,
@@ -220,11 +285,23 @@ class NeedsBinding:
 
 
 def resolve_identity(
-    store: Store, browser_id: str, identity: Identity, flow_id: str | None, *, ip: str | None
+    store: Store,
+    browser_id: str,
+    identity: Identity,
+    flow_id: str | None,
+    *,
+    ip: str | None,
+    link_to: str | None = None,
 ) -> Linked | NeedsBinding:
-    """After a provider vouched for someone: their link (refreshed), a link made at once from a
-    trusted mobile, or a binding to finish."""
-    linked = find_linked(store, identity, ip=ip) or bind_trusted_mobile(store, identity, ip=ip)
+    """After a provider vouched for someone: their link (refreshed); for a signed-in person who
+    asked to link an identity (`link_to`), a link to them; a link made at once from a trusted
+    mobile; or else a binding to finish."""
+    linked = find_linked(store, identity, ip=ip)
+    if linked is not None and link_to is not None and linked.user.id != link_to:
+        raise ConflictError(f"{identity.subject} is linked to another account.")
+    if linked is None and link_to is not None:
+        linked = bind_to_user(store, identity, link_to, ip=ip)
+    linked = linked or bind_trusted_mobile(store, identity, ip=ip)
     if linked is not None:
         return linked
     return NeedsBinding(hold_for_binding(store, browser_id, identity, flow_id))

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from iam.clock import utcnow
 from iam.db.models import PendingAuthorization
@@ -53,4 +53,16 @@ def get(store: Store, flow_id: str, browser_id: str) -> PendingAuthorization:
 def finish(store: Store, flow_id: str) -> None:
     with store() as db:
         db.execute(delete(PendingAuthorization).where(PendingAuthorization.id == flow_id))
+        db.commit()
+
+
+def deny(store: Store, flow_id: str, browser_id: str) -> None:
+    """The person cancelled: the request will end with access_denied at the dispatcher."""
+    get(store, flow_id, browser_id)  # this browser's, and live
+    with store() as db:
+        db.execute(
+            update(PendingAuthorization)
+            .where(PendingAuthorization.id == flow_id)
+            .values(denied_at=utcnow())
+        )
         db.commit()

@@ -10,8 +10,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
-from iam.db.models import AccessToken, RefreshToken, SsoSession, User, new_id
+from iam.db.models import AccessToken, IdentityLink, RefreshToken, SsoSession, User, new_id
 from iam.db.store import Store
+from iam.errors import ForbiddenError
 from iam.secretbox import digest
 from iam.services import audit
 
@@ -53,6 +54,7 @@ def start(
         amr=list(amr),
         auth_time=now,
         context_link_id=context_link_id,
+        context_set_at=now if context_link_id else None,
         created_at=now,
         last_seen_at=now,
         expires_at=now + SESSION_LIFETIME,
@@ -84,6 +86,7 @@ def renew(
     row.auth_time = now
     row.amr = list(amr)
     row.context_link_id = context_link_id
+    row.context_set_at = now if context_link_id else None
     row.last_seen_at = now
     row.expires_at = now + SESSION_LIFETIME
     audit.record(db, "session.renewed", user_id=row.user_id, ip=ip, sid=row.id, amr=amr)
@@ -126,4 +129,27 @@ def end(store: Store, sid: str, *, ip: str | None = None, reason: str = "logout"
             )
         if user_id is not None:
             audit.record(db, "session.ended", user_id=user_id, ip=ip, sid=sid, reason=reason)
+        db.commit()
+
+
+def choose_context(store: Store, sid: str, link_id: str, *, ip: str | None = None) -> None:
+    """The person picked one of their identities for this session (the selector). Only an
+    active link of the session's own user is accepted (`ForbiddenError` otherwise)."""
+    now = utcnow()
+    with store() as db:
+        sso = db.get(SsoSession, sid)
+        link = db.get(IdentityLink, link_id) if link_id and len(link_id) <= 36 else None
+        if (
+            sso is None
+            or sso.expires_at <= now
+            or link is None
+            or link.user_id != sso.user_id
+            or link.status != "active"
+        ):
+            raise ForbiddenError("That identity is not one of yours.")
+        sso.context_link_id = link.id
+        sso.context_set_at = now
+        audit.record(
+            db, "session.context_chosen", user_id=sso.user_id, ip=ip, sid=sid, link_id=link.id
+        )
         db.commit()

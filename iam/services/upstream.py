@@ -49,10 +49,25 @@ class StartedLogin:
     state: str
 
 
+@dataclass(frozen=True)
+class UsedState:
+    """What the spent state said: the request the login serves, and whom to link to."""
+
+    flow_id: str | None
+    link_user_id: str | None
+
+
 def start_login(
-    store: Store, browser_id: str, provider: str, connector_id: str, flow_id: str | None
+    store: Store,
+    browser_id: str,
+    provider: str,
+    connector_id: str,
+    flow_id: str | None,
+    *,
+    link_user_id: str | None = None,
 ) -> StartedLogin:
-    """A fresh state for this browser's trip to the provider; expired ones are swept."""
+    """A fresh state for this browser's trip to the provider; expired ones are swept.
+    `link_user_id`: a signed-in person asked to link the identity they come back with."""
     state = secrets.token_hex(24)  # WeCom accepts letters and digits only
     now = utcnow()
     with store() as db:
@@ -64,6 +79,7 @@ def start_login(
                 provider=provider,
                 connector_id=connector_id,
                 flow_id=flow_id or None,
+                link_user_id=link_user_id,
                 created_at=now,
                 expires_at=now + STATE_LIFETIME,
             )
@@ -74,8 +90,8 @@ def start_login(
 
 def use_state(
     store: Store, browser_id: str, provider: str, connector_id: str, state: str
-) -> str | None:
-    """Spend the state once; returns the authorization request (flow id) the login serves."""
+) -> UsedState:
+    """Spend the state once; returns what the login was started for."""
     if not state or len(state) > MAX_STATE:
         raise LoginStateError("The callback carries no usable state.")
     key = digest(state)
@@ -95,9 +111,11 @@ def use_state(
         )
         if spent.rowcount != 1:  # type: ignore[attr-defined]
             raise LoginStateError("The state is unknown, used, expired or another browser's.")
-        flow_id = db.scalar(select(UpstreamLogin.flow_id).where(UpstreamLogin.id == key))
+        row = db.execute(
+            select(UpstreamLogin.flow_id, UpstreamLogin.link_user_id).where(UpstreamLogin.id == key)
+        ).one()
         db.commit()
-    return flow_id
+    return UsedState(row.flow_id, row.link_user_id)
 
 
 def record_failure(

@@ -1,0 +1,108 @@
+"""The identity selector (`/select-identity`): which of the person's identities an app that needs
+one gets. With no identity at all, the same page offers to link one through WeCom."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from iam.db.models import IdentityLink
+from iam.errors import ForbiddenError, NotFoundError
+from iam.flows.login import client_ip
+from iam.services import accounts, authorizations, clients, corps, sessions
+from iam.web import SESSION_COOKIE, FormRefusedError, Web
+
+TEMPLATE = "flows/select.html"
+MAX_FLOW = 64
+
+
+def _to_flow(flow_id: str) -> Response:
+    return RedirectResponse(f"/flow/{quote(flow_id)}", status_code=303)
+
+
+def _choice(link: IdentityLink) -> dict[str, Any]:
+    meta = link.link_metadata or {}
+    return {
+        "link_id": link.id,
+        "corp_name": meta.get("corp_name") or meta.get("corpid") or link.provider,
+        "position": meta.get("position") or "",
+        "departments": [str(d) for d in meta.get("department") or []],
+        "name": meta.get("name") or "",
+        "userid": meta.get("userid") or link.provider_user_id,
+        "avatar": meta.get("avatar") or "",
+    }
+
+
+async def _context(request: Request, flow_id: str) -> tuple[sessions.SignedIn, str] | None:
+    """The session and the app name, when `flow_id` is this browser's live request and the
+    browser is signed in; None otherwise."""
+    web: Web = request.app.state.web
+    store = request.app.state.store
+    try:
+        pending = await run_in_threadpool(
+            authorizations.get, store, flow_id, web.browser_id(request)
+        )
+        client = await run_in_threadpool(clients.get_client, store, pending.client_id)
+    except NotFoundError:
+        return None
+    signed_in = await run_in_threadpool(sessions.find, store, request.cookies.get(SESSION_COOKIE))
+    if signed_in is None:
+        return None
+    return signed_in, client.name
+
+
+async def select_page(request: Request) -> Response:
+    """GET /select-identity?flow=: one button per active identity, or the offer to link one."""
+    web: Web = request.app.state.web
+    store = request.app.state.store
+    flow_id = request.query_params.get("flow", "")[:MAX_FLOW]
+    found = await _context(request, flow_id)
+    if found is None:
+        return web.error_page(request, "error.flow_expired")
+    signed_in, app_name = found
+    links = await run_in_threadpool(accounts.list_active_links, store, signed_in.user.id)
+    context: dict[str, Any] = {"flow": flow_id, "app_name": app_name}
+    if links:
+        context["choices"] = [_choice(link) for link in links]
+        context["current"] = signed_in.session.context_link_id
+    else:
+        found_corps = await run_in_threadpool(corps.list_corps, store, enabled_only=True)
+        query = urlencode({"flow": flow_id, "link": "1"})
+        context["offers"] = [
+            {"href": f"/login/wecom/{quote(corp.corp_id)}?{query}", "name": corp.name}
+            for corp in found_corps
+        ]
+    return web.render(request, TEMPLATE, context)
+
+
+async def submit(request: Request) -> Response:
+    """POST /select-identity: `link_id` of one of the session user's active identities, or
+    `cancel` (the app gets access_denied). Anything else changes nothing."""
+    web: Web = request.app.state.web
+    store = request.app.state.store
+    try:
+        form = await web.read_form(request)
+    except FormRefusedError as refused:
+        return web.error_page(request, refused.message_key, refused.status_code)
+    flow_id = str(form.get("flow") or "")[:MAX_FLOW]
+    found = await _context(request, flow_id)
+    if found is None:
+        return web.error_page(request, "error.flow_expired")
+    signed_in, _app_name = found
+    if form.get("cancel") is not None:
+        await run_in_threadpool(authorizations.deny, store, flow_id, web.browser_id(request))
+        return _to_flow(flow_id)
+    link_id = str(form.get("link_id") or "")
+    try:
+        await run_in_threadpool(
+            lambda: sessions.choose_context(
+                store, signed_in.session.id, link_id, ip=client_ip(request)
+            )
+        )
+    except ForbiddenError:
+        return web.error_page(request, "select.forbidden", 403)
+    return _to_flow(flow_id)
