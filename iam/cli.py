@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,8 +37,10 @@ from iam.settings import Settings, SettingsError
 if TYPE_CHECKING:
     from typing import TypeAlias
 
+    from starlette.types import ASGIApp
+
     from iam.db.models import Client, IdentityLink, SigningKey, User, WeComCorp
-    from iam.devtools.demo import DemoWorld, ExampleAuthorization
+    from iam.devtools.demo import DemoRelyingParty, DemoWorld, ExampleAuthorization
 
     Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -124,14 +127,17 @@ def _serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     """Dev mode on a loopback issuer: migrate, seed, say where to click, serve."""
     from iam.devtools import demo  # dev-only code stays off every production import path
+    from iam.devtools.demo_apps import create_demo_app
 
     settings = _demo_settings(args.port)
     with _engine(settings) as engine:
         migrate.upgrade(engine)
         box = SecretBox(str(settings.secret_key))
         world = demo.seed_demo(Store(engine), box, settings.issuer)
+        parties = demo.seed_relying_parties(Store(engine), settings.issuer, args.port)
     example = demo.example_authorization(world, settings.issuer)
-    print(_demo_text(world, example, settings.issuer), flush=True)
+    print(_demo_text(world, example, settings.issuer, parties), flush=True)
+    _serve_in_background([(create_demo_app(p.config), p.port) for p in parties])
     app = create_app(settings)
     uvicorn.run(
         app,
@@ -163,11 +169,32 @@ def _demo_settings(port: int) -> Settings:
     return settings
 
 
-def _demo_text(world: DemoWorld, example: ExampleAuthorization, issuer: str) -> str:
+def _serve_in_background(apps: list[tuple[ASGIApp, int]]) -> None:
+    """The demo's relying parties, each on its own port, in daemon threads beside the server."""
+    for app, port in apps:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        threading.Thread(target=uvicorn.Server(config).run, daemon=True).start()
+
+
+def _demo_text(
+    world: DemoWorld,
+    example: ExampleAuthorization,
+    issuer: str,
+    parties: tuple[DemoRelyingParty, ...] = (),
+) -> str:
+    apps = [f"  {p.config.title} (context policy {p.policy}): {p.config.base_url}" for p in parties]
+    story = [
+        "The story: open the CRM, sign in with the phone below (code in the outbox), pick 子公司A;",
+        "open the learning platform: no subsidiary anywhere; sign out, then sign in through",
+        "WeCom · 子公司B: the CRM takes B without asking.",
+        *apps,
+        "",
+    ]
     return "\n".join(
         [
             f"iam demo at {issuer} (dev mode: SMS codes go to the outbox, not to phones)",
             "",
+            *(story if parties else []),
             f"  sign in:        {issuer}/login",
             f"  SMS outbox:     {issuer}/dev/outbox",
             f"  demo user:      phone {world.phone} (user_id {world.user_id})",

@@ -113,6 +113,7 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...]
     """Records uvicorn.run calls instead of serving."""
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(cli.uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(cli, "_serve_in_background", lambda apps: None)  # the demo's apps
     return calls
 
 

@@ -1,4 +1,5 @@
-"""The demo world `iam demo` serves: one confidential app and one person who can sign in.
+"""The demo world `iam demo` serves: a bare demo app, the learning platform and the CRM, two
+simulated subsidiaries, and one person who can sign in.
 
 Seeding is idempotent, so `iam demo` can be run again and again on the same database; each run
 rotates the demo app's secret because the plaintext is never stored and must be printed anew.
@@ -15,6 +16,7 @@ from urllib.parse import urlencode
 
 from iam.db.models import User
 from iam.db.store import Store
+from iam.devtools.demo_apps import DemoAppConfig
 from iam.devtools.wecom_simulator import demo_corps
 from iam.errors import NotFoundError
 from iam.secretbox import SecretBox
@@ -57,6 +59,7 @@ def seed_demo(store: Store, box: SecretBox, issuer: str) -> DemoWorld:
     redirect_uri = f"{issuer}/dev/callback"
     registered = _demo_client(store, redirect_uri)
     user = _demo_user(store)
+    _demo_links(store, user)
     assert registered.client_secret is not None  # the demo app is confidential
     return DemoWorld(
         client_id=registered.client.client_id,
@@ -69,17 +72,83 @@ def seed_demo(store: Store, box: SecretBox, issuer: str) -> DemoWorld:
 
 
 def _demo_client(store: Store, redirect_uri: str) -> RegisteredClient:
-    """Rotate the demo app's secret (the old one was printed to a past terminal only), or register
-    the app: on first run, and again when the issuer moved (another --port) since it was made."""
+    return _register(store, DEMO_CLIENT_ID, DEMO_CLIENT_NAME, redirect_uri)
+
+
+def _register(
+    store: Store,
+    client_id: str,
+    name: str,
+    redirect_uri: str,
+    *,
+    context_policy: str = "none",
+    post_logout_redirect_uris: tuple[str, ...] = (),
+) -> RegisteredClient:
+    """Rotate a demo app's secret (the old one was printed to a past terminal only), or register
+    the app: on first run, and again when it moved (another --port) or changed since."""
     try:
-        existing = clients.get_client(store, DEMO_CLIENT_ID)
+        existing = clients.get_client(store, client_id)
     except NotFoundError:
         existing = None
-    if existing is not None and redirect_uri in existing.redirect_uris:
-        return clients.rotate_secret(store, DEMO_CLIENT_ID, keep_previous=False)
+    if (
+        existing is not None
+        and redirect_uri in existing.redirect_uris
+        and existing.context_policy == context_policy
+    ):
+        return clients.rotate_secret(store, client_id, keep_previous=False)
     if existing is not None:
-        clients.delete_client(store, DEMO_CLIENT_ID)
-    return clients.create_client(store, DEMO_CLIENT_NAME, [redirect_uri], client_id=DEMO_CLIENT_ID)
+        clients.delete_client(store, client_id)
+    return clients.create_client(
+        store,
+        name,
+        [redirect_uri],
+        client_id=client_id,
+        context_policy=context_policy,
+        post_logout_redirect_uris=post_logout_redirect_uris,
+    )
+
+
+@dataclass(frozen=True)
+class DemoRelyingParty:
+    """One of the two demo apps beside the server, and the port it is served on."""
+
+    config: DemoAppConfig
+    port: int
+    policy: str
+
+
+#: (name, client_id, title, context policy, port offset from the server's port)
+RELYING_PARTIES = (
+    ("learning", "learning-platform", "学习平台 Learning platform", "none", 1),
+    ("crm", "crm", "CRM 客户管理", "required", 2),
+)
+
+
+def seed_relying_parties(store: Store, issuer: str, port: int) -> tuple[DemoRelyingParty, ...]:
+    """Register the learning platform (`none`) and the CRM (`required`) on the ports after the
+    server's, with fresh secrets."""
+    parties = []
+    for name, client_id, title, policy, offset in RELYING_PARTIES:
+        base_url = f"http://127.0.0.1:{port + offset}"
+        registered = _register(
+            store,
+            client_id,
+            title,
+            f"{base_url}/callback",
+            context_policy=policy,
+            post_logout_redirect_uris=(f"{base_url}/",),
+        )
+        assert registered.client_secret is not None  # confidential
+        config = DemoAppConfig(
+            name=name,
+            title=title,
+            issuer=issuer,
+            client_id=client_id,
+            client_secret=registered.client_secret,
+            base_url=base_url,
+        )
+        parties.append(DemoRelyingParty(config, port + offset, policy))
+    return tuple(parties)
 
 
 def _demo_corps(store: Store, box: SecretBox) -> None:
@@ -90,6 +159,30 @@ def _demo_corps(store: Store, box: SecretBox) -> None:
             corps.add_corp(
                 store, box, corp.corp_id, corp.name, corp.agent_id, corp.secret, actor="demo"
             )
+
+
+def _demo_links(store: Store, user: User) -> None:
+    """Link the demo person to their member in each subsidiary (张三 is in both), with the
+    metadata a WeCom login would record, so the CRM has two identities to choose from."""
+    national = DEMO_PHONE.removeprefix("+86")
+    linked = {link.provider_user_id for link in users.show_user(store, user.id).links}
+    for corp in demo_corps():
+        for member in corp.members:
+            if member.mobile != national or f"{corp.corp_id}/{member.userid}" in linked:
+                continue
+            metadata = {
+                "provider": "wecom",
+                "corpid": corp.corp_id,
+                "corp_name": corp.name,
+                "userid": member.userid,
+                "name": member.name,
+                "department": [corp.departments[d] for d in member.department],
+                "department_ids": list(member.department),
+                "position": member.position,
+                "avatar": member.avatar,
+                "status": member.status,
+            }
+            users.link_wecom(store, user.id, corp.corp_id, member.userid, metadata)
 
 
 def _demo_user(store: Store) -> User:
