@@ -147,6 +147,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "Sign in with WeCom again.",
         "zh-CN": "绑定已过期或属于其他浏览器，请重新使用企业微信登录。",
     },
+    "bind.conflict": {
+        "en": "This identity could not be linked just now. Sign in with WeCom again.",
+        "zh-CN": "暂时无法绑定该身份，请重新使用企业微信登录。",
+    },
     "upstream.unknown": {
         "en": "This company is not connected to group sign-in.",
         "zh-CN": "该公司尚未接入集团统一登录。",

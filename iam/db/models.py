@@ -177,8 +177,8 @@ class SsoSession(Base):
     context_link_id: Mapped[str | None] = mapped_column(
         ForeignKey("identity_links.id", ondelete="SET NULL")
     )
-    #: When the context was last set (a WeCom login or a choice in the selector): a choice made
-    #: after an authorization request started answers that request's `prompt=select_account`.
+    #: When the person last chose the context in the selector: a choice made after an
+    #: authorization request started answers that request's `prompt=select_account`.
     context_set_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -9,8 +9,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from iam.errors import ForbiddenError, IamError, NotFoundError, RateLimitedError, ValidationError
-from iam.flows.login import client_ip, error_message, signed_in
+from iam.errors import (
+    ConflictError,
+    ForbiddenError,
+    IamError,
+    NotFoundError,
+    RateLimitedError,
+    ValidationError,
+)
+from iam.flows.login import client_ip, otp_page, signed_in
 from iam.services import accounts, login, otp
 from iam.services.sms import SmsDeliveryError
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
@@ -28,16 +35,8 @@ def _page(
     error: IamError | None = None,
     **extra: Any,
 ) -> Response:
-    web: Web = request.app.state.web
-    status = 200
-    if error is not None:
-        key, params, status = error_message(error)
-        extra.update(error_key=key, error_params=params)
-    context = {"step": step, "binding": token, "who": dict(pending.identity.metadata), **extra}
-    response = web.render(request, TEMPLATE, context, status)
-    if isinstance(error, RateLimitedError):
-        response.headers["retry-after"] = str(error.retry_after)
-    return response
+    context = {"binding": token, "who": dict(pending.identity.metadata)}
+    return otp_page(request, TEMPLATE, step, context, error=error, **extra)
 
 
 async def _pending(request: Request, token: str) -> accounts.PendingIdentity | None:
@@ -98,6 +97,8 @@ async def submit(request: Request) -> Response:
         return _page(request, "code", token, pending, error=error, phone=phone)
     except ForbiddenError:
         return web.error_page(request, "upstream.disabled", 403)
+    except ConflictError:
+        return web.error_page(request, "bind.conflict", 409)
     except NotFoundError:
         return web.error_page(request, "bind.expired")
     new = await run_in_threadpool(

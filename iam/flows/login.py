@@ -66,20 +66,22 @@ def error_message(error: IamError) -> tuple[str, dict[str, Any], int]:
     return "otp.dead", {}, 400
 
 
-def _page(
+def otp_page(
     request: Request,
+    template: str,
     step: str,
     context: dict[str, Any],
     *,
     error: IamError | None = None,
     **extra: Any,
 ) -> Response:
+    """A phone-then-code page (login, binding) at `step`, with the failure of the last try."""
     web: Web = request.app.state.web
     status = 200
     if error is not None:
         key, params, status = error_message(error)
         extra.update(error_key=key, error_params=params)
-    response = web.render(request, TEMPLATE, {"step": step, **context, **extra}, status)
+    response = web.render(request, template, {"step": step, **context, **extra}, status)
     if isinstance(error, RateLimitedError):
         response.headers["retry-after"] = str(error.retry_after)
     return response
@@ -92,7 +94,7 @@ async def login_page(request: Request) -> Response:
     except FlowGoneError:
         return web.error_page(request, "error.flow_expired")
     choices = await _upstream_choices(request, context["flow"])
-    return _page(request, "phone", context, phone="", upstream=choices)
+    return otp_page(request, TEMPLATE, "phone", context, phone="", upstream=choices)
 
 
 async def _posted(request: Request) -> tuple[Any, dict[str, Any], str] | Response:
@@ -127,10 +129,10 @@ async def send_code(request: Request) -> Response:
             ip=client_ip(request),
         )
     except ValidationError as error:
-        return _page(request, "phone", context, error=error, phone=phone)
+        return otp_page(request, TEMPLATE, "phone", context, error=error, phone=phone)
     except (RateLimitedError, SmsDeliveryError) as error:
-        return _page(request, "code", context, error=error, phone=phone)
-    return _page(request, "code", context, phone=sent.phone, sent=True)
+        return otp_page(request, TEMPLATE, "code", context, error=error, phone=phone)
+    return otp_page(request, TEMPLATE, "code", context, phone=sent.phone, sent=True)
 
 
 async def submit_code(request: Request) -> Response:
@@ -154,9 +156,9 @@ async def submit_code(request: Request) -> Response:
         )
     except ValidationError as error:
         step = "phone" if error.field == "phone" else "code"
-        return _page(request, step, context, error=error, phone=phone)
+        return otp_page(request, TEMPLATE, step, context, error=error, phone=phone)
     except otp.OtpError as error:
-        return _page(request, "code", context, error=error, phone=phone)
+        return otp_page(request, TEMPLATE, "code", context, error=error, phone=phone)
     return signed_in(request, new, context["flow"])
 
 

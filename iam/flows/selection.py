@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from iam.db.models import IdentityLink
-from iam.errors import ForbiddenError, NotFoundError
-from iam.flows.login import client_ip
-from iam.services import accounts, authorizations, clients, corps, sessions
+from iam.errors import ForbiddenError
+from iam.flows.login import FlowGoneError, client_ip, flow_context
+from iam.services import accounts, authorizations, corps, sessions
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
 
 TEMPLATE = "flows/select.html"
@@ -40,19 +40,17 @@ def _choice(link: IdentityLink) -> dict[str, Any]:
 async def _context(request: Request, flow_id: str) -> tuple[sessions.SignedIn, str] | None:
     """The session and the app name, when `flow_id` is this browser's live request and the
     browser is signed in; None otherwise."""
-    web: Web = request.app.state.web
-    store = request.app.state.store
-    try:
-        pending = await run_in_threadpool(
-            authorizations.get, store, flow_id, web.browser_id(request)
-        )
-        client = await run_in_threadpool(clients.get_client, store, pending.client_id)
-    except NotFoundError:
+    if not flow_id:
         return None
+    try:
+        app_name = (await flow_context(request, flow_id))["app_name"]
+    except FlowGoneError:
+        return None
+    store = request.app.state.store
     signed_in = await run_in_threadpool(sessions.find, store, request.cookies.get(SESSION_COOKIE))
     if signed_in is None:
         return None
-    return signed_in, client.name
+    return signed_in, app_name
 
 
 async def select_page(request: Request) -> Response:

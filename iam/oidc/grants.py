@@ -48,6 +48,15 @@ def _principal_from(row: AuthorizationCode | RefreshToken, family_id: str) -> Pr
     )
 
 
+def _require_context(client: Client, principal: Principal) -> None:
+    """A `required` app's tokens carry an identity context, or are not issued: the identity the
+    grant was for may have been unlinked or disabled since."""
+    if client.context_policy == "required" and not context_claims(
+        client, principal.context_link_id
+    ):
+        raise InvalidGrantError("The identity context of this grant is no longer active.")
+
+
 class S256CodeChallenge(CodeChallenge):
     """PKCE (RFC 7636) with S256 only; required for public clients, `plain` refused."""
 
@@ -117,7 +126,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             raise TokenFamilyCompromisedError(authorization_code.id, "The code was already used.")
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Principal | None:
-        return _principal_from(authorization_code, family_id=authorization_code.id)
+        principal = _principal_from(authorization_code, family_id=authorization_code.id)
+        if principal is not None:
+            _require_context(self.request.client, principal)
+        return principal
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
@@ -143,11 +155,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         principal = _principal_from(refresh_token, family_id=refresh_token.family_id)
         if principal is None:  # the user was disabled or deleted: the grant is no longer valid
             raise InvalidGrantError("The user of this refresh token is no longer active.")
-        client: Client = self.request.client
-        if client.context_policy == "required" and not context_claims(
-            client, principal.context_link_id
-        ):  # the identity the tokens were for is gone (unlinked, or disabled)
-            raise InvalidGrantError("The identity of this refresh token is no longer active.")
+        _require_context(self.request.client, principal)
         return principal
 
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:

@@ -24,8 +24,9 @@ from iam.services.phones import normalize_phone
 from iam.services.users import MAX_NAME, find_user_by_phone
 
 BINDING_LIFETIME = timedelta(minutes=10)
-#: Two first logins of one member at once: the loser of the unique constraint tries again once.
-BIND_ATTEMPTS = 2
+#: Two first logins of one member at once: the loser of a unique constraint tries again. Two
+#: races can be lost in a row (the new user's phone, then the link), so three attempts.
+BIND_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,18 @@ def _usable(db: Session, link: IdentityLink) -> Linked:
     return Linked(user, link)
 
 
-def find_linked(store: Store, identity: Identity, *, ip: str | None = None) -> Linked | None:
+def find_linked(
+    store: Store, identity: Identity, *, ip: str | None = None, owner_id: str | None = None
+) -> Linked | None:
     """The link of this identity, with its metadata refreshed from this login; None if unbound.
-    A disabled link or user raises `ForbiddenError`."""
+    A disabled link or user raises `ForbiddenError`; a link of someone other than `owner_id`
+    (when given) raises `ConflictError`, before anything is touched."""
     with store() as db:
         link = _link_of(db, identity)
         if link is None:
             return None
+        if owner_id is not None and link.user_id != owner_id:
+            raise ConflictError(f"{identity.subject} is linked to another account.")
         linked = _usable(db, link)
         link.link_metadata = dict(identity.metadata)
         link.provider_user_id = identity.subject
@@ -296,9 +302,7 @@ def resolve_identity(
     """After a provider vouched for someone: their link (refreshed); for a signed-in person who
     asked to link an identity (`link_to`), a link to them; a link made at once from a trusted
     mobile; or else a binding to finish."""
-    linked = find_linked(store, identity, ip=ip)
-    if linked is not None and link_to is not None and linked.user.id != link_to:
-        raise ConflictError(f"{identity.subject} is linked to another account.")
+    linked = find_linked(store, identity, ip=ip, owner_id=link_to)
     if linked is None and link_to is not None:
         linked = bind_to_user(store, identity, link_to, ip=ip)
     linked = linked or bind_trusted_mobile(store, identity, ip=ip)

@@ -54,7 +54,6 @@ def start(
         amr=list(amr),
         auth_time=now,
         context_link_id=context_link_id,
-        context_set_at=now if context_link_id else None,
         created_at=now,
         last_seen_at=now,
         expires_at=now + SESSION_LIFETIME,
@@ -86,7 +85,6 @@ def renew(
     row.auth_time = now
     row.amr = list(amr)
     row.context_link_id = context_link_id
-    row.context_set_at = now if context_link_id else None
     row.last_seen_at = now
     row.expires_at = now + SESSION_LIFETIME
     audit.record(db, "session.renewed", user_id=row.user_id, ip=ip, sid=row.id, amr=amr)

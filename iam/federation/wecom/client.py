@@ -21,9 +21,10 @@ log = logging.getLogger("iam.wecom")
 
 #: Connect within 3 s and get each read within 5 s: a login should fail rather than hang.
 DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
-#: errcodes meaning "this access token is invalid (40014) or expired (42001)". WeCom may
-#: invalidate a token early, so the token is dropped and the call is made once more.
-RETRY_ON_TOKEN_ERRORS = frozenset({40014, 42001})
+#: errcodes meaning "this access token is invalid (40014) or expired (42001)", and 40001
+#: ("invalid credential"), which data APIs also send for a stale token (wecom-api.md 1). WeCom
+#: may invalidate a token early, so the token is dropped and the call is made once more.
+RETRY_ON_TOKEN_ERRORS = frozenset({40014, 42001, 40001})
 #: errcode -> message-catalogue key for the person; any other errcode is "wecom.error".
 REASONS: Mapping[int, str] = {
     40029: "wecom.invalid_code",

@@ -64,7 +64,7 @@ class WeComConnector:
     def login_url(self, callback_url: str, state: str, hints: LoginHints) -> str:
         """Inside the WeCom client: OAuth with `snsapi_privateinfo` (a user_ticket, so the mobile
         can be read); in any other browser: the QR-code login page."""
-        if len(state) > MAX_STATE or not state.isalnum():
+        if len(state) > MAX_STATE or not (state.isascii() and state.isalnum()):
             raise ValueError("a WeCom state is at most 128 letters and digits")
         if IN_APP_MARKER in hints.user_agent.lower():
             query = urlencode(

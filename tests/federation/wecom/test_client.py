@@ -17,6 +17,7 @@ from iam.federation.connector import UpstreamRefusedError, UpstreamUnavailableEr
 from iam.federation.wecom import tokens
 from iam.federation.wecom.client import (
     DEFAULT_TIMEOUT,
+    RETRY_ON_TOKEN_ERRORS,
     WeComApiError,
     WeComApp,
     WeComClient,
@@ -231,7 +232,8 @@ REASONS = [
 def test_errcodes_map_to_reasons(
     fake: FakeWeCom, client: WeComClient, errcode: int, reason: str
 ) -> None:
-    fake.script("auth/getuserinfo", {"errcode": errcode, "errmsg": "some message"})
+    # Twice: token errors (40001 among them) are retried once with a fresh token.
+    fake.script("auth/getuserinfo", *[{"errcode": errcode, "errmsg": "some message"}] * 2)
     with pytest.raises(WeComApiError) as caught:
         client.get_user_info(APP, "CODE")
     error = caught.value
@@ -242,7 +244,8 @@ def test_errcodes_map_to_reasons(
         "auth/getuserinfo",
         "some message",
     )
-    assert len(fake.calls("auth/getuserinfo")) == 1
+    retried = errcode in RETRY_ON_TOKEN_ERRORS
+    assert len(fake.calls("auth/getuserinfo")) == (2 if retried else 1)
 
 
 def test_api_error_message_names_the_api_the_errcode_and_the_errmsg(

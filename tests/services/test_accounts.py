@@ -1,0 +1,376 @@
+"""iam/services/accounts.py: outside identities and core users (find, hold, bind), on SQLite and
+PostgreSQL, with the concurrent first logins of one member."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from conftest import CORP_A, CORP_B, PHONE, Clock
+from sqlalchemy import func, select, update
+
+from iam.db.models import AuditEvent, IdentityLink, PendingBinding, User
+from iam.db.store import Store
+from iam.errors import ForbiddenError, NotFoundError
+from iam.federation.connector import Identity
+from iam.federation.wecom.connector import subject_of
+from iam.secretbox import SecretBox, digest
+from iam.services import accounts, otp, users
+from iam.services.sms import ConsoleSms
+from iam.services.users import MAX_NAME
+
+BROWSER = "browser-one"
+OTHER_BROWSER = "browser-two"
+NEW_PHONE = "+8613300133000"
+
+
+def identity(
+    userid: str = "zhangsan_A",
+    corp_id: str = CORP_A,
+    *,
+    name: str = "张三",
+    phone: str | None = None,
+    trusted: bool = False,
+    email: str | None = None,
+    **metadata: Any,
+) -> Identity:
+    subject, key = subject_of(corp_id, userid)
+    return Identity(
+        provider="wecom",
+        subject=subject,
+        subject_key=key,
+        display_name=name,
+        email=email,
+        phone=phone,
+        phone_trusted=trusted,
+        metadata={"corpid": corp_id, "userid": userid, "position": "销售经理", **metadata},
+    )
+
+
+def count(store: Store, model: type) -> int:
+    with store() as db:
+        return db.scalar(select(func.count()).select_from(model))
+
+
+def audit(store: Store, event: str) -> list[AuditEvent]:
+    with store() as db:
+        return list(db.scalars(select(AuditEvent).where(AuditEvent.event == event)))
+
+
+def disable(store: Store, model: type) -> None:
+    with store() as db:
+        db.execute(update(model).values(status="disabled"))
+        db.commit()
+
+
+def run_together(calls: int, call: Callable[[int], Any]) -> list[Any]:
+    """`call(i)` in `calls` threads released at once; each result, or the exception raised."""
+    barrier = threading.Barrier(calls)
+    results: list[Any] = [None] * calls
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = call(index)
+        except Exception as error:  # noqa: BLE001 - reported to the test, which asserts on it
+            results[index] = error
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+# --- find_linked --------------------------------------------------------------------------------
+
+
+def test_an_unbound_identity_has_no_link(store: Store) -> None:
+    assert accounts.find_linked(store, identity()) is None
+    assert count(store, AuditEvent) == 0
+
+
+def test_find_linked_refreshes_the_link_from_this_login(store: Store) -> None:
+    bound = accounts.bind(store, identity(), PHONE, method="sms", ip=None)
+    later = replace(
+        identity("ZhangSan_A", position="区域经理", department=["华东区"]),
+        subject=f"{CORP_A}/ZhangSan_A",
+    )
+    assert later.subject_key == bound.link.provider_user_key  # the same member, another spelling
+
+    found = accounts.find_linked(store, later, ip="198.51.100.7")
+    assert found is not None
+    assert (found.user.id, found.link.id) == (bound.user.id, bound.link.id)
+    with store() as db:
+        link = db.get(IdentityLink, bound.link.id)
+    assert link.provider_user_id == f"{CORP_A}/ZhangSan_A"
+    assert link.link_metadata["position"] == "区域经理"
+    assert link.link_metadata["department"] == ["华东区"]
+    assert link.last_login_at >= bound.link.last_login_at
+    [used] = audit(store, "link.used")
+    assert (used.user_id, used.ip, used.detail["link_id"]) == (
+        bound.user.id,
+        "198.51.100.7",
+        link.id,
+    )
+
+
+@pytest.mark.parametrize("model", [IdentityLink, User])
+def test_a_disabled_link_or_user_is_forbidden(store: Store, model: type) -> None:
+    accounts.bind(store, identity(), PHONE, method="sms", ip=None)
+    disable(store, model)
+    with pytest.raises(ForbiddenError):
+        accounts.find_linked(store, identity(position="changed"))
+    with store() as db:
+        assert db.scalars(select(IdentityLink)).one().link_metadata["position"] == "销售经理"
+    assert audit(store, "link.used") == []
+    with pytest.raises(ForbiddenError):  # and binding it again does not get round it
+        accounts.bind(store, identity(), PHONE, method="sms", ip=None)
+    with pytest.raises(ForbiddenError):
+        accounts.resolve_identity(store, BROWSER, identity(), None, ip=None)
+
+
+# --- holding an identity for binding ------------------------------------------------------------
+
+
+def test_a_held_identity_is_found_by_its_token_in_its_browser_only(store: Store) -> None:
+    held = identity(phone="13800138000", email="z@example.com", department=["销售部"])
+    token = accounts.hold_for_binding(store, BROWSER, held, "flow-1")
+    pending = accounts.pending_binding(store, token, BROWSER)
+    assert pending.identity == held
+    assert pending.flow_id == "flow-1"
+    with store() as db:
+        row = db.scalars(select(PendingBinding)).one()
+    assert row.id == digest(token) and token not in row.id  # only its digest is stored
+    for token_, browser in [
+        (token, OTHER_BROWSER),
+        ("", BROWSER),
+        ("no-such-token", BROWSER),
+        (token + "x" * 64, BROWSER),
+    ]:
+        with pytest.raises(NotFoundError):
+            accounts.pending_binding(store, token_, browser)
+
+
+def test_a_held_identity_expires_after_ten_minutes_and_is_swept(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock().install(monkeypatch, accounts)
+    token = accounts.hold_for_binding(store, BROWSER, identity(), None)
+    clock.advance(minutes=9, seconds=59)
+    assert accounts.pending_binding(store, token, BROWSER).flow_id is None
+    clock.advance(seconds=1)
+    with pytest.raises(NotFoundError):
+        accounts.pending_binding(store, token, BROWSER)
+    accounts.hold_for_binding(store, BROWSER, identity("lisi"), None)
+    assert count(store, PendingBinding) == 1  # the expired one was swept
+
+
+# --- bind_with_code -----------------------------------------------------------------------------
+
+
+def _code(store: Store, box: SecretBox, sms: ConsoleSms, phone: str = PHONE) -> str:
+    otp.request_code(store, box, sms, phone, "bind")
+    return sms.messages()[0].code
+
+
+def test_bind_with_code_links_and_spends_the_binding(
+    store: Store, box: SecretBox, sms: ConsoleSms
+) -> None:
+    token = accounts.hold_for_binding(store, BROWSER, identity(), "flow-7")
+    code = _code(store, box, sms)
+    linked, flow_id = accounts.bind_with_code(store, box, token, BROWSER, "13800138000", code)
+    assert flow_id == "flow-7"
+    assert linked.user.phone == PHONE
+    assert linked.link.provider_user_id == f"{CORP_A}/zhangsan_A"
+    assert count(store, PendingBinding) == 0
+    with pytest.raises(NotFoundError):
+        accounts.bind_with_code(store, box, token, BROWSER, PHONE, code)
+
+
+def test_bind_with_a_wrong_code_binds_nothing_and_keeps_the_binding(
+    store: Store, box: SecretBox, sms: ConsoleSms
+) -> None:
+    token = accounts.hold_for_binding(store, BROWSER, identity(), None)
+    code = _code(store, box, sms)
+    with pytest.raises(otp.OtpError) as refused:
+        accounts.bind_with_code(
+            store, box, token, BROWSER, PHONE, "000000" if code != "000000" else "111111"
+        )
+    assert refused.value.tries_left == 4
+    assert (count(store, User), count(store, IdentityLink)) == (0, 0)
+    linked, _ = accounts.bind_with_code(store, box, token, BROWSER, PHONE, code)
+    assert linked.user.phone == PHONE
+
+
+def test_bind_with_code_of_another_browser_does_not_spend_the_code(
+    store: Store, box: SecretBox, sms: ConsoleSms
+) -> None:
+    token = accounts.hold_for_binding(store, BROWSER, identity(), None)
+    code = _code(store, box, sms)
+    with pytest.raises(NotFoundError):
+        accounts.bind_with_code(store, box, token, OTHER_BROWSER, PHONE, code)
+    accounts.bind_with_code(store, box, token, BROWSER, PHONE, code)
+    assert count(store, IdentityLink) == 1
+
+
+# --- bind and bind_trusted_mobile ---------------------------------------------------------------
+
+
+def test_bind_links_the_person_with_that_phone(store: Store) -> None:
+    user = users.create_user(store, "张三 Zhang San", PHONE)
+    assert user.phone_verified_at is None
+    linked = accounts.bind(store, identity(), PHONE, method="sms", ip="203.0.113.9")
+    assert linked.user.id == user.id
+    assert linked.link.user_id == user.id
+    assert linked.link.status == "active"
+    with store() as db:
+        assert db.get(User, user.id).phone_verified_at is not None
+        assert db.get(User, user.id).name == "张三 Zhang San"
+    [created] = audit(store, "link.created")
+    assert (created.ip, created.detail["method"], created.detail["subject"]) == (
+        "203.0.113.9",
+        "sms",
+        f"{CORP_A}/zhangsan_A",
+    )
+    assert len(audit(store, "user.created")) == 1  # create_user's own
+
+
+def test_bind_makes_the_person_from_the_identity(store: Store) -> None:
+    long_name = "名" * (MAX_NAME + 50)
+    linked = accounts.bind(
+        store, identity(name=long_name, email="zs@example.com"), NEW_PHONE, method="sms", ip=None
+    )
+    assert linked.user.name == long_name[:MAX_NAME]
+    assert (linked.user.phone, linked.user.email) == (NEW_PHONE, "zs@example.com")
+    assert linked.user.phone_verified_at is not None
+    [created] = audit(store, "user.created")
+    assert (created.user_id, created.detail["via"]) == (linked.user.id, "wecom")
+
+    nameless = replace(identity("lisi"), display_name="", email="x" * 321)
+    other = accounts.bind(store, nameless, "+8613900139000", method="sms", ip=None)
+    assert other.user.name == f"{CORP_A}/lisi"
+    assert other.user.email is None
+
+
+def test_one_person_may_hold_several_links(store: Store) -> None:
+    a = accounts.bind(store, identity(), PHONE, method="sms", ip=None)
+    b = accounts.bind(store, identity("zs_b", CORP_B), PHONE, method="sms", ip=None)
+    assert a.user.id == b.user.id and a.link.id != b.link.id
+    assert (count(store, User), count(store, IdentityLink)) == (1, 2)
+
+
+def test_bind_of_a_bound_identity_returns_its_link(store: Store) -> None:
+    first = accounts.bind(store, identity(), PHONE, method="sms", ip=None)
+    again = accounts.bind(store, identity("ZHANGSAN_A"), NEW_PHONE, method="sms", ip=None)
+    assert (again.user.id, again.link.id) == (first.user.id, first.link.id)
+    assert (count(store, User), count(store, IdentityLink)) == (1, 1)
+
+
+def test_bind_refuses_a_disabled_person(store: Store) -> None:
+    users.create_user(store, "张三", PHONE)
+    disable(store, User)
+    with pytest.raises(ForbiddenError):
+        accounts.bind(store, identity(), PHONE, method="sms", ip=None)
+    assert count(store, IdentityLink) == 0
+    assert audit(store, "link.created") == []
+
+
+def test_bind_trusted_mobile_declines_without_a_usable_trusted_mobile(store: Store) -> None:
+    for given in [
+        {"phone": "13800138000", "trusted": False},  # the corporation is not trusted for it
+        {"phone": None, "trusted": True},  # no mobile was read
+        {"phone": "", "trusted": True},
+        {"phone": "0123", "trusted": True},  # not a phone number we can use
+    ]:
+        assert accounts.bind_trusted_mobile(store, identity(**given)) is None, given
+    assert (count(store, User), count(store, IdentityLink)) == (0, 0)
+
+
+def test_bind_trusted_mobile_binds_without_a_code(store: Store) -> None:
+    user = users.create_user(store, "张三", PHONE)
+    linked = accounts.bind_trusted_mobile(
+        store, identity(phone="13800138000", trusted=True), ip="192.0.2.1"
+    )
+    assert linked is not None and linked.user.id == user.id
+    [created] = audit(store, "link.created")
+    assert created.detail["method"] == "trusted_mobile"
+
+
+# --- resolve_identity ---------------------------------------------------------------------------
+
+
+def test_resolve_identity_finds_binds_trusted_or_holds(store: Store) -> None:
+    held = accounts.resolve_identity(store, BROWSER, identity(), "flow-1", ip=None)
+    assert isinstance(held, accounts.NeedsBinding)
+    assert accounts.pending_binding(store, held.token, BROWSER).flow_id == "flow-1"
+
+    trusted = accounts.resolve_identity(
+        store, BROWSER, identity(phone="13800138000", trusted=True), None, ip=None
+    )
+    assert isinstance(trusted, accounts.Linked)
+    found = accounts.resolve_identity(store, BROWSER, identity(), None, ip=None)
+    assert isinstance(found, accounts.Linked) and found.link.id == trusted.link.id
+    assert count(store, IdentityLink) == 1
+
+
+# --- concurrent first logins --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threads", [2, 8])
+@pytest.mark.parametrize("existing_user", [False, True])
+def test_concurrent_binds_of_one_member_make_one_link(
+    store: Store, threads: int, existing_user: bool
+) -> None:
+    if existing_user:
+        users.create_user(store, "张三", PHONE)
+    results = run_together(
+        threads, lambda _i: accounts.bind(store, identity(), PHONE, method="sms", ip=None)
+    )
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert errors == []
+    assert len({r.link.id for r in results}) == 1
+    assert len({r.user.id for r in results}) == 1
+    assert (count(store, User), count(store, IdentityLink)) == (1, 1)
+    assert len(audit(store, "link.created")) == 1
+    assert len(audit(store, "user.created")) == 1
+
+
+@pytest.mark.parametrize("threads", [2, 8])
+def test_concurrent_binds_by_one_new_phone_make_one_person(store: Store, threads: int) -> None:
+    members = [identity(f"member{i}") for i in range(threads)]
+    results = run_together(
+        threads, lambda i: accounts.bind(store, members[i], NEW_PHONE, method="sms", ip=None)
+    )
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert errors == []
+    assert len({r.user.id for r in results}) == 1
+    assert len({r.link.id for r in results}) == threads
+    assert (count(store, User), count(store, IdentityLink)) == (1, threads)
+    assert len(audit(store, "user.created")) == 1
+
+
+def test_a_bind_that_loses_two_races_in_a_row_ends_with_the_link(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = accounts.find_user_by_phone
+    looked_up: list[User | None] = []
+
+    def racing(db: Any, phone: str) -> User | None:
+        found = real(db, phone)
+        looked_up.append(found)
+        if len(looked_up) == 1:  # zs_b, with the same phone, makes the person first
+            users.create_user(store, "张三", phone)
+        elif len(looked_up) == 2 and found is not None:  # the member's other tab links first
+            users.link_wecom(store, found.id, CORP_A, "zhangsan_A")
+        return found
+
+    monkeypatch.setattr(accounts, "find_user_by_phone", racing)
+    linked = accounts.bind(store, identity(), NEW_PHONE, method="sms", ip=None)
+    assert linked.link.provider_user_key == f"{CORP_A}/zhangsan_a"
+    assert linked.user.phone == NEW_PHONE
+    assert (count(store, User), count(store, IdentityLink)) == (1, 1)
