@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from iam import settings as settings_module
+from iam.admin.routing import admin_mount
 from iam.db.store import Store, create_db_engine
 from iam.federation.connector import CallbackConnector
 from iam.federation.wecom.client import WeComClient, new_http_client
@@ -167,6 +168,7 @@ def create_app(
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
+        admin_mount(settings),
     ]
     app_state: dict[str, object] = {}  # dev-only collaborators the tests and the demo reach
     if settings.dev_mode:

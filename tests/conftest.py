@@ -32,7 +32,7 @@ from iam.db.models import SigningKey, User
 from iam.db.store import Store, create_db_engine
 from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
 from iam.secretbox import SecretBox
-from iam.services import clients, corps, signing_keys, users
+from iam.services import admins, clients, corps, signing_keys, users
 from iam.services.clients import RegisteredClient
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
@@ -430,3 +430,51 @@ class WeComFront(Front):
 def wecom_front(wecom_app, sms: ConsoleSms, simulator: WeComSimulator) -> Iterator[WeComFront]:
     with TestClient(wecom_app, base_url=ISSUER, follow_redirects=False) as browser:
         yield WeComFront(browser, sms, simulator)
+
+
+# --- the admin console and API ---
+
+ADMIN_USER = "root"
+ADMIN_PASSWORD = "a long admin passphrase"
+
+
+@dataclass(frozen=True)
+class AdminWorld:
+    """A signed-in admin console browser, and a bearer token of an admin client."""
+
+    console: TestClient  # signed in as ADMIN_USER, from 127.0.0.1
+    token: str  # client_credentials access token with scope iam:admin
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"}
+
+    def csrf(self, path: str = "/admin/") -> str:
+        match = re.search(r'name="csrf_token" value="([^"]+)"', self.console.get(path).text)
+        assert match, path
+        return match.group(1)
+
+
+def admin_console(app, address: str = "127.0.0.1") -> TestClient:
+    """A browser on the admin console from `address` (not yet signed in)."""
+    return TestClient(app, base_url=ISSUER, follow_redirects=False, client=(address, 50000))
+
+
+@pytest.fixture
+def admin_world(app, store: Store) -> Iterator[AdminWorld]:
+    admins.create_admin(store, ADMIN_USER, ADMIN_PASSWORD)
+    script = clients.create_client(store, "Ops script", [RP_REDIRECT], admin=True)
+    with admin_console(app) as console:
+        page = console.get("/admin/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf, page.text
+        form = {"csrf_token": csrf.group(1), "username": ADMIN_USER, "password": ADMIN_PASSWORD}
+        signed_in = console.post("/admin/login", data=form)
+        assert signed_in.status_code == 303, signed_in.text
+        answer = console.post(
+            "/token",
+            data={"grant_type": "client_credentials", "scope": "iam:admin"},
+            auth=(script.client.client_id, script.client_secret or ""),
+        )
+        assert answer.status_code == 200, answer.text
+        yield AdminWorld(console, answer.json()["access_token"])

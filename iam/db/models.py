@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from iam.clock import epoch, utcnow
 from iam.db.base import Base, JsonType
@@ -103,6 +104,8 @@ class Client(Base, ClientMixin):
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     is_public: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: May call the admin API with a `client_credentials` token carrying scope `iam:admin`.
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     secret_hash: Mapped[str | None] = mapped_column(String(64))
     previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
     secret_rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -398,6 +401,20 @@ class Admin(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AdminSession(Base):
+    """A signed-in admin console browser: its own cookie, apart from end-user SSO sessions.
+    Only the digest of the cookie value is stored."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # digest(cookie value)
+    admin_id: Mapped[str] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    ip: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditEvent(Base):

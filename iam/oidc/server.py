@@ -35,7 +35,7 @@ from iam.oidc.tokens import (
 )
 from iam.secretbox import digest
 from iam.services import audit
-from iam.services.clients import SUPPORTED_SCOPES
+from iam.services.clients import ADMIN_SCOPE, SUPPORTED_SCOPES
 
 log = logging.getLogger("iam.oidc")
 T = TypeVar("T")
@@ -66,7 +66,7 @@ class Server(AuthorizationServer):
     """The OAuth 2.0 / OIDC server: grants, token generator and endpoints registered once."""
 
     def __init__(self, issuer: str, keys: KeyRing) -> None:
-        super().__init__(scopes_supported=list(SUPPORTED_SCOPES))
+        super().__init__(scopes_supported=[*SUPPORTED_SCOPES, ADMIN_SCOPE])
         self.issuer = issuer
         self.keys = keys
         self.register_token_generator("default", grants.AccessTokenGenerator(issuer, keys))

@@ -1,16 +1,22 @@
-"""Admin console accounts; passwords hashed with argon2 (passlib, from libpass)."""
+"""Admin console accounts and their sessions; passwords hashed with argon2 (passlib, from
+libpass), lock-out after repeated failures."""
 
 from __future__ import annotations
 
 import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
 
 from passlib.hash import argon2
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from iam.db.models import Admin
+from iam.clock import utcnow
+from iam.db.models import Admin, AdminSession
 from iam.db.store import Store
-from iam.errors import ConflictError, ValidationError
+from iam.errors import ConflictError, IamError, ValidationError
+from iam.secretbox import digest
 from iam.services import audit
 
 MIN_PASSWORD = 12
@@ -34,3 +40,113 @@ def create_admin(store: Store, username: str, password: str) -> Admin:
         except IntegrityError:  # created meanwhile by someone else
             raise taken from None
     return admin
+
+
+class AdminLoginError(IamError):
+    """Wrong username or password (one message for both), or the account is locked."""
+
+    def __init__(self, message: str, locked_for: int = 0) -> None:
+        super().__init__(message)
+        self.locked_for = locked_for
+
+
+@dataclass(frozen=True)
+class AdminSignedIn:
+    cookie_value: str
+    admin: Admin
+
+
+#: Wrong passwords in a row before the account is locked, and for how long.
+MAX_FAILED_LOGINS = 5
+LOCK_DURATION = timedelta(minutes=15)
+#: An admin session ends this long after sign-in, or after this long without a request.
+ADMIN_SESSION_LIFETIME = timedelta(hours=8)
+ADMIN_IDLE_TIMEOUT = timedelta(minutes=30)
+#: Hashed once, so an unknown username costs as much time as a wrong password.
+_DUMMY_HASH = argon2.hash(secrets.token_urlsafe(16))
+WRONG = "Wrong username or password."
+
+
+def sign_in(store: Store, username: str, password: str, *, ip: str | None = None) -> AdminSignedIn:
+    """Check the password (argon2), count failures, lock after MAX_FAILED_LOGINS, and open an
+    admin session. Every attempt is audited."""
+    now = utcnow()
+    username = (username or "")[:100]
+    with store() as db:
+        admin = db.scalar(select(Admin).where(Admin.username == username))
+        if admin is not None and admin.locked_until is not None and admin.locked_until > now:
+            wait = int((admin.locked_until - now).total_seconds()) + 1
+            audit.record(
+                db, "admin.login_failed", outcome="failure", ip=ip, actor=username, reason="locked"
+            )
+            db.commit()
+            raise AdminLoginError("Too many failed sign-ins: the account is locked.", wait)
+        valid = argon2.verify(password or "", admin.password_hash if admin else _DUMMY_HASH)
+        if admin is None or not valid:
+            if admin is not None:
+                db.execute(
+                    update(Admin)
+                    .where(Admin.id == admin.id)
+                    .values(failed_logins=Admin.failed_logins + 1)
+                )
+                db.refresh(admin)
+                if admin.failed_logins >= MAX_FAILED_LOGINS:
+                    admin.locked_until = now + LOCK_DURATION
+                    admin.failed_logins = 0
+            audit.record(
+                db, "admin.login_failed", outcome="failure", ip=ip, actor=username, reason="wrong"
+            )
+            db.commit()
+            raise AdminLoginError(WRONG)
+        admin.failed_logins = 0
+        admin.locked_until = None
+        cookie_value = secrets.token_urlsafe(32)
+        db.execute(delete(AdminSession).where(AdminSession.expires_at <= now))
+        db.add(
+            AdminSession(
+                id=digest(cookie_value),
+                admin_id=admin.id,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + ADMIN_SESSION_LIFETIME,
+                ip=ip,
+            )
+        )
+        audit.record(db, "admin.login", ip=ip, actor=username)
+        db.commit()
+        return AdminSignedIn(cookie_value, admin)
+
+
+def find_session(store: Store, cookie_value: str | None) -> Admin | None:
+    """The admin behind a live, recently used admin session cookie, or None."""
+    if not cookie_value or len(cookie_value) > 200:
+        return None
+    now = utcnow()
+    with store() as db:
+        row = db.execute(
+            select(AdminSession, Admin)
+            .join(Admin, Admin.id == AdminSession.admin_id)
+            .where(AdminSession.id == digest(cookie_value))
+        ).first()
+        if row is None:
+            return None
+        session, admin = row
+        if session.expires_at <= now or now - session.last_seen_at > ADMIN_IDLE_TIMEOUT:
+            return None
+        if now - session.last_seen_at > timedelta(minutes=1):
+            session.last_seen_at = now
+            db.commit()
+        return admin
+
+
+def sign_out(store: Store, cookie_value: str | None, *, ip: str | None = None) -> None:
+    if not cookie_value:
+        return
+    with store() as db:
+        admin_id = db.scalar(
+            select(AdminSession.admin_id).where(AdminSession.id == digest(cookie_value))
+        )
+        db.execute(delete(AdminSession).where(AdminSession.id == digest(cookie_value)))
+        if admin_id is not None:
+            audit.record(db, "admin.logout", ip=ip, actor=admin_id)
+        db.commit()

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
-from iam.db.models import Client
+from iam.db.models import AccessToken, Client
 from iam.db.store import Store
 from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.secretbox import digest
@@ -22,6 +22,8 @@ from iam.settings import is_loopback_host
 
 CONTEXT_POLICIES = ("none", "optional", "required")
 SUPPORTED_SCOPES = ("openid", "profile", "email", "phone", "offline_access")
+#: The admin API's scope: only for clients flagged as admin, only by `client_credentials`.
+ADMIN_SCOPE = "iam:admin"
 DEFAULT_SCOPES = "openid profile email phone offline_access"
 _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_:/.\-#]{1,255}$")
 RESERVED_CLAIMS = frozenset(
@@ -79,9 +81,10 @@ def check_redirect_uri(uri: str, field: str = "redirect_uri") -> str:
     return uri
 
 
-def check_scopes(scopes: str) -> str:
+def check_scopes(scopes: str, *, admin: bool = False) -> str:
     requested = list(dict.fromkeys(scopes.split()))
-    unknown = [scope for scope in requested if scope not in SUPPORTED_SCOPES]
+    allowed = (*SUPPORTED_SCOPES, ADMIN_SCOPE) if admin else SUPPORTED_SCOPES
+    unknown = [scope for scope in requested if scope not in allowed]
     if unknown:
         raise ValidationError("scopes", f"Unsupported scopes: {' '.join(unknown)}")
     return " ".join(requested)
@@ -103,6 +106,7 @@ def create_client(
     context_policy: str = "none",
     context_claim: str | None = None,
     public: bool = False,
+    admin: bool = False,
     post_logout_redirect_uris: Sequence[str] = (),
     scopes: str = DEFAULT_SCOPES,
     client_id: str | None = None,
@@ -127,6 +131,8 @@ def create_client(
         raise ValidationError("context_claim", f"Not a usable claim name: {claim!r}")
     if client_id is not None and not re.fullmatch(r"[A-Za-z0-9_\-.]{3,64}", client_id):
         raise ValidationError("client_id", "client_id must be 3-64 letters, digits, _ - .")
+    if admin and public:
+        raise ValidationError("admin", "An admin client must be confidential (client_credentials).")
     grant_types = ["authorization_code", "refresh_token"]
     if not public:
         grant_types.append("client_credentials")
@@ -135,11 +141,12 @@ def create_client(
         client_id=client_id or _new_client_id(),
         name=name,
         is_public=public,
+        is_admin=admin,
         secret_hash=digest(secret) if secret else None,
         redirect_uris=uris,
         post_logout_redirect_uris=logout_uris,
         grant_types=grant_types,
-        allowed_scopes=check_scopes(scopes),
+        allowed_scopes=check_scopes(f"{scopes} {ADMIN_SCOPE}" if admin else scopes, admin=admin),
         context_policy=context_policy,
         context_claim=claim,
     )
@@ -193,3 +200,22 @@ def delete_client(store: Store, client_id: str) -> None:
         session.delete(_find(session, client_id))
         audit.record(session, "client.deleted", client_id=client_id, actor="cli")
         session.commit()
+
+
+def admin_client_of_token(store: Store, jti: str) -> str | None:
+    """The admin client an access token (by `jti`) was issued to, while the token is live and
+    the client still flagged as admin; None otherwise."""
+    if not jti or len(jti) > 64:
+        return None
+    with store() as session:
+        row = session.execute(
+            select(AccessToken, Client)
+            .join(Client, Client.client_id == AccessToken.client_id)
+            .where(AccessToken.jti == jti)
+        ).first()
+        if row is None:
+            return None
+        token, client = row
+        if token.is_revoked() or token.is_expired() or not client.is_admin:
+            return None
+        return client.client_id

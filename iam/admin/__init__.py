@@ -1,0 +1,1 @@
+"""The admin console (HTML under /admin) and the admin REST API (JSON under /admin/api)."""

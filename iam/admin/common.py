@@ -1,0 +1,241 @@
+"""What every admin page and API call shares: who is calling (an admin's console session, or a
+bearer token of an admin client), the address guard, JSON errors that name the field, and the
+console's layout, forms and CSRF."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from iam.db.models import Admin
+from iam.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from iam.oidc.endpoints import Oidc
+from iam.oidc.tokens import decode_access_token
+from iam.services import admins, clients
+from iam.settings import IpNetwork
+from iam.web import FormRefusedError, Web
+
+log = logging.getLogger("iam.admin")
+ADMIN_COOKIE = "iam_admin"
+ADMIN_SCOPE = clients.ADMIN_SCOPE
+MAX_JSON_BYTES = 64 * 1024
+
+
+class AddressGuard:
+    """`IAM_ADMIN_ALLOW_CIDRS`, before anything else: a refused address gets 403 and no page."""
+
+    def __init__(self, app: ASGIApp, networks: Sequence[IpNetwork]) -> None:
+        self.app = app
+        self.networks = tuple(networks)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.allows(scope.get("client")):
+            response = Response(status_code=403, headers={"cache-control": "no-store"})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def allows(self, client: tuple[str, int] | None) -> bool:
+        if not client:
+            return False
+        try:
+            address = ipaddress.ip_address(client[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes an admin call: an admin (console session) or an admin client (bearer token)."""
+
+    name: str
+    kind: str  # "admin" or "client"
+
+    @property
+    def actor(self) -> str:
+        """How the audit trail names them."""
+        return f"{self.kind}:{self.name}"
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def signed_in_admin(request: Request) -> Admin | None:
+    return await run_in_threadpool(
+        admins.find_session, request.app.state.store, request.cookies.get(ADMIN_COOKIE)
+    )
+
+
+async def bearer_caller(request: Request) -> Caller | None:
+    """A live JWT access token of ours, from `client_credentials`, with scope `iam:admin`, of a
+    client flagged as admin."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    oidc: Oidc = request.app.state.oidc
+    claims = await run_in_threadpool(decode_access_token, token.strip(), oidc.keys, oidc.issuer)
+    if claims is None or ADMIN_SCOPE not in str(claims.get("scope", "")).split():
+        return None
+    client_id = await run_in_threadpool(
+        clients.admin_client_of_token, request.app.state.store, str(claims.get("jti", ""))
+    )
+    return Caller(client_id, "client") if client_id else None
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An API refusal: HTTP status, an error code, a message, and the field at fault."""
+
+    def __init__(self, status: int, error: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.field = field
+
+
+def json_error(status: int, error: str, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": error, "message": message}
+    if field is not None:
+        body["field"] = field
+    headers = {"cache-control": "no-store"}
+    if status == 401:
+        headers["www-authenticate"] = 'Bearer realm="iam-admin"'
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The request's JSON object: `application/json` (so no plain HTML form can send it
+    cross-site), at most 64 KiB."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Send application/json.")
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_JSON_BYTES):
+        raise ApiError(413, "too_large", "The request body is too large.")
+    body = await request.body()
+    if len(body) > MAX_JSON_BYTES:
+        raise ApiError(413, "too_large", "The request body is too large.")
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    return data
+
+
+ApiHandler = Callable[[Request, Caller], Awaitable[Response]]
+
+
+def api(handler: ApiHandler) -> Callable[[Request], Awaitable[Response]]:
+    """An admin API endpoint: the caller is authenticated (console session or admin bearer
+    token), and service errors become JSON with a status: 404, 409, 403, 422 naming the field."""
+
+    @wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        admin = await signed_in_admin(request)
+        caller = Caller(admin.username, "admin") if admin else await bearer_caller(request)
+        if caller is None:
+            return json_error(401, "unauthorized", "Sign in to the console or send an admin token.")
+        try:
+            return await handler(request, caller)
+        except ApiError as error:
+            return json_error(error.status, error.error, error.message, error.field)
+        except ValidationError as error:
+            return json_error(422, "invalid", str(error), error.field)
+        except NotFoundError as error:
+            return json_error(404, "not_found", str(error))
+        except ConflictError as error:
+            return json_error(409, "conflict", str(error))
+        except ForbiddenError as error:
+            return json_error(403, "forbidden", str(error))
+
+    return endpoint
+
+
+def field_of(
+    data: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool
+) -> Any:
+    """One field of a JSON body, of the given type; `ApiError` 422 naming it otherwise."""
+    if name not in data or data[name] is None:
+        if required:
+            raise ApiError(422, "invalid", f"{name} is required.", name)
+        return None
+    value = data[name]
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ApiError(422, "invalid", f"{name} has the wrong type.", name)
+    if not isinstance(value, kind):
+        raise ApiError(422, "invalid", f"{name} has the wrong type.", name)
+    return value
+
+
+def unknown_fields(data: dict[str, Any], allowed: Sequence[str]) -> None:
+    extra = sorted(set(data) - set(allowed))
+    if extra:
+        raise ApiError(422, "invalid", f"Unknown field {extra[0]!r}.", extra[0])
+
+
+# --- the console -----------------------------------------------------------------------------
+
+PageHandler = Callable[[Request, Admin], Awaitable[Response]]
+
+
+def page(handler: PageHandler) -> Callable[[Request], Awaitable[Response]]:
+    """A console page: signed-in admins only (others go to the sign-in page)."""
+
+    @wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        admin = await signed_in_admin(request)
+        if admin is None:
+            return RedirectResponse("/admin/login", status_code=303)
+        return await handler(request, admin)
+
+    return endpoint
+
+
+def render(
+    request: Request,
+    template: str,
+    admin: Admin | None,
+    context: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    web: Web = request.app.state.web
+    response = web.render(request, template, {"admin": admin, **(context or {})}, status_code)
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+async def console_form(request: Request, admin: Admin) -> FormData | Response:
+    """The posted form, CSRF-checked; or the page that refuses it."""
+    web: Web = request.app.state.web
+    try:
+        return await web.read_form(request)
+    except FormRefusedError as refused:
+        return render(
+            request,
+            "admin/message.html",
+            admin,
+            {"message_key": refused.message_key, "params": {}},
+            refused.status_code,
+        )
+
+
+def see_other(path: str) -> Response:
+    return RedirectResponse(path, status_code=303)

@@ -1,0 +1,91 @@
+"""Admin sign-in, sign-out and the console's front page."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from iam.admin.common import (
+    ADMIN_COOKIE,
+    client_ip,
+    console_form,
+    page,
+    render,
+    see_other,
+    signed_in_admin,
+)
+from iam.db.models import Admin
+from iam.services import admins
+from iam.web import FormRefusedError, Web
+
+
+async def login_page(request: Request) -> Response:
+    if await signed_in_admin(request) is not None:
+        return see_other("/admin")
+    return render(request, "admin/login.html", None, {"username": ""})
+
+
+async def login(request: Request) -> Response:
+    """POST /admin/login: username + password; a new admin session cookie on success."""
+    web: Web = request.app.state.web
+    try:
+        form = await web.read_form(request)
+    except FormRefusedError as refused:
+        context = {"username": "", "error_key": refused.message_key}
+        return render(request, "admin/login.html", None, context, refused.status_code)
+    username = str(form.get("username") or "")[:100]
+    password = str(form.get("password") or "")[:1024]
+    store = request.app.state.store
+    try:
+        signed_in = await run_in_threadpool(
+            lambda: admins.sign_in(store, username, password, ip=client_ip(request))
+        )
+    except admins.AdminLoginError as error:
+        key = "admin.locked" if error.locked_for else "admin.wrong_login"
+        context = {"username": username, "error_key": key, "minutes": error.locked_for // 60 + 1}
+        response = render(
+            request, "admin/login.html", None, context, 429 if error.locked_for else 401
+        )
+        if error.locked_for:
+            response.headers["retry-after"] = str(error.locked_for)
+        return response
+    response = see_other("/admin")
+    response.set_cookie(
+        ADMIN_COOKIE,
+        signed_in.cookie_value,
+        max_age=int(admins.ADMIN_SESSION_LIFETIME.total_seconds()),
+        path="/admin",
+        httponly=True,
+        samesite="strict",
+        secure=request.app.state.settings.issuer_is_https,
+    )
+    return response
+
+
+@page
+async def logout(request: Request, admin: Admin) -> Response:
+    form = await console_form(request, admin)
+    if isinstance(form, Response):
+        return form
+    store = request.app.state.store
+    await run_in_threadpool(
+        lambda: admins.sign_out(store, request.cookies.get(ADMIN_COOKIE), ip=client_ip(request))
+    )
+    response = see_other("/admin/login")
+    response.delete_cookie(ADMIN_COOKIE, path="/admin")
+    return response
+
+
+@page
+async def home(request: Request, admin: Admin) -> Response:
+    return render(request, "admin/home.html", admin)
+
+
+routes = [
+    Route("/", home, methods=["GET"]),
+    Route("/login", login_page, methods=["GET"]),
+    Route("/login", login, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+]

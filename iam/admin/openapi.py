@@ -1,0 +1,59 @@
+"""The admin API's OpenAPI 3.1 document, put together from what each area declares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from iam.admin import apps, audit, corps, keys, users
+
+AREAS = (apps, corps, users, audit, keys)
+
+ERROR = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "field": {"type": "string", "description": "the field at fault, for 422"},
+    },
+}
+
+
+def document(issuer: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {"Error": ERROR}
+    for area in AREAS:
+        paths.update(area.PATHS)
+        schemas.update(area.SCHEMAS)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "iam admin API",
+            "version": "1",
+            "description": "Apps, WeCom corporations, users and links, the audit trail and "
+            "signing keys. Authenticate with the admin console's session, or with a bearer "
+            "access token from this server's client_credentials grant for a client flagged "
+            "as admin, with scope iam:admin.",
+        },
+        "servers": [{"url": f"{issuer}/admin/api"}],
+        "security": [{"bearer": []}, {"console": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "console": {"type": "apiKey", "in": "cookie", "name": "iam_admin"},
+            },
+        },
+    }
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(document(request.app.state.settings.issuer))
+
+
+routes = [Route("/api/openapi.json", openapi_json, methods=["GET"])]
