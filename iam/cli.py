@@ -196,6 +196,8 @@ def _demo_text(
             "",
             *(story if parties else []),
             f"  sign in:        {issuer}/login",
+            f"  admin console:  {issuer}/admin  (user {world.admin_username}, "
+            f"password {world.admin_password}, new on every start)",
             f"  SMS outbox:     {issuer}/dev/outbox",
             f"  demo user:      phone {world.phone} (user_id {world.user_id})",
             f"  client_id:      {world.client_id}",

@@ -20,7 +20,7 @@ from iam.devtools.demo_apps import DemoAppConfig
 from iam.devtools.wecom_simulator import demo_corps
 from iam.errors import NotFoundError
 from iam.secretbox import SecretBox
-from iam.services import clients, corps, signing_keys, users
+from iam.services import admins, clients, corps, signing_keys, users
 from iam.services.clients import RegisteredClient
 
 DEMO_CLIENT_ID = "demo-app"
@@ -28,6 +28,7 @@ DEMO_CLIENT_NAME = "Demo app"
 DEMO_USER_NAME = "张三 Zhang San"
 DEMO_PHONE = "+8613800138000"
 DEMO_SCOPE = "openid profile phone"
+DEMO_ADMIN = "admin"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class DemoWorld:
     user_id: str
     phone: str
     corp_names: tuple[str, ...]
+    admin_username: str
+    admin_password: str
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ def seed_demo(store: Store, box: SecretBox, issuer: str) -> DemoWorld:
         user_id=user.id,
         phone=DEMO_PHONE,
         corp_names=tuple(corp.name for corp in demo_corps()),
+        admin_username=DEMO_ADMIN,
+        admin_password=_demo_admin(store),
     )
 
 
@@ -183,6 +188,16 @@ def _demo_links(store: Store, user: User) -> None:
                 "status": member.status,
             }
             users.link_wecom(store, user.id, corp.corp_id, member.userid, metadata)
+
+
+def _demo_admin(store: Store) -> str:
+    """The console's demo admin, with a new password each start (printed, never stored)."""
+    password = secrets.token_urlsafe(12)
+    try:
+        admins.set_password(store, DEMO_ADMIN, password, actor="demo")
+    except NotFoundError:
+        admins.create_admin(store, DEMO_ADMIN, password)
+    return password
 
 
 def _demo_user(store: Store) -> User:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from iam.clock import utcnow
 from iam.db.models import Admin, AdminSession
 from iam.db.store import Store
-from iam.errors import ConflictError, IamError, ValidationError
+from iam.errors import ConflictError, IamError, NotFoundError, ValidationError
 from iam.secretbox import digest
 from iam.services import audit
 
@@ -23,11 +23,15 @@ MIN_PASSWORD = 12
 _USERNAME = re.compile(r"^[A-Za-z0-9_.\-@]{3,100}$")
 
 
+def _check_password(password: str) -> None:
+    if len(password or "") < MIN_PASSWORD:
+        raise ValidationError("password", f"The password needs at least {MIN_PASSWORD} characters.")
+
+
 def create_admin(store: Store, username: str, password: str) -> Admin:
     if not _USERNAME.match(username or ""):
         raise ValidationError("username", "A username is 3-100 letters, digits or _ . - @.")
-    if len(password or "") < MIN_PASSWORD:
-        raise ValidationError("password", f"The password needs at least {MIN_PASSWORD} characters.")
+    _check_password(password)
     admin = Admin(username=username, password_hash=argon2.hash(password))
     with store() as db:
         taken = ConflictError(f"An admin {username!r} already exists.")
@@ -40,6 +44,21 @@ def create_admin(store: Store, username: str, password: str) -> Admin:
         except IntegrityError:  # created meanwhile by someone else
             raise taken from None
     return admin
+
+
+def set_password(store: Store, username: str, password: str, *, actor: str = "cli") -> None:
+    """A new password (and the lock lifted); every session of that admin ends."""
+    _check_password(password)
+    with store() as db:
+        admin = db.scalar(select(Admin).where(Admin.username == username))
+        if admin is None:
+            raise NotFoundError(f"No admin {username!r}.")
+        admin.password_hash = argon2.hash(password)
+        admin.failed_logins = 0
+        admin.locked_until = None
+        db.execute(delete(AdminSession).where(AdminSession.admin_id == admin.id))
+        audit.record(db, "admin.password_set", actor=actor, username=username)
+        db.commit()
 
 
 class AdminLoginError(IamError):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from passlib.hash import argon2
 from sqlalchemy import func, select
 
+from iam.clock import utcnow
 from iam.db.models import Admin, AuditEvent
 from iam.db.store import Store
-from iam.errors import ConflictError, ValidationError
+from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.services import admins
 
 PASSWORD = "correct horse battery"
@@ -74,3 +76,32 @@ def test_create_admin_writes_an_audit_event_without_the_password(store: Store) -
         rows = db.scalars(select(AuditEvent).where(AuditEvent.event == "admin.created")).all()
         assert [(row.actor, dict(row.detail)) for row in rows] == [("cli", {"username": "alice"})]
         assert db.scalar(select(func.count()).select_from(AuditEvent)) == 1
+
+
+def test_set_password_replaces_it_lifts_the_lock_and_ends_sessions(store: Store) -> None:
+    admins.create_admin(store, "ops", "first long password")
+    for _ in range(admins.MAX_FAILED_LOGINS):
+        with pytest.raises(admins.AdminLoginError):
+            admins.sign_in(store, "ops", "wrong")
+    admins.set_password(store, "ops", "second long password", actor="demo")
+    signed_in = admins.sign_in(store, "ops", "second long password")
+    with pytest.raises(admins.AdminLoginError):
+        admins.sign_in(store, "ops", "first long password")
+    assert admins.find_session(store, signed_in.cookie_value) is not None
+    admins.set_password(store, "ops", "third long password")
+    assert admins.find_session(store, signed_in.cookie_value) is None
+
+
+def test_set_password_checks_length_and_the_account(store: Store) -> None:
+    with pytest.raises(ValidationError):
+        admins.set_password(store, "ops", "short")
+    with pytest.raises(NotFoundError):
+        admins.set_password(store, "nobody", "a long enough password")
+
+
+def test_an_idle_admin_session_ends(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    admins.create_admin(store, "ops", "first long password")
+    signed_in = admins.sign_in(store, "ops", "first long password")
+    later = utcnow() + admins.ADMIN_IDLE_TIMEOUT + timedelta(seconds=1)
+    monkeypatch.setattr(admins, "utcnow", lambda: later)
+    assert admins.find_session(store, signed_in.cookie_value) is None
