@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from iam import settings as settings_module
+from iam.admin.common import AddressGuard, is_api_path, json_error
 from iam.admin.routing import admin_mount
 from iam.db.store import Store, create_db_engine
 from iam.federation.connector import CallbackConnector
@@ -71,12 +72,16 @@ async def readyz(request: Request) -> Response:
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
+    if is_api_path(request.url.path):
+        return json_error(404, "not_found", "No such resource.")
     web: Web = request.app.state.web
     return web.error_page(request, "error.not_found", status_code=404)
 
 
 async def not_allowed(request: Request, exc: Exception) -> Response:
-    return PlainTextResponse("Method Not Allowed", status_code=405)
+    """405 with the `Allow` header Starlette's routing put on the exception (RFC 9110 15.5.6)."""
+    headers = getattr(exc, "headers", None) or {}
+    return PlainTextResponse("Method Not Allowed", status_code=405, headers=headers)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -168,7 +173,7 @@ def create_app(
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
-        admin_mount(settings),
+        admin_mount(),
     ]
     app_state: dict[str, object] = {}  # dev-only collaborators the tests and the demo reach
     if settings.dev_mode:
@@ -181,6 +186,7 @@ def create_app(
         routes.append(Mount(SIMULATOR_PATH, app=simulator.app))
         app_state["simulator"] = simulator
     middleware = [
+        Middleware(AddressGuard, networks=settings.admin_allow_cidrs, prefix="/admin"),
         Middleware(BrowserMiddleware, secure_cookies=settings.issuer_is_https),
         Middleware(BodyLimitMiddleware),
     ]
@@ -197,6 +203,7 @@ def create_app(
     app.state.sms = sms
     app.state.oidc = oidc
     app.state.providers = _providers(settings, store, box, wecom)
+    app.state.wecom = wecom
     for name, value in app_state.items():
         setattr(app.state, name, value)
     return app

@@ -106,12 +106,11 @@ class Web:
         other_lang = "en" if lang == "zh-CN" else "zh-CN"
         if request.method == "GET":
             query = {**request.query_params, "lang": other_lang}
-        else:  # a page answering a POST: switch on the login page, keeping the request
+        else:  # a page answering a POST: switch on its start page, keeping the request
             flow = (context or {}).get("flow")
             query = {"lang": other_lang, **({"flow": flow} if flow else {})}
-        lang_url = (
-            (request.url.path if request.method == "GET" else "/login") + "?" + urlencode(query)
-        )
+        start = "/admin/" if request.url.path.startswith("/admin") else "/login"
+        lang_url = (request.url.path if request.method == "GET" else start) + "?" + urlencode(query)
         response = self.templates.TemplateResponse(
             request,
             template,

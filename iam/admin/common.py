@@ -33,14 +33,17 @@ MAX_JSON_BYTES = 64 * 1024
 
 
 class AddressGuard:
-    """`IAM_ADMIN_ALLOW_CIDRS`, before anything else: a refused address gets 403 and no page."""
+    """`IAM_ADMIN_ALLOW_CIDRS`, before anything else: a refused address gets 403 and no page,
+    for every path under `prefix` (whether or not a route matches it)."""
 
-    def __init__(self, app: ASGIApp, networks: Sequence[IpNetwork]) -> None:
+    def __init__(self, app: ASGIApp, networks: Sequence[IpNetwork], prefix: str = "/admin") -> None:
         self.app = app
         self.networks = tuple(networks)
+        self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self.allows(scope.get("client")):
+        guarded = scope["type"] == "http" and _under(scope.get("path", ""), self.prefix)
+        if guarded and not self.allows(scope.get("client")):
             response = Response(status_code=403, headers={"cache-control": "no-store"})
             await response(scope, receive, send)
             return
@@ -54,6 +57,15 @@ class AddressGuard:
         except ValueError:
             return False
         return any(address in network for network in self.networks)
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def is_api_path(path: str) -> bool:
+    """Paths answered in JSON, errors included (even when no route matches)."""
+    return _under(path, "/admin/api")
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,16 @@ def field_of(
         raise ApiError(422, "invalid", f"{name} has the wrong type.", name)
     if not isinstance(value, kind):
         raise ApiError(422, "invalid", f"{name} has the wrong type.", name)
+    return value
+
+
+def whole_number(data: dict[str, Any], name: str, *, required: bool) -> int | None:
+    """An integer field; JSON Schema counts 600.0 as an integer too, so it is read as 600."""
+    value = field_of(data, name, (int, float), required=required)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ApiError(422, "invalid", f"{name} has the wrong type.", name)
+        value = int(value)
     return value
 
 

@@ -6,6 +6,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -25,6 +26,15 @@ SUPPORTED_SCOPES = ("openid", "profile", "email", "phone", "offline_access")
 #: The admin API's scope: only for clients flagged as admin, only by `client_credentials`.
 ADMIN_SCOPE = "iam:admin"
 DEFAULT_SCOPES = "openid profile email phone offline_access"
+DEFAULT_CONTEXT_CLAIM = "wecom_context"
+#: Token lifetimes in seconds: (default, least, most). A refresh token lifetime of 0 means the
+#: app gets no refresh tokens at all (its grant types lose `refresh_token`).
+LIFETIMES = {
+    "access_token_ttl": (600, 60, 86400),
+    "id_token_ttl": (3600, 60, 86400),
+    "refresh_token_ttl": (30 * 86400, 0, 90 * 86400),
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_:/.\-#]{1,255}$")
 RESERVED_CLAIMS = frozenset(
     [
@@ -64,15 +74,23 @@ class RegisteredClient:
 
 
 def check_redirect_uri(uri: str, field: str = "redirect_uri") -> str:
-    """Absolute, no fragment, no wildcard; https unless loopback (RFC 8252 7.3 allows http)."""
-    parts = urlsplit(uri or "")
-    if not parts.scheme or not parts.netloc or not parts.hostname:
+    """Absolute, no fragment, no wildcard; https unless loopback (RFC 8252 7.3 allows http).
+    No spaces or control characters: they have no place in a URL, and PostgreSQL's JSON refuses
+    a NUL."""
+    if _CONTROL.search(uri or "") or " " in (uri or ""):
+        raise ValidationError(field, f"{field} must not contain spaces or control characters.")
+    try:
+        parts = urlsplit(uri or "")
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unclosed "[" in the host
+        raise ValidationError(field, f"{field} is not a valid URL: {uri!r}") from None
+    if not parts.scheme or not parts.netloc or not hostname:
         raise ValidationError(field, f"{field} must be an absolute URL: {uri!r}")
     if parts.fragment or "#" in uri:
         raise ValidationError(field, f"{field} must not contain a fragment: {uri!r}")
     if "*" in uri:
         raise ValidationError(field, f"{field} must not contain a wildcard: {uri!r}")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(hostname):
         raise ValidationError(field, f"{field} must use https unless on loopback: {uri!r}")
     if parts.scheme not in ("http", "https"):
         raise ValidationError(field, f"{field} must be an http(s) URL: {uri!r}")
@@ -81,13 +99,67 @@ def check_redirect_uri(uri: str, field: str = "redirect_uri") -> str:
     return uri
 
 
-def check_scopes(scopes: str, *, admin: bool = False) -> str:
+def check_scopes(scopes: str, *, admin: bool = False, field: str = "scopes") -> str:
     requested = list(dict.fromkeys(scopes.split()))
     allowed = (*SUPPORTED_SCOPES, ADMIN_SCOPE) if admin else SUPPORTED_SCOPES
     unknown = [scope for scope in requested if scope not in allowed]
     if unknown:
-        raise ValidationError("scopes", f"Unsupported scopes: {' '.join(unknown)}")
+        raise ValidationError(field, f"Unsupported scopes: {' '.join(unknown)}")
     return " ".join(requested)
+
+
+def check_name(name: str, field: str = "name") -> str:
+    """1 to 200 characters once trimmed, no control characters (a NUL breaks PostgreSQL)."""
+    name = (name or "").strip()
+    if not name or len(name) > 200:
+        raise ValidationError(field, "A client name of 1 to 200 characters is required.")
+    if _CONTROL.search(name):
+        raise ValidationError(field, "A client name must not contain control characters.")
+    return name
+
+
+def check_redirect_uris(uris: Sequence[str], field: str, *, required: bool) -> list[str]:
+    """Each URI checked, duplicates dropped, order kept; at least one when `required`."""
+    if isinstance(uris, str):  # one URI, not its characters
+        uris = [uris]
+    if required and not uris:
+        raise ValidationError(field, "At least one redirect URI is required.")
+    return [check_redirect_uri(uri, field) for uri in dict.fromkeys(uris)]
+
+
+def check_context_policy(policy: str) -> str:
+    if policy not in CONTEXT_POLICIES:
+        raise ValidationError(
+            "context_policy", f"context_policy must be one of {', '.join(CONTEXT_POLICIES)}"
+        )
+    return policy
+
+
+def check_context_claim(claim: str | None) -> str:
+    """The claim's name, `wecom_context` when none is given; never one the tokens already use."""
+    claim = claim or DEFAULT_CONTEXT_CLAIM
+    if not _CLAIM_NAME.fullmatch(claim) or claim in RESERVED_CLAIMS:  # fullmatch: no final \n
+        raise ValidationError("context_claim", f"Not a usable claim name: {claim!r}")
+    return claim
+
+
+def check_lifetime(field: str, seconds: int) -> int:
+    """A whole number of seconds within the bounds `LIFETIMES` gives for `field`."""
+    _default, least, most = LIFETIMES[field]
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not least <= seconds <= most:
+        raise ValidationError(field, f"{field} must be {least} to {most} seconds.")
+    return seconds
+
+
+def grant_types_for(*, public: bool, refresh_token_ttl: int) -> list[str]:
+    """Code flow always; refresh unless its lifetime is 0; `client_credentials` only with a
+    secret."""
+    grant_types = ["authorization_code"]
+    if refresh_token_ttl > 0:
+        grant_types.append("refresh_token")
+    if not public:
+        grant_types.append("client_credentials")
+    return grant_types
 
 
 def _new_client_id() -> str:
@@ -110,32 +182,28 @@ def create_client(
     post_logout_redirect_uris: Sequence[str] = (),
     scopes: str = DEFAULT_SCOPES,
     client_id: str | None = None,
+    access_token_ttl: int = LIFETIMES["access_token_ttl"][0],
+    id_token_ttl: int = LIFETIMES["id_token_ttl"][0],
+    refresh_token_ttl: int = LIFETIMES["refresh_token_ttl"][0],
+    actor: str = "cli",
 ) -> RegisteredClient:
-    """Register a client. Confidential clients also get `client_credentials`."""
-    name = (name or "").strip()
-    if not name or len(name) > 200:
-        raise ValidationError("name", "A client name of 1 to 200 characters is required.")
-    if not redirect_uris:
-        raise ValidationError("redirect_uri", "At least one redirect URI is required.")
-    uris = [check_redirect_uri(uri) for uri in dict.fromkeys(redirect_uris)]
-    logout_uris = [
-        check_redirect_uri(uri, "post_logout_redirect_uri")
-        for uri in dict.fromkeys(post_logout_redirect_uris)
-    ]
-    if context_policy not in CONTEXT_POLICIES:
-        raise ValidationError(
-            "context_policy", f"context_policy must be one of {', '.join(CONTEXT_POLICIES)}"
-        )
-    claim = context_claim or "wecom_context"
-    if not _CLAIM_NAME.match(claim) or claim in RESERVED_CLAIMS:
-        raise ValidationError("context_claim", f"Not a usable claim name: {claim!r}")
+    """Register a client. Confidential clients also get `client_credentials`; `actor` is who
+    did it, for the audit trail (`cli`, `admin:<username>`, `client:<client_id>`)."""
+    name = check_name(name)
+    uris = check_redirect_uris(redirect_uris, "redirect_uri", required=True)
+    logout_uris = check_redirect_uris(
+        post_logout_redirect_uris, "post_logout_redirect_uri", required=False
+    )
+    context_policy = check_context_policy(context_policy)
+    claim = check_context_claim(context_claim)
+    access_token_ttl = check_lifetime("access_token_ttl", access_token_ttl)
+    id_token_ttl = check_lifetime("id_token_ttl", id_token_ttl)
+    refresh_token_ttl = check_lifetime("refresh_token_ttl", refresh_token_ttl)
     if client_id is not None and not re.fullmatch(r"[A-Za-z0-9_\-.]{3,64}", client_id):
         raise ValidationError("client_id", "client_id must be 3-64 letters, digits, _ - .")
     if admin and public:
         raise ValidationError("admin", "An admin client must be confidential (client_credentials).")
-    grant_types = ["authorization_code", "refresh_token"]
-    if not public:
-        grant_types.append("client_credentials")
+    grant_types = grant_types_for(public=public, refresh_token_ttl=refresh_token_ttl)
     secret = None if public else _new_secret()
     client = Client(
         client_id=client_id or _new_client_id(),
@@ -149,13 +217,16 @@ def create_client(
         allowed_scopes=check_scopes(f"{scopes} {ADMIN_SCOPE}" if admin else scopes, admin=admin),
         context_policy=context_policy,
         context_claim=claim,
+        access_token_ttl=access_token_ttl,
+        id_token_ttl=id_token_ttl,
+        refresh_token_ttl=refresh_token_ttl,
     )
     with store() as session:
         taken = ConflictError(f"client_id {client.client_id!r} is taken.")
         if session.get(Client, client.client_id) is not None:
             raise taken
         session.add(client)
-        audit.record(session, "client.created", client_id=client.client_id, actor="cli")
+        audit.record(session, "client.created", client_id=client.client_id, actor=actor)
         try:
             session.commit()
         except IntegrityError:  # registered meanwhile by someone else
@@ -180,7 +251,9 @@ def list_clients(store: Store) -> list[Client]:
         return list(session.scalars(select(Client).order_by(Client.created_at)))
 
 
-def rotate_secret(store: Store, client_id: str, keep_previous: bool = True) -> RegisteredClient:
+def rotate_secret(
+    store: Store, client_id: str, keep_previous: bool = True, *, actor: str = "cli"
+) -> RegisteredClient:
     """A new secret; the current one stays valid as the previous until retired."""
     with store() as session:
         client = _find(session, client_id)
@@ -190,16 +263,102 @@ def rotate_secret(store: Store, client_id: str, keep_previous: bool = True) -> R
         client.previous_secret_hash = client.secret_hash if keep_previous else None
         client.secret_hash = digest(secret)
         client.secret_rotated_at = utcnow()
-        audit.record(session, "client.secret_rotated", client_id=client_id, actor="cli")
+        audit.record(session, "client.secret_rotated", client_id=client_id, actor=actor)
         session.commit()
         return RegisteredClient(client, secret)
 
 
-def delete_client(store: Store, client_id: str) -> None:
+def delete_client(store: Store, client_id: str, *, actor: str = "cli") -> None:
     with store() as session:
         session.delete(_find(session, client_id))
-        audit.record(session, "client.deleted", client_id=client_id, actor="cli")
+        audit.record(session, "client.deleted", client_id=client_id, actor=actor)
         session.commit()
+
+
+def update_client(
+    store: Store,
+    client_id: str,
+    *,
+    actor: str,
+    name: str | None = None,
+    redirect_uris: Sequence[str] | None = None,
+    post_logout_redirect_uris: Sequence[str] | None = None,
+    allowed_scopes: str | Sequence[str] | None = None,
+    context_policy: str | None = None,
+    context_claim: str | None = None,
+    access_token_ttl: int | None = None,
+    id_token_ttl: int | None = None,
+    refresh_token_ttl: int | None = None,
+) -> Client:
+    """Change what is given (None leaves a setting as it is), with create_client's checks;
+    all or nothing. An empty `context_claim` means the default, `wecom_context`.
+
+    Public or confidential is fixed at creation: a public app has no secret to hand out and a
+    confidential app's users rely on its secret, so switching means registering a new app.
+    An admin client keeps `iam:admin` whatever scopes it is given (its admin flag grants it);
+    any other client may not get it. A refresh token lifetime of 0 turns refresh tokens off
+    (refresh tokens already issued stop working too); issued ones keep their original expiry
+    otherwise."""
+    with store() as session:
+        client = _find(session, client_id)
+        changes: dict[str, Any] = {}
+        if name is not None:
+            changes["name"] = check_name(name)
+        if redirect_uris is not None:
+            changes["redirect_uris"] = check_redirect_uris(
+                redirect_uris, "redirect_uris", required=True
+            )
+        if post_logout_redirect_uris is not None:
+            changes["post_logout_redirect_uris"] = check_redirect_uris(
+                post_logout_redirect_uris, "post_logout_redirect_uris", required=False
+            )
+        if allowed_scopes is not None:
+            scopes = allowed_scopes if isinstance(allowed_scopes, str) else " ".join(allowed_scopes)
+            if client.is_admin:
+                scopes = f"{scopes} {ADMIN_SCOPE}"
+            changes["allowed_scopes"] = check_scopes(
+                scopes, admin=client.is_admin, field="allowed_scopes"
+            )
+        if context_policy is not None:
+            changes["context_policy"] = check_context_policy(context_policy)
+        if context_claim is not None:
+            changes["context_claim"] = check_context_claim(context_claim)
+        for field, seconds in (
+            ("access_token_ttl", access_token_ttl),
+            ("id_token_ttl", id_token_ttl),
+            ("refresh_token_ttl", refresh_token_ttl),
+        ):
+            if seconds is not None:
+                changes[field] = check_lifetime(field, seconds)
+        if "refresh_token_ttl" in changes:
+            changes["grant_types"] = grant_types_for(
+                public=client.is_public, refresh_token_ttl=changes["refresh_token_ttl"]
+            )
+        changed = {key: value for key, value in changes.items() if getattr(client, key) != value}
+        if not changed:
+            return client
+        for key, value in changed.items():
+            setattr(client, key, value)
+        audit.record(
+            session, "client.updated", client_id=client_id, actor=actor, changed=sorted(changed)
+        )
+        session.commit()
+        return client
+
+
+def retire_previous_secret(store: Store, client_id: str, *, actor: str) -> Client:
+    """End a rotation: the previous secret stops working, only the current one is left.
+    Nothing to retire is not an error (the end state is the one asked for)."""
+    with store() as session:
+        client = _find(session, client_id)
+        if client.is_public:
+            raise ValidationError("client_id", "A public client has no secret to retire.")
+        if client.previous_secret_hash is None:
+            return client
+        client.previous_secret_hash = None
+        audit.record(session, "client.previous_secret_retired", client_id=client_id, actor=actor)
+        session.commit()
+        return client
 
 
 def admin_client_of_token(store: Store, jti: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -10,13 +11,78 @@ from sqlalchemy.exc import IntegrityError
 from iam.db.models import WeComCorp
 from iam.db.store import Store
 from iam.errors import ConflictError, NotFoundError, ValidationError
+from iam.federation.wecom.client import (
+    WeComApiError,
+    WeComApp,
+    WeComClient,
+    WeComUnavailableError,
+)
 from iam.federation.wecom.connector import WeComConfig
-from iam.secretbox import SecretBox
+from iam.secretbox import SecretBox, SecretBoxError
 from iam.services import audit
 
-_CORP_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$", re.ASCII)
 MAX_NAME = 200
 MAX_SECRET = 256
+MAX_AGENT_ID = 2**63 - 1
+#: The rules below are written so that the very same patterns hold in Python and in the admin
+#: API's JSON Schema (ECMA-262 regexes): explicit character classes, `\uXXXX` escapes.
+CORP_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+#: Whitespace as ECMA-262's `\s` knows it: what is stripped from around a name.
+_SPACES = "".join(
+    [
+        "\t\n\v\f\r \xa0\u1680",
+        *map(chr, range(0x2000, 0x200B)),
+        "\u2028\u2029\u202f\u205f\u3000\ufeff",
+    ]
+)
+_SPACE_CLASS = "".join(f"\\u{ord(char):04x}" for char in _SPACES)
+_CONTROL_CLASS = r"\u0000-\u001f\u007f-\u009f"
+#: A name: no control characters, and something besides whitespace.
+NAME_PATTERN = rf"^[^{_CONTROL_CLASS}]*[^{_CONTROL_CLASS}{_SPACE_CLASS}][^{_CONTROL_CLASS}]*$"
+#: An app secret as WeCom shows it: visible ASCII, no spaces.
+SECRET_PATTERN = rf"^[!-~]{{1,{MAX_SECRET}}}$"
+_CORP_ID = re.compile(CORP_ID_PATTERN[1:-1], re.ASCII)
+_NAME = re.compile(NAME_PATTERN[1:-1])
+_SECRET = re.compile(SECRET_PATTERN[1:-1])
+
+
+def is_corp_id(value: object) -> bool:
+    return isinstance(value, str) and _CORP_ID.fullmatch(value) is not None
+
+
+def _checked_corp_id(corp_id: object) -> str:
+    if not is_corp_id(corp_id):
+        raise ValidationError("corp_id", f"Not a WeCom corp id: {corp_id!r}")
+    return str(corp_id)
+
+
+def _checked_name(name: object) -> str:
+    """The name without surrounding whitespace; 1 to MAX_NAME characters as given."""
+    if not isinstance(name, str) or len(name) > MAX_NAME or not _NAME.fullmatch(name):
+        raise ValidationError(
+            "name", f"A name of 1 to {MAX_NAME} characters (no control characters) is required."
+        )
+    return name.strip(_SPACES)
+
+
+def _checked_agent_id(agent_id: object) -> int:
+    if isinstance(agent_id, bool) or not isinstance(agent_id, int):
+        raise ValidationError("agent_id", "The agent id is the app's positive number.")
+    if not 0 < agent_id <= MAX_AGENT_ID:
+        raise ValidationError("agent_id", "The agent id is the app's positive number.")
+    return agent_id
+
+
+def _checked_secret(secret: object) -> str:
+    if not isinstance(secret, str) or not _SECRET.fullmatch(secret):
+        raise ValidationError("secret", "The app secret is required (as WeCom shows it).")
+    return secret
+
+
+def _checked_flag(field: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(field, f"{field} is true or false.")
+    return value
 
 
 def add_corp(
@@ -31,15 +97,11 @@ def add_corp(
     actor: str = "cli",
 ) -> WeComCorp:
     """Connect a corporation; its id must be new."""
-    if not _CORP_ID.match(corp_id or ""):
-        raise ValidationError("corp_id", f"Not a WeCom corp id: {corp_id!r}")
-    name = (name or "").strip()
-    if not name or len(name) > MAX_NAME:
-        raise ValidationError("name", f"A name of 1 to {MAX_NAME} characters is required.")
-    if not isinstance(agent_id, int) or not 0 < agent_id < 2**63:
-        raise ValidationError("agent_id", "The agent id is the app's positive number.")
-    if not secret or len(secret) > MAX_SECRET or secret != secret.strip():
-        raise ValidationError("secret", "The app secret is required (as WeCom shows it).")
+    corp_id = _checked_corp_id(corp_id)
+    name = _checked_name(name)
+    agent_id = _checked_agent_id(agent_id)
+    secret = _checked_secret(secret)
+    trust_mobile = _checked_flag("trust_mobile", trust_mobile)
     corp = WeComCorp(
         corp_id=corp_id,
         name=name,
@@ -61,6 +123,64 @@ def add_corp(
     return corp
 
 
+def get_corp(store: Store, corp_id: str) -> WeComCorp:
+    """One corporation, enabled or not; `NotFoundError` otherwise."""
+    with store() as db:
+        corp = db.get(WeComCorp, corp_id) if is_corp_id(corp_id) else None
+        if corp is None:
+            raise NotFoundError(f"No corporation {corp_id!r}.")
+        return corp
+
+
+def update_corp(
+    store: Store,
+    box: SecretBox,
+    corp_id: str,
+    *,
+    actor: str,
+    name: str | None = None,
+    agent_id: int | None = None,
+    secret: str | None = None,
+    trust_mobile: bool | None = None,
+    enabled: bool | None = None,
+) -> WeComCorp:
+    """Change what is given (None: keep). The secret is replaced only when a new one is given,
+    because it is never read back. Logins see the change at once: connectors are opened from
+    the stored row on each login, and the token cache is keyed by a hash of the secret."""
+    wanted: dict[str, object] = {}
+    if name is not None:
+        wanted["name"] = _checked_name(name)
+    if agent_id is not None:
+        wanted["agent_id"] = _checked_agent_id(agent_id)
+    if trust_mobile is not None:
+        wanted["trust_mobile"] = _checked_flag("trust_mobile", trust_mobile)
+    if enabled is not None:
+        wanted["enabled"] = _checked_flag("enabled", enabled)
+    new_secret = None if secret is None else _checked_secret(secret)
+    with store() as db:
+        corp = db.get(WeComCorp, corp_id) if is_corp_id(corp_id) else None
+        if corp is None:
+            raise NotFoundError(f"No corporation {corp_id!r}.")
+        changed = sorted(key for key, value in wanted.items() if getattr(corp, key) != value)
+        for key in changed:
+            setattr(corp, key, wanted[key])
+        if new_secret is not None:
+            corp.secret_encrypted = box.encrypt(new_secret)
+            changed.append("secret")
+        if changed:
+            audit.record(
+                db,
+                "corp.updated",
+                actor=actor,
+                corp_id=corp.corp_id,
+                changed=changed,
+                enabled=corp.enabled,
+                trust_mobile=corp.trust_mobile,
+            )
+            db.commit()
+        return corp
+
+
 def list_corps(store: Store, *, enabled_only: bool = False) -> list[WeComCorp]:
     with store() as db:
         statement = select(WeComCorp).order_by(WeComCorp.created_at, WeComCorp.corp_id)
@@ -74,7 +194,7 @@ def wecom_config(
 ) -> WeComConfig:
     """What the WeCom connector needs for one enabled corporation (secret decrypted)."""
     with store() as db:
-        corp = db.get(WeComCorp, corp_id) if _CORP_ID.match(corp_id or "") else None
+        corp = db.get(WeComCorp, corp_id) if is_corp_id(corp_id) else None
         if corp is None or not corp.enabled:
             raise NotFoundError(f"No corporation {corp_id!r}.")
         return WeComConfig(
@@ -86,3 +206,65 @@ def wecom_config(
             oauth_url=oauth_url,
             qr_url=qr_url,
         )
+
+
+@dataclass(frozen=True)
+class ConnectionResult:
+    """What WeCom answered a live gettoken for one corporation's app.
+
+    - ok: `errcode` 0, `expires_in` the new token's lifetime;
+    - WeCom refused: its `errcode` and `errmsg` (secrets scrubbed), and our `reason` key;
+    - no usable answer (timeout, unreachable, not WeCom JSON): `errcode` and `errmsg` are None,
+      `reason` is `wecom.timeout` or `wecom.unavailable`, and `detail` says what happened.
+    """
+
+    ok: bool
+    errcode: int | None = None
+    errmsg: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    expires_in: int | None = None
+
+
+#: The reason given when the stored secret no longer decrypts (IAM_SECRET_KEY was changed).
+SECRET_UNREADABLE = "admin.corp.secret_unreadable"
+
+
+def test_connection(
+    store: Store, box: SecretBox, client: WeComClient, corp_id: str, *, actor: str = "cli"
+) -> ConnectionResult:
+    """Ask WeCom for an access token now, past the token cache, so the answer is live (a cached
+    token would say nothing about a secret changed since). Disabled corporations may be tested
+    too: that is how an admin checks a corporation before enabling it. Audited."""
+    corp = get_corp(store, corp_id)
+    try:
+        secret = box.decrypt(corp.secret_encrypted)
+    except SecretBoxError as error:
+        result = ConnectionResult(ok=False, reason=SECRET_UNREADABLE, detail=str(error))
+    else:
+        result = _ask_wecom(client, WeComApp(corp.corp_id, corp.agent_id, secret))
+    with store() as db:
+        audit.record(
+            db,
+            "corp.tested",
+            outcome="success" if result.ok else "failure",
+            actor=actor,
+            corp_id=corp.corp_id,
+            errcode=result.errcode,
+            reason=result.reason,
+            detail=result.detail,
+        )
+        db.commit()
+    return result
+
+
+def _ask_wecom(client: WeComClient, app: WeComApp) -> ConnectionResult:
+    try:
+        expires_in = client.fetch_token(app)
+    except WeComApiError as refused:
+        return ConnectionResult(
+            ok=False, errcode=refused.code, errmsg=refused.errmsg, reason=refused.reason
+        )
+    except WeComUnavailableError as unavailable:
+        return ConnectionResult(ok=False, reason=unavailable.reason, detail=str(unavailable))
+    return ConnectionResult(ok=True, errcode=0, errmsg="ok", expires_in=expires_in)

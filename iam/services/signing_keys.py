@@ -67,7 +67,7 @@ def ensure_key(store: Store, box: SecretBox) -> None:
         session.commit()
 
 
-def rotate(store: Store, box: SecretBox) -> SigningKey:
+def rotate(store: Store, box: SecretBox, *, actor: str = "cli") -> SigningKey:
     """A new key signs from now on; the old ones stay published until their tokens expire."""
     now = utcnow()
     with store() as session:
@@ -77,7 +77,7 @@ def rotate(store: Store, box: SecretBox) -> SigningKey:
             old.publish_until = publish_until
         key = _new_key(box)
         session.add(key)
-        audit.record(session, "key.rotated", actor="cli", kid=key.kid)
+        audit.record(session, "key.rotated", actor=actor, kid=key.kid)
         session.commit()
         return key
 

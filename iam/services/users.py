@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
-from iam.db.models import IdentityLink, User, new_id
+from iam.db.models import (
+    AccessToken,
+    IdentityLink,
+    RefreshToken,
+    SsoSession,
+    User,
+    new_id,
+)
 from iam.db.store import Store
 from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.services import audit
@@ -157,3 +166,184 @@ def link_wecom(
 def mark_phone_verified(session: Session, user: User) -> None:
     if user.phone_verified_at is None:
         user.phone_verified_at = utcnow()
+
+
+# --- looking after users (the admin console and API) -----------------------------------------
+
+#: Ids are uuid4 strings; anything else names nobody (and never reaches the database).
+MAX_ID = 36
+MAX_QUERY = 200
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """A row of the users table: the person and how many identities they hold."""
+
+    user: User
+    link_count: int
+
+
+@dataclass(frozen=True)
+class UserDetail:
+    """A person with every link and their live sessions, as the admin's user page shows them."""
+
+    user: User
+    links: tuple[IdentityLink, ...]
+    sessions: tuple[SsoSession, ...]
+
+
+def _plausible_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_ID and "\x00" not in value
+
+
+def _get_user(session: Session, user_id: str) -> User:
+    if not _plausible_id(user_id):
+        raise NotFoundError(f"No user {user_id!r}.")
+    return get_user(session, user_id)
+
+
+def search_users(store: Store, query: str | None, *, limit: int, offset: int) -> list[UserSummary]:
+    """Users whose name, email, phone or linked WeCom userid contains `query` (literally: `%`
+    and `_` are no wildcards; case-insensitive), oldest first. A phone may be typed as the
+    person would (`138 0013 8000`). One statement: the link count is a correlated subquery."""
+    query = (query or "").strip()
+    if len(query) > MAX_QUERY:
+        raise ValidationError("q", f"Search for at most {MAX_QUERY} characters.")
+    if "\x00" in query:  # matches nothing, and PostgreSQL refuses NUL in text
+        return []
+    link_count = (
+        select(func.count(IdentityLink.id))
+        .where(IdentityLink.user_id == User.id)
+        .correlate(User)
+        .scalar_subquery()
+    )
+    statement = (
+        select(User, link_count).order_by(User.created_at, User.id).limit(limit).offset(offset)
+    )
+    if query:
+        needle = query.lower()
+        matches_link = (
+            select(IdentityLink.id)
+            .where(
+                IdentityLink.user_id == User.id,
+                or_(
+                    IdentityLink.provider_user_key.contains(needle, autoescape=True),
+                    func.lower(IdentityLink.provider_user_id).contains(needle, autoescape=True),
+                ),
+            )
+            .correlate(User)
+            .exists()
+        )
+        conditions = [
+            func.lower(User.name).contains(needle, autoescape=True),
+            func.lower(User.email).contains(needle, autoescape=True),
+            User.phone.contains(query, autoescape=True),
+            matches_link,
+        ]
+        with suppress(ValidationError):  # not a phone number: the other keys still apply
+            conditions.append(User.phone == normalize_phone(query))
+        statement = statement.where(or_(*conditions))
+    with store() as session:
+        return [UserSummary(user, count) for user, count in session.execute(statement)]
+
+
+def user_detail(store: Store, user_id: str) -> UserDetail:
+    """The person, their links (oldest first) and their live sessions (newest first)."""
+    now = utcnow()
+    with store() as session:
+        user = _get_user(session, user_id)
+        links = session.scalars(
+            select(IdentityLink)
+            .where(IdentityLink.user_id == user.id)
+            .order_by(IdentityLink.created_at, IdentityLink.id)
+        ).all()
+        live = session.scalars(
+            select(SsoSession)
+            .where(SsoSession.user_id == user.id, SsoSession.expires_at > now)
+            .order_by(SsoSession.created_at.desc(), SsoSession.id)
+        ).all()
+        return UserDetail(user, tuple(links), tuple(live))
+
+
+def _end_sessions(session: Session, user: User, now: datetime, *, every_token: bool) -> int:
+    """Revoke the user's tokens (those bound to a session, or `every_token`), then delete every
+    session of theirs; how many live sessions ended."""
+    of_user = select(SsoSession.id).where(SsoSession.user_id == user.id)
+    live = session.scalar(
+        select(func.count())
+        .select_from(SsoSession)
+        .where(SsoSession.user_id == user.id, SsoSession.expires_at > now)
+    )
+    for table in (RefreshToken, AccessToken):
+        bound = table.user_id == user.id if every_token else table.sid.in_(of_user)
+        session.execute(
+            update(table).where(bound, table.revoked_at.is_(None)).values(revoked_at=now)
+        )
+    session.execute(delete(SsoSession).where(SsoSession.user_id == user.id))
+    return live or 0
+
+
+def set_user_status(
+    store: Store, user_id: str, enabled: bool, *, actor: str, ip: str | None = None
+) -> User:
+    """Enable or disable a person. Disabling also ends every session and revokes every refresh
+    and access token they hold, in the same transaction, so nothing they had keeps working.
+    Setting the status a user already has changes (and records) nothing."""
+    now = utcnow()
+    status = "active" if enabled else "disabled"
+    with store() as session:
+        user = _get_user(session, user_id)
+        if user.status == status:
+            return user
+        user.status = status
+        detail: dict[str, Any] = {}
+        if not enabled:
+            detail["sessions_ended"] = _end_sessions(session, user, now, every_token=True)
+        event = "user.enabled" if enabled else "user.disabled"
+        audit.record(session, event, user_id=user.id, actor=actor, ip=ip, **detail)
+        session.commit()
+        return user
+
+
+def remove_link(
+    store: Store, user_id: str, link_id: str, *, actor: str, ip: str | None = None
+) -> None:
+    """Unbind one identity from its user. Sessions whose context was that link keep going
+    without a context (the pre-flight check asks again); tokens lose it through the foreign
+    keys' ON DELETE SET NULL."""
+    with store() as session:
+        user = _get_user(session, user_id)
+        link = session.get(IdentityLink, link_id) if _plausible_id(link_id) else None
+        if link is None or link.user_id != user.id:
+            raise NotFoundError(f"User {user.id} has no link {link_id!r}.")
+        cleared = session.execute(
+            update(SsoSession)
+            .where(SsoSession.context_link_id == link.id)
+            .values(context_link_id=None, context_set_at=None)
+        ).rowcount  # type: ignore[attr-defined]
+        session.delete(link)
+        audit.record(
+            session,
+            "link.removed",
+            user_id=user.id,
+            actor=actor,
+            ip=ip,
+            link_id=link.id,
+            provider=link.provider,
+            subject=link.provider_user_id,
+            sessions_cleared=cleared,
+        )
+        session.commit()
+
+
+def end_user_sessions(store: Store, user_id: str, *, actor: str, ip: str | None = None) -> int:
+    """Sign a person out everywhere: every session ends, the tokens bound to them are revoked.
+    Returns how many sessions ended."""
+    with store() as session:
+        user = _get_user(session, user_id)
+        ended = _end_sessions(session, user, utcnow(), every_token=False)
+        audit.record(
+            session, "user.sessions_ended", user_id=user.id, actor=actor, ip=ip, count=ended
+        )
+        session.commit()
+        return ended

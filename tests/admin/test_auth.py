@@ -70,7 +70,10 @@ def test_sign_in_without_csrf_is_refused(app, store: Store) -> None:
     assert "iam_admin=" not in answer.headers.get("set-cookie", "")
 
 
-@pytest.mark.parametrize("path", ["/admin/", "/admin/login", "/admin/api/openapi.json"])
+@pytest.mark.parametrize(
+    "path",
+    ["/admin", "/admin/", "/admin/login", "/admin/api/openapi.json", "/admin/x%0Ay", "/admin/nope"],
+)
 def test_an_address_outside_the_allowed_networks_gets_403_and_no_page(app, path: str) -> None:
     with admin_console(app, "203.0.113.9") as console:
         answer = console.get(path)

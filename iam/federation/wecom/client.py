@@ -103,6 +103,12 @@ class WeComClient:
     def access_token(self, app: WeComApp) -> str:
         return self._cache.get_or_fetch(token_key(app), lambda: self._fetch_token(app))
 
+    def fetch_token(self, app: WeComApp) -> int:
+        """Call gettoken now, past the cache (an admin's connection test): the new token's
+        lifetime in seconds, or the error. The token itself is dropped, and the cache is left
+        alone: within its validity WeCom answers a repeat gettoken with the same token."""
+        return self._fetch_token(app)[1]
+
     def get_user_info(self, app: WeComApp, code: str) -> dict[str, Any]:
         """Who the OAuth `code` belongs to: `userid` (and `user_ticket`) for a member, `openid`
         for anyone else. The capitalised keys of the legacy API are given in lower case."""

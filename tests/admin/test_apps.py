@@ -1,0 +1,670 @@
+"""Admin apps: the console pages and forms, and the JSON API with its OpenAPI description."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from conftest import RP_REDIRECT, AdminWorld, admin_console
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from iam.db.models import AuditEvent, Client
+from iam.db.store import Store
+from iam.services import clients
+
+pytestmark = pytest.mark.usefixtures("reused_signing_key")
+
+API = "/admin/api/apps"
+UNKNOWN = "c_000000000000000000000000"
+APP = {
+    "name": "CRM",
+    "redirect_uris": ["https://crm.example.com/cb", "http://127.0.0.1:8765/cb"],
+    "post_logout_redirect_uris": ["https://crm.example.com/bye"],
+    "scopes": ["openid", "profile"],
+    "context_policy": "required",
+    "context_claim": "https://group.example.com/context",
+    "access_token_ttl": 300,
+    "id_token_ttl": 900,
+    "refresh_token_ttl": 0,
+}
+FORM = {
+    "name": "CRM",
+    "redirect_uris": "https://crm.example.com/cb\r\n\r\nhttp://127.0.0.1:8765/cb\r\n",
+    "post_logout_redirect_uris": "",
+    "scopes": ["openid", "profile"],
+    "context_policy": "required",
+    "context_claim": "",
+    "access_token_ttl": "300",
+    "id_token_ttl": "900",
+    "refresh_token_ttl": "0",
+}
+
+
+def _apps(store: Store) -> dict[str, Client]:
+    return {client.client_id: client for client in clients.list_clients(store)}
+
+
+def _events(store: Store, client_id: str) -> list[tuple[str, str | None]]:
+    with store() as db:
+        rows = db.scalars(
+            select(AuditEvent).where(AuditEvent.client_id == client_id).order_by(AuditEvent.id)
+        )
+        return [(row.event, row.actor) for row in rows]
+
+
+def _secret_on(page: str) -> str:
+    match = re.search(r'<p class="secret" id="client-secret">([^<]+)</p>', page)
+    assert match, page
+    return match.group(1)
+
+
+def _token(client: TestClient, client_id: str, secret: str) -> int:
+    """The status of a client_credentials token request with this secret."""
+    answer = client.post(
+        "/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+    )
+    return answer.status_code
+
+
+def _post(world: AdminWorld, path: str, form: dict[str, Any], csrf_from: str = "/admin/apps"):
+    return world.console.post(path, data={"csrf_token": world.csrf(csrf_from), **form})
+
+
+# --- the console: who may see it ----------------------------------------------------------
+
+
+def test_every_console_page_and_form_needs_a_sign_in(app) -> None:
+    with admin_console(app) as browser:
+        for method, path in [
+            ("GET", "/admin/apps"),
+            ("POST", "/admin/apps"),
+            ("GET", f"/admin/apps/{UNKNOWN}"),
+            ("POST", f"/admin/apps/{UNKNOWN}"),
+            ("POST", f"/admin/apps/{UNKNOWN}/rotate"),
+            ("POST", f"/admin/apps/{UNKNOWN}/retire"),
+            ("GET", f"/admin/apps/{UNKNOWN}/delete"),
+            ("POST", f"/admin/apps/{UNKNOWN}/delete"),
+        ]:
+            answer = browser.request(method, path, data=FORM if method == "POST" else None)
+            assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login"), path
+
+
+def _forms_refuse_a_post_without_csrf(admin_world: AdminWorld, store) -> None:
+    script_id = next(iter(_apps(store)))
+    before = {client_id: client.secret_hash for client_id, client in _apps(store).items()}
+    for path in [
+        "/admin/apps",
+        f"/admin/apps/{script_id}",
+        f"/admin/apps/{script_id}/rotate",
+        f"/admin/apps/{script_id}/retire",
+        f"/admin/apps/{script_id}/delete",
+    ]:
+        for token in ({}, {"csrf_token": "forged"}):
+            answer = admin_world.console.post(path, data={**FORM, **token})
+            assert answer.status_code == 403, (path, token)
+    after = {client_id: client.secret_hash for client_id, client in _apps(store).items()}
+    assert after == before
+    assert _apps(store)[script_id].name == "Ops script"
+
+
+# --- the console: the list and registering an app -------------------------------------------
+
+
+def _the_list_shows_each_app_and_the_create_form(admin_world: AdminWorld, store) -> None:
+    public = clients.create_client(store, "Mobile", [RP_REDIRECT], public=True).client
+    page = admin_world.console.get("/admin/apps")
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"
+    for client in _apps(store).values():
+        assert f'<a href="/admin/apps/{client.client_id}">{client.name}</a>' in page.text
+    assert "Public" in page.text and "Confidential" in page.text and "admin API" in page.text
+    assert public.context_claim in page.text
+    for field in ("name", "redirect_uris", "post_logout_redirect_uris", "public", "scopes"):
+        assert f'name="{field}"' in page.text
+    for field in ("context_policy", "context_claim", "access_token_ttl", "refresh_token_ttl"):
+        assert f'name="{field}"' in page.text
+
+
+def _registering_a_confidential_app_shows_its_secret_once(admin_world: AdminWorld, store) -> None:
+    answer = _post(admin_world, "/admin/apps", FORM)
+    assert answer.status_code == 201, answer.text
+    assert "shown only this once" in answer.text
+    secret = _secret_on(answer.text)
+    (client,) = [c for c in _apps(store).values() if c.name == "CRM"]
+    assert client.check_client_secret(secret)
+    assert client.redirect_uris == ["https://crm.example.com/cb", "http://127.0.0.1:8765/cb"]
+    assert (client.allowed_scopes, client.context_policy) == ("openid profile", "required")
+    assert client.context_claim == "wecom_context"  # left empty: the default
+    assert (client.access_token_ttl, client.id_token_ttl, client.refresh_token_ttl) == (300, 900, 0)
+    assert "refresh_token" not in client.grant_types
+    assert _events(store, client.client_id) == [("client.created", "admin:root")]
+    again = admin_world.console.get(f"/admin/apps/{client.client_id}")
+    assert secret not in again.text and 'class="secret"' not in again.text
+
+
+def _registering_a_public_app_shows_no_secret(admin_world: AdminWorld, store) -> None:
+    answer = _post(admin_world, "/admin/apps", {**FORM, "name": "Mobile", "public": "on"})
+    assert answer.status_code == 201, answer.text
+    assert 'class="secret"' not in answer.text
+    assert "A public app has no secret" in answer.text
+    (client,) = [c for c in _apps(store).values() if c.name == "Mobile"]
+    assert client.is_public and client.secret_hash is None
+
+
+CREATE_ERRORS = [
+    ("name", {"name": "   "}),
+    ("redirect_uris", {"redirect_uris": "  \r\n"}),
+    ("redirect_uris", {"redirect_uris": "https://crm.example.com/cb#top"}),
+    ("redirect_uris", {"redirect_uris": "https://*.example.com/cb"}),
+    ("redirect_uris", {"redirect_uris": "http://crm.example.com/cb"}),
+    ("post_logout_redirect_uris", {"post_logout_redirect_uris": "crm.example.com/bye"}),
+    ("scopes", {"scopes": ["openid", "iam:admin"]}),
+    ("context_policy", {"context_policy": "always"}),
+    ("context_claim", {"context_claim": "email"}),
+    ("context_claim", {"context_claim": "wecom context"}),
+    ("access_token_ttl", {"access_token_ttl": "59"}),
+    ("id_token_ttl", {"id_token_ttl": "1h"}),
+    ("refresh_token_ttl", {"refresh_token_ttl": "-1"}),
+]
+
+
+def test_each_invalid_field_reshows_the_create_form_and_registers_nothing(
+    admin_world: AdminWorld, store
+) -> None:
+    before = set(_apps(store))
+    csrf = admin_world.csrf("/admin/apps")
+    for field, change in CREATE_ERRORS:
+        form = {**FORM, "name": "Kept name", **change, "csrf_token": csrf}
+        answer = admin_world.console.post("/admin/apps", data=form)
+        assert answer.status_code == 422, (field, answer.text)
+        assert f'id="{field}-error"' in answer.text, field
+        assert 'aria-invalid="true"' in answer.text
+        if field != "name":
+            assert 'value="Kept name"' in answer.text  # what was typed is shown again
+    assert set(_apps(store)) == before
+
+
+# --- the console: one app -------------------------------------------------------------------
+
+
+def _the_app_page_shows_the_settings_and_saves_changes(admin_world: AdminWorld, store) -> None:
+    client_id = clients.create_client(store, "CRM", [RP_REDIRECT]).client.client_id
+    page = admin_world.console.get(f"/admin/apps/{client_id}")
+    assert page.status_code == 200
+    assert RP_REDIRECT in page.text and "Rotate secret" in page.text
+    assert "Retire previous secret" not in page.text
+    answer = _post(
+        admin_world,
+        f"/admin/apps/{client_id}",
+        {**FORM, "name": "CRM 2", "post_logout_redirect_uris": "https://crm.example.com/bye"},
+    )
+    assert (answer.status_code, answer.headers["location"]) == (
+        303,
+        f"/admin/apps/{client_id}?done=saved",
+    )
+    client = clients.get_client(store, client_id)
+    assert (client.name, client.post_logout_redirect_uris) == (
+        "CRM 2",
+        ["https://crm.example.com/bye"],
+    )
+    assert client.refresh_token_ttl == 0 and client.access_token_ttl == 300
+    assert "Changes saved." in admin_world.console.get(answer.headers["location"]).text
+    assert _events(store, client_id)[-1] == ("client.updated", "admin:root")
+
+
+def _each_invalid_field_reshows_the_edit_form_and_changes_nothing(
+    admin_world: AdminWorld, store
+) -> None:
+    client_id = clients.create_client(store, "CRM", [RP_REDIRECT]).client.client_id
+    before = clients.get_client(store, client_id)
+    csrf = admin_world.csrf(f"/admin/apps/{client_id}")
+    for field, change in CREATE_ERRORS:
+        form = {**FORM, "name": "Renamed", **change, "csrf_token": csrf}
+        answer = admin_world.console.post(f"/admin/apps/{client_id}", data=form)
+        assert answer.status_code == 422, (field, answer.text)
+        assert f'id="{field}-error"' in answer.text, field
+    after = clients.get_client(store, client_id)
+    assert (after.name, after.redirect_uris, after.updated_at) == (
+        before.name,
+        before.redirect_uris,
+        before.updated_at,
+    )
+    assert _events(store, client_id) == [("client.created", "cli")]
+
+
+def _rotating_in_the_console_shows_the_new_secret_and_retiring_ends_the_old(
+    admin_world: AdminWorld, store
+) -> None:
+    registered = clients.create_client(store, "CRM", [RP_REDIRECT])
+    client_id, old = registered.client.client_id, registered.client_secret or ""
+    page = f"/admin/apps/{client_id}"
+    rotated = _post(admin_world, f"{page}/rotate", {}, page)
+    assert rotated.status_code == 200
+    new = _secret_on(rotated.text)
+    assert "keeps working until you retire it" in rotated.text
+    client = clients.get_client(store, client_id)
+    assert client.check_client_secret(new) and client.check_client_secret(old)
+    assert "Retire previous secret" in admin_world.console.get(page).text
+    retired = _post(admin_world, f"{page}/retire", {}, page)
+    assert (retired.status_code, retired.headers["location"]) == (303, f"{page}?done=retired")
+    client = clients.get_client(store, client_id)
+    assert client.check_client_secret(new) and not client.check_client_secret(old)
+    assert _events(store, client_id)[1:] == [
+        ("client.secret_rotated", "admin:root"),
+        ("client.previous_secret_retired", "admin:root"),
+    ]
+
+
+def _a_public_app_has_no_secret_to_rotate_or_retire(admin_world: AdminWorld, store) -> None:
+    client_id = clients.create_client(store, "Mobile", [RP_REDIRECT], public=True).client.client_id
+    page = f"/admin/apps/{client_id}"
+    assert "Rotate secret" not in admin_world.console.get(page).text
+    for action in ("rotate", "retire"):
+        assert _post(admin_world, f"{page}/{action}", {}, page).status_code == 409
+    assert clients.get_client(store, client_id).secret_hash is None
+
+
+def _deleting_asks_first(admin_world: AdminWorld, store) -> None:
+    client_id = clients.create_client(store, "CRM", [RP_REDIRECT]).client.client_id
+    page = f"/admin/apps/{client_id}"
+    assert f'href="{page}/delete"' in admin_world.console.get(page).text
+    question = admin_world.console.get(f"{page}/delete")
+    assert question.status_code == 200 and "Delete CRM?" in question.text
+    assert f'action="{page}/delete"' in question.text
+    assert client_id in _apps(store)  # asking deletes nothing
+    answer = _post(admin_world, f"{page}/delete", {}, page)
+    assert (answer.status_code, answer.headers["location"]) == (303, "/admin/apps?done=deleted")
+    assert client_id not in _apps(store)
+    assert "The app is deleted." in admin_world.console.get(answer.headers["location"]).text
+    assert _events(store, client_id)[-1] == ("client.deleted", "admin:root")
+
+
+def _an_unknown_app_is_404_on_every_page_and_form(admin_world: AdminWorld) -> None:
+    csrf = admin_world.csrf("/admin/apps")
+    for method, suffix in [
+        ("GET", ""),
+        ("GET", "/delete"),
+        ("POST", ""),
+        ("POST", "/rotate"),
+        ("POST", "/retire"),
+        ("POST", "/delete"),
+    ]:
+        data = {**FORM, "csrf_token": csrf} if method == "POST" else None
+        answer = admin_world.console.request(method, f"/admin/apps/{UNKNOWN}{suffix}", data=data)
+        assert answer.status_code == 404, (method, suffix)
+        assert "There is no such app." in answer.text
+
+
+def _the_console_speaks_chinese(admin_world: AdminWorld) -> None:
+    page = admin_world.console.get("/admin/apps", headers={"accept-language": "zh-CN"})
+    assert "登记新应用" in page.text and "回调地址" in page.text
+
+
+# Each test below signs in once (admin_world costs more than the checks) and runs several checks.
+
+
+def test_the_apps_page(admin_world: AdminWorld, store) -> None:
+    _forms_refuse_a_post_without_csrf(admin_world, store)
+    _the_list_shows_each_app_and_the_create_form(admin_world, store)
+    _the_console_speaks_chinese(admin_world)
+
+
+def test_registering_apps_in_the_console(admin_world: AdminWorld, store) -> None:
+    _registering_a_confidential_app_shows_its_secret_once(admin_world, store)
+    _registering_a_public_app_shows_no_secret(admin_world, store)
+
+
+def test_editing_an_app_in_the_console(admin_world: AdminWorld, store) -> None:
+    _each_invalid_field_reshows_the_edit_form_and_changes_nothing(admin_world, store)
+    _the_app_page_shows_the_settings_and_saves_changes(admin_world, store)
+
+
+def test_secrets_in_the_console(admin_world: AdminWorld, store) -> None:
+    _rotating_in_the_console_shows_the_new_secret_and_retiring_ends_the_old(admin_world, store)
+    _a_public_app_has_no_secret_to_rotate_or_retire(admin_world, store)
+
+
+def test_deleting_and_unknown_apps_in_the_console(admin_world: AdminWorld, store) -> None:
+    _deleting_asks_first(admin_world, store)
+    _an_unknown_app_is_404_on_every_page_and_form(admin_world)
+
+
+# --- the API --------------------------------------------------------------------------------
+
+
+def _script_id(store: Store) -> str:
+    """The admin client whose token `admin_world.bearer` carries."""
+    return next(c.client_id for c in _apps(store).values() if c.name == "Ops script")
+
+
+@pytest.mark.parametrize("how", ["session", "bearer"])
+def test_the_api_lists_registers_reads_changes_rotates_and_deletes(
+    admin_world: AdminWorld, store, how: str
+) -> None:
+    with admin_console(admin_world.console.app) as signed_out:
+        if how == "session":
+            api, headers, actor = admin_world.console, {}, "admin:root"
+        else:
+            api, headers, actor = signed_out, admin_world.bearer, f"client:{_script_id(store)}"
+        _api_round_trip(api, headers, actor, store)
+
+
+def _api_round_trip(api: TestClient, headers: dict[str, str], actor: str, store: Store) -> None:
+    listed = api.get(API, headers=headers)
+    assert listed.status_code == 200 and listed.headers["cache-control"] == "no-store"
+    assert [a["name"] for a in listed.json()["apps"]] == ["Ops script"]
+    assert listed.json()["apps"][0]["admin"] is True
+    assert "iam:admin" not in listed.json()["apps"][0]["scopes"]
+
+    created = api.post(API, json=APP, headers=headers)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    client_id, secret = body["client_id"], body["client_secret"]
+    assert created.headers["location"] == f"{API}/{client_id}"
+    assert created.headers["cache-control"] == "no-store"
+    assert {key: body[key] for key in APP} == APP
+    assert body["public"] is False and body["has_previous_secret"] is False
+    assert body["secret_rotated_at"] is None and body["created_at"].endswith("Z")
+    assert "secret_hash" not in created.text and secret not in api.get(API, headers=headers).text
+    assert clients.get_client(store, client_id).check_client_secret(secret)
+
+    read = api.get(f"{API}/{client_id}", headers=headers)
+    assert read.status_code == 200 and read.json() == {
+        k: v for k, v in body.items() if k != "client_secret"
+    }
+
+    patched = api.patch(
+        f"{API}/{client_id}",
+        json={"name": "CRM 2", "context_policy": "optional", "refresh_token_ttl": 3600},
+        headers=headers,
+    )
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["name"], patched.json()["context_policy"]) == ("CRM 2", "optional")
+    assert patched.json()["redirect_uris"] == APP["redirect_uris"]  # untouched
+    assert clients.get_client(store, client_id).check_grant_type("refresh_token")
+
+    rotated = api.post(f"{API}/{client_id}/secret", headers=headers)
+    assert rotated.status_code == 200 and rotated.json()["has_previous_secret"] is True
+    assert rotated.json()["client_secret"] not in (None, secret)
+    assert rotated.json()["secret_rotated_at"].endswith("Z")
+    retired = api.delete(f"{API}/{client_id}/previous-secret", headers=headers)
+    assert retired.status_code == 204 and retired.content == b""
+    assert api.get(f"{API}/{client_id}", headers=headers).json()["has_previous_secret"] is False
+
+    deleted = api.delete(f"{API}/{client_id}", headers=headers)
+    assert deleted.status_code == 204
+    assert api.get(f"{API}/{client_id}", headers=headers).status_code == 404
+    assert _events(store, client_id) == [
+        ("client.created", actor),
+        ("client.updated", actor),
+        ("client.secret_rotated", actor),
+        ("client.previous_secret_retired", actor),
+        ("client.deleted", actor),
+    ]
+
+
+def _a_public_app_gets_no_secret_from_the_api(admin_world: AdminWorld) -> None:
+    api = admin_world.console
+    created = api.post(API, json={**APP, "public": True})
+    assert created.status_code == 201
+    assert created.json()["client_secret"] is None and created.json()["public"] is True
+    client_id = created.json()["client_id"]
+    for method, path in [("POST", "secret"), ("DELETE", "previous-secret")]:
+        answer = api.request(method, f"{API}/{client_id}/{path}")
+        assert answer.status_code == 409 and answer.json()["error"] == "conflict"
+    retire = api.post(API, json=APP).json()["client_id"]  # nothing to retire: fine
+    assert api.delete(f"{API}/{retire}/previous-secret").status_code == 204
+
+
+def _the_old_secret_works_at_the_token_endpoint_until_retired(
+    admin_world: AdminWorld,
+) -> None:
+    api = admin_world.console
+    created = api.post(API, json=APP, headers=admin_world.bearer).json()
+    client_id, old = created["client_id"], created["client_secret"]
+    assert _token(api, client_id, old) == 200
+    new = api.post(f"{API}/{client_id}/secret", headers=admin_world.bearer).json()["client_secret"]
+    assert (_token(api, client_id, old), _token(api, client_id, new)) == (200, 200)
+    assert api.delete(f"{API}/{client_id}/previous-secret").status_code == 204
+    refused = api.post("/token", data={"grant_type": "client_credentials"}, auth=(client_id, old))
+    assert (refused.status_code, refused.json()["error"]) == (401, "invalid_client")
+    assert _token(api, client_id, new) == 200
+
+
+OPERATIONS = [
+    ("GET", API),
+    ("POST", API),
+    ("GET", f"{API}/{UNKNOWN}"),
+    ("PATCH", f"{API}/{UNKNOWN}"),
+    ("DELETE", f"{API}/{UNKNOWN}"),
+    ("POST", f"{API}/{UNKNOWN}/secret"),
+    ("DELETE", f"{API}/{UNKNOWN}/previous-secret"),
+]
+
+
+def _every_api_call_needs_a_session_or_an_admin_token(app) -> None:
+    with admin_console(app) as browser:
+        for method, path in OPERATIONS:
+            for headers in ({}, {"authorization": "Bearer not-a-token"}):
+                answer = browser.request(method, path, json=APP, headers=headers)
+                assert answer.status_code == 401, (method, path)
+                assert answer.json()["error"] == "unauthorized"
+                assert answer.headers["www-authenticate"].startswith("Bearer")
+
+
+def _a_non_admin_clients_own_token_is_refused(app, store) -> None:
+    plain = clients.create_client(store, "Plain", [RP_REDIRECT])
+    with admin_console(app) as browser:
+        token = browser.post(
+            "/token",
+            data={"grant_type": "client_credentials"},
+            auth=(plain.client.client_id, plain.client_secret or ""),
+        )
+        assert token.status_code == 200, token.text
+        assert "iam:admin" not in token.json()["scope"]
+        bearer = {"authorization": f"Bearer {token.json()['access_token']}"}
+        for method, path in OPERATIONS:
+            assert browser.request(method, path, json=APP, headers=bearer).status_code == 401
+
+
+def _unknown_apps_are_404_in_json(admin_world: AdminWorld) -> None:
+    api = admin_world.console
+    for method, path in [*OPERATIONS[2:], ("GET", f"{API}/a%2Fb"), ("GET", f"{API}/a/b/c")]:
+        answer = api.request(method, path, json={"name": "x"} if method == "PATCH" else None)
+        assert answer.status_code == 404, (method, path, answer.text)
+        assert answer.json()["error"] == "not_found"
+
+
+def _a_wrong_method_is_405(admin_world: AdminWorld) -> None:
+    api = admin_world.console
+    for method, path in [
+        ("PUT", API),
+        ("PUT", f"{API}/{UNKNOWN}"),
+        ("GET", f"{API}/{UNKNOWN}/secret"),
+        ("PATCH", f"{API}/{UNKNOWN}/previous-secret"),
+    ]:
+        assert api.request(method, path).status_code == 405, (method, path)
+
+
+API_ERRORS: list[tuple[str, dict[str, Any]]] = [
+    ("name", {"name": None}),
+    ("name", {"name": 7}),
+    ("name", {"name": " "}),
+    ("name", {"name": "x" * 201}),
+    ("name", {"name": "CRM\n"}),
+    ("redirect_uris", {"redirect_uris": []}),
+    ("redirect_uris", {"redirect_uris": "https://crm.example.com/cb"}),
+    ("redirect_uris", {"redirect_uris": [7]}),
+    ("redirect_uris", {"redirect_uris": ["https://crm.example.com/cb#x"]}),
+    ("redirect_uris", {"redirect_uris": ["https://*.example.com/cb"]}),
+    ("redirect_uris", {"redirect_uris": ["http://crm.example.com/cb"]}),
+    ("redirect_uris", {"redirect_uris": ["https://user@crm.example.com/cb"]}),
+    ("redirect_uris", {"redirect_uris": ["https://crm.example.com/cb"] * 21}),
+    ("post_logout_redirect_uris", {"post_logout_redirect_uris": ["javascript:alert(1)"]}),
+    ("scopes", {"scopes": "openid"}),
+    ("scopes", {"scopes": ["openid", "iam:admin"]}),
+    ("context_policy", {"context_policy": "always"}),
+    ("context_claim", {"context_claim": "sub"}),
+    ("context_claim", {"context_claim": ""}),
+    ("context_claim", {"context_claim": "has space"}),
+    ("access_token_ttl", {"access_token_ttl": 59}),
+    ("access_token_ttl", {"access_token_ttl": "600"}),
+    ("id_token_ttl", {"id_token_ttl": 86401}),
+    ("id_token_ttl", {"id_token_ttl": 3600.5}),
+    ("refresh_token_ttl", {"refresh_token_ttl": True}),
+    ("refresh_token_ttl", {"refresh_token_ttl": 90 * 86400 + 1}),
+    ("client_id", {"client_id": "chosen"}),
+    ("client_secret", {"client_secret": "mine"}),
+    ("admin", {"admin": True}),
+    ("grant_types", {"grant_types": ["password"]}),
+]
+
+
+def _each_invalid_field_is_422_naming_it_and_changes_nothing(
+    admin_world: AdminWorld, store
+) -> None:
+    api = admin_world.console
+    target = api.post(API, json=APP).json()["client_id"]
+    before = {client_id: client.updated_at for client_id, client in _apps(store).items()}
+    for field, change in API_ERRORS:
+        for method, path, body in [
+            ("POST", API, {**APP, **change}),
+            ("PATCH", f"{API}/{target}", {"access_token_ttl": 120, **change}),
+        ]:
+            answer = api.request(method, path, json=body)
+            assert answer.status_code == 422, (method, field, change, answer.text)
+            assert answer.json()["error"] == "invalid"
+            assert answer.json()["field"] == field, (method, change, answer.json())
+    for field in ("name", "redirect_uris"):
+        missing = api.post(API, json={k: v for k, v in APP.items() if k != field})
+        assert (missing.status_code, missing.json()["field"]) == (422, field)
+    public = api.patch(f"{API}/{target}", json={"public": True})
+    assert (public.status_code, public.json()["field"]) == (422, "public")
+    assert "cannot change after creation" in public.json()["message"]
+    after = {client_id: client.updated_at for client_id, client in _apps(store).items()}
+    assert after == before
+
+
+def _a_body_that_is_not_a_json_object_is_refused(admin_world: AdminWorld) -> None:
+    api = admin_world.console
+    assert api.post(API, data={"name": "CRM"}).status_code == 415
+    not_json = api.post(API, content=b"{", headers={"content-type": "application/json"})
+    assert not_json.status_code == 400
+    assert api.post(API, json=[APP]).status_code == 400
+    assert api.post(API, json={**APP, "name": "x" * 70000}).status_code == 413
+
+
+def test_secrets_through_the_api(admin_world: AdminWorld) -> None:
+    _a_public_app_gets_no_secret_from_the_api(admin_world)
+    _the_old_secret_works_at_the_token_endpoint_until_retired(admin_world)
+
+
+def test_who_may_call_the_api(app, store) -> None:
+    _every_api_call_needs_a_session_or_an_admin_token(app)
+    _a_non_admin_clients_own_token_is_refused(app, store)
+
+
+def test_unknown_apps_and_wrong_methods(admin_world: AdminWorld) -> None:
+    _unknown_apps_are_404_in_json(admin_world)
+    _a_wrong_method_is_405(admin_world)
+
+
+def test_refused_bodies(admin_world: AdminWorld, store) -> None:
+    _each_invalid_field_is_422_naming_it_and_changes_nothing(admin_world, store)
+    _a_body_that_is_not_a_json_object_is_refused(admin_world)
+
+
+# --- the OpenAPI description ----------------------------------------------------------------
+
+
+def _conforms(value: Any, schema: dict[str, Any], document: dict[str, Any], where: str) -> None:
+    """Enough JSON Schema to hold the answers to what the description says of them."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        _conforms(value, document["components"]["schemas"][name], document, where)
+        return
+    kinds = schema.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds] if kinds else []
+    python = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+    if kinds:
+        assert any(
+            (isinstance(value, int) and not isinstance(value, bool))
+            if kind == "integer"
+            else isinstance(value, python[kind])
+            for kind in kinds
+        ), (where, value, kinds)
+    if "enum" in schema:
+        assert value in schema["enum"], (where, value)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        assert set(schema.get("required", [])) <= set(value), (where, sorted(value))
+        if schema.get("additionalProperties") is False:
+            assert set(value) <= set(properties), (where, set(value) - set(properties))
+        for key, item in value.items():
+            if key in properties:
+                _conforms(item, properties[key], document, f"{where}.{key}")
+    if isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            _conforms(item, schema["items"], document, f"{where}[{index}]")
+
+
+def test_every_answer_is_what_the_description_says(admin_world: AdminWorld) -> None:
+    api = admin_world.console
+    document = api.get("/admin/api/openapi.json").json()
+    paths = {path: ops for path, ops in document["paths"].items() if path.startswith("/apps")}
+    assert set(paths) == {
+        "/apps",
+        "/apps/{client_id}",
+        "/apps/{client_id}/secret",
+        "/apps/{client_id}/previous-secret",
+    }
+    for name in ("App", "AppInput", "AppPatch", "AppWithSecret"):
+        assert name in document["components"]["schemas"]
+    for name in ("AppInput", "AppPatch"):
+        assert document["components"]["schemas"][name]["additionalProperties"] is False
+
+    client_id = api.post(API, json=APP).json()["client_id"]
+    public_id = api.post(API, json={**APP, "public": True}).json()["client_id"]
+    calls = [
+        ("/apps", "get", None, None),
+        ("/apps", "post", {"name": "Another", "redirect_uris": [RP_REDIRECT]}, None),
+        ("/apps", "post", {**APP, "context_claim": "sub"}, None),
+        ("/apps", "post", {**APP, "public": "yes"}, None),
+        ("/apps/{client_id}", "get", None, client_id),
+        ("/apps/{client_id}", "get", None, UNKNOWN),
+        ("/apps/{client_id}", "patch", {"scopes": ["openid"]}, client_id),
+        ("/apps/{client_id}", "patch", {"public": True}, client_id),
+        ("/apps/{client_id}", "patch", {"name": "x"}, UNKNOWN),
+        ("/apps/{client_id}/secret", "post", None, client_id),
+        ("/apps/{client_id}/secret", "post", None, UNKNOWN),
+        ("/apps/{client_id}/secret", "post", None, public_id),
+        ("/apps/{client_id}/previous-secret", "delete", None, client_id),
+        ("/apps/{client_id}/previous-secret", "delete", None, UNKNOWN),
+        ("/apps/{client_id}", "delete", None, client_id),
+        ("/apps/{client_id}", "delete", None, client_id),
+    ]
+    for path, method, body, target in calls:
+        url = "/admin/api" + path.replace("{client_id}", target or "")
+        answer = api.request(method.upper(), url, json=body)
+        operation = paths[path][method]
+        documented = operation["responses"].get(str(answer.status_code))
+        assert documented, (method, path, answer.status_code, answer.text)
+        for header in documented.get("headers", {}):
+            assert header.lower() in answer.headers, (method, path, header)
+        if "content" in documented:
+            assert answer.headers["content-type"] == "application/json"
+            schema = documented["content"]["application/json"]["schema"]
+            _conforms(answer.json(), schema, document, f"{method} {path}")
+        else:
+            assert answer.content == b""
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            assert "401" in operation["responses"], (method, path)
+            if "{client_id}" in path:
+                assert "404" in operation["responses"], (method, path)
+            if "requestBody" in operation:
+                assert {"400", "415", "422"} <= set(operation["responses"]), (method, path)

@@ -1,0 +1,713 @@
+"""Admin: WeCom corporations in the console (/admin/corps) and the API (/admin/api/corps), with
+the console session and with an admin client's bearer token. WeCom is the simulator; a WeCom
+that cannot be reached is an httpx.MockTransport."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from conftest import (
+    CORP_A,
+    CORP_B,
+    AdminWorld,
+    admin_console,
+    connect_corp,
+)
+from sqlalchemy import select, text
+from starlette.testclient import TestClient
+
+from iam.admin.openapi import document
+from iam.app import create_app
+from iam.db.models import AuditEvent
+from iam.db.store import Store
+from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
+from iam.secretbox import SecretBox
+from iam.services import corps
+from iam.services.sms import ConsoleSms
+from iam.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("reused_signing_key")
+
+#: For what the handlers decide before the database is asked: SQLite is enough.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+#: One way of calling is enough where the other is covered beside it.
+AS_SCRIPT = pytest.mark.parametrize("caller", ["bearer"], indirect=True)
+AS_ADMIN = pytest.mark.parametrize("caller", ["console"], indirect=True)
+
+SIM_B = next(corp for corp in demo_corps() if corp.corp_id == CORP_B)
+SECRET = "Adm1n-typed_secret-0123456789abcdefghijklmn"
+NEW_SECRET = "n3w-Secret_of-the-app-0123456789abcdefghijk"
+
+
+@pytest.fixture
+def app(wecom_settings: Settings, store: Store, sms: ConsoleSms, simulator: WeComSimulator):
+    """The app reaching WeCom through the simulator (admin_world signs in to this one)."""
+    return create_app(wecom_settings, store=store, sms=sms, wecom_http=TestClient(simulator.app))
+
+
+@dataclass
+class Caller:
+    """One way of calling the admin API, and how the audit trail names it. Every answer is
+    kept, so a test can check that no secret was ever sent back."""
+
+    client: TestClient
+    headers: dict[str, str]
+    actor: str
+    answers: list[httpx.Response]
+
+    def call(self, method: str, path: str, **options: Any) -> httpx.Response:
+        headers = {**self.headers, **options.pop("headers", {})}
+        answer = self.client.request(method, path, headers=headers, **options)
+        self.answers.append(answer)
+        return answer
+
+
+@pytest.fixture(params=["console", "bearer"])
+def caller(request: pytest.FixtureRequest, admin_world: AdminWorld, app) -> Iterator[Caller]:
+    """The signed-in console browser, or a script with only the admin bearer token."""
+    if request.param == "console":
+        yield Caller(admin_world.console, {}, "admin:root", [])
+        return
+    client_id = jwt.decode(admin_world.token, options={"verify_signature": False})["client_id"]
+    with admin_console(app) as script:
+        yield Caller(script, admin_world.bearer, f"client:{client_id}", [])
+
+
+def trail(store: Store, event: str) -> list[AuditEvent]:
+    with store() as db:
+        query = select(AuditEvent).where(AuditEvent.event == event).order_by(AuditEvent.id)
+        return list(db.scalars(query))
+
+
+def stored(store: Store) -> list[dict[str, Any]]:
+    with store.engine.connect() as connection:
+        rows = connection.execute(text("SELECT * FROM wecom_corps ORDER BY corp_id")).all()
+    return [dict(row._mapping) for row in rows]
+
+
+def csrf_of(page: httpx.Response) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, page.text
+    return match.group(1)
+
+
+def input_of(corp_id: str = CORP_B, **changes: Any) -> dict[str, Any]:
+    return {
+        "corp_id": corp_id,
+        "name": "子公司B",
+        "agent_id": SIM_B.agent_id,
+        "secret": SIM_B.secret,
+        **changes,
+    }
+
+
+# --- the API -----------------------------------------------------------------------------------
+
+API_CALLS = [
+    ("GET", "/admin/api/corps", None),
+    ("POST", "/admin/api/corps", input_of()),
+    ("GET", f"/admin/api/corps/{CORP_A}", None),
+    ("PATCH", f"/admin/api/corps/{CORP_A}", {"name": "x"}),
+    ("POST", f"/admin/api/corps/{CORP_A}/test", None),
+]
+
+
+@SQLITE_ONLY
+def test_every_api_call_needs_a_caller(app, store: Store, simulator: WeComSimulator) -> None:
+    connect_corp(store, simulator, CORP_A)
+    before = stored(store)
+    with admin_console(app) as anonymous:
+        for method, path, body in API_CALLS:
+            answer = anonymous.request(method, path, json=body)
+            assert answer.status_code == 401, (method, path)
+            assert answer.json()["error"] == "unauthorized"
+            assert answer.headers["www-authenticate"].startswith("Bearer")
+            forged = anonymous.request(
+                method, path, json=body, headers={"authorization": "Bearer not.a.token"}
+            )
+            assert forged.status_code == 401, (method, path)
+    assert stored(store) == before
+    assert simulator.calls["gettoken"] == 0
+
+
+def test_connect_list_show_and_change_a_corporation(caller: Caller, store: Store) -> None:
+    created = caller.call("POST", "/admin/api/corps", json=input_of(trust_mobile=True))
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == f"/admin/api/corps/{CORP_B}"
+    corp = created.json()
+    assert set(corp) == {"corp_id", "name", "agent_id", "trust_mobile", "enabled", "created_at"}
+    assert (corp["corp_id"], corp["name"], corp["agent_id"]) == (CORP_B, "子公司B", SIM_B.agent_id)
+    assert (corp["trust_mobile"], corp["enabled"]) == (True, True)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", corp["created_at"])
+
+    assert caller.call("GET", "/admin/api/corps").json() == {"corps": [corp]}
+    assert caller.call("GET", f"/admin/api/corps/{CORP_B}").json() == corp
+
+    patch = {
+        "name": "子公司B（华南）",
+        "agent_id": 1000099,
+        "trust_mobile": False,
+        "enabled": False,
+    }
+    changed = caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json=patch)
+    assert changed.status_code == 200, changed.text
+    assert changed.json() == {**corp, **patch}
+    assert caller.call("GET", f"/admin/api/corps/{CORP_B}").json() == {**corp, **patch}
+
+    replaced = caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json={"secret": NEW_SECRET})
+    assert replaced.json() == {**corp, **patch}
+    [row] = stored(store)
+    assert all(SIM_B.secret not in str(v) and NEW_SECRET not in str(v) for v in row.values())
+
+    assert [(e.event, e.actor) for e in trail(store, "corp.added")] == [
+        ("corp.added", caller.actor)
+    ]
+    assert [(e.actor, e.detail["changed"]) for e in trail(store, "corp.updated")] == [
+        (caller.actor, ["agent_id", "enabled", "name", "trust_mobile"]),
+        (caller.actor, ["secret"]),
+    ]
+    for answer in caller.answers:
+        assert SIM_B.secret not in answer.text and NEW_SECRET not in answer.text
+        assert answer.headers["cache-control"] == "no-store"
+
+
+@AS_ADMIN
+def test_a_patch_keeps_what_it_does_not_name(caller: Caller, store: Store, box: SecretBox) -> None:
+    caller.call("POST", "/admin/api/corps", json=input_of())
+    assert caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json={}).status_code == 200
+    answer = caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json={"trust_mobile": True})
+    assert (answer.json()["name"], answer.json()["trust_mobile"]) == ("子公司B", True)
+    [row] = stored(store)
+    assert box.decrypt(row["secret_encrypted"]) == SIM_B.secret
+    assert len(trail(store, "corp.updated")) == 1
+
+
+#: (the body, the field the 422 names)
+BAD_INPUTS: list[tuple[dict[str, Any], str]] = [
+    (input_of(color="blue"), "color"),
+    (input_of(secret_encrypted="x"), "secret_encrypted"),
+    (input_of(enabled=False), "enabled"),
+    (input_of(corp_id=""), "corp_id"),
+    (input_of(corp_id="ww corp"), "corp_id"),
+    (input_of(corp_id="ww/corp"), "corp_id"),
+    (input_of(corp_id="x" * 65), "corp_id"),
+    (input_of(corp_id=12345), "corp_id"),
+    (input_of(name=""), "name"),
+    (input_of(name="   "), "name"),
+    (input_of(name=["子公司B"]), "name"),
+    (input_of(agent_id=0), "agent_id"),
+    (input_of(agent_id=-1000002), "agent_id"),
+    (input_of(agent_id=2**63), "agent_id"),
+    (input_of(agent_id="1000002"), "agent_id"),
+    (input_of(agent_id=1000002.5), "agent_id"),
+    (input_of(agent_id=True), "agent_id"),
+    (input_of(secret=""), "secret"),
+    (input_of(secret=" padded "), "secret"),
+    (input_of(secret=42), "secret"),
+    (input_of(trust_mobile="yes"), "trust_mobile"),
+    (input_of(trust_mobile=None), "trust_mobile"),
+    (input_of(name=None), "name"),
+    ({key: value for key, value in input_of().items() if key != "secret"}, "secret"),
+    ({key: value for key, value in input_of().items() if key != "agent_id"}, "agent_id"),
+]
+
+
+@SQLITE_ONLY
+@AS_SCRIPT
+def test_bad_input_is_refused_naming_the_field(caller: Caller, store: Store) -> None:
+    for body, field in BAD_INPUTS:
+        answer = caller.call("POST", "/admin/api/corps", json=body)
+        assert answer.status_code == 422, (body, answer.text)
+        assert (answer.json()["error"], answer.json()["field"]) == ("invalid", field), body
+    form = caller.call("POST", "/admin/api/corps", data=input_of())
+    assert (form.status_code, form.json()["error"]) == (415, "unsupported_media_type")
+    listed = caller.call("POST", "/admin/api/corps", json=[input_of()])
+    assert (listed.status_code, listed.json()["error"]) == (400, "invalid_json")
+    broken = caller.call(
+        "POST", "/admin/api/corps", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 400
+    assert stored(store) == []
+    assert trail(store, "corp.added") == []
+    for answer in caller.answers:
+        assert SIM_B.secret not in answer.text
+    # JSON Schema counts 1000003.0 as an integer, so it is one
+    answer = caller.call("POST", "/admin/api/corps", json=input_of(agent_id=1000003.0))
+    assert (answer.status_code, answer.json()["agent_id"]) == (201, 1000003)
+
+
+BAD_PATCHES: list[tuple[dict[str, Any], str]] = [
+    ({"corp_id": "wwother"}, "corp_id"),
+    ({"created_at": "2020-01-01T00:00:00Z"}, "created_at"),
+    ({"name": ""}, "name"),
+    ({"name": 3}, "name"),
+    ({"agent_id": 0}, "agent_id"),
+    ({"agent_id": -1}, "agent_id"),
+    ({"agent_id": "7"}, "agent_id"),
+    ({"secret": ""}, "secret"),
+    ({"secret": None}, "secret"),
+    ({"enabled": "false"}, "enabled"),
+    ({"enabled": None}, "enabled"),
+    ({"trust_mobile": 1}, "trust_mobile"),
+    ({"name": "Fine", "agent_id": 0}, "agent_id"),
+]
+
+
+@SQLITE_ONLY
+@AS_ADMIN
+def test_bad_changes_are_refused_and_change_nothing(caller: Caller, store: Store) -> None:
+    caller.call("POST", "/admin/api/corps", json=input_of())
+    before = stored(store)
+    for body, field in BAD_PATCHES:
+        answer = caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json=body)
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.json()["field"] == field, body
+    assert stored(store) == before
+    assert trail(store, "corp.updated") == []
+
+
+@AS_SCRIPT
+def test_unknown_corporations_are_404_and_duplicates_409(caller: Caller, store: Store) -> None:
+    for method, path, body in [
+        ("GET", "/admin/api/corps/wwnosuchcorp", None),
+        ("PATCH", "/admin/api/corps/wwnosuchcorp", {"name": "x"}),
+        ("POST", "/admin/api/corps/wwnosuchcorp/test", None),
+        ("GET", "/admin/api/corps/bad%20id", None),
+    ]:
+        answer = caller.call(method, path, json=body)
+        assert (answer.status_code, answer.json()["error"]) == (404, "not_found"), path
+    assert caller.call("POST", "/admin/api/corps", json=input_of()).status_code == 201
+    again = caller.call("POST", "/admin/api/corps", json=input_of(name="again"))
+    assert (again.status_code, again.json()["error"]) == (409, "conflict")
+    assert [corp["name"] for corp in stored(store)] == ["子公司B"]
+
+
+@SQLITE_ONLY
+@AS_SCRIPT
+def test_odd_paths_get_the_apis_json_404_and_wrong_methods_405(caller: Caller) -> None:
+    for method, path in [
+        ("GET", "/admin/api/corps/x%2Fy"),
+        ("PATCH", "/admin/api/corps/x%2Fy"),
+        ("POST", "/admin/api/corps/x%2Fy/test"),
+        ("GET", f"/admin/api/corps/{CORP_A}/members"),
+    ]:
+        answer = caller.call(method, path, json={"name": "x"})
+        assert (answer.status_code, answer.json()["error"]) == (404, "not_found"), path
+    for method, path, allowed in [
+        ("DELETE", "/admin/api/corps", {"GET", "HEAD", "POST"}),
+        ("PUT", f"/admin/api/corps/{CORP_A}", {"GET", "HEAD", "PATCH"}),
+        ("GET", f"/admin/api/corps/{CORP_A}/test", {"POST"}),
+    ]:
+        answer = caller.call(method, path)
+        assert answer.status_code == 405, (method, path)
+        assert set(answer.headers["allow"].replace(" ", "").split(",")) == allowed, path
+
+
+# --- the connection test, through the API --------------------------------------------------------
+
+
+def test_connection_ok_is_a_live_gettoken(
+    caller: Caller, store: Store, simulator: WeComSimulator
+) -> None:
+    caller.call("POST", "/admin/api/corps", json=input_of())
+    for expected_calls in (1, 2):
+        answer = caller.call("POST", f"/admin/api/corps/{CORP_B}/test")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"ok": True, "errcode": 0, "errmsg": "ok", "reason": None}
+        assert simulator.calls["gettoken"] == expected_calls  # never from the cache
+    schema = document("https://testserver")["components"]["schemas"]["ConnectionTest"]
+    assert set(answer.json()) == set(schema["properties"]) == set(schema["required"])
+    events = trail(store, "corp.tested")
+    assert [(e.outcome, e.actor) for e in events] == [("success", caller.actor)] * 2
+
+
+@AS_SCRIPT
+def test_connection_failures_say_what_wecom_answered(
+    caller: Caller, store: Store, simulator: WeComSimulator
+) -> None:
+    caller.call("POST", "/admin/api/corps", json=input_of(secret=SECRET))
+    answer = caller.call("POST", f"/admin/api/corps/{CORP_B}/test")
+    assert answer.json() == {
+        "ok": False,
+        "errcode": 40001,
+        "errmsg": "invalid credential",
+        "reason": "wecom.misconfigured",
+    }
+    caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json={"secret": SIM_B.secret})
+    assert caller.call("POST", f"/admin/api/corps/{CORP_B}/test").json()["ok"] is True
+
+    simulator.fail_next("gettoken", 45009, "api freq out of limit")
+    answer = caller.call("POST", f"/admin/api/corps/{CORP_B}/test")
+    assert answer.json() == {
+        "ok": False,
+        "errcode": 45009,
+        "errmsg": "api freq out of limit",
+        "reason": "wecom.busy",
+    }
+
+    simulator.fail_http("gettoken", 502)
+    answer = caller.call("POST", f"/admin/api/corps/{CORP_B}/test")
+    assert answer.json() == {
+        "ok": False,
+        "errcode": None,
+        "errmsg": None,
+        "reason": "wecom.unavailable",
+    }
+    events = trail(store, "corp.tested")
+    assert [(e.outcome, e.actor) for e in events] == [
+        ("failure", caller.actor),
+        ("success", caller.actor),
+        ("failure", caller.actor),
+        ("failure", caller.actor),
+    ]
+    assert [e.detail["errcode"] for e in events] == [40001, 0, 45009, None]
+    assert all(SECRET not in a.text and SIM_B.secret not in a.text for a in caller.answers)
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (httpx.ConnectTimeout("timed out"), "wecom.timeout"),
+        (httpx.ConnectError("[Errno 111] Connection refused"), "wecom.unavailable"),
+    ],
+)
+def test_connection_to_a_wecom_that_cannot_be_reached(
+    admin_world: AdminWorld,
+    wecom_settings: Settings,
+    store: Store,
+    sms: ConsoleSms,
+    simulator: WeComSimulator,
+    failure: httpx.HTTPError,
+    reason: str,
+) -> None:
+    connect_corp(store, simulator, CORP_A)
+
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise failure
+
+    with httpx.Client(transport=httpx.MockTransport(unreachable)) as http:
+        offline = create_app(wecom_settings, store=store, sms=sms, wecom_http=http)
+        with admin_console(offline) as script:
+            answer = script.post(f"/admin/api/corps/{CORP_A}/test", headers=admin_world.bearer)
+            assert answer.json() == {"ok": False, "errcode": None, "errmsg": None, "reason": reason}
+            page = script.get(f"/admin/corps/{CORP_A}")  # the bearer token opens no page
+            assert (page.status_code, page.headers["location"]) == (303, "/admin/login")
+    [event] = trail(store, "corp.tested")
+    assert (event.outcome, event.detail["reason"]) == ("failure", reason)
+
+
+# --- the console -------------------------------------------------------------------------------
+
+CONSOLE_PAGES = ["/admin/corps", f"/admin/corps/{CORP_A}"]
+CONSOLE_FORMS = [
+    "/admin/corps",
+    f"/admin/corps/{CORP_A}",
+    f"/admin/corps/{CORP_A}/enable",
+    f"/admin/corps/{CORP_A}/disable",
+    f"/admin/corps/{CORP_A}/test",
+]
+
+
+@SQLITE_ONLY
+def test_console_pages_and_forms_need_a_signed_in_admin_and_csrf(
+    app, admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_A)
+    before = stored(store)
+    form = {"corp_id": CORP_B, "name": "x", "agent_id": "5", "secret": "abc", "enabled": "yes"}
+    with admin_console(app) as stranger:
+        for path in CONSOLE_PAGES:
+            for headers in ({}, admin_world.bearer):
+                answer = stranger.get(path, headers=headers)
+                assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")
+        for path in CONSOLE_FORMS:
+            answer = stranger.post(path, data=form, headers=admin_world.bearer)
+            assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")
+    for path in CONSOLE_FORMS:
+        for token in (None, "0" * 64):
+            data = form if token is None else {**form, "csrf_token": token}
+            answer = admin_world.console.post(path, data=data)
+            assert answer.status_code == 403, path
+    assert stored(store) == before
+    assert simulator.calls["gettoken"] == 0
+
+
+@SQLITE_ONLY
+def test_the_list_shows_every_corporation(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator, box: SecretBox
+) -> None:
+    empty = admin_world.console.get("/admin/corps")
+    assert empty.status_code == 200
+    assert "No corporation is connected yet." in empty.text
+    connect_corp(store, simulator, CORP_A, trust_mobile=True)
+    connect_corp(store, simulator, CORP_B)
+    corps.update_corp(store, box, CORP_B, actor="admin:root", enabled=False)
+    page = admin_world.console.get("/admin/corps")
+    rows = re.findall(r"<tr>\s*(.*?)\s*</tr>", page.text, re.S)
+    cells = [re.findall(r"<td>(.*?)</td>", row, re.S) for row in rows[1:]]
+    assert cells == [
+        [f'<a href="/admin/corps/{CORP_A}">{CORP_A}</a>', "子公司A", "1000002", "Yes", "Enabled"],
+        [f'<a href="/admin/corps/{CORP_B}">{CORP_B}</a>', "子公司B", "1000003", "No", "Disabled"],
+    ]
+    assert 'type="password" id="secret" name="secret"' in page.text
+    chinese = admin_world.console.get("/admin/corps?lang=zh-CN")
+    assert "接入企业" in chinese.text and "已停用" in chinese.text
+
+
+def test_connecting_through_the_console(admin_world: AdminWorld, store: Store) -> None:
+    console = admin_world.console
+    form = {
+        "csrf_token": admin_world.csrf("/admin/corps"),
+        "corp_id": f" {CORP_B} ",
+        "name": "子公司B",
+        "agent_id": str(SIM_B.agent_id),
+        "secret": SIM_B.secret,
+        "trust_mobile": "yes",
+    }
+    answer = console.post("/admin/corps", data=form)
+    assert (answer.status_code, answer.headers["location"]) == (
+        303,
+        f"/admin/corps/{CORP_B}?done=added",
+    )
+    page = console.get(answer.headers["location"])
+    assert "The corporation is connected." in page.text
+    assert "Set (never shown)" in page.text
+    assert SIM_B.secret not in page.text
+    [row] = stored(store)
+    assert (row["corp_id"], row["agent_id"], bool(row["trust_mobile"])) == (CORP_B, 1000003, True)
+    assert all(SIM_B.secret not in str(value) for value in row.values())
+    [event] = trail(store, "corp.added")
+    assert event.actor == "admin:root"
+
+    again = console.post("/admin/corps", data={**form, "corp_id": CORP_B, "name": "again"})
+    assert again.status_code == 409
+    assert "This corporation is already connected." in again.text
+    assert 'value="again"' in again.text and SIM_B.secret not in again.text
+    assert stored(store) == [row]
+
+
+#: (what the admin typed instead of good values, the field marked, its message)
+BAD_FORMS = [
+    ({"corp_id": "ww corp"}, "corp_id", "Not a WeCom corp ID"),
+    ({"name": "  "}, "name", "Give a name of 1 to 200 characters."),
+    ({"agent_id": "abc"}, "agent_id", "The agent ID is the app&#39;s positive number."),
+    ({"agent_id": "0"}, "agent_id", "The agent ID is the app&#39;s positive number."),
+    ({"agent_id": "9" * 40}, "agent_id", "The agent ID is the app&#39;s positive number."),
+    ({"secret": ""}, "secret", "Paste the app secret exactly as WeCom shows it"),
+    ({"secret": "with space"}, "secret", "Paste the app secret exactly as WeCom shows it"),
+]
+
+
+@SQLITE_ONLY
+def test_console_validation_errors_reshow_the_form_and_change_nothing(
+    admin_world: AdminWorld, store: Store
+) -> None:
+    console = admin_world.console
+    csrf = admin_world.csrf("/admin/corps")
+    good = {"corp_id": CORP_B, "name": "子公司<B>", "agent_id": "1000003", "trust_mobile": "yes"}
+    for typed, field, message in BAD_FORMS:
+        secret = typed.get("secret", f"{SECRET}")
+        answer = console.post(
+            "/admin/corps", data={"csrf_token": csrf, **good, **typed, "secret": secret}
+        )
+        assert answer.status_code == 422, typed
+        assert message in answer.text, typed
+        assert f'id="{field}-error"' in answer.text and 'aria-invalid="true"' in answer.text
+        assert "Nothing was saved." in answer.text
+        kept = typed.get("name", "子公司&lt;B&gt;")
+        assert f'value="{kept}"' in answer.text or field == "name"
+        assert 'name="trust_mobile" value="yes" aria-describedby="trust_mobile-hint" checked' in (
+            answer.text
+        )
+        assert SECRET not in answer.text  # a refused form never shows the secret back
+    assert stored(store) == []
+    assert trail(store, "corp.added") == []
+
+
+def test_editing_through_the_console(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator, box: SecretBox
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    console = admin_world.console
+    path = f"/admin/corps/{CORP_B}"
+    page = console.get(path)
+    assert 'value="子公司B"' in page.text and 'value="1000003"' in page.text
+    assert SIM_B.secret not in page.text
+    form = {"csrf_token": csrf_of(page), "name": "子公司B（华南）", "agent_id": "1000004"}
+    form |= {"secret": "", "trust_mobile": "yes", "enabled": "yes"}
+    answer = console.post(path, data=form)
+    assert (answer.status_code, answer.headers["location"]) == (303, f"{path}?done=saved")
+    assert "Saved." in console.get(answer.headers["location"]).text
+    corp = corps.get_corp(store, CORP_B)
+    assert (corp.name, corp.agent_id, corp.trust_mobile, corp.enabled) == (
+        "子公司B（华南）",
+        1000004,
+        True,
+        True,
+    )
+    [row] = stored(store)
+    assert box.decrypt(row["secret_encrypted"]) == SIM_B.secret  # empty: kept
+
+    console.post(path, data={**form, "secret": NEW_SECRET})
+    [row] = stored(store)
+    assert box.decrypt(row["secret_encrypted"]) == NEW_SECRET
+    assert NEW_SECRET not in console.get(path).text
+
+    unticked = {key: value for key, value in form.items() if key not in ("enabled",)}
+    console.post(path, data=unticked)
+    assert corps.get_corp(store, CORP_B).enabled is False
+    events = trail(store, "corp.updated")
+    assert [(e.actor, e.detail["changed"]) for e in events] == [
+        ("admin:root", ["agent_id", "name", "trust_mobile"]),
+        ("admin:root", ["secret"]),
+        ("admin:root", ["enabled"]),
+    ]
+
+
+@SQLITE_ONLY
+def test_console_edit_errors_reshow_the_form_and_change_nothing(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    before = stored(store)
+    path = f"/admin/corps/{CORP_B}"
+    csrf = admin_world.csrf(path)
+    good = {"name": "Renamed", "agent_id": "1000004", "enabled": "yes"}
+    for typed, field, message in BAD_FORMS[1:]:
+        if typed.get("secret") == "":
+            continue  # an empty secret means: keep it
+        answer = admin_world.console.post(path, data={"csrf_token": csrf, **good, **typed})
+        assert answer.status_code == 422, typed
+        assert message in answer.text and f'id="{field}-error"' in answer.text, typed
+        assert "with space" not in answer.text
+    assert stored(store) == before
+    assert trail(store, "corp.updated") == []
+
+
+def test_disable_and_enable_buttons(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_A)
+    console = admin_world.console
+    path = f"/admin/corps/{CORP_A}"
+    page = console.get(path)
+    assert f'action="{path}/disable"' in page.text and f'action="{path}/enable"' not in page.text
+    answer = console.post(f"{path}/disable", data={"csrf_token": csrf_of(page)})
+    assert (answer.status_code, answer.headers["location"]) == (303, f"{path}?done=disabled")
+    page = console.get(answer.headers["location"])
+    assert "Disabled: nobody can sign in through this corporation." in page.text
+    assert f'action="{path}/enable"' in page.text
+    assert corps.list_corps(store, enabled_only=True) == []
+    assert console.get(f"/login/wecom/{CORP_A}").status_code == 404  # no sign-in through it
+
+    answer = console.post(f"{path}/enable", data={"csrf_token": csrf_of(page)})
+    assert answer.headers["location"] == f"{path}?done=enabled"
+    assert [c.corp_id for c in corps.list_corps(store, enabled_only=True)] == [CORP_A]
+    events = trail(store, "corp.updated")
+    assert [(e.actor, e.detail["enabled"]) for e in events] == [
+        ("admin:root", False),
+        ("admin:root", True),
+    ]
+
+
+@SQLITE_ONLY
+def test_unknown_corporations_are_404_pages(admin_world: AdminWorld, store: Store) -> None:
+    console = admin_world.console
+    csrf = admin_world.csrf("/admin/corps")
+    assert console.get("/admin/corps/wwnosuchcorp").status_code == 404
+    for suffix in ("", "/enable", "/disable", "/test"):
+        data = {"csrf_token": csrf, "name": "x", "agent_id": "1"}
+        answer = console.post(f"/admin/corps/wwnosuchcorp{suffix}", data=data)
+        assert answer.status_code == 404, suffix
+        assert "There is no such corporation." in answer.text
+    assert stored(store) == []
+
+
+@SQLITE_ONLY
+def test_console_connection_test_says_what_wecom_answered(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator, box: SecretBox
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    console = admin_world.console
+    path = f"/admin/corps/{CORP_B}"
+    csrf = admin_world.csrf(path)
+
+    ok = console.post(f"{path}/test", data={"csrf_token": csrf})
+    assert ok.status_code == 200
+    assert "WeCom answered errcode 0 (ok): the corp ID and secret work." in ok.text
+
+    corps.update_corp(store, box, CORP_B, actor="admin:root", secret=SECRET)
+    wrong = console.post(f"{path}/test", data={"csrf_token": csrf})
+    assert "WeCom refused: errcode 40001, errmsg “invalid credential”." in wrong.text
+    assert "wecom.misconfigured" in wrong.text and "Check the corp ID and the app secret" in (
+        wrong.text
+    )
+
+    corps.update_corp(store, box, CORP_B, actor="admin:root", secret=SIM_B.secret)
+    simulator.fail_next("gettoken", 45009, "api freq out of limit <b>")
+    busy = console.post(f"{path}/test?lang=zh-CN", data={"csrf_token": csrf})
+    assert "企业微信拒绝：errcode 45009，errmsg “api freq out of limit &lt;b&gt;”" in busy.text
+    assert "企业微信正在限制调用频率" in busy.text
+
+    simulator.fail_http("gettoken", 502)
+    broken = console.post(f"{path}/test?lang=en", data={"csrf_token": csrf})
+    assert "WeCom could not be asked" in broken.text
+    assert "WeCom gettoken answered HTTP 502" in broken.text
+    for answer in (ok, wrong, busy, broken):
+        assert SECRET not in answer.text and SIM_B.secret not in answer.text
+    assert [(e.outcome, e.actor) for e in trail(store, "corp.tested")] == [
+        ("success", "admin:root"),
+        ("failure", "admin:root"),
+        ("failure", "admin:root"),
+        ("failure", "admin:root"),
+    ]
+
+
+# --- the description -----------------------------------------------------------------------------
+
+
+def test_the_openapi_document_describes_every_corp_operation() -> None:
+    doc = document("https://testserver")
+    schemas = doc["components"]["schemas"]
+    operations = {
+        (method.upper(), path)
+        for path, item in doc["paths"].items()
+        if path.startswith("/corps")
+        for method in item
+        if method != "parameters"
+    }
+    assert operations == {
+        ("GET", "/corps"),
+        ("POST", "/corps"),
+        ("GET", "/corps/{corp_id}"),
+        ("PATCH", "/corps/{corp_id}"),
+        ("POST", "/corps/{corp_id}/test"),
+    }
+    for method, path in operations:
+        operation = doc["paths"][path][method.lower()]
+        assert operation["responses"]["401"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }
+        body = operation.get("requestBody")
+        if body:
+            ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+            assert schemas[ref]["additionalProperties"] is False
+            assert "422" in operation["responses"] and "400" in operation["responses"]
+    for name in ("Corp", "CorpInput", "CorpPatch", "ConnectionTest"):
+        assert schemas[name]["additionalProperties"] is False
+    assert "secret" not in schemas["Corp"]["properties"]
+    assert set(schemas["CorpInput"]["required"]) == {"corp_id", "name", "agent_id", "secret"}
+    assert set(schemas["CorpPatch"]["properties"]) == {
+        "name",
+        "agent_id",
+        "secret",
+        "trust_mobile",
+        "enabled",
+    }

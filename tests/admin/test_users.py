@@ -1,0 +1,413 @@
+"""Admin: users. The search page and `GET /admin/api/users`, a person's page and
+`GET|PATCH /admin/api/users/{id}`, removing a link, ending sessions; with the console session
+and with an admin bearer token."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import pytest
+from conftest import CORP_A, CORP_B, PHONE, Clock, Front, World, admin_console
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from admin.test_audit import Caller, callers, conforms
+from iam.db.models import AuditEvent, IdentityLink, SsoSession, User
+from iam.db.store import Store
+from iam.services import otp, users
+
+pytestmark = pytest.mark.usefixtures("reused_signing_key")
+
+META_A = {
+    "corpid": CORP_A,
+    "corp_name": "Subsidiary A",
+    "userid": "ZhangSan_A",
+    "department": ["Sales", "East region"],
+    "position": "Sales manager",
+}
+META_B = {
+    "corpid": CORP_B,
+    "corp_name": "Subsidiary B",
+    "userid": "zs_b",
+    "department": ["After-sales"],
+    "position": "After-sales consultant",
+}
+NOBODY = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.fixture
+def linked(world: World, store: Store) -> tuple[IdentityLink, IdentityLink]:
+    """The world's person, linked in both subsidiaries."""
+    return (
+        users.link_wecom(store, world.user.id, CORP_A, "ZhangSan_A", META_A),
+        users.link_wecom(store, world.user.id, CORP_B, "zs_b", META_B),
+    )
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The OTP service's clock: a new code may be asked for once a minute."""
+    return Clock().install(monkeypatch, otp)
+
+
+def _sessions(store: Store, user_id: str) -> list[SsoSession]:
+    with store() as db:
+        return list(db.scalars(select(SsoSession).where(SsoSession.user_id == user_id)))
+
+
+def _status(store: Store, user_id: str) -> str:
+    with store() as db:
+        user = db.get(User, user_id)
+        assert user is not None
+        return user.status
+
+
+def _audit(store: Store, event: str) -> list[tuple[str | None, str | None, dict[str, Any]]]:
+    with store() as db:
+        rows = db.scalars(select(AuditEvent).where(AuditEvent.event == event)).all()
+        return [(row.user_id, row.actor, dict(row.detail)) for row in rows]
+
+
+def _refresh(front: Front, world: World, refresh_token: str):
+    return front.client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        auth=(world.rp.client.client_id, world.rp.client_secret or ""),
+    )
+
+
+def _csrf(console: TestClient, path: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', console.get(path).text)
+    assert match, path
+    return match.group(1)
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+
+def _found(caller: Caller, **params: Any) -> list[str]:
+    answer = caller.get("/users", **params)
+    assert answer.status_code == 200, answer.text
+    conforms(caller.client, answer, "GET", "/users")
+    return [user["name"] for user in answer.json()["users"]]
+
+
+def test_the_api_finds_people_by_each_key(admin_world, app, store, world, linked) -> None:
+    percent = users.create_user(store, "100% Wang", "+8613700137000", "wang@example.net")
+    zhang = world.user.name
+    with callers(admin_world, app) as both:
+        for caller in both:
+            assert _found(caller, q="zhang san") == [zhang]
+            assert _found(caller, q="13800138000") == [zhang]  # as typed, stored +86...
+            assert _found(caller, q=PHONE) == [zhang]
+            assert _found(caller, q="ZhangSan@Example.COM") == [zhang]
+            assert _found(caller, q="ZHANGSAN_a") == [zhang]  # a WeCom userid, any case
+            assert _found(caller, q=f"{CORP_B}/ZS_B") == [zhang]
+            assert _found(caller, q="%") == [percent.name]  # literally, no wildcard
+            assert _found(caller, q="nobody") == []
+            everyone = caller.get("/users", limit=1).json()
+            assert [u["link_count"] for u in everyone["users"]] == [2]
+            assert everyone["next_offset"] == 1
+            rest = caller.get("/users", limit=1, offset=1).json()
+            assert (len(rest["users"]), rest["next_offset"]) == (1, None)
+
+
+BAD_LISTS = [
+    ({"limit": "0"}, "limit"),
+    ({"limit": "201"}, "limit"),
+    ({"limit": "many"}, "limit"),
+    ({"offset": "-1"}, "offset"),
+    ({"offset": "100001"}, "offset"),
+    ({"q": "x" * 201}, "q"),
+    ({"query": "zhang"}, "query"),
+]
+BAD_PATCHES = [
+    ({"status": "deleted"}, "status"),
+    ({"status": True}, "status"),
+    ({}, "status"),
+    ({"status": "active", "name": "x"}, "name"),
+]
+
+
+def test_the_api_refuses_bad_values_and_unknown_ids(admin_world, app, world, linked) -> None:
+    user_id = world.user.id
+    with callers(admin_world, app) as both:
+        for caller in both:
+            for params, field in BAD_LISTS:
+                answer = caller.get("/users", **params)
+                assert (answer.status_code, answer.json().get("field")) == (422, field), params
+                conforms(caller.client, answer, "GET", "/users")
+            for body, field in BAD_PATCHES:
+                answer = caller.call("PATCH", f"/users/{user_id}", json=body)
+                assert (answer.status_code, answer.json().get("field")) == (422, field), body
+                conforms(caller.client, answer, "PATCH", "/users/{user_id}")
+            as_form = caller.call("PATCH", f"/users/{user_id}", data={"status": "active"})
+            assert as_form.status_code == 415
+            broken = caller.call(
+                "PATCH",
+                f"/users/{user_id}",
+                content=b"{status",
+                headers={"content-type": "application/json"},
+            )
+            assert broken.status_code == 400
+            for method, path, template in [
+                ("GET", f"/users/{NOBODY}", "/users/{user_id}"),
+                ("PATCH", f"/users/{NOBODY}", "/users/{user_id}"),
+                ("DELETE", f"/users/{NOBODY}/sessions", "/users/{user_id}/sessions"),
+                (
+                    "DELETE",
+                    f"/users/{NOBODY}/links/{linked[0].id}",
+                    "/users/{user_id}/links/{link_id}",
+                ),
+                ("DELETE", f"/users/{user_id}/links/{NOBODY}", "/users/{user_id}/links/{link_id}"),
+            ]:
+                options = {"json": {"status": "disabled"}} if method == "PATCH" else {}
+                answer = caller.call(method, path, **options)
+                assert answer.status_code == 404, (method, path, answer.text)
+                conforms(caller.client, answer, method, template)
+            # an id with a slash names nobody (the JSON 404); a wrong method is a 405
+            for method, path in [
+                ("GET", f"/users/{user_id}%2Fx"),
+                ("PATCH", "/users/a%2Fb"),
+                ("DELETE", f"/users/{user_id}/links/a%2Fb"),
+            ]:
+                answer = caller.call(method, path, json={"status": "active"})
+                assert (answer.status_code, answer.json()["error"]) == (404, "not_found"), path
+            for path in [f"/users/{user_id}/sessions", f"/users/{user_id}/links/{NOBODY}"]:
+                answer = caller.call("GET", path)
+                assert (answer.status_code, answer.headers["allow"]) == (405, "DELETE"), path
+    assert _status(app.state.store, user_id) == "active"  # nothing was changed
+
+
+def test_disabling_signs_out_kills_refresh_and_refuses_login(
+    admin_world, app, front: Front, world: World, store: Store, clock: Clock
+) -> None:
+    with callers(admin_world, app) as both:
+        for caller in both:
+            tokens = front.tokens(world)  # signs in: a session, a refresh token
+            assert _sessions(store, world.user.id)
+            clock.advance(seconds=61)
+            assert front.send_code().status_code == 200  # asked for while still active
+            code = front.last_code()
+
+            answer = caller.call("PATCH", f"/users/{world.user.id}", json={"status": "disabled"})
+
+            assert answer.status_code == 200, answer.text
+            conforms(caller.client, answer, "PATCH", "/users/{user_id}")
+            assert (answer.json()["status"], answer.json()["sessions"]) == ("disabled", [])
+            assert _sessions(store, world.user.id) == []
+            refreshed = _refresh(front, world, tokens["refresh_token"])
+            assert (refreshed.status_code, refreshed.json()["error"]) == (400, "invalid_grant")
+            refused = front.client.post(
+                "/login", data={"csrf_token": front.csrf(), "phone": PHONE, "code": code}
+            )
+            assert refused.status_code != 303
+            assert "iam_session=" not in refused.headers.get("set-cookie", "")
+            assert _sessions(store, world.user.id) == []
+
+            again = caller.call("PATCH", f"/users/{world.user.id}", json={"status": "active"})
+            assert (again.status_code, again.json()["status"]) == (200, "active")
+            clock.advance(seconds=61)
+    assert [actor for _, actor, _ in _audit(store, "user.disabled")] == [c.actor for c in both]
+    assert [actor for _, actor, _ in _audit(store, "user.enabled")] == [c.actor for c in both]
+
+
+def test_the_api_shows_a_person_removes_a_link_and_ends_sessions(
+    admin_world, app, front: Front, world, linked, store: Store, clock: Clock
+) -> None:
+    with callers(admin_world, app) as both:
+        for caller, link in zip(both, linked, strict=True):
+            assert front.login().status_code == 303
+            front.client.cookies.clear()  # a second browser: two sessions
+            clock.advance(seconds=61)
+            assert front.login().status_code == 303
+
+            answer = caller.get(f"/users/{world.user.id}")
+            assert answer.status_code == 200, answer.text
+            conforms(caller.client, answer, "GET", "/users/{user_id}")
+            body = answer.json()
+            assert (body["id"], body["phone"], body["status"]) == (world.user.id, PHONE, "active")
+            assert body["links"][0]["id"] == link.id
+            assert body["links"][0]["metadata"] == (META_A if link is linked[0] else META_B)
+            assert [(s["amr"], s["context"], s["ip"]) for s in body["sessions"]] == [
+                (["sms"], None, "testclient")
+            ] * 2
+
+            path = f"/users/{world.user.id}/links/{link.id}"
+            answer = caller.call("DELETE", path)
+            assert (answer.status_code, answer.content) == (204, b"")
+            conforms(caller.client, answer, "DELETE", "/users/{user_id}/links/{link_id}")
+            assert caller.call("DELETE", path).status_code == 404
+
+            answer = caller.call("DELETE", f"/users/{world.user.id}/sessions")
+            assert (answer.status_code, answer.json()) == (200, {"ended": 2})
+            conforms(caller.client, answer, "DELETE", "/users/{user_id}/sessions")
+            assert _sessions(store, world.user.id) == []
+            front.client.cookies.clear()
+            clock.advance(seconds=61)
+    assert users.user_detail(store, world.user.id).links == ()
+    assert [actor for _, actor, _ in _audit(store, "link.removed")] == [c.actor for c in both]
+    ended = _audit(store, "user.sessions_ended")
+    assert [(actor, detail) for _, actor, detail in ended] == [
+        (c.actor, {"count": 2}) for c in both
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/users"),
+        ("GET", f"/users/{NOBODY}"),
+        ("PATCH", f"/users/{NOBODY}"),
+        ("DELETE", f"/users/{NOBODY}/links/{NOBODY}"),
+        ("DELETE", f"/users/{NOBODY}/sessions"),
+    ],
+)
+def test_the_api_needs_a_caller(app, method: str, path: str) -> None:
+    with admin_console(app) as anonymous:
+        answer = anonymous.request(method, f"/admin/api{path}", json={"status": "disabled"})
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "unauthorized"
+
+
+def test_the_api_is_described(app) -> None:
+    with admin_console(app) as local:
+        document = local.get("/admin/api/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert {"User", "UserDetail", "UserPage", "Link", "Session", "UserPatch"} <= set(schemas)
+    assert schemas["UserPatch"]["additionalProperties"] is False
+    operations = [
+        (path, method, operation)
+        for path, item in document["paths"].items()
+        if path.startswith("/users")
+        for method, operation in item.items()
+        if method != "parameters"
+    ]
+    assert len(operations) == 5
+    error = {"$ref": "#/components/schemas/Error"}
+    for path, method, operation in operations:
+        responses = operation["responses"]
+        assert responses["401"]["content"]["application/json"]["schema"] == error, path
+        if "{user_id}" in path:
+            assert responses["404"]["content"]["application/json"]["schema"] == error, path
+        if method in ("get", "patch") and path == "/users" or method == "patch":
+            assert responses["422"]["content"]["application/json"]["schema"] == error, path
+        for parameter in operation.get("parameters", []) + document["paths"][path].get(
+            "parameters", []
+        ):
+            assert "schema" in parameter, (path, parameter)
+
+
+# --- the console -----------------------------------------------------------------------------
+
+
+def test_the_console_searches(admin_world, app, store: Store, world: World, linked) -> None:
+    users.create_user(store, "100% Wang", "+8613700137000")
+    console = admin_world.console
+    page = console.get("/admin/users", params={"q": "zhangsan_a"})
+    assert page.status_code == 200
+    assert f'href="/admin/users/{world.user.id}"' in page.text
+    row = re.search(r"<tbody>(.*?)</tbody>", page.text, re.S)
+    assert row
+    cells = [html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", row.group(1), re.S)]
+    assert cells[1:] == [PHONE, "zhangsan@example.com", "Active", "2"]
+    assert 'value="zhangsan_a"' in page.text
+    assert "100% Wang" in console.get("/admin/users", params={"q": "%"}).text
+    assert "Zhang" not in console.get("/admin/users", params={"q": "%"}).text
+    assert "No user matches." in console.get("/admin/users", params={"q": "nobody"}).text
+    everyone = console.get("/admin/users")
+    assert "Zhang San" in everyone.text and "100% Wang" in everyone.text
+    too_long = console.get("/admin/users", params={"q": "x" * 201})
+    assert too_long.status_code == 400
+    chinese = console.get("/admin/users", params={"lang": "zh-CN"})
+    assert "绑定身份数" in chinese.text
+    with admin_console(app) as bare:  # the bearer token is for the API, not the pages
+        answer = bare.get("/admin/users", headers=admin_world.bearer)
+    assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")
+
+
+def test_the_console_shows_a_person_ends_sessions_disables_and_enables(
+    admin_world, front: Front, world: World, linked, store: Store, clock: Clock
+) -> None:
+    console, path = admin_world.console, f"/admin/users/{world.user.id}"
+    assert front.login().status_code == 303
+    page = console.get(path)
+    assert page.status_code == 200
+    text = html.unescape(page.text)
+    for shown in [
+        "Subsidiary A",
+        f"{CORP_A}/ZhangSan_A",
+        "Sales, East region",
+        "Sales manager",
+        "After-sales consultant",
+        "testclient",  # the session's IP
+        "End all sessions",
+        "Disable",
+    ]:
+        assert shown in text, shown
+    csrf = _csrf(console, path)
+
+    assert console.post(f"{path}/sessions/end", data={}).status_code == 403
+    assert len(_sessions(store, world.user.id)) == 1
+    ended = console.post(f"{path}/sessions/end", data={"csrf_token": csrf})
+    assert (ended.status_code, ended.headers["location"]) == (303, f"{path}?done=ended&n=1")
+    page = console.get(ended.headers["location"]).text
+    assert "Sessions ended: 1." in page and "No live session." in page
+    assert _sessions(store, world.user.id) == []
+
+    clock.advance(seconds=61)
+    assert front.login().status_code == 303
+    assert console.post(f"{path}/status", data={"status": "disabled"}).status_code == 403
+    assert _status(store, world.user.id) == "active"
+    bad = console.post(f"{path}/status", data={"csrf_token": csrf, "status": "gone"})
+    assert bad.status_code == 400
+    done = console.post(f"{path}/status", data={"csrf_token": csrf, "status": "disabled"})
+    assert (done.status_code, done.headers["location"]) == (303, f"{path}?done=disabled")
+    assert _status(store, world.user.id) == "disabled"
+    assert _sessions(store, world.user.id) == []
+    shown = console.get(done.headers["location"]).text
+    assert "The user is disabled" in shown and "Enable" in shown
+
+    done = console.post(f"{path}/status", data={"csrf_token": csrf, "status": "active"})
+    assert (done.status_code, done.headers["location"]) == (303, f"{path}?done=enabled")
+    assert _status(store, world.user.id) == "active"
+    for event in ("user.sessions_ended", "user.disabled", "user.enabled"):
+        assert [actor for _, actor, _ in _audit(store, event)] == ["admin:root"], event
+
+
+def test_the_console_removes_a_link_after_asking(
+    admin_world, world: World, linked, store: Store
+) -> None:
+    console, path = admin_world.console, f"/admin/users/{world.user.id}"
+    link = linked[0]
+    ask = console.get(f"{path}/links/{link.id}/remove")
+    assert ask.status_code == 200
+    assert f"Remove the link {CORP_A}/ZhangSan_A from" in html.unescape(ask.text)
+    assert len(users.user_detail(store, world.user.id).links) == 2  # asking changes nothing
+
+    action = f"{path}/links/{link.id}/remove"
+    assert console.post(action, data={}).status_code == 403
+    removed = console.post(action, data={"csrf_token": _csrf(console, path)})
+    assert (removed.status_code, removed.headers["location"]) == (
+        303,
+        f"{path}?done=link_removed",
+    )
+    assert [x.id for x in users.user_detail(store, world.user.id).links] == [linked[1].id]
+    assert "The link is removed." in console.get(removed.headers["location"]).text
+    gone = console.get(f"{path}/links/{link.id}/remove")
+    assert "That link no longer exists." in gone.text
+    again = console.post(action, data={"csrf_token": _csrf(console, path)})
+    assert again.status_code == 404
+    assert console.get(f"/admin/users/{NOBODY}").status_code == 404
+    assert _audit(store, "link.removed")[0][1] == "admin:root"
+
+
+def test_the_console_needs_a_sign_in(app, world: World) -> None:
+    with admin_console(app) as anonymous:
+        for path in ["/admin/users", f"/admin/users/{world.user.id}"]:
+            answer = anonymous.get(path)
+            assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")
+        answer = anonymous.post(f"/admin/users/{world.user.id}/sessions/end", data={})
+        assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")

@@ -1,0 +1,344 @@
+"""iam/services/users.py, the admin's side: search, enable/disable, remove a link, end sessions;
+and that a disabled person is refused at every door."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from conftest import CORP_A, CORP_B, PHONE
+from sqlalchemy import event, select
+
+from iam.clock import utcnow
+from iam.db.models import AccessToken, AuditEvent, RefreshToken, SsoSession, User
+from iam.db.store import Store
+from iam.errors import ForbiddenError, NotFoundError, ValidationError
+from iam.federation.connector import Identity
+from iam.federation.wecom.connector import subject_of
+from iam.secretbox import SecretBox
+from iam.services import accounts, clients, login, otp, sessions, users
+from iam.services.sms import ConsoleSms
+
+ACTOR = "admin:root"
+
+
+@pytest.fixture
+def zhang(store: Store) -> User:
+    user = users.create_user(store, "张三 Zhang San", PHONE, "zhangsan@example.com")
+    users.link_wecom(store, user.id, CORP_A, "ZhangSan_A", {"corp_name": "Subsidiary A"})
+    users.link_wecom(store, user.id, CORP_B, "zs_b", {"corp_name": "Subsidiary B"})
+    return user
+
+
+@pytest.fixture
+def li(store: Store) -> User:
+    return users.create_user(store, "李四 Li Si", "+8613900139000", "lisi@example.org")
+
+
+@pytest.fixture
+def client_id(store: Store) -> str:
+    return clients.create_client(store, "CRM", ["https://rp.example/cb"]).client.client_id
+
+
+def _names(found: list[users.UserSummary]) -> list[str]:
+    return [row.user.name for row in found]
+
+
+def _search(store: Store, query: str | None, limit: int = 50, offset: int = 0) -> list[str]:
+    return _names(users.search_users(store, query, limit=limit, offset=offset))
+
+
+def _start_session(store: Store, user: User, link_id: str | None = None) -> str:
+    with store() as db:
+        new = sessions.start(db, user, ["sms"], ip="198.51.100.7", context_link_id=link_id)
+        db.commit()
+    return new.session.id
+
+
+def _add_tokens(store: Store, user: User, client_id: str, sid: str | None, name: str) -> None:
+    """One refresh token and one access token of `user`, bound to `sid` (or to no session)."""
+    now = utcnow()
+    with store() as db:
+        db.add(
+            RefreshToken(
+                token_hash=hashlib.sha256(name.encode()).hexdigest(),
+                family_id=f"family-{name}",
+                client_id=client_id,
+                user_id=user.id,
+                scope="openid",
+                sid=sid,
+                auth_time=now,
+                amr=["sms"],
+                issued_at=now,
+                expires_at=now + timedelta(days=30),
+            )
+        )
+        db.add(
+            AccessToken(
+                jti=f"jti-{name}",
+                client_id=client_id,
+                user_id=user.id,
+                sid=sid,
+                scope="openid",
+                issued_at=now,
+                expires_at=now + timedelta(minutes=10),
+            )
+        )
+        db.commit()
+
+
+def _revoked(store: Store) -> dict[str, bool]:
+    """Every token, by name, and whether it is revoked."""
+    with store() as db:
+        refresh = {
+            row.family_id.removeprefix("family-"): row.revoked_at is not None
+            for row in db.scalars(select(RefreshToken))
+        }
+        access = {
+            row.jti.removeprefix("jti-"): row.revoked_at is not None
+            for row in db.scalars(select(AccessToken))
+        }
+    assert refresh == access
+    return refresh
+
+
+def _sessions_of(store: Store, user: User) -> list[SsoSession]:
+    with store() as db:
+        return list(db.scalars(select(SsoSession).where(SsoSession.user_id == user.id)))
+
+
+def _audit(store: Store, event_name: str) -> list[tuple[str | None, str | None, dict[str, Any]]]:
+    with store() as db:
+        rows = db.scalars(select(AuditEvent).where(AuditEvent.event == event_name)).all()
+        return [(row.user_id, row.actor, dict(row.detail)) for row in rows]
+
+
+@contextmanager
+def _statements(store: Store) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+
+
+# --- search ----------------------------------------------------------------------------------
+
+
+KEYS = [
+    "zhang san",  # name, any case
+    "张三",
+    PHONE,  # phone as stored
+    "13800138000",  # as typed: an 11-digit mainland number
+    "138 0013 8000",  # with spaces, read as +86
+    "ZHANGSAN@EXAMPLE",  # email, any case
+    "zhangsan_a",  # a WeCom userid in another letter case
+    "ZS_B",
+    f"{CORP_A}/zhangsan_A",  # the whole provider id
+]
+
+
+def test_search_finds_a_person_by_each_key(store: Store, zhang: User, li: User) -> None:
+    for query in KEYS:
+        assert _search(store, query) == [zhang.name], query
+
+
+def test_search_counts_links_in_one_statement(store: Store, zhang: User, li: User) -> None:
+    with _statements(store) as seen:
+        found = users.search_users(store, "", limit=50, offset=0)
+    assert [(row.user.name, row.link_count) for row in found] == [(zhang.name, 2), (li.name, 0)]
+    assert len(seen) == 1
+    with _statements(store) as seen:
+        users.search_users(store, "zs_b", limit=50, offset=0)
+    assert len(seen) == 1
+
+
+def test_search_matches_percent_and_underscore_literally(store: Store, zhang: User) -> None:
+    percent = users.create_user(store, "100% Wang", "+8613700137000")
+    underscore = users.create_user(store, "Zhao_Liu", "+8613600136000")
+    assert _search(store, "%") == [percent.name]
+    assert _search(store, "0%") == [percent.name]
+    assert _search(store, "o_l") == [underscore.name]
+    assert _search(store, "_") == [zhang.name, underscore.name]  # zhang: via ZhangSan_A, zs_b
+    assert _search(store, "%wang") == []
+
+
+def test_search_pages_oldest_first(store: Store, zhang: User, li: User) -> None:
+    wang = users.create_user(store, "王五", "+8613700137000")
+    assert _search(store, None, limit=2) == [zhang.name, li.name]
+    assert _search(store, None, limit=2, offset=2) == [wang.name]
+    assert _search(store, None, limit=2, offset=3) == []
+
+
+def test_search_refuses_a_long_query_and_finds_nothing_for_nul(store: Store, zhang: User) -> None:
+    with pytest.raises(ValidationError) as refused:
+        users.search_users(store, "x" * 201, limit=10, offset=0)
+    assert refused.value.field == "q"
+    assert _search(store, "zhang\x00") == []
+
+
+def test_search_finds_nothing_that_does_not_match(store: Store, zhang: User) -> None:
+    assert _search(store, "nobody") == []
+    assert _search(store, CORP_B + "/zhangsan") == []
+
+
+# --- detail ----------------------------------------------------------------------------------
+
+
+def test_user_detail_has_links_and_only_live_sessions(store: Store, zhang: User) -> None:
+    live = _start_session(store, zhang)
+    expired = _start_session(store, zhang)
+    with store() as db:
+        row = db.get(SsoSession, expired)
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        db.commit()
+    found = users.user_detail(store, zhang.id)
+    assert [link.provider_user_id for link in found.links] == [
+        f"{CORP_A}/ZhangSan_A",
+        f"{CORP_B}/zs_b",
+    ]
+    assert [sso.id for sso in found.sessions] == [live]
+
+
+def test_unknown_user_ids_are_not_found(store: Store) -> None:
+    for user_id in ["no-such-user", "x" * 37, "a\x00b", ""]:
+        with pytest.raises(NotFoundError):
+            users.user_detail(store, user_id)
+        with pytest.raises(NotFoundError):
+            users.set_user_status(store, user_id, False, actor=ACTOR)
+        with pytest.raises(NotFoundError):
+            users.end_user_sessions(store, user_id, actor=ACTOR)
+
+
+# --- disabling -------------------------------------------------------------------------------
+
+
+def test_disabling_ends_sessions_and_revokes_every_token(
+    store: Store, zhang: User, li: User, client_id: str
+) -> None:
+    sid = _start_session(store, zhang)
+    _add_tokens(store, zhang, client_id, sid, "session")
+    _add_tokens(store, zhang, client_id, None, "unbound")  # e.g. from a session that ended
+    other_sid = _start_session(store, li)
+    _add_tokens(store, li, client_id, other_sid, "other")
+
+    user = users.set_user_status(store, zhang.id, False, actor=ACTOR, ip="127.0.0.1")
+
+    assert user.status == "disabled" and not user.is_active
+    assert _sessions_of(store, zhang) == []
+    assert _revoked(store) == {"session": True, "unbound": True, "other": False}
+    assert [sso.id for sso in _sessions_of(store, li)] == [other_sid]
+    assert _audit(store, "user.disabled") == [(zhang.id, ACTOR, {"sessions_ended": 1})]
+
+
+def test_enabling_again_and_setting_the_same_status_twice(store: Store, zhang: User) -> None:
+    users.set_user_status(store, zhang.id, False, actor=ACTOR)
+    users.set_user_status(store, zhang.id, False, actor=ACTOR)  # no change, nothing recorded
+    assert len(_audit(store, "user.disabled")) == 1
+    user = users.set_user_status(store, zhang.id, True, actor="client:ops")
+    assert user.status == "active"
+    assert _audit(store, "user.enabled") == [(zhang.id, "client:ops", {})]
+
+
+def test_a_disabled_person_cannot_sign_in_with_a_phone(
+    store: Store, box: SecretBox, sms: ConsoleSms, zhang: User
+) -> None:
+    otp.request_code(store, box, sms, PHONE, "login")  # sent while still active
+    code = sms.messages()[0].code
+    users.set_user_status(store, zhang.id, False, actor=ACTOR)
+    with pytest.raises(otp.OtpError):
+        login.sign_in_with_phone(store, box, PHONE, code)
+    assert _sessions_of(store, zhang) == []
+
+
+def test_a_disabled_person_cannot_sign_in_through_a_link(store: Store, zhang: User) -> None:
+    subject, key = subject_of(CORP_A, "zhangsan_a")
+    member = Identity(provider="wecom", subject=subject, subject_key=key)
+    assert accounts.find_linked(store, member) is not None
+    users.set_user_status(store, zhang.id, False, actor=ACTOR)
+    with pytest.raises(ForbiddenError):
+        accounts.find_linked(store, member)
+
+
+def test_a_session_cookie_dies_with_the_disabling(store: Store, zhang: User) -> None:
+    with store() as db:
+        new = sessions.start(db, zhang, ["sms"])
+        db.commit()
+    assert sessions.find(store, new.cookie_value) is not None
+    users.set_user_status(store, zhang.id, False, actor=ACTOR)
+    assert sessions.find(store, new.cookie_value) is None
+
+
+# --- links -----------------------------------------------------------------------------------
+
+
+def test_removing_a_link_clears_the_context_of_its_sessions(store: Store, zhang: User) -> None:
+    link_a, link_b = users.user_detail(store, zhang.id).links
+    with_a = _start_session(store, zhang, link_a.id)
+    with_b = _start_session(store, zhang, link_b.id)
+
+    users.remove_link(store, zhang.id, link_a.id, actor=ACTOR, ip="127.0.0.1")
+
+    assert [link.id for link in users.user_detail(store, zhang.id).links] == [link_b.id]
+    contexts = {sso.id: sso.context_link_id for sso in _sessions_of(store, zhang)}
+    assert contexts == {with_a: None, with_b: link_b.id}
+    assert _audit(store, "link.removed") == [
+        (
+            zhang.id,
+            ACTOR,
+            {
+                "link_id": link_a.id,
+                "provider": "wecom",
+                "subject": f"{CORP_A}/ZhangSan_A",
+                "sessions_cleared": 1,
+            },
+        )
+    ]
+    # the member is free again: a new login of it is unbound
+    subject, key = subject_of(CORP_A, "ZhangSan_A")
+    assert accounts.find_linked(store, Identity("wecom", subject, key)) is None
+
+
+def test_a_link_of_someone_else_or_unknown_is_not_found(
+    store: Store, zhang: User, li: User
+) -> None:
+    link = users.user_detail(store, zhang.id).links[0]
+    for user_id, link_id in [(li.id, link.id), (zhang.id, "no-such-link"), (zhang.id, "\x00")]:
+        with pytest.raises(NotFoundError):
+            users.remove_link(store, user_id, link_id, actor=ACTOR)
+    assert len(users.user_detail(store, zhang.id).links) == 2
+    assert _audit(store, "link.removed") == []
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+def test_ending_sessions_revokes_their_tokens_and_counts(
+    store: Store, zhang: User, li: User, client_id: str
+) -> None:
+    first, second = _start_session(store, zhang), _start_session(store, zhang)
+    _add_tokens(store, zhang, client_id, first, "first")
+    _add_tokens(store, zhang, client_id, second, "second")
+    other = _start_session(store, li)
+
+    assert users.end_user_sessions(store, zhang.id, actor=ACTOR) == 2
+
+    assert _sessions_of(store, zhang) == []
+    assert [sso.id for sso in _sessions_of(store, li)] == [other]
+    assert _revoked(store) == {"first": True, "second": True}
+    assert users.user_detail(store, zhang.id).user.is_active  # still allowed to sign in
+    assert users.end_user_sessions(store, zhang.id, actor=ACTOR) == 0
+    assert [detail for _, _, detail in _audit(store, "user.sessions_ended")] == [
+        {"count": 2},
+        {"count": 0},
+    ]
