@@ -1,0 +1,344 @@
+"""The admin console in a real browser (headless Chromium through Playwright): an admin signs
+in, registers an app with context policy `required` and copies its secret, once, into a relying
+party; a person then signs in to that new app by phone and SMS code, picks one of their WeCom
+identities, and the app shows it. And a forged console form (no CSRF token) changes nothing.
+
+The identity server (dev mode, SMS codes kept by the console backend) and the relying party
+(`iam.devtools.demo_apps`, configured with what the console showed) each run under uvicorn on
+loopback, on a fresh SQLite database per test. The address guard (the console refuses other
+networks) cannot be seen from a browser on loopback; tests/admin/test_auth.py covers it.
+
+Screenshots are saved under `test-artifacts/` at the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from conftest import TEST_SECRET
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from starlette.datastructures import Secret
+from starlette.types import ASGIApp
+
+from iam.app import create_app
+from iam.db import migrate
+from iam.db.store import Store, create_db_engine
+from iam.devtools.demo_apps import DemoAppConfig, create_demo_app
+from iam.devtools.wecom_simulator import demo_corps
+from iam.secretbox import SecretBox
+from iam.services import admins, clients, corps, signing_keys, users
+from iam.services.sms import ConsoleSms
+from iam.settings import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+if not CHROMIUM.exists():
+    _MISSING = f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
+    if os.environ.get("CI"):
+        pytest.fail(_MISSING + "; CI must run the browser tests", pytrace=False)
+    pytest.skip(_MISSING, allow_module_level=True)
+
+ADMIN, PASSWORD = "ops-admin", "a long console passphrase"
+PERSON = "李雷 Li Lei"
+PHONE_TYPED, PHONE = "13900139000", "+8613900139000"
+APP_NAME = "Expenses 报销"
+TIMEOUT_MS = 10_000
+
+
+# --- the servers -----------------------------------------------------------------------------
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 now (each bound at once, so they differ)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+@contextmanager
+def serving(app: ASGIApp, port: int) -> Iterator[None]:
+    """The app under uvicorn on 127.0.0.1:port until the block ends."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, f"the server on port {port} did not start"
+            assert thread.is_alive(), f"the server on port {port} stopped at start"
+            time.sleep(0.02)
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file with a signing key, copied for each test."""
+    path = tmp_path_factory.mktemp("admin-browser-template") / "iam.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    signing_keys.ensure_key(Store(engine), SecretBox(TEST_SECRET))
+    engine.dispose()
+    return path
+
+
+@dataclass(frozen=True)
+class World:
+    issuer: str
+    store: Store
+    sms: ConsoleSms
+    user_id: str  # 李雷, linked to a member of each demo subsidiary
+    rp_port: int  # free, for the relying party the test registers
+
+    @property
+    def rp_base(self) -> str:
+        return f"http://127.0.0.1:{self.rp_port}"
+
+    def code(self) -> str:
+        """The last SMS code sent to the person."""
+        sent = [message for message in self.sms.messages() if message.phone == PHONE]
+        assert sent, "no SMS code was sent"
+        return sent[0].code
+
+    def app_names(self) -> list[str]:
+        return sorted(client.name for client in clients.list_clients(self.store))
+
+
+def seed(store: Store) -> str:
+    """The console's admin, both demo subsidiaries, and a person with a member in each."""
+    admins.create_admin(store, ADMIN, PASSWORD)
+    box = SecretBox(TEST_SECRET)
+    user = users.create_user(store, PERSON, PHONE, "lilei@example.com")
+    for corp, userid, position in zip(demo_corps(), ("lilei_a", "lilei_b"), ("会计", "出纳")):
+        corps.add_corp(store, box, corp.corp_id, corp.name, corp.agent_id, corp.secret)
+        users.link_wecom(
+            store,
+            user.id,
+            corp.corp_id,
+            userid,
+            {
+                "provider": "wecom",
+                "corpid": corp.corp_id,
+                "corp_name": corp.name,
+                "userid": userid,
+                "department": ["财务部"],
+                "position": position,
+            },
+        )
+    return user.id
+
+
+@pytest.fixture
+def world(migrated_database: Path, tmp_path: Path) -> Iterator[World]:
+    """The identity server in dev mode on a fresh database, under uvicorn."""
+    path = tmp_path / "iam.db"
+    shutil.copy(migrated_database, path)
+    database_url = f"sqlite:///{path}"
+    engine = create_db_engine(database_url)
+    store = Store(engine)
+    user_id = seed(store)
+    port, rp_port = free_ports(2)
+    issuer = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        secret_key=Secret(TEST_SECRET), issuer=issuer, database_url=database_url, dev_mode=True
+    )
+    sms = ConsoleSms()
+    try:
+        with serving(create_app(settings, store=store, sms=sms), port):
+            yield World(issuer, store, sms, user_id, rp_port)
+    finally:
+        engine.dispose()
+
+
+# --- the browser -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def new_context(browser: Browser) -> BrowserContext:
+    context = browser.new_context(locale="en-US")
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    return context
+
+
+@pytest.fixture
+def console(world: World, browser: Browser) -> Iterator[BrowserContext]:
+    """The admin's browser profile, closed before the servers stop."""
+    context = new_context(browser)
+    yield context
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def sign_in_to_console(page: Page, world: World) -> None:
+    page.goto(world.issuer + "/admin/login")
+    expect(page.locator("h1")).to_have_text("Admin sign-in")
+    page.fill("#username", ADMIN)
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name="Admin sign-in").click()
+    expect(page).to_have_url(re.compile(re.escape(world.issuer + "/admin") + r"/?$"))
+    expect(page.locator("header .who")).to_have_text(ADMIN)
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+def test_an_app_registered_in_the_console_takes_a_sign_in_with_a_context(
+    world: World, browser: Browser, console: BrowserContext
+) -> None:
+    # 1. The admin signs in and opens Apps: nothing registered yet.
+    page = console.new_page()
+    sign_in_to_console(page, world)
+    page.locator("header nav").get_by_role("link", name="Apps").click()
+    expect(page).to_have_url(world.issuer + "/admin/apps")
+    expect(page.locator("h1")).to_have_text("Apps")
+
+    # 2. Registers the relying party: its callback, policy `required`, the phone scope too.
+    page.fill("#name", APP_NAME)
+    page.fill("#redirect_uris", f"{world.rp_base}/callback")
+    page.fill("#post_logout_redirect_uris", f"{world.rp_base}/")
+    for scope in ("openid", "profile", "phone"):
+        page.check(f"#scope-{scope}")
+    page.select_option("#context_policy", "required")
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.get_by_role("button", name="Register").click()
+    assert posted.value.status == 201
+
+    # 3. The app's page shows the secret, this once; the client id stays on the page.
+    expect(page.locator("h1")).to_have_text(APP_NAME)
+    secret = page.locator(".secret").inner_text().strip()
+    client_id = page.locator("p.sub code").inner_text().strip()
+    assert len(secret) >= 32 and client_id, (secret, client_id)
+    registered = clients.get_client(world.store, client_id)
+    assert registered.context_policy == "required"
+    assert registered.redirect_uris == [f"{world.rp_base}/callback"]
+    assert registered.check_client_secret(secret)
+    assert world.app_names().count(APP_NAME) == 1
+    page.goto(f"{world.issuer}/admin/apps/{client_id}")  # shown once: not on a later visit
+    expect(page.locator("h1")).to_have_text(APP_NAME)
+    expect(page.locator(".secret")).to_have_count(0)
+
+    page.locator("header nav").get_by_role("link", name="Apps").click()
+    row = page.locator("table.list tbody tr").filter(has_text=APP_NAME)
+    expect(row).to_have_count(1)
+    expect(row.locator("td").nth(1)).to_have_text(client_id)
+    expect(row.locator("td").nth(3)).to_have_text("required")
+    screenshot(page, "admin-apps.png")
+
+    # 4. The relying party, configured with what the console showed.
+    rp = DemoAppConfig(
+        name="expenses",
+        title=APP_NAME,
+        issuer=world.issuer,
+        client_id=client_id,
+        client_secret=secret,
+        base_url=world.rp_base,
+    )
+    with serving(create_demo_app(rp), world.rp_port):
+        # 5. A person, in a browser of their own, signs in to it by phone and SMS code...
+        person = new_context(browser)
+        try:
+            tab = person.new_page()
+            tab.goto(world.rp_base + "/")
+            tab.click("#sign-in")
+            expect(tab).to_have_url(re.compile(re.escape(world.issuer + "/login?flow=")))
+            tab.fill("#phone", PHONE_TYPED)
+            tab.get_by_role("button", name="Send code").click()
+            expect(tab.locator("#code")).to_be_visible()
+            tab.fill("#code", world.code())
+            tab.locator("form[action='/login'] button[type=submit]").click()
+
+            # 6. ...is asked which identity the new app gets (two, and the app requires one)...
+            expect(tab).to_have_url(re.compile(re.escape(world.issuer + "/select-identity?")))
+            expect(tab.locator("h1")).to_contain_text(APP_NAME)
+            choices = tab.locator("button[name=link_id]")
+            expect(choices).to_have_count(2)
+            choices.filter(has_text="子公司B").click()
+
+            # 7. ...and the app shows the person, acting as that identity.
+            expect(tab).to_have_url(world.rp_base + "/")
+            expect(tab.locator("#error")).to_have_count(0)
+            expect(tab.locator("#sub")).to_have_text(world.user_id)
+            expect(tab.locator("#context")).to_have_text(re.compile(r"^Acting as:"))
+            expect(tab.locator("#context")).to_have_text("Acting as: 子公司B · 出纳 (lilei_b)")
+            expect(tab.locator("#claims-id-token")).to_contain_text("wecom_context")
+            screenshot(tab, "admin-new-app-signed-in.png")
+        finally:
+            person.close()
+
+
+def test_a_forged_console_form_is_refused(world: World, console: BrowserContext) -> None:
+    """A form posted with the admin's cookies but without the page's CSRF token (what another
+    site could make the browser send) registers nothing, and neither does a made-up token."""
+    page = console.new_page()
+    sign_in_to_console(page, world)
+    page.goto(world.issuer + "/admin/apps")
+    token = page.locator("form[action='/admin/apps'] input[name=csrf_token]").input_value()
+    assert token
+    before = world.app_names()
+    form = {
+        "name": "Forged",
+        "redirect_uris": "https://evil.example/cb",
+        "scopes": "openid",
+        "context_policy": "none",
+        "access_token_ttl": "300",
+        "id_token_ttl": "300",
+        "refresh_token_ttl": "0",
+    }
+    for csrf in ({}, {"csrf_token": "0" * len(token)}, {"csrf_token": token[:-1]}):
+        answer = console.request.post(
+            world.issuer + "/admin/apps",
+            form={**form, **csrf},
+            max_redirects=0,
+            fail_on_status_code=False,
+        )
+        assert answer.status == 403, (csrf, answer.status)
+        assert "did not come from this site" in answer.text()
+    assert world.app_names() == before
+
+    # The same form with the page's own token is taken: the refusals were the token's doing.
+    answer = console.request.post(
+        world.issuer + "/admin/apps",
+        form={**form, "csrf_token": token},
+        max_redirects=0,
+        fail_on_status_code=False,
+    )
+    assert answer.status == 201, answer.text()
+    assert world.app_names() == sorted([*before, "Forged"])
