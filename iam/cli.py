@@ -243,6 +243,7 @@ def _clients_create(args: argparse.Namespace, store: Store, settings: Settings) 
         context_policy=args.context_policy,
         context_claim=args.context_claim,
         public=args.public,
+        admin=args.admin,
         post_logout_redirect_uris=args.post_logout_redirect_uri,
     )
     record = _registered_record(registered)
@@ -289,6 +290,7 @@ def _client_record(client: Client) -> dict[str, Any]:
         "client_id": client.client_id,
         "name": client.name,
         "public": client.is_public,
+        "admin": client.is_admin,
         "redirect_uris": list(client.redirect_uris),
         "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
         "context_policy": client.context_policy,
@@ -535,6 +537,11 @@ def _add_clients(commands: Subcommands) -> None:
     )
     create.add_argument("--context-claim", metavar="NAME", help="default: wecom_context")
     create.add_argument("--public", action="store_true", help="no secret (PKCE-only app)")
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help="may call the admin API (client_credentials with scope iam:admin)",
+    )
     create.add_argument("--post-logout-redirect-uri", action="append", default=[], metavar="URI")
     _record_command(group, "list", _clients_list, "list apps")
     for name, action, help_text in (

@@ -502,3 +502,37 @@ def test_demo_on_a_configured_database_and_issuer(
     assert run("demo").code == 0
     settings = uvicorn_calls[0][0][0].state.settings
     assert (settings.issuer, settings.database_url) == ("http://localhost:9999", db)
+
+
+def test_an_admin_client_can_get_an_admin_api_token(db: str, run_json: RunJson):
+    made = run_json(
+        "clients",
+        "create",
+        "--name",
+        "Ops",
+        "--redirect-uri",
+        "https://ops.example/cb",
+        "--admin",
+        "--json",
+    )
+    assert made["admin"] is True
+    assert "iam:admin" in made["scopes"]
+    plain = run_json(
+        "clients", "create", "--name", "CRM", "--redirect-uri", "https://crm.example/cb", "--json"
+    )
+    assert plain["admin"] is False
+    assert "iam:admin" not in plain["scopes"]
+
+
+def test_an_admin_client_cannot_be_public(db: str, run: Run):
+    ran = run(
+        "clients",
+        "create",
+        "--name",
+        "Ops",
+        "--redirect-uri",
+        "https://ops.example/cb",
+        "--admin",
+        "--public",
+    )
+    assert ran.code == 1 and "admin" in ran.err
