@@ -204,6 +204,7 @@ def test_clients_create_confidential(db: str, run_json: RunJson):
         "client_secret": "-",
         "name": "Payroll",
         "public": False,
+        "admin": False,
         "redirect_uris": ["https://payroll.example.com/cb", "http://127.0.0.1:5000/cb"],
         "post_logout_redirect_uris": ["https://payroll.example.com/bye"],
         "context_policy": "required",
