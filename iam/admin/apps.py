@@ -8,7 +8,7 @@ valid is one the service takes, and one it calls invalid is refused with 422."""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from iam.admin.common import (
     ApiError,
     Caller,
     api,
+    by_method,
     console_form,
     field_of,
     page,
@@ -38,7 +39,6 @@ from iam.errors import NotFoundError, ValidationError
 from iam.services import clients
 
 T = TypeVar("T")
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 LIFETIME_FIELDS = ("access_token_ttl", "id_token_ttl", "refresh_token_ttl")
 #: What a caller may set; `public` only at creation.
@@ -362,17 +362,6 @@ async def api_below_app(request: Request) -> Response:
 async def _no_such_app(request: Request, caller: Caller) -> Response:
     client_id = f"{request.path_params['client_id']}/{request.path_params['rest']}"
     raise NotFoundError(f"No client {client_id!r}.")
-
-
-def by_method(**handlers: Endpoint) -> Endpoint:
-    """One route, several methods: a wrong method gets 405 listing all of them (two routes on
-    one path would each list only their own)."""
-
-    async def endpoint(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await handlers[method](request)
-
-    return endpoint
 
 
 # --- the console -----------------------------------------------------------------------------

@@ -153,6 +153,18 @@ async def read_json(request: Request) -> dict[str, Any]:
 
 
 ApiHandler = Callable[[Request, Caller], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def by_method(**handlers: Endpoint) -> Endpoint:
+    """One route, several methods: a wrong method gets 405 listing all of them (two routes on
+    one path would each list only their own)."""
+
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return endpoint
 
 
 def api(handler: ApiHandler) -> Callable[[Request], Awaitable[Response]]:

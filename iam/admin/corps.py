@@ -4,7 +4,6 @@ answer carries it, the console says only that one is set."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from iam.admin.common import (
     ApiError,
     Caller,
     api,
+    by_method,
     console_form,
     field_of,
     page,
@@ -41,7 +41,6 @@ PATCH_FIELDS = ("name", "agent_id", "secret", "trust_mobile", "enabled")
 MAX_AGENT_ID_DIGITS = 19
 NO_STORE = {"cache-control": "no-store"}
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 #: What the catch-all below the corporations answers (a function route is GET-only otherwise).
 EVERY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
@@ -598,17 +597,6 @@ PATHS: dict[str, Any] = {
         },
     },
 }
-
-
-def by_method(**handlers: Endpoint) -> Endpoint:
-    """One route, several methods, so that a wrong method gets 405 listing all of them (two
-    routes on one path would each list only their own)."""
-
-    async def endpoint(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await handlers[method](request)
-
-    return endpoint
 
 
 async def api_below_corp(request: Request) -> Response:

@@ -4,7 +4,6 @@ remove a link, sign them out everywhere; as console pages and as the JSON API.""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +18,7 @@ from iam.admin.common import (
     ApiError,
     Caller,
     api,
+    by_method,
     client_ip,
     console_form,
     field_of,
@@ -41,7 +41,6 @@ STATUSES = ("active", "disabled")
 #: What the user page may say after a change (the `done` query parameter).
 DONE = ("disabled", "enabled", "ended", "link_removed")
 _INTEGER = re.compile(r"-?[0-9]{1,20}", re.ASCII)
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 # --- JSON ------------------------------------------------------------------------------------
@@ -190,17 +189,6 @@ async def api_end_sessions(request: Request, caller: Caller) -> Response:
         lambda: users.end_user_sessions(store, user_id, actor=caller.actor, ip=client_ip(request))
     )
     return JSONResponse({"ended": ended}, headers={"cache-control": "no-store"})
-
-
-def by_method(**handlers: Endpoint) -> Endpoint:
-    """One route, several methods: a wrong method gets 405 listing all of them (two routes on
-    one path would each list only their own)."""
-
-    async def endpoint(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await handlers[method](request)
-
-    return endpoint
 
 
 #: The catch-all below a user answers them all (a bare Route would take GET only).
