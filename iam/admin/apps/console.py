@@ -1,0 +1,287 @@
+"""Admin apps: the console pages under /admin/apps."""
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+
+from iam.admin.apps.api import LIFETIME_FIELDS, _call, _create_args, _store, _update_args
+from iam.admin.common import (
+    Caller,
+    console_form,
+    page,
+    render,
+    see_other,
+)
+from iam.db.models import Admin, Client
+from iam.errors import NotFoundError, ValidationError
+from iam.services import clients
+
+# --- the console -----------------------------------------------------------------------------
+
+#: `?done=` on the app page after a redirect → the notice shown.
+NOTICES = {
+    "saved": "admin.app.saved",
+    "retired": "admin.app.retired",
+    "deleted": "admin.app.deleted",
+}
+FORM_FIELDS = ("name", "redirect_uris", "post_logout_redirect_uris", "context_policy")
+
+
+def _actor(admin: Admin) -> str:
+    return Caller(admin.username, "admin").actor
+
+
+def _choices() -> dict[str, Any]:
+    return {
+        "policies": clients.CONTEXT_POLICIES,
+        "all_scopes": clients.SUPPORTED_SCOPES,
+        "lifetimes": {name: clients.LIFETIMES[name] for name in LIFETIME_FIELDS},
+        "default_claim": clients.DEFAULT_CONTEXT_CLAIM,
+    }
+
+
+def new_app_values() -> dict[str, Any]:
+    """The create form, empty: the service's defaults."""
+    return {
+        "name": "",
+        "redirect_uris": "",
+        "post_logout_redirect_uris": "",
+        "public": False,
+        "scopes": clients.DEFAULT_SCOPES.split(),
+        "context_policy": "none",
+        "context_claim": "",
+        **{name: str(clients.LIFETIMES[name][0]) for name in LIFETIME_FIELDS},
+    }
+
+
+def values_of(client: Client) -> dict[str, Any]:
+    """The edit form, filled from the app."""
+    return {
+        "name": client.name,
+        "redirect_uris": "\n".join(client.redirect_uris),
+        "post_logout_redirect_uris": "\n".join(client.post_logout_redirect_uris),
+        "public": client.is_public,
+        "scopes": client.allowed_scopes.split(),
+        "context_policy": client.context_policy,
+        "context_claim": client.context_claim,
+        **{name: str(getattr(client, name)) for name in LIFETIME_FIELDS},
+    }
+
+
+def form_values(form: FormData) -> dict[str, Any]:
+    """What was posted, as the form shows it again."""
+    values: dict[str, Any] = {name: str(form.get(name) or "") for name in FORM_FIELDS}
+    values["context_claim"] = str(form.get("context_claim") or "").strip()
+    values["public"] = form.get("public") == "on"
+    values["scopes"] = [str(scope) for scope in form.getlist("scopes")]
+    for name in LIFETIME_FIELDS:
+        values[name] = str(form.get(name) or "").strip()
+    return values
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def parsed(values: dict[str, Any]) -> dict[str, Any]:
+    """Form values as the service takes them (the API's names); a lifetime that is not a
+    whole number is refused here, everything else by the service."""
+    result: dict[str, Any] = {
+        "name": values["name"],
+        "redirect_uris": _lines(values["redirect_uris"]),
+        "post_logout_redirect_uris": _lines(values["post_logout_redirect_uris"]),
+        "scopes": values["scopes"],
+        "context_policy": values["context_policy"],
+        "context_claim": values["context_claim"],
+    }
+    for name in LIFETIME_FIELDS:
+        try:
+            result[name] = int(values[name], 10)
+        except ValueError:
+            raise ValidationError(name, f"{name} must be a whole number of seconds.") from None
+    return result
+
+
+def _not_found(request: Request, admin: Admin) -> Response:
+    context = {"message_key": "admin.app.not_found", "params": {}}
+    return render(request, "admin/message.html", admin, context, 404)
+
+
+def _app_page(
+    request: Request,
+    admin: Admin,
+    client: Client,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
+    context.setdefault("values", values_of(client))
+    return render(
+        request,
+        "admin/app.html",
+        admin,
+        {"app": client, "errors": {}, **_choices(), **context},
+        status_code,
+    )
+
+
+async def _list_page(
+    request: Request, admin: Admin, status_code: int = 200, **context: Any
+) -> Response:
+    apps = await run_in_threadpool(clients.list_clients, _store(request))
+    context.setdefault("values", new_app_values())
+    return render(
+        request,
+        "admin/apps.html",
+        admin,
+        {"apps": apps, "errors": {}, **_choices(), **context},
+        status_code,
+    )
+
+
+@page
+async def apps_page(request: Request, admin: Admin) -> Response:
+    notice = NOTICES.get(request.query_params.get("done", ""))
+    return await _list_page(request, admin, notice=notice)
+
+
+@page
+async def create_app(request: Request, admin: Admin) -> Response:
+    """POST /admin/apps: register; the next page shows the secret, this once."""
+    form = await console_form(request, admin)
+    if isinstance(form, Response):
+        return form
+    values = form_values(form)
+    store = _store(request)
+    try:
+        args = {**parsed(values), "public": values["public"]}
+        registered = await _call(
+            lambda: clients.create_client(
+                store,
+                args["name"],
+                args["redirect_uris"],
+                actor=_actor(admin),
+                **_create_args(args),
+            )
+        )
+    except ValidationError as error:
+        errors = {error.field: str(error)}
+        return await _list_page(request, admin, 422, values=values, errors=errors)
+    return _app_page(
+        request,
+        admin,
+        registered.client,
+        201,
+        secret=registered.client_secret,
+        notice="admin.app.created",
+    )
+
+
+@page
+async def app_page(request: Request, admin: Admin) -> Response:
+    try:
+        client = await run_in_threadpool(
+            clients.get_client, _store(request), request.path_params["client_id"]
+        )
+    except NotFoundError:
+        return _not_found(request, admin)
+    notice = NOTICES.get(request.query_params.get("done", ""))
+    return _app_page(request, admin, client, notice=notice)
+
+
+@page
+async def update_app(request: Request, admin: Admin) -> Response:
+    form = await console_form(request, admin)
+    if isinstance(form, Response):
+        return form
+    client_id = request.path_params["client_id"]
+    values = form_values(form)
+    store = _store(request)
+    try:
+        args = _update_args(parsed(values))
+        await _call(lambda: clients.update_client(store, client_id, actor=_actor(admin), **args))
+    except NotFoundError:
+        return _not_found(request, admin)
+    except ValidationError as error:
+        try:
+            client = await run_in_threadpool(clients.get_client, store, client_id)
+        except NotFoundError:
+            return _not_found(request, admin)
+        errors = {error.field: str(error)}
+        return _app_page(request, admin, client, 422, values=values, errors=errors)
+    return see_other(f"/admin/apps/{client_id}?done=saved")
+
+
+@page
+async def rotate_secret(request: Request, admin: Admin) -> Response:
+    """A new secret, shown this once; the previous one works on until retired."""
+    form = await console_form(request, admin)
+    if isinstance(form, Response):
+        return form
+    client_id = request.path_params["client_id"]
+    store = _store(request)
+    try:
+        registered = await run_in_threadpool(
+            lambda: clients.rotate_secret(store, client_id, actor=_actor(admin))
+        )
+    except NotFoundError:
+        return _not_found(request, admin)
+    except ValidationError:  # a public app
+        context = {"message_key": "admin.app.no_secret", "params": {}}
+        return render(request, "admin/message.html", admin, context, 409)
+    return _app_page(
+        request,
+        admin,
+        registered.client,
+        secret=registered.client_secret,
+        notice="admin.app.rotated",
+    )
+
+
+@page
+async def retire_secret(request: Request, admin: Admin) -> Response:
+    form = await console_form(request, admin)
+    if isinstance(form, Response):
+        return form
+    client_id = request.path_params["client_id"]
+    store = _store(request)
+    try:
+        await run_in_threadpool(
+            lambda: clients.retire_previous_secret(store, client_id, actor=_actor(admin))
+        )
+    except NotFoundError:
+        return _not_found(request, admin)
+    except ValidationError:  # a public app
+        context = {"message_key": "admin.app.no_secret", "params": {}}
+        return render(request, "admin/message.html", admin, context, 409)
+    return see_other(f"/admin/apps/{client_id}?done=retired")
+
+
+@page
+async def confirm_delete(request: Request, admin: Admin) -> Response:
+    """GET /admin/apps/{id}/delete: the question, before the POST that deletes."""
+    try:
+        client = await run_in_threadpool(
+            clients.get_client, _store(request), request.path_params["client_id"]
+        )
+    except NotFoundError:
+        return _not_found(request, admin)
+    return _app_page(request, admin, client, confirm_delete=True)
+
+
+@page
+async def delete_app(request: Request, admin: Admin) -> Response:
+    form = await console_form(request, admin)
+    if isinstance(form, Response):
+        return form
+    client_id = request.path_params["client_id"]
+    store = _store(request)
+    try:
+        await run_in_threadpool(
+            lambda: clients.delete_client(store, client_id, actor=_actor(admin))
+        )
+    except NotFoundError:
+        return _not_found(request, admin)
+    return see_other("/admin/apps?done=deleted")
