@@ -72,6 +72,12 @@ def _post(world: AdminWorld, path: str, form: dict[str, Any], csrf_from: str = "
     return world.console.post(path, data={"csrf_token": world.csrf(csrf_from), **form})
 
 
+def _followed(world: AdminWorld, answer):
+    """Post/redirect/get: the page a 303 leads to."""
+    assert answer.status_code == 303, answer.text
+    return world.console.get(answer.headers["location"])
+
+
 # --- the console: who may see it ----------------------------------------------------------
 
 
@@ -128,8 +134,8 @@ def _the_list_shows_each_app_and_the_create_form(admin_world: AdminWorld, store)
 
 
 def _registering_a_confidential_app_shows_its_secret_once(admin_world: AdminWorld, store) -> None:
-    answer = _post(admin_world, "/admin/apps", FORM)
-    assert answer.status_code == 201, answer.text
+    answer = _followed(admin_world, _post(admin_world, "/admin/apps", FORM))
+    assert answer.status_code == 200, answer.text
     assert "shown only this once" in answer.text
     secret = _secret_on(answer.text)
     (client,) = [c for c in _apps(store).values() if c.name == "CRM"]
@@ -145,8 +151,9 @@ def _registering_a_confidential_app_shows_its_secret_once(admin_world: AdminWorl
 
 
 def _registering_a_public_app_shows_no_secret(admin_world: AdminWorld, store) -> None:
-    answer = _post(admin_world, "/admin/apps", {**FORM, "name": "Mobile", "public": "on"})
-    assert answer.status_code == 201, answer.text
+    posted = _post(admin_world, "/admin/apps", {**FORM, "name": "Mobile", "public": "on"})
+    answer = _followed(admin_world, posted)
+    assert answer.status_code == 200, answer.text
     assert 'class="secret"' not in answer.text
     assert "A public app has no secret" in answer.text
     (client,) = [c for c in _apps(store).values() if c.name == "Mobile"]
@@ -240,7 +247,7 @@ def _rotating_in_the_console_shows_the_new_secret_and_retiring_ends_the_old(
     registered = clients.create_client(store, "CRM", [RP_REDIRECT])
     client_id, old = registered.client.client_id, registered.client_secret or ""
     page = f"/admin/apps/{client_id}"
-    rotated = _post(admin_world, f"{page}/rotate", {}, page)
+    rotated = _followed(admin_world, _post(admin_world, f"{page}/rotate", {}, page))
     assert rotated.status_code == 200
     new = _secret_on(rotated.text)
     assert "keeps working until you retire it" in rotated.text
@@ -314,6 +321,28 @@ def test_the_apps_page(admin_world: AdminWorld, store) -> None:
 def test_registering_apps_in_the_console(admin_world: AdminWorld, store) -> None:
     _registering_a_confidential_app_shows_its_secret_once(admin_world, store)
     _registering_a_public_app_shows_no_secret(admin_world, store)
+
+
+def test_the_secret_page_is_a_redirect_so_a_reload_registers_nothing(
+    admin_world: AdminWorld, store
+) -> None:
+    posted = _post(admin_world, "/admin/apps", FORM)
+    location = posted.headers["location"]
+    handover = posted.cookies.get("iam_admin_secret")
+    assert handover and "secret" not in location
+    first = admin_world.console.get(location)  # the page shows it, once
+    assert 'class="secret"' in first.text
+    reload = admin_world.console.get(location)  # a reload is a GET: nothing new, no secret
+    assert 'class="secret"' not in reload.text
+    assert [c.name for c in _apps(store).values()].count("CRM") == 1
+    # The sealed secret of one app never shows on another app's page, nor a forged one.
+    other = clients.create_client(store, "Other", [RP_REDIRECT]).client.client_id
+    for sealed in (handover, "forged"):
+        admin_world.console.cookies.set(
+            "iam_admin_secret", sealed, domain="testserver.local", path=f"/admin/apps/{other}"
+        )
+        page = admin_world.console.get(f"/admin/apps/{other}")
+        assert 'class="secret"' not in page.text
 
 
 def test_editing_an_app_in_the_console(admin_world: AdminWorld, store) -> None:

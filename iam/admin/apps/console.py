@@ -17,6 +17,7 @@ from iam.admin.common import (
 )
 from iam.db.models import Admin, Client
 from iam.errors import NotFoundError, ValidationError
+from iam.secretbox import SecretBox, SecretBoxError
 from iam.services import clients
 
 # --- the console -----------------------------------------------------------------------------
@@ -26,7 +27,46 @@ NOTICES = {
     "saved": "admin.app.saved",
     "retired": "admin.app.retired",
     "deleted": "admin.app.deleted",
+    "created": "admin.app.created",
+    "rotated": "admin.app.rotated",
 }
+#: A new secret travels from the POST that made it to the app's page in this cookie, encrypted
+#: with the server's key, scoped to that page, for two minutes at most: post/redirect/get, so a
+#: reload cannot register an app twice, and the secret is never stored on the server.
+SECRET_COOKIE = "iam_admin_secret"
+SECRET_COOKIE_AGE = 120
+
+
+def _hand_over(request: Request, client_id: str, secret: str | None, done: str) -> Response:
+    """Redirect to the app's page, which shows `secret` this once."""
+    response = see_other(f"/admin/apps/{client_id}?done={done}")
+    if secret:
+        box: SecretBox = request.app.state.box
+        response.set_cookie(
+            SECRET_COOKIE,
+            box.encrypt(f"{client_id}\n{secret}"),
+            max_age=SECRET_COOKIE_AGE,
+            path=f"/admin/apps/{client_id}",
+            httponly=True,
+            samesite="strict",
+            secure=request.app.state.settings.issuer_is_https,
+        )
+    return response
+
+
+def _handed_over(request: Request, client_id: str) -> str | None:
+    """The secret handed over to this app's page, if any (a stale or forged cookie: none)."""
+    sealed = request.cookies.get(SECRET_COOKIE)
+    if not sealed:
+        return None
+    box: SecretBox = request.app.state.box
+    try:
+        owner, _, secret = box.decrypt(sealed).partition("\n")
+    except SecretBoxError:
+        return None
+    return secret if owner == client_id and secret else None
+
+
 FORM_FIELDS = ("name", "redirect_uris", "post_logout_redirect_uris", "context_policy")
 
 
@@ -169,14 +209,7 @@ async def create_app(request: Request, admin: Admin) -> Response:
     except ValidationError as error:
         errors = {error.field: str(error)}
         return await _list_page(request, admin, 422, values=values, errors=errors)
-    return _app_page(
-        request,
-        admin,
-        registered.client,
-        201,
-        secret=registered.client_secret,
-        notice="admin.app.created",
-    )
+    return _hand_over(request, registered.client.client_id, registered.client_secret, "created")
 
 
 @page
@@ -188,7 +221,11 @@ async def app_page(request: Request, admin: Admin) -> Response:
     except NotFoundError:
         return _not_found(request, admin)
     notice = NOTICES.get(request.query_params.get("done", ""))
-    return _app_page(request, admin, client, notice=notice)
+    secret = _handed_over(request, client.client_id)
+    response = _app_page(request, admin, client, notice=notice, secret=secret)
+    if SECRET_COOKIE in request.cookies:  # shown once: gone with this answer
+        response.delete_cookie(SECRET_COOKIE, path=f"/admin/apps/{client.client_id}")
+    return response
 
 
 @page
@@ -231,13 +268,7 @@ async def rotate_secret(request: Request, admin: Admin) -> Response:
     except ValidationError:  # a public app
         context = {"message_key": "admin.app.no_secret", "params": {}}
         return render(request, "admin/message.html", admin, context, 409)
-    return _app_page(
-        request,
-        admin,
-        registered.client,
-        secret=registered.client_secret,
-        notice="admin.app.rotated",
-    )
+    return _hand_over(request, client_id, registered.client_secret, "rotated")
 
 
 @page
