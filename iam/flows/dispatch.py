@@ -129,7 +129,13 @@ def decide(
         now=utcnow(),
         policy=client.context_policy,
         session_context=principal.context_link_id if principal else None,
-        active_links=accounts.active_link_ids(db(), principal.user.id) if principal else (),
+        # Only apps that take a context need the person's identities: no query on the hot
+        # path of `none` apps.
+        active_links=(
+            accounts.active_link_ids(db(), principal.user.id)
+            if principal is not None and client.context_policy != "none"
+            else ()
+        ),
         chose_during_request=progress.chose_context,
         denied=progress.denied,
     )
