@@ -346,6 +346,31 @@ CORP_A = "wwsubsidiarya0001"
 CORP_B = "wwsubsidiaryb0002"
 
 
+#: What WeCom says about 张三 in each subsidiary (the simulator's demo world), as link metadata.
+META_A = {
+    "provider": "wecom",
+    "corpid": CORP_A,
+    "corp_name": "子公司A",
+    "userid": "zhangsan_A",
+    "name": "张三",
+    "department": ["销售部"],
+    "position": "销售经理",
+    "avatar": "",
+    "status": 1,
+}
+META_B = {
+    "provider": "wecom",
+    "corpid": CORP_B,
+    "corp_name": "子公司B",
+    "userid": "zs_b",
+    "name": "张三",
+    "department": ["售后服务部"],
+    "position": "售后顾问",
+    "avatar": "",
+    "status": 1,
+}
+
+
 @pytest.fixture
 def simulator() -> WeComSimulator:
     return WeComSimulator(demo_corps())

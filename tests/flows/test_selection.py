@@ -14,6 +14,8 @@ from conftest import (
     CORP_A,
     CORP_B,
     ISSUER,
+    META_A,
+    META_B,
     RP_REDIRECT,
     WECOM_BASE,
     Front,
@@ -45,29 +47,6 @@ OTHER_PHONE = "+8613900139000"
 ZH = {"accept-language": "zh-CN,zh;q=0.9"}
 EN = {"accept-language": "en-US,en;q=0.9"}
 
-#: What WeCom says about 张三 in each subsidiary (the simulator's demo world).
-META_A = {
-    "provider": "wecom",
-    "corpid": CORP_A,
-    "corp_name": "子公司A",
-    "userid": "zhangsan_A",
-    "name": "张三",
-    "department": ["销售部"],
-    "position": "销售经理",
-    "avatar": "",
-    "status": 1,
-}
-META_B = {
-    "provider": "wecom",
-    "corpid": CORP_B,
-    "corp_name": "子公司B",
-    "userid": "zs_b",
-    "name": "张三",
-    "department": ["售后服务部"],
-    "position": "售后顾问",
-    "avatar": "",
-    "status": 1,
-}
 CLAIM_KEYS = ("provider", "corpid", "corp_name", "userid", "department", "position")
 
 

@@ -11,7 +11,18 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import CORP_A, CORP_B, ISSUER, RP_REDIRECT, Front, WeComFront, World, query_of
+from conftest import (
+    CORP_A,
+    CORP_B,
+    ISSUER,
+    META_A,
+    META_B,
+    RP_REDIRECT,
+    Front,
+    WeComFront,
+    World,
+    query_of,
+)
 from httpx2 import Response
 from sqlalchemy import select, text
 
@@ -25,30 +36,6 @@ pytestmark = pytest.mark.usefixtures("reused_signing_key")
 DEFAULT_CLAIM = "wecom_context"
 CUSTOM_CLAIM = "https://crm.example.com/claims/context"
 
-#: What the directory says of 张三 in each subsidiary; a WeCom login refreshes link A from the
-#: simulator, which says the same.
-META_A = {
-    "provider": "wecom",
-    "corpid": CORP_A,
-    "corp_name": "子公司A",
-    "userid": "zhangsan_A",
-    "name": "张三",
-    "department": ["销售部"],
-    "position": "销售经理",
-    "avatar": "",
-    "status": 1,
-}
-META_B = {
-    "provider": "wecom",
-    "corpid": CORP_B,
-    "corp_name": "子公司B",
-    "userid": "zs_b",
-    "name": "张三",
-    "department": ["售后服务部"],
-    "position": "售后顾问",
-    "avatar": "",
-    "status": 1,
-}
 #: Exactly the claim a required app gets for the context "张三 in subsidiary A".
 CONTEXT_A = {
     "provider": "wecom",
