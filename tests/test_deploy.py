@@ -1,0 +1,149 @@
+"""The deployment files (deploy/, .dockerignore) agree with the code: settings, commands, paths."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from starlette.testclient import TestClient
+
+from iam.db import migrate
+from iam.web import STATIC_DIR, TEMPLATES_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+SETTINGS_SOURCE = (ROOT / "iam" / "settings.py").read_text()
+SETTINGS = {"IAM_" + name for name in re.findall(r'text\("([A-Z_]+)"', SETTINGS_SOURCE)}
+DEPLOY_FILES = [*sorted(DEPLOY.rglob("*.*")), DEPLOY / "Dockerfile", ROOT / "docs" / "deploy.md"]
+
+
+def manifests() -> dict[str, dict]:
+    """Every object under deploy/k8s by kind (each file holds one)."""
+    objects = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            assert document["kind"] not in objects, f"two {document['kind']} objects"
+            objects[document["kind"]] = document
+    return objects
+
+
+def containers(kind: str) -> list[dict]:
+    return manifests()[kind]["spec"]["template"]["spec"]["containers"]
+
+
+def dockerfile_json(instruction: str) -> list[str]:
+    line = re.search(rf"^{instruction} (\[.*\])$", (DEPLOY / "Dockerfile").read_text(), re.M)
+    assert line, f"no exec-form {instruction} in the Dockerfile"
+    return json.loads(line.group(1))
+
+
+def unit_lines(key: str) -> list[list[str]]:
+    text = (DEPLOY / "iam.service").read_text()
+    return [shlex.split(value) for value in re.findall(rf"^{key}=(.+)$", text, re.M)]
+
+
+def test_settings_are_found_in_the_source() -> None:
+    assert {"IAM_ISSUER", "IAM_SECRET_KEY", "IAM_DATABASE_URL", "IAM_REDIS_URL"} <= SETTINGS
+
+
+@pytest.mark.parametrize("path", sorted(K8S.glob("*.yaml")), ids=lambda path: path.name)
+def test_each_manifest_is_one_named_kubernetes_object(path: Path) -> None:
+    (document,) = yaml.safe_load_all(path.read_text())
+    assert document["apiVersion"] and document["kind"] and document["metadata"]["name"]
+
+
+@pytest.mark.parametrize("path", DEPLOY_FILES, ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_every_iam_name_in_deploy_files_is_a_setting(path: Path) -> None:
+    assert set(re.findall(r"\bIAM_[A-Z_]+", path.read_text())) <= SETTINGS
+
+
+def test_the_env_example_names_every_setting() -> None:
+    example = (DEPLOY / "iam.env.example").read_text()
+    assert set(re.findall(r"^#?(IAM_[A-Z_]+)=", example, re.M)) == SETTINGS
+
+
+def test_pods_take_their_environment_from_the_configmap_and_secret_only() -> None:
+    objects = manifests()
+    config, secret = objects["ConfigMap"], objects["Secret"]
+    config_keys, secret_keys = set(config["data"]), set(secret["stringData"])
+    assert not config_keys & secret_keys
+    assert {"IAM_SECRET_KEY", "IAM_DATABASE_URL", "IAM_REDIS_URL"} <= secret_keys
+    assert "IAM_ISSUER" in config_keys
+    for kind in ("Deployment", "Job"):
+        for container in containers(kind):
+            assert "env" not in container, f"{kind}: literal env outside the configmap/secret"
+            assert container["envFrom"] == [
+                {"configMapRef": {"name": config["metadata"]["name"]}},
+                {"secretRef": {"name": secret["metadata"]["name"]}},
+            ]
+
+
+def test_probes_and_scrape_path_are_served(client: TestClient) -> None:
+    deployment = manifests()["Deployment"]
+    (container,) = containers("Deployment")
+    probes = [container[name] for name in ("startupProbe", "livenessProbe", "readinessProbe")]
+    assert {probe["httpGet"]["port"] for probe in probes} == {container["ports"][0]["name"]}
+    healthcheck = re.search(r"127\.0\.0\.1:8000(/\w+)", (DEPLOY / "Dockerfile").read_text())
+    paths = {probe["httpGet"]["path"] for probe in probes}
+    paths |= {deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"]}
+    paths |= {healthcheck.group(1)}
+    assert {"/healthz", "/readyz", "/metrics"} <= paths
+    for path in paths:
+        assert client.get(path).status_code == 200, path
+
+
+def test_the_service_reaches_the_container_port() -> None:
+    objects = manifests()
+    (port,) = objects["Service"]["spec"]["ports"]
+    (container,) = containers("Deployment")
+    assert port["port"] == 80 and port["targetPort"] == container["ports"][0]["name"]
+    assert container["ports"][0]["containerPort"] == 8000
+    assert (
+        objects["Deployment"]["spec"]["selector"]["matchLabels"]
+        == objects["Service"]["spec"]["selector"]
+    )
+
+
+def test_the_migration_job_runs_db_upgrade() -> None:
+    (container,) = containers("Job")
+    assert container["command"] + container.get("args", []) == ["iam", "db", "upgrade"]
+    (deployed,) = containers("Deployment")
+    assert container["image"] == deployed["image"]
+
+
+def test_the_systemd_unit_migrates_then_serves() -> None:
+    (start,) = unit_lines("ExecStart")
+    assert Path(start[0]).name == "iam" and start[1] == "serve"
+    assert [cmd[1:] for cmd in unit_lines("ExecStartPre")] == [["db", "upgrade"]]
+    assert unit_lines("EnvironmentFile") == [["/etc/iam/iam.env"]]
+
+
+def test_the_image_serves_on_all_interfaces_of_the_exposed_port() -> None:
+    command = dockerfile_json("ENTRYPOINT") + dockerfile_json("CMD")
+    assert command[:2] == ["iam", "serve"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    port = command[command.index("--port") + 1]
+    assert re.search(rf"^EXPOSE {port}$", (DEPLOY / "Dockerfile").read_text(), re.M)
+
+
+def test_the_image_keeps_the_source_layout() -> None:
+    """web.py and migrate.py find these next to the iam/ package: the Dockerfile must copy each
+    to the same place under its WORKDIR, and .dockerignore must not leave it out."""
+    needed = {TEMPLATES_DIR, STATIC_DIR, migrate.ROOT / "alembic.ini", migrate.ROOT / "migrations"}
+    names = {path.relative_to(ROOT).as_posix() for path in needed} | {"iam"}
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r"^WORKDIR /app$", dockerfile, re.M)
+    copied = set()
+    for line in re.findall(r"^COPY (.+)$", dockerfile, re.M):
+        *sources, target = line.split()
+        if target in ("./", "/app/"):
+            copied |= set(sources)
+        elif len(sources) == 1 and target in (f"./{sources[0]}", f"/app/{sources[0]}"):
+            copied.add(sources[0])
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert names <= copied - ignored
