@@ -7,7 +7,7 @@ import logging.config
 
 import pytest
 
-from iam.logs import log_config
+from iam.logs import log_config, request_id_var
 
 
 @pytest.fixture
@@ -48,19 +48,41 @@ def test_json_lines_keep_exceptions_and_chinese_text(captured) -> None:
     assert "ValueError: 坏了" in entry["exception"]
 
 
-def test_uvicorn_access_log_goes_through_the_same_format(captured) -> None:
+def test_uvicorn_access_lines_are_not_logged(captured) -> None:
+    """uvicorn's access line has the query string, and queries carry codes: `iam.access`
+    (the telemetry middleware) logs requests instead, without their queries."""
     stream = captured("json")
-    logging.getLogger("uvicorn.access").info('%s - "%s %s"', "127.0.0.1", "GET", "/healthz")
-    entry = json.loads(stream.getvalue().strip().splitlines()[-1])
-    assert entry["logger"] == "uvicorn.access"
-    assert entry["message"] == '127.0.0.1 - "GET /healthz"'
+    logging.getLogger("uvicorn.access").info('"GET /callback/wecom/X?code=c0de"')
+    logging.getLogger("uvicorn.error").info("Started server process")
+    assert "c0de" not in stream.getvalue()
+    assert "Started server process" in stream.getvalue()
+
+
+def test_lines_carry_the_request_id_in_both_formats(captured) -> None:
+    stream = captured("json")
+    token = request_id_var.set("req-0123456789")
+    try:
+        logging.getLogger("iam").info("inside a request")
+    finally:
+        request_id_var.reset(token)
+    logging.getLogger("iam").info("outside")
+    inside, outside = (json.loads(line) for line in stream.getvalue().strip().splitlines()[-2:])
+    assert inside["request_id"] == "req-0123456789"
+    assert outside["request_id"] == "-"
+    stream = captured("text")
+    token = request_id_var.set("req-abcdef0123")
+    try:
+        logging.getLogger("iam").info("hello")
+    finally:
+        request_id_var.reset(token)
+    assert "[req-abcdef0123]: hello" in stream.getvalue()
 
 
 def test_text_lines_are_not_json(captured) -> None:
     stream = captured("text")
     logging.getLogger("iam").info("hello")
     line = stream.getvalue().strip().splitlines()[-1]
-    assert line.endswith("INFO iam: hello")
+    assert line.endswith("INFO iam [-]: hello")
     with pytest.raises(json.JSONDecodeError):
         json.loads(line)
 

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from iam import metrics
 from iam.errors import ConflictError, ForbiddenError, NotFoundError
 from iam.federation.connector import (
     CallbackRejectedError,
@@ -159,6 +160,7 @@ async def _record(
     code: int | str | None = None,
 ) -> None:
     log.warning("%s login at %s failed: %s (%s)", provider, connector_id, reason, detail)
+    metrics.LOGINS.labels(provider, "failure").inc()
     await run_in_threadpool(
         lambda: upstream.record_failure(
             request.app.state.store,

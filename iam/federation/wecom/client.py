@@ -14,6 +14,7 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 
+from iam import metrics
 from iam.federation.connector import UpstreamRefusedError, UpstreamUnavailableError
 from iam.federation.wecom.tokens import TokenCache
 
@@ -198,20 +199,25 @@ class WeComClient:
                 method, f"{self._base}/cgi-bin/{api}", params=params, json=payload
             )
         except httpx.TimeoutException as error:
+            metrics.WECOM_CALLS.labels(api, "timeout").inc()
             raise unavailable(f"timed out ({type(error).__name__})", "wecom.timeout") from error
         except httpx.HTTPError as error:
+            metrics.WECOM_CALLS.labels(api, "unreachable").inc()
             problem = _scrub(str(error), hidden)
             raise unavailable(
                 f"could not be reached ({type(error).__name__}: {problem})"
             ) from error
         if response.status_code != 200:
+            metrics.WECOM_CALLS.labels(api, "-").inc()
             raise unavailable(f"answered HTTP {response.status_code}")
         try:
             body = response.json()
         except ValueError:
             body = None
         if not isinstance(body, dict) or not _is_int(body.get("errcode")):
+            metrics.WECOM_CALLS.labels(api, "-").inc()
             raise unavailable("answered without a JSON errcode")
+        metrics.WECOM_CALLS.labels(api, str(body["errcode"])).inc()
         if body["errcode"] != 0:
             log.warning(
                 "WeCom %s answered errcode %d after %d ms (%s)",

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from redis import Redis, RedisError
 
+from iam import metrics
 from iam.federation.connector import UpstreamUnavailableError
 
 log = logging.getLogger("iam.wecom")
@@ -98,7 +99,9 @@ class MemoryTokenCache:
         self._flights = _SingleFlight()
 
     def get_or_fetch(self, key: str, fetch: Callable[[], tuple[str, int]]) -> str:
-        return self._cached(key) or self._flights.run(key, lambda: self._fetch(key, fetch))
+        cached = self._cached(key)
+        metrics.count_cache("wecom_token", hit=cached is not None)
+        return cached or self._flights.run(key, lambda: self._fetch(key, fetch))
 
     def drop(self, key: str, token: str) -> None:
         with self._lock:
@@ -178,8 +181,9 @@ class RedisTokenCache:
         lock = name + ":lock"
         owner = secrets.token_hex(16)
         deadline = monotonic() + self._wait_budget
+        token = self._get(name)
+        metrics.count_cache("wecom_token", hit=bool(token))
         while True:
-            token = self._get(name)
             if token:
                 return token
             if self._redis.set(lock, owner, nx=True, px=LOCK_TTL_MS):
@@ -194,6 +198,7 @@ class RedisTokenCache:
                     reason="wecom.unavailable",
                 )
             time.sleep(self._poll_interval)
+            token = self._get(name)
 
     def _fetch_holding_lock(self, name: str, fetch: Callable[[], tuple[str, int]]) -> str:
         # Check again: another server may have stored a token and released the lock between our
