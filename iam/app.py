@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 import httpx
 import redis
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import text
@@ -21,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from iam import metrics as metrics_module
 from iam import settings as settings_module
 from iam.admin.common import AddressGuard, is_api_path, json_error
 from iam.admin.routing import admin_mount
@@ -36,8 +36,10 @@ from iam.oidc.keys import KeyRing
 from iam.oidc.server import Runner, Server
 from iam.secretbox import SecretBox
 from iam.services import corps, signing_keys, upstream
+from iam.services.rate_limits import MemoryCounter, RateLimits, RedisCounter, rules_from
 from iam.services.sms import SmsSender, sender_for
 from iam.settings import Settings
+from iam.telemetry import TelemetryMiddleware
 from iam.web import STATIC_DIR, BodyLimitMiddleware, BrowserMiddleware, Web
 
 log = logging.getLogger("iam")
@@ -52,23 +54,42 @@ async def healthz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus exposition of this process's registry (process and Python runtime today)."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition: requests, logins, tokens, WeCom calls, caches (`iam.metrics`)."""
+    body, content_type = await run_in_threadpool(metrics_module.exposition)
+    return Response(body, media_type=content_type)
 
 
 async def readyz(request: Request) -> Response:
+    """Ready when the database answers and, if one is configured, Redis does; 503 naming what
+    is unreachable otherwise (a load balancer then sends this instance no traffic)."""
     store: Store = request.app.state.store
+    redis_client: redis.Redis | None = request.app.state.redis
 
-    def ping() -> None:
-        with store.engine.connect() as connection:
-            connection.execute(text("select 1"))
+    def check() -> dict[str, str]:
+        report = {}
+        try:
+            with store.engine.connect() as connection:
+                connection.execute(text("select 1"))
+            report["database"] = "ok"
+        except Exception as error:  # noqa: BLE001 - any failure means: not ready
+            log.warning("readiness: the database is unreachable: %s", error)
+            report["database"] = "unreachable"
+        if redis_client is not None:
+            try:
+                redis_client.ping()
+                report["redis"] = "ok"
+            except redis.RedisError as error:
+                log.warning("readiness: Redis is unreachable: %s", error)
+                report["redis"] = "unreachable"
+        return report
 
-    try:
-        await run_in_threadpool(ping)
-    except Exception as error:  # noqa: BLE001 - any failure means: not ready
-        log.warning("readiness check failed: %s", error)
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ready", "database": "ok"})
+    report = await run_in_threadpool(check)
+    ready = all(value == "ok" for value in report.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", **report},
+        status_code=200 if ready else 503,
+        headers={"cache-control": "no-store"},
+    )
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
@@ -90,17 +111,16 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return web.error_page(request, "error.server", status_code=500)
 
 
-def _token_cache(settings: Settings) -> TokenCache:
-    """Shared through Redis when several instances run; in this process otherwise."""
-    if settings.redis_url:
-        client = redis.Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=REDIS_TIMEOUT,
-            socket_timeout=REDIS_TIMEOUT,
-            retry=Retry(NoBackoff(), retries=1),
-        )
-        return RedisTokenCache(client)
-    return MemoryTokenCache()
+def _redis(settings: Settings) -> redis.Redis | None:
+    """The Redis client every shared cache and counter uses, when `IAM_REDIS_URL` is set."""
+    if not settings.redis_url:
+        return None
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=REDIS_TIMEOUT,
+        socket_timeout=REDIS_TIMEOUT,
+        retry=Retry(NoBackoff(), retries=1),
+    )
 
 
 def _providers(
@@ -132,7 +152,13 @@ def create_app(
     web = Web(str(settings.secret_key), secure_cookies=settings.issuer_is_https)
     sms = sms or sender_for(settings.sms_backend)
     http = wecom_http or new_http_client()
-    wecom = WeComClient(settings.wecom_api_base, http, wecom_cache or _token_cache(settings))
+    shared = _redis(settings)
+    # Shared through Redis when several instances run; in this process otherwise.
+    token_cache = wecom_cache or (RedisTokenCache(shared) if shared else MemoryTokenCache())
+    wecom = WeComClient(settings.wecom_api_base, http, token_cache)
+    rate_limits = RateLimits(
+        RedisCounter(shared) if shared else MemoryCounter(), rules_from(settings)
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -140,11 +166,13 @@ def create_app(
         yield
         if wecom_http is None:
             http.close()
+        if shared is not None:
+            shared.close()
 
     keys = KeyRing(store, box)
     oidc = Oidc(
         issuer=settings.issuer,
-        server=Server(settings.issuer, keys),
+        server=Server(settings.issuer, keys, rate_limits),
         runner=Runner(store),
         keys=keys,
         discovery=discovery_document(settings.issuer),
@@ -186,6 +214,7 @@ def create_app(
         routes.append(Mount(SIMULATOR_PATH, app=simulator.app))
         app_state["simulator"] = simulator
     middleware = [
+        Middleware(TelemetryMiddleware, routes=routes),
         Middleware(AddressGuard, networks=settings.admin_allow_cidrs, prefix="/admin"),
         Middleware(BrowserMiddleware, secure_cookies=settings.issuer_is_https),
         Middleware(BodyLimitMiddleware),
@@ -204,6 +233,8 @@ def create_app(
     app.state.oidc = oidc
     app.state.providers = _providers(settings, store, box, wecom)
     app.state.wecom = wecom
+    app.state.redis = shared
+    app.state.rate_limits = rate_limits
     for name, value in app_state.items():
         setattr(app.state, name, value)
     return app

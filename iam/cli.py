@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,9 +30,11 @@ from iam.db import migrate
 from iam.db.store import Store, create_db_engine
 from iam.errors import IamError, ValidationError
 from iam.logs import log_config
+from iam.metrics import MULTIPROC_DIR_VARIABLE
 from iam.secretbox import SecretBox
 from iam.services import admins, clients, corps, signing_keys, users
 from iam.services.clients import CONTEXT_POLICIES, RegisteredClient
+from iam.services.rate_limits import rules_from
 from iam.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -109,19 +112,39 @@ def _run_action(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     """Check settings and schema here, where a bad value is one readable line, then serve;
     each worker builds its app from the environment."""
+    if args.workers < 1:
+        raise ValidationError("--workers", "the number of worker processes must be at least 1")
     settings = iam_settings.load()
+    rules_from(settings)
     with _engine(settings) as engine:
         _require_migrated(engine)
-    uvicorn.run(
-        "iam.app:create_app_from_environment",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        proxy_headers=True,
-        log_config=log_config(settings.log_format),
-    )
+    with _shared_metrics(args.workers):
+        uvicorn.run(
+            "iam.app:create_app_from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            proxy_headers=True,
+            access_log=False,  # `iam.access` logs each request, without its query string
+            log_config=log_config(settings.log_format),
+        )
     return 0
+
+
+@contextmanager
+def _shared_metrics(workers: int) -> Iterator[None]:
+    """Several workers count into one directory, so `/metrics` on any of them shows the
+    whole instance (prometheus_client's multi-process mode); it is removed at exit."""
+    if workers == 1 or os.environ.get(MULTIPROC_DIR_VARIABLE):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="iam-metrics-") as directory:
+        os.environ[MULTIPROC_DIR_VARIABLE] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_DIR_VARIABLE]
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -145,6 +168,7 @@ def _demo(args: argparse.Namespace) -> int:
         port=args.port,
         workers=1,
         proxy_headers=True,
+        access_log=False,
         log_config=log_config(settings.log_format),
     )
     return 0

@@ -50,6 +50,9 @@ class Settings:
         )
     )
     log_format: str = "text"
+    #: Overrides of the rate-limit table, `action[.key|.ip]=N/SECONDS,...` (checked by the
+    #: rate-limit service when the app is built).
+    rate_limits: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "issuer", _check_issuer(self.issuer))
@@ -107,6 +110,7 @@ def load(environ: Mapping[str, str] | None = None, env_file: str | Path = ".env"
         sms_backend=text("SMS_BACKEND", "console") or "console",
         admin_allow_cidrs=_parse_cidrs(text("ADMIN_ALLOW_CIDRS", "127.0.0.0/8,::1/128") or ""),
         log_format=text("LOG_FORMAT", "text") or "text",
+        rate_limits=text("RATE_LIMITS", "") or "",
     )
 
 

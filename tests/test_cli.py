@@ -19,6 +19,7 @@ from iam import cli
 from iam.cli import main
 from iam.db.store import Store, create_db_engine
 from iam.logs import log_config
+from iam.metrics import MULTIPROC_DIR_VARIABLE
 from iam.services import clients
 
 NOT_MIGRATED = "iam: error: the database is not migrated; run 'iam db upgrade'\n"
@@ -151,10 +152,44 @@ def test_serve_runs_the_app_factory_on_a_migrated_database(
                 "port": 9000,
                 "workers": 3,
                 "proxy_headers": True,
+                "access_log": False,
                 "log_config": log_config("text"),
             },
         )
     ]
+
+
+def test_serve_with_workers_shares_one_metrics_directory_while_it_runs(
+    db: str, monkeypatch: pytest.MonkeyPatch, run: Run
+):
+    """Workers count into one directory so that /metrics on any of them tells the instance."""
+    seen: list[str | None] = []
+    monkeypatch.delenv(MULTIPROC_DIR_VARIABLE, raising=False)
+    monkeypatch.setattr(
+        cli.uvicorn, "run", lambda *a, **k: seen.append(os.environ.get(MULTIPROC_DIR_VARIABLE))
+    )
+    assert run("serve", "--workers", "2").code == 0
+    assert run("serve", "--workers", "1").code == 0
+    assert seen[0] is not None and seen[1] is None
+    assert not os.path.exists(seen[0])  # removed when the server stopped
+    assert MULTIPROC_DIR_VARIABLE not in os.environ
+
+
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_serve_refuses_fewer_than_one_worker(
+    db: str, run: Run, uvicorn_calls: list[Any], workers: str
+):
+    assert_error(run("serve", "--workers", workers), "--workers", "at least 1")
+    assert uvicorn_calls == []
+
+
+@pytest.mark.parametrize("value", ["token=0/60", "token=ten/60", "nosuch=5/60", "token"])
+def test_serve_refuses_a_bad_rate_limit_setting(
+    db: str, monkeypatch: pytest.MonkeyPatch, run: Run, uvicorn_calls: list[Any], value: str
+):
+    monkeypatch.setenv("IAM_RATE_LIMITS", value)
+    assert_error(run("serve"), "IAM_RATE_LIMITS")
+    assert uvicorn_calls == []
 
 
 def test_serve_logs_in_the_configured_format(
@@ -479,6 +514,7 @@ def test_demo_migrates_seeds_prints_and_serves(
         "port": 8123,
         "workers": 1,
         "proxy_headers": True,
+        "access_log": False,
         "log_config": log_config("text"),
     }
     settings = args[0].state.settings

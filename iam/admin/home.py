@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from iam import metrics
 from iam.admin.common import (
     ADMIN_COOKIE,
     client_ip,
@@ -17,6 +18,7 @@ from iam.admin.common import (
     signed_in_admin,
 )
 from iam.db.models import Admin
+from iam.errors import RateLimitedError
 from iam.services import admins
 from iam.web import FormRefusedError, Web
 
@@ -37,20 +39,25 @@ async def login(request: Request) -> Response:
         return render(request, "admin/login.html", None, context, refused.status_code)
     username = str(form.get("username") or "")[:100]
     password = str(form.get("password") or "")[:1024]
-    store = request.app.state.store
+    state = request.app.state
+    ip = client_ip(request)
+
+    def sign_in() -> admins.AdminSignedIn:
+        state.rate_limits.check("admin_login", key=username.lower(), ip=ip)
+        return admins.sign_in(state.store, username, password, ip=ip)
+
     try:
-        signed_in = await run_in_threadpool(
-            lambda: admins.sign_in(store, username, password, ip=client_ip(request))
-        )
-    except admins.AdminLoginError as error:
-        key = "admin.locked" if error.locked_for else "admin.wrong_login"
-        context = {"username": username, "error_key": key, "minutes": error.locked_for // 60 + 1}
-        response = render(
-            request, "admin/login.html", None, context, 429 if error.locked_for else 401
-        )
-        if error.locked_for:
-            response.headers["retry-after"] = str(error.locked_for)
+        signed_in = await run_in_threadpool(sign_in)
+    except (admins.AdminLoginError, RateLimitedError) as error:
+        metrics.LOGINS.labels("admin", "failure").inc()
+        wait = error.retry_after if isinstance(error, RateLimitedError) else error.locked_for
+        key = "admin.locked" if wait else "admin.wrong_login"
+        context = {"username": username, "error_key": key, "minutes": wait // 60 + 1}
+        response = render(request, "admin/login.html", None, context, 429 if wait else 401)
+        if wait:
+            response.headers["retry-after"] = str(wait)
         return response
+    metrics.LOGINS.labels("admin", "success").inc()
     response = see_other("/admin")
     response.set_cookie(
         ADMIN_COOKIE,

@@ -17,7 +17,7 @@ from iam.errors import (
     RateLimitedError,
     ValidationError,
 )
-from iam.flows.login import client_ip, otp_page, signed_in
+from iam.flows.login import client_ip, count_otp_attempt, otp_page, signed_in
 from iam.services import accounts, login, otp
 from iam.services.sms import SmsDeliveryError
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
@@ -76,24 +76,30 @@ async def submit(request: Request) -> Response:
     ip = client_ip(request)
     if not code:
         try:
-            sent = await run_in_threadpool(
-                lambda: otp.request_code(state.store, state.box, state.sms, phone, "bind", ip=ip)
-            )
+
+            def send() -> otp.CodeSent:
+                count_otp_attempt(request, "otp_send", phone)
+                return otp.request_code(state.store, state.box, state.sms, phone, "bind", ip=ip)
+
+            sent = await run_in_threadpool(send)
         except ValidationError as error:
             return _page(request, "phone", token, pending, error=error, phone=phone)
         except (RateLimitedError, SmsDeliveryError) as error:
             return _page(request, "code", token, pending, error=error, phone=phone)
         return _page(request, "code", token, pending, phone=sent.phone, sent=True)
-    try:
-        linked, flow_id = await run_in_threadpool(
-            lambda: accounts.bind_with_code(
-                state.store, state.box, token, web.browser_id(request), phone, code, ip=ip
-            )
+
+    def bind() -> tuple[accounts.Linked, str | None]:
+        count_otp_attempt(request, "otp_verify", phone)
+        return accounts.bind_with_code(
+            state.store, state.box, token, web.browser_id(request), phone, code, ip=ip
         )
+
+    try:
+        linked, flow_id = await run_in_threadpool(bind)
     except ValidationError as error:
         step = "phone" if error.field == "phone" else "code"
         return _page(request, step, token, pending, error=error, phone=phone)
-    except otp.OtpError as error:
+    except (otp.OtpError, RateLimitedError) as error:
         return _page(request, "code", token, pending, error=error, phone=phone)
     except ForbiddenError:
         return web.error_page(request, "upstream.disabled", 403)

@@ -9,8 +9,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from iam import metrics
 from iam.errors import IamError, NotFoundError, RateLimitedError, ValidationError
 from iam.services import authorizations, clients, corps, login, otp
+from iam.services.phones import normalize_phone
 from iam.services.sessions import SESSION_LIFETIME, NewSession
 from iam.services.sms import SmsDeliveryError
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
@@ -24,6 +26,16 @@ class FlowGoneError(Exception):
 
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def count_otp_attempt(request: Request, action: str, raw_phone: str) -> None:
+    """Count an OTP send or check per phone number and per client IP (`RateLimitedError` past
+    the limit). A malformed number counts per IP only; the OTP service then refuses it."""
+    try:
+        phone: str | None = normalize_phone(raw_phone)
+    except ValidationError:
+        phone = None
+    request.app.state.rate_limits.check(action, key=phone, ip=client_ip(request))
 
 
 async def flow_context(request: Request, flow_id: str) -> dict[str, Any]:
@@ -118,16 +130,15 @@ async def send_code(request: Request) -> Response:
         return posted
     form, context, phone = posted
     state = request.app.state
-    try:
-        sent = await run_in_threadpool(
-            otp.request_code,
-            state.store,
-            state.box,
-            state.sms,
-            phone,
-            "login",
-            ip=client_ip(request),
+
+    def send() -> otp.CodeSent:
+        count_otp_attempt(request, "otp_send", phone)
+        return otp.request_code(
+            state.store, state.box, state.sms, phone, "login", ip=client_ip(request)
         )
+
+    try:
+        sent = await run_in_threadpool(send)
     except ValidationError as error:
         return otp_page(request, TEMPLATE, "phone", context, error=error, phone=phone)
     except (RateLimitedError, SmsDeliveryError) as error:
@@ -142,22 +153,26 @@ async def submit_code(request: Request) -> Response:
         return posted
     form, context, phone = posted
     state = request.app.state
-    try:
-        new = await run_in_threadpool(
-            lambda: login.sign_in_with_phone(
-                state.store,
-                state.box,
-                phone,
-                str(form.get("code") or "")[:12],
-                previous_cookie=request.cookies.get(SESSION_COOKIE),
-                ip=client_ip(request),
-                user_agent=request.headers.get("user-agent"),
-            )
+
+    def sign_in() -> NewSession:
+        count_otp_attempt(request, "otp_verify", phone)
+        return login.sign_in_with_phone(
+            state.store,
+            state.box,
+            phone,
+            str(form.get("code") or "")[:12],
+            previous_cookie=request.cookies.get(SESSION_COOKIE),
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
         )
+
+    try:
+        new = await run_in_threadpool(sign_in)
     except ValidationError as error:
         step = "phone" if error.field == "phone" else "code"
         return otp_page(request, TEMPLATE, step, context, error=error, phone=phone)
-    except otp.OtpError as error:
+    except (otp.OtpError, RateLimitedError) as error:
+        metrics.LOGINS.labels("sms", "failure").inc()
         return otp_page(request, TEMPLATE, "code", context, error=error, phone=phone)
     return signed_in(request, new, context["flow"])
 
@@ -165,6 +180,7 @@ async def submit_code(request: Request) -> Response:
 def signed_in(request: Request, new: NewSession, flow_id: str | None) -> Response:
     """Give the browser its new session and go back to the request it serves (or home)."""
     web: Web = request.app.state.web
+    metrics.LOGINS.labels(new.session.amr[0] if new.session.amr else "-", "success").inc()
     target = f"/flow/{quote(flow_id)}" if flow_id else "/"
     response = RedirectResponse(target, status_code=303)
     web.set_session_cookie(response, new.cookie_value, int(SESSION_LIFETIME.total_seconds()))

@@ -124,7 +124,8 @@ async def _protocol(request: Request, endpoint: str | None) -> Response:
     except HTTPException as refused:  # too large while read, or a malformed multipart body
         return _unreadable(refused.status_code, refused.detail)
     if endpoint is None:
-        return await oidc.runner(oidc.server.create_token_response, oauth_request)
+        ip = request.client.host if request.client else None
+        return await oidc.runner(oidc.server.create_limited_token_response, oauth_request, ip)
     return await oidc.runner(oidc.server.create_endpoint_response, endpoint, oauth_request)
 
 
@@ -149,5 +150,5 @@ async def openid_configuration(request: Request) -> Response:
 
 
 async def jwks(request: Request) -> Response:
-    keys = await run_in_threadpool(_oidc(request).keys.current)
-    return JSONResponse(keys.jwks, headers={"cache-control": "public, max-age=60"})
+    jwks = await run_in_threadpool(_oidc(request).keys.published_jwks)
+    return JSONResponse(jwks, headers={"cache-control": "public, max-age=60"})

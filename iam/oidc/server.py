@@ -19,9 +19,11 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from joserfc.jws import extract_compact
 from starlette.responses import Response
 
+from iam import metrics
 from iam.clock import utcnow
 from iam.db.models import AccessToken, Client, RefreshToken
 from iam.db.store import Store
+from iam.errors import RateLimitedError
 from iam.oidc import grants
 from iam.oidc.context import Principal, bind_db, db, unbind_db
 from iam.oidc.keys import KeyRing
@@ -36,6 +38,7 @@ from iam.oidc.tokens import (
 from iam.secretbox import digest
 from iam.services import audit
 from iam.services.clients import ADMIN_SCOPE, SUPPORTED_SCOPES
+from iam.services.rate_limits import RateLimits
 
 log = logging.getLogger("iam.oidc")
 T = TypeVar("T")
@@ -62,13 +65,29 @@ class Runner:
                 unbind_db(token)
 
 
+class SlowDownError(OAuth2Error):
+    """Too many token requests (429, with `Retry-After`); `slow_down` is the registered OAuth
+    error code for "poll less often" (RFC 8628 3.5)."""
+
+    error = "slow_down"
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(description=f"Too many requests. Try again in {retry_after} seconds.")
+        self.retry_after = retry_after
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        return [*super().get_headers(), ("Retry-After", str(self.retry_after))]
+
+
 class Server(AuthorizationServer):
     """The OAuth 2.0 / OIDC server: grants, token generator and endpoints registered once."""
 
-    def __init__(self, issuer: str, keys: KeyRing) -> None:
+    def __init__(self, issuer: str, keys: KeyRing, limits: RateLimits) -> None:
         super().__init__(scopes_supported=[*SUPPORTED_SCOPES, ADMIN_SCOPE])
         self.issuer = issuer
         self.keys = keys
+        self.limits = limits
         self.register_token_generator("default", grants.AccessTokenGenerator(issuer, keys))
         self.register_grant(
             grants.AuthorizationCodeGrant,
@@ -82,6 +101,25 @@ class Server(AuthorizationServer):
         self.register_endpoint(Introspection(keys, issuer))
         self.register_endpoint(UserInfo(self, self.resource_protector))
         self.register_endpoint(EndSession(keys))
+
+    def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
+        """Authlib's client authentication, then the token endpoint's per-client rate limit
+        (counted only for authenticated clients: nobody can spend another client's budget)."""
+        client = super().authenticate_client(request, methods, endpoint)
+        if endpoint == "token":
+            try:
+                self.limits.check("token", key=client.client_id, ip=None)
+            except RateLimitedError as error:
+                raise SlowDownError(error.retry_after) from None
+        return client
+
+    def create_limited_token_response(self, request: OAuth2Request, ip: str | None) -> Response:
+        """The token endpoint, after the per-IP rate limit."""
+        try:
+            self.limits.check("token", key=None, ip=ip)
+        except RateLimitedError as error:
+            return self.handle_error_response(request, SlowDownError(error.retry_after))
+        return self.create_token_response(request)
 
     # --- storage hooks ---
     def query_client(self, client_id: str) -> Client | None:
@@ -128,6 +166,7 @@ class Server(AuthorizationServer):
                     expires_at=now + timedelta(seconds=client.refresh_token_ttl),
                 )
             )
+        metrics.TOKENS.labels(request.payload.grant_type).inc()
         audit.record(
             db(),
             "token.issued",
@@ -162,9 +201,12 @@ class Server(AuthorizationServer):
             )
 
     def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
-        """Undo what the failed request wrote; a replay revokes its family; audit the failure."""
+        """Undo what the failed request wrote; a replay revokes its family; audit the failure
+        (but not a refusal for too many requests: a flood must not become a flood of writes)."""
         session = db()
         session.rollback()
+        if isinstance(error, SlowDownError):
+            return super().handle_error_response(request, error)
         if isinstance(error, grants.TokenFamilyCompromisedError):
             revoke_family(error.family_id)
             log.warning("token replay: family %s revoked", error.family_id)

@@ -1,0 +1,159 @@
+"""Rate limits per key (a phone, a username, a client) and per client IP, in fixed windows.
+
+Counted in Redis when `IAM_REDIS_URL` is set, so that every instance counts against one limit;
+in this process otherwise. When Redis fails, counting goes on in this process (a warning is
+logged): limits then hold per instance rather than not at all. Keys are hashed before they are
+stored, so Redis never holds a phone number or a username.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from iam import metrics
+from iam.errors import RateLimitedError
+from iam.settings import Settings, SettingsError
+
+log = logging.getLogger("iam.rate_limits")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """At most `limit` hits per `window` seconds."""
+
+    limit: int
+    window: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        """`N/SECONDS`, both positive whole numbers (`ValueError` otherwise)."""
+        count, _, seconds = text.strip().partition("/")
+        if not (count.isdigit() and seconds.isdigit() and int(count) > 0 and int(seconds) > 0):
+            raise ValueError(f"a rate limit is N/SECONDS with both above 0, not {text!r}")
+        return cls(int(count), int(seconds))
+
+
+#: The actions that are limited, each per key and per client IP. Override with
+#: `IAM_RATE_LIMITS="token.ip=20000/60,otp_send.key=3/600"` (`token=...` sets both).
+DEFAULT_RULES: dict[str, Rule] = {
+    "otp_send.key": Rule(5, 600),  # per phone number (besides 60 s apart and 10 a day)
+    "otp_send.ip": Rule(20, 600),
+    "otp_verify.key": Rule(10, 600),  # per phone number, over all its codes
+    "otp_verify.ip": Rule(30, 600),
+    "admin_login.key": Rule(10, 600),  # per username (besides the lock-out after 5 failures)
+    "admin_login.ip": Rule(30, 600),
+    "token.key": Rule(6000, 60),  # per client_id
+    "token.ip": Rule(6000, 60),
+}
+
+
+def parse_rules(text: str) -> dict[str, Rule]:
+    """The rule table with the overrides of `IAM_RATE_LIMITS` applied (`ValueError` on a bad
+    or unknown name)."""
+    rules = dict(DEFAULT_RULES)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, value = item.partition("=")
+        name = name.strip()
+        if not equals:
+            raise ValueError(f"expected NAME=N/SECONDS, not {item!r}")
+        names = [f"{name}.key", f"{name}.ip"] if "." not in name else [name]
+        if any(n not in DEFAULT_RULES for n in names):
+            known = sorted({n.partition(".")[0] for n in DEFAULT_RULES})
+            raise ValueError(f"unknown rate limit {name!r} (known: {', '.join(known)})")
+        rule = Rule.parse(value)
+        rules.update(dict.fromkeys(names, rule))
+    return rules
+
+
+def rules_from(settings: Settings) -> dict[str, Rule]:
+    """The rule table of `settings` (`SettingsError` naming IAM_RATE_LIMITS if it is bad)."""
+    try:
+        return parse_rules(settings.rate_limits)
+    except ValueError as error:
+        raise SettingsError(f"IAM_RATE_LIMITS: {error}") from None
+
+
+class Counter(Protocol):
+    def hit(self, name: str, window: int) -> int:
+        """Count one hit on counter `name` (which names its window) and return the count; the
+        counter is forgotten after `window` seconds."""
+        ...
+
+
+class MemoryCounter:
+    """Counters in this process, for one instance (and when Redis fails)."""
+
+    #: Past this many live counters, expired ones are dropped at the next hit.
+    SWEEP_ABOVE = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[int, float]] = {}
+
+    def hit(self, name: str, window: int) -> int:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._counts) > self.SWEEP_ABOVE:
+                self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+            count, expires = self._counts.get(name, (0, now + window))
+            if expires <= now:
+                count, expires = 0, now + window
+            self._counts[name] = (count + 1, expires)
+            return count + 1
+
+
+_INCREMENT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+
+class RedisCounter:
+    """Counters every instance shares; one round trip per hit (INCR, EXPIRE on the first)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._increment = redis.register_script(_INCREMENT)
+        self._fallback = MemoryCounter()
+
+    def hit(self, name: str, window: int) -> int:
+        try:
+            return int(self._increment(keys=[name], args=[window]))  # type: ignore[arg-type]
+        except RedisError as error:
+            log.warning("Redis failed counting a rate limit, counting in-process: %s", error)
+            return self._fallback.hit(name, window)
+
+
+class RateLimits:
+    """`check(action, key=..., ip=...)`: count one attempt, or refuse it with
+    `RateLimitedError` (whose `retry_after` is the end of the window that is full)."""
+
+    def __init__(
+        self, counter: Counter, rules: dict[str, Rule] | None = None, prefix: str = "iam:rl:"
+    ) -> None:
+        self._counter = counter
+        self._rules = rules or DEFAULT_RULES
+        self._prefix = prefix
+
+    def check(self, action: str, *, key: str | None, ip: str | None) -> None:
+        for kind, value in (("key", key), ("ip", ip)):
+            if not value:
+                continue
+            name = f"{action}.{kind}"
+            rule = self._rules[name]
+            now = int(time.time())
+            window_start = now - now % rule.window
+            hashed = hashlib.sha256(value.encode()).hexdigest()[:32]
+            counter = f"{self._prefix}{name}:{hashed}:{window_start}"
+            if self._counter.hit(counter, rule.window) > rule.limit:
+                metrics.RATE_LIMITED.labels(name).inc()
+                wait = window_start + rule.window - now
+                raise RateLimitedError(f"Too many attempts. Try again in {wait} seconds.", wait)
