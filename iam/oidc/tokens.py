@@ -14,6 +14,7 @@ from authlib.oidc.rpinitiated import EndSessionEndpoint
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from joserfc.jws import extract_compact
 from sqlalchemy import select, update
 
 from iam.clock import epoch, utcnow
@@ -35,7 +36,9 @@ def decode_access_token(token_string: str, keys: KeyRing, issuer: str) -> dict[s
     if token_string.count(".") != 2 or len(token_string) > 8192:
         return None
     try:
-        token = jwt.decode(token_string, keys.current().verifying, algorithms=[keys.algorithm])
+        kid = extract_compact(token_string.encode()).protected.get("kid")
+        verifying = keys.verifying(kid if isinstance(kid, str) else None)
+        token = jwt.decode(token_string, verifying, algorithms=[keys.algorithm])
     except (JoseError, ValueError):
         return None
     if token.header.get("typ") != "at+jwt" or token.claims.get("iss") != issuer:
@@ -166,7 +169,8 @@ class EndSession(EndSessionEndpoint):
         self.keys = keys
 
     def get_server_jwks(self) -> KeySet:
-        return self.keys.current().verifying
+        # Fresh from the database: the hint may be signed by a key another instance made.
+        return KeySet.import_key_set(self.keys.published_jwks())
 
     def is_post_logout_redirect_uri_legitimate(self, *args: Any) -> bool:
         # The URI was matched exactly against the client's registered ones; the person

@@ -87,15 +87,27 @@ def list_keys(store: Store) -> list[SigningKey]:
         return list(session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc())))
 
 
-def load_material(store: Store, box: SecretBox) -> KeyMaterial:
-    """The newest unretired key signs; every key still within its publish window is in JWKS."""
+def _live_keys(store: Store) -> list[SigningKey]:
+    """The keys to publish, newest first: unretired ones and those within their window."""
     now = utcnow()
     with store() as session:
-        keys = session.scalars(
-            select(SigningKey)
-            .where(or_(SigningKey.retired_at.is_(None), SigningKey.publish_until > now))
-            .order_by(SigningKey.created_at.desc())
-        ).all()
+        return list(
+            session.scalars(
+                select(SigningKey)
+                .where(or_(SigningKey.retired_at.is_(None), SigningKey.publish_until > now))
+                .order_by(SigningKey.created_at.desc())
+            )
+        )
+
+
+def published(store: Store) -> tuple[dict[str, Any], ...]:
+    """The public JWKs to publish now (no private key is decrypted)."""
+    return tuple(key.public_jwk for key in _live_keys(store))
+
+
+def load_material(store: Store, box: SecretBox) -> KeyMaterial:
+    """The newest unretired key signs; every key still within its publish window is in JWKS."""
+    keys = _live_keys(store)
     active = next((key for key in keys if key.retired_at is None), None)
     if active is None:
         raise LookupError("no signing key: run `iam db upgrade` and start the server once")
