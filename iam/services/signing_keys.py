@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from joserfc.jwk import RSAKey
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
@@ -57,9 +57,19 @@ def _longest_token_lifetime(session: Session) -> timedelta:
     return max(timedelta(seconds=int(longest or 0)), MIN_PUBLISH_AFTER_RETIRE)
 
 
+#: The PostgreSQL advisory lock that serializes first-start key creation across instances.
+_ENSURE_KEY_LOCK = 0x69616D_6B6579  # "iam" "key"
+
+
 def ensure_key(store: Store, box: SecretBox) -> None:
-    """Create the first signing key if there is none (first start)."""
+    """Create the first signing key if there is none (first start). Instances that start
+    together take turns (an advisory lock on PostgreSQL; SQLite writes one at a time), so
+    exactly one of them creates it."""
     with store() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(_ENSURE_KEY_LOCK)))
+        else:  # take SQLite's write lock before looking, not after
+            session.execute(text("UPDATE signing_keys SET kid = kid WHERE 0"))
         if session.scalar(select(SigningKey.kid).where(SigningKey.retired_at.is_(None))):
             return
         session.add(_new_key(box))

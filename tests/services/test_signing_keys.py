@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +15,7 @@ from sqlalchemy import select
 
 from iam.clock import utcnow
 from iam.db.models import AuditEvent, Client, SigningKey
-from iam.db.store import Store
+from iam.db.store import Store, create_db_engine
 from iam.secretbox import SecretBox, SecretBoxError
 from iam.services import clients, signing_keys
 
@@ -55,6 +57,32 @@ def test_ensure_key_creates_exactly_one_key(store: Store, box: SecretBox) -> Non
     assert row["alg"] == "RS256"
     assert row["retired_at"] is None
     assert len(_audit(store, "key.created")) == 1
+
+
+def test_instances_starting_together_create_one_key(
+    database_url: str, box: SecretBox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several instances start at once, each with its own engine: one key, not one each.
+    RSA generation is made slow so that every instance is inside `ensure_key` together."""
+    real_new_key = signing_keys._new_key
+
+    def slow_new_key(box: SecretBox) -> SigningKey:
+        time.sleep(0.2)
+        return real_new_key(box)
+
+    monkeypatch.setattr(signing_keys, "_new_key", slow_new_key)
+    stores = [Store(create_db_engine(database_url)) for _ in range(3)]
+    threads = [
+        threading.Thread(target=signing_keys.ensure_key, args=(each, box)) for each in stores
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    with stores[0]() as db:
+        assert len(db.scalars(select(SigningKey)).all()) == 1
+    for each in stores:
+        each.engine.dispose()
 
 
 def test_ensure_key_is_idempotent(store: Store, box: SecretBox) -> None:
