@@ -3,6 +3,7 @@ libpass), lock-out after repeated failures."""
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -81,9 +82,14 @@ LOCK_DURATION = timedelta(minutes=15)
 #: An admin session ends this long after sign-in, or after this long without a request.
 ADMIN_SESSION_LIFETIME = timedelta(hours=8)
 ADMIN_IDLE_TIMEOUT = timedelta(minutes=30)
-#: Hashed once, so an unknown username costs as much time as a wrong password.
-_DUMMY_HASH = argon2.hash(secrets.token_urlsafe(16))
 WRONG = "Wrong username or password."
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Hashed once, at the first sign-in rather than at import (every CLI command imports this),
+    so that an unknown username costs as much time as a wrong password."""
+    return str(argon2.hash(secrets.token_urlsafe(16)))
 
 
 def sign_in(store: Store, username: str, password: str, *, ip: str | None = None) -> AdminSignedIn:
@@ -100,7 +106,7 @@ def sign_in(store: Store, username: str, password: str, *, ip: str | None = None
             )
             db.commit()
             raise AdminLoginError("Too many failed sign-ins: the account is locked.", wait)
-        valid = argon2.verify(password or "", admin.password_hash if admin else _DUMMY_HASH)
+        valid = argon2.verify(password or "", admin.password_hash if admin else _dummy_hash())
         if admin is None or not valid:
             if admin is not None:
                 db.execute(
