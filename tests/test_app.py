@@ -54,3 +54,55 @@ def test_dev_routes_exist_only_in_dev_mode(database_url: str, store: Store, worl
         assert client.get("/dev/outbox").status_code == 200
         Front(client, sms).send_code()
         assert sms.messages()[0].code in client.get("/dev/outbox").text
+
+
+# --- readiness with Redis (rate limits and WeCom tokens are shared through it) ---
+
+
+def _with_redis(settings: Settings, url: str) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, redis_url=url)
+
+
+def test_readiness_fails_when_redis_is_unreachable(
+    settings: Settings, store: Store, reused_signing_key: None
+) -> None:
+    """An instance that cannot reach Redis would count limits alone: it must get no traffic."""
+    app = create_app(_with_redis(settings, "redis://127.0.0.1:1/0"), store=store)
+    with TestClient(app, base_url=ISSUER) as client:
+        answer = client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json() == {"status": "unavailable", "database": "ok", "redis": "unreachable"}
+    assert answer.headers["cache-control"] == "no-store"
+
+
+def test_readiness_checks_a_reachable_redis(
+    settings: Settings, store: Store, reused_signing_key: None
+) -> None:
+    import os
+    from urllib.parse import urlsplit
+
+    import pytest
+    import redis
+
+    url = (
+        urlsplit(os.environ.get("IAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+        ._replace(path="/12")
+        .geturl()
+    )
+    probe = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        probe.ping()
+    except redis.RedisError as error:
+        parts = urlsplit(url)
+        message = f"Redis not reachable at {parts.hostname}:{parts.port}{parts.path}: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        probe.close()
+    with TestClient(create_app(_with_redis(settings, url), store=store), base_url=ISSUER) as client:
+        answer = client.get("/readyz")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"status": "ready", "database": "ok", "redis": "ok"}

@@ -1,0 +1,162 @@
+"""Rate limits on the SMS code pages (/login/otp, /login, /bind): 429 with Retry-After, the page
+says how long to wait, and a refused attempt sends nothing and checks nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import replace
+
+import pytest
+from conftest import (
+    CORP_A,
+    ISSUER,
+    PHONE,
+    Front,
+    WeComFront,
+    World,
+    connect_corp,
+    query_of,
+)
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from iam.app import create_app
+from iam.db.models import IdentityLink, OtpChallenge
+from iam.db.store import Store
+from iam.devtools.wecom_simulator import WeComSimulator
+from iam.services import rate_limits, users
+from iam.services.sms import ConsoleSms
+from iam.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("reused_signing_key")
+
+OTHER_PHONES = ("+8613800138001", "+8613800138002")
+#: A wall-clock second 100 s into a 600 s window: a refusal then says "wait 500 seconds".
+WALL = 600 * 2_833_333 + 100
+
+
+class FrozenTime:
+    """The rate-limit module's clock, stopped, so that no window ends during a test."""
+
+    def time(self) -> float:
+        return WALL
+
+    def monotonic(self) -> float:
+        return 1000.0
+
+
+@pytest.fixture(autouse=True)
+def frozen_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rate_limits, "time", FrozenTime())
+
+
+@pytest.fixture
+def browser(settings: Settings, store: Store, sms: ConsoleSms) -> Iterator[Callable[[str], Front]]:
+    """A factory: an English-speaking browser on the app built with these `IAM_RATE_LIMITS`."""
+    with ExitStack() as stack:
+
+        def make(limits: str) -> Front:
+            app = create_app(replace(settings, rate_limits=limits), store=store, sms=sms)
+            client = stack.enter_context(TestClient(app, base_url=ISSUER, follow_redirects=False))
+            client.headers["accept-language"] = "en-US"
+            return Front(client, sms)
+
+        yield make
+
+
+def submit(front: Front, code: str, phone: str = PHONE):
+    return front.client.post(
+        "/login", data={"csrf_token": front.csrf(), "phone": phone, "code": code, "flow": ""}
+    )
+
+
+def challenges(store: Store) -> int:
+    with store() as db:
+        return db.scalar(select(func.count()).select_from(OtpChallenge))
+
+
+def test_sending_codes_past_the_address_limit_is_refused_and_sends_nothing(
+    browser, store: Store, sms: ConsoleSms, world: World
+) -> None:
+    for number, phone in enumerate(OTHER_PHONES):
+        users.create_user(store, f"User {number}", phone)
+    front = browser("otp_send.ip=2/600")
+    assert front.send_code(OTHER_PHONES[0]).status_code == 200
+    assert front.send_code(OTHER_PHONES[1]).status_code == 200
+    refused = front.send_code(PHONE)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "500"
+    assert "Wait 500 seconds" in refused.text
+    assert [message.phone for message in sms.messages()] == list(reversed(OTHER_PHONES))
+    assert challenges(store) == 2
+
+
+def test_malformed_numbers_count_against_the_address(browser, world: World) -> None:
+    """A malformed number has no key to count; it still spends the address's budget."""
+    front = browser("otp_send.ip=2/600")
+    assert front.send_code("not a phone").status_code == 400
+    assert front.send_code("12").status_code == 400
+    assert front.send_code(PHONE).status_code == 429
+
+
+def test_wrong_codes_past_the_phone_limit_refuse_even_the_right_code(
+    browser, store: Store, world: World
+) -> None:
+    """The limit is checked before the code: once spent, guessing is over for the window. The
+    number is counted however it is written."""
+    front = browser("otp_verify.key=2/600")
+    assert front.send_code().status_code == 200
+    code = front.last_code()
+    wrong = "000000" if code != "000000" else "111111"
+    assert submit(front, wrong, "+8613800138000").status_code == 400
+    assert submit(front, wrong, "138 0013 8000").status_code == 400
+    refused = submit(front, code, "１３８００１３８０００")
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "500"
+    assert "Wait 500 seconds" in refused.text
+    assert "iam_session" not in refused.headers.get("set-cookie", "")
+
+
+def test_the_phone_limit_does_not_stop_another_phone(
+    browser, store: Store, sms: ConsoleSms, world: World
+) -> None:
+    users.create_user(store, "Li Si", OTHER_PHONES[0])
+    front = browser("otp_verify.key=1/600")
+    front.send_code()
+    assert submit(front, "000000" if front.last_code() != "000000" else "1").status_code == 400
+    assert front.send_code(OTHER_PHONES[0]).status_code == 200
+    signed_in = submit(front, sms.messages()[0].code, OTHER_PHONES[0])
+    assert signed_in.status_code == 303, signed_in.text
+
+
+# --- /bind ---
+
+
+@pytest.fixture
+def bind_browser(
+    wecom_settings: Settings, store: Store, sms: ConsoleSms, simulator: WeComSimulator
+) -> Iterator[WeComFront]:
+    settings = replace(wecom_settings, rate_limits="otp_verify.key=1/600")
+    connect_corp(store, simulator, CORP_A)
+    app = create_app(settings, store=store, sms=sms, wecom_http=TestClient(simulator.app))
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as client:
+        client.headers["accept-language"] = "en-US"
+        yield WeComFront(client, sms, simulator)
+
+
+def test_binding_codes_are_limited_per_phone(bind_browser: WeComFront, store: Store) -> None:
+    front = bind_browser
+    answer = front.login_as("zhangsan_A", CORP_A)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/bind?")
+    page = answer.headers["location"]
+    form = {"csrf_token": front.csrf(page), "binding": query_of(page)["binding"], "phone": PHONE}
+    assert front.client.post("/bind", data=form).status_code == 200
+    code = front.last_code()
+    wrong = "000000" if code != "000000" else "111111"
+    assert front.client.post("/bind", data={**form, "code": wrong}).status_code == 400
+    refused = front.client.post("/bind", data={**form, "code": code})
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "500"
+    with store() as db:
+        assert db.scalar(select(func.count()).select_from(IdentityLink)) == 0

@@ -1,0 +1,165 @@
+"""iam/oidc/keys.py: the key ring's cache, and what must not wait for it. A key rotated by
+another instance verifies here and is published here at once; forged kids cannot make the ring
+reload more than once per `min_reload`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import ISSUER, World
+from joserfc import jwt
+from joserfc.jws import extract_compact
+from starlette.testclient import TestClient
+
+from iam.app import create_app
+from iam.db.store import Store
+from iam.oidc import keys as keys_module
+from iam.oidc.keys import KeyRing
+from iam.oidc.tokens import decode_access_token
+from iam.secretbox import SecretBox
+from iam.services import signing_keys
+from iam.services.sms import ConsoleSms
+from iam.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("reused_signing_key")
+
+
+class Monotonic:
+    """The key ring's `time`: a monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Monotonic:
+    fake = Monotonic()
+    monkeypatch.setattr(keys_module, "time", fake)
+    return fake
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per time a ring read its keys from the database."""
+    calls: list[int] = []
+    real: Callable[..., Any] = keys_module.load_material
+
+    def counting(*args: Any) -> Any:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(keys_module, "load_material", counting)
+    return calls
+
+
+def kids(key_set) -> set[str]:
+    return {key.kid for key in key_set.keys}
+
+
+def signed_by(ring: KeyRing) -> str:
+    header = {"alg": ring.algorithm, "typ": "at+jwt"}
+    return jwt.encode(header, {"iss": ISSUER, "sub": "someone"}, ring.current().signing)
+
+
+def signing_kid(ring: KeyRing) -> str:
+    return next(iter(kids(ring.current().signing)))
+
+
+def test_a_key_rotated_elsewhere_verifies_here_before_the_ttl(
+    store: Store, box: SecretBox, clock: Monotonic
+) -> None:
+    here, elsewhere = KeyRing(store, box), KeyRing(store, box)
+    old = signing_kid(here)
+    clock.advance(2)  # past min_reload, far from the 10 s ttl
+    new = signing_keys.rotate(store, box).kid
+    clock.advance(2)
+    assert new not in here.current().kids  # still cached
+    token = signed_by(elsewhere)  # loads now, so signs with the new key
+    assert signing_kid(elsewhere) == new
+    assert decode_access_token(token, here, ISSUER) == {"iss": ISSUER, "sub": "someone"}
+    assert kids(here.verifying(new)) == {old, new}
+
+
+def test_the_signing_key_changes_when_the_ttl_ends(
+    store: Store, box: SecretBox, clock: Monotonic
+) -> None:
+    """Meanwhile the old key still signs; its tokens stay valid, it stays published."""
+    ring = KeyRing(store, box, ttl=10)
+    old = signing_kid(ring)
+    new = signing_keys.rotate(store, box).kid
+    clock.advance(10)
+    assert signing_kid(ring) == old
+    clock.advance(0.5)
+    assert signing_kid(ring) == new
+    assert ring.current().kids == {old, new}
+
+
+def test_forged_kids_reload_the_ring_at_most_once_per_min_reload(
+    store: Store, box: SecretBox, clock: Monotonic, loads: list[int]
+) -> None:
+    ring = KeyRing(store, box, ttl=10, min_reload=1)
+    known = signing_kid(ring)
+    assert len(loads) == 1
+    for _ in range(5):
+        ring.verifying("forged")
+        ring.verifying(known)
+        ring.verifying(None)
+    assert len(loads) == 1  # loaded less than min_reload ago
+    clock.advance(1)
+    for _ in range(5):
+        assert kids(ring.verifying("forged")) == {known}
+    assert len(loads) == 2
+    clock.advance(0.5)
+    ring.verifying("forged")
+    assert len(loads) == 2
+    clock.advance(0.5)
+    ring.verifying("another forgery")
+    assert len(loads) == 3
+
+
+def test_published_keys_are_read_fresh(store: Store, box: SecretBox, clock: Monotonic) -> None:
+    ring = KeyRing(store, box)
+    old = signing_kid(ring)
+    new = signing_keys.rotate(store, box).kid
+    published = ring.published_jwks()["keys"]
+    assert {key["kid"] for key in published} == {old, new}
+    assert all("d" not in key for key in published)
+    assert new not in ring.current().kids  # the signing cache is another matter
+
+
+def test_jwks_lists_a_key_rotated_elsewhere_at_once(
+    settings: Settings, store: Store, box: SecretBox
+) -> None:
+    with TestClient(create_app(settings, store=store, sms=ConsoleSms()), base_url=ISSUER) as app:
+        old = {key["kid"] for key in app.get("/jwks.json").json()["keys"]}
+        app.get("/jwks.json")
+        new = signing_keys.rotate(store, box).kid  # the CLI, or another instance
+        assert {key["kid"] for key in app.get("/jwks.json").json()["keys"]} == old | {new}
+
+
+def test_a_token_from_another_instance_is_accepted_at_once(
+    settings: Settings, store: Store, box: SecretBox, world: World, clock: Monotonic
+) -> None:
+    """Two instances on one database: B has its keys cached when A rotates and signs."""
+    auth = (world.rp.client.client_id, world.rp.client_secret or "")
+    credentials = {"grant_type": "client_credentials"}
+    app_a, app_b = (create_app(settings, store=store, sms=ConsoleSms()) for _ in range(2))
+    with TestClient(app_a, base_url=ISSUER) as a, TestClient(app_b, base_url=ISSUER) as b:
+        warm = b.post("/token", data=credentials, auth=auth).json()["access_token"]
+        assert b.post("/introspect", data={"token": warm}, auth=auth).json()["active"] is True
+        clock.advance(2)
+        new = signing_keys.rotate(store, box, actor="admin:root").kid
+        app_a.state.oidc.keys.invalidate()  # as A's admin console does after rotating
+        token = a.post("/token", data=credentials, auth=auth).json()["access_token"]
+        assert extract_compact(token.encode()).protected["kid"] == new
+        answer = b.post("/introspect", data={"token": token}, auth=auth)
+    assert answer.status_code == 200
+    assert answer.json()["active"] is True
