@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from iam import metrics as metrics_module
 from iam import settings as settings_module
@@ -109,6 +110,14 @@ async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     web: Web = request.app.state.web
     return web.error_page(request, "error.server", status_code=500)
+
+
+class _App(Starlette):
+    """Starlette with the telemetry outside everything, the 500 handler included: an error
+    page carries its request id, and the error's log line too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return TelemetryMiddleware(super().build_middleware_stack(), self.routes)
 
 
 def _redis(settings: Settings) -> redis.Redis | None:
@@ -214,12 +223,11 @@ def create_app(
         routes.append(Mount(SIMULATOR_PATH, app=simulator.app))
         app_state["simulator"] = simulator
     middleware = [
-        Middleware(TelemetryMiddleware, routes=routes),
         Middleware(AddressGuard, networks=settings.admin_allow_cidrs, prefix="/admin"),
         Middleware(BrowserMiddleware, secure_cookies=settings.issuer_is_https),
         Middleware(BodyLimitMiddleware),
     ]
-    app = Starlette(
+    app = _App(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
