@@ -103,10 +103,11 @@ class Server(AuthorizationServer):
         self.register_endpoint(EndSession(keys))
 
     def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
-        """Authlib's client authentication, then the token endpoint's per-client rate limit
-        (counted only for authenticated clients: nobody can spend another client's budget)."""
+        """Authlib's client authentication, then the token endpoint's per-client rate limit,
+        counted only for clients that proved a secret: nobody can spend another client's
+        budget. (A public client is named, not proven: it is limited per IP only.)"""
         client = super().authenticate_client(request, methods, endpoint)
-        if endpoint == "token":
+        if endpoint == "token" and not client.is_public:
             try:
                 self.limits.check("token", key=client.client_id, ip=None)
             except RateLimitedError as error:
