@@ -3,9 +3,9 @@
 A few seconds of cache keeps the database and the RSA import off the hot path. A key rotated by
 another process (the CLI, another instance) signs here within `ttl` seconds; meanwhile the
 old key still signs, and stays published. What must not wait is verification and publication:
-a token signed elsewhere with a key this instance has not loaded yet makes it reload at once
-(at most once a `min_reload` interval, so forged kids cannot make it hammer the database), and
-`/jwks.json` reads the published keys from the database on each request.
+a token whose kid this ring has not loaded makes it ask the database whether that key is
+published (one primary-key lookup, like the token's own), and reload if it is; `/jwks.json`
+reads the published keys from the database on each request.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from joserfc.jwk import KeySet
 from iam import metrics
 from iam.db.store import Store
 from iam.secretbox import SecretBox
-from iam.services.signing_keys import ALGORITHM, load_material, published
+from iam.services.signing_keys import ALGORITHM, is_published, load_material, published
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,10 @@ class LoadedKeys:
 class KeyRing:
     algorithm = ALGORITHM
 
-    def __init__(
-        self, store: Store, box: SecretBox, ttl: float = 10.0, min_reload: float = 1.0
-    ) -> None:
+    def __init__(self, store: Store, box: SecretBox, ttl: float = 10.0) -> None:
         self._store = store
         self._box = box
         self._ttl = ttl
-        self._min_reload = min_reload
         self._lock = threading.Lock()
         self._loaded: LoadedKeys | None = None
         self._loaded_at = 0.0
@@ -64,13 +61,12 @@ class KeyRing:
             return self._loaded
 
     def verifying(self, kid: str | None = None) -> KeySet:
-        """The public keys, reloaded first when `kid` is one this ring has not seen."""
+        """The public keys, reloaded first when `kid` is a published key this ring has not
+        loaded yet (made by another instance since it loaded)."""
         loaded = self.current()
-        if kid is None or kid in loaded.kids:
+        if kid is None or kid in loaded.kids or not is_published(self._store, kid):
             return loaded.verifying
-        with self._lock:
-            if time.monotonic() - self._loaded_at >= self._min_reload:
-                self._loaded = None
+        self.invalidate()
         return self.current().verifying
 
     def published_jwks(self) -> dict[str, Any]:

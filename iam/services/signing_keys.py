@@ -115,6 +115,14 @@ def published(store: Store) -> tuple[dict[str, Any], ...]:
     return tuple(key.public_jwk for key in _live_keys(store))
 
 
+def is_published(store: Store, kid: str) -> bool:
+    """Whether `kid` names a key that is published now (one primary-key lookup)."""
+    now = utcnow()
+    with store() as session:
+        key = session.get(SigningKey, kid) if len(kid) <= 100 else None
+    return key is not None and (key.retired_at is None or key.publish_until > now)
+
+
 def load_material(store: Store, box: SecretBox) -> KeyMaterial:
     """The newest unretired key signs; every key still within its publish window is in JWKS."""
     keys = _live_keys(store)
