@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Seed a migrated IAM database for the benchmark and print one JSON line:
+{"client_id", "client_secret", "session_cookie"}.
+
+Reads the usual IAM_* settings (IAM_DATABASE_URL, IAM_SECRET_KEY, ...); run `iam db upgrade`
+first. Idempotent: the client `bench` gets a fresh secret if it exists already (the old one
+stops working), the user (phone BENCH_PHONE, default 13900000001) is reused, and every run
+starts one new SSO session (amr ["sms"]) whose cookie value is printed.
+
+Run it with the project's interpreter:  .venv/bin/python bench/seed.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from sqlalchemy import select
+
+from iam import settings as iam_settings
+from iam.db.models import Client, User
+from iam.db.store import Store, create_db_engine
+from iam.services import clients, sessions, users
+from iam.services.phones import normalize_phone
+
+CLIENT_ID = "bench"
+REDIRECT_URI = "http://127.0.0.1:9/cb"
+NEEDED_GRANTS = {"authorization_code", "refresh_token", "client_credentials"}
+NEEDED_SCOPES = {"openid", "profile", "email"}
+
+
+def seed_client(store: Store) -> tuple[str, str]:
+    with store() as db:
+        exists = db.get(Client, CLIENT_ID) is not None
+    if exists:
+        registered = clients.rotate_secret(store, CLIENT_ID, keep_previous=False, actor="bench")
+    else:
+        registered = clients.create_client(
+            store, "bench", [REDIRECT_URI], client_id=CLIENT_ID, actor="bench"
+        )
+    client = registered.client
+    missing = NEEDED_GRANTS - set(client.grant_types)
+    if missing:
+        raise SystemExit(f"client {CLIENT_ID} lacks grant types {sorted(missing)}")
+    missing = NEEDED_SCOPES - set(client.allowed_scopes.split())
+    if missing:
+        raise SystemExit(f"client {CLIENT_ID} lacks scopes {sorted(missing)}")
+    if REDIRECT_URI not in client.redirect_uris:
+        raise SystemExit(f"client {CLIENT_ID} lacks redirect_uri {REDIRECT_URI}")
+    assert registered.client_secret is not None
+    return client.client_id, registered.client_secret
+
+
+def seed_user(store: Store, phone: str) -> User:
+    with store() as db:
+        user = db.scalar(select(User).where(User.phone == normalize_phone(phone)))
+    if user is not None:
+        return user
+    return users.create_user(store, "Bench User", phone, "bench.user@example.test")
+
+
+def main() -> int:
+    settings = iam_settings.load()
+    engine = create_db_engine(settings.database_url)
+    try:
+        store = Store(engine)
+        client_id, client_secret = seed_client(store)
+        user = seed_user(store, os.environ.get("BENCH_PHONE", "13900000001"))
+        with store() as db:
+            new = sessions.start(db, user, ["sms"], ip="127.0.0.1", user_agent="bench")
+            db.commit()
+    finally:
+        engine.dispose()
+    print(
+        json.dumps(
+            {
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "session_cookie": new.cookie_value,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
