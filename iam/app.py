@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import httpx
 import redis
 from redis.backoff import NoBackoff
@@ -25,7 +26,7 @@ from iam import metrics as metrics_module
 from iam import settings as settings_module
 from iam.admin.common import AddressGuard, is_api_path, json_error
 from iam.admin.routing import admin_mount
-from iam.db.store import Store, create_db_engine
+from iam.db.store import DB_THREADS, Store, create_db_engine
 from iam.federation.connector import CallbackConnector
 from iam.federation.wecom.client import WeComClient, new_http_client
 from iam.federation.wecom.tokens import MemoryTokenCache, RedisTokenCache, TokenCache
@@ -171,6 +172,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # No more threads than database connections: a thread never waits for a connection.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = DB_THREADS
         await run_in_threadpool(signing_keys.ensure_key, store, box)
         yield
         if wecom_http is None:

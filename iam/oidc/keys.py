@@ -42,23 +42,35 @@ class KeyRing:
         self._loaded_at = 0.0
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._loaded = None
+        self._loaded = None
 
     def current(self) -> LoadedKeys:
-        with self._lock:
-            fresh = self._loaded is not None and time.monotonic() - self._loaded_at <= self._ttl
-            metrics.count_cache("signing_keys", hit=fresh)
-            if not fresh or self._loaded is None:
-                material = load_material(self._store, self._box)
-                jwks = {"keys": [dict(key) for key in material.published]}
-                self._loaded = LoadedKeys(
-                    signing=KeySet.import_key_set({"keys": [material.active_private_jwk]}),
-                    verifying=KeySet.import_key_set(jwks),
-                    kids=frozenset(str(key["kid"]) for key in material.published),
-                )
+        """The cached keys. When they are stale, one thread reloads them while the others go on
+        with the stale ones (no request waits for a reload it does not need); only a ring with
+        nothing loaded (at start, after `invalidate`) makes callers wait."""
+        loaded = self._loaded
+        fresh = loaded is not None and time.monotonic() - self._loaded_at <= self._ttl
+        metrics.count_cache("signing_keys", hit=fresh)
+        if fresh and loaded is not None:
+            return loaded
+        if not self._lock.acquire(blocking=loaded is None):
+            return loaded  # type: ignore[return-value] # another thread is reloading
+        try:
+            if self._loaded is None or self._loaded is loaded:  # nobody reloaded meanwhile
+                self._loaded = self._load()
                 self._loaded_at = time.monotonic()
             return self._loaded
+        finally:
+            self._lock.release()
+
+    def _load(self) -> LoadedKeys:
+        material = load_material(self._store, self._box)
+        jwks = {"keys": [dict(key) for key in material.published]}
+        return LoadedKeys(
+            signing=KeySet.import_key_set({"keys": [material.active_private_jwk]}),
+            verifying=KeySet.import_key_set(jwks),
+            kids=frozenset(str(key["kid"]) for key in material.published),
+        )
 
     def verifying(self, kid: str | None = None) -> KeySet:
         """The public keys, reloaded first when `kid` is a published key this ring has not

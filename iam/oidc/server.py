@@ -45,14 +45,14 @@ T = TypeVar("T")
 
 
 class Runner:
-    """Runs a sync unit of work in a worker thread inside one session and one transaction."""
+    """Runs a sync unit of work in a worker thread inside one session and one transaction.
+    (The threads are the app's shared pool, which is sized to the database pool.)"""
 
-    def __init__(self, store: Store, max_threads: int = 15) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.limiter = anyio.CapacityLimiter(max_threads)
 
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(self._work, fn, args, limiter=self.limiter)
+        return await anyio.to_thread.run_sync(self._work, fn, args)
 
     def _work(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         with self.store() as session:

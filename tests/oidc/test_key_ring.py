@@ -158,3 +158,18 @@ def test_a_token_from_another_instance_is_accepted_at_once(
         answer = b.post("/introspect", data={"token": token}, auth=auth)
     assert answer.status_code == 200
     assert answer.json()["active"] is True
+
+
+def test_stale_keys_serve_while_another_thread_reloads(
+    store: Store, box: SecretBox, clock: Monotonic, loads: list[int]
+) -> None:
+    """A stale ring does not make every request wait for one reload (nor hold a database
+    connection while it waits): the stale keys serve until the reload is done."""
+    ring = KeyRing(store, box, ttl=10)
+    stale = ring.current()
+    signing_keys.rotate(store, box)
+    clock.advance(11)
+    with ring._lock:  # another thread is reloading
+        assert ring.current() is stale
+    assert len(loads) == 1
+    assert ring.current() is not stale and len(loads) == 2
