@@ -142,9 +142,7 @@ def decide(
     match next_step(situation):
         case Issue(context_link_id=context):
             user = replace(principal, context_link_id=context)
-            return Decided(
-                server.create_authorization_response(request, grant_user=user, grant=grant)
-            )
+            return Decided(server.issue_code(request, grant, user))
         case Fail(error=code):
             error = FAILURES[code](redirect_uri=grant.redirect_uri, state=request.payload.state)
             return Decided(server.handle_error_response(request, error))
@@ -155,6 +153,11 @@ def decide(
         case OfferLinking():
             return Decided(None, client_id=client.client_id, page="link")
     raise AssertionError("unreachable")
+
+
+def _decide_for_cookie(server: Server, request: SnapshotRequest, cookie: str | None) -> Decided:
+    """A fresh /authorize: the browser's session is read in the same unit of work."""
+    return decide(server, request, principal_of(sessions.find_in(db(), cookie)), Progress())
 
 
 class PageError(Exception):
@@ -200,9 +203,9 @@ async def authorize(request: Request) -> Response:
         oauth_request = await snapshot(request, oidc.issuer, read_form=False)
     except InsecureTransportError:
         return web.error_page(request, "error.invalid_request", detail="insecure transport")
-    principal = principal_of(await _signed_in(request, store))
+    cookie = request.cookies.get(SESSION_COOKIE)
     try:
-        decided = await oidc.runner(decide, oidc.server, oauth_request, principal, Progress())
+        decided = await oidc.runner(_decide_for_cookie, oidc.server, oauth_request, cookie)
     except PageError as error:
         return _page_for(web, request, error)
     if decided.response is not None:

@@ -122,6 +122,20 @@ class Server(AuthorizationServer):
             return self.handle_error_response(request, SlowDownError(error.retry_after))
         return self.create_token_response(request)
 
+    def issue_code(self, request: OAuth2Request, grant: Any, user: Principal) -> Response:
+        """The authorization response for a grant `get_consent_grant` has validated.
+        (`create_authorization_response` would validate it all again: the client, the
+        redirect URI, the scopes, and the nonce with a query.)"""
+        try:
+            response = self.handle_response(
+                *grant.create_authorization_response(grant.redirect_uri, user)
+            )
+        except OAuth2Error as error:
+            error.state = request.payload.state
+            response = self.handle_error_response(request, error)
+        grant.execute_hook("after_authorization_response", response)
+        return response
+
     # --- storage hooks ---
     def query_client(self, client_id: str) -> Client | None:
         if not client_id or len(client_id) > 64:

@@ -93,24 +93,30 @@ def renew(
 
 def find(store: Store, cookie_value: str | None) -> SignedIn | None:
     """The live session behind a cookie, or None (unknown, expired, or user disabled)."""
+    with store() as db:
+        signed_in = find_in(db, cookie_value)
+        db.commit()
+        return signed_in
+
+
+def find_in(db: Session, cookie_value: str | None) -> SignedIn | None:
+    """`find` in the caller's transaction (which commits the `last_seen_at` touch)."""
     if not cookie_value or len(cookie_value) > 200:
         return None
     now = utcnow()
-    with store() as db:
-        row = db.execute(
-            select(SsoSession, User)
-            .join(User, User.id == SsoSession.user_id)
-            .where(SsoSession.token_hash == digest(cookie_value))
-        ).first()
-        if row is None:
-            return None
-        sso, user = row
-        if sso.expires_at <= now or not user.is_active:
-            return None
-        if now - sso.last_seen_at > TOUCH_EVERY:
-            sso.last_seen_at = now
-            db.commit()
-        return SignedIn(sso, user)
+    row = db.execute(
+        select(SsoSession, User)
+        .join(User, User.id == SsoSession.user_id)
+        .where(SsoSession.token_hash == digest(cookie_value))
+    ).first()
+    if row is None:
+        return None
+    sso, user = row
+    if sso.expires_at <= now or not user.is_active:
+        return None
+    if now - sso.last_seen_at > TOUCH_EVERY:
+        sso.last_seen_at = now
+    return SignedIn(sso, user)
 
 
 def end(store: Store, sid: str, *, ip: str | None = None, reason: str = "logout") -> None:
