@@ -397,3 +397,14 @@ def test_client_credentials_token_is_no_good_at_userinfo(client: TestClient, wor
     answer = client.get("/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"})
     assert answer.status_code == 403, answer.text
     assert answer.json()["error"] == "insufficient_scope"
+
+
+def test_a_form_with_too_many_fields_is_refused(client: TestClient, world: World) -> None:
+    """The urlencoded body is split by our own reader: it keeps the form parser's limits."""
+    auth = (world.rp.client.client_id, world.rp.client_secret or "")
+    fields = {"grant_type": "client_credentials", **{f"x{i}": "1" for i in range(60)}}
+    answer = client.post("/token", data=fields, auth=auth)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_request"
+    assert "Too many fields" in answer.json()["error_description"]
+
