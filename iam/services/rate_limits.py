@@ -50,8 +50,8 @@ DEFAULT_RULES: dict[str, Rule] = {
     "otp_verify.ip": Rule(30, 600),
     "admin_login.key": Rule(10, 600),  # per username (besides the lock-out after 5 failures)
     "admin_login.ip": Rule(30, 600),
-    "token.key": Rule(6000, 60),  # per client_id
-    "token.ip": Rule(6000, 60),
+    "token.key": Rule(30000, 60),  # per confidential client (500 a second)
+    "token.ip": Rule(30000, 60),
 }
 
 
