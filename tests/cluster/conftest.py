@@ -407,6 +407,7 @@ def cluster(
             IAM_WECOM_OAUTH_URL=f"{wecom}/connect/oauth2/authorize",
             IAM_WECOM_QR_URL=f"{wecom}/wwlogin/sso/login",
             IAM_SMS_BACKEND=f"webhook:{threads[1].base}/sms",
+            IAM_LOG_FORMAT="json",
         )
         rp, admin_client, users = _seed(_iam(env, work))
         for name in ("a", "b"):

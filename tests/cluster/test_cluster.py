@@ -4,6 +4,7 @@ The tests run in order on one cluster; the last one kills instance A."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -13,7 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import jwt
 
-from .conftest import PHONES, RP_LOGOUT, WECOM_USERID, Browser, Cluster
+from iam.devtools.wecom_simulator import demo_corps
+
+from .conftest import CORP_A, PHONES, RP_LOGOUT, SECRET, WECOM_USERID, Browser, Cluster
 
 NewBrowser = Callable[..., Browser]
 
@@ -134,3 +137,30 @@ def test_an_instance_killed_mid_run_loses_no_session(cluster: Cluster, browser: 
     a, b = (re.escape(f"127.0.0.1:{each.port}") for each in (cluster.a, cluster.b))
     assert re.search(rf"upstream={a}\n", served), "nginx never sent a request to A"
     assert re.search(rf"upstream={a}, {b}\n", served), "nginx never retried a request on B"
+
+
+def test_the_logs_are_json_lines_with_request_ids_and_no_secrets(cluster: Cluster) -> None:
+    """After all of the above, both instances' logs (IAM_LOG_FORMAT=json): every line is one
+    JSON object; every request's lines carry its id; no secret, code or token anywhere."""
+    corp_secret = next(c.secret for c in demo_corps() if c.corp_id == CORP_A)
+    secrets = [
+        SECRET,
+        corp_secret,
+        cluster.rp["client_secret"],
+        cluster.admin_client["client_secret"],
+    ]
+    codes = [str(message["code"]) for message in cluster.sms.messages]
+    assert codes and all(secrets)
+    for instance in (cluster.a, cluster.b):
+        text = instance.log.read_text(errors="replace")
+        entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+        access = [entry for entry in entries if entry["logger"] == "iam.access"]
+        assert len(access) > 20, instance.name
+        assert all(re.fullmatch(r"[0-9a-f]{24}", entry["request_id"]) for entry in access)
+        assert len({entry["request_id"] for entry in access}) == len(access)
+        for secret in secrets:
+            assert secret not in text, instance.name
+        for code in codes:
+            assert not re.search(rf"\b{code}\b", text), (instance.name, code)
+        for marker in ("eyJ", "code=", "state=", "corpsecret", "access_token=", "iam_session"):
+            assert marker not in text, (instance.name, marker)
