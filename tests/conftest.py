@@ -11,6 +11,7 @@ import secrets
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from types import ModuleType
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import redis
 from httpx2 import Response
 from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import make_url
@@ -40,6 +42,7 @@ from iam.settings import Settings
 POSTGRES_URL = os.environ.get(
     "IAM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+REDIS_URL = os.environ.get("IAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
 ISSUER = "https://testserver"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -55,6 +58,36 @@ def postgres_unreachable_reason() -> str | None:
     except Exception as error:  # noqa: BLE001 - any failure means: skip, saying why
         return f"PostgreSQL at {make_url(POSTGRES_URL).render_as_string()} unreachable: {error}"
     return None
+
+
+def redis_url(database: int | None = None) -> str:
+    """The test Redis server's URL, on `database` (default: the one IAM_TEST_REDIS_URL names)."""
+    if database is None:
+        return REDIS_URL
+    return urlsplit(REDIS_URL)._replace(path=f"/{database}").geturl()
+
+
+@contextmanager
+def flushed_redis(database: int | None = None) -> Iterator[redis.Redis]:
+    """A Redis database of the test server, flushed before and after; each suite names its own,
+    so suites never flush each other's. Without a server the test is skipped, but fails on CI."""
+    url = redis_url(database)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        client.close()
+        parts = urlsplit(url)  # printed without a password
+        message = f"Redis not reachable at {parts.hostname}:{parts.port}{parts.path}: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must run the Redis tests)")
+        pytest.skip(message)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
 
 
 @pytest.fixture(scope="session")

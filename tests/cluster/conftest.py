@@ -19,13 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import redis
 import uvicorn
-from conftest import pkce_pair, query_of
+from conftest import flushed_redis, pkce_pair, query_of, redis_url
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,12 +33,8 @@ from starlette.routing import Route
 from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
 
 NGINX = "/usr/sbin/nginx"
-#: The server of IAM_TEST_REDIS_URL (as the other Redis tests), its database 13.
-REDIS_URL = (
-    urlsplit(os.environ.get("IAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
-    ._replace(path="/13")
-    .geturl()
-)
+#: Database 13 of the test Redis server.
+REDIS_URL = redis_url(13)
 SECRET = "cluster-secret-key-0123456789abcdef0123456789"
 STARTUP_BUDGET = 30.0  # seconds for a process to answer /healthz
 RP_REDIRECT = "http://127.0.0.1:9/cb"
@@ -332,17 +327,9 @@ def browser(cluster: Cluster) -> Iterator[Callable[..., Browser]]:
 
 @pytest.fixture(scope="module")
 def cluster_redis() -> Iterator[redis.Redis]:
-    """Redis database 13, flushed: the instances' shared WeCom token cache."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        client.close()
-        skip_or_fail(f"Redis not reachable at {REDIS_URL}: {error}")
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    """The instances' shared Redis (WeCom token cache, rate limits), flushed."""
+    with flushed_redis(13) as client:
+        yield client
 
 
 def _iam(env: dict[str, str], cwd: Path) -> Callable[[str], dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import threading
@@ -27,6 +26,7 @@ from conftest import (
     Clock,
     WeComFront,
     connect_corp,
+    flushed_redis,
     query_of,
 )
 from sqlalchemy import func, select, update
@@ -49,7 +49,6 @@ LISI_PHONE = "+8613900139000"
 ONE_MINUTE = timedelta(minutes=1)
 #: Written before a test's logins: corporations connected, the first run's signing key.
 SETUP_EVENTS = ("corp.added", "key.created")
-REDIS_URL = os.environ.get("IAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -665,20 +664,8 @@ def test_one_access_token_per_corporation_across_many_logins(
 
 @pytest.fixture
 def shared_redis() -> Iterator[redis.Redis]:
-    """A flushed Redis database. Without a server the test is skipped, but never on CI."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        client.close()
-        message = f"Redis not reachable at {REDIS_URL}: {error}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed_redis() as client:
+        yield client
 
 
 def test_instances_share_the_access_token_through_redis(

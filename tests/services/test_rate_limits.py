@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
 import redis
-from conftest import ISSUER, TEST_SECRET
+from conftest import ISSUER, TEST_SECRET, flushed_redis
 from prometheus_client import REGISTRY
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -28,12 +26,6 @@ from iam.services.rate_limits import (
 )
 from iam.settings import Settings, SettingsError
 
-#: The server of IAM_TEST_REDIS_URL (as the other Redis tests), its database 12.
-REDIS_URL = (
-    urlsplit(os.environ.get("IAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
-    ._replace(path="/12")
-    .geturl()
-)
 PHONE = "+8613800138000"
 #: A wall-clock second 100 s into a 600 s window (and 40 s into a 60 s one).
 WALL = 600 * 2_833_333 + 100
@@ -244,21 +236,8 @@ def test_a_refusal_is_counted_in_the_metrics(clock: FakeTime) -> None:
 
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
-    """A flushed Redis database. Without a server the test is skipped, but never on CI."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        client.close()
-        parts = urlsplit(REDIS_URL)
-        message = f"Redis not reachable at {parts.hostname}:{parts.port}{parts.path}: {error}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed_redis(12) as client:
+        yield client
 
 
 def test_instances_on_one_redis_share_the_count(redis_client: redis.Redis) -> None:

@@ -4,15 +4,14 @@ a real Redis, across servers."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
 
 import pytest
 import redis
+from conftest import REDIS_URL, flushed_redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -20,7 +19,6 @@ from iam.federation.connector import UpstreamUnavailableError
 from iam.federation.wecom import tokens
 from iam.federation.wecom.tokens import EARLY_EXPIRY, MemoryTokenCache, RedisTokenCache
 
-REDIS_URL = os.environ.get("IAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PREFIX = "iam:wecom:token:"
 KEY = "ww0123456789abcdef:1000002:0123456789abcdef"
 
@@ -166,29 +164,10 @@ def test_memory_cache_failing_fetch_releases_every_waiter_with_its_error() -> No
 # --- RedisTokenCache ----------------------------------------------------------------------------
 
 
-def _printable(url: str) -> str:
-    """The URL without a password, for a skip message."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host).geturl()
-
-
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
-    """A flushed Redis database. Without a server the test is skipped, but never on CI."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        client.close()
-        message = f"Redis not reachable at {_printable(REDIS_URL)}: {error}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed_redis() as client:
+        yield client
 
 
 def test_redis_cache_two_servers_fetch_once_between_them(redis_client: redis.Redis) -> None:
