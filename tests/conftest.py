@@ -34,7 +34,7 @@ from iam.db.models import SigningKey, User
 from iam.db.store import Store, create_db_engine
 from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
 from iam.secretbox import SecretBox
-from iam.services import admins, clients, corps, signing_keys, users
+from iam.services import admins, clients, corps, rate_limits, signing_keys, users
 from iam.services.clients import RegisteredClient
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
@@ -184,6 +184,30 @@ class Clock:
         for module in modules:
             monkeypatch.setattr(module, "utcnow", self)
         return self
+
+
+#: A wall-clock second 100 s into a 600 s rate-limit window, and 40 s into a 60 s one.
+RATE_WALL = 600 * 2_833_333 + 100
+
+
+class RateClock:
+    """The rate-limit module's clock, moved only by the test: no window ends during a test."""
+
+    def __init__(self) -> None:
+        self.wall = RATE_WALL
+
+    def time(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return float(self.wall)
+
+
+@pytest.fixture
+def rate_clock(monkeypatch: pytest.MonkeyPatch) -> RateClock:
+    clock = RateClock()
+    monkeypatch.setattr(rate_limits, "time", clock)
+    return clock
 
 
 _SIGNING_KEY: dict[str, object] = {}

@@ -11,28 +11,11 @@ from conftest import ADMIN_PASSWORD, ADMIN_USER, admin_console
 
 from iam.app import create_app
 from iam.db.store import Store
-from iam.services import admins, rate_limits
+from iam.services import admins
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
-pytestmark = pytest.mark.usefixtures("reused_signing_key")
-
-#: A wall-clock second 100 s into a 600 s window: a refusal then says 500 s (9 minutes).
-WALL = 600 * 2_833_333 + 100
-
-
-class FrozenTime:
-    def time(self) -> float:
-        return WALL
-
-    def monotonic(self) -> float:
-        return 1000.0
-
-
-@pytest.fixture(autouse=True)
-def frozen_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No window ends during a test."""
-    monkeypatch.setattr(rate_limits, "time", FrozenTime())
+pytestmark = pytest.mark.usefixtures("reused_signing_key", "rate_clock")
 
 
 def limited_app(settings: Settings, store: Store, limits: str):

@@ -25,30 +25,13 @@ from iam.app import create_app
 from iam.db.models import IdentityLink, OtpChallenge
 from iam.db.store import Store
 from iam.devtools.wecom_simulator import WeComSimulator
-from iam.services import rate_limits, users
+from iam.services import users
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
-pytestmark = pytest.mark.usefixtures("reused_signing_key")
+pytestmark = pytest.mark.usefixtures("reused_signing_key", "rate_clock")
 
 OTHER_PHONES = ("+8613800138001", "+8613800138002")
-#: A wall-clock second 100 s into a 600 s window: a refusal then says "wait 500 seconds".
-WALL = 600 * 2_833_333 + 100
-
-
-class FrozenTime:
-    """The rate-limit module's clock, stopped, so that no window ends during a test."""
-
-    def time(self) -> float:
-        return WALL
-
-    def monotonic(self) -> float:
-        return 1000.0
-
-
-@pytest.fixture(autouse=True)
-def frozen_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rate_limits, "time", FrozenTime())
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 import pytest
-from conftest import ISSUER, PUBLIC_REDIRECT, RP_REDIRECT, Front, World
+from conftest import ISSUER, PUBLIC_REDIRECT, RP_REDIRECT, Front, RateClock, World
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from starlette.testclient import TestClient
@@ -16,40 +16,18 @@ from starlette.testclient import TestClient
 from iam.app import create_app
 from iam.db.models import AuditEvent
 from iam.db.store import Store
-from iam.services import clients, rate_limits
+from iam.services import clients
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("reused_signing_key")
 
-#: A wall-clock second 40 s into a 60 s window: a refusal then says "retry after 20 seconds".
-WALL = 600 * 2_833_333 + 100
 CREDENTIALS = {"grant_type": "client_credentials"}
-
-
-class FrozenTime:
-    """The rate-limit module's clock, moved only by the test."""
-
-    def __init__(self) -> None:
-        self.wall = WALL
-
-    def time(self) -> float:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return float(self.wall)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenTime:
-    frozen = FrozenTime()
-    monkeypatch.setattr(rate_limits, "time", frozen)
-    return frozen
 
 
 @pytest.fixture
 def limited(
-    settings: Settings, store: Store, sms: ConsoleSms, clock: FrozenTime
+    settings: Settings, store: Store, sms: ConsoleSms, rate_clock: RateClock
 ) -> Iterator[Callable[..., TestClient]]:
     """A factory: a client of the app built with these `IAM_RATE_LIMITS`, from `address`.
     Clients made by one call of the fixture share one app (and its counters)."""
@@ -165,7 +143,7 @@ def test_a_public_clients_budget_cannot_be_spent_by_strangers(
 
 
 def test_a_code_refused_for_too_many_requests_is_still_good(
-    limited, sms: ConsoleSms, world: World, clock: FrozenTime
+    limited, sms: ConsoleSms, world: World, rate_clock: RateClock
 ) -> None:
     """The client limit is checked before the code is looked at, so the code is not burnt."""
     client = limited("token.key=1/60")
@@ -173,7 +151,7 @@ def test_a_code_refused_for_too_many_requests_is_still_good(
     front = Front(client, sms)
     code, verifier, _ = front.get_code(world.rp.client.client_id, RP_REDIRECT)
     assert_slow_down(front.exchange(code, verifier, RP_REDIRECT, world.rp))
-    clock.wall += 20
+    rate_clock.wall += 20
     answer = front.exchange(code, verifier, RP_REDIRECT, world.rp)
     assert answer.status_code == 200, answer.text
     assert answer.json()["id_token"]
