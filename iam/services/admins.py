@@ -106,7 +106,10 @@ def sign_in(store: Store, username: str, password: str, *, ip: str | None = None
             )
             db.commit()
             raise AdminLoginError("Too many failed sign-ins: the account is locked.", wait)
-        valid = argon2.verify(password or "", admin.password_hash if admin else _dummy_hash())
+        # The stored hash first: passlib loads its argon2 backend lazily, and a `verify` looked
+        # up before that load (as in `argon2.verify(..., _dummy_hash())`) is a stale stub.
+        stored = admin.password_hash if admin else _dummy_hash()
+        valid = argon2.verify(password or "", stored)
         if admin is None or not valid:
             if admin is not None:
                 db.execute(

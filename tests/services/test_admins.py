@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -105,3 +107,24 @@ def test_an_idle_admin_session_ends(store: Store, monkeypatch: pytest.MonkeyPatc
     later = utcnow() + admins.ADMIN_IDLE_TIMEOUT + timedelta(seconds=1)
     monkeypatch.setattr(admins, "utcnow", lambda: later)
     assert admins.find_session(store, signed_in.cookie_value) is None
+
+
+def test_an_unknown_username_first_in_a_fresh_process_is_a_wrong_login(tmp_path) -> None:
+    """passlib loads its argon2 backend at the first use: the first sign-in of a new server,
+    with an unknown username, must be an ordinary refusal (it was a 500 once)."""
+    script = f"""
+from iam.db import migrate
+from iam.db.store import Store, create_db_engine
+from iam.services import admins
+engine = create_db_engine("sqlite:///{tmp_path}/iam.db")
+migrate.upgrade(engine)
+try:
+    admins.sign_in(Store(engine), "nobody", "a wrong password")
+except admins.AdminLoginError as error:
+    print("refused:", error)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"refused: {admins.WRONG}"
