@@ -41,6 +41,8 @@ RP_REDIRECT = "http://127.0.0.1:9/cb"
 RP_LOGOUT = "http://127.0.0.1:9/logged-out"
 CORP_A = "wwsubsidiarya0001"
 WECOM_USERID = "zhangsan_A"
+#: Admin sign-ins a username may try in 10 minutes, over all instances.
+ADMIN_TRIES = 4
 #: Who signs in by SMS (once: a number gets one code a minute), and who through WeCom.
 PHONES = {"sms": "13800138001", "wecom": "13800138002"}
 
@@ -395,6 +397,7 @@ def cluster(
             IAM_WECOM_QR_URL=f"{wecom}/wwlogin/sso/login",
             IAM_SMS_BACKEND=f"webhook:{threads[1].base}/sms",
             IAM_LOG_FORMAT="json",
+            IAM_RATE_LIMITS=f"admin_login.key={ADMIN_TRIES}/600",
         )
         rp, admin_client, users = _seed(_iam(env, work))
         for name in ("a", "b"):

@@ -16,7 +16,17 @@ import jwt
 
 from iam.devtools.wecom_simulator import demo_corps
 
-from .conftest import CORP_A, PHONES, RP_LOGOUT, SECRET, WECOM_USERID, Browser, Cluster
+from .conftest import (
+    ADMIN_TRIES,
+    CORP_A,
+    PHONES,
+    RP_LOGOUT,
+    SECRET,
+    WECOM_USERID,
+    Browser,
+    Cluster,
+    Process,
+)
 
 NewBrowser = Callable[..., Browser]
 
@@ -115,6 +125,25 @@ def test_a_key_rotated_on_one_instance_is_used_and_trusted_on_both(
     assert jwt.get_unverified_header(after)["kid"] == kid
     info = cluster.userinfo(after, at=cluster.b)
     assert info.status_code == 200, info.text
+
+
+def test_rate_limits_count_across_instances(cluster: Cluster, browser: NewBrowser) -> None:
+    """Admin sign-ins of one username, spread over both instances, meet one limit (Redis)."""
+    guesser = browser()
+
+    def try_password(at: Process) -> httpx.Response:
+        page = guesser.request("GET", "/admin/login", at)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf, page.text
+        form = {"csrf_token": csrf.group(1), "username": "mallory", "password": "not it at all"}
+        return guesser.request("POST", "/admin/login", at, data=form)
+
+    tries = [try_password((cluster.a, cluster.b)[i % 2]) for i in range(ADMIN_TRIES)]
+    assert [answer.status_code for answer in tries] == [401] * ADMIN_TRIES
+    for instance in (cluster.a, cluster.b):
+        refused = try_password(instance)
+        assert refused.status_code == 429, refused.text
+        assert 0 < int(refused.headers["retry-after"]) <= 600
 
 
 def test_an_instance_killed_mid_run_loses_no_session(cluster: Cluster, browser: NewBrowser) -> None:
