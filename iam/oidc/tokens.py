@@ -152,8 +152,11 @@ class UserInfo(UserInfoEndpoint):
 
     def __call__(self, request: Any) -> tuple[int, Any, list[tuple[str, str]]]:
         token: AccessToken = self.resource_protector.validate_request(["openid"], request)
-        user = db().get(User, token.user_id) if token.user_id else None
-        client = db().get(Client, token.client_id)
+        found = None
+        if token.user_id:  # the user and the client, in one round trip
+            both = select(User, Client).join(Client, Client.client_id == token.client_id)
+            found = db().execute(both.where(User.id == token.user_id)).first()
+        user, client = found if found is not None else (None, None)
         if user is None or not user.is_active or client is None:
             raise InvalidTokenError()
         claims = {**user_claims(user, token.scope), **context_claims(client, token.context_link_id)}
