@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import http.client
 import json
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from authorization import authorization_query  # noqa: E402
 from cpu import sample  # noqa: E402
 
 
@@ -112,24 +111,7 @@ def main() -> int:
         return out
 
     def authorize():
-        verifier = secrets.token_urlsafe(32)
-        challenge = (
-            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-            .rstrip(b"=")
-            .decode()
-        )
-        q = urlencode(
-            {
-                "response_type": "code",
-                "client_id": a.client_id,
-                "redirect_uri": "http://127.0.0.1:9/cb",
-                "scope": "openid profile",
-                "state": "s",
-                "nonce": secrets.token_urlsafe(8),
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            }
-        )
+        q, verifier = authorization_query(a.client_id)
         status, headers, body = call(
             "GET", f"/authorize?{q}", headers={"Cookie": f"iam_session={a.cookie}"}
         )

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import re
-import secrets
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from sqlalchemy import event
@@ -28,6 +26,9 @@ from sqlalchemy.engine import Engine
 
 from iam import settings as iam_settings
 from iam.app import create_app
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from authorization import authorization_query  # noqa: E402
 
 TRACE: list[str] = []
 ON = False
@@ -67,24 +68,7 @@ async def main(verbose: bool) -> int:
 
             for round_ in (1, 2):  # the second round shows the steady state
                 print(f"-- round {round_}")
-                verifier = secrets.token_urlsafe(32)
-                challenge = (
-                    base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-                    .rstrip(b"=")
-                    .decode()
-                )
-                query = urlencode(
-                    {
-                        "response_type": "code",
-                        "client_id": cid,
-                        "redirect_uri": "http://127.0.0.1:9/cb",
-                        "scope": "openid profile",
-                        "state": "s",
-                        "nonce": secrets.token_urlsafe(8),
-                        "code_challenge": challenge,
-                        "code_challenge_method": "S256",
-                    }
-                )
+                query, verifier = authorization_query(cid)
                 r = await step(
                     "GET /authorize",
                     http.get(f"/authorize?{query}", cookies={"iam_session": cookie}),
