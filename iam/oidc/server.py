@@ -17,6 +17,7 @@ from authlib.oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from joserfc.jws import extract_compact
+from sqlalchemy import insert
 from starlette.responses import Response
 
 from iam import metrics
@@ -42,6 +43,8 @@ from iam.services.rate_limits import RateLimits
 
 log = logging.getLogger("iam.oidc")
 T = TypeVar("T")
+_INSERT_ACCESS_TOKEN = insert(AccessToken.__table__)
+_INSERT_REFRESH_TOKEN = insert(RefreshToken.__table__)
 
 
 class Runner:
@@ -150,36 +153,40 @@ class Server(AuthorizationServer):
         now = utcnow()
         family_id = principal.family_id if principal else None
         sid = principal.sid if principal else None
-        db().add(
-            AccessToken(
-                jti=claims["jti"],
-                client_id=client.client_id,
-                user_id=principal.user.id if principal else None,
-                family_id=family_id,
-                sid=sid,
-                scope=token.get("scope", ""),
-                context_link_id=principal.context_link_id if principal else None,
-                issued_at=now,
-                expires_at=now.replace(microsecond=0) + timedelta(seconds=int(token["expires_in"])),
-            )
+        connection = db().connection()  # plain INSERTs: nothing here is read back as an object
+        connection.execute(
+            _INSERT_ACCESS_TOKEN,
+            {
+                "jti": claims["jti"],
+                "client_id": client.client_id,
+                "user_id": principal.user.id if principal else None,
+                "family_id": family_id,
+                "sid": sid,
+                "scope": token.get("scope", ""),
+                "context_link_id": principal.context_link_id if principal else None,
+                "issued_at": now,
+                "expires_at": now.replace(microsecond=0)
+                + timedelta(seconds=int(token["expires_in"])),
+            },
         )
         if "refresh_token" in token and principal is not None and family_id is not None:
             previous: RefreshToken | None = request.refresh_token
-            db().add(
-                RefreshToken(
-                    token_hash=digest(token["refresh_token"]),
-                    family_id=family_id,
-                    client_id=client.client_id,
-                    user_id=principal.user.id,
+            connection.execute(
+                _INSERT_REFRESH_TOKEN,
+                {
+                    "token_hash": digest(token["refresh_token"]),
+                    "family_id": family_id,
+                    "client_id": client.client_id,
+                    "user_id": principal.user.id,
                     # RFC 6749 6: a narrowed refresh keeps the originally granted scope.
-                    scope=previous.scope if previous is not None else token["scope"],
-                    sid=sid,
-                    auth_time=principal.auth_time,
-                    amr=list(principal.amr),
-                    context_link_id=principal.context_link_id,
-                    issued_at=now,
-                    expires_at=now + timedelta(seconds=client.refresh_token_ttl),
-                )
+                    "scope": previous.scope if previous is not None else token["scope"],
+                    "sid": sid,
+                    "auth_time": principal.auth_time,
+                    "amr": list(principal.amr),
+                    "context_link_id": principal.context_link_id,
+                    "issued_at": now,
+                    "expires_at": now + timedelta(seconds=client.refresh_token_ttl),
+                },
             )
         metrics.TOKENS.labels(request.payload.grant_type).inc()
         audit.record(

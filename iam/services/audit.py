@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from iam.db.models import AuditEvent
@@ -15,6 +15,7 @@ from iam.db.store import Store
 from iam.errors import ValidationError
 
 log = logging.getLogger("iam.audit")
+_INSERT = insert(AuditEvent.__table__)
 
 
 def record(
@@ -28,17 +29,21 @@ def record(
     ip: str | None = None,
     **detail: Any,
 ) -> None:
-    """Add an event to `session`; it is written with the change it describes, or not at all."""
-    session.add(
-        AuditEvent(
-            event=event,
-            outcome=outcome,
-            user_id=user_id,
-            client_id=client_id,
-            actor=actor,
-            ip=ip,
-            detail=detail,
-        )
+    """Write an event in `session`'s transaction: with the change it describes, or not at all.
+    (A plain INSERT on the session's connection, not an ORM object: the trail is append-only
+    and this is on the hot path; it flushes nothing, so the caller's own errors surface where
+    the caller expects them.)"""
+    session.connection().execute(
+        _INSERT,
+        {
+            "event": event,
+            "outcome": outcome,
+            "user_id": user_id,
+            "client_id": client_id,
+            "actor": actor,
+            "ip": ip,
+            "detail": detail,
+        },
     )
     log.info("%s %s user=%s client=%s", event, outcome, user_id, client_id)
 
