@@ -16,6 +16,7 @@ from joserfc import jwt
 from sqlalchemy import bindparam, insert, select, update
 
 from iam.clock import epoch, utcnow
+from iam.db import rows
 from iam.db.models import AuthorizationCode, Client, RefreshToken, User
 from iam.oidc.claims import context_claims, user_claims
 from iam.oidc.context import Principal, db
@@ -29,6 +30,9 @@ CODE_LIFETIME = timedelta(seconds=60)
 _codes = AuthorizationCode.__table__.c
 _refresh_tokens = RefreshToken.__table__.c
 _INSERT_CODE = insert(AuthorizationCode.__table__)
+_CODE = rows.shape(AuthorizationCode)
+_CODE_BY_HASH = select(*_CODE.columns).where(_codes.code_hash == bindparam("code_hash"))
+_USER_BY_ID = select(*rows.USERS.shape.columns).where(User.__table__.c.id == bindparam("user_id"))
 _CONSUME_CODE = (
     update(AuthorizationCode.__table__)
     .where(_codes.id == bindparam("code_id"), _codes.consumed_at.is_(None))
@@ -60,7 +64,8 @@ class TokenFamilyCompromisedError(InvalidGrantError):
 
 
 def _principal_from(row: AuthorizationCode | RefreshToken, family_id: str) -> Principal | None:
-    user = db().get(User, row.user_id)
+    found = db().connection().execute(_USER_BY_ID, {"user_id": row.user_id}).first()
+    user = rows.USERS.get(found) if found is not None else None
     if user is None or not user.is_active:
         return None
     return Principal(
@@ -131,9 +136,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         )
 
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
-        row = db().scalar(
-            select(AuthorizationCode).where(AuthorizationCode.code_hash == digest(code))
-        )
+        found = db().connection().execute(_CODE_BY_HASH, {"code_hash": digest(code)}).first()
+        row = _CODE.build(found) if found is not None else None
         if row is None or row.client_id != client.client_id:
             return None
         if row.consumed_at is not None:
@@ -144,8 +148,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
         """Consume, don't delete: a replay must still find the code to revoke its tokens."""
-        consumed = db().connection().execute(
-            _CONSUME_CODE, {"code_id": authorization_code.id, "now": utcnow()}
+        consumed = (
+            db()
+            .connection()
+            .execute(_CONSUME_CODE, {"code_id": authorization_code.id, "now": utcnow()})
         )
         if consumed.rowcount != 1:  # type: ignore[attr-defined]
             raise TokenFamilyCompromisedError(authorization_code.id, "The code was already used.")
@@ -184,8 +190,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return principal
 
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
-        rotated = db().connection().execute(
-            _ROTATE_REFRESH_TOKEN, {"token_id": refresh_token.id, "now": utcnow()}
+        rotated = (
+            db()
+            .connection()
+            .execute(_ROTATE_REFRESH_TOKEN, {"token_id": refresh_token.id, "now": utcnow()})
         )
         if rotated.rowcount != 1:  # type: ignore[attr-defined]
             raise TokenFamilyCompromisedError(
@@ -290,8 +298,12 @@ class IdTokenForCode(IdTokenMixin, OpenIDCode):
         self.keys = keys
 
     def exists_nonce(self, nonce: str, request: Any) -> bool:
-        found = db().connection().execute(
-            _LIVE_CODE_WITH_NONCE, {"client_id": request.payload.client_id, "nonce": nonce}
+        found = (
+            db()
+            .connection()
+            .execute(
+                _LIVE_CODE_WITH_NONCE, {"client_id": request.payload.client_id, "nonce": nonce}
+            )
         )
         return found.first() is not None
 

@@ -17,11 +17,12 @@ from authlib.oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from joserfc.jws import extract_compact
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert, select
 from starlette.responses import Response
 
 from iam import metrics
 from iam.clock import utcnow
+from iam.db import rows
 from iam.db.models import AccessToken, Client, RefreshToken
 from iam.db.store import Store
 from iam.errors import RateLimitedError
@@ -45,6 +46,9 @@ log = logging.getLogger("iam.oidc")
 T = TypeVar("T")
 _INSERT_ACCESS_TOKEN = insert(AccessToken.__table__)
 _INSERT_REFRESH_TOKEN = insert(RefreshToken.__table__)
+_CLIENT_BY_ID = select(*rows.CLIENTS.shape.columns).where(
+    Client.__table__.c.client_id == bindparam("client_id")
+)
 
 
 class Runner:
@@ -143,7 +147,8 @@ class Server(AuthorizationServer):
     def query_client(self, client_id: str) -> Client | None:
         if not client_id or len(client_id) > 64:
             return None
-        return db().get(Client, client_id)
+        row = db().connection().execute(_CLIENT_BY_ID, {"client_id": client_id}).first()
+        return rows.CLIENTS.get(row) if row is not None else None
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         """Record the access token's jti (for revocation) and the refresh token's digest."""

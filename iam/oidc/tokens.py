@@ -15,14 +15,26 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from iam.clock import epoch, utcnow
+from iam.db import rows
 from iam.db.models import AccessToken, Client, RefreshToken, User
 from iam.oidc.claims import context_claims, user_claims
 from iam.oidc.context import db
 from iam.oidc.keys import KeyRing
 from iam.secretbox import digest
+
+_ACCESS_TOKEN = rows.shape(AccessToken)
+_ACCESS_TOKEN_BY_JTI = select(*_ACCESS_TOKEN.columns).where(
+    AccessToken.__table__.c.jti == bindparam("jti")
+)
+_users, _clients = User.__table__, Client.__table__
+_USER_AND_CLIENT = (
+    select(*rows.select_columns(rows.USERS.shape, rows.CLIENTS.shape))
+    .select_from(_users.join(_clients, _clients.c.client_id == bindparam("client_id")))
+    .where(_users.c.id == bindparam("user_id"))
+)
 
 NO_STORE = [
     ("Content-Type", "application/json"),
@@ -70,7 +82,9 @@ class AccessTokenValidator(BearerTokenValidator):
         claims = decode_access_token(token_string, self.keys, self.issuer)
         if claims is None:
             return None
-        return db().get(AccessToken, str(claims.get("jti")))
+        found = db().connection().execute(_ACCESS_TOKEN_BY_JTI, {"jti": str(claims.get("jti"))})
+        row = found.first()
+        return _ACCESS_TOKEN.build(row) if row is not None else None
 
 
 def _query_token(
@@ -154,10 +168,13 @@ class UserInfo(UserInfoEndpoint):
         token: AccessToken = self.resource_protector.validate_request(["openid"], request)
         found = None
         if token.user_id:  # the user and the client, in one round trip
-            both = select(User, Client).join(Client, Client.client_id == token.client_id)
-            found = db().execute(both.where(User.id == token.user_id)).first()
-        user, client = found if found is not None else (None, None)
-        if user is None or not user.is_active or client is None:
+            params = {"user_id": token.user_id, "client_id": token.client_id}
+            found = db().connection().execute(_USER_AND_CLIENT, params).first()
+        if found is None:
+            raise InvalidTokenError()
+        user_row, client_row = rows.split(found, rows.USERS.shape, rows.CLIENTS.shape)
+        user, client = rows.USERS.get(user_row), rows.CLIENTS.get(client_row)
+        if not user.is_active:
             raise InvalidTokenError()
         claims = {**user_claims(user, token.scope), **context_claims(client, token.context_link_id)}
         return 200, claims, NO_STORE
