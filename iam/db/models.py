@@ -243,6 +243,8 @@ class AuthorizationCode(Base, AuthorizationCodeMixin):
     """A code: 60 s, single use. Its `id` is the family id of every token issued from it."""
 
     __tablename__ = "authorization_codes"
+    #: The nonce check of every authorization request (`exists_nonce`) looks codes up by these.
+    __table_args__ = (Index("ix_authorization_codes_client_id_nonce", "client_id", "nonce"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)

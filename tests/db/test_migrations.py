@@ -61,7 +61,7 @@ def _audit_count(engine: Engine) -> int:
 def test_upgrade_creates_every_model_table(empty_engine: Engine) -> None:
     migrate.upgrade(empty_engine)
     assert _tables(empty_engine) == set(Base.metadata.tables) | {"alembic_version"}
-    assert migrate.current(empty_engine) == "0004"
+    assert migrate.current(empty_engine) == "0005"
 
 
 def test_fresh_database_has_no_revision(empty_engine: Engine) -> None:
@@ -90,7 +90,7 @@ def test_upgrade_after_downgrade_works_again(empty_engine: Engine) -> None:
 def test_upgrade_is_idempotent(empty_engine: Engine) -> None:
     migrate.upgrade(empty_engine)
     migrate.upgrade(empty_engine)
-    assert migrate.current(empty_engine) == "0004"
+    assert migrate.current(empty_engine) == "0005"
 
 
 def test_migrated_schema_matches_the_models(empty_engine: Engine) -> None:
@@ -132,4 +132,4 @@ def test_migrations_run_without_deprecation_warnings(tmp_path: Path) -> None:
             migrate.upgrade(engine)
     finally:
         engine.dispose()
-    assert migrate.current(engine) == "0004"
+    assert migrate.current(engine) == "0005"
