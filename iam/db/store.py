@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -16,6 +17,8 @@ from sqlalchemy.pool import StaticPool
 #: serve short lookups made inside a unit of work (the key ring's, one load at a time).
 DB_THREADS = 24
 EXTRA_CONNECTIONS = 4
+#: A pooled server connection unused for longer than this is tested before it is handed out.
+PING_AFTER_IDLE_SECONDS = 5.0
 
 
 def create_db_engine(url: str) -> Engine:
@@ -23,7 +26,9 @@ def create_db_engine(url: str) -> Engine:
     parsed = make_url(url)
     pool = {"pool_size": DB_THREADS, "max_overflow": EXTRA_CONNECTIONS}
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, **pool)
+        engine = create_engine(url, **pool)
+        _ping_when_idle(engine)
+        return engine
     database = parsed.database or ""
     if database and database != ":memory:":
         from pathlib import Path
@@ -46,6 +51,28 @@ def create_db_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Test a pooled connection before use only when it has sat idle: one that the server or a
+    firewall dropped meanwhile is replaced, and the request never sees it. (`pool_pre_ping`
+    pings on every checkout: one more round trip for every request, on the database too.)
+    A connection in steady use needs no test; if the server goes away under it, the error
+    invalidates the whole pool, so only the requests in flight then fail."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)  # the dialect's own, as pool_pre_ping's
+        except Exception as error:  # any failure: the pool discards it and connects anew
+            raise exc.DisconnectionError(str(error)) from error
 
 
 class Store:

@@ -356,6 +356,18 @@ def test_client_credentials_gives_an_access_token_for_the_client(
     assert jwt.get_unverified_header(body["access_token"])["typ"] == "at+jwt"
 
 
+def test_a_secret_rotated_while_the_client_is_in_use_is_refused_at_once(
+    client: TestClient, world: World, store: Store
+) -> None:
+    """The server reuses what it built from a client's row only while the row is unchanged."""
+    grant = {"grant_type": "client_credentials"}
+    assert post_token(client, grant, rp_auth(world)).status_code == 200
+    rotated = clients.rotate_secret(store, world.rp.client.client_id, keep_previous=False)
+    assert_oauth_error(post_token(client, grant, rp_auth(world)), "invalid_client", 401)
+    new_auth = (world.rp.client.client_id, rotated.client_secret)
+    assert post_token(client, grant, new_auth).status_code == 200
+
+
 def test_client_credentials_with_a_narrower_scope(client: TestClient, world: World) -> None:
     answer = post_token(
         client, {"grant_type": "client_credentials", "scope": "profile"}, rp_auth(world)
@@ -407,4 +419,3 @@ def test_a_form_with_too_many_fields_is_refused(client: TestClient, world: World
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_request"
     assert "Too many fields" in answer.json()["error_description"]
-

@@ -180,6 +180,7 @@ def test_token_of_a_disabled_user_is_invalid_token(
     front: Front, world: World, store: Store
 ) -> None:
     tokens = front.tokens(world)
+    assert call(front.client, "GET", tokens["access_token"]).status_code == 200  # user read once
     with store() as db:
         db.execute(update(User).where(User.id == world.user.id).values(status="disabled"))
         db.commit()
