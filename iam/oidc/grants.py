@@ -31,8 +31,13 @@ _codes = AuthorizationCode.__table__.c
 _refresh_tokens = RefreshToken.__table__.c
 _INSERT_CODE = insert(AuthorizationCode.__table__)
 _CODE = rows.shape(AuthorizationCode)
-_CODE_BY_HASH = select(*_CODE.columns).where(_codes.code_hash == bindparam("code_hash"))
-_USER_BY_ID = select(*rows.USERS.shape.columns).where(User.__table__.c.id == bindparam("user_id"))
+_users = User.__table__.c
+_CODE_AND_USER = (
+    select(*rows.select_columns(_CODE, rows.USERS.shape))
+    .outerjoin_from(AuthorizationCode.__table__, User.__table__, _users.id == _codes.user_id)
+    .where(_codes.code_hash == bindparam("code_hash"))
+)
+_USER_BY_ID = select(*rows.USERS.shape.columns).where(_users.id == bindparam("user_id"))
 _CONSUME_CODE = (
     update(AuthorizationCode.__table__)
     .where(_codes.id == bindparam("code_id"), _codes.consumed_at.is_(None))
@@ -63,9 +68,14 @@ class TokenFamilyCompromisedError(InvalidGrantError):
         self.family_id = family_id
 
 
-def _principal_from(row: AuthorizationCode | RefreshToken, family_id: str) -> Principal | None:
-    found = db().connection().execute(_USER_BY_ID, {"user_id": row.user_id}).first()
-    user = rows.USERS.get(found) if found is not None else None
+def _user(user_id: str) -> User | None:
+    found = db().connection().execute(_USER_BY_ID, {"user_id": user_id}).first()
+    return rows.USERS.get(found) if found is not None else None
+
+
+def _principal_from(
+    row: AuthorizationCode | RefreshToken, family_id: str, user: User | None
+) -> Principal | None:
     if user is None or not user.is_active:
         return None
     return Principal(
@@ -135,15 +145,24 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             },
         )
 
+    #: The user of the code this request presents, read with the code (one statement, not two).
+    code_user: User | None = None
+
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
-        found = db().connection().execute(_CODE_BY_HASH, {"code_hash": digest(code)}).first()
-        row = _CODE.build(found) if found is not None else None
-        if row is None or row.client_id != client.client_id:
+        params = {"code_hash": digest(code)}
+        found = db().connection().execute(_CODE_AND_USER, params).first()
+        if found is None:
+            return None
+        code_values, user_values = rows.split(found, _CODE, rows.USERS.shape)
+        row = _CODE.build(code_values)
+        if row.client_id != client.client_id:
             return None
         if row.consumed_at is not None:
             raise TokenFamilyCompromisedError(row.id, "The code was already used.")
         if row.expires_at <= utcnow():
             return None
+        if rows.USERS.shape.key_of(user_values) != (None,):  # (None,): the join found no user
+            self.code_user = rows.USERS.get(user_values)
         return row
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
@@ -157,7 +176,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             raise TokenFamilyCompromisedError(authorization_code.id, "The code was already used.")
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Principal | None:
-        principal = _principal_from(authorization_code, family_id=authorization_code.id)
+        principal = _principal_from(authorization_code, authorization_code.id, self.code_user)
         if principal is not None:
             _require_context(self.request.client, principal)
         return principal
@@ -183,7 +202,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return row
 
     def authenticate_user(self, refresh_token: RefreshToken) -> Principal:
-        principal = _principal_from(refresh_token, family_id=refresh_token.family_id)
+        principal = _principal_from(
+            refresh_token, refresh_token.family_id, _user(refresh_token.user_id)
+        )
         if principal is None:  # the user was disabled or deleted: the grant is no longer valid
             raise InvalidGrantError("The user of this refresh token is no longer active.")
         _require_context(self.request.client, principal)

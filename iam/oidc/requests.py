@@ -70,6 +70,7 @@ async def snapshot(request: Request, issuer: str, *, read_form: bool = True) -> 
     form: list[tuple[str, str]] = []
     if read_form and request.method == "POST":
         form = await _form_pairs(request)
+    raw_query = request.scope["query_string"].decode("latin-1")
     return from_parts(
         request.method,
         issuer,
@@ -77,6 +78,7 @@ async def snapshot(request: Request, issuer: str, *, read_form: bool = True) -> 
         request.query_params.multi_items(),
         form,
         request.headers,
+        raw_query=raw_query,
     )
 
 
@@ -108,9 +110,14 @@ def from_parts(
     query: Pairs,
     form: Pairs = (),
     headers: Headers | Mapping[str, str] | None = None,
+    *,
+    raw_query: str | None = None,
 ) -> SnapshotRequest:
-    """A request from stored parts, e.g. a pending authorization resumed after login."""
-    uri = issuer + path + ("?" + urlencode(list(query)) if query else "")
+    """A request from stored parts, e.g. a pending authorization resumed after login.
+    (`raw_query`: the query as received, when there is one, instead of encoding it again.)"""
+    if raw_query is None:
+        raw_query = urlencode(list(query))
+    uri = issuer + path + ("?" + raw_query if raw_query else "")
     if not isinstance(headers, Headers):
         headers = Headers(headers=dict(headers or {}))
     return SnapshotRequest(method, uri, headers, list(query), list(form))

@@ -14,7 +14,7 @@ from iam.services import sessions
 HOT_STATEMENTS = {
     "client by id": (server._CLIENT_BY_ID, {"client_id": "c"}),
     "live code with nonce": (grants._LIVE_CODE_WITH_NONCE, {"client_id": "c", "nonce": "n"}),
-    "code by digest": (grants._CODE_BY_HASH, {"code_hash": "h"}),
+    "code and its user": (grants._CODE_AND_USER, {"code_hash": "h"}),
     "consume code": (grants._CONSUME_CODE, {"code_id": "i", "now": None}),
     "rotate refresh token": (grants._ROTATE_REFRESH_TOKEN, {"token_id": "i", "now": None}),
     "user by id": (grants._USER_BY_ID, {"user_id": "u"}),
