@@ -9,7 +9,9 @@ up every worker's values, so one scrape of an instance tells the whole instance.
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -58,8 +60,20 @@ RATE_LIMITED = Counter(
 )
 
 
+@functools.cache
+def _cache_counter(cache: str, hit: bool) -> Any:
+    return CACHE.labels(cache, "hit" if hit else "miss")
+
+
 def count_cache(cache: str, hit: bool) -> None:
-    CACHE.labels(cache, "hit" if hit else "miss").inc()
+    _cache_counter(cache, hit).inc()  # the labelled child is looked up once (on the hot path)
+
+
+@functools.cache
+def request_series(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The request counter and latency histogram of one route, method and status (bounded:
+    routes are templates, statuses a few)."""
+    return REQUESTS.labels(route, method, str(status)), REQUEST_SECONDS.labels(route, method)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -73,8 +73,9 @@ class TelemetryMiddleware:
             elapsed = time.perf_counter() - started
             route = self.templates.get(scope.get("endpoint"), UNMATCHED)
             method = scope["method"]
-            metrics.REQUESTS.labels(route, method, str(status)).inc()
-            metrics.REQUEST_SECONDS.labels(route, method).observe(elapsed)
+            count, latency = metrics.request_series(route, method, status)
+            count.inc()
+            latency.observe(elapsed)
             client = scope.get("client")
             access_log.info(
                 '%s - "%s %s" %d %.1fms',

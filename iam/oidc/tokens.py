@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
@@ -26,14 +27,16 @@ from iam.oidc.keys import KeyRing
 from iam.secretbox import digest
 
 _ACCESS_TOKEN = rows.shape(AccessToken)
-_ACCESS_TOKEN_BY_JTI = select(*_ACCESS_TOKEN.columns).where(
-    AccessToken.__table__.c.jti == bindparam("jti")
-)
-_users, _clients = User.__table__, Client.__table__
-_USER_AND_CLIENT = (
-    select(*rows.select_columns(rows.USERS.shape, rows.CLIENTS.shape))
-    .select_from(_users.join(_clients, _clients.c.client_id == bindparam("client_id")))
-    .where(_users.c.id == bindparam("user_id"))
+_tokens, _users, _clients = AccessToken.__table__, User.__table__, Client.__table__
+#: A presented token's record with its user (none for client_credentials) and its app.
+_PRESENTED_TOKEN = (
+    select(*rows.select_columns(_ACCESS_TOKEN, rows.USERS.shape, rows.CLIENTS.shape))
+    .select_from(
+        _tokens.outerjoin(_users, _users.c.id == _tokens.c.user_id).join(
+            _clients, _clients.c.client_id == _tokens.c.client_id
+        )
+    )
+    .where(_tokens.c.jti == bindparam("jti"))
 )
 
 NO_STORE = [
@@ -69,6 +72,25 @@ def revoke_family(family_id: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class PresentedToken:
+    """A bearer access token as a resource presented it: its record, its user and its app, read
+    in one statement. Authlib's validator asks it what it asks any token."""
+
+    record: AccessToken
+    user: User | None
+    client: Client
+
+    def is_expired(self) -> bool:
+        return self.record.is_expired()
+
+    def is_revoked(self) -> bool:
+        return self.record.is_revoked()
+
+    def get_scope(self) -> str:
+        return self.record.get_scope()
+
+
 class AccessTokenValidator(BearerTokenValidator):
     """A bearer token is valid when its signature, issuer and expiry are, and its `jti`
     record is not revoked (logout, revocation, replay)."""
@@ -78,13 +100,21 @@ class AccessTokenValidator(BearerTokenValidator):
         self.keys = keys
         self.issuer = issuer
 
-    def authenticate_token(self, token_string: str) -> AccessToken | None:
+    def authenticate_token(self, token_string: str) -> PresentedToken | None:
         claims = decode_access_token(token_string, self.keys, self.issuer)
         if claims is None:
             return None
-        found = db().connection().execute(_ACCESS_TOKEN_BY_JTI, {"jti": str(claims.get("jti"))})
+        found = db().connection().execute(_PRESENTED_TOKEN, {"jti": str(claims.get("jti"))})
         row = found.first()
-        return _ACCESS_TOKEN.build(row) if row is not None else None
+        if row is None:
+            return None
+        token, user, client = rows.split(row, _ACCESS_TOKEN, rows.USERS.shape, rows.CLIENTS.shape)
+        has_user = rows.USERS.shape.key_of(user) != (None,)
+        return PresentedToken(
+            _ACCESS_TOKEN.build(token),
+            rows.USERS.get(user) if has_user else None,
+            rows.CLIENTS.get(client),
+        )
 
 
 def _query_token(
@@ -165,18 +195,14 @@ class UserInfo(UserInfoEndpoint):
     """OIDC Core 5.3: the claims the token's scope releases, for an active user."""
 
     def __call__(self, request: Any) -> tuple[int, Any, list[tuple[str, str]]]:
-        token: AccessToken = self.resource_protector.validate_request(["openid"], request)
-        found = None
-        if token.user_id:  # the user and the client, in one round trip
-            params = {"user_id": token.user_id, "client_id": token.client_id}
-            found = db().connection().execute(_USER_AND_CLIENT, params).first()
-        if found is None:
+        token: PresentedToken = self.resource_protector.validate_request(["openid"], request)
+        user, client, record = token.user, token.client, token.record
+        if user is None or not user.is_active:
             raise InvalidTokenError()
-        user_row, client_row = rows.split(found, rows.USERS.shape, rows.CLIENTS.shape)
-        user, client = rows.USERS.get(user_row), rows.CLIENTS.get(client_row)
-        if not user.is_active:
-            raise InvalidTokenError()
-        claims = {**user_claims(user, token.scope), **context_claims(client, token.context_link_id)}
+        claims = {
+            **user_claims(user, record.scope),
+            **context_claims(client, record.context_link_id),
+        }
         return 200, claims, NO_STORE
 
 

@@ -18,8 +18,7 @@ HOT_STATEMENTS = {
     "consume code": (grants._CONSUME_CODE, {"code_id": "i", "now": None}),
     "rotate refresh token": (grants._ROTATE_REFRESH_TOKEN, {"token_id": "i", "now": None}),
     "user by id": (grants._USER_BY_ID, {"user_id": "u"}),
-    "access token by jti": (tokens._ACCESS_TOKEN_BY_JTI, {"jti": "j"}),
-    "user and client": (tokens._USER_AND_CLIENT, {"user_id": "u", "client_id": "c"}),
+    "presented access token": (tokens._PRESENTED_TOKEN, {"jti": "j"}),
     "session and user": (sessions._SESSION_AND_USER, {"token_hash": "h"}),
     "touch session": (sessions._TOUCH, {"sid": "s", "now": None}),
 }
