@@ -32,7 +32,7 @@ from iam.errors import IamError, ValidationError
 from iam.logs import log_config
 from iam.metrics import MULTIPROC_DIR_VARIABLE
 from iam.secretbox import SecretBox
-from iam.services import admins, clients, corps, signing_keys, users
+from iam.services import admins, clients, corps, retention, signing_keys, users
 from iam.services.clients import CONTEXT_POLICIES, RegisteredClient
 from iam.services.rate_limits import rules_from
 from iam.settings import Settings, SettingsError
@@ -254,6 +254,12 @@ def _db_upgrade(args: argparse.Namespace, store: Store, settings: Settings) -> O
 def _db_current(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
     revision = migrate.current(store.engine)
     return Output({"revision": revision}, revision or "none")
+
+
+def _db_prune(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
+    deleted = retention.prune(store)
+    lines = [f"{table}: {count} deleted" for table, count in deleted.items()]
+    return Output({"deleted": deleted}, "\n".join(lines))
 
 
 # --- clients ----------------------------------------------------------------------------------
@@ -546,6 +552,9 @@ def _add_db(commands: Subcommands) -> None:
     db = _group(commands, "db", "database schema")
     _record_command(db, "upgrade", _db_upgrade, "migrate to the newest schema", needs_schema=False)
     _record_command(db, "current", _db_current, "print the schema revision", needs_schema=False)
+    _record_command(
+        db, "prune", _db_prune, "delete expired codes, tokens, sessions and one-time codes"
+    )
 
 
 def _add_clients(commands: Subcommands) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from conftest import BACKENDS, ISSUER, TEST_SECRET
 
 from iam import cli
 from iam.cli import main
+from iam.clock import utcnow
 from iam.db.store import Store, create_db_engine
 from iam.logs import log_config
 from iam.metrics import MULTIPROC_DIR_VARIABLE
-from iam.services import clients
+from iam.services import clients, sessions, users
 
 NOT_MIGRATED = "iam: error: the database is not migrated; run 'iam db upgrade'\n"
 
@@ -129,7 +131,8 @@ def test_db_upgrade_then_current_prints_the_head(empty_db: str, run: Run, run_js
 
 
 @pytest.mark.parametrize(
-    "argv", [["clients", "list"], ["users", "show", "x"], ["keys", "rotate"], ["serve"]]
+    "argv",
+    [["clients", "list"], ["users", "show", "x"], ["keys", "rotate"], ["db", "prune"], ["serve"]],
 )
 def test_an_unmigrated_database_is_refused(
     empty_db: str, run: Run, argv: list[str], uvicorn_calls: list[Any]
@@ -137,6 +140,22 @@ def test_an_unmigrated_database_is_refused(
     ran = run(*argv)
     assert (ran.code, ran.out, ran.err) == (1, "", NOT_MIGRATED)
     assert uvicorn_calls == []
+
+
+def test_db_prune_deletes_what_expired_and_says_how_much(
+    db: str, store: Store, run: Run, run_json: RunJson
+):
+    user = users.create_user(store, "张三", "13800138000", None)
+    with store() as session:
+        for expires_at in (utcnow() - timedelta(minutes=1), utcnow() + timedelta(hours=1)):
+            sessions.start(session, user, ["sms"]).session.expires_at = expires_at
+        session.commit()
+    deleted = run_json("db", "prune")["deleted"]
+    assert deleted["sso_sessions"] == 1
+    assert set(deleted) >= {"authorization_codes", "access_tokens", "refresh_tokens"}
+    assert all(isinstance(count, int) for count in deleted.values())
+    again = run("db", "prune")
+    assert again.code == 0 and "sso_sessions: 0 deleted" in again.out
 
 
 def test_serve_runs_the_app_factory_on_a_migrated_database(

@@ -42,8 +42,8 @@ def dockerfile_json(instruction: str) -> list[str]:
     return json.loads(line.group(1))
 
 
-def unit_lines(key: str) -> list[list[str]]:
-    text = (DEPLOY / "iam.service").read_text()
+def unit_lines(key: str, unit: str = "iam.service") -> list[list[str]]:
+    text = (DEPLOY / unit).read_text()
     return [shlex.split(value) for value in re.findall(rf"^{key}=(.+)$", text, re.M)]
 
 
@@ -114,6 +114,23 @@ def test_the_migration_job_runs_db_upgrade() -> None:
     assert container["command"] + container.get("args", []) == ["iam", "db", "upgrade"]
     (deployed,) = containers("Deployment")
     assert container["image"] == deployed["image"]
+
+
+def test_the_prune_cronjob_runs_db_prune_like_the_servers() -> None:
+    (container,) = manifests()["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["command"] + container.get("args", []) == ["iam", "db", "prune"]
+    (deployed,) = containers("Deployment")
+    assert container["image"] == deployed["image"]
+    assert container["envFrom"] == deployed["envFrom"]
+
+
+def test_the_prune_timer_starts_db_prune() -> None:
+    (start,) = unit_lines("ExecStart", "iam-prune.service")
+    assert Path(start[0]).name == "iam" and start[1:] == ["db", "prune"]
+    assert unit_lines("EnvironmentFile", "iam-prune.service") == [["/etc/iam/iam.env"]]
+    assert unit_lines("OnCalendar", "iam-prune.timer") == [["hourly"]]
 
 
 def test_the_systemd_unit_migrates_then_serves() -> None:
