@@ -6,7 +6,7 @@
 #   bench/run.sh setup           # bench/.venv (driver, py-spy) and bench/var/peer-node (npm ci)
 #   bench/run.sh ours [DB W]...  # our server only: e.g. `ours sqlite 1 postgres 2` (default: all 4)
 #   bench/run.sh compare [DB]    # the peer and ours (DB, 1 worker) in ONE flows.py invocation
-#   bench/run.sh profile [DB]    # py-spy on one pinned worker under the flow load -> bench/var/
+#   bench/run.sh profile [DB]    # py-spy on one pinned worker under the flow load -> results/profile-DB-w1-cC.txt
 #   bench/run.sh cost [DB]...    # server CPU per endpoint at concurrency 1, with and without log lines
 #                                  (PROFILE=1: and py-spy each endpoint into bench/var/prof-DB-VARIANT/)
 #   bench/run.sh report          # markdown tables from bench/results/*.jsonl
@@ -202,9 +202,10 @@ profile() {  # $1 db: py-spy (collapsed stacks, 20 s) on one pinned worker under
   "$ROOT/bench/.venv/bin/py-spy" record --pid "$SERVER" --duration 20 --rate 250 --nonblocking \
     --format raw -o "$VAR/$label.txt" >/dev/null 2>&1 || echo "py-spy failed (is ptrace allowed?)"
   wait "$driver" || true
-  cat "$VAR/$label-load.txt"
   stop_server
-  "$DRV" bench/profile_summary.py "$VAR/$label.txt"
+  # the load line and the summary, kept in results/ (the raw stacks stay in bench/var/)
+  { grep -A4 '^flow:' "$VAR/$label-load.txt"; "$DRV" bench/profile_summary.py "$VAR/$label.txt"; } \
+    | tee "$RES/$label-c$C_FLOW.txt"
 }
 
 cost() {  # per-endpoint server CPU at concurrency 1 (bench/endpoint_cost.py), sqlite and postgres,
