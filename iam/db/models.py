@@ -426,6 +426,8 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_occurred_at", "occurred_at"),
         Index("ix_audit_events_user_id", "user_id"),
+        #: The trail of one app, newest first (the admin console's filter and its paging).
+        Index("ix_audit_events_client_id_id", "client_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(

@@ -101,9 +101,9 @@ def search_page(
     events with an id below `next_before`, so paging stays exact while new events arrive.
 
     `event` is an exact name, or a prefix ending in a dot (`login.`). `since` is inclusive,
-    `until` exclusive (naive UTC). The order is the primary key's and every filter but
-    `client_id` has an index, so a page is `limit + 1` rows from an index scan, never a sort of
-    the whole trail."""
+    `until` exclusive (naive UTC). The order is the primary key's and every filter has an index
+    (`client_id` with the id, for its pages in order), so a page is `limit + 1` rows from an
+    index scan, never a sort of the whole trail."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationError("limit", f"limit must be between 1 and {MAX_PAGE}.")
     if before_id is not None and not 1 <= before_id <= MAX_ID:
