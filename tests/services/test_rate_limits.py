@@ -278,3 +278,66 @@ def test_a_redis_that_is_down_still_counts_in_process(caplog: pytest.LogCaptureF
     warnings = [r for r in caplog.records if r.name == "iam.rate_limits"]
     assert warnings and all(r.levelno == logging.WARNING for r in warnings)
     assert "counting in-process" in warnings[0].getMessage()
+
+
+# --- Redis, high limits: counted in batches ---
+
+
+class CountingRedisCounter(RedisCounter):
+    """Counts the round trips to Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(client)
+        self.sent: list[int] = []
+
+    def _send(self, name: str, window: int, hits: int) -> int:
+        self.sent.append(hits)
+        return super()._send(name, window, hits)
+
+
+def test_a_high_limit_is_sent_to_redis_a_batch_at_a_time(
+    redis_client: redis.Redis, clock: FakeTime
+) -> None:
+    counter = CountingRedisCounter(redis_client)
+    checks = RateLimits(counter, parse_rules("token.key=10000/60"))  # batches of 10
+    for _ in range(25):
+        checks.check("token", key="client-a", ip=None)
+    assert counter.sent == [10, 10]  # 2 round trips for 25 requests, 5 hits not sent yet
+    (stored,) = redis_client.keys("iam:rl:token.key:*")
+    assert int(redis_client.get(stored)) == 20
+    assert 0 < redis_client.ttl(stored) <= 60
+
+
+def test_a_low_limit_is_sent_on_every_hit(redis_client: redis.Redis) -> None:
+    counter = CountingRedisCounter(redis_client)
+    checks = RateLimits(counter, parse_rules("token.key=999/60"))  # under 2 a batch: exact
+    for _ in range(3):
+        checks.check("token", key="client-a", ip=None)
+    assert counter.sent == [1, 1, 1]
+
+
+def test_instances_sharing_a_high_limit_refuse_within_a_batch_each_of_it(
+    redis_client: redis.Redis, clock: FakeTime
+) -> None:
+    rules = parse_rules("token.key=2000/60")  # batches of 2
+    instances = [RateLimits(RedisCounter(redis_client), rules) for _ in range(3)]
+    admitted = 0
+    for turn in range(3000):
+        try:
+            instances[turn % 3].check("token", key="client-a", ip=None)
+        except RateLimitedError:
+            continue
+        admitted += 1
+    assert 2000 <= admitted <= 2000 + 3 * 2  # the limit, passed by at most a batch per instance
+
+
+def test_batched_counts_go_on_in_process_when_redis_is_down(clock: FakeTime) -> None:
+    down = redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), retries=0))
+    try:
+        checks = RateLimits(RedisCounter(down), parse_rules("token.key=2000/60"))
+        for _ in range(2000):
+            checks.check("token", key="client-a", ip=None)
+        with pytest.raises(RateLimitedError):
+            checks.check("token", key="client-a", ip=None)
+    finally:
+        down.close()
