@@ -32,7 +32,7 @@ from iam.clock import utcnow
 from iam.db.store import Store
 from iam.errors import NotFoundError
 from iam.flows.state import Fail, Issue, Login, OfferLinking, Select, Situation, next_step
-from iam.oidc.context import Principal, db
+from iam.oidc.context import Principal, connection, db
 from iam.oidc.endpoints import Oidc
 from iam.oidc.requests import Pairs, SnapshotRequest, from_parts, snapshot
 from iam.oidc.server import Server
@@ -157,7 +157,7 @@ def decide(
 
 def _decide_for_cookie(server: Server, request: SnapshotRequest, cookie: str | None) -> Decided:
     """A fresh /authorize: the browser's session is read in the same unit of work."""
-    return decide(server, request, principal_of(sessions.find_in(db(), cookie)), Progress())
+    return decide(server, request, principal_of(sessions.find_in(connection(), cookie)), Progress())
 
 
 class PageError(Exception):

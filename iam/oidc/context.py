@@ -1,5 +1,5 @@
-"""What one protocol request carries through Authlib's sync hooks: its database session, and
-who the end user is (`Principal`), as Authlib's `request.user`."""
+"""What one protocol request carries through Authlib's sync hooks: its unit of work (one
+database transaction), and who the end user is (`Principal`), as Authlib's `request.user`."""
 
 from __future__ import annotations
 
@@ -7,24 +7,72 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from iam.db.models import User
 
-_current_db: ContextVar[Session] = ContextVar("iam_current_db")
+
+class UnitOfWork:
+    """One request's transaction on one connection. The hot path's hooks run plain statements
+    on the connection; an ORM session is opened on the same connection and transaction only
+    when a hook asks for one (`db()`): building and committing a session costs more than many
+    of those requests' statements."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            # "control_fully": its commit and rollback are the request's transaction's.
+            self._session = Session(
+                bind=self.connection, join_transaction_mode="control_fully", expire_on_commit=False
+            )
+        return self._session
+
+    def commit(self) -> None:
+        if self._session is not None:
+            self._session.commit()
+        if self.connection.in_transaction():
+            self.connection.commit()
+
+    def rollback(self) -> None:
+        if self._session is not None:
+            self._session.rollback()
+        if self.connection.in_transaction():
+            self.connection.rollback()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+
+_current: ContextVar[UnitOfWork] = ContextVar("iam_unit_of_work")
 
 
 def db() -> Session:
-    """The session of the request being served (set by `Runner`, in the worker thread)."""
-    return _current_db.get()
+    """The ORM session of the request being served (set up by `Runner`, in the worker)."""
+    return _current.get().session
 
 
-def bind_db(session: Session) -> object:
-    return _current_db.set(session)
+def connection() -> Connection:
+    """The connection of the request being served, for plain statements (no ORM session)."""
+    return _current.get().connection
 
 
-def unbind_db(token: object) -> None:
-    _current_db.reset(token)  # type: ignore[arg-type]
+def rollback() -> None:
+    """Undo what the request being served has written so far (it may go on writing)."""
+    _current.get().rollback()
+
+
+def bind(unit: UnitOfWork) -> object:
+    return _current.set(unit)
+
+
+def unbind(token: object) -> None:
+    _current.reset(token)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from iam.clock import epoch, utcnow
 from iam.db import rows
 from iam.db.models import AuthorizationCode, Client, RefreshToken, User
 from iam.oidc.claims import context_claims, user_claims
-from iam.oidc.context import Principal, db
+from iam.oidc.context import Principal, connection, db
 from iam.oidc.keys import KeyRing
 from iam.secretbox import digest
 
@@ -69,7 +69,7 @@ class TokenFamilyCompromisedError(InvalidGrantError):
 
 
 def _user(user_id: str) -> User | None:
-    found = db().connection().execute(_USER_BY_ID, {"user_id": user_id}).first()
+    found = connection().execute(_USER_BY_ID, {"user_id": user_id}).first()
     return rows.USERS.get(found) if found is not None else None
 
 
@@ -124,7 +124,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def save_authorization_code(self, code: str, request: Any) -> None:
         principal: Principal = request.user
         now = utcnow()
-        db().connection().execute(
+        connection().execute(
             _INSERT_CODE,
             {
                 "code_hash": digest(code),
@@ -150,7 +150,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
         params = {"code_hash": digest(code)}
-        found = db().connection().execute(_CODE_AND_USER, params).first()
+        found = connection().execute(_CODE_AND_USER, params).first()
         if found is None:
             return None
         code_values, user_values = rows.split(found, _CODE, rows.USERS.shape)
@@ -167,10 +167,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
         """Consume, don't delete: a replay must still find the code to revoke its tokens."""
-        consumed = (
-            db()
-            .connection()
-            .execute(_CONSUME_CODE, {"code_id": authorization_code.id, "now": utcnow()})
+        consumed = connection().execute(
+            _CONSUME_CODE, {"code_id": authorization_code.id, "now": utcnow()}
         )
         if consumed.rowcount != 1:  # type: ignore[attr-defined]
             raise TokenFamilyCompromisedError(authorization_code.id, "The code was already used.")
@@ -211,10 +209,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return principal
 
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
-        rotated = (
-            db()
-            .connection()
-            .execute(_ROTATE_REFRESH_TOKEN, {"token_id": refresh_token.id, "now": utcnow()})
+        rotated = connection().execute(
+            _ROTATE_REFRESH_TOKEN, {"token_id": refresh_token.id, "now": utcnow()}
         )
         if rotated.rowcount != 1:  # type: ignore[attr-defined]
             raise TokenFamilyCompromisedError(
@@ -319,12 +315,8 @@ class IdTokenForCode(IdTokenMixin, OpenIDCode):
         self.keys = keys
 
     def exists_nonce(self, nonce: str, request: Any) -> bool:
-        found = (
-            db()
-            .connection()
-            .execute(
-                _LIVE_CODE_WITH_NONCE, {"client_id": request.payload.client_id, "nonce": nonce}
-            )
+        found = connection().execute(
+            _LIVE_CODE_WITH_NONCE, {"client_id": request.payload.client_id, "nonce": nonce}
         )
         return found.first() is not None
 

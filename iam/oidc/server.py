@@ -1,7 +1,7 @@
 """Authlib's AuthorizationServer glued to Starlette and our storage.
 
-Every protocol request runs in a worker thread with one database session (`Runner`): Authlib is
-synchronous, and a single transaction makes "issue the tokens and consume the code" atomic.
+Every protocol request runs in a worker thread in one database transaction (`Runner`): Authlib
+is synchronous, and a single transaction makes "issue the tokens and consume the code" atomic.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from iam.db.models import AccessToken, Client, RefreshToken
 from iam.db.store import Store
 from iam.errors import RateLimitedError
 from iam.oidc import grants
-from iam.oidc.context import Principal, bind_db, db, unbind_db
+from iam.oidc.context import Principal, UnitOfWork, bind, connection, db, rollback, unbind
 from iam.oidc.keys import KeyRing
 from iam.oidc.tokens import (
     AccessTokenValidator,
@@ -52,8 +52,9 @@ _CLIENT_BY_ID = select(*rows.CLIENTS.shape.columns).where(
 
 
 class Runner:
-    """Runs a sync unit of work in a worker thread inside one session and one transaction.
-    (The threads are the app's shared pool, which is sized to the database pool.)"""
+    """Runs a sync unit of work in a worker thread inside one transaction (`UnitOfWork`),
+    committed when it returns and rolled back when it raises. (The threads are the app's
+    shared pool, which is sized to the database pool.)"""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -62,14 +63,16 @@ class Runner:
         return await anyio.to_thread.run_sync(self._work, fn, args)
 
     def _work(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        with self.store() as session:
-            token = bind_db(session)
+        with self.store.engine.connect() as connection:
+            unit = UnitOfWork(connection)
+            token = bind(unit)
             try:
                 result = fn(*args)
-                session.commit()
+                unit.commit()
                 return result
             finally:
-                unbind_db(token)
+                unbind(token)
+                unit.close()
 
 
 class SlowDownError(OAuth2Error):
@@ -147,7 +150,7 @@ class Server(AuthorizationServer):
     def query_client(self, client_id: str) -> Client | None:
         if not client_id or len(client_id) > 64:
             return None
-        row = db().connection().execute(_CLIENT_BY_ID, {"client_id": client_id}).first()
+        row = connection().execute(_CLIENT_BY_ID, {"client_id": client_id}).first()
         return rows.CLIENTS.get(row) if row is not None else None
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
@@ -158,8 +161,8 @@ class Server(AuthorizationServer):
         now = utcnow()
         family_id = principal.family_id if principal else None
         sid = principal.sid if principal else None
-        connection = db().connection()  # plain INSERTs: nothing here is read back as an object
-        connection.execute(
+        plain = connection()  # plain INSERTs: nothing here is read back as an object
+        plain.execute(
             _INSERT_ACCESS_TOKEN,
             {
                 "jti": claims["jti"],
@@ -176,7 +179,7 @@ class Server(AuthorizationServer):
         )
         if "refresh_token" in token and principal is not None and family_id is not None:
             previous: RefreshToken | None = request.refresh_token
-            connection.execute(
+            plain.execute(
                 _INSERT_REFRESH_TOKEN,
                 {
                     "token_hash": digest(token["refresh_token"]),
@@ -195,7 +198,7 @@ class Server(AuthorizationServer):
             )
         metrics.TOKENS.labels(request.payload.grant_type).inc()
         audit.record(
-            db(),
+            plain,
             "token.issued",
             user_id=principal.user.id if principal else None,
             client_id=client.client_id,
@@ -230,8 +233,7 @@ class Server(AuthorizationServer):
     def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
         """Undo what the failed request wrote; a replay revokes its family; audit the failure
         (but not a refusal for too many requests: a flood must not become a flood of writes)."""
-        session = db()
-        session.rollback()
+        rollback()
         if isinstance(error, SlowDownError):
             return super().handle_error_response(request, error)
         if isinstance(error, grants.TokenFamilyCompromisedError):
@@ -240,7 +242,7 @@ class Server(AuthorizationServer):
         payload = getattr(request, "payload", None)
         client = getattr(request, "client", None)
         audit.record(
-            session,
+            connection(),
             "token.failed" if getattr(payload, "grant_type", None) else "oauth.failed",
             outcome="failure",
             client_id=getattr(client, "client_id", None) or getattr(payload, "client_id", None),

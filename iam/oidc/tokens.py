@@ -22,7 +22,7 @@ from iam.clock import epoch, utcnow
 from iam.db import rows
 from iam.db.models import AccessToken, Client, RefreshToken, User
 from iam.oidc.claims import context_claims, user_claims
-from iam.oidc.context import db
+from iam.oidc.context import connection, db
 from iam.oidc.keys import KeyRing
 from iam.secretbox import digest
 
@@ -104,7 +104,7 @@ class AccessTokenValidator(BearerTokenValidator):
         claims = decode_access_token(token_string, self.keys, self.issuer)
         if claims is None:
             return None
-        found = db().connection().execute(_PRESENTED_TOKEN, {"jti": str(claims.get("jti"))})
+        found = connection().execute(_PRESENTED_TOKEN, {"jti": str(claims.get("jti"))})
         row = found.first()
         if row is None:
             return None

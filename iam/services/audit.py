@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from iam.db.models import AuditEvent
@@ -19,7 +19,7 @@ _INSERT = insert(AuditEvent.__table__)
 
 
 def record(
-    session: Session,
+    session: Session | Connection,
     event: str,
     *,
     outcome: str = "success",
@@ -29,11 +29,12 @@ def record(
     ip: str | None = None,
     **detail: Any,
 ) -> None:
-    """Write an event in `session`'s transaction: with the change it describes, or not at all.
-    (A plain INSERT on the session's connection, not an ORM object: the trail is append-only
-    and this is on the hot path; it flushes nothing, so the caller's own errors surface where
-    the caller expects them.)"""
-    session.connection().execute(
+    """Write an event in the transaction of `session` (an ORM session, or a connection): with
+    the change it describes, or not at all. (A plain INSERT on its connection, not an ORM
+    object: the trail is append-only and this is on the hot path; it flushes nothing, so the
+    caller's own errors surface where the caller expects them.)"""
+    target = session.connection() if isinstance(session, Session) else session
+    target.execute(
         _INSERT,
         {
             "event": event,

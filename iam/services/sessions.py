@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
@@ -109,17 +109,17 @@ def renew(
 def find(store: Store, cookie_value: str | None) -> SignedIn | None:
     """The live session behind a cookie, or None (unknown, expired, or user disabled)."""
     with store() as db:
-        signed_in = find_in(db, cookie_value)
+        signed_in = find_in(db.connection(), cookie_value)
         db.commit()
         return signed_in
 
 
-def find_in(db: Session, cookie_value: str | None) -> SignedIn | None:
+def find_in(connection: Connection, cookie_value: str | None) -> SignedIn | None:
     """`find` in the caller's transaction (which commits the `last_seen_at` touch)."""
     if not cookie_value or len(cookie_value) > 200:
         return None
     now = utcnow()
-    found = db.connection().execute(_SESSION_AND_USER, {"token_hash": digest(cookie_value)})
+    found = connection.execute(_SESSION_AND_USER, {"token_hash": digest(cookie_value)})
     row = found.first()
     if row is None:
         return None
@@ -128,7 +128,7 @@ def find_in(db: Session, cookie_value: str | None) -> SignedIn | None:
     if sso.expires_at <= now or not user.is_active:
         return None
     if now - sso.last_seen_at > TOUCH_EVERY:
-        db.connection().execute(_TOUCH, {"sid": sso.id, "now": now})
+        connection.execute(_TOUCH, {"sid": sso.id, "now": now})
         sso.last_seen_at = now
     return SignedIn(sso, user)
 
