@@ -78,6 +78,12 @@ class Reused(Generic[M]):
             self._built[key] = (row, instance)
         return instance
 
+    def get_joined(self, values: Sequence[Any]) -> M | None:
+        """`get` for the values of an outer join: None when the join found no row."""
+        if all(values[i] is None for i in self.shape.primary_key):
+            return None
+        return self.get(values)
+
 
 #: The process's clients and users, reused while their rows are unchanged.
 CLIENTS: Reused[Client] = Reused(Client)

@@ -161,8 +161,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             raise TokenFamilyCompromisedError(row.id, "The code was already used.")
         if row.expires_at <= utcnow():
             return None
-        if rows.USERS.shape.key_of(user_values) != (None,):  # (None,): the join found no user
-            self.code_user = rows.USERS.get(user_values)
+        self.code_user = rows.USERS.get_joined(user_values)
         return row
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:

@@ -109,11 +109,8 @@ class AccessTokenValidator(BearerTokenValidator):
         if row is None:
             return None
         token, user, client = rows.split(row, _ACCESS_TOKEN, rows.USERS.shape, rows.CLIENTS.shape)
-        has_user = rows.USERS.shape.key_of(user) != (None,)
         return PresentedToken(
-            _ACCESS_TOKEN.build(token),
-            rows.USERS.get(user) if has_user else None,
-            rows.CLIENTS.get(client),
+            _ACCESS_TOKEN.build(token), rows.USERS.get_joined(user), rows.CLIENTS.get(client)
         )
 
 

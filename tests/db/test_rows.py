@@ -56,6 +56,12 @@ def test_a_changed_row_gives_a_new_instance_with_the_change() -> None:
     assert not after.is_active and before.is_active
 
 
+def test_an_outer_join_that_found_no_row_gives_none() -> None:
+    reused: Reused[User] = Reused(User)
+    assert reused.get_joined((None,) * len(user_row())) is None
+    assert reused.get_joined(user_row()) is reused.get(user_row())
+
+
 def test_past_its_limit_it_starts_over() -> None:
     reused: Reused[User] = Reused(User, limit=2)
     first = reused.get(user_row(id="a"))
