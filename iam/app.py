@@ -42,7 +42,13 @@ from iam.services.rate_limits import MemoryCounter, RateLimits, RedisCounter, ru
 from iam.services.sms import SmsSender, sender_for
 from iam.settings import Settings
 from iam.telemetry import TelemetryMiddleware
-from iam.web import STATIC_DIR, BodyLimitMiddleware, BrowserMiddleware, Web
+from iam.web import (
+    STATIC_DIR,
+    BodyLimitMiddleware,
+    BrowserMiddleware,
+    Web,
+    use_relative_slash_redirects,
+)
 
 log = logging.getLogger("iam")
 #: Where dev mode mounts the WeCom simulator (`IAM_WECOM_*` point below it in `iam demo`).
@@ -227,7 +233,12 @@ def create_app(
         app_state["simulator"] = simulator
     middleware = [
         Middleware(AddressGuard, networks=settings.admin_allow_cidrs, prefix="/admin"),
-        Middleware(BrowserMiddleware, secure_cookies=settings.issuer_is_https),
+        Middleware(AddressGuard, networks=settings.metrics_allow_cidrs, prefix="/metrics"),
+        Middleware(
+            BrowserMiddleware,
+            secret_key=str(settings.secret_key),
+            secure_cookies=settings.issuer_is_https,
+        ),
         Middleware(BodyLimitMiddleware),
     ]
     app = _App(
@@ -236,6 +247,7 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_allowed, 500: server_error},
     )
+    use_relative_slash_redirects(app.router)
     app.state.settings = settings
     app.state.store = store
     app.state.box = box

@@ -115,6 +115,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValidationError("--workers", "the number of worker processes must be at least 1")
     settings = iam_settings.load()
+    if settings.dev_mode and not iam_settings.is_loopback_host(args.host):
+        raise IamError(
+            f"IAM_DEV_MODE is refused with --host {args.host!r}: dev mode shows SMS codes to "
+            "anyone who reaches the server; serve on a loopback --host such as 127.0.0.1"
+        )
     rules_from(settings)
     with _engine(settings) as engine:
         _require_migrated(engine)

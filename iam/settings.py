@@ -22,6 +22,7 @@ DEFAULT_ISSUER = "http://127.0.0.1:8000"
 DEFAULT_DATABASE_URL = "sqlite:///./var/iam.db"
 DEFAULT_SECRET_FILE = Path("var/secret.key")
 MIN_SECRET_KEY_LENGTH = 32
+LOOPBACK_CIDRS = "127.0.0.0/8,::1/128"
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -48,6 +49,10 @@ class Settings:
             ipaddress.ip_network("127.0.0.0/8"),
             ipaddress.ip_network("::1/128"),
         )
+    )
+    #: Who may read `/metrics` (request and sign-in counts): the Prometheus scraper's network.
+    metrics_allow_cidrs: tuple[IpNetwork, ...] = field(
+        default_factory=lambda: _parse_cidrs("IAM_METRICS_ALLOW_CIDRS", LOOPBACK_CIDRS)
     )
     log_format: str = "text"
     #: Overrides of the rate-limit table, `action[.key|.ip]=N/SECONDS,...` (checked by the
@@ -108,7 +113,12 @@ def load(environ: Mapping[str, str] | None = None, env_file: str | Path = ".env"
         wecom_oauth_url=text("WECOM_OAUTH_URL", Settings.wecom_oauth_url) or "",
         wecom_qr_url=text("WECOM_QR_URL", Settings.wecom_qr_url) or "",
         sms_backend=text("SMS_BACKEND", "console") or "console",
-        admin_allow_cidrs=_parse_cidrs(text("ADMIN_ALLOW_CIDRS", "127.0.0.0/8,::1/128") or ""),
+        admin_allow_cidrs=_parse_cidrs(
+            "IAM_ADMIN_ALLOW_CIDRS", text("ADMIN_ALLOW_CIDRS", LOOPBACK_CIDRS) or ""
+        ),
+        metrics_allow_cidrs=_parse_cidrs(
+            "IAM_METRICS_ALLOW_CIDRS", text("METRICS_ALLOW_CIDRS", LOOPBACK_CIDRS) or ""
+        ),
         log_format=text("LOG_FORMAT", "text") or "text",
         rate_limits=text("RATE_LIMITS", "") or "",
     )
@@ -192,11 +202,11 @@ def _parse_bool(name: str, value: str) -> bool:
     raise SettingsError(f"{name} must be true or false, not {value!r}")
 
 
-def _parse_cidrs(value: str) -> tuple[IpNetwork, ...]:
+def _parse_cidrs(name: str, value: str) -> tuple[IpNetwork, ...]:
     networks = []
     for item in filter(None, (part.strip() for part in value.split(","))):
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise SettingsError(f"IAM_ADMIN_ALLOW_CIDRS has an invalid network: {item!r}") from None
+            raise SettingsError(f"{name} has an invalid network: {item!r}") from None
     return tuple(networks)

@@ -3,7 +3,8 @@
 The request id comes from the load balancer's `X-Request-ID` when it is a plain token, or is
 made here; it is answered in the same header and stamped on every log line written while the
 request runs (`iam.logs.RequestIdFilter`), worker threads included. The access line names the
-path without its query string: queries carry codes, states and tokens.
+path without its query string: queries carry codes, states and tokens. Control characters a
+path may carry are escaped by the log formatter (`iam.logs`), so a line stays one line.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = self.templates.get(scope.get("endpoint"), UNMATCHED)
+            route = self._route_of(scope.get("endpoint"))
             method = scope["method"]
             count, latency = metrics.request_series(route, method, status)
             count.inc()
@@ -86,6 +87,14 @@ class TelemetryMiddleware:
                 elapsed * 1000,
             )
             request_id_var.reset(reset)
+
+    def _route_of(self, endpoint: object) -> str:
+        """The route label; a mount's router (not hashable) is the endpoint when no route
+        under the mount matched."""
+        try:
+            return self.templates.get(endpoint, UNMATCHED)
+        except TypeError:
+            return UNMATCHED
 
 
 def _incoming_id(scope: Scope) -> str | None:

@@ -1,23 +1,27 @@
 """Pages: templates, language, CSRF, the browser cookie and the security headers.
 
-Every browser gets an `iam_browser` cookie (random, HttpOnly). CSRF tokens are an HMAC of it
-(signed double submit), and pending authorizations are bound to it.
+A browser that gets a page gets an `iam_browser` cookie (`__Host-iam_browser` under https;
+HttpOnly): a random id the server made and signed, so a value planted by someone else is not
+taken. CSRF tokens are an HMAC of the id (signed double submit), and pending authorizations and
+one-time codes are bound to it. The cookie is only set on answers no cache may keep.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.datastructures import FormData, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request, cookie_parser
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match, Mount, Router
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
 STATIC_DIR = ROOT / "static"
 BROWSER_COOKIE = "iam_browser"
+#: The browser cookie's name under https: browsers take a `__Host-` cookie only when it is
+#: Secure, on Path=/ and without Domain, so a sibling subdomain or plain http cannot plant one.
+SECURE_BROWSER_COOKIE = "__Host-" + BROWSER_COOKIE
 SESSION_COOKIE = "iam_session"
 CSRF_FIELD = "csrf_token"
 MAX_FORM_BYTES = 16 * 1024
@@ -34,6 +41,9 @@ MAX_FORM_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
 MAX_FORM_FIELDS = 20
 _BROWSER_ID_LENGTH = 43  # secrets.token_urlsafe(32)
+_BROWSER_MAC_BYTES = 16
+#: What `quote` leaves as it is in a path we write back (RFC 3986 pchar and "/").
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
 
 SECURITY_HEADERS = {
     "content-security-policy": (
@@ -65,14 +75,20 @@ class Web:
 
     @staticmethod
     def browser_id(request: Request) -> str:
-        return str(request.scope["state"]["browser_id"])
+        """This browser's id, stable across its requests (made, and its cookie set, on first
+        use by `BrowserMiddleware`)."""
+        browser: _Browser = request.scope["state"]["browser"]
+        return browser.id()
 
     def csrf_token(self, request: Request) -> str:
         return hmac.new(self._csrf_key, self.browser_id(request).encode(), "sha256").hexdigest()
 
     def check_csrf(self, request: Request, form: Mapping[str, Any]) -> bool:
         offered = form.get(CSRF_FIELD)
-        return isinstance(offered, str) and hmac.compare_digest(offered, self.csrf_token(request))
+        if not isinstance(offered, str):
+            return False
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+        return hmac.compare_digest(offered.encode(), self.csrf_token(request).encode())
 
     async def read_form(self, request: Request) -> FormData:
         """The posted form, if it is small and carries our CSRF token (`FormRefusedError`)."""
@@ -110,7 +126,8 @@ class Web:
             flow = (context or {}).get("flow")
             query = {"lang": other_lang, **({"flow": flow} if flow else {})}
         start = "/admin/" if request.url.path.startswith("/admin") else "/login"
-        lang_url = (request.url.path if request.method == "GET" else start) + "?" + urlencode(query)
+        here = same_site_path(request.scope["path"])
+        lang_url = (here if request.method == "GET" else start) + "?" + urlencode(query)
         response = self.templates.TemplateResponse(
             request,
             template,
@@ -164,11 +181,72 @@ class Web:
         )
 
 
-class BrowserMiddleware:
-    """Gives each browser its random id cookie and adds the security headers to every answer."""
+def same_site_path(path: str) -> str:
+    """`path` (decoded) written back percent-encoded with one leading slash: a link or a
+    Location on this site whatever the request's path was (browsers read `//host`,
+    `/\\host` and `/<tab>/host` as another site)."""
+    return "/" + quote(path, safe=_PATH_SAFE).lstrip("/")
 
-    def __init__(self, app: ASGIApp, secure_cookies: bool) -> None:
+
+def browser_cookie_name(secure_cookies: bool) -> str:
+    return SECURE_BROWSER_COOKIE if secure_cookies else BROWSER_COOKIE
+
+
+class BrowserIds:
+    """Browser ids only the server makes: the cookie value is `<random id>.<HMAC of the id>`,
+    and any other value is no id at all (so nobody can hand a browser an id they know)."""
+
+    def __init__(self, secret_key: str) -> None:
+        self._key = hashlib.sha256(b"iam:browser\x00" + secret_key.encode()).digest()
+
+    def new(self) -> str:
+        """The cookie value of a new id."""
+        return self.sign(secrets.token_urlsafe(32))
+
+    def sign(self, browser_id: str) -> str:
+        return f"{browser_id}.{self._mac(browser_id)}"
+
+    def verify(self, value: str | None) -> str | None:
+        """The id in a cookie value this server made, or None."""
+        browser_id, dot, mac = (value or "").rpartition(".")
+        if not dot or len(browser_id) != _BROWSER_ID_LENGTH:
+            return None
+        if not hmac.compare_digest(mac.encode(), self._mac(browser_id).encode()):
+            return None
+        return browser_id
+
+    def _mac(self, browser_id: str) -> str:
+        digest = hmac.new(self._key, browser_id.encode(), "sha256").digest()
+        return base64.urlsafe_b64encode(digest[:_BROWSER_MAC_BYTES]).rstrip(b"=").decode()
+
+
+class _Browser:
+    """One request's browser: the id of its cookie when the server made it; otherwise a new
+    id, made when the request first needs one (API calls and static files never do)."""
+
+    def __init__(self, ids: BrowserIds, cookie_value: str | None) -> None:
+        self._ids = ids
+        self._id = ids.verify(cookie_value)
+        self.used = False
+        self.new_cookie: str | None = None
+
+    def id(self) -> str:
+        self.used = True
+        if self._id is None:
+            self.new_cookie = self._ids.new()
+            self._id = self.new_cookie.rpartition(".")[0]
+        return self._id
+
+
+class BrowserMiddleware:
+    """Security headers on every answer, and the browser's id (`Web.browser_id`): a new id's
+    cookie goes out only on an answer no cache may keep, or a shared cache would hand one
+    browser's id (and with it its CSRF tokens and pending sign-in) to the next."""
+
+    def __init__(self, app: ASGIApp, secret_key: str, secure_cookies: bool) -> None:
         self.app = app
+        self.ids = BrowserIds(secret_key)
+        self.cookie_name = browser_cookie_name(secure_cookies)
         self.cookie_flags = "; Path=/; HttpOnly; SameSite=Lax" + (
             "; Secure" if secure_cookies else ""
         )
@@ -177,24 +255,28 @@ class BrowserMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        browser_id = _cookie(scope, BROWSER_COOKIE)
-        is_new = browser_id is None or len(browser_id) != _BROWSER_ID_LENGTH
-        if is_new:
-            browser_id = secrets.token_urlsafe(32)
-        scope.setdefault("state", {})["browser_id"] = browser_id
+        browser = _Browser(self.ids, _cookie(scope, self.cookie_name))
+        scope.setdefault("state", {})["browser"] = browser
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
-                if is_new:
+                if browser.used and "cache-control" not in headers:
+                    headers["cache-control"] = "no-store"  # an answer made for this browser
+                if browser.new_cookie and _uncacheable(headers.get("cache-control", "")):
                     headers.append(
-                        "set-cookie", f"{BROWSER_COOKIE}={browser_id}{self.cookie_flags}"
+                        "set-cookie", f"{self.cookie_name}={browser.new_cookie}{self.cookie_flags}"
                     )
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _uncacheable(cache_control: str) -> bool:
+    directives = {part.split("=", 1)[0].strip().lower() for part in cache_control.split(",")}
+    return bool(directives & {"no-store", "private"})
 
 
 def _cookie(scope: Scope, name: str) -> str | None:
@@ -202,6 +284,39 @@ def _cookie(scope: Scope, name: str) -> str | None:
         if key == b"cookie":
             return cookie_parser(value.decode("latin-1")).get(name)
     return None
+
+
+class SlashRedirect:
+    """Starlette's `redirect_slashes` (`/login/` to `/login`, `/admin` to `/admin/`) with a
+    relative Location: Starlette's own is absolute, built from the Host header the client
+    wrote, so `Host: evil.example.com` made it an open redirect."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.fallback = router.default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if scope["type"] == "http" and path not in ("", "/"):
+            moved = {**scope, "path": path.rstrip("/") if path.endswith("/") else path + "/"}
+            if any(route.matches(moved)[0] is not Match.NONE for route in self.router.routes):
+                location = same_site_path(moved["path"])
+                if scope.get("query_string"):
+                    location += "?" + scope["query_string"].decode("latin-1")
+                await RedirectResponse(location)(scope, receive, send)
+                return
+        await self.fallback(scope, receive, send)
+
+
+def use_relative_slash_redirects(router: Router) -> None:
+    """`SlashRedirect` in `router` and in the routers mounted below it."""
+    router.redirect_slashes = False
+    router.default = SlashRedirect(router)
+    for route in router.routes:
+        mounted = route.app if isinstance(route, Mount) else None
+        mounted = getattr(mounted, "router", mounted)
+        if isinstance(mounted, Router):
+            use_relative_slash_redirects(mounted)
 
 
 class BodyLimitMiddleware:

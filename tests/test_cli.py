@@ -219,6 +219,28 @@ def test_serve_logs_in_the_configured_format(
     assert uvicorn_calls[0][1]["log_config"] == log_config("json")
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "id.example.com", ""])
+def test_serve_refuses_dev_mode_on_a_non_loopback_host(
+    db: str, monkeypatch: pytest.MonkeyPatch, run: Run, uvicorn_calls: list[Any], host: str
+):
+    """Dev mode shows SMS codes to whoever reaches the server: a loopback issuer is not enough
+    when the socket listens on every interface."""
+    monkeypatch.setenv("IAM_ISSUER", "http://127.0.0.1:8000")
+    monkeypatch.setenv("IAM_DEV_MODE", "true")
+    assert_error(run("serve", "--host", host), "IAM_DEV_MODE", "--host", repr(host))
+    assert uvicorn_calls == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_serve_runs_dev_mode_on_a_loopback_host(
+    db: str, monkeypatch: pytest.MonkeyPatch, run: Run, uvicorn_calls: list[Any], host: str
+):
+    monkeypatch.setenv("IAM_ISSUER", "http://127.0.0.1:8000")
+    monkeypatch.setenv("IAM_DEV_MODE", "true")
+    assert run("serve", "--host", host).code == 0
+    assert uvicorn_calls[0][1]["host"] == host
+
+
 @pytest.mark.parametrize("argv", [["clients", "list"], ["serve"], ["db", "upgrade"], ["demo"]])
 def test_a_bad_setting_is_one_line(
     monkeypatch: pytest.MonkeyPatch, run: Run, argv: list[str], uvicorn_calls: list[Any]

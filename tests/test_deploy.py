@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 from starlette.testclient import TestClient
 
+from iam import settings as settings_module
+from iam.app import create_app
 from iam.db import migrate
+from iam.db.store import Store
+from iam.services.sms import ConsoleSms
 from iam.web import STATIC_DIR, TEMPLATES_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +88,10 @@ def test_pods_take_their_environment_from_the_configmap_and_secret_only() -> Non
             ]
 
 
-def test_probes_and_scrape_path_are_served(client: TestClient) -> None:
+def test_probes_and_scrape_path_are_served(app) -> None:
+    """From loopback: the Dockerfile's health check, and what IAM_METRICS_ALLOW_CIDRS allows
+    by default (the kubelet's probes may come from anywhere: only /metrics is guarded)."""
+    client = TestClient(app, base_url="https://testserver", client=("127.0.0.1", 50000))
     deployment = manifests()["Deployment"]
     (container,) = containers("Deployment")
     probes = [container[name] for name in ("startupProbe", "livenessProbe", "readinessProbe")]
@@ -95,6 +103,24 @@ def test_probes_and_scrape_path_are_served(client: TestClient) -> None:
     assert {"/healthz", "/readyz", "/metrics"} <= paths
     for path in paths:
         assert client.get(path).status_code == 200, path
+
+
+def test_the_configmap_lets_the_pod_network_scrape_metrics(
+    database_url: str, store: Store, sms: ConsoleSms
+) -> None:
+    """Prometheus scrapes each pod from the pod network, not from loopback; the public is still
+    refused, and the kubelet's probes (from the node) are not guarded."""
+    cidrs = manifests()["ConfigMap"]["data"]["IAM_METRICS_ALLOW_CIDRS"]
+    environ = {"IAM_SECRET_KEY": "k" * 40, "IAM_METRICS_ALLOW_CIDRS": cidrs}
+    loaded = settings_module.load(environ, env_file=DEPLOY / "no.env")
+    app = create_app(replace(loaded, database_url=database_url), store=store, sms=sms)
+    scraper = TestClient(app, client=(str(next(loaded.metrics_allow_cidrs[0].hosts())), 50000))
+    outsider = TestClient(app, client=("203.0.113.9", 50000))
+    assert scraper.get("/metrics").status_code == 200
+    assert outsider.get("/metrics").status_code == 403
+    (container,) = containers("Deployment")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert outsider.get(container[probe]["httpGet"]["path"]).status_code == 200, probe
 
 
 def test_the_service_reaches_the_container_port() -> None:

@@ -94,3 +94,30 @@ def test_httpx_request_lines_are_not_logged(captured) -> None:
     logging.getLogger("httpx").warning("connection pool is full")
     assert "s3cret" not in stream.getvalue()
     assert "connection pool is full" in stream.getvalue()
+
+
+def test_text_lines_escape_what_could_start_a_line(captured) -> None:
+    """A value from a request (a path, a header) cannot write a line of its own."""
+    stream = captured("text")
+    logging.getLogger("iam").info("path %s", "/a\nFAKE ERROR\r\x00\x7f\x85\u2028\\x0a 手机")
+    (line,) = stream.getvalue().splitlines()
+    assert line.endswith(r"path /a\x0aFAKE ERROR\x0d\x00\x7f\x85\u2028\x5cx0a 手机")
+
+
+def test_text_lines_keep_the_lines_of_a_traceback(captured) -> None:
+    stream = captured("text")
+    try:
+        raise ValueError("坏了")
+    except ValueError:
+        logging.getLogger("iam").exception("failed\non purpose")
+    first, *traceback = stream.getvalue().splitlines()
+    assert first.endswith(r"failed\x0aon purpose")
+    assert traceback[0] == "Traceback (most recent call last):"
+    assert traceback[-1] == "ValueError: 坏了"
+
+
+def test_json_lines_escape_unicode_line_breaks(captured) -> None:
+    stream = captured("json")
+    logging.getLogger("iam").info("a\x85b\u2028c\u2029d\ne")
+    (line,) = stream.getvalue().splitlines()
+    assert json.loads(line)["message"] == "a\x85b\u2028c\u2029d\ne"

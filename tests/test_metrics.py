@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PHONE, Front, World
+from conftest import ISSUER, PHONE, Front, World
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -25,7 +25,9 @@ def samples(text: str) -> dict[tuple[str, frozenset], float]:
 
 
 def value(client: TestClient, name: str, **labels: str) -> float:
-    return samples(client.get("/metrics").text).get((name, frozenset(labels.items())), 0.0)
+    """One sample, scraped from loopback (`IAM_METRICS_ALLOW_CIDRS`)."""
+    scraper = TestClient(client.app, base_url=ISSUER, client=("127.0.0.1", 50000))
+    return samples(scraper.get("/metrics").text).get((name, frozenset(labels.items())), 0.0)
 
 
 @pytest.mark.usefixtures("reused_signing_key")

@@ -190,6 +190,27 @@ def test_bad_cidr_is_refused(tmp_path: Path, cidrs: str) -> None:
     _refused(tmp_path, "IAM_ADMIN_ALLOW_CIDRS", ADMIN_ALLOW_CIDRS=cidrs)
 
 
+def test_metrics_allow_cidrs_default_to_loopback(tmp_path: Path) -> None:
+    assert _load(tmp_path).metrics_allow_cidrs == (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+
+
+def test_metrics_allow_cidrs_are_read_from_the_environment(tmp_path: Path) -> None:
+    loaded = _load(tmp_path, METRICS_ALLOW_CIDRS="10.244.0.0/16, fd00::/8")
+    assert loaded.metrics_allow_cidrs == (
+        ipaddress.ip_network("10.244.0.0/16"),
+        ipaddress.ip_network("fd00::/8"),
+    )
+
+
+@pytest.mark.parametrize("cidrs", ["10.0.0.0/33", "127.0.0.0/8,nonsense", "300.1.1.1/32"])
+def test_bad_metrics_cidr_is_refused_naming_its_variable(tmp_path: Path, cidrs: str) -> None:
+    refused = _refused(tmp_path, "IAM_METRICS_ALLOW_CIDRS", METRICS_ALLOW_CIDRS=cidrs)
+    assert "IAM_ADMIN_ALLOW_CIDRS" not in str(refused)
+
+
 def test_bad_log_format_is_refused(tmp_path: Path) -> None:
     _refused(tmp_path, "IAM_LOG_FORMAT", LOG_FORMAT="xml")
 

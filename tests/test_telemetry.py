@@ -3,9 +3,12 @@ strings, and request metrics labelled by route template (not by path)."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import logging.config
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import ISSUER, PHONE, Front, World
@@ -14,7 +17,7 @@ from starlette.testclient import TestClient
 
 from iam.admin import home, users
 from iam.flows import dispatch
-from iam.logs import RequestIdFilter
+from iam.logs import RequestIdFilter, log_config
 from iam.telemetry import UNMATCHED, route_templates
 
 pytestmark = pytest.mark.usefixtures("reused_signing_key")
@@ -33,9 +36,17 @@ def stamped(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixtu
     caplog.handler.removeFilter(stamp)
 
 
+def scrape(client: TestClient) -> str:
+    """GET /metrics as the scraper does, from a loopback address (`IAM_METRICS_ALLOW_CIDRS`)."""
+    scraper = TestClient(client.app, base_url=ISSUER, client=("127.0.0.1", 50000))
+    answer = scraper.get("/metrics")
+    assert answer.status_code == 200
+    return answer.text
+
+
 def sample(client: TestClient, name: str, **labels: str) -> float:
     """The value of one sample of GET /metrics (0 when absent)."""
-    text = client.get("/metrics").text
+    text = scrape(client)
     for family in text_string_to_metric_families(text):
         for found in family.samples:
             if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
@@ -44,7 +55,7 @@ def sample(client: TestClient, name: str, **labels: str) -> float:
 
 
 def request_routes(client: TestClient) -> set[str]:
-    text = client.get("/metrics").text
+    text = scrape(client)
     return {
         found.labels["route"]
         for family in text_string_to_metric_families(text)
@@ -128,6 +139,64 @@ def test_the_access_line_has_no_query_string(
         assert "SECRETCODE" not in record.getMessage(), record.name
 
 
+@pytest.fixture
+def server_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], io.StringIO]]:
+    """The server's own log configuration (`iam.logs.log_config`), writing to a buffer."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+
+    def apply(log_format: str) -> io.StringIO:
+        monkeypatch.setattr("sys.stderr", stream)
+        logging.config.dictConfig(log_config(log_format))
+        return stream
+
+    yield apply
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+#: A newline, a carriage return, NUL, ESC, a tab and DEL, percent-encoded in the request line.
+CONTROL_PATH = "/a%0Ab%0Dc%00d%1Be%09f%7Fg"
+STARTS_A_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
+
+
+def test_control_characters_in_the_path_stay_on_one_text_access_line(
+    client: TestClient, server_log: Callable[[str], io.StringIO]
+) -> None:
+    """Otherwise a request could write lines of its own making into the log."""
+    stream = server_log("text")
+    status = client.get(CONTROL_PATH).status_code
+    text = stream.getvalue()
+    assert text.endswith("\n")
+    lines = text[:-1].split("\n")
+    assert all(STARTS_A_LINE.match(line) for line in lines), lines
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", text), repr(text)
+    (access,) = [line for line in lines if " iam.access " in line]
+    assert f'"GET /a\\x0ab\\x0dc\\x00d\\x1be\\x09f\\x7fg" {status}' in access, access
+
+
+def test_a_backslash_in_the_path_cannot_pass_for_an_escape(
+    client: TestClient, server_log: Callable[[str], io.StringIO]
+) -> None:
+    stream = server_log("text")
+    client.get("/a\\x0ab")
+    (access,) = [line for line in stream.getvalue().splitlines() if " iam.access " in line]
+    assert "/a\\x5cx0ab" in access, access
+
+
+def test_control_characters_in_the_path_stay_on_one_json_access_line(
+    client: TestClient, server_log: Callable[[str], io.StringIO]
+) -> None:
+    stream = server_log("json")
+    status = client.get(CONTROL_PATH + "%C2%85%E2%80%A8").status_code
+    text = stream.getvalue()
+    assert len(text.splitlines()) == text.count("\n")  # no line break but the newlines
+    entries = [json.loads(line) for line in text.splitlines()]
+    (access,) = [entry for entry in entries if entry["logger"] == "iam.access"]
+    assert f'"GET /a\nb\rc\x00d\x1be\tf\x7fg\x85\u2028" {status}' in access["message"]
+
+
 def test_a_server_error_carries_the_request_id_on_its_answer_and_log_line(
     app, stamped: pytest.LogCaptureFixture
 ) -> None:
@@ -178,6 +247,19 @@ def test_admin_requests_are_counted_by_their_full_template(app) -> None:
     with TestClient(app, base_url=ISSUER, client=("127.0.0.1", 5000)) as console:
         assert console.get("/admin/login").status_code == 200
         assert "/admin/login" in request_routes(console)
+
+
+def test_unknown_paths_under_the_admin_mount_are_logged_and_counted(
+    app, stamped: pytest.LogCaptureFixture
+) -> None:
+    """The mount's router is the endpoint there: it must not break the access line."""
+    labels = {"route": UNMATCHED, "method": "GET", "status": "404"}
+    with TestClient(app, base_url=ISSUER, client=("127.0.0.1", 5000)) as console:
+        before = sample(console, "iam_http_requests_total", **labels)
+        assert console.get("/admin/no/such/page").status_code == 404
+        assert sample(console, "iam_http_requests_total", **labels) == before + 1
+    access = [r.getMessage() for r in stamped.records if r.name == "iam.access"]
+    assert any('"GET /admin/no/such/page" 404' in line for line in access), access
 
 
 def test_unknown_paths_share_one_route_label(client: TestClient) -> None:
