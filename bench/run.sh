@@ -36,6 +36,8 @@ mkdir -p "$VAR" "$RES"
 export IAM_ISSUER=$BASE
 export IAM_SECRET_KEY=${IAM_SECRET_KEY:-bench-only-secret-key-0123456789abcdef0123}
 export IAM_LOG_FORMAT=text
+# Outside dev mode the console SMS backend is refused; the benchmark sends no SMS.
+export IAM_SMS_BACKEND=${IAM_SMS_BACKEND:-webhook:http://127.0.0.1:9/sms}
 # The token endpoint's rate limit (per client and per IP) would throttle the load itself.
 export IAM_RATE_LIMITS=${IAM_RATE_LIMITS:-token=100000000/60}
 SERVER= PEER=

@@ -37,9 +37,9 @@ from iam.oidc.endpoints import Oidc, discovery_document
 from iam.oidc.keys import KeyRing
 from iam.oidc.server import Runner, Server
 from iam.secretbox import SecretBox
-from iam.services import corps, signing_keys, upstream
+from iam.services import corps, otp, signing_keys, upstream
 from iam.services.rate_limits import MemoryCounter, RateLimits, RedisCounter, rules_from
-from iam.services.sms import SmsSender, sender_for
+from iam.services.sms import DeliveryQueue, SmsSender, sender_for
 from iam.settings import Settings
 from iam.telemetry import TelemetryMiddleware
 from iam.web import (
@@ -153,6 +153,14 @@ def _providers(
     return upstream.Providers({"wecom": open_wecom})
 
 
+def _sms_sender(settings: Settings, store: Store) -> SmsSender:
+    """The configured SMS backend; `console` prints codes and numbers, so only in dev mode."""
+    settings_module.refuse_console_sms(settings)
+    return sender_for(
+        settings.sms_backend, lambda message, reason: otp.record_undelivered(store, message, reason)
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -166,7 +174,7 @@ def create_app(
     store = store or Store(create_db_engine(settings.database_url))
     box = SecretBox(str(settings.secret_key))
     web = Web(str(settings.secret_key), secure_cookies=settings.issuer_is_https)
-    sms = sms or sender_for(settings.sms_backend)
+    sms = sms or _sms_sender(settings, store)
     http = wecom_http or new_http_client()
     shared = _redis(settings)
     # Shared through Redis when several instances run; in this process otherwise.
@@ -184,6 +192,8 @@ def create_app(
         yield
         if wecom_http is None:
             http.close()
+        if isinstance(sms, DeliveryQueue):  # send what is queued before the process ends
+            await run_in_threadpool(sms.close)
         if shared is not None:
             shared.close()
 

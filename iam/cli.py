@@ -121,6 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
             "anyone who reaches the server; serve on a loopback --host such as 127.0.0.1"
         )
     rules_from(settings)
+    iam_settings.refuse_console_sms(settings)
     with _engine(settings) as engine:
         _require_migrated(engine)
     with _shared_metrics(args.workers):

@@ -98,10 +98,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Too many codes for this number today. Try again tomorrow.",
         "zh-CN": "该号码今日获取验证码次数过多，请明天再试。",
     },
-    "otp.send_failed": {
-        "en": "The SMS could not be sent. Try again in a minute.",
-        "zh-CN": "短信发送失败，请稍后重试。",
-    },
     "login.or": {
         "en": "Or sign in with your company's WeCom",
         "zh-CN": "或使用所在公司的企业微信登录",

@@ -210,3 +210,12 @@ def _parse_cidrs(name: str, value: str) -> tuple[IpNetwork, ...]:
         except ValueError:
             raise SettingsError(f"{name} has an invalid network: {item!r}") from None
     return tuple(networks)
+
+
+def refuse_console_sms(settings: Settings) -> None:
+    """`console` writes every code and full phone number to the log: dev mode only."""
+    if settings.sms_backend == "console" and not settings.dev_mode:
+        raise SettingsError(
+            "IAM_SMS_BACKEND=console writes every code and phone number to the log and is "
+            "refused unless IAM_DEV_MODE is on: set IAM_SMS_BACKEND=webhook:<url>"
+        )

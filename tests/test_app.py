@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from iam.app import create_app
 from iam.db.store import Store
 from iam.services.sms import ConsoleSms
-from iam.settings import Settings
+from iam.settings import Settings, SettingsError
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -100,7 +100,7 @@ def test_a_slash_redirect_never_leaves_the_site(client: TestClient) -> None:
 def test_readiness_fails_when_the_database_is_gone(
     settings: Settings, store: Store, tmp_path
 ) -> None:
-    app = create_app(settings, store=store)
+    app = create_app(settings, store=store, sms=ConsoleSms())
     with TestClient(app, base_url=ISSUER) as client:
         app.state.store = Store(create_engine(f"sqlite:///{tmp_path}/missing/dir/db.sqlite"))
         answer = client.get("/readyz")
@@ -110,7 +110,9 @@ def test_readiness_fails_when_the_database_is_gone(
 
 def test_dev_routes_exist_only_in_dev_mode(database_url: str, store: Store, world: World) -> None:
     production = Settings(secret_key=Secret(TEST_SECRET), issuer=ISSUER, database_url=database_url)
-    with TestClient(create_app(production, store=store), base_url=ISSUER) as client:
+    with TestClient(
+        create_app(production, store=store, sms=ConsoleSms()), base_url=ISSUER
+    ) as client:
         assert client.get("/dev/outbox").status_code == 404
     dev = Settings(
         secret_key=Secret(TEST_SECRET),
@@ -138,7 +140,7 @@ def test_readiness_fails_when_redis_is_unreachable(
     settings: Settings, store: Store, reused_signing_key: None
 ) -> None:
     """An instance that cannot reach Redis would count limits alone: it must get no traffic."""
-    app = create_app(_with_redis(settings, "redis://127.0.0.1:1/0"), store=store)
+    app = create_app(_with_redis(settings, "redis://127.0.0.1:1/0"), store=store, sms=ConsoleSms())
     with TestClient(app, base_url=ISSUER) as client:
         answer = client.get("/readyz")
     assert answer.status_code == 503
@@ -152,7 +154,16 @@ def test_readiness_checks_a_reachable_redis(
     url = redis_url(14)
     with flushed_redis(14):
         pass  # skips here without a server (fails on CI)
-    with TestClient(create_app(_with_redis(settings, url), store=store), base_url=ISSUER) as client:
+    app = create_app(_with_redis(settings, url), store=store, sms=ConsoleSms())
+    with TestClient(app, base_url=ISSUER) as client:
         answer = client.get("/readyz")
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"status": "ready", "database": "ok", "redis": "ok"}
+
+
+def test_the_console_sms_backend_is_refused_outside_dev_mode(
+    settings: Settings, store: Store
+) -> None:
+    """It writes every code and full phone number to the log: a production log is no outbox."""
+    with pytest.raises(SettingsError, match="IAM_SMS_BACKEND.*IAM_DEV_MODE"):
+        create_app(replace(settings, sms_backend="console"), store=store)

@@ -46,6 +46,7 @@ def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(os, "environ", environ)
     monkeypatch.setenv("IAM_SECRET_KEY", TEST_SECRET)
     monkeypatch.setenv("IAM_ISSUER", ISSUER)
+    monkeypatch.setenv("IAM_SMS_BACKEND", "webhook:https://sms.example.com/send")
     monkeypatch.chdir(tmp_path)
 
 
@@ -125,9 +126,9 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...]
 
 def test_db_upgrade_then_current_prints_the_head(empty_db: str, run: Run, run_json: RunJson):
     assert run("db", "current") == Ran(0, "none\n", "")
-    assert run_json("db", "upgrade") == {"revision": "0005"}
-    assert run("db", "current") == Ran(0, "0005\n", "")
-    assert run_json("db", "current") == {"revision": "0005"}
+    assert run_json("db", "upgrade") == {"revision": "0006"}
+    assert run("db", "current") == Ran(0, "0006\n", "")
+    assert run_json("db", "current") == {"revision": "0006"}
 
 
 @pytest.mark.parametrize(
@@ -208,6 +209,15 @@ def test_serve_refuses_a_bad_rate_limit_setting(
 ):
     monkeypatch.setenv("IAM_RATE_LIMITS", value)
     assert_error(run("serve"), "IAM_RATE_LIMITS")
+    assert uvicorn_calls == []
+
+
+def test_serve_refuses_the_console_sms_backend_outside_dev_mode(
+    db: str, monkeypatch: pytest.MonkeyPatch, run: Run, uvicorn_calls: list[Any]
+):
+    """`console` writes codes and full numbers to the log: a production log is no outbox."""
+    monkeypatch.delenv("IAM_SMS_BACKEND")
+    assert_error(run("serve"), "IAM_SMS_BACKEND", "IAM_DEV_MODE")
     assert uvicorn_calls == []
 
 

@@ -377,13 +377,22 @@ class SigningKey(Base):
 
 
 class OtpChallenge(Base):
-    """An SMS one-time code, stored as a keyed digest; dead after 5 wrong tries or 5 minutes."""
+    """An SMS one-time code, stored as a keyed digest; dead after 5 wrong tries or 5 minutes.
+
+    Bound to the browser that asked for it (`browser_hash`): only that browser can check it, and
+    its limits are counted per number and browser, so a stranger can neither guess at the
+    owner's code nor spend the owner's allowance."""
 
     __tablename__ = "otp_challenges"
-    __table_args__ = (Index("ix_otp_challenges_phone_created_at", "phone", "created_at"),)
+    __table_args__ = (
+        Index(
+            "ix_otp_challenges_phone_browser_hash_created_at", "phone", "browser_hash", "created_at"
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     phone: Mapped[str] = mapped_column(String(20))
+    browser_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
     purpose: Mapped[str] = mapped_column(String(16))
     code_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

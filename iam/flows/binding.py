@@ -17,9 +17,8 @@ from iam.errors import (
     RateLimitedError,
     ValidationError,
 )
-from iam.flows.login import client_ip, count_otp_attempt, otp_page, signed_in
+from iam.flows.login import client_ip, otp_page, signed_in
 from iam.services import accounts, login, otp
-from iam.services.sms import SmsDeliveryError
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
 
 TEMPLATE = "flows/bind.html"
@@ -78,20 +77,34 @@ async def submit(request: Request) -> Response:
         try:
 
             def send() -> otp.CodeSent:
-                count_otp_attempt(request, "otp_send", phone)
-                return otp.request_code(state.store, state.box, state.sms, phone, "bind", ip=ip)
+                return otp.request_code(
+                    state.store,
+                    state.box,
+                    state.sms,
+                    phone,
+                    "bind",
+                    browser=web.browser_id(request),
+                    limits=state.rate_limits,
+                    ip=ip,
+                )
 
             sent = await run_in_threadpool(send)
         except ValidationError as error:
             return _page(request, "phone", token, pending, error=error, phone=phone)
-        except (RateLimitedError, SmsDeliveryError) as error:
+        except RateLimitedError as error:
             return _page(request, "code", token, pending, error=error, phone=phone)
         return _page(request, "code", token, pending, phone=sent.phone, sent=True)
 
     def bind() -> tuple[accounts.Linked, str | None]:
-        count_otp_attempt(request, "otp_verify", phone)
         return accounts.bind_with_code(
-            state.store, state.box, token, web.browser_id(request), phone, code, ip=ip
+            state.store,
+            state.box,
+            token,
+            web.browser_id(request),
+            phone,
+            code,
+            limits=state.rate_limits,
+            ip=ip,
         )
 
     try:

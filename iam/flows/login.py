@@ -12,9 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from iam import metrics
 from iam.errors import IamError, NotFoundError, RateLimitedError, ValidationError
 from iam.services import authorizations, clients, corps, login, otp
-from iam.services.phones import normalize_phone
 from iam.services.sessions import SESSION_LIFETIME, NewSession
-from iam.services.sms import SmsDeliveryError
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
 
 TEMPLATE = "flows/login.html"
@@ -28,14 +26,21 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def count_otp_attempt(request: Request, action: str, raw_phone: str) -> None:
-    """Count an OTP send or check per phone number and per client IP (`RateLimitedError` past
-    the limit). A malformed number counts per IP only; the OTP service then refuses it."""
-    try:
-        phone: str | None = normalize_phone(raw_phone)
-    except ValidationError:
-        phone = None
-    request.app.state.rate_limits.check(action, key=phone, ip=client_ip(request))
+def count_flow_start(request: Request) -> None:
+    """Count a request that stores a row before anyone is known (a waiting authorization, a
+    login sent to WeCom) per browser and per address: `RateLimitedError` past the limit."""
+    web: Web = request.app.state.web
+    request.app.state.rate_limits.check(
+        "flow_start", key=web.browser_id(request), ip=client_ip(request)
+    )
+
+
+def too_many(request: Request, error: RateLimitedError) -> Response:
+    """The page for a refused attempt, with `Retry-After`."""
+    web: Web = request.app.state.web
+    response = web.error_page(request, "error.too_many", 429, seconds=error.retry_after)
+    response.headers["retry-after"] = str(error.retry_after)
+    return response
 
 
 async def flow_context(request: Request, flow_id: str) -> dict[str, Any]:
@@ -73,8 +78,6 @@ def error_message(error: IamError) -> tuple[str, dict[str, Any], int]:
         return ("otp.phone_invalid" if error.field == "phone" else "otp.code_invalid"), {}, 400
     if isinstance(error, otp.OtpError) and error.tries_left > 0:
         return "otp.wrong", {"tries_left": error.tries_left}, 400
-    if isinstance(error, SmsDeliveryError):
-        return "otp.send_failed", {}, 503
     return "otp.dead", {}, 400
 
 
@@ -130,18 +133,25 @@ async def send_code(request: Request) -> Response:
         return posted
     form, context, phone = posted
     state = request.app.state
+    web: Web = state.web
 
     def send() -> otp.CodeSent:
-        count_otp_attempt(request, "otp_send", phone)
         return otp.request_code(
-            state.store, state.box, state.sms, phone, "login", ip=client_ip(request)
+            state.store,
+            state.box,
+            state.sms,
+            phone,
+            "login",
+            browser=web.browser_id(request),
+            limits=state.rate_limits,
+            ip=client_ip(request),
         )
 
     try:
         sent = await run_in_threadpool(send)
     except ValidationError as error:
         return otp_page(request, TEMPLATE, "phone", context, error=error, phone=phone)
-    except (RateLimitedError, SmsDeliveryError) as error:
+    except RateLimitedError as error:
         return otp_page(request, TEMPLATE, "code", context, error=error, phone=phone)
     return otp_page(request, TEMPLATE, "code", context, phone=sent.phone, sent=True)
 
@@ -153,14 +163,16 @@ async def submit_code(request: Request) -> Response:
         return posted
     form, context, phone = posted
     state = request.app.state
+    web: Web = state.web
 
     def sign_in() -> NewSession:
-        count_otp_attempt(request, "otp_verify", phone)
         return login.sign_in_with_phone(
             state.store,
             state.box,
             phone,
             str(form.get("code") or "")[:12],
+            browser=web.browser_id(request),
+            limits=state.rate_limits,
             previous_cookie=request.cookies.get(SESSION_COOKIE),
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent"),

@@ -20,7 +20,8 @@ from iam.errors import ConflictError, ForbiddenError, NotFoundError, ValidationE
 from iam.federation.connector import Identity
 from iam.secretbox import SecretBox, digest
 from iam.services import audit, otp
-from iam.services.phones import normalize_phone
+from iam.services.phones import mask_phone, normalize_phone
+from iam.services.rate_limits import RateLimits
 from iam.services.users import MAX_NAME, find_user_by_phone
 
 BINDING_LIFETIME = timedelta(minutes=10)
@@ -159,11 +160,14 @@ def bind_with_code(
     raw_phone: str,
     code: str,
     *,
+    limits: RateLimits | None = None,
     ip: str | None = None,
 ) -> tuple[Linked, str | None]:
     """Check the SMS code for the phone, then bind the waiting identity; (link, flow id)."""
     pending = pending_binding(store, token, browser_id)
-    phone = otp.verify_code(store, box, raw_phone, "bind", code, ip=ip)
+    phone = otp.verify_code(
+        store, box, raw_phone, "bind", code, browser=browser_id, limits=limits, ip=ip
+    )
     linked = bind(store, pending.identity, phone, method="sms", ip=ip)
     with store() as db:
         db.execute(delete(PendingBinding).where(PendingBinding.id == digest(token)))

@@ -6,6 +6,7 @@ from iam.db.store import Store
 from iam.secretbox import SecretBox
 from iam.services import audit, otp, sessions
 from iam.services.phones import mask_phone
+from iam.services.rate_limits import RateLimits
 from iam.services.users import find_user_by_phone, get_user, mark_phone_verified
 
 
@@ -15,13 +16,18 @@ def sign_in_with_phone(
     raw_phone: str,
     code: str,
     *,
+    browser: str,
+    limits: RateLimits | None = None,
     previous_cookie: str | None = None,
     ip: str | None = None,
     user_agent: str | None = None,
 ) -> sessions.NewSession:
-    """Verify the code, then give the browser a new session cookie (no session fixation): the
-    same person's session is renewed, another person's is ended. Failures raise `OtpError`."""
-    phone = otp.verify_code(store, box, raw_phone, "login", code, ip=ip)
+    """Verify this browser's code, then give the browser a new session cookie (no session
+    fixation): the same person's session is renewed, another person's is ended. Failures raise
+    `OtpError`."""
+    phone = otp.verify_code(
+        store, box, raw_phone, "login", code, browser=browser, limits=limits, ip=ip
+    )
     with store() as db:
         user = find_user_by_phone(db, phone)
         if user is None or not user.is_active:

@@ -1,7 +1,13 @@
 """SMS one-time codes: 6 digits, 5 minutes, 5 wrong tries, 60 s between sends, 10 a day.
 
 Codes are stored as keyed digests. A code is "sent" for unknown numbers too (the challenge is
-made and counted, only no SMS leaves), so the answer never tells whether an account exists.
+made and counted, only no SMS leaves, and the sender queues rather than waits), so neither the
+answer nor its time tells whether an account exists.
+
+A code belongs to the browser that asked for it: only that browser can check it, and every limit
+of a number is counted per number and browser. A stranger who types the owner's number reaches
+no code of the owner's and spends none of the owner's allowance; only attempts that were really
+made count, and a refused one spends nothing.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from iam.clock import utcnow
 from iam.db.models import OtpChallenge, new_id
 from iam.db.store import Store
 from iam.errors import IamError, RateLimitedError, ValidationError
-from iam.secretbox import SecretBox
+from iam.secretbox import SecretBox, digest
 from iam.services import audit
 from iam.services.phones import mask_phone, normalize_phone
-from iam.services.sms import SmsSender, new_message
+from iam.services.rate_limits import RateLimits
+from iam.services.sms import SmsMessage, SmsSender, new_message
 from iam.services.users import find_user_by_phone
 
 CODE_LIFETIME = timedelta(minutes=5)
@@ -48,6 +55,12 @@ class CodeSent:
     resend_after: int
 
 
+def _spend(limits: RateLimits | None, action: str, key: str | None, ip: str | None) -> None:
+    """Count one attempt (`RateLimitedError` past a limit; a refused attempt spends nothing)."""
+    if limits is not None:
+        limits.check(action, key=key, ip=ip)
+
+
 def request_code(
     store: Store,
     box: SecretBox,
@@ -55,35 +68,40 @@ def request_code(
     raw_phone: str,
     purpose: str,
     *,
+    browser: str,
+    limits: RateLimits | None = None,
     ip: str | None = None,
 ) -> CodeSent:
-    """Make a challenge and send its code; refused within 60 s of the last or past 10 a day."""
+    """Make a challenge for this browser and send its code; refused within 60 s of this
+    browser's last code for the number, past 10 a day, or past the rate limits."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown OTP purpose {purpose!r}")
     phone = normalize_phone(raw_phone)
+    browser_hash = digest(browser)
     now = utcnow()
     with store() as session:
-        last_sent = session.scalar(
-            select(func.max(OtpChallenge.created_at)).where(OtpChallenge.phone == phone)
-        )
+        mine = (OtpChallenge.phone == phone, OtpChallenge.browser_hash == browser_hash)
+        last_sent = session.scalar(select(func.max(OtpChallenge.created_at)).where(*mine))
         if last_sent is not None and now - last_sent < RESEND_AFTER:
             wait = int((RESEND_AFTER - (now - last_sent)).total_seconds()) + 1
             raise RateLimitedError(f"Wait {wait} seconds before asking for another code.", wait)
         sent_today = session.scalar(
             select(func.count())
             .select_from(OtpChallenge)
-            .where(OtpChallenge.phone == phone, OtpChallenge.created_at > now - timedelta(days=1))
+            .where(*mine, OtpChallenge.created_at > now - timedelta(days=1))
         )
         if (sent_today or 0) >= DAILY_LIMIT:
             raise RateLimitedError(
                 "Too many codes for this number today. Try again tomorrow.", 24 * 3600
             )
+        _spend(limits, "otp_send", f"{phone} {browser_hash}", ip)
         code = f"{secrets.randbelow(10**6):06d}"
         challenge_id = new_id()
         session.add(
             OtpChallenge(
                 id=challenge_id,
                 phone=phone,
+                browser_hash=browser_hash,
                 purpose=purpose,
                 code_hash=box.mac(challenge_id, code),
                 created_at=now,
@@ -100,11 +118,28 @@ def request_code(
             phone=mask_phone(phone),
             purpose=purpose,
         )
-        if deliver:
-            # Sent before the commit: a failed send leaves no challenge behind to wait out.
-            sender.send(new_message(phone, code, purpose, int(CODE_LIFETIME.total_seconds())))
         session.commit()
+    if deliver:
+        # Handed over after the commit, so the code can be checked once it arrives; the sender
+        # queues it (the gateway's time and failures never show in this answer).
+        sender.send(new_message(phone, code, purpose, int(CODE_LIFETIME.total_seconds())))
     return CodeSent(phone, int(CODE_LIFETIME.total_seconds()), int(RESEND_AFTER.total_seconds()))
+
+
+def record_undelivered(store: Store, message: SmsMessage, reason: str) -> None:
+    """The gateway never took a code (all retries failed): the audit trail says so."""
+    with store() as session:
+        user = find_user_by_phone(session, message.phone)
+        audit.record(
+            session,
+            "otp.undelivered",
+            outcome="failure",
+            user_id=user.id if user else None,
+            phone=mask_phone(message.phone),
+            purpose=message.purpose,
+            reason=reason,
+        )
+        session.commit()
 
 
 def verify_code(
@@ -114,18 +149,27 @@ def verify_code(
     purpose: str,
     code: str,
     *,
+    browser: str,
+    limits: RateLimits | None = None,
     ip: str | None = None,
 ) -> str:
-    """The phone (E.164) whose latest live code this is; it is used up. Else `OtpError`."""
+    """The phone (E.164) whose latest live code for this browser this is; it is used up. Else
+    `OtpError`. A check that reaches no live code counts against the address only; one that
+    reaches a code counts against the number and browser too."""
     phone = normalize_phone(raw_phone)
     code = unicodedata.normalize("NFKC", code or "").strip()
     if not _CODE.match(code):
         raise ValidationError("code", "Enter the 6-digit code from the SMS.")
+    browser_hash = digest(browser)
     now = utcnow()
     with store() as session:
         challenge = session.scalar(
             select(OtpChallenge)
-            .where(OtpChallenge.phone == phone, OtpChallenge.purpose == purpose)
+            .where(
+                OtpChallenge.phone == phone,
+                OtpChallenge.browser_hash == browser_hash,
+                OtpChallenge.purpose == purpose,
+            )
             .order_by(OtpChallenge.created_at.desc())
             .limit(1)
         )
@@ -136,6 +180,7 @@ def verify_code(
             and challenge.failed_attempts < MAX_FAILED_ATTEMPTS
         )
         if not usable or challenge is None:
+            _spend(limits, "otp_verify", None, ip)
             audit.record(
                 session,
                 "otp.rejected",
@@ -146,6 +191,7 @@ def verify_code(
             )
             session.commit()
             raise OtpError(NO_LIVE_CODE)
+        _spend(limits, "otp_verify", f"{phone} {browser_hash}", ip)
         # Take one try before checking, atomically: concurrent guesses cannot exceed the limit.
         taken = session.execute(
             update(OtpChallenge)

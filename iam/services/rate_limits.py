@@ -8,12 +8,16 @@ stored, so Redis never holds a phone number or a username.
 High limits (the token endpoint's hundreds a second) are counted in Redis in batches of a
 thousandth of the limit: one round trip per batch instead of one per request, and an instance
 may pass such a limit by at most that much. Low limits (sign-in and SMS attempts) count every
-hit at once.
+hit at once, and an attempt that is refused spends nothing: its hits are given back.
+
+IPv6 clients are counted per /64 network, the block one subscriber usually holds: otherwise
+each of its 2^64 addresses would get a budget of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import threading
 import time
@@ -49,10 +53,14 @@ class Rule:
 #: The actions that are limited, each per key and per client IP. Override with
 #: `IAM_RATE_LIMITS="token.ip=20000/60,otp_send.key=3/600"` (`token=...` sets both).
 DEFAULT_RULES: dict[str, Rule] = {
-    "otp_send.key": Rule(5, 600),  # per phone number (besides 60 s apart and 10 a day)
+    "otp_send.key": Rule(5, 600),  # per phone number and browser (besides 60 s apart, 10 a day)
     "otp_send.ip": Rule(20, 600),
-    "otp_verify.key": Rule(10, 600),  # per phone number, over all its codes
+    "otp_verify.key": Rule(10, 600),  # per phone number and browser, over all its codes
     "otp_verify.ip": Rule(30, 600),
+    # Requests that must store state before the person is known: an authorization request
+    # waiting for a login, a login sent to WeCom.
+    "flow_start.key": Rule(60, 600),  # per browser
+    "flow_start.ip": Rule(600, 600),
     "admin_login.key": Rule(10, 600),  # per username (besides the lock-out after 5 failures)
     "admin_login.ip": Rule(30, 600),
     "token.key": Rule(30000, 60),  # per confidential client (500 a second)
@@ -97,6 +105,10 @@ class Counter(Protocol):
         locally before they are shared (a count short by fewer than that is good enough)."""
         ...
 
+    def refund(self, name: str) -> None:
+        """Take back one hit of a refused attempt (counted one at a time)."""
+        ...
+
 
 class MemoryCounter:
     """Counters in this process, for one instance (and when Redis fails)."""
@@ -120,6 +132,12 @@ class MemoryCounter:
             self._counts[name] = (count + 1, expires)
             return count + 1
 
+    def refund(self, name: str) -> None:
+        with self._lock:
+            count, expires = self._counts.get(name, (0, 0.0))
+            if count > 0:
+                self._counts[name] = (count - 1, expires)
+
 
 _ADD = """
 local count = redis.call('INCRBY', KEYS[1], ARGV[2])
@@ -134,6 +152,7 @@ class RedisCounter:
     plus the hits not sent yet."""
 
     def __init__(self, redis: Redis) -> None:
+        self._redis = redis
         self._add = redis.register_script(_ADD)
         self._fallback = MemoryCounter()
         self._lock = threading.Lock()
@@ -159,6 +178,13 @@ class RedisCounter:
             self._unsent[name] = (max(latest, shared), later, forget_after)
         return shared
 
+    def refund(self, name: str) -> None:
+        try:
+            self._redis.decr(name)
+        except RedisError as error:
+            log.warning("Redis failed giving back a rate-limit hit: %s", error)
+            self._fallback.refund(name)
+
     def _send(self, name: str, window: int, hits: int) -> int:
         try:
             return int(self._add(keys=[name], args=[window, hits]))  # type: ignore[arg-type]
@@ -182,7 +208,10 @@ class RateLimits:
         self._prefix = prefix
 
     def check(self, action: str, *, key: str | None, ip: str | None) -> None:
-        for kind, value in (("key", key), ("ip", ip)):
+        """Count the attempt against both limits; if either is full, give back what this
+        attempt counted (it spends nothing) and refuse it."""
+        counted: list[str] = []
+        for kind, value in (("key", key), ("ip", ip_block(ip) if ip else None)):
             if not value:
                 continue
             name = f"{action}.{kind}"
@@ -193,6 +222,25 @@ class RateLimits:
             counter = f"{self._prefix}{name}:{hashed}:{window_start}"
             batch = rule.limit // BATCH_DIVISOR
             if self._counter.hit(counter, rule.window, batch) > rule.limit:
+                if batch <= 1:
+                    counted.append(counter)
+                for hit in counted:
+                    self._counter.refund(hit)
                 metrics.RATE_LIMITED.labels(name).inc()
                 wait = window_start + rule.window - now
                 raise RateLimitedError(f"Too many attempts. Try again in {wait} seconds.", wait)
+            if batch <= 1:
+                counted.append(counter)
+
+
+def ip_block(ip: str) -> str:
+    """What one client is counted as: its IPv4 address, or the /64 of its IPv6 address."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)

@@ -102,12 +102,22 @@ class SmsInbox:
             self.messages.append(message)
         return Response(status_code=204)
 
-    def code_for(self, phone: str) -> str:
-        """The newest code sent to `phone` (11 digits; the server sends E.164)."""
-        with self._lock:
-            codes = [m["code"] for m in self.messages if str(m["phone"]).endswith(phone)]
-        assert codes, f"no SMS to {phone}: {self.messages}"
+    def code_for(self, phone: str, seen: int = 0) -> str:
+        """The newest code sent to `phone` (11 digits; the server sends E.164) once more than
+        `seen` have come: the server sends from a queue after it has answered."""
+        deadline = time.monotonic() + 10
+        while True:
+            with self._lock:
+                codes = [m["code"] for m in self.messages if str(m["phone"]).endswith(phone)]
+            if len(codes) > seen or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert len(codes) > seen, f"no new SMS to {phone}: {self.messages}"
         return codes[-1]
+
+    def count_for(self, phone: str) -> int:
+        with self._lock:
+            return sum(1 for m in self.messages if str(m["phone"]).endswith(phone))
 
 
 @dataclass
@@ -264,9 +274,10 @@ class Browser:
     def sign_in(self, phone: str, at: Process | None = None) -> None:
         """Phone, SMS code from the gateway, code: signed in (a session cookie)."""
         form = {"csrf_token": self.csrf(at), "phone": phone}
+        seen = self.cluster.sms.count_for(phone)
         sent = self.request("POST", "/login/otp", at, data=form)
         assert sent.status_code == 200, sent.text
-        form["code"] = self.cluster.sms.code_for(phone)
+        form["code"] = self.cluster.sms.code_for(phone, seen)
         done = self.request("POST", "/login", at, data=form)
         assert done.status_code == 303 and "iam_session" in done.cookies, done.text
 

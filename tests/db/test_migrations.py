@@ -61,7 +61,7 @@ def _audit_count(engine: Engine) -> int:
 def test_upgrade_creates_every_model_table(empty_engine: Engine) -> None:
     migrate.upgrade(empty_engine)
     assert _tables(empty_engine) == set(Base.metadata.tables) | {"alembic_version"}
-    assert migrate.current(empty_engine) == "0005"
+    assert migrate.current(empty_engine) == "0006"
 
 
 def test_fresh_database_has_no_revision(empty_engine: Engine) -> None:
@@ -90,7 +90,7 @@ def test_upgrade_after_downgrade_works_again(empty_engine: Engine) -> None:
 def test_upgrade_is_idempotent(empty_engine: Engine) -> None:
     migrate.upgrade(empty_engine)
     migrate.upgrade(empty_engine)
-    assert migrate.current(empty_engine) == "0005"
+    assert migrate.current(empty_engine) == "0006"
 
 
 def test_migrated_schema_matches_the_models(empty_engine: Engine) -> None:
@@ -123,6 +123,22 @@ def test_audit_events_refuse_delete(empty_engine: Engine) -> None:
     assert _audit_count(empty_engine) == 1
 
 
+@pytest.mark.postgres
+def test_audit_events_refuse_truncate_on_postgresql(
+    fresh_postgres_database: Callable[[], str],
+) -> None:
+    """Row triggers do not fire on TRUNCATE: a statement trigger refuses it (SQLite has none)."""
+    engine = create_db_engine(fresh_postgres_database())
+    try:
+        migrate.upgrade(engine)
+        _insert_audit_event(engine)
+        with pytest.raises(DBAPIError, match=APPEND_ONLY), engine.begin() as connection:
+            connection.execute(text("TRUNCATE audit_events"))
+        assert _audit_count(engine) == 1
+    finally:
+        engine.dispose()
+
+
 def test_migrations_run_without_deprecation_warnings(tmp_path: Path) -> None:
     """alembic.ini must set `path_separator`, or Alembic warns on every migration."""
     engine = create_db_engine(f"sqlite:///{tmp_path / 'warn.db'}")
@@ -132,4 +148,4 @@ def test_migrations_run_without_deprecation_warnings(tmp_path: Path) -> None:
             migrate.upgrade(engine)
     finally:
         engine.dispose()
-    assert migrate.current(engine) == "0005"
+    assert migrate.current(engine) == "0006"

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 
 import httpx
 from conftest import ISSUER, PHONE, Front, World
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from iam.app import create_app
-from iam.services.sms import WebhookSms
-from iam.web import BROWSER_COOKIE, SESSION_COOKIE
+from iam.db.models import AuditEvent
+from iam.services import otp
+from iam.services.sms import DeliveryQueue, WebhookSms
+from iam.web import SECURE_BROWSER_COOKIE, SESSION_COOKIE
 
 UNKNOWN_PHONE = "+8613900139000"
 
@@ -37,7 +42,7 @@ def test_login_page_has_security_headers_and_a_browser_cookie(client: TestClient
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["cache-control"] == "no-store"
-    cookie = set_cookie_header(page, BROWSER_COOKIE).lower()
+    cookie = set_cookie_header(page, SECURE_BROWSER_COOKIE).lower()  # https: __Host-
     assert "httponly" in cookie and "samesite=lax" in cookie and "secure" in cookie
     assert 'name="csrf_token"' in page.text
 
@@ -181,15 +186,71 @@ def test_unknown_flow_is_an_error_page(front: Front) -> None:
     assert "expired" in page.text
 
 
-def test_sms_gateway_failure_shows_a_clear_page(settings, store, world: World) -> None:
-    failing = WebhookSms(
-        "https://sms.example/send", transport=httpx.MockTransport(lambda r: httpx.Response(502))
-    )
-    with TestClient(create_app(settings, store=store, sms=failing), base_url=ISSUER) as client:
+def _queued_gateway(answer: Callable[[httpx.Request], httpx.Response]) -> DeliveryQueue:
+    gateway = WebhookSms("https://sms.example/send", transport=httpx.MockTransport(answer))
+    return DeliveryQueue(gateway, None, retry_delays=(0.0, 0.0))
+
+
+def _alike(known: str, unknown: str) -> bool:
+    """The pages for the two numbers are the same but for the number (and the CSRF token)."""
+
+    def without(text: str, number: str) -> str:
+        return re.sub(r'name="csrf_token" value="[^"]+"', "", text).replace(number, "")
+
+    return without(known, PHONE[3:]) == without(unknown, UNKNOWN_PHONE[3:])
+
+
+def test_known_and_unknown_numbers_answer_alike_while_the_gateway_is_slow(
+    settings, store, world: World
+) -> None:
+    """The answer never waits for the gateway (which only known numbers reach), so neither its
+    time nor its content tells whether a number has an account."""
+    release, reached = threading.Event(), threading.Event()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        reached.set()
+        release.wait(10)
+        return httpx.Response(200)
+
+    queue = _queued_gateway(slow)
+    app = create_app(settings, store=store, sms=queue)
+    with TestClient(app, base_url=ISSUER) as client:
         front = Front(client, sms=None)  # type: ignore[arg-type]
-        answer = front.send_code()
-    assert answer.status_code == 503
-    assert "could not be sent" in answer.text
+        known = front.send_code(PHONE)
+        answered_while_blocked = not release.is_set()
+        unknown = front.send_code(UNKNOWN_PHONE)
+        assert reached.wait(5)  # the known number's message did go to the gateway
+        release.set()
+        queue.join()
+    assert answered_while_blocked
+    assert known.status_code == unknown.status_code == 200
+    assert _alike(known.text, unknown.text)
+
+
+def test_a_failing_gateway_is_retried_and_audited_not_shown(
+    settings, store, world: World
+) -> None:
+    tries: list[httpx.Request] = []
+
+    def down(request: httpx.Request) -> httpx.Response:
+        tries.append(request)
+        return httpx.Response(502)
+
+    queue = _queued_gateway(down)
+    app = create_app(settings, store=store, sms=queue)
+    queue.on_failure = lambda message, reason: otp.record_undelivered(store, message, reason)
+    with TestClient(app, base_url=ISSUER) as client:
+        front = Front(client, sms=None)  # type: ignore[arg-type]
+        known = front.send_code(PHONE)
+        unknown = front.send_code(UNKNOWN_PHONE)
+        queue.join()
+    assert known.status_code == unknown.status_code == 200
+    assert _alike(known.text, unknown.text)
+    assert len(tries) == 3
+    with store() as db:
+        [event] = db.scalars(select(AuditEvent).where(AuditEvent.event == "otp.undelivered"))
+    assert event.user_id == world.user.id
+    assert event.detail["reason"] == "the gateway answered 502"
 
 
 def test_unknown_path_is_a_page_not_a_trace(client: TestClient) -> None:

@@ -12,7 +12,9 @@ from conftest import (
     CORP_A,
     ISSUER,
     PHONE,
+    Clock,
     Front,
+    RateClock,
     WeComFront,
     World,
     connect_corp,
@@ -25,7 +27,7 @@ from iam.app import create_app
 from iam.db.models import IdentityLink, OtpChallenge
 from iam.db.store import Store
 from iam.devtools.wecom_simulator import WeComSimulator
-from iam.services import users
+from iam.services import otp, users
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
@@ -75,12 +77,68 @@ def test_sending_codes_past_the_address_limit_is_refused_and_sends_nothing(
     assert challenges(store) == 2
 
 
-def test_malformed_numbers_count_against_the_address(browser, world: World) -> None:
-    """A malformed number has no key to count; it still spends the address's budget."""
-    front = browser("otp_send.ip=2/600")
+def test_refused_sends_spend_nothing(browser, store: Store, world: World) -> None:
+    """Malformed numbers and sends refused by the 60 s rule are not attempts: they spend none
+    of the number's or the address's budget, and store nothing."""
+    front = browser("otp_send.ip=2/600,otp_send.key=2/600")
     assert front.send_code("not a phone").status_code == 400
     assert front.send_code("12").status_code == 400
-    assert front.send_code(PHONE).status_code == 429
+    assert front.send_code(PHONE).status_code == 200
+    for _ in range(3):
+        assert front.send_code(PHONE).status_code == 429  # 60 s apart
+    assert challenges(store) == 1
+    assert front.send_code(OTHER_PHONES[0]).status_code == 200
+
+
+@pytest.fixture
+def two_browsers(
+    settings: Settings, store: Store, sms: ConsoleSms
+) -> Iterator[tuple[Front, Front]]:
+    """The owner's browser and a stranger's, on one app with the default limits."""
+    app = create_app(settings, store=store, sms=sms)
+    with ExitStack() as stack:
+        fronts = []
+        for _ in range(2):
+            client = stack.enter_context(TestClient(app, base_url=ISSUER, follow_redirects=False))
+            client.headers["accept-language"] = "en-US"
+            fronts.append(Front(client, sms))
+        yield fronts[0], fronts[1]
+
+
+def test_a_stranger_cannot_lock_the_owner_out(
+    two_browsers: tuple[Front, Front], world: World
+) -> None:
+    """The review's repro: 6 quick sends and 11 wrong codes from a stranger's browser for the
+    owner's number; the owner's correct code still signs in."""
+    owner, stranger = two_browsers
+    assert owner.send_code().status_code == 200
+    owners_code = owner.last_code()
+    sends = [stranger.send_code().status_code for _ in range(6)]
+    assert sends == [200, 429, 429, 429, 429, 429]
+    wrong = "000000" if owners_code != "000000" else "111111"
+    guesses = {submit(stranger, wrong).status_code for _ in range(11)}
+    assert 200 not in guesses and 303 not in guesses
+    signed_in = submit(owner, owners_code)
+    assert signed_in.status_code == 303, signed_in.text
+
+
+def test_a_stranger_spending_the_daily_cap_leaves_the_owner_a_code(
+    two_browsers: tuple[Front, Front],
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    rate_clock: RateClock,
+) -> None:
+    """Ten sends spaced out used to block the number for a day; the cap is per browser."""
+    owner, stranger = two_browsers
+    clock = Clock().install(monkeypatch, otp)
+    for _ in range(10):
+        assert stranger.send_code().status_code == 200
+        clock.advance(seconds=121)
+        rate_clock.wall += 121
+    refused = stranger.send_code()
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 3600
+    assert owner.send_code().status_code == 200
+    assert submit(owner, owner.last_code()).status_code == 303
 
 
 def test_wrong_codes_past_the_phone_limit_refuse_even_the_right_code(

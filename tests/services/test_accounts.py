@@ -174,7 +174,7 @@ def test_a_held_identity_expires_after_ten_minutes_and_is_swept(
 
 
 def _code(store: Store, box: SecretBox, sms: ConsoleSms, phone: str = PHONE) -> str:
-    otp.request_code(store, box, sms, phone, "bind")
+    otp.request_code(store, box, sms, phone, "bind", browser=BROWSER)
     return sms.messages()[0].code
 
 

@@ -6,7 +6,6 @@ import dataclasses
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from conftest import Clock
 from sqlalchemy import select
@@ -17,10 +16,14 @@ from iam.db.store import Store
 from iam.errors import RateLimitedError, ValidationError
 from iam.secretbox import SecretBox, digest
 from iam.services import otp, users
-from iam.services.sms import ConsoleSms, SmsDeliveryError, WebhookSms
+from iam.services.rate_limits import MemoryCounter, RateLimits, parse_rules
+from iam.services.sms import ConsoleSms
+from iam.services.sms import new_message as sms_message
 
 KNOWN = "+8613800138000"
 UNKNOWN = "+8613900139000"
+
+BROWSER = "the-browser-that-asked"
 
 
 @pytest.fixture
@@ -36,7 +39,7 @@ def known_user(store: Store) -> User:
 def _request(
     store: Store, box: SecretBox, sms: Any, phone: str = KNOWN, purpose: str = "login"
 ) -> otp.CodeSent:
-    return otp.request_code(store, box, sms, phone, purpose)
+    return otp.request_code(store, box, sms, phone, purpose, browser=BROWSER)
 
 
 def _last_code(sms: ConsoleSms) -> str:
@@ -67,6 +70,7 @@ def _add_past_challenges(store: Store, phone: str, ages: list[timedelta]) -> Non
             db.add(
                 OtpChallenge(
                     phone=phone,
+                    browser_hash=digest(BROWSER),
                     purpose="login",
                     code_hash="0" * 64,
                     created_at=now - age,
@@ -184,10 +188,10 @@ def test_right_code_verifies_once(
 ) -> None:
     _request(store, box, sms)
     code = _last_code(sms)
-    assert otp.verify_code(store, box, "13800138000", "login", code) == KNOWN
+    assert otp.verify_code(store, box, "13800138000", "login", code, browser=BROWSER) == KNOWN
     assert _challenges(store, KNOWN)[0]["consumed_at"] is not None
     with pytest.raises(otp.OtpError):
-        otp.verify_code(store, box, KNOWN, "login", code)
+        otp.verify_code(store, box, KNOWN, "login", code, browser=BROWSER)
 
 
 def test_code_for_one_purpose_does_not_serve_another(
@@ -195,7 +199,7 @@ def test_code_for_one_purpose_does_not_serve_another(
 ) -> None:
     _request(store, box, sms, purpose="login")
     with pytest.raises(otp.OtpError):
-        otp.verify_code(store, box, KNOWN, "bind", _last_code(sms))
+        otp.verify_code(store, box, KNOWN, "bind", _last_code(sms), browser=BROWSER)
 
 
 def test_code_for_another_phone_fails(
@@ -203,12 +207,12 @@ def test_code_for_another_phone_fails(
 ) -> None:
     _request(store, box, sms)
     with pytest.raises(otp.OtpError):
-        otp.verify_code(store, box, UNKNOWN, "login", _last_code(sms))
+        otp.verify_code(store, box, UNKNOWN, "login", _last_code(sms), browser=BROWSER)
 
 
 def test_no_code_requested_fails(store: Store, box: SecretBox) -> None:
     with pytest.raises(otp.OtpError):
-        otp.verify_code(store, box, KNOWN, "login", "123456")
+        otp.verify_code(store, box, KNOWN, "login", "123456", browser=BROWSER)
 
 
 def test_wrong_code_counts_down(
@@ -219,7 +223,7 @@ def test_wrong_code_counts_down(
     tries_left = []
     for _ in range(4):
         with pytest.raises(otp.OtpError) as caught:
-            otp.verify_code(store, box, KNOWN, "login", wrong)
+            otp.verify_code(store, box, KNOWN, "login", wrong, browser=BROWSER)
         tries_left.append(caught.value.tries_left)
     assert tries_left == [4, 3, 2, 1]
     assert _challenges(store, KNOWN)[0]["failed_attempts"] == 4
@@ -232,9 +236,9 @@ def test_after_five_wrong_tries_even_the_right_code_fails(
     code = _last_code(sms)
     for _ in range(otp.MAX_FAILED_ATTEMPTS):
         with pytest.raises(otp.OtpError):
-            otp.verify_code(store, box, KNOWN, "login", _wrong(code))
+            otp.verify_code(store, box, KNOWN, "login", _wrong(code), browser=BROWSER)
     with pytest.raises(otp.OtpError) as caught:
-        otp.verify_code(store, box, KNOWN, "login", code)
+        otp.verify_code(store, box, KNOWN, "login", code, browser=BROWSER)
     assert caught.value.tries_left == 0
     assert _challenges(store, KNOWN)[0]["consumed_at"] is None
 
@@ -246,8 +250,8 @@ def test_four_wrong_tries_still_allow_the_right_code(
     code = _last_code(sms)
     for _ in range(otp.MAX_FAILED_ATTEMPTS - 1):
         with pytest.raises(otp.OtpError):
-            otp.verify_code(store, box, KNOWN, "login", _wrong(code))
-    assert otp.verify_code(store, box, KNOWN, "login", code) == KNOWN
+            otp.verify_code(store, box, KNOWN, "login", _wrong(code), browser=BROWSER)
+    assert otp.verify_code(store, box, KNOWN, "login", code, browser=BROWSER) == KNOWN
 
 
 def test_expired_code_fails(
@@ -256,7 +260,7 @@ def test_expired_code_fails(
     _request(store, box, sms)
     clock.advance(minutes=5, seconds=1)
     with pytest.raises(otp.OtpError):
-        otp.verify_code(store, box, KNOWN, "login", _last_code(sms))
+        otp.verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER)
 
 
 def test_code_just_before_expiry_works(
@@ -264,7 +268,7 @@ def test_code_just_before_expiry_works(
 ) -> None:
     _request(store, box, sms)
     clock.advance(minutes=4, seconds=59)
-    assert otp.verify_code(store, box, KNOWN, "login", _last_code(sms)) == KNOWN
+    assert otp.verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER) == KNOWN
 
 
 def test_only_the_newest_code_counts(
@@ -278,14 +282,14 @@ def test_only_the_newest_code_counts(
     if first == second:
         pytest.skip("both random codes happened to be equal")
     with pytest.raises(otp.OtpError):
-        otp.verify_code(store, box, KNOWN, "login", first)
-    assert otp.verify_code(store, box, KNOWN, "login", second) == KNOWN
+        otp.verify_code(store, box, KNOWN, "login", first, browser=BROWSER)
+    assert otp.verify_code(store, box, KNOWN, "login", second, browser=BROWSER) == KNOWN
 
 
 @pytest.mark.parametrize("code", ["", "12345", "1234567", "abcdef", "12 345", "12345x"])
 def test_malformed_code_is_refused(store: Store, box: SecretBox, code: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        otp.verify_code(store, box, KNOWN, "login", code)
+        otp.verify_code(store, box, KNOWN, "login", code, browser=BROWSER)
     assert caught.value.field == "code"
 
 
@@ -294,7 +298,7 @@ def test_malformed_code_does_not_use_up_a_try(
 ) -> None:
     _request(store, box, sms)
     with pytest.raises(ValidationError):
-        otp.verify_code(store, box, KNOWN, "login", "abc")
+        otp.verify_code(store, box, KNOWN, "login", "abc", browser=BROWSER)
     assert _challenges(store, KNOWN)[0]["failed_attempts"] == 0
 
 
@@ -303,7 +307,7 @@ def test_full_width_digits_are_the_same_code(
 ) -> None:
     _request(store, box, sms)
     full_width = _last_code(sms).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
-    assert otp.verify_code(store, box, KNOWN, "login", full_width) == KNOWN
+    assert otp.verify_code(store, box, KNOWN, "login", full_width, browser=BROWSER) == KNOWN
     assert _challenges(store, KNOWN)[0]["failed_attempts"] == 0
 
 
@@ -376,31 +380,130 @@ def test_daily_limit_applies_to_unknown_phones_too(
 # --- a failing SMS gateway --------------------------------------------------------------
 
 
-def _failing_webhook(handler: Any) -> WebhookSms:
-    return WebhookSms("https://sms.example.com/send", transport=httpx.MockTransport(handler))
-
-
-def _answer_500(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(500, json={"error": "gateway down"})
-
-
-def _refuse_connection(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("connection refused", request=request)
-
-
-@pytest.mark.parametrize("handler", [_answer_500, _refuse_connection], ids=["500", "connect"])
-def test_failed_delivery_raises_and_leaves_no_challenge(
-    store: Store, box: SecretBox, known_user: User, handler: Any
+def test_the_challenge_is_committed_before_the_message_is_handed_over(
+    store: Store, box: SecretBox, known_user: User
 ) -> None:
-    with pytest.raises(SmsDeliveryError):
-        _request(store, box, _failing_webhook(handler))
-    assert _challenges(store, KNOWN) == []
+    """The code must be checkable when the SMS arrives: it is handed over after the commit."""
+    seen: list[int] = []
+
+    class Counting:
+        def send(self, message: Any) -> None:
+            seen.append(len(_challenges(store, KNOWN)))
+
+    _request(store, box, Counting())
+    assert seen == [1]
 
 
-def test_failed_delivery_does_not_block_a_retry(
+def test_an_undelivered_code_is_audited(store: Store, box: SecretBox, known_user: User) -> None:
+    message = sms_message(KNOWN, "123456", "login", 300)
+    otp.record_undelivered(store, message, "the gateway answered 500")
+    event, outcome, detail = _audit(store)[-1]
+    assert (event, outcome) == ("otp.undelivered", "failure")
+    assert detail["reason"] == "the gateway answered 500"
+    assert detail["phone"] != KNOWN and KNOWN not in str(detail)
+
+
+# --- a code belongs to the browser that asked for it --------------------------------------
+
+STRANGER = "a-strangers-browser"
+
+
+def _limits(text: str = "") -> RateLimits:
+    return RateLimits(MemoryCounter(), parse_rules(text))
+
+
+def test_a_code_cannot_be_checked_from_another_browser(
     store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
 ) -> None:
-    with pytest.raises(SmsDeliveryError):
-        _request(store, box, _failing_webhook(_answer_500))
     _request(store, box, sms)
-    assert otp.verify_code(store, box, KNOWN, "login", _last_code(sms)) == KNOWN
+    code = _last_code(sms)
+    for guess in (code, _wrong(code), _wrong(_wrong(code))):
+        with pytest.raises(otp.OtpError) as refused:
+            otp.verify_code(store, box, KNOWN, "login", guess, browser=STRANGER)
+        assert refused.value.tries_left == 0
+    assert _challenges(store, KNOWN)[0]["failed_attempts"] == 0
+    assert otp.verify_code(store, box, KNOWN, "login", code, browser=BROWSER) == KNOWN
+
+
+def test_a_strangers_wrong_guesses_leave_the_owners_code_alive(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User, clock: Clock, rate_clock
+) -> None:
+    """The review's repro: a stranger asks for codes and guesses; the owner still gets in."""
+    limits = _limits()
+    _request(store, box, sms)
+    owners = _last_code(sms)
+    otp.request_code(store, box, sms, KNOWN, "login", browser=STRANGER, limits=limits)
+    for _ in range(5):
+        with pytest.raises(RateLimitedError):
+            otp.request_code(store, box, sms, KNOWN, "login", browser=STRANGER, limits=limits)
+        clock.advance(seconds=1)
+    for _ in range(11):
+        with pytest.raises((otp.OtpError, RateLimitedError)):
+            otp.verify_code(
+                store, box, KNOWN, "login", _wrong(owners), browser=STRANGER, limits=limits
+            )
+    assert (
+        otp.verify_code(store, box, KNOWN, "login", owners, browser=BROWSER, limits=limits)
+        == KNOWN
+    )
+
+
+def test_the_resend_wait_and_daily_cap_are_per_browser(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    """A stranger who burns the number's codes for the day does not lock the owner out."""
+    now = utcnow()
+    with store() as db:
+        for hours in range(otp.DAILY_LIMIT):
+            db.add(
+                OtpChallenge(
+                    phone=KNOWN,
+                    browser_hash=digest(STRANGER),
+                    purpose="login",
+                    code_hash="0" * 64,
+                    created_at=now - timedelta(minutes=hours),
+                    expires_at=now + otp.CODE_LIFETIME,
+                )
+            )
+        db.commit()
+    with pytest.raises(RateLimitedError):
+        otp.request_code(store, box, sms, KNOWN, "login", browser=STRANGER)
+    _request(store, box, sms)
+    assert otp.verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER) == KNOWN
+
+
+def test_a_refused_send_spends_none_of_the_budget(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User, clock: Clock, rate_clock
+) -> None:
+    """Sends refused by the 60 s rule do not count towards the 5 per 10 minutes."""
+    limits = _limits("otp_send.key=2/600")
+    for _ in range(2):
+        otp.request_code(store, box, sms, KNOWN, "login", browser=BROWSER, limits=limits)
+        for _ in range(5):
+            with pytest.raises(RateLimitedError) as refused:
+                otp.request_code(store, box, sms, KNOWN, "login", browser=BROWSER, limits=limits)
+            assert refused.value.retry_after <= 61  # the 60 s rule, not the budget
+        clock.advance(seconds=61)
+    with pytest.raises(RateLimitedError) as refused:
+        otp.request_code(store, box, sms, KNOWN, "login", browser=BROWSER, limits=limits)
+    assert refused.value.retry_after > 61
+    assert len(sms.messages()) == 2
+
+
+def test_checks_without_a_live_code_spend_only_the_address_budget(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User, rate_clock
+) -> None:
+    limits = _limits("otp_verify.key=1/600,otp_verify.ip=5/600")
+    for _ in range(3):  # no code yet: counted against the address, not the number
+        with pytest.raises(otp.OtpError):
+            otp.verify_code(
+                store, box, KNOWN, "login", "123456", browser=BROWSER, limits=limits, ip="10.0.0.1"
+            )
+    _request(store, box, sms)
+    code = _last_code(sms)
+    assert (
+        otp.verify_code(
+            store, box, KNOWN, "login", code, browser=BROWSER, limits=limits, ip="10.0.0.2"
+        )
+        == KNOWN
+    )

@@ -112,7 +112,7 @@ def test_overrides_leave_the_default_table_alone() -> None:
 def test_an_unknown_name_is_refused_listing_the_known_ones(text: str) -> None:
     with pytest.raises(ValueError, match="unknown rate limit") as refused:
         parse_rules(text)
-    assert "admin_login, otp_send, otp_verify, token" in str(refused.value)
+    assert "admin_login, flow_start, otp_send, otp_verify, token" in str(refused.value)
 
 
 def test_an_item_without_a_value_is_refused() -> None:
@@ -219,6 +219,53 @@ def test_a_missing_key_or_address_is_not_counted(clock: FakeTime) -> None:
         checks.check("otp_send", key=None, ip=f"10.0.0.{number}")
         checks.check("otp_send", key=f"+861380013800{number}", ip=None)
         checks.check("otp_send", key="", ip="")
+
+
+def test_a_refused_attempt_spends_nothing(clock: FakeTime) -> None:
+    """A full address must not spend the key's budget, nor a full key the address's: a
+    stranger refused at their own address leaves the owner's budget whole."""
+    checks = limits("otp_verify.key=2/600,otp_verify.ip=1/600")
+    checks.check("otp_verify", key=PHONE, ip="10.0.0.1")
+    for _ in range(5):  # refused by the address: the phone's second try is not spent
+        with pytest.raises(RateLimitedError):
+            checks.check("otp_verify", key=PHONE, ip="10.0.0.1")
+    checks.check("otp_verify", key=PHONE, ip="10.0.0.2")
+    for _ in range(5):  # refused by the key: the third address's try is not spent
+        with pytest.raises(RateLimitedError):
+            checks.check("otp_verify", key=PHONE, ip="10.0.0.3")
+    checks.check("otp_verify", key="+8613900139000", ip="10.0.0.3")
+
+
+def test_a_refused_attempt_spends_nothing_in_redis(redis_client: redis.Redis) -> None:
+    checks = RateLimits(RedisCounter(redis_client), parse_rules("otp_send.key=1/600"))
+    checks.check("otp_send", key=PHONE, ip="10.0.0.1")
+    for _ in range(3):
+        with pytest.raises(RateLimitedError):
+            checks.check("otp_send", key=PHONE, ip="10.0.0.1")
+    counts = sorted(int(redis_client.get(key)) for key in redis_client.keys("*"))
+    assert counts == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", True),
+        ("2001:db8:1:2::1", "2001:db8:1:3::1", False),
+        ("::ffff:10.0.0.1", "10.0.0.1", True),
+        ("10.0.0.1", "10.0.0.2", False),
+    ],
+)
+def test_ipv6_addresses_are_counted_per_64(
+    clock: FakeTime, first: str, second: str, same: bool
+) -> None:
+    """One subscriber holds a /64: rotating through its addresses must not renew the budget."""
+    checks = limits("otp_send.ip=1/600")
+    checks.check("otp_send", key=None, ip=first)
+    if same:
+        with pytest.raises(RateLimitedError):
+            checks.check("otp_send", key=None, ip=second)
+    else:
+        checks.check("otp_send", key=None, ip=second)
 
 
 def test_a_refusal_is_counted_in_the_metrics(clock: FakeTime) -> None:

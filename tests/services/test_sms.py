@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -10,6 +12,7 @@ import pytest
 
 from iam.services.sms import (
     ConsoleSms,
+    DeliveryQueue,
     SmsDeliveryError,
     SmsMessage,
     WebhookSms,
@@ -140,10 +143,80 @@ def test_sender_for_console_is_a_console_sender() -> None:
     assert isinstance(sender_for("console"), ConsoleSms)
 
 
-def test_sender_for_webhook_posts_to_the_url_after_the_prefix() -> None:
+def test_sender_for_webhook_queues_for_the_url_after_the_prefix() -> None:
     sender = sender_for("webhook:https://sms.example.com/send?key=a:b")
-    assert isinstance(sender, WebhookSms)
-    assert sender.url == "https://sms.example.com/send?key=a:b"
+    assert isinstance(sender, DeliveryQueue)
+    assert sender.gateway.url == "https://sms.example.com/send?key=a:b"
+
+
+# --- DeliveryQueue ----------------------------------------------------------------------
+
+
+def _queue(
+    answers: list[int], delays: tuple[float, ...] = (0.0, 0.0, 0.0)
+) -> tuple[DeliveryQueue, list[httpx.Request], list[tuple[SmsMessage, str]]]:
+    """A queue in front of a gateway answering `answers` in turn (then 200)."""
+    pending = list(answers)
+    failures: list[tuple[SmsMessage, str]] = []
+    gateway, seen = _webhook(lambda request: httpx.Response(pending.pop(0) if pending else 200))
+    queue = DeliveryQueue(gateway, lambda m, reason: failures.append((m, reason)), delays)
+    return queue, seen, failures
+
+
+def test_queue_sends_after_send_has_returned() -> None:
+    """The caller never waits for the gateway: its answer takes the same time either way."""
+    release = threading.Event()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        release.wait(5)
+        return httpx.Response(200)
+
+    gateway = WebhookSms(URL, transport=httpx.MockTransport(slow))
+    queue = DeliveryQueue(gateway)
+    started = time.monotonic()
+    queue.send(_message())
+    assert time.monotonic() - started < 0.5
+    release.set()
+    queue.join()
+    queue.close()
+
+
+def test_queue_retries_a_refused_message_until_the_gateway_takes_it() -> None:
+    queue, seen, failures = _queue([500, 503])
+    queue.send(_message())
+    queue.join()
+    assert len(seen) == 3
+    assert failures == []
+
+
+def test_queue_gives_up_after_the_retries_and_reports_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue, seen, failures = _queue([500, 500, 500, 500, 500])
+    queue.send(_message("987654", "+8613812345678"))
+    queue.join()
+    assert len(seen) == 4  # the first try and three retries
+    [(message, reason)] = failures
+    assert message.code == "987654"
+    assert reason == "the gateway answered 500"
+    assert "not delivered" in caplog.text
+    assert "987654" not in caplog.text and "+8613812345678" not in caplog.text
+
+
+def test_queue_stops_retrying_a_code_that_has_expired() -> None:
+    queue, seen, failures = _queue([500, 500, 500, 500])
+    queue.send(new_message("+8613800138000", "123456", "login", 0))
+    queue.join()
+    assert len(seen) == 1
+    assert len(failures) == 1
+
+
+def test_queue_close_sends_what_is_queued_first() -> None:
+    queue, seen, _ = _queue([])
+    for code in ("111111", "222222"):
+        queue.send(_message(code))
+    queue.close()
+    assert [json.loads(request.content)["code"] for request in seen] == ["111111", "222222"]
 
 
 def test_new_message_carries_the_fields() -> None:

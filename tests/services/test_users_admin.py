@@ -25,6 +25,8 @@ from iam.services.sms import ConsoleSms
 
 ACTOR = "admin:root"
 
+BROWSER = "the-browser-that-asked"
+
 
 @pytest.fixture
 def zhang(store: Store) -> User:
@@ -253,11 +255,11 @@ def test_enabling_again_and_setting_the_same_status_twice(store: Store, zhang: U
 def test_a_disabled_person_cannot_sign_in_with_a_phone(
     store: Store, box: SecretBox, sms: ConsoleSms, zhang: User
 ) -> None:
-    otp.request_code(store, box, sms, PHONE, "login")  # sent while still active
+    otp.request_code(store, box, sms, PHONE, "login", browser=BROWSER)  # sent while still active
     code = sms.messages()[0].code
     users.set_user_status(store, zhang.id, False, actor=ACTOR)
     with pytest.raises(otp.OtpError):
-        login.sign_in_with_phone(store, box, PHONE, code)
+        login.sign_in_with_phone(store, box, PHONE, code, browser=BROWSER)
     assert _sessions_of(store, zhang) == []
 
 
