@@ -74,6 +74,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "发生了意外错误，已记录，请重试。",
     },
     "error.too_large": {"en": "The request is too large.", "zh-CN": "请求内容过大。"},
+    "error.too_many": {
+        "en": "Too many sign-in requests from this browser or network. "
+        "Try again in {seconds} seconds.",
+        "zh-CN": "来自此浏览器或网络的登录请求过多，请 {seconds} 秒后再试。",
+    },
     "otp.phone_invalid": {
         "en": "Enter a mainland mobile number (11 digits) or an international number (+...).",
         "zh-CN": "请输入 11 位大陆手机号或国际格式号码（+...）。",

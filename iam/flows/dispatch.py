@@ -30,7 +30,8 @@ from starlette.responses import RedirectResponse, Response
 
 from iam.clock import utcnow
 from iam.db.store import Store
-from iam.errors import NotFoundError
+from iam.errors import NotFoundError, RateLimitedError
+from iam.flows.login import count_flow_start, too_many
 from iam.flows.state import Fail, Issue, Login, OfferLinking, Select, Situation, next_step
 from iam.oidc.context import Principal, connection, db
 from iam.oidc.endpoints import Oidc
@@ -52,6 +53,31 @@ UNSUPPORTED_PARAMETERS = {
     "request": RequestNotSupportedError,
     "request_uri": RequestURINotSupportedError,
 }
+
+
+#: What is kept of a request that waits for the person (OIDC Core 3.1.2.1 and PKCE): other
+#: parameters mean nothing to us, and must not make an unauthenticated request's row larger.
+STORED_PARAMETERS = frozenset(
+    {
+        "scope",
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "state",
+        "response_mode",
+        "nonce",
+        "display",
+        "prompt",
+        "max_age",
+        "ui_locales",
+        "id_token_hint",
+        "login_hint",
+        "acr_values",
+        "claims_locales",
+        "code_challenge",
+        "code_challenge_method",
+    }
+)
 
 
 #: The page each interactive step is, by the name `Decided.page` carries.
@@ -210,14 +236,17 @@ async def authorize(request: Request) -> Response:
         return _page_for(web, request, error)
     if decided.response is not None:
         return decided.response
-    pending = await run_in_threadpool(
-        authorizations.create,
-        store,
-        web.browser_id(request),
-        decided.client_id,
-        request.query_params.multi_items(),
-    )
-    return _page_redirect(decided.page, pending.id)
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k in STORED_PARAMETERS]
+
+    def save() -> str:
+        count_flow_start(request)
+        return authorizations.create(store, web.browser_id(request), decided.client_id, kept).id
+
+    try:
+        flow_id = await run_in_threadpool(save)
+    except RateLimitedError as error:
+        return too_many(request, error)
+    return _page_redirect(decided.page, flow_id)
 
 
 async def resume(request: Request) -> Response:

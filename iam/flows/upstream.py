@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from iam import metrics
-from iam.errors import ConflictError, ForbiddenError, NotFoundError
+from iam.errors import ConflictError, ForbiddenError, NotFoundError, RateLimitedError
 from iam.federation.connector import (
     CallbackRejectedError,
     ConnectorError,
@@ -20,7 +20,14 @@ from iam.federation.connector import (
     NotAMemberError,
     UpstreamUnavailableError,
 )
-from iam.flows.login import FlowGoneError, client_ip, flow_context, signed_in
+from iam.flows.login import (
+    FlowGoneError,
+    client_ip,
+    count_flow_start,
+    flow_context,
+    signed_in,
+    too_many,
+)
 from iam.services import accounts, login, sessions, upstream
 from iam.web import SESSION_COOKIE, Web
 
@@ -63,8 +70,10 @@ async def start(request: Request) -> Response:
             sessions.find, state.store, request.cookies.get(SESSION_COOKIE)
         )
         link_user_id = signed_in.user.id if signed_in else None
-    started = await run_in_threadpool(
-        lambda: upstream.start_login(
+
+    def start_login() -> upstream.StartedLogin:
+        count_flow_start(request)
+        return upstream.start_login(
             state.store,
             web.browser_id(request),
             provider,
@@ -72,7 +81,11 @@ async def start(request: Request) -> Response:
             flow_id,
             link_user_id=link_user_id,
         )
-    )
+
+    try:
+        started = await run_in_threadpool(start_login)
+    except RateLimitedError as error:
+        return too_many(request, error)
     hints = LoginHints(request.headers.get("user-agent", ""), web.language(request))
     url = connector.login_url(_callback_url(request, provider, connector_id), started.state, hints)
     return RedirectResponse(url, status_code=303)

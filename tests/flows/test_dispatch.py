@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
-from conftest import RP_REDIRECT, Front, World, query_of
-from sqlalchemy import update
+import json
+from dataclasses import replace
 
+import pytest
+from conftest import ISSUER, RP_REDIRECT, Front, World, query_of
+from sqlalchemy import select, update
+from starlette.testclient import TestClient
+
+from iam.app import create_app
 from iam.clock import utcnow
 from iam.db.models import PendingAuthorization
+from iam.db.store import Store
+from iam.services.sms import ConsoleSms
+from iam.settings import Settings
 
 
 def start(front: Front, world: World, **extra: str) -> tuple[dict, str]:
@@ -78,3 +86,51 @@ def test_an_openid_request_without_redirect_uri_is_refused(front: Front, world: 
     assert answer.status_code == 302
     assert answer.headers["location"].startswith(RP_REDIRECT + "?")
     assert query_of(answer.headers["location"])["error"] == "invalid_request"
+
+
+# --- what an unauthenticated request may store ---
+
+
+def _stored(front: Front) -> list[list[list[str]]]:
+    with front.client.app.state.store() as db:
+        return [row.params for row in db.scalars(select(PendingAuthorization))]
+
+
+def test_only_the_request_parameters_are_stored(front: Front, world: World) -> None:
+    """An 8 KB query of junk must not become an 8 KB row that waits 30 minutes."""
+    params, _ = start(front, world, junk="x" * 6000, other="y" * 1000)
+    [stored] = _stored(front)
+    assert {name for name, _ in stored} == set(params) - {"junk", "other"}
+    assert len(json.dumps(stored)) < 1000
+
+
+def test_waiting_requests_are_limited_per_address(
+    settings: Settings, store: Store, sms: ConsoleSms, world: World, rate_clock: object
+) -> None:
+    """Each browser (here: a fresh cookie jar each time) may leave a row; an address may not
+    leave more than its limit, and a refused request stores nothing."""
+    app = create_app(replace(settings, rate_limits="flow_start.ip=3/600"), store=store, sms=sms)
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as client:
+        front = Front(client, sms)
+        params, _ = front.code_params(world.rp.client.client_id, RP_REDIRECT)
+        for _ in range(3):
+            client.cookies.clear()
+            assert front.authorize(**params).status_code == 303
+        client.cookies.clear()
+        refused = front.authorize(**params, lang="en")
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "500"
+        assert "Try again in 500 seconds" in refused.text
+        assert len(_stored(front)) == 3
+
+
+def test_waiting_requests_are_limited_per_browser(
+    settings: Settings, store: Store, sms: ConsoleSms, world: World, rate_clock: object
+) -> None:
+    app = create_app(replace(settings, rate_limits="flow_start.key=2/600"), store=store, sms=sms)
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as client:
+        front = Front(client, sms)
+        params, _ = front.code_params(world.rp.client.client_id, RP_REDIRECT)
+        assert [front.authorize(**params).status_code for _ in range(3)] == [303, 303, 429]
+        client.cookies.clear()  # another browser
+        assert front.authorize(**params).status_code == 303

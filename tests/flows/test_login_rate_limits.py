@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from iam.app import create_app
-from iam.db.models import IdentityLink, OtpChallenge
+from iam.db.models import IdentityLink, OtpChallenge, UpstreamLogin
 from iam.db.store import Store
 from iam.devtools.wecom_simulator import WeComSimulator
 from iam.services import otp, users
@@ -201,3 +201,21 @@ def test_binding_codes_are_limited_per_phone(bind_browser: WeComFront, store: St
     assert refused.headers["retry-after"] == "500"
     with store() as db:
         assert db.scalar(select(func.count()).select_from(IdentityLink)) == 0
+
+
+def test_wecom_logins_started_are_limited_per_address(
+    wecom_settings: Settings, store: Store, sms: ConsoleSms, simulator: WeComSimulator
+) -> None:
+    """Each start stores a state row: an address may not leave more than its limit."""
+    settings = replace(wecom_settings, rate_limits="flow_start.ip=2/600")
+    connect_corp(store, simulator, CORP_A)
+    app = create_app(settings, store=store, sms=sms, wecom_http=TestClient(simulator.app))
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as client:
+        answers = []
+        for _ in range(3):
+            client.cookies.clear()
+            answers.append(client.get(f"/login/wecom/{CORP_A}", params={"lang": "en"}))
+    assert [answer.status_code for answer in answers] == [303, 303, 429]
+    assert answers[2].headers["retry-after"] == "500"
+    with store() as db:
+        assert db.scalar(select(func.count()).select_from(UpstreamLogin)) == 2
