@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc
@@ -31,9 +33,7 @@ def create_db_engine(url: str) -> Engine:
         return engine
     database = parsed.database or ""
     if database and database != ":memory:":
-        from pathlib import Path
-
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _create_private_file(database)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
         )
@@ -51,6 +51,17 @@ def create_db_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _create_private_file(database: str) -> None:
+    """The SQLite file holds sessions, token digests and the audit trail: only its owner may
+    read it. It is made 0600 before SQLite opens it (SQLite gives its -wal and -shm files the
+    same mode), and an existing file readable by others is narrowed to 0600."""
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
 
 
 def _ping_when_idle(engine: Engine) -> None:
