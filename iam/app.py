@@ -27,6 +27,7 @@ from iam import settings as settings_module
 from iam.admin.common import AddressGuard, is_api_path, json_error
 from iam.admin.routing import admin_mount
 from iam.db.store import DB_THREADS, Store, create_db_engine
+from iam.edge import EdgeMiddleware
 from iam.federation.connector import CallbackConnector
 from iam.federation.wecom.client import WeComClient, new_http_client
 from iam.federation.wecom.tokens import MemoryTokenCache, RedisTokenCache, TokenCache
@@ -250,6 +251,7 @@ def create_app(
             secure_cookies=settings.issuer_is_https,
         ),
         Middleware(BodyLimitMiddleware),
+        Middleware(EdgeMiddleware),  # inside the body limit: it reads form bodies
     ]
     app = _App(
         routes=routes,

@@ -74,6 +74,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "发生了意外错误，已记录，请重试。",
     },
     "error.too_large": {"en": "The request is too large.", "zh-CN": "请求内容过大。"},
+    "error.bad_input": {
+        "en": "The request contains characters that are not allowed.",
+        "zh-CN": "请求中含有不允许的字符。",
+    },
     "error.too_many": {
         "en": "Too many sign-in requests from this browser or network. "
         "Try again in {seconds} seconds.",

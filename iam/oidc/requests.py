@@ -12,9 +12,12 @@ from urllib.parse import parse_qsl, urlencode
 
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+
+from iam.edge import has_control
 
 MAX_FORM_FIELDS = 50
 FORM_URLENCODED = "application/x-www-form-urlencoded"
@@ -121,3 +124,14 @@ def from_parts(
     if not isinstance(headers, Headers):
         headers = Headers(headers=dict(headers or {}))
     return SnapshotRequest(method, uri, headers, list(query), list(form))
+
+
+def readable_basic_credentials(headers: Mapping[str, str]) -> bool:
+    """Whether HTTP Basic credentials, if sent, read as a client id and secret (RFC 6749 2.3.1)
+    without a control character. Authlib reads them, but raises on base64 of bytes that are not
+    UTF-8, and percent-decodes them after the edge has looked (`%00` becomes a NUL)."""
+    try:
+        client_id, secret = extract_basic_authorization(headers)
+    except UnicodeDecodeError:
+        return False
+    return not any(has_control(part) for part in (client_id, secret) if part)

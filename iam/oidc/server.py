@@ -14,8 +14,13 @@ from typing import Any, TypeVar
 
 import anyio
 from authlib.oauth2 import AuthorizationServer, ResourceProtector
+from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import OAuth2Request
-from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    OAuth2Error,
+    UnsupportedResponseTypeError,
+)
 from joserfc.jws import extract_compact
 from sqlalchemy import bindparam, insert, select
 from starlette.responses import Response
@@ -29,6 +34,7 @@ from iam.errors import RateLimitedError
 from iam.oidc import grants
 from iam.oidc.context import Principal, UnitOfWork, bind, connection, db, rollback, unbind
 from iam.oidc.keys import KeyRing
+from iam.oidc.requests import readable_basic_credentials
 from iam.oidc.tokens import (
     AccessTokenValidator,
     EndSession,
@@ -44,6 +50,10 @@ from iam.services.rate_limits import RateLimits
 
 log = logging.getLogger("iam.oidc")
 T = TypeVar("T")
+#: Longest client id (the column's length): a longer one names no client and is not recorded.
+MAX_CLIENT_ID = 64
+UNSUPPORTED_RESPONSE_TYPE = "This response_type is not supported."
+UNREADABLE_CREDENTIALS = "The client credentials in the Authorization header cannot be read."
 _INSERT_ACCESS_TOKEN = insert(AccessToken.__table__)
 _INSERT_REFRESH_TOKEN = insert(RefreshToken.__table__)
 _CLIENT_BY_ID = select(*rows.CLIENTS.shape.columns).where(
@@ -115,7 +125,10 @@ class Server(AuthorizationServer):
     def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
         """Authlib's client authentication, then the token endpoint's per-client rate limit,
         counted only for clients that proved a secret: nobody can spend another client's
-        budget. (A public client is named, not proven: it is limited per IP only.)"""
+        budget. (A public client is named, not proven: it is limited per IP only.) Basic
+        credentials Authlib cannot read are refused first (401, as RFC 6749 5.2 asks)."""
+        if not readable_basic_credentials(request.headers):
+            raise InvalidClientError(status_code=401, description=UNREADABLE_CREDENTIALS)
         client = super().authenticate_client(request, methods, endpoint)
         if endpoint == "token" and not client.is_public:
             try:
@@ -123,6 +136,18 @@ class Server(AuthorizationServer):
             except RateLimitedError as error:
                 raise SlowDownError(error.retry_after) from None
         return client
+
+    def get_authorization_grant(self, request: OAuth2Request) -> Any:
+        """Authlib's, with a fixed description for an unsupported response_type: Authlib's
+        repeats the value, and cannot be built at all for one with a `"`, a `\\` or a character
+        outside ASCII (such a request is refused at the server, not redirected)."""
+        if invalid_error_characters(request.payload.response_type or ""):
+            raise UnsupportedResponseTypeError(None, description=UNSUPPORTED_RESPONSE_TYPE)
+        try:
+            return super().get_authorization_grant(request)
+        except UnsupportedResponseTypeError as error:
+            error.description = UNSUPPORTED_RESPONSE_TYPE
+            raise
 
     def create_limited_token_response(self, request: OAuth2Request, ip: str | None) -> Response:
         """The token endpoint, after the per-IP rate limit."""
@@ -148,7 +173,7 @@ class Server(AuthorizationServer):
 
     # --- storage hooks ---
     def query_client(self, client_id: str) -> Client | None:
-        if not client_id or len(client_id) > 64:
+        if not client_id or len(client_id) > MAX_CLIENT_ID:
             return None
         row = connection().execute(_CLIENT_BY_ID, {"client_id": client_id}).first()
         return rows.CLIENTS.get(row) if row is not None else None
@@ -245,8 +270,14 @@ class Server(AuthorizationServer):
             connection(),
             "token.failed" if getattr(payload, "grant_type", None) else "oauth.failed",
             outcome="failure",
-            client_id=getattr(client, "client_id", None) or getattr(payload, "client_id", None),
+            client_id=getattr(client, "client_id", None) or _claimed_client_id(payload),
             error=error.error,
             description=error.description,
         )
         return super().handle_error_response(request, error)
+
+
+def _claimed_client_id(payload: Any) -> str | None:
+    """The client id a failed request named, if it could name one (the audit column's length)."""
+    claimed = getattr(payload, "client_id", None)
+    return claimed if claimed and len(claimed) <= MAX_CLIENT_ID else None

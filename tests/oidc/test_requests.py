@@ -1,14 +1,19 @@
-"""iam/oidc/requests.py: the snapshot Authlib reads, and the posted form it is made from."""
+"""iam/oidc/requests.py: the snapshot Authlib reads, the posted form it is made from, and the
+hygiene of Basic client credentials (and the 401 the server answers when they cannot be read)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.testclient import TestClient
 
-from iam.oidc.requests import MAX_FORM_FIELDS, snapshot
+from iam.oidc.requests import MAX_FORM_FIELDS, readable_basic_credentials, snapshot
+from iam.oidc.server import UNREADABLE_CREDENTIALS as UNREADABLE
 
 ISSUER = "https://iam.example"
 
@@ -68,3 +73,60 @@ def test_too_many_fields_is_a_400() -> None:
 def test_a_multipart_form_is_read_too() -> None:
     body = b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--b--\r\n'
     assert form_of(posted(body, "multipart/form-data; boundary=b")) == {"a": "1"}
+
+
+# --- HTTP Basic client credentials ----------------------------------------------------------
+
+
+def basic(raw: bytes) -> dict[str, str]:
+    return {"authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"authorization": "Bearer x"},
+        {"authorization": "Basic !!!"},  # Authlib reads it as no credentials
+        basic(b"client:secret"),
+        basic(b"%E5%BC%A0:s%20ecret"),
+        basic("张三:secret".encode()),
+        basic(b"client-without-colon"),
+    ],
+)
+def test_basic_credentials_that_read_as_text_are_readable(headers: dict[str, str]) -> None:
+    assert readable_basic_credentials(Headers(headers=headers))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"authorization": "Basic /w=="},  # base64 of 0xFF, not UTF-8
+        basic(b"\xff:\xfe"),
+        basic(b"client\x00:secret"),
+        basic(b"client%00:secret"),  # Authlib percent-decodes
+        basic(b"client:sec%0Aret"),
+        basic(b"client:sec\tret"),
+    ],
+)
+def test_basic_credentials_with_bytes_or_control_characters_are_not(
+    headers: dict[str, str],
+) -> None:
+    assert not readable_basic_credentials(Headers(headers=headers))
+
+
+@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect"])
+@pytest.mark.parametrize(
+    "authorization", ["Basic /w==", "Basic " + base64.b64encode(b"zq%00zq:s").decode()]
+)
+def test_unreadable_basic_credentials_are_a_401_with_a_fixed_description(
+    client: TestClient, path: str, authorization: str
+) -> None:
+    """RFC 6749 5.2: a client that tried the Authorization header gets 401 and a Basic
+    challenge; the description never repeats what was sent (nor fails to be built)."""
+    form = {"grant_type": "client_credentials", "token": "t"}
+    answer = client.post(path, data=form, headers={"authorization": authorization})
+    assert answer.status_code == 401, answer.text
+    assert answer.json() == {"error": "invalid_client", "error_description": UNREADABLE}
+    assert answer.headers["www-authenticate"].startswith('Basic error="invalid_client"')
+    assert "zq" not in answer.text
