@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from iam.oidc.endpoints import Oidc
 from iam.oidc.requests import from_parts
 from iam.services import sessions
+from iam.services.sessions import SignedIn
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
 
 LOGOUT_PARAMS = ("id_token_hint", "post_logout_redirect_uri", "state", "client_id", "ui_locales")
@@ -32,10 +33,26 @@ async def _validate(request: Request, params: list[tuple[str, str]]) -> EndSessi
     return await oidc.runner(oidc.server.validate_endpoint_request, "end_session", oauth_request)
 
 
-async def _log_out(request: Request, validated: EndSessionRequest) -> Response:
+def _hint_names(signed_in: SignedIn | None, validated: EndSessionRequest) -> bool:
+    """Whether the hint is an ID token of this browser's session: its person (`sub`) and, when
+    it has one, its session (`sid`). Only then is logging out without a question safe: any
+    other valid ID token (another person's, an earlier session's) could be replayed by anyone
+    who got it to end this session (RP-Initiated Logout 1.0 6). Without a session there is
+    nothing to end."""
+    claims = validated.id_token_claims
+    if claims is None:
+        return False
+    if signed_in is None:
+        return True
+    sid = claims.get("sid")
+    return claims.get("sub") == signed_in.user.id and (sid is None or sid == signed_in.session.id)
+
+
+async def _log_out(
+    request: Request, validated: EndSessionRequest, signed_in: SignedIn | None
+) -> Response:
     web: Web = request.app.state.web
     store = request.app.state.store
-    signed_in = await run_in_threadpool(sessions.find, store, request.cookies.get(SESSION_COOKIE))
     if signed_in is not None:
         client_ip = request.client.host if request.client else None
         await run_in_threadpool(sessions.end, store, signed_in.session.id, ip=client_ip)
@@ -48,8 +65,9 @@ async def _log_out(request: Request, validated: EndSessionRequest) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    """GET shows a confirmation unless a valid id_token_hint came; POST (confirmed) logs out.
-    Invalid requests are shown here and never redirected (RP-Initiated Logout 4)."""
+    """GET shows a confirmation unless the id_token_hint is an ID token of this browser's
+    session; POST (confirmed, with CSRF) logs out. Invalid requests (a hint that is not our ID
+    token among them) are shown here and never redirected (RP-Initiated Logout 4)."""
     web: Web = request.app.state.web
     if request.method == "POST":
         try:
@@ -65,9 +83,12 @@ async def logout(request: Request) -> Response:
         return web.error_page(
             request, "error.invalid_request", detail=error.description or error.error
         )
-    if request.method == "GET" and validated.needs_confirmation:
+    signed_in = await run_in_threadpool(
+        sessions.find, request.app.state.store, request.cookies.get(SESSION_COOKIE)
+    )
+    if request.method == "GET" and not _hint_names(signed_in, validated):
         return web.render(request, "flows/logout.html", {"params": params})
-    return await _log_out(request, validated)
+    return await _log_out(request, validated, signed_in)
 
 
 async def home(request: Request) -> Response:

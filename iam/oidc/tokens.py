@@ -11,7 +11,7 @@ from authlib.oauth2.rfc6750 import BearerTokenValidator, InvalidTokenError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfoEndpoint
-from authlib.oidc.rpinitiated import EndSessionEndpoint
+from authlib.oidc.rpinitiated import EndSessionEndpoint, EndSessionRequest
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -203,9 +203,23 @@ class UserInfo(UserInfoEndpoint):
         return 200, claims, NO_STORE
 
 
+#: Claims only other kinds of token we sign carry: access tokens (RFC 9068 2.2) and logout
+#: tokens (OIDC Back-Channel Logout 1.0 2.4). An ID token of ours never has them.
+NOT_ID_TOKEN_CLAIMS = ("client_id", "scope", "events")
+#: The claims every ID token has (OIDC Core 2), with their JSON types.
+ID_TOKEN_CLAIMS: dict[str, type | tuple[type, ...]] = {
+    "iss": str,
+    "sub": str,
+    "aud": (str, list),
+    "exp": int,
+    "iat": int,
+}
+
+
 class EndSession(EndSessionEndpoint):
     """RP-initiated logout 1.0: checks id_token_hint and the post-logout redirect URI; the
-    logout itself is done by the page, which owns the session cookie."""
+    logout itself is done by the page, which owns the session cookie (and decides whether the
+    hint names the browser's session, or the person must confirm)."""
 
     def __init__(self, keys: KeyRing) -> None:
         super().__init__()
@@ -214,6 +228,36 @@ class EndSession(EndSessionEndpoint):
     def get_server_jwks(self) -> KeySet:
         # Fresh from the database: the hint may be signed by a key another instance made.
         return KeySet.import_key_set(self.keys.published_jwks())
+
+    def get_algorithms(self) -> list[str]:
+        return [self.keys.algorithm]  # what we sign ID tokens with, nothing else
+
+    def validate_request(self, request: Any) -> EndSessionRequest:
+        """Authlib checks the hint's signature, `aud` against `client_id` and the redirect URI
+        (an expired hint is fine, RP-Initiated Logout 1.0 2). A signature of ours is not
+        enough: the hint must be an ID token of this issuer (2: "the OP MUST validate that it
+        was the issuer of the ID Token"), never an access token, which a resource server or
+        another app may hold, nor any other JWT we sign."""
+        validated = super().validate_request(request)
+        if validated.id_token_claims is not None:
+            hint = str(request.payload.data.get("id_token_hint"))
+            self._check_id_token(
+                extract_compact(hint.encode()).protected, validated.id_token_claims
+            )
+        return validated
+
+    def _check_id_token(self, header: dict[str, Any], claims: dict[str, Any]) -> None:
+        typ = header.get("typ")
+        if typ is not None and str(typ).upper() != "JWT":  # e.g. at+jwt (RFC 9068 2.1)
+            raise InvalidRequestError("id_token_hint is not an ID token.")
+        if claims.get("iss") != self.server.issuer:
+            raise InvalidRequestError("id_token_hint was not issued here.")
+        for name, kind in ID_TOKEN_CLAIMS.items():
+            value = claims.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool) or value in ("", []):
+                raise InvalidRequestError("id_token_hint is not an ID token.")
+        if any(name in claims for name in NOT_ID_TOKEN_CLAIMS):
+            raise InvalidRequestError("id_token_hint is not an ID token.")
 
     def is_post_logout_redirect_uri_legitimate(self, *args: Any) -> bool:
         # The URI was matched exactly against the client's registered ones; the person
