@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -21,20 +22,29 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from iam.db.models import Admin
 from iam.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from iam.oidc.endpoints import Oidc
-from iam.oidc.tokens import decode_access_token
+from iam.oidc.tokens import admin_client_of
 from iam.services import admins, clients
 from iam.settings import IpNetwork
-from iam.web import FormRefusedError, Web
+from iam.web import CSRF_FIELD, FormRefusedError, Web
 
 log = logging.getLogger("iam.admin")
 ADMIN_COOKIE = "iam_admin"
 ADMIN_SCOPE = clients.ADMIN_SCOPE
 MAX_JSON_BYTES = 64 * 1024
+#: What a console page sends its CSRF token in when it calls the API with the cookie.
+CSRF_HEADER = "x-csrf-token"
+CSRF_MESSAGE = (
+    "A change with the console session must come from the console: send the issuer's Origin "
+    "or the console's CSRF token in X-CSRF-Token."
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class AddressGuard:
-    """`IAM_ADMIN_ALLOW_CIDRS`, before anything else: a refused address gets 403 and no page,
-    for every path under `prefix` (whether or not a route matches it)."""
+    """An address allowlist, before anything else (`IAM_ADMIN_ALLOW_CIDRS` for `/admin`,
+    `IAM_METRICS_ALLOW_CIDRS` for `/metrics`): a refused address gets 403 and no page, for
+    every path under `prefix` (whether or not a route matches it)."""
 
     def __init__(self, app: ASGIApp, networks: Sequence[IpNetwork], prefix: str = "/admin") -> None:
         self.app = app
@@ -92,18 +102,15 @@ async def signed_in_admin(request: Request) -> Admin | None:
 
 
 async def bearer_caller(request: Request) -> Caller | None:
-    """A live JWT access token of ours, from `client_credentials`, with scope `iam:admin`, of a
-    client flagged as admin."""
+    """A live JWT access token of ours, from `client_credentials` (no user), with scope
+    `iam:admin`, of a client flagged as admin."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
     oidc: Oidc = request.app.state.oidc
-    claims = await run_in_threadpool(decode_access_token, token.strip(), oidc.keys, oidc.issuer)
-    if claims is None or ADMIN_SCOPE not in str(claims.get("scope", "")).split():
-        return None
-    client_id = await run_in_threadpool(
-        clients.admin_client_of_token, request.app.state.store, str(claims.get("jti", ""))
+    client_id = await oidc.runner(
+        admin_client_of, token.strip(), oidc.keys, oidc.issuer, ADMIN_SCOPE
     )
     return Caller(client_id, "client") if client_id else None
 
@@ -167,6 +174,45 @@ def by_method(**handlers: Endpoint) -> Endpoint:
     return endpoint
 
 
+def origin_of(url: str) -> str:
+    """The ASCII serialisation of a URL's origin (RFC 6454 6.2), as browsers send it in
+    `Origin`: scheme and host lowercased, the default port left out."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        return "null"
+    if port is None or DEFAULT_PORTS.get(scheme) == port:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def from_the_console(request: Request) -> bool:
+    """Whether a call that rides on the console cookie can be the console's own. The cookie is
+    SameSite=Strict, but "same site" includes sibling hosts, and a browser sends it on any
+    request its pages start: a change (POST, PUT, PATCH, DELETE) must prove it came from our
+    origin, by the console's CSRF token in `X-CSRF-Token`, or by an `Origin` that is the
+    issuer's (OWASP CSRF Prevention: verifying origin with standard headers). Fetch metadata
+    that says another site started it, or an `Origin` that is not ours, is refused whatever
+    else comes."""
+    if request.method in SAFE_METHODS:
+        return True
+    if request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+        return False
+    origin = request.headers.get("origin")
+    ours = origin_of(request.app.state.settings.issuer)
+    if origin is not None and origin != ours:
+        return False
+    token = request.headers.get(CSRF_HEADER)
+    if token is not None:
+        web: Web = request.app.state.web
+        return web.check_csrf(request, {CSRF_FIELD: token})
+    return origin == ours
+
+
 def api(handler: ApiHandler) -> Callable[[Request], Awaitable[Response]]:
     """An admin API endpoint: the caller is authenticated (console session or admin bearer
     token), and service errors become JSON with a status: 404, 409, 403, 422 naming the field."""
@@ -174,7 +220,12 @@ def api(handler: ApiHandler) -> Callable[[Request], Awaitable[Response]]:
     @wraps(handler)
     async def endpoint(request: Request) -> Response:
         admin = await signed_in_admin(request)
+        cross_site = admin is not None and not from_the_console(request)
+        if cross_site:
+            admin = None  # the cookie does not count; a bearer token still may
         caller = Caller(admin.username, "admin") if admin else await bearer_caller(request)
+        if caller is None and cross_site:
+            return json_error(403, "csrf", CSRF_MESSAGE)
         if caller is None:
             return json_error(401, "unauthorized", "Sign in to the console or send an admin token.")
         try:

@@ -35,9 +35,12 @@ def document(issuer: str) -> dict[str, Any]:
             "title": "iam admin API",
             "version": "1",
             "description": "Apps, WeCom corporations, users and links, the audit trail and "
-            "signing keys. Authenticate with the admin console's session, or with a bearer "
-            "access token from this server's client_credentials grant for a client flagged "
-            "as admin, with scope iam:admin.",
+            "signing keys. Authenticate with a bearer access token from this server's "
+            "client_credentials grant for a client flagged as admin, with scope iam:admin "
+            "(a token issued for a person is never one), or with the admin console's "
+            "session: then a change (POST, PATCH, DELETE) must come from the console, with "
+            "the issuer's Origin or the console's CSRF token in X-CSRF-Token; otherwise it "
+            'is refused with 403 {"error": "csrf"}.',
         },
         "servers": [{"url": f"{issuer}/admin/api"}],
         "security": [{"bearer": []}, {"console": []}],

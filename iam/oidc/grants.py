@@ -7,7 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+)
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from authlib.oidc.core import OpenIDCode, OpenIDToken
@@ -22,6 +26,7 @@ from iam.oidc.claims import context_claims, user_claims
 from iam.oidc.context import Principal, connection, db
 from iam.oidc.keys import KeyRing
 from iam.secretbox import digest
+from iam.services.clients import ADMIN_SCOPE
 
 CODE_LIFETIME = timedelta(seconds=60)
 UNREGISTERED_REDIRECT_URI = "The redirect URI is not registered for this client."
@@ -96,6 +101,13 @@ def _require_context(client: Client, principal: Principal) -> None:
         client, principal.context_link_id
     ):
         raise InvalidGrantError("The identity context of this grant is no longer active.")
+
+
+def without_admin_scope(scope: str | None) -> str:
+    """A scope granted to an app on a person's behalf: never `iam:admin`. The admin API's scope
+    is a client's own credential (`client_credentials` only); a token from a person's sign-in
+    to an admin client must not become one (issue #11)."""
+    return " ".join(s for s in (scope or "").split() if s != ADMIN_SCOPE)
 
 
 class S256CodeChallenge(CodeChallenge):
@@ -294,6 +306,10 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
     ) -> dict[str, Any]:
         if grant_type == "client_credentials":
             scope = self.client_credentials_scope(client, scope)
+        else:  # a person's grant (code, refresh), also one from before iam:admin was left out
+            scope = without_admin_scope(scope)
+            if not scope:  # never fall back to the client's default, which may hold iam:admin
+                raise InvalidScopeError()
         return super().generate(grant_type, client, user, scope, expires_in, include_refresh_token)
 
 

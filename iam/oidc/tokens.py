@@ -61,6 +61,27 @@ def decode_access_token(token_string: str, keys: KeyRing, issuer: str) -> dict[s
     return dict(token.claims)
 
 
+def admin_client_of(token_string: str, keys: KeyRing, issuer: str, scope: str) -> str | None:
+    """The admin client whose own credential a bearer token is: a live JWT access token of ours
+    with `scope`, issued by `client_credentials` (no user: a person's token to an admin app
+    is no admin credential, issue #11), to a client still flagged as admin. Else None."""
+    claims = decode_access_token(token_string, keys, issuer)
+    if claims is None or scope not in str(claims.get("scope", "")).split():
+        return None
+    found = connection().execute(_PRESENTED_TOKEN, {"jti": str(claims.get("jti"))}).first()
+    if found is None:
+        return None
+    token_values, _user, client_values = rows.split(
+        found, _ACCESS_TOKEN, rows.USERS.shape, rows.CLIENTS.shape
+    )
+    token, client = _ACCESS_TOKEN.build(token_values), rows.CLIENTS.get(client_values)
+    if token.user_id is not None or token.is_revoked() or token.is_expired():
+        return None
+    if not client.is_admin or scope not in token.scope.split():
+        return None
+    return client.client_id
+
+
 def revoke_family(family_id: str) -> None:
     """Revoke every access and refresh token descended from one authorization code."""
     now = utcnow()

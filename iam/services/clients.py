@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
-from iam.db.models import AccessToken, Client
+from iam.db.models import Client
 from iam.db.store import Store
 from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.secretbox import digest
@@ -360,21 +360,3 @@ def retire_previous_secret(store: Store, client_id: str, *, actor: str) -> Clien
         session.commit()
         return client
 
-
-def admin_client_of_token(store: Store, jti: str) -> str | None:
-    """The admin client an access token (by `jti`) was issued to, while the token is live and
-    the client still flagged as admin; None otherwise."""
-    if not jti or len(jti) > 64:
-        return None
-    with store() as session:
-        row = session.execute(
-            select(AccessToken, Client)
-            .join(Client, Client.client_id == AccessToken.client_id)
-            .where(AccessToken.jti == jti)
-        ).first()
-        if row is None:
-            return None
-        token, client = row
-        if token.is_revoked() or token.is_expired() or not client.is_admin:
-            return None
-        return client.client_id
