@@ -615,6 +615,15 @@ def _add_keys(commands: Subcommands) -> None:
     _record_command(group, "list", _keys_list, "list signing keys (public facts only)")
 
 
+#: The limit of --trust-mobile, said wherever it is set: one corporation's admins type members'
+#: mobiles, so they must not reach people known through another corporation.
+TRUST_MOBILE_HELP = (
+    "a mobile read from this corporation's directory binds a member without an SMS code, to a "
+    "new person or to the person with that number if they have no active identity in another "
+    "corporation; anyone who has one still proves it by SMS code"
+)
+
+
 def _add_corps(commands: Subcommands) -> None:
     group = _group(commands, "corps", "WeCom corporations and their self-built apps")
     add = _record_command(group, "add", _corps_add, "connect a WeCom corporation")
@@ -625,7 +634,7 @@ def _add_corps(commands: Subcommands) -> None:
     add.add_argument(
         "--trust-mobile",
         action="store_true",
-        help="a mobile read from this corporation binds without an SMS code",
+        help=TRUST_MOBILE_HELP,
     )
     _record_command(group, "list", _corps_list, "list connected corporations")
 

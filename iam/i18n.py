@@ -318,8 +318,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "信任该企业通讯录中的手机号",
     },
     "admin.corp.trust_mobile_hint": {
-        "en": "A mobile number read from WeCom then binds an identity without an SMS code.",
-        "zh-CN": "勾选后，从企业微信读取的手机号可直接绑定身份，无需短信验证码。",
+        "en": "A mobile number read from WeCom then binds a member without an SMS code, to a "
+        "new person or to the person with that number who has no active identity in another "
+        "corporation. Anyone who has one still proves the number by SMS code: this "
+        "corporation's admins can set any mobile, and must not take over other subsidiaries' "
+        "people.",
+        "zh-CN": "勾选后，从企业微信读取的手机号可直接绑定成员，无需短信验证码：用于新建的人员，"
+        "或该手机号对应、且在其他企业没有有效身份的人员。已在其他企业有有效身份的人员仍须通过短信"
+        "验证码证明手机号：本企业管理员可随意填写成员手机号，不能借此冒用其他子公司的人员。",
     },
     "admin.corp.enabled": {"en": "Enabled", "zh-CN": "已启用"},
     "admin.corp.enabled_label": {

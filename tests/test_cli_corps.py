@@ -108,6 +108,18 @@ def test_corps_add_trusted_for_mobiles_in_the_human_form(db: str, run: Run) -> N
     assert "agent_id:     1000002" in ran.out
 
 
+def test_corps_add_help_says_a_trusted_mobile_does_not_bind_people_known_elsewhere(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["corps", "add", "--help"])
+    assert exited.value.code == 0
+    described = " ".join(capsys.readouterr().out.split())
+    assert "without an SMS code" in described
+    assert "active identity in another corporation" in described
+    assert "still proves it by SMS code" in described
+
+
 def test_the_secret_is_stored_encrypted(db: str, store: Store, run: Run) -> None:
     run_json(run, *ADD, "--secret", SECRET)
     with store.engine.connect() as connection:

@@ -454,8 +454,10 @@ _SECRET = {
 }
 _TRUST_MOBILE = {
     "type": "boolean",
-    "description": "A mobile number read from this corporation's directory may bind an "
-    "identity without an SMS code.",
+    "description": "A mobile number read from this corporation's directory may bind a member "
+    "without an SMS code, to a new person or to the person with that number who has no active "
+    "identity in another corporation (or at another provider); anyone who has one still proves "
+    "the number by SMS code at /bind (audited as link.trusted_mobile_refused).",
 }
 _ENABLED = {"type": "boolean", "description": "Whether people may sign in through it."}
 

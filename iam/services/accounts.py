@@ -175,18 +175,51 @@ def bind_with_code(
     return linked, pending.flow_id
 
 
+class _SmsRequiredError(Exception):
+    """A trusted mobile names a person who is known through another source: only an SMS code
+    may bind to them (the mobile is whatever one corporation's admin typed in)."""
+
+    def __init__(self, user_id: str, linked_elsewhere: list[str]) -> None:
+        super().__init__(f"user {user_id} has active links elsewhere: {linked_elsewhere}")
+        self.user_id = user_id
+        self.linked_elsewhere = linked_elsewhere
+
+
 def bind_trusted_mobile(
     store: Store, identity: Identity, *, ip: str | None = None
 ) -> Linked | None:
     """Bind without the SMS step when the provider is trusted for mobiles and gave one we can
-    read; None when it cannot be done that way."""
+    read; None when it cannot be done that way.
+
+    A trusted corporation vouches for its own members only: the person with that phone may not
+    hold an active link anywhere else (another corporation, another provider), or any admin of
+    the trusted corporation could take them over by typing their number into a member's
+    profile. Such a person proves the phone by SMS code at /bind instead (audited here)."""
     if not identity.phone_trusted or not identity.phone:
         return None
     try:
         phone = normalize_phone(identity.phone)
     except ValidationError:
         return None
-    return bind(store, identity, phone, method="trusted_mobile", ip=ip)
+    owner = _owner_by_phone(identity, phone, ip, unproven=True)
+    try:
+        return _bind_with_retry(store, identity, owner, method="trusted_mobile", ip=ip)
+    except _SmsRequiredError as refused:
+        with store() as db:
+            audit.record(
+                db,
+                "link.trusted_mobile_refused",
+                outcome="failure",
+                user_id=refused.user_id,
+                ip=ip,
+                subject=identity.subject,
+                phone=mask_phone(phone),
+                reason="active_link_elsewhere",
+                linked_elsewhere=refused.linked_elsewhere,
+                next="sms",
+            )
+            db.commit()
+        return None
 
 
 def bind(store: Store, identity: Identity, phone: str, *, method: str, ip: str | None) -> Linked:
@@ -194,6 +227,16 @@ def bind(store: Store, identity: Identity, phone: str, *, method: str, ip: str |
 
     Two first logins of one member at once end with one link: the unique constraint refuses
     the second insert, and the retry finds the first one's link."""
+    owner = _owner_by_phone(identity, phone, ip, unproven=False)
+    return _bind_with_retry(store, identity, owner, method=method, ip=ip)
+
+
+def _owner_by_phone(
+    identity: Identity, phone: str, ip: str | None, *, unproven: bool
+) -> Callable[[Session], User]:
+    """The core user with this phone, made if there is none. `unproven`: the phone was only
+    asserted by the provider, so `_SmsRequiredError` for a person with links elsewhere (checked
+    in the binding's own transaction, just before the link is made)."""
 
     def owner(db: Session) -> User:
         user = find_user_by_phone(db, phone)
@@ -208,13 +251,34 @@ def bind(store: Store, identity: Identity, phone: str, *, method: str, ip: str |
             db.add(user)
             db.flush()  # the link refers to it (no ORM relationship orders the inserts)
             audit.record(db, "user.created", user_id=user.id, ip=ip, via=identity.provider)
-        elif not user.is_active:
+            return user
+        if not user.is_active:
             raise ForbiddenError("The account with this phone number is disabled.")
-        elif user.phone_verified_at is None:
+        if unproven:
+            elsewhere = _active_links_elsewhere(db, user.id, identity)
+            if elsewhere:
+                raise _SmsRequiredError(user.id, elsewhere)
+        if user.phone_verified_at is None:
             user.phone_verified_at = utcnow()
         return user
 
-    return _bind_with_retry(store, identity, owner, method=method, ip=ip)
+    return owner
+
+
+def _source_of(provider: str, key: str) -> tuple[str, str]:
+    """Where an identity comes from: its provider and the part of its key before the first
+    `/` (for WeCom the corp id). A key without `/` is a source of its own."""
+    return provider, key.partition("/")[0]
+
+
+def _active_links_elsewhere(db: Session, user_id: str, identity: Identity) -> list[str]:
+    """The user's active links that do not come from the identity's own source (corporation)."""
+    here = _source_of(identity.provider, identity.subject_key)
+    return [
+        link.provider_user_id
+        for link in active_links(db, user_id)
+        if _source_of(link.provider, link.provider_user_key) != here
+    ]
 
 
 def bind_to_user(store: Store, identity: Identity, user_id: str, *, ip: str | None) -> Linked:
@@ -304,8 +368,8 @@ def resolve_identity(
     link_to: str | None = None,
 ) -> Linked | NeedsBinding:
     """After a provider vouched for someone: their link (refreshed); for a signed-in person who
-    asked to link an identity (`link_to`), a link to them; a link made at once from a trusted
-    mobile; or else a binding to finish."""
+    asked to link an identity (`link_to`), a link made at once from a trusted mobile (only for
+    a new person or one with no active link elsewhere); or else a binding to finish by SMS."""
     linked = find_linked(store, identity, ip=ip, owner_id=link_to)
     if linked is None and link_to is not None:
         linked = bind_to_user(store, identity, link_to, ip=ip)

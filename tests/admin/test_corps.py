@@ -493,6 +493,27 @@ def test_connecting_through_the_console(admin_world: AdminWorld, store: Store) -
     assert stored(store) == [row]
 
 
+@SQLITE_ONLY
+def test_the_forms_say_a_trusted_mobile_does_not_bind_people_known_elsewhere(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+) -> None:
+    """Finding 12 of #11: the admin who ticks the box learns its limit (and why)."""
+    connect_corp(store, simulator, CORP_B)
+    hint = re.compile(r'<p class="hint" id="trust_mobile-hint">(.*?)</p>', re.S)
+    for path in ("/admin/corps", f"/admin/corps/{CORP_B}"):
+        [english] = hint.findall(admin_world.console.get(f"{path}?lang=en").text)
+        assert "without an SMS code" in english
+        assert "active identity in another corporation" in english
+        assert "still proves the number by SMS code" in english
+        [chinese] = hint.findall(admin_world.console.get(f"{path}?lang=zh-CN").text)
+        assert "无需短信验证码" in chinese and "其他企业" in chinese
+        assert "仍须通过短信验证码" in chinese
+    schemas = document("https://testserver")["components"]["schemas"]
+    for name in ("CorpInput", "CorpPatch"):
+        described = schemas[name]["properties"]["trust_mobile"]["description"]
+        assert "active identity in another corporation" in described, name
+
+
 #: (what the admin typed instead of good values, the field marked, its message)
 BAD_FORMS = [
     ({"corp_id": "ww corp"}, "corp_id", "Not a WeCom corp ID"),

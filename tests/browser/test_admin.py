@@ -342,3 +342,19 @@ def test_a_forged_console_form_is_refused(world: World, console: BrowserContext)
     )
     assert answer.status == 303, answer.text()
     assert world.app_names() == sorted([*before, "Forged"])
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_the_corp_form_says_what_a_trusted_mobile_may_bind(
+    world: World, console: BrowserContext, lang: str
+) -> None:
+    """The trust-mobile hint names its limit (people known in another corporation still prove
+    their number by SMS); it must read whole at desktop and phone widths."""
+    page = console.new_page()
+    sign_in_to_console(page, world)
+    hint = {"en": "another corporation", "zh-CN": "其他企业"}[lang]
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(world.issuer + f"/admin/corps?lang={lang}")
+        expect(page.get_by_text(hint).first).to_be_visible()
+        screenshot(page, f"admin-corps-{lang}-{width}.png")

@@ -314,6 +314,78 @@ def test_without_a_trusted_mobile_the_person_binds_by_sms(
     assert [e.detail["method"] for e in events(store, "link.created")] == ["sms"] * 3
 
 
+def test_a_trusted_mobile_does_not_take_over_a_person_linked_in_another_corporation(
+    trusting_front: WeComFront, store: Store, sms: ConsoleSms, simulator: WeComSimulator
+) -> None:
+    """Finding 12 of #11: subsidiary A's WeCom admin sets a new member's mobile to the number of
+    a person known through subsidiary B. The login is not the person's: /bind asks for the SMS
+    code, which only the phone's holder has, and nothing is linked before it is proven."""
+    person = users.create_user(store, "张三", PHONE)
+    users.link_wecom(store, person.id, CORP_B, "zs_b")
+    simulator.add_member(
+        CORP_A, SimMember("mallory", "张三", [2], "销售代表", mobile="13800138000")
+    )
+    before = last_event(store)
+
+    started = trusting_front.start(CORP_A, **IN_WECOM)
+    answer = trusting_front.client.get(trusting_front.pick(started, "mallory"))
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"].startswith("/bind?")
+    assert counts(store) == (1, 1, 0)  # no session, no link for the member
+    trail = events(store, after=before)
+    assert [(e.event, e.outcome) for e in trail] == [("link.trusted_mobile_refused", "failure")]
+    assert trail[0].user_id == person.id
+    assert trail[0].detail["reason"] == "active_link_elsewhere"
+    assert trail[0].detail["linked_elsewhere"] == [f"{CORP_B}/zs_b"]
+    assert trail[0].detail["next"] == "sms"
+    assert sms.messages() == []
+    page = trusting_front.client.get(answer.headers["location"])
+    assert page.status_code == 200 and 'name="phone"' in page.text
+
+    token = query_of(answer.headers["location"])["binding"]
+    csrf = trusting_front.csrf(answer.headers["location"])
+    form = {"csrf_token": csrf, "binding": token, "phone": PHONE}
+    sent = trusting_front.client.post("/bind", data=form)
+    assert sent.status_code == 200, sent.text
+    right = trusting_front.last_code()
+    guessed = trusting_front.client.post(
+        "/bind", data={**form, "code": f"{(int(right) + 1) % 10**6:06d}"}
+    )
+    assert guessed.status_code == 400 and 'name="code"' in guessed.text  # the code step again
+    assert counts(store) == (1, 1, 0)
+
+    bound = trusting_front.client.post("/bind", data={**form, "code": right})
+    assert bound.status_code == 303, bound.text
+    with store() as db:
+        link = db.scalars(
+            select(IdentityLink).where(IdentityLink.provider_user_id == f"{CORP_A}/mallory")
+        ).one()
+    assert link.user_id == person.id
+    assert [e.detail["method"] for e in events(store, "link.created", after=before)] == ["sms"]
+    assert the_session(store).user_id == person.id
+
+
+def test_a_trusted_mobile_binds_a_person_whose_links_elsewhere_are_disabled(
+    trusting_front: WeComFront, store: Store, sms: ConsoleSms
+) -> None:
+    """Someone who left subsidiary B is vouched for by A's directory alone, as before."""
+    person = users.create_user(store, "张三", PHONE)
+    left = users.link_wecom(store, person.id, CORP_B, "zs_b")
+    with store() as db:
+        db.execute(update(IdentityLink).where(IdentityLink.id == left.id).values(status="disabled"))
+        db.commit()
+    before = last_event(store)
+    started = trusting_front.start(CORP_A, **IN_WECOM)
+    answer = trusting_front.client.get(trusting_front.pick(started, "zhangsan_A"))
+    assert answer.status_code == 303 and answer.headers["location"] == "/", answer.text
+    assert sms.messages() == []
+    assert counts(store) == (1, 2, 1)
+    assert the_session(store).user_id == person.id
+    assert events(store, "link.trusted_mobile_refused") == []
+    created = events(store, "link.created", after=before)
+    assert [e.detail["method"] for e in created] == ["trusted_mobile"]
+
+
 # --- people WeCom does not vouch for ------------------------------------------------------------
 
 

@@ -301,6 +301,102 @@ def test_bind_trusted_mobile_binds_without_a_code(store: Store) -> None:
     assert created.detail["method"] == "trusted_mobile"
 
 
+# --- a trusted mobile never takes over a person known through another source --------------------
+
+
+def refusals(store: Store) -> list[AuditEvent]:
+    return audit(store, "link.trusted_mobile_refused")
+
+
+def test_trusted_mobile_refuses_a_person_with_an_active_link_in_another_corporation(
+    store: Store,
+) -> None:
+    """A subsidiary's WeCom admin who sets a member's mobile to someone else's number must not
+    get that person's account: a person known through another corporation proves the phone."""
+    person = users.create_user(store, "张三", PHONE)
+    users.link_wecom(store, person.id, CORP_B, "zs_b")
+    intruder = identity("mallory", phone="13800138000", trusted=True)
+
+    assert accounts.bind_trusted_mobile(store, intruder, ip="192.0.2.66") is None
+    assert (count(store, User), count(store, IdentityLink)) == (1, 1)
+    [refused] = refusals(store)
+    assert (refused.outcome, refused.user_id, refused.ip) == ("failure", person.id, "192.0.2.66")
+    assert refused.detail == {
+        "subject": f"{CORP_A}/mallory",
+        "phone": "+86138****8000",
+        "reason": "active_link_elsewhere",
+        "linked_elsewhere": [f"{CORP_B}/zs_b"],
+        "next": "sms",
+    }
+
+
+def test_a_refused_trusted_mobile_holds_the_identity_until_the_phone_is_proven(
+    store: Store, box: SecretBox, sms: ConsoleSms
+) -> None:
+    person = users.create_user(store, "张三", PHONE)
+    users.link_wecom(store, person.id, CORP_B, "zs_b")
+    intruder = identity("mallory", phone="13800138000", trusted=True)
+
+    held = accounts.resolve_identity(store, BROWSER, intruder, "flow-1", ip=None)
+    assert isinstance(held, accounts.NeedsBinding)
+    assert count(store, IdentityLink) == 1
+    assert len(refusals(store)) == 1
+
+    linked, flow_id = accounts.bind_with_code(
+        store, box, held.token, BROWSER, PHONE, _code(store, box, sms)
+    )
+    assert (linked.user.id, flow_id) == (person.id, "flow-1")
+    assert audit(store, "link.created")[-1].detail["method"] == "sms"
+
+
+def test_a_link_at_another_provider_also_needs_the_sms_step(store: Store) -> None:
+    person = users.create_user(store, "张三", PHONE)
+    with store() as db:
+        db.add(
+            IdentityLink(
+                user_id=person.id,
+                provider="dingtalk",
+                provider_user_id="corp9/zs",
+                provider_user_key="corp9/zs",
+                status="active",
+            )
+        )
+        db.commit()
+    intruder = identity("mallory", phone="13800138000", trusted=True)
+    assert accounts.bind_trusted_mobile(store, intruder) is None
+    assert refusals(store)[0].detail["linked_elsewhere"] == ["corp9/zs"]
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        [],  # a person known only here by phone (core login)
+        [(CORP_B, "zs_b", "disabled")],  # left the other corporation
+        [(CORP_A, "zhangsan_old", "active")],  # another identity in this same corporation
+    ],
+)
+def test_trusted_mobile_binds_a_person_with_no_active_link_elsewhere(
+    store: Store, elsewhere: list[tuple[str, str, str]]
+) -> None:
+    person = users.create_user(store, "张三", PHONE)
+    for corp_id, userid, status in elsewhere:
+        link = users.link_wecom(store, person.id, corp_id, userid)
+        with store() as db:
+            db.execute(update(IdentityLink).where(IdentityLink.id == link.id).values(status=status))
+            db.commit()
+    linked = accounts.bind_trusted_mobile(store, identity(phone="13800138000", trusted=True))
+    assert linked is not None and linked.user.id == person.id
+    assert linked.link.provider_user_id == f"{CORP_A}/zhangsan_A"
+    assert refusals(store) == []
+
+
+def test_trusted_mobile_still_makes_a_new_person(store: Store) -> None:
+    linked = accounts.bind_trusted_mobile(store, identity(phone="13300133000", trusted=True))
+    assert linked is not None and linked.user.phone == NEW_PHONE
+    assert (count(store, User), count(store, IdentityLink)) == (1, 1)
+    assert refusals(store) == []
+
+
 # --- resolve_identity ---------------------------------------------------------------------------
 
 
