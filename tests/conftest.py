@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import logging
+import logging.config
 import os
 import re
 import secrets
@@ -33,6 +36,7 @@ from iam.db.base import Base
 from iam.db.models import SigningKey, User
 from iam.db.store import Store, create_db_engine
 from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
+from iam.logs import log_config
 from iam.secretbox import SecretBox
 from iam.services import admins, clients, corps, rate_limits, signing_keys, users
 from iam.services.clients import RegisteredClient
@@ -233,6 +237,24 @@ def reused_signing_key(store: Store) -> None:
     with store() as db:
         db.add(SigningKey(**_SIGNING_KEY))
         db.commit()
+
+
+@pytest.fixture
+def server_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], io.StringIO]]:
+    """The server's own log configuration (`iam.logs.log_config`) in a format, writing to a
+    buffer instead of stderr; the root logger is restored after the test."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+
+    def apply(log_format: str) -> io.StringIO:
+        monkeypatch.setattr("sys.stderr", stream)
+        logging.config.dictConfig(log_config(log_format))
+        return stream
+
+    yield apply
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from iam.admin import home, users
 from iam.flows import dispatch
-from iam.logs import RequestIdFilter, log_config
+from iam.logs import RequestIdFilter
 from iam.telemetry import UNMATCHED, route_templates
 
 pytestmark = pytest.mark.usefixtures("reused_signing_key")
@@ -137,23 +137,6 @@ def test_the_access_line_has_no_query_string(
     assert server_side
     for record in server_side:
         assert "SECRETCODE" not in record.getMessage(), record.name
-
-
-@pytest.fixture
-def server_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], io.StringIO]]:
-    """The server's own log configuration (`iam.logs.log_config`), writing to a buffer."""
-    stream = io.StringIO()
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-
-    def apply(log_format: str) -> io.StringIO:
-        monkeypatch.setattr("sys.stderr", stream)
-        logging.config.dictConfig(log_config(log_format))
-        return stream
-
-    yield apply
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
 
 
 #: A newline, a carriage return, NUL, ESC, a tab and DEL, percent-encoded in the request line.

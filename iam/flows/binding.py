@@ -17,7 +17,7 @@ from iam.errors import (
     RateLimitedError,
     ValidationError,
 )
-from iam.flows.login import client_ip, otp_page, signed_in
+from iam.flows.login import client_ip, otp_page, request_code, signed_in
 from iam.services import accounts, login, otp
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
 
@@ -75,20 +75,7 @@ async def submit(request: Request) -> Response:
     ip = client_ip(request)
     if not code:
         try:
-
-            def send() -> otp.CodeSent:
-                return otp.request_code(
-                    state.store,
-                    state.box,
-                    state.sms,
-                    phone,
-                    "bind",
-                    browser=web.browser_id(request),
-                    limits=state.rate_limits,
-                    ip=ip,
-                )
-
-            sent = await run_in_threadpool(send)
+            sent = await run_in_threadpool(request_code, request, phone, "bind")
         except ValidationError as error:
             return _page(request, "phone", token, pending, error=error, phone=phone)
         except RateLimitedError as error:

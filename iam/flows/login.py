@@ -126,29 +126,30 @@ async def _posted(request: Request) -> tuple[Any, dict[str, Any], str] | Respons
     return form, context, str(form.get("phone") or "")[:40]
 
 
+def request_code(request: Request, phone: str, purpose: str) -> otp.CodeSent:
+    """Send a code for `purpose` to `phone`, for this browser (a worker thread's call)."""
+    state = request.app.state
+    web: Web = state.web
+    return otp.request_code(
+        state.store,
+        state.box,
+        state.sms,
+        phone,
+        purpose,
+        browser=web.browser_id(request),
+        limits=state.rate_limits,
+        ip=client_ip(request),
+    )
+
+
 async def send_code(request: Request) -> Response:
     """POST /login/otp: send a code; the answer is the same whether the number is known."""
     posted = await _posted(request)
     if isinstance(posted, Response):
         return posted
     form, context, phone = posted
-    state = request.app.state
-    web: Web = state.web
-
-    def send() -> otp.CodeSent:
-        return otp.request_code(
-            state.store,
-            state.box,
-            state.sms,
-            phone,
-            "login",
-            browser=web.browser_id(request),
-            limits=state.rate_limits,
-            ip=client_ip(request),
-        )
-
     try:
-        sent = await run_in_threadpool(send)
+        sent = await run_in_threadpool(request_code, request, phone, "login")
     except ValidationError as error:
         return otp_page(request, TEMPLATE, "phone", context, error=error, phone=phone)
     except RateLimitedError as error:
