@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -575,6 +576,28 @@ def test_demo_migrates_seeds_prints_and_serves(
     again = run("demo", "--port", "8123")
     secret = [line for line in first.out.splitlines() if "client_secret:" in line]
     assert again.code == 0 and secret[0] not in again.out  # a new secret every start
+
+
+def test_demo_without_pyjwt_says_to_install_the_demo_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run: Run, uvicorn_calls: list[Any]
+):
+    """PyJWT and httpx2 (the demo's relying parties) are in the `demo` extra, not dependencies of
+    the server: without them `iam demo` is one line saying how to get them, before touching
+    anything (and before Authlib's httpx client, which warns without httpx2, is imported)."""
+    monkeypatch.delenv("IAM_ISSUER")
+    for missing in ("jwt", "httpx2"):
+        monkeypatch.setitem(sys.modules, missing, None)  # `import jwt` raises ImportError
+    for module in [name for name in sys.modules if name.startswith("authlib.integrations.")]:
+        monkeypatch.delitem(sys.modules, module)
+    for module in ("iam.devtools.demo", "iam.devtools.demo_apps"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+        monkeypatch.delattr(sys.modules["iam.devtools"], module.rsplit(".")[-1], raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Authlib's warning would escape as an exception
+        ran = run("demo", "--port", "8123")
+    assert_error(ran, "demo extra", "'.[demo]'", "make demo")
+    assert uvicorn_calls == []
+    assert not (tmp_path / "var").exists()
 
 
 def test_demo_refuses_a_non_loopback_issuer(db: str, run: Run, uvicorn_calls: list[Any]):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shlex
+import tomllib
 from dataclasses import replace
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -190,3 +193,39 @@ def test_the_image_keeps_the_source_layout() -> None:
             copied.add(sources[0])
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert names <= copied - ignored
+
+
+def _distribution_names(requirements: list[str]) -> set[str]:
+    names = (re.match(r"[A-Za-z0-9._-]+", requirement).group() for requirement in requirements)
+    return {re.sub(r"[-_.]+", "-", name).lower() for name in names}
+
+
+def test_the_image_installs_the_server_without_extras() -> None:
+    """The image's pip install names no extra, so the code it runs (`iam serve`, dev mode
+    included) imports no package that only the `demo` or `test` extra brings (PyJWT, httpx2...).
+    The one exception: the demo's relying parties, run by `iam demo` alone."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    installs = re.findall(r"^RUN pip install ([^\n&\\]+)", dockerfile, re.M)
+    assert installs and not any("[" in install for install in installs)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = _distribution_names(project["dependencies"])
+    extras = set().union(*map(_distribution_names, project["optional-dependencies"].values()))
+    assert {"pyjwt", "httpx2"} <= extras - runtime
+    providers = {
+        module: _distribution_names(distributions)
+        for module, distributions in packages_distributions().items()
+    }
+    imported = set()
+    for path in sorted((ROOT / "iam").rglob("*.py")):
+        if path.relative_to(ROOT).as_posix() == "iam/devtools/demo_apps.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    extra_only = {
+        module for module in imported if providers.get(module, set()) & (extras - runtime)
+    }
+    assert "argon2" in imported and "jwt" not in imported
+    assert extra_only == set()

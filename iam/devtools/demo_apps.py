@@ -19,8 +19,18 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from iam.errors import IamError
+
+# PyJWT is in the `demo` extra, not among the server's dependencies. Checked first, so that
+# without the extra `iam demo` says only this (Authlib's client, below, would warn before).
+try:
+    import jwt
+except ImportError:
+    raise IamError(
+        "`iam demo` needs the demo extra (PyJWT): pip install -e '.[demo]', or run `make demo`"
+    ) from None
+
 import httpx
-import jwt
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 from starlette.applications import Starlette
@@ -185,9 +195,10 @@ def _oauth_error(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        description = body.get("error_description")
-        return body["error"] + (f": {description}" if description else "")
+    if isinstance(body, dict):
+        error, description = body.get("error"), body.get("error_description")
+        if isinstance(error, str):
+            return error + (f": {description}" if description else "")
     return f"HTTP {response.status_code}"
 
 
@@ -208,10 +219,10 @@ class _Provider:
             if metadata.get("issuer") != self.issuer:  # OIDC Discovery 1.0 section 4.3
                 raise SignInError(f"Discovery names issuer {metadata.get('issuer')!r}.")
             self._metadata = metadata
-        url = self._metadata.get(name)
-        if not isinstance(url, str):
+        endpoint = self._metadata.get(name)
+        if not isinstance(endpoint, str):
             raise SignInError(f"Discovery names no {name}.")
-        return url
+        return endpoint
 
     def key_for(self, token: str) -> jwt.PyJWK:
         """The published key the token's `kid` names; the JWKS is read again when the kid is

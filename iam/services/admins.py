@@ -1,5 +1,5 @@
-"""Admin console accounts and their sessions; passwords hashed with argon2 (passlib, from
-libpass), lock-out after repeated failures."""
+"""Admin console accounts and their sessions; passwords hashed with argon2id (argon2-cffi),
+lock-out after repeated failures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from passlib.hash import argon2
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +24,12 @@ from iam.services import audit
 MIN_PASSWORD = 12
 _USERNAME = re.compile(r"^[A-Za-z0-9_.\-@]{3,100}$")
 
+#: argon2id with argon2-cffi's defaults, RFC 9106's second recommended ("low memory") profile:
+#: t=3, m=64 MiB, p=4, 16-byte salt, 32-byte hash. passlib (libpass), used before, hashed with
+#: exactly these, so the PHC strings it stored (`$argon2id$v=19$m=65536,t=3,p=4$...`) verify
+#: unchanged. Tests may swap in a cheap hasher: `verify` reads the cost from each hash itself.
+PASSWORD_HASHER = PasswordHasher()
+
 
 def _check_password(password: str) -> None:
     if len(password or "") < MIN_PASSWORD:
@@ -33,7 +40,7 @@ def create_admin(store: Store, username: str, password: str) -> Admin:
     if not _USERNAME.match(username or ""):
         raise ValidationError("username", "A username is 3-100 letters, digits or _ . - @.")
     _check_password(password)
-    admin = Admin(username=username, password_hash=argon2.hash(password))
+    admin = Admin(username=username, password_hash=PASSWORD_HASHER.hash(password))
     with store() as db:
         taken = ConflictError(f"An admin {username!r} already exists.")
         if db.scalar(select(Admin.id).where(Admin.username == username)):
@@ -54,7 +61,7 @@ def set_password(store: Store, username: str, password: str, *, actor: str = "cl
         admin = db.scalar(select(Admin).where(Admin.username == username))
         if admin is None:
             raise NotFoundError(f"No admin {username!r}.")
-        admin.password_hash = argon2.hash(password)
+        admin.password_hash = PASSWORD_HASHER.hash(password)
         admin.failed_logins = 0
         admin.locked_until = None
         db.execute(delete(AdminSession).where(AdminSession.admin_id == admin.id))
@@ -86,10 +93,19 @@ WRONG = "Wrong username or password."
 
 
 @functools.cache
-def _dummy_hash() -> str:
-    """Hashed once, at the first sign-in rather than at import (every CLI command imports this),
-    so that an unknown username costs as much time as a wrong password."""
-    return str(argon2.hash(secrets.token_urlsafe(16)))
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """Hashed once per hasher, at the first sign-in rather than at import (every CLI command
+    imports this), so that an unknown username costs as much time as a wrong password."""
+    return hasher.hash(secrets.token_urlsafe(16))
+
+
+def _password_matches(password: str, stored: str) -> bool:
+    """argon2-cffi raises on a wrong password (VerifyMismatchError, a VerificationError) and on a
+    stored value that is no argon2 hash (InvalidHashError): both are a refusal here."""
+    try:
+        return PASSWORD_HASHER.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def sign_in(store: Store, username: str, password: str, *, ip: str | None = None) -> AdminSignedIn:
@@ -106,10 +122,10 @@ def sign_in(store: Store, username: str, password: str, *, ip: str | None = None
             )
             db.commit()
             raise AdminLoginError("Too many failed sign-ins: the account is locked.", wait)
-        # The stored hash first: passlib loads its argon2 backend lazily, and a `verify` looked
-        # up before that load (as in `argon2.verify(..., _dummy_hash())`) is a stale stub.
-        stored = admin.password_hash if admin else _dummy_hash()
-        valid = argon2.verify(password or "", stored)
+        # An unknown username still verifies, against a throwaway hash of the same cost, so the
+        # answer's timing does not tell which usernames exist.
+        stored = admin.password_hash if admin else _dummy_hash(PASSWORD_HASHER)
+        valid = _password_matches(password or "", stored)
         if admin is None or not valid:
             if admin is not None:
                 db.execute(

@@ -8,7 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from passlib.hash import argon2
+from argon2 import PasswordHasher, profiles
+from argon2.exceptions import VerifyMismatchError
 from sqlalchemy import func, select
 
 from iam.clock import utcnow
@@ -18,6 +19,23 @@ from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.services import admins
 
 PASSWORD = "correct horse battery"
+#: Made by the code before argon2-cffi, with passlib's `passlib.hash.argon2.hash` (libpass
+#: 1.9.4), for PASSWORD and for a password outside ASCII (both encode it as UTF-8).
+PASSLIB_HASHES = {
+    PASSWORD: "$argon2id$v=19$m=65536,t=3,p=4$917LuRfCuBcC4DznHMNYiw"
+    "$3yQIjISbok/3RLKZ62tmasqxW2vX74Ni8i/9dtoXZD8",
+    "管理员的密码也要足够长": "$argon2id$v=19$m=65536,t=3,p=4$V0qpNaaUkrJWijFm7J0z5g"
+    "$ZnC17g4dwGEvtEEEy7N+a/skmq1rdqkukWvwjCR171A",
+}
+CHEAP = PasswordHasher.from_parameters(profiles.CHEAPEST)
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2 at its cheapest (t=1, 8 KiB), so the tests do not spend 64 MiB and a sixth of a
+    second on each hash. `verify` takes the cost from the hash, so passlib's hashes below are
+    still checked at the real cost, and one test undoes this to look at the real hasher."""
+    monkeypatch.setattr(admins, "PASSWORD_HASHER", CHEAP)
 
 
 def _admin_rows(store: Store) -> list[dict[str, Any]]:
@@ -30,10 +48,60 @@ def test_password_is_stored_as_an_argon2_hash(store: Store) -> None:
     admins.create_admin(store, "ops@example.com", PASSWORD)
     [row] = _admin_rows(store)
     assert row["username"] == "ops@example.com"
-    assert row["password_hash"].startswith("$argon2")
+    assert row["password_hash"].startswith("$argon2id$v=19$")
     assert PASSWORD not in row["password_hash"]
-    assert argon2.verify(PASSWORD, row["password_hash"])
-    assert not argon2.verify(PASSWORD + "!", row["password_hash"])
+    assert CHEAP.verify(row["password_hash"], PASSWORD)
+    with pytest.raises(VerifyMismatchError):
+        CHEAP.verify(row["password_hash"], PASSWORD + "!")
+
+
+def test_the_production_cost_is_rfc_9106_low_memory_as_passlib_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.undo()  # the real admins.PASSWORD_HASHER
+    assert admins.PASSWORD_HASHER.hash("x").startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert all(not admins.PASSWORD_HASHER.check_needs_rehash(h) for h in PASSLIB_HASHES.values())
+
+
+@pytest.mark.parametrize("password", sorted(PASSLIB_HASHES))
+def test_a_hash_stored_by_passlib_still_signs_in(store: Store, password: str) -> None:
+    with store() as db:
+        db.add(Admin(username="ops", password_hash=PASSLIB_HASHES[password]))
+        db.commit()
+    with pytest.raises(admins.AdminLoginError):
+        admins.sign_in(store, "ops", password + "!")
+    assert admins.sign_in(store, "ops", password).admin.username == "ops"
+
+
+def test_a_stored_value_that_is_no_argon2_hash_is_a_wrong_login(store: Store) -> None:
+    with store() as db:
+        db.add(Admin(username="ops", password_hash="not a hash"))
+        db.commit()
+    with pytest.raises(admins.AdminLoginError, match=admins.WRONG):
+        admins.sign_in(store, "ops", "not a hash")
+
+
+def test_an_unknown_username_costs_a_verify_of_a_hash_as_costly_as_a_real_one(
+    monkeypatch: pytest.MonkeyPatch, store: Store
+) -> None:
+    """The timing defence: no admin, but still one argon2 verify, against a throwaway hash made
+    with the same parameters as real ones."""
+    verified: list[str] = []
+
+    class Spy(PasswordHasher):
+        def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+            verified.append(str(hash))
+            return super().verify(hash, password)
+
+    spy = Spy.from_parameters(profiles.CHEAPEST)
+    monkeypatch.setattr(admins, "PASSWORD_HASHER", spy)
+    admins.create_admin(store, "ops", PASSWORD)
+    [row] = _admin_rows(store)
+    with pytest.raises(admins.AdminLoginError, match=admins.WRONG):
+        admins.sign_in(store, "nobody", PASSWORD)
+    [dummy] = verified
+    assert dummy != row["password_hash"]
+    assert dummy.rsplit("$", 2)[0] == row["password_hash"].rsplit("$", 2)[0]  # same parameters
 
 
 def test_same_password_gets_a_different_salt(store: Store) -> None:
@@ -69,7 +137,7 @@ def test_duplicate_username_is_a_conflict(store: Store) -> None:
     with pytest.raises(ConflictError):
         admins.create_admin(store, "alice", "another long password")
     [row] = _admin_rows(store)
-    assert argon2.verify(PASSWORD, row["password_hash"])
+    assert CHEAP.verify(row["password_hash"], PASSWORD)
 
 
 def test_create_admin_writes_an_audit_event_without_the_password(store: Store) -> None:
@@ -110,8 +178,9 @@ def test_an_idle_admin_session_ends(store: Store, monkeypatch: pytest.MonkeyPatc
 
 
 def test_an_unknown_username_first_in_a_fresh_process_is_a_wrong_login(tmp_path) -> None:
-    """passlib loads its argon2 backend at the first use: the first sign-in of a new server,
-    with an unknown username, must be an ordinary refusal (it was a 500 once)."""
+    """The first sign-in of a new server, with an unknown username (the dummy hash made on first
+    use), must be an ordinary refusal: it was a 500 once, when passlib loaded its argon2 backend
+    lazily. Run at the real cost, in a process of its own."""
     script = f"""
 from iam.db import migrate
 from iam.db.store import Store, create_db_engine
