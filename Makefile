@@ -30,6 +30,7 @@ demo: $(VENV)/.installed-demo
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check iam tests migrations
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 test: $(VENV)/.installed-test lint

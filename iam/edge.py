@@ -7,6 +7,7 @@ text, Authlib refuses to describe such values in an error, and no parameter has 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from urllib.parse import unquote_to_bytes
 
 from starlette.datastructures import QueryParams
@@ -71,7 +72,8 @@ def _under(path: str, prefix: str) -> bool:
 
 
 def _media_type(scope: Scope) -> str:
-    for name, value in scope["headers"]:
+    headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
         if name == b"content-type":
             return value.decode("latin-1").split(";", 1)[0].strip().lower()
     return ""

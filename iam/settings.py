@@ -98,7 +98,7 @@ def load(environ: Mapping[str, str] | None = None, env_file: str | Path = ".env"
     config = Config(path if path.is_file() else None, environ=dict(environ), env_prefix="IAM_")
 
     def text(name: str, default: str | None = None) -> str | None:
-        value = config(name, default=default)
+        value: str | None = config(name, default=default)
         return None if value is None else str(value).strip()
 
     secret = text("SECRET_KEY") or _secret_from_file(DEFAULT_SECRET_FILE)

@@ -262,7 +262,7 @@ def field_of(
 
 def whole_number(data: dict[str, Any], name: str, *, required: bool) -> int | None:
     """An integer field; JSON Schema counts 600.0 as an integer too, so it is read as 600."""
-    value = field_of(data, name, (int, float), required=required)
+    value: int | float | None = field_of(data, name, (int, float), required=required)
     if isinstance(value, float):
         if not value.is_integer():
             raise ApiError(422, "invalid", f"{name} has the wrong type.", name)

@@ -102,6 +102,7 @@ async def api_create(request: Request, caller: Caller) -> Response:
     corp_id = field_of(data, "corp_id", str, required=True)
     name = field_of(data, "name", str, required=True)
     agent_id = _agent_id(data, required=True)
+    assert agent_id is not None  # required
     secret = field_of(data, "secret", str, required=True)
     trust_mobile = field_of(data, "trust_mobile", bool, required=False) or False
     state = request.app.state
@@ -261,11 +262,15 @@ async def add(request: Request, admin: Admin) -> Response:
     form = await console_form(request, admin)
     if isinstance(form, Response):
         return form
+    corp_id = _text(form, "corp_id").strip()
+    name = _text(form, "name")
+    agent_id = _text(form, "agent_id")
+    trust_mobile = "trust_mobile" in form
     values = {
-        "corp_id": _text(form, "corp_id").strip(),
-        "name": _text(form, "name"),
-        "agent_id": _text(form, "agent_id"),
-        "trust_mobile": "trust_mobile" in form,
+        "corp_id": corp_id,
+        "name": name,
+        "agent_id": agent_id,
+        "trust_mobile": trust_mobile,
     }
     secret = _text(form, "secret")
     state = request.app.state
@@ -274,11 +279,11 @@ async def add(request: Request, admin: Admin) -> Response:
         return corps.add_corp(
             state.store,
             state.box,
-            values["corp_id"],
-            values["name"],
-            _agent_id_of(values["agent_id"]),
+            corp_id,
+            name,
+            _agent_id_of(agent_id),
             secret,
-            trust_mobile=values["trust_mobile"],
+            trust_mobile=trust_mobile,
             actor=_actor(admin),
         )
 
@@ -315,11 +320,15 @@ async def edit(request: Request, admin: Admin) -> Response:
     form = await console_form(request, admin)
     if isinstance(form, Response):
         return form
+    name = _text(form, "name")
+    agent_id = _text(form, "agent_id")
+    trust_mobile = "trust_mobile" in form
+    enabled = "enabled" in form
     values = {
-        "name": _text(form, "name"),
-        "agent_id": _text(form, "agent_id"),
-        "trust_mobile": "trust_mobile" in form,
-        "enabled": "enabled" in form,
+        "name": name,
+        "agent_id": agent_id,
+        "trust_mobile": trust_mobile,
+        "enabled": enabled,
     }
     secret = _text(form, "secret") or None
     state = request.app.state
@@ -331,11 +340,11 @@ async def edit(request: Request, admin: Admin) -> Response:
             state.box,
             corp_id,
             actor=_actor(admin),
-            name=values["name"],
-            agent_id=_agent_id_of(values["agent_id"]),
+            name=name,
+            agent_id=_agent_id_of(agent_id),
             secret=secret,
-            trust_mobile=values["trust_mobile"],
-            enabled=values["enabled"],
+            trust_mobile=trust_mobile,
+            enabled=enabled,
         )
 
     try:

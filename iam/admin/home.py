@@ -35,7 +35,7 @@ async def login(request: Request) -> Response:
     try:
         form = await web.read_form(request)
     except FormRefusedError as refused:
-        context = {"username": "", "error_key": refused.message_key}
+        context: dict[str, object] = {"username": "", "error_key": refused.message_key}
         return render(request, "admin/login.html", None, context, refused.status_code)
     username = str(form.get("username") or "")[:100]
     password = str(form.get("password") or "")[:1024]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, MetaData
+from sqlalchemy import JSON, MetaData, Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 
@@ -23,3 +23,8 @@ JsonType = JSON().with_variant(JSONB(), "postgresql")
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: dict[Any, Any] = {dict[str, Any]: JsonType, list[str]: JsonType}
+
+    if TYPE_CHECKING:
+        # Every model here declares its columns, so its table is a Table; SQLAlchemy types it
+        # as the wider FromClause, which insert() and update() do not take.
+        __table__: ClassVar[Table]

@@ -42,8 +42,15 @@ class Shape(Generic[M]):
         return tuple(values[i] for i in self.primary_key)
 
 
-@cache
 def shape(model: type[M]) -> Shape[M]:
+    """The model's shape, worked out once per model."""
+    # The cache takes Hashable arguments: mypy sees a plain `type` as one, not a type[M].
+    model_class: type = model
+    return _shape(model_class)
+
+
+@cache
+def _shape(model: type[Any]) -> Shape[Any]:
     mapper = inspect(model)
     by_column = {attr.columns[0]: attr.key for attr in mapper.column_attrs}
     columns = tuple(mapper.local_table.columns)

@@ -7,9 +7,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -100,3 +100,9 @@ class Store:
         `rollback`: loaded objects stay readable, detached, for the caller.)"""
         with self._sessions() as session:
             yield session
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """The rows an UPDATE or DELETE run by `Session.execute` matched. Its result is a
+    CursorResult, which counts them, though SQLAlchemy types it as any Result."""
+    return cast("CursorResult[*tuple[Any, ...]]", result).rowcount

@@ -437,6 +437,7 @@ class WeComSimulator:
     async def _department_list(self, request: Request) -> JsonObject:
         """All departments, or one and those below it (only the root has any)."""
         corp = self._token_corp(request)
+        department_id: int | None
         if "id" not in request.query_params:
             department_id = 1
         else:

@@ -167,11 +167,12 @@ def decide(
     )
     match next_step(situation):
         case Issue(context_link_id=context):
+            assert principal is not None  # next_step asks a login of nobody signed in
             user = replace(principal, context_link_id=context)
             return Decided(server.issue_code(request, grant, user))
         case Fail(error=code):
-            error = FAILURES[code](redirect_uri=grant.redirect_uri, state=request.payload.state)
-            return Decided(server.handle_error_response(request, error))
+            failure = FAILURES[code](redirect_uri=grant.redirect_uri, state=request.payload.state)
+            return Decided(server.handle_error_response(request, failure))
         case Login():
             return Decided(None, client_id=client.client_id, page="login")
         case Select():
@@ -236,11 +237,13 @@ async def authorize(request: Request) -> Response:
         return _page_for(web, request, error)
     if decided.response is not None:
         return decided.response
+    client_id = decided.client_id
+    assert client_id is not None  # a decision for a page names its client
     kept = [(k, v) for k, v in request.query_params.multi_items() if k in STORED_PARAMETERS]
 
     def save() -> str:
         count_flow_start(request)
-        return authorizations.create(store, web.browser_id(request), decided.client_id, kept).id
+        return authorizations.create(store, web.browser_id(request), client_id, kept).id
 
     try:
         flow_id = await run_in_threadpool(save)

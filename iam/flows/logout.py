@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oidc.rpinitiated.end_session import EndSessionRequest
 from starlette.concurrency import run_in_threadpool
@@ -18,10 +20,10 @@ LOGOUT_PARAMS = ("id_token_hint", "post_logout_redirect_uri", "state", "client_i
 MAX_PARAM = 4096
 
 
-def _logout_params(source: object) -> list[tuple[str, str]]:
+def _logout_params(source: Mapping[str, object]) -> list[tuple[str, str]]:
     params = []
     for name in LOGOUT_PARAMS:
-        value = source.get(name)  # type: ignore[attr-defined]
+        value = source.get(name)
         if isinstance(value, str) and value:
             params.append((name, value[:MAX_PARAM]))
     return params
@@ -69,6 +71,7 @@ async def logout(request: Request) -> Response:
     session; POST (confirmed, with CSRF) logs out. Invalid requests (a hint that is not our ID
     token among them) are shown here and never redirected (RP-Initiated Logout 4)."""
     web: Web = request.app.state.web
+    source: Mapping[str, object]  # the posted form, or the query
     if request.method == "POST":
         try:
             source = await web.read_form(request)

@@ -3,7 +3,7 @@ database transaction), and who the end user is (`Principal`), as Authlib's `requ
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -67,12 +67,12 @@ def rollback() -> None:
     _current.get().rollback()
 
 
-def bind(unit: UnitOfWork) -> object:
+def bind(unit: UnitOfWork) -> Token[UnitOfWork]:
     return _current.set(unit)
 
 
-def unbind(token: object) -> None:
-    _current.reset(token)  # type: ignore[arg-type]
+def unbind(token: Token[UnitOfWork]) -> None:
+    _current.reset(token)
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,8 @@ def discovery_document(issuer: str) -> dict[str, Any]:
 
 
 def _oidc(request: Request) -> Oidc:
-    return request.app.state.oidc  # type: ignore[no-any-return]
+    oidc: Oidc = request.app.state.oidc
+    return oidc
 
 
 def _unreadable(status_code: int = 413, description: str = "Request body too large.") -> Response:

@@ -137,7 +137,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         redirect_uri = request.payload.redirect_uri
         if not redirect_uri:
             default = grants.AuthorizationCodeGrant.validate_authorization_redirect_uri
-            return default(request, client)
+            checked: str = default(request, client)
+            return checked
         if not client.check_redirect_uri(redirect_uri):
             raise InvalidRequestError(UNREGISTERED_REDIRECT_URI)
         return str(redirect_uri)
@@ -204,7 +205,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         consumed = connection().execute(
             _CONSUME_CODE, {"code_id": authorization_code.id, "now": utcnow()}
         )
-        if consumed.rowcount != 1:  # type: ignore[attr-defined]
+        if consumed.rowcount != 1:
             raise TokenFamilyCompromisedError(authorization_code.id, "The code was already used.")
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Principal | None:
@@ -222,7 +223,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
-        row = db().scalar(
+        row: RefreshToken | None = db().scalar(
             select(RefreshToken).where(RefreshToken.token_hash == digest(refresh_token))
         )
         if row is None or row.client_id != self.request.client.client_id:
@@ -246,7 +247,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         rotated = connection().execute(
             _ROTATE_REFRESH_TOKEN, {"token_id": refresh_token.id, "now": utcnow()}
         )
-        if rotated.rowcount != 1:  # type: ignore[attr-defined]
+        if rotated.rowcount != 1:
             raise TokenFamilyCompromisedError(
                 refresh_token.family_id, "The refresh token was already used."
             )
@@ -310,7 +311,10 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
             scope = without_admin_scope(scope)
             if not scope:  # never fall back to the client's default, which may hold iam:admin
                 raise InvalidScopeError()
-        return super().generate(grant_type, client, user, scope, expires_in, include_refresh_token)
+        token: dict[str, Any] = super().generate(
+            grant_type, client, user, scope, expires_in, include_refresh_token
+        )
+        return token
 
 
 class IdTokenMixin:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, KeySetSerialization
 
 from iam import metrics
 from iam.db.store import Store
@@ -53,8 +54,10 @@ class KeyRing:
         metrics.count_cache("signing_keys", hit=fresh)
         if fresh and loaded is not None:
             return loaded
-        if not self._lock.acquire(blocking=loaded is None):
-            return loaded  # type: ignore[return-value] # another thread is reloading
+        if loaded is None:
+            self._lock.acquire()
+        elif not self._lock.acquire(blocking=False):
+            return loaded  # another thread is reloading
         try:
             if self._loaded is None or self._loaded is loaded:  # nobody reloaded meanwhile
                 self._loaded = self._load()
@@ -65,10 +68,9 @@ class KeyRing:
 
     def _load(self) -> LoadedKeys:
         material = load_material(self._store, self._box)
-        jwks = {"keys": [dict(key) for key in material.published]}
         return LoadedKeys(
-            signing=KeySet.import_key_set({"keys": [material.active_private_jwk]}),
-            verifying=KeySet.import_key_set(jwks),
+            signing=KeySet.import_key_set(_key_set([material.active_private_jwk])),
+            verifying=KeySet.import_key_set(_key_set(material.published)),
             kids=frozenset(str(key["kid"]) for key in material.published),
         )
 
@@ -81,6 +83,11 @@ class KeyRing:
         self.invalidate()
         return self.current().verifying
 
-    def published_jwks(self) -> dict[str, Any]:
+    def published_jwks(self) -> KeySetSerialization:
         """The JWKS document, from the database: a rotation anywhere is published everywhere."""
-        return {"keys": [dict(key) for key in published(self._store)]}
+        return _key_set(published(self._store))
+
+
+def _key_set(jwks: Iterable[Mapping[str, Any]]) -> KeySetSerialization:
+    """A JWKS document of these JWKs (JSON objects, typed as joserfc takes them)."""
+    return {"keys": [dict(key) for key in jwks]}

@@ -155,7 +155,8 @@ class Server(AuthorizationServer):
             self.limits.check("token", key=None, ip=ip)
         except RateLimitedError as error:
             return self.handle_error_response(request, SlowDownError(error.retry_after))
-        return self.create_token_response(request)
+        response: Response = self.create_token_response(request)
+        return response
 
     def issue_code(self, request: OAuth2Request, grant: Any, user: Principal) -> Response:
         """The authorization response for a grant `get_consent_grant` has validated.
@@ -259,8 +260,10 @@ class Server(AuthorizationServer):
         """Undo what the failed request wrote; a replay revokes its family; audit the failure
         (but not a refusal for too many requests: a flood must not become a flood of writes)."""
         rollback()
+        response: Response
         if isinstance(error, SlowDownError):
-            return super().handle_error_response(request, error)
+            response = super().handle_error_response(request, error)
+            return response
         if isinstance(error, grants.TokenFamilyCompromisedError):
             revoke_family(error.family_id)
             log.warning("token replay: family %s revoked", error.family_id)
@@ -274,7 +277,8 @@ class Server(AuthorizationServer):
             error=error.error,
             description=error.description,
         )
-        return super().handle_error_response(request, error)
+        response = super().handle_error_response(request, error)
+        return response
 
 
 def _claimed_client_id(payload: Any) -> str | None:

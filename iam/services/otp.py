@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 
 from iam.clock import utcnow
 from iam.db.models import OtpChallenge, new_id
-from iam.db.store import Store
+from iam.db.store import Store, rowcount
 from iam.errors import IamError, RateLimitedError, ValidationError
 from iam.secretbox import SecretBox, digest
 from iam.services import audit
@@ -202,7 +202,7 @@ def verify_code(
             )
             .values(failed_attempts=OtpChallenge.failed_attempts + 1)
         )
-        if taken.rowcount != 1:  # type: ignore[attr-defined]
+        if rowcount(taken) != 1:
             session.rollback()
             raise OtpError(NO_LIVE_CODE)
         if not box.verify_mac(challenge.code_hash, challenge.id, code):

@@ -187,7 +187,7 @@ class RedisCounter:
 
     def _send(self, name: str, window: int, hits: int) -> int:
         try:
-            return int(self._add(keys=[name], args=[window, hits]))  # type: ignore[arg-type]
+            return int(self._add(keys=[name], args=[window, hits]))
         except RedisError as error:
             log.warning("Redis failed counting a rate limit, counting in-process: %s", error)
             count = 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import Delete, delete, exists, select
+from sqlalchemy import Delete, Exists, delete, exists, select
 
 from iam.clock import utcnow
 from iam.db.models import (
@@ -29,7 +29,7 @@ from iam.db.models import (
     SsoSession,
     UpstreamLogin,
 )
-from iam.db.store import Store
+from iam.db.store import Store, rowcount
 
 log = logging.getLogger("iam.retention")
 
@@ -37,7 +37,7 @@ log = logging.getLogger("iam.retention")
 OTP_KEPT_FOR = timedelta(days=1)
 
 
-def _live_family_token(model: type[AccessToken] | type[RefreshToken], now: datetime) -> object:
+def _live_family_token(model: type[AccessToken] | type[RefreshToken], now: datetime) -> Exists:
     """A token of the code's family that could still be used."""
     alive = [
         model.family_id == AuthorizationCode.id,
@@ -81,6 +81,6 @@ def prune(store: Store, now: datetime | None = None) -> dict[str, int]:
         with store() as session:
             result = session.execute(statement.execution_options(synchronize_session=False))
             session.commit()
-        deleted[table] = int(result.rowcount)  # type: ignore[attr-defined]
+        deleted[table] = rowcount(result)
     log.info("pruned %s", ", ".join(f"{table}={count}" for table, count in deleted.items()))
     return deleted

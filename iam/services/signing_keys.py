@@ -120,7 +120,10 @@ def is_published(store: Store, kid: str) -> bool:
     now = utcnow()
     with store() as session:
         key = session.get(SigningKey, kid) if len(kid) <= 100 else None
-    return key is not None and (key.retired_at is None or key.publish_until > now)
+    if key is None:
+        return False
+    # As in `_live_keys`' query: a retired key with no window (NULL) is not published.
+    return key.retired_at is None or (key.publish_until is not None and key.publish_until > now)
 
 
 def load_material(store: Store, box: SecretBox) -> KeyMaterial:

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select, update
 
 from iam.clock import utcnow
 from iam.db.models import UpstreamLogin
-from iam.db.store import Store
+from iam.db.store import Store, rowcount
 from iam.errors import IamError, NotFoundError
 from iam.federation.connector import CallbackConnector
 from iam.secretbox import digest
@@ -109,7 +109,7 @@ def use_state(
             )
             .values(used_at=now)
         )
-        if spent.rowcount != 1:  # type: ignore[attr-defined]
+        if rowcount(spent) != 1:
             raise LoginStateError("The state is unknown, used, expired or another browser's.")
         row = db.execute(
             select(UpstreamLogin.flow_id, UpstreamLogin.link_user_id).where(UpstreamLogin.id == key)

@@ -22,7 +22,7 @@ from iam.db.models import (
     User,
     new_id,
 )
-from iam.db.store import Store
+from iam.db.store import Store, rowcount
 from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.services import audit
 from iam.services.phones import normalize_phone
@@ -316,11 +316,13 @@ def remove_link(
         link = session.get(IdentityLink, link_id) if _plausible_id(link_id) else None
         if link is None or link.user_id != user.id:
             raise NotFoundError(f"User {user.id} has no link {link_id!r}.")
-        cleared = session.execute(
-            update(SsoSession)
-            .where(SsoSession.context_link_id == link.id)
-            .values(context_link_id=None, context_set_at=None)
-        ).rowcount  # type: ignore[attr-defined]
+        cleared = rowcount(
+            session.execute(
+                update(SsoSession)
+                .where(SsoSession.context_link_id == link.id)
+                .values(context_link_id=None, context_set_at=None)
+            )
+        )
         session.delete(link)
         audit.record(
             session,
