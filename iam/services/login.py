@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
+from iam.db.models import User
 from iam.db.store import Store
 from iam.secretbox import SecretBox
 from iam.services import audit, otp, sessions
@@ -22,24 +25,32 @@ def sign_in_with_phone(
     ip: str | None = None,
     user_agent: str | None = None,
 ) -> sessions.NewSession:
-    """Verify this browser's code, then give the browser a new session cookie (no session
-    fixation): the same person's session is renewed, another person's is ended. Failures raise
-    `OtpError`."""
-    phone = otp.verify_code(
-        store, box, raw_phone, "login", code, browser=browser, limits=limits, ip=ip
-    )
+    """Check this browser's code, then give the browser a new session cookie (no session
+    fixation): the same person's session is renewed, another person's is ended.
+
+    One unit of work: the code used up, the phone marked verified, the session opened and the
+    previous one ended commit together or not at all. A failed check (`OtpError`) commits only
+    what it spent: its try and its audit event."""
     with store() as db:
-        user = find_user_by_phone(db, phone)
-        if user is None or not user.is_active:
-            # Codes are never sent to such numbers, so this is a forged or stale request.
-            audit.record(db, "login.failed", outcome="failure", ip=ip, phone=mask_phone(phone))
-            db.commit()
-            raise otp.OtpError(otp.NO_LIVE_CODE)
+
+        def person() -> User:
+            phone = otp.check_code(
+                db, box, raw_phone, "login", code, browser=browser, limits=limits, ip=ip
+            )
+            user = find_user_by_phone(db, phone)
+            if user is None or not user.is_active:
+                # Codes are never sent to such numbers, so this is a forged or stale request.
+                audit.record(db, "login.failed", outcome="failure", ip=ip, phone=mask_phone(phone))
+                raise otp.OtpError(otp.NO_LIVE_CODE)
+            return user
+
+        user = otp.checked_or_committed(db, person)
         mark_phone_verified(db, user)
+        new = open_session_in(
+            db, user, ["sms"], previous_cookie=previous_cookie, ip=ip, user_agent=user_agent
+        )
         db.commit()
-    return open_session(
-        store, user.id, ["sms"], previous_cookie=previous_cookie, ip=ip, user_agent=user_agent
-    )
+    return new
 
 
 def open_session(
@@ -52,28 +63,51 @@ def open_session(
     ip: str | None = None,
     user_agent: str | None = None,
 ) -> sessions.NewSession:
-    """A new session cookie for a person who just proved who they are (no session fixation):
-    the same person's session is renewed with this login's context, another person's is ended."""
-    previous = sessions.find(store, previous_cookie)
+    """`open_session_in` as a unit of work of its own."""
     with store() as db:
-        user = get_user(db, user_id)
-        same_person = previous is not None and previous.user.id == user.id
-        if previous is not None and same_person:
-            new = sessions.renew(db, previous.session, amr, ip=ip, context_link_id=context_link_id)
-        else:
-            new = sessions.start(
-                db, user, amr, ip=ip, user_agent=user_agent, context_link_id=context_link_id
-            )
-        audit.record(
+        new = open_session_in(
             db,
-            "login.succeeded",
-            user_id=user.id,
-            ip=ip,
-            method=amr[0],
-            sid=new.session.id,
+            get_user(db, user_id),
+            amr,
             context_link_id=context_link_id,
+            previous_cookie=previous_cookie,
+            ip=ip,
+            user_agent=user_agent,
         )
         db.commit()
+    return new
+
+
+def open_session_in(
+    db: Session,
+    user: User,
+    amr: list[str],
+    *,
+    context_link_id: str | None = None,
+    previous_cookie: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> sessions.NewSession:
+    """A new session cookie for a person who just proved who they are (no session fixation),
+    in the caller's transaction: the same person's session is renewed with this login's
+    context, another person's is ended."""
+    previous = sessions.find_in(db.connection(), previous_cookie)
+    same_person = previous is not None and previous.user.id == user.id
+    if previous is not None and same_person:
+        new = sessions.renew(db, previous.session, amr, ip=ip, context_link_id=context_link_id)
+    else:
+        new = sessions.start(
+            db, user, amr, ip=ip, user_agent=user_agent, context_link_id=context_link_id
+        )
+    audit.record(
+        db,
+        "login.succeeded",
+        user_id=user.id,
+        ip=ip,
+        method=amr[0],
+        sid=new.session.id,
+        context_link_id=context_link_id,
+    )
     if previous is not None and not same_person:
-        sessions.end(store, previous.session.id, ip=ip, reason="another person signed in")
+        sessions.end_in(db, previous.session.id, ip=ip, reason="another person signed in")
     return new

@@ -15,10 +15,13 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
 from iam.db.models import OtpChallenge, new_id
@@ -38,6 +41,7 @@ DAILY_LIMIT = 10
 PURPOSES = ("login", "bind")
 NO_LIVE_CODE = "The code is wrong or has expired. Ask for a new one."
 _CODE = re.compile(r"^\d{6}$", re.ASCII)
+T = TypeVar("T")
 
 
 class OtpError(IamError):
@@ -153,80 +157,111 @@ def verify_code(
     limits: RateLimits | None = None,
     ip: str | None = None,
 ) -> str:
-    """The phone (E.164) whose latest live code for this browser this is; it is used up. Else
-    `OtpError`. A check that reaches no live code counts against the address only; one that
-    reaches a code counts against the number and browser too."""
+    """`check_code` as a unit of work of its own: the used-up code, or what a failed check
+    spent (its try, its audit event), is committed."""
+    with store() as session:
+        phone = checked_or_committed(
+            session,
+            lambda: check_code(
+                session, box, raw_phone, purpose, code, browser=browser, limits=limits, ip=ip
+            ),
+        )
+        session.commit()
+    return phone
+
+
+def checked_or_committed(session: Session, check: Callable[[], T]) -> T:
+    """Run a check in the caller's unit of work; if it fails with `OtpError`, commit what the
+    failure spent (a try, an audit event: a wrong guess must count) and raise it again."""
+    try:
+        return check()
+    except OtpError:
+        session.commit()
+        raise
+
+
+def check_code(
+    session: Session,
+    box: SecretBox,
+    raw_phone: str,
+    purpose: str,
+    code: str,
+    *,
+    browser: str,
+    limits: RateLimits | None = None,
+    ip: str | None = None,
+) -> str:
+    """The phone (E.164) whose latest live code for this browser this is; it is used up, in the
+    caller's transaction (nothing is committed here). Else `OtpError`, after recording the
+    failure in that transaction (see `checked_or_committed`). A check that reaches no live code
+    counts against the address only; one that reaches a code counts against the number and
+    browser too."""
     phone = normalize_phone(raw_phone)
     code = unicodedata.normalize("NFKC", code or "").strip()
     if not _CODE.match(code):
         raise ValidationError("code", "Enter the 6-digit code from the SMS.")
     browser_hash = digest(browser)
     now = utcnow()
-    with store() as session:
-        challenge = session.scalar(
-            select(OtpChallenge)
-            .where(
-                OtpChallenge.phone == phone,
-                OtpChallenge.browser_hash == browser_hash,
-                OtpChallenge.purpose == purpose,
-            )
-            .order_by(OtpChallenge.created_at.desc())
-            .limit(1)
+    challenge = session.scalar(
+        select(OtpChallenge)
+        .where(
+            OtpChallenge.phone == phone,
+            OtpChallenge.browser_hash == browser_hash,
+            OtpChallenge.purpose == purpose,
         )
-        usable = (
-            challenge is not None
-            and challenge.consumed_at is None
-            and challenge.expires_at > now
-            and challenge.failed_attempts < MAX_FAILED_ATTEMPTS
+        .order_by(OtpChallenge.created_at.desc())
+        .limit(1)
+    )
+    usable = (
+        challenge is not None
+        and challenge.consumed_at is None
+        and challenge.expires_at > now
+        and challenge.failed_attempts < MAX_FAILED_ATTEMPTS
+    )
+    if not usable or challenge is None:
+        _spend(limits, "otp_verify", None, ip)
+        audit.record(
+            session,
+            "otp.rejected",
+            outcome="failure",
+            ip=ip,
+            phone=mask_phone(phone),
+            reason="no live code",
         )
-        if not usable or challenge is None:
-            _spend(limits, "otp_verify", None, ip)
-            audit.record(
-                session,
-                "otp.rejected",
-                outcome="failure",
-                ip=ip,
-                phone=mask_phone(phone),
-                reason="no live code",
-            )
-            session.commit()
-            raise OtpError(NO_LIVE_CODE)
-        _spend(limits, "otp_verify", f"{phone} {browser_hash}", ip)
-        # Take one try before checking, atomically: concurrent guesses cannot exceed the limit.
-        taken = session.execute(
-            update(OtpChallenge)
-            .where(
-                OtpChallenge.id == challenge.id,
-                OtpChallenge.consumed_at.is_(None),
-                OtpChallenge.failed_attempts < MAX_FAILED_ATTEMPTS,
-            )
-            .values(failed_attempts=OtpChallenge.failed_attempts + 1)
+        raise OtpError(NO_LIVE_CODE)
+    _spend(limits, "otp_verify", f"{phone} {browser_hash}", ip)
+    # Take one try before checking, atomically: concurrent guesses cannot exceed the limit.
+    taken = session.execute(
+        update(OtpChallenge)
+        .where(
+            OtpChallenge.id == challenge.id,
+            OtpChallenge.consumed_at.is_(None),
+            OtpChallenge.failed_attempts < MAX_FAILED_ATTEMPTS,
         )
-        if rowcount(taken) != 1:
-            session.rollback()
-            raise OtpError(NO_LIVE_CODE)
-        if not box.verify_mac(challenge.code_hash, challenge.id, code):
-            session.refresh(challenge)
-            left = MAX_FAILED_ATTEMPTS - challenge.failed_attempts
-            audit.record(
-                session,
-                "otp.rejected",
-                outcome="failure",
-                ip=ip,
-                phone=mask_phone(phone),
-                reason="wrong code",
-                tries_left=left,
-            )
-            session.commit()
-            if left <= 0:
-                raise OtpError("Too many wrong codes. Ask for a new one.")
-            raise OtpError(f"The code is wrong. {left} tries left.", tries_left=left)
-        # The right code gives its try back and is used up. The row is ours since the UPDATE
-        # above (locked until commit), so no concurrent request can use it as well.
-        session.execute(
-            update(OtpChallenge)
-            .where(OtpChallenge.id == challenge.id)
-            .values(consumed_at=now, failed_attempts=OtpChallenge.failed_attempts - 1)
+        .values(failed_attempts=OtpChallenge.failed_attempts + 1)
+    )
+    if rowcount(taken) != 1:  # used up or spent by a concurrent check meanwhile
+        raise OtpError(NO_LIVE_CODE)
+    if not box.verify_mac(challenge.code_hash, challenge.id, code):
+        session.refresh(challenge)
+        left = MAX_FAILED_ATTEMPTS - challenge.failed_attempts
+        audit.record(
+            session,
+            "otp.rejected",
+            outcome="failure",
+            ip=ip,
+            phone=mask_phone(phone),
+            reason="wrong code",
+            tries_left=left,
         )
-        session.commit()
+        if left <= 0:
+            raise OtpError("Too many wrong codes. Ask for a new one.")
+        raise OtpError(f"The code is wrong. {left} tries left.", tries_left=left)
+    # The right code gives its try back and is used up. The row is ours since the UPDATE
+    # above (locked until the caller commits), so no concurrent request can use it as well.
+    session.execute(
+        update(OtpChallenge)
+        .where(OtpChallenge.id == challenge.id)
+        .values(consumed_at=now, failed_attempts=OtpChallenge.failed_attempts - 1)
+    )
     return phone

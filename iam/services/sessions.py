@@ -135,19 +135,22 @@ def find_in(connection: Connection, cookie_value: str | None) -> SignedIn | None
 
 def end(store: Store, sid: str, *, ip: str | None = None, reason: str = "logout") -> None:
     """End a session and revoke the tokens bound to it (refresh tokens and access tokens)."""
-    now = utcnow()
     with store() as db:
-        user_id = db.scalar(select(SsoSession.user_id).where(SsoSession.id == sid))
-        db.execute(delete(SsoSession).where(SsoSession.id == sid))
-        for table in (RefreshToken, AccessToken):
-            db.execute(
-                update(table)
-                .where(table.sid == sid, table.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
-        if user_id is not None:
-            audit.record(db, "session.ended", user_id=user_id, ip=ip, sid=sid, reason=reason)
+        end_in(db, sid, ip=ip, reason=reason)
         db.commit()
+
+
+def end_in(db: Session, sid: str, *, ip: str | None = None, reason: str = "logout") -> None:
+    """`end` in the caller's transaction."""
+    now = utcnow()
+    user_id = db.scalar(select(SsoSession.user_id).where(SsoSession.id == sid))
+    db.execute(delete(SsoSession).where(SsoSession.id == sid))
+    for table in (RefreshToken, AccessToken):
+        db.execute(
+            update(table).where(table.sid == sid, table.revoked_at.is_(None)).values(revoked_at=now)
+        )
+    if user_id is not None:
+        audit.record(db, "session.ended", user_id=user_id, ip=ip, sid=sid, reason=reason)
 
 
 def choose_context(store: Store, sid: str, link_id: str, *, ip: str | None = None) -> None:

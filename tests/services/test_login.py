@@ -1,0 +1,154 @@
+"""iam/services/login.py: signing in with an SMS code is one unit of work. The code used up,
+the phone marked verified, the session opened and another person's session ended commit
+together; a failure at any step leaves none of it behind (the code still works)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from iam.db.models import AuditEvent, OtpChallenge, SsoSession, User
+from iam.db.store import Store
+from iam.secretbox import SecretBox
+from iam.services import audit, otp, sessions, users
+from iam.services import login as login_service
+from iam.services.sms import ConsoleSms
+
+PHONE = "+8613800138000"
+BROWSER = "the-browser-that-asked"
+
+
+class InjectedError(Exception):
+    """The failure a test makes one step of the use case raise."""
+
+
+@pytest.fixture
+def person(store: Store) -> User:
+    return users.create_user(store, "Zhang San", PHONE)
+
+
+@pytest.fixture
+def someone_else(store: Store) -> str:
+    """The cookie of another person's live session in the same browser."""
+    other = users.create_user(store, "Li Si", "+8613900139000")
+    with store() as db:
+        new = sessions.start(db, other, ["sms"])
+        db.commit()
+    return new.cookie_value
+
+
+def _code(store: Store, box: SecretBox, sms: ConsoleSms) -> str:
+    otp.request_code(store, box, sms, PHONE, "login", browser=BROWSER)
+    return sms.messages()[0].code
+
+
+def _sign_in(store: Store, box: SecretBox, code: str, cookie: str) -> sessions.NewSession:
+    return login_service.sign_in_with_phone(
+        store, box, PHONE, code, browser=BROWSER, previous_cookie=cookie
+    )
+
+
+def _state(store: Store, user_id: str) -> dict[str, Any]:
+    with store() as db:
+        challenge = db.scalars(select(OtpChallenge)).one()
+        user = db.get(User, user_id)
+        assert user is not None
+        return {
+            "code used": challenge.consumed_at is not None,
+            "tries spent": challenge.failed_attempts,
+            "phone verified": user.phone_verified_at is not None,
+            "sessions": db.scalar(select(func.count()).select_from(SsoSession)),
+            "logins": db.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.event == "login.succeeded")
+            ),
+        }
+
+
+def _fail_audit_of(event: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = audit.record
+
+    def failing(db: Any, name: str, **fields: Any) -> None:
+        if name == event:
+            raise InjectedError(name)
+        record(db, name, **fields)
+
+    monkeypatch.setattr(audit, "record", failing)
+
+
+def _raise(*args: Any, **kwargs: Any) -> None:
+    raise InjectedError
+
+
+STEPS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
+    "mark the phone verified": lambda mp: mp.setattr(login_service, "mark_phone_verified", _raise),
+    "start the session": lambda mp: mp.setattr(sessions, "start", _raise),
+    "audit the login": lambda mp: _fail_audit_of("login.succeeded", mp),
+    "end the other person's session": lambda mp: mp.setattr(sessions, "end_in", _raise),
+    "audit the ended session": lambda mp: _fail_audit_of("session.ended", mp),
+}
+
+
+def test_a_right_code_signs_in_and_ends_the_other_persons_session(
+    store: Store, box: SecretBox, sms: ConsoleSms, person: User, someone_else: str
+) -> None:
+    new = _sign_in(store, box, _code(store, box, sms), someone_else)
+    assert new.session.user_id == person.id
+    assert sessions.find(store, someone_else) is None
+    assert _state(store, person.id) == {
+        "code used": True,
+        "tries spent": 0,
+        "phone verified": True,
+        "sessions": 1,
+        "logins": 1,
+    }
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+def test_a_failure_at_any_step_leaves_nothing_half_made(
+    store: Store,
+    box: SecretBox,
+    sms: ConsoleSms,
+    person: User,
+    someone_else: str,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+) -> None:
+    code = _code(store, box, sms)
+    with monkeypatch.context() as patched:
+        STEPS[step](patched)
+        with pytest.raises(InjectedError):
+            _sign_in(store, box, code, someone_else)
+    assert _state(store, person.id) == {
+        "code used": False,
+        "tries spent": 0,
+        "phone verified": False,
+        "sessions": 1,  # the other person's, still live
+        "logins": 0,
+    }
+    assert sessions.find(store, someone_else) is not None
+    # Nothing was spent: the same code signs in once the failure is gone.
+    assert _sign_in(store, box, code, someone_else).session.user_id == person.id
+
+
+def test_a_wrong_code_commits_only_the_try_it_spent(
+    store: Store, box: SecretBox, sms: ConsoleSms, person: User, someone_else: str
+) -> None:
+    code = _code(store, box, sms)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    with pytest.raises(otp.OtpError):
+        _sign_in(store, box, wrong, someone_else)
+    assert _state(store, person.id) == {
+        "code used": False,
+        "tries spent": 1,
+        "phone verified": False,
+        "sessions": 1,
+        "logins": 0,
+    }
+    with store() as db:
+        rejected = db.scalars(select(AuditEvent).where(AuditEvent.event == "otp.rejected")).one()
+    assert rejected.detail["reason"] == "wrong code"
