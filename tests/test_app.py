@@ -6,10 +6,13 @@ import ipaddress
 from dataclasses import replace
 
 import pytest
-from conftest import ISSUER, TEST_SECRET, Front, World, flushed_redis, redis_url
 from sqlalchemy import create_engine
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import ISSUER, TEST_SECRET
+from support.databases import flushed_redis, redis_url
+from support.world import World
 
 from iam.app import create_app
 from iam.db.store import Store

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BACKENDS, ISSUER, TEST_SECRET
+from support.constants import ISSUER, TEST_SECRET
+from support.databases import BACKENDS
 
 from iam import cli
 from iam.cli import main

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ISSUER, TEST_SECRET
 from sqlalchemy import text
+from support.constants import ISSUER, TEST_SECRET
 
 from iam.cli import main
 from iam.db.store import Store, create_db_engine

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import ISSUER, World
 from starlette.testclient import TestClient
+from support.constants import ISSUER
+from support.world import World
 
 from iam.edge import DESCRIPTION
 from iam.web import MAX_BODY_BYTES

@@ -14,20 +14,13 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 import pytest
-from conftest import (
-    CORP_A,
-    ISSUER,
-    PHONE,
-    RP_LOGOUT,
-    RP_REDIRECT,
-    Front,
-    WeComFront,
-    World,
-    connect_corp,
-    query_of,
-)
 from httpx2 import Response
 from starlette.testclient import TestClient
+from support.browser import Front, WeComFront
+from support.constants import CORP_A, ISSUER, PHONE, RP_LOGOUT, RP_REDIRECT
+from support.protocol import query_of
+from support.wecom import connect_corp
+from support.world import World
 
 from iam.app import create_app
 from iam.db.store import Store

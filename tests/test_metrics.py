@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ISSUER, PHONE, Front, World
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import ISSUER, PHONE
+from support.world import World
 
 from iam.metrics import MULTIPROC_DIR_VARIABLE
 

@@ -11,9 +11,11 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import ISSUER, PHONE, Front, World
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import ISSUER, PHONE
+from support.world import World
 
 from iam.admin import home, users
 from iam.flows import dispatch

@@ -8,9 +8,11 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ISSUER, RP_REDIRECT, TEST_SECRET, Front, World
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import ISSUER, RP_REDIRECT, TEST_SECRET
+from support.world import World
 
 from iam.app import create_app
 from iam.db.store import Store

@@ -5,7 +5,8 @@ console cookie without it (or the console's CSRF token)."""
 from __future__ import annotations
 
 import pytest
-from conftest import ISSUER, AdminWorld
+from support.admin import AdminWorld
+from support.constants import ISSUER
 
 
 @pytest.fixture

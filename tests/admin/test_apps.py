@@ -6,9 +6,10 @@ import re
 from typing import Any
 
 import pytest
-from conftest import RP_REDIRECT, AdminWorld, admin_console
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from support.admin import AdminWorld, admin_console
+from support.constants import RP_REDIRECT
 
 from iam.db.models import AuditEvent, Client
 from iam.db.store import Store

@@ -13,10 +13,11 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import ISSUER, AdminWorld, admin_console
 from httpx2 import Response
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from support.admin import AdminWorld, admin_console
+from support.constants import ISSUER
 
 from iam.db.models import AuditEvent
 from iam.db.store import Store

@@ -8,20 +8,14 @@ from contextlib import contextmanager
 
 import jwt
 import pytest
-from conftest import (
-    ADMIN_PASSWORD,
-    ADMIN_USER,
-    ISSUER,
-    RP_REDIRECT,
-    AdminWorld,
-    Front,
-    World,
-    admin_console,
-    query_of,
-)
 from joserfc import jwt as joserfc_jwt
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
+from support.admin import AdminWorld, admin_console
+from support.browser import Front
+from support.constants import ADMIN_PASSWORD, ADMIN_USER, ISSUER, RP_REDIRECT
+from support.protocol import query_of
+from support.world import World
 
 from iam.db.models import AccessToken, RefreshToken, SigningKey
 from iam.db.store import Store

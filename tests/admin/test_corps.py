@@ -12,15 +12,11 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import (
-    CORP_A,
-    CORP_B,
-    AdminWorld,
-    admin_console,
-    connect_corp,
-)
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
+from support.admin import AdminWorld, admin_console
+from support.constants import CORP_A, CORP_B
+from support.wecom import connect_corp
 
 from iam.admin.openapi import document
 from iam.app import create_app

@@ -9,9 +9,10 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import RP_REDIRECT, AdminWorld, admin_console
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from support.admin import AdminWorld, admin_console
+from support.constants import RP_REDIRECT
 
 from iam.admin.openapi import document
 from iam.db.models import AuditEvent, SigningKey

@@ -30,7 +30,6 @@ from urllib.parse import quote
 import jsonschema_rs
 import pytest
 import schemathesis
-from conftest import CORP_A, CORP_B, ISSUER, RP_REDIRECT, TEST_SECRET, WECOM_BASE, connect_corp
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err, Ok
 from schemathesis.python.asgi import shutdown_lifespans
@@ -45,6 +44,8 @@ from schemathesis.specs.openapi.checks import (
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
+from support.constants import CORP_A, CORP_B, ISSUER, RP_REDIRECT, TEST_SECRET, WECOM_BASE
+from support.wecom import connect_corp
 
 from iam.app import create_app
 from iam.db.models import User

@@ -7,7 +7,8 @@ import re
 from dataclasses import replace
 
 import pytest
-from conftest import ADMIN_PASSWORD, ADMIN_USER, admin_console
+from support.admin import admin_console
+from support.constants import ADMIN_PASSWORD, ADMIN_USER
 
 from iam.app import create_app
 from iam.db.store import Store

@@ -9,9 +9,13 @@ import re
 from typing import Any
 
 import pytest
-from conftest import CORP_A, CORP_B, PHONE, Clock, Front, World, admin_console
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from support.admin import admin_console
+from support.browser import Front
+from support.clocks import Clock
+from support.constants import CORP_A, CORP_B, PHONE
+from support.world import World
 
 from admin.test_audit import Caller, callers, conforms
 from iam.db.models import AuditEvent, IdentityLink, SsoSession, User

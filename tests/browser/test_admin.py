@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from conftest import TEST_SECRET
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from starlette.datastructures import Secret
 from starlette.types import ASGIApp
+from support.constants import TEST_SECRET
 
 from iam.app import create_app
 from iam.db import migrate

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from conftest import TEST_SECRET
 from playwright.sync_api import (
     APIResponse,
     Browser,
@@ -34,6 +33,7 @@ from playwright.sync_api import (
 from sqlalchemy import select
 from starlette.datastructures import Secret
 from starlette.types import ASGIApp
+from support.constants import TEST_SECRET
 
 from iam.app import create_app
 from iam.db import migrate

@@ -24,11 +24,12 @@ import httpx
 import pytest
 import redis
 import uvicorn
-from conftest import flushed_redis, pkce_pair, query_of, redis_url
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from support.databases import flushed_redis, redis_url
+from support.protocol import pkce_pair, query_of
 
 from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
 

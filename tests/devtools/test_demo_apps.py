@@ -21,11 +21,12 @@ import httpx
 import jwt
 import pytest
 import uvicorn
-from conftest import PHONE, TEST_SECRET, query_of
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
+from support.constants import PHONE, TEST_SECRET
+from support.protocol import query_of
 
 from iam.app import create_app
 from iam.db.models import User

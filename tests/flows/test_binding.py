@@ -9,9 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import CORP_A, ISSUER, PHONE, Clock, WeComFront, query_of
 from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
+from support.browser import WeComFront
+from support.clocks import Clock
+from support.constants import CORP_A, ISSUER, PHONE
+from support.protocol import query_of
 
 from iam.clock import utcnow
 from iam.db.models import (

@@ -6,9 +6,12 @@ import json
 from dataclasses import replace
 
 import pytest
-from conftest import ISSUER, RP_REDIRECT, Front, World, query_of
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import ISSUER, RP_REDIRECT
+from support.protocol import query_of
+from support.world import World
 
 from iam.app import create_app
 from iam.clock import utcnow

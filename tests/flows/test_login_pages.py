@@ -7,9 +7,11 @@ import threading
 from collections.abc import Callable
 
 import httpx
-from conftest import ISSUER, PHONE, Front, World
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import ISSUER, PHONE
+from support.world import World
 
 from iam.app import create_app
 from iam.db.models import AuditEvent

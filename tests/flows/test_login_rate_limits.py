@@ -8,20 +8,14 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 import pytest
-from conftest import (
-    CORP_A,
-    ISSUER,
-    PHONE,
-    Clock,
-    Front,
-    RateClock,
-    WeComFront,
-    World,
-    connect_corp,
-    query_of,
-)
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
+from support.browser import Front, WeComFront
+from support.clocks import Clock, RateClock
+from support.constants import CORP_A, ISSUER, PHONE
+from support.protocol import query_of
+from support.wecom import connect_corp
+from support.world import World
 
 from iam.app import create_app
 from iam.db.models import IdentityLink, OtpChallenge, UpstreamLogin

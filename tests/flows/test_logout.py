@@ -9,10 +9,13 @@ from datetime import timedelta
 
 import jwt as pyjwt
 import pytest
-from conftest import ISSUER, RP_LOGOUT, RP_REDIRECT, Front, World, query_of
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import ISSUER, RP_LOGOUT, RP_REDIRECT
+from support.protocol import query_of
+from support.world import World
 
 from iam.db.store import Store
 from iam.oidc import grants

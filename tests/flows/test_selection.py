@@ -10,22 +10,14 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import (
-    CORP_A,
-    CORP_B,
-    ISSUER,
-    META_A,
-    META_B,
-    RP_REDIRECT,
-    WECOM_BASE,
-    Front,
-    WeComFront,
-    World,
-    query_of,
-)
 from httpx2 import Response
 from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
+from support.browser import Front, WeComFront
+from support.constants import CORP_A, CORP_B, ISSUER, RP_REDIRECT, WECOM_BASE
+from support.protocol import query_of
+from support.wecom import META_A, META_B
+from support.world import World
 
 from iam.clock import utcnow
 from iam.db.models import (

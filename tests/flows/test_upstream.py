@@ -16,21 +16,14 @@ import jwt
 import pytest
 import redis
 import uvicorn
-from conftest import (
-    CORP_A,
-    CORP_B,
-    ISSUER,
-    PHONE,
-    RP_REDIRECT,
-    WECOM_BASE,
-    Clock,
-    WeComFront,
-    connect_corp,
-    flushed_redis,
-    query_of,
-)
 from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
+from support.browser import WeComFront
+from support.clocks import Clock
+from support.constants import CORP_A, CORP_B, ISSUER, PHONE, RP_REDIRECT, WECOM_BASE
+from support.databases import flushed_redis
+from support.protocol import query_of
+from support.wecom import connect_corp
 
 from iam.app import create_app
 from iam.clock import utcnow

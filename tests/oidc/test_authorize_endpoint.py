@@ -6,9 +6,12 @@ from datetime import timedelta
 
 import jwt
 import pytest
-from conftest import PHONE, PUBLIC_REDIRECT, RP_REDIRECT, Front, World, query_of
 from sqlalchemy import update
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import PHONE, PUBLIC_REDIRECT, RP_REDIRECT
+from support.protocol import query_of
+from support.world import World
 
 from iam.clock import utcnow
 from iam.db.models import OtpChallenge, SsoSession

@@ -11,20 +11,13 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import (
-    CORP_A,
-    CORP_B,
-    ISSUER,
-    META_A,
-    META_B,
-    RP_REDIRECT,
-    Front,
-    WeComFront,
-    World,
-    query_of,
-)
 from httpx2 import Response
 from sqlalchemy import select, text
+from support.browser import Front, WeComFront
+from support.constants import CORP_A, CORP_B, ISSUER, RP_REDIRECT
+from support.protocol import query_of
+from support.wecom import META_A, META_B
+from support.world import World
 
 from iam.db.models import IdentityLink, SsoSession
 from iam.db.store import Store

@@ -7,9 +7,11 @@ from urllib.parse import urlsplit
 
 import jwt
 import pytest
-from conftest import TEST_SECRET, Front, World
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import TEST_SECRET
+from support.world import World
 
 from iam.clock import utcnow
 from iam.db.models import SigningKey

@@ -17,8 +17,9 @@ import pytest
 import uvicorn
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
-from conftest import PHONE, TEST_SECRET, query_of
 from starlette.datastructures import Secret
+from support.constants import PHONE, TEST_SECRET
+from support.protocol import query_of
 
 from iam.app import create_app
 from iam.services import clients, users

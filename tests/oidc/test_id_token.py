@@ -9,9 +9,12 @@ import time
 
 import jwt
 import pytest
-from conftest import PUBLIC_REDIRECT, RP_REDIRECT, Front, World, query_of
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import PUBLIC_REDIRECT, RP_REDIRECT
+from support.protocol import query_of
+from support.world import World
 
 from iam.clock import epoch
 from iam.db.models import SsoSession

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import ISSUER, World
 from joserfc import jwt
 from joserfc.jws import extract_compact
 from starlette.testclient import TestClient
+from support.constants import ISSUER
+from support.world import World
 
 from iam.app import create_app
 from iam.db.store import Store

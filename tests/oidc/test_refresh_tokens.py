@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import jwt
 import pytest
-from conftest import RP_REDIRECT, Front, World
 from sqlalchemy import update
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import RP_REDIRECT
+from support.world import World
 
 from iam.db.models import User
 from iam.db.store import Store

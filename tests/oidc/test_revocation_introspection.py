@@ -7,9 +7,11 @@ from datetime import timedelta
 
 import jwt
 import pytest
-from conftest import RP_REDIRECT, Front, World
 from sqlalchemy import update
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import RP_REDIRECT
+from support.world import World
 
 from iam.clock import utcnow
 from iam.db.models import AccessToken

@@ -8,9 +8,12 @@ from datetime import timedelta
 
 import jwt
 import pytest
-from conftest import PUBLIC_REDIRECT, RP_REDIRECT, Front, World, pkce_pair, query_of
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import PUBLIC_REDIRECT, RP_REDIRECT
+from support.protocol import pkce_pair, query_of
+from support.world import World
 
 from iam.clock import utcnow
 from iam.db.models import AuthorizationCode

@@ -8,10 +8,13 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 import pytest
-from conftest import ISSUER, PUBLIC_REDIRECT, RP_REDIRECT, Front, RateClock, World
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.clocks import RateClock
+from support.constants import ISSUER, PUBLIC_REDIRECT, RP_REDIRECT
+from support.world import World
 
 from iam.app import create_app
 from iam.db.models import AuditEvent

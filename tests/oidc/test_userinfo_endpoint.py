@@ -6,10 +6,13 @@ from datetime import timedelta
 
 import jwt
 import pytest
-from conftest import RP_REDIRECT, Front, World, query_of
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import update
 from starlette.testclient import TestClient
+from support.browser import Front
+from support.constants import RP_REDIRECT
+from support.protocol import query_of
+from support.world import World
 
 from iam.clock import utcnow
 from iam.db.models import AccessToken, User

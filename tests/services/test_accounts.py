@@ -9,8 +9,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from conftest import CORP_A, CORP_B, PHONE, Clock
 from sqlalchemy import func, select, update
+from support.clocks import Clock
+from support.constants import CORP_A, CORP_B, PHONE
 
 from iam.db.models import AuditEvent, IdentityLink, PendingBinding, User
 from iam.db.store import Store

@@ -6,8 +6,8 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import CORP_A, CORP_B
 from sqlalchemy import text, update
+from support.constants import CORP_A, CORP_B
 
 from iam.db.models import AuditEvent, WeComCorp
 from iam.db.store import Store

@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import CORP_A, TEST_SECRET, WECOM_BASE, connect_corp
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
+from support.constants import CORP_A, TEST_SECRET, WECOM_BASE
+from support.wecom import connect_corp
 
 from iam.db.models import AuditEvent, WeComCorp
 from iam.db.store import Store

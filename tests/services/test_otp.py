@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import Clock
 from sqlalchemy import select
+from support.clocks import Clock
 
 from iam.clock import utcnow
 from iam.db.models import AuditEvent, OtpChallenge, User

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from conftest import ISSUER, TEST_SECRET, flushed_redis
 from prometheus_client import REGISTRY
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from starlette.datastructures import Secret
+from support.constants import ISSUER, TEST_SECRET
+from support.databases import flushed_redis
 
 from iam.errors import RateLimitedError
 from iam.services import rate_limits

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from conftest import World
 from sqlalchemy import func, select
+from support.world import World
 
 from iam.clock import utcnow
 from iam.db.base import Base

@@ -8,8 +8,9 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import CORP_A, CORP_B, Clock
 from sqlalchemy import func, select
+from support.clocks import Clock
+from support.constants import CORP_A, CORP_B
 
 from iam.db.models import AuditEvent, UpstreamLogin
 from iam.db.store import Store

@@ -10,8 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import CORP_A, CORP_B, PHONE
 from sqlalchemy import event, select
+from support.constants import CORP_A, CORP_B, PHONE
 
 from iam.clock import utcnow
 from iam.db.models import AccessToken, AuditEvent, RefreshToken, SsoSession, User

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-from conftest import REDIS_URL, flushed_redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from support.databases import REDIS_URL, flushed_redis
 
 from iam.federation.connector import UpstreamUnavailableError
 from iam.federation.wecom import tokens

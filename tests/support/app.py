@@ -1,0 +1,74 @@
+"""The app under test, its settings and parts (secret box, SMS outbox, signing key), and a
+client over HTTPS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+from starlette.datastructures import Secret
+from starlette.testclient import TestClient
+
+from iam.app import create_app
+from iam.db.models import SigningKey
+from iam.db.store import Store
+from iam.secretbox import SecretBox
+from iam.services import signing_keys
+from iam.services.sms import ConsoleSms
+from iam.settings import Settings
+from support.constants import ISSUER, TEST_SECRET
+
+_SIGNING_KEY: dict[str, object] = {}
+
+
+@pytest.fixture
+def reused_signing_key(store: Store) -> None:
+    """One RSA key, made once per run, put into each test's database before the app starts:
+    `ensure_key` then finds it instead of generating a key per test (the protocol suites)."""
+    if not _SIGNING_KEY:
+        signing_keys.ensure_key(store, SecretBox(TEST_SECRET))
+        with store() as db:
+            key = db.scalars(select(SigningKey)).one()
+            _SIGNING_KEY.update(
+                kid=key.kid,
+                alg=key.alg,
+                private_jwk_encrypted=key.private_jwk_encrypted,
+                public_jwk=key.public_jwk,
+            )
+        return
+    with store() as db:
+        db.add(SigningKey(**_SIGNING_KEY))
+        db.commit()
+
+
+@pytest.fixture
+def box() -> SecretBox:
+    return SecretBox(TEST_SECRET)
+
+
+@pytest.fixture
+def sms() -> ConsoleSms:
+    return ConsoleSms()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        secret_key=Secret(TEST_SECRET),
+        issuer=ISSUER,
+        database_url=database_url,
+        sms_backend="webhook:https://sms.example.com/send",  # `console` is for dev mode only
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, store: Store, sms: ConsoleSms):
+    return create_app(settings, store=store, sms=sms)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    """A browser-like client over HTTPS that does not follow redirects."""
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as test_client:
+        yield test_client
