@@ -19,6 +19,7 @@ from iam.errors import (
 )
 from iam.flows.login import client_ip, otp_page, request_code, signed_in
 from iam.services import accounts, login, otp
+from iam.services.sessions import NewSession
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
 
 TEMPLATE = "flows/bind.html"
@@ -82,8 +83,8 @@ async def submit(request: Request) -> Response:
             return _page(request, "code", token, pending, error=error, phone=phone)
         return _page(request, "code", token, pending, phone=sent.phone, sent=True)
 
-    def bind() -> tuple[accounts.Linked, str | None]:
-        return accounts.bind_with_code(
+    def bind_and_sign_in() -> tuple[NewSession, str | None]:
+        return login.sign_in_by_binding(
             state.store,
             state.box,
             token,
@@ -91,11 +92,13 @@ async def submit(request: Request) -> Response:
             phone,
             code,
             limits=state.rate_limits,
+            previous_cookie=request.cookies.get(SESSION_COOKIE),
             ip=ip,
+            user_agent=request.headers.get("user-agent"),
         )
 
     try:
-        linked, flow_id = await run_in_threadpool(bind)
+        new, flow_id = await run_in_threadpool(bind_and_sign_in)
     except ValidationError as error:
         step = "phone" if error.field == "phone" else "code"
         return _page(request, step, token, pending, error=error, phone=phone)
@@ -107,15 +110,4 @@ async def submit(request: Request) -> Response:
         return web.error_page(request, "bind.conflict", 409)
     except NotFoundError:
         return web.error_page(request, "bind.expired")
-    new = await run_in_threadpool(
-        lambda: login.open_session(
-            state.store,
-            linked.user.id,
-            [pending.identity.provider],
-            context_link_id=linked.link.id,
-            previous_cookie=request.cookies.get(SESSION_COOKIE),
-            ip=ip,
-            user_agent=request.headers.get("user-agent"),
-        )
-    )
     return signed_in(request, new, flow_id)

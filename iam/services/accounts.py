@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +28,7 @@ BINDING_LIFETIME = timedelta(minutes=10)
 #: Two first logins of one member at once: the loser of a unique constraint tries again. Two
 #: races can be lost in a row (the new user's phone, then the link), so three attempts.
 BIND_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -141,15 +142,20 @@ def hold_for_binding(store: Store, browser_id: str, identity: Identity, flow_id:
 def pending_binding(store: Store, token: str, browser_id: str) -> PendingIdentity:
     """The identity waiting under `token` for this browser; else `NotFoundError`."""
     with store() as db:
-        row = db.get(PendingBinding, digest(token)) if token and len(token) <= 64 else None
-        if (
-            row is None
-            or row.expires_at <= utcnow()
-            or not secrets.compare_digest(row.browser_hash, digest(browser_id))
-        ):
-            raise NotFoundError("This binding has expired or is not yours.")
-        fields: dict[str, Any] = dict(row.identity)
-        return PendingIdentity(Identity(**fields), row.flow_id)
+        return pending_binding_in(db, token, browser_id)
+
+
+def pending_binding_in(db: Session, token: str, browser_id: str) -> PendingIdentity:
+    """`pending_binding` in the caller's transaction."""
+    row = db.get(PendingBinding, digest(token)) if token and len(token) <= 64 else None
+    if (
+        row is None
+        or row.expires_at <= utcnow()
+        or not secrets.compare_digest(row.browser_hash, digest(browser_id))
+    ):
+        raise NotFoundError("This binding has expired or is not yours.")
+    fields: dict[str, Any] = dict(row.identity)
+    return PendingIdentity(Identity(**fields), row.flow_id)
 
 
 def bind_with_code(
@@ -163,16 +169,42 @@ def bind_with_code(
     limits: RateLimits | None = None,
     ip: str | None = None,
 ) -> tuple[Linked, str | None]:
-    """Check the SMS code for the phone, then bind the waiting identity; (link, flow id)."""
-    pending = pending_binding(store, token, browser_id)
-    phone = otp.verify_code(
-        store, box, raw_phone, "bind", code, browser=browser_id, limits=limits, ip=ip
+    """`bind_with_code_in` as a unit of work of its own; (link, flow id)."""
+
+    def work(db: Session, first_try: bool) -> tuple[Linked, str | None]:
+        linked, pending = bind_with_code_in(
+            db, box, token, browser_id, raw_phone, code, limits=limits if first_try else None, ip=ip
+        )
+        return linked, pending.flow_id
+
+    return in_one_unit(store, work)
+
+
+def bind_with_code_in(
+    db: Session,
+    box: SecretBox,
+    token: str,
+    browser_id: str,
+    raw_phone: str,
+    code: str,
+    *,
+    limits: RateLimits | None = None,
+    ip: str | None = None,
+) -> tuple[Linked, PendingIdentity]:
+    """Check the SMS code for the phone, bind the waiting identity to the person with that
+    phone (made if there is none) and spend the binding, in the caller's transaction. A wrong
+    code commits only what it spent (`otp.checked_or_committed`)."""
+    pending = pending_binding_in(db, token, browser_id)
+    phone = otp.checked_or_committed(
+        db,
+        lambda: otp.check_code(
+            db, box, raw_phone, "bind", code, browser=browser_id, limits=limits, ip=ip
+        ),
     )
-    linked = bind(store, pending.identity, phone, method="sms", ip=ip)
-    with store() as db:
-        db.execute(delete(PendingBinding).where(PendingBinding.id == digest(token)))
-        db.commit()
-    return linked, pending.flow_id
+    owner = _owner_by_phone(pending.identity, phone, ip, unproven=False)
+    linked = _bind_in(db, pending.identity, owner, method="sms", ip=ip)
+    db.execute(delete(PendingBinding).where(PendingBinding.id == digest(token)))
+    return linked, pending
 
 
 class _SmsRequiredError(Exception):
@@ -297,6 +329,22 @@ def bind_to_user(store: Store, identity: Identity, user_id: str, *, ip: str | No
     return linked
 
 
+def in_one_unit(store: Store, work: Callable[[Session, bool], T]) -> T:
+    """Run `work(db, first_try)` as one unit of work: one transaction, committed when it
+    returns, rolled back when it raises. Two first logins of one member at once end with one
+    link: the unique constraint refuses the second one's insert, and its unit runs again from
+    the start (it then finds the first one's link)."""
+    for attempt in range(BIND_ATTEMPTS):
+        with store() as db:
+            try:
+                result = work(db, attempt == 0)
+                db.commit()
+            except IntegrityError:
+                continue
+            return result
+    raise ConflictError("The identity could not be bound; try again.")
+
+
 def _bind_with_retry(
     store: Store,
     identity: Identity,
@@ -305,50 +353,44 @@ def _bind_with_retry(
     method: str,
     ip: str | None,
 ) -> Linked:
-    for _attempt in range(BIND_ATTEMPTS):
-        try:
-            return _bind_once(store, identity, owner, method=method, ip=ip)
-        except IntegrityError:
-            continue
-    raise ConflictError("The identity could not be bound; try again.")
+    return in_one_unit(store, lambda db, _: _bind_in(db, identity, owner, method=method, ip=ip))
 
 
-def _bind_once(
-    store: Store,
+def _bind_in(
+    db: Session,
     identity: Identity,
     owner: Callable[[Session], User],
     *,
     method: str,
     ip: str | None,
 ) -> Linked:
-    with store() as db:
-        existing = _link_of(db, identity)
-        if existing is not None:
-            return _usable(db, existing)  # bound meanwhile (another tab, the same person)
-        now = utcnow()
-        user = owner(db)
-        link = IdentityLink(
-            id=new_id(),
-            user_id=user.id,
-            provider=identity.provider,
-            provider_user_id=identity.subject,
-            provider_user_key=identity.subject_key,
-            link_metadata=dict(identity.metadata),
-            status="active",
-            last_login_at=now,
-        )
-        db.add(link)
-        audit.record(
-            db,
-            "link.created",
-            user_id=user.id,
-            ip=ip,
-            link_id=link.id,
-            subject=identity.subject,
-            method=method,
-        )
-        db.commit()
-        return Linked(user, link)
+    """Link the identity to `owner`'s user in the caller's transaction (or find its link)."""
+    existing = _link_of(db, identity)
+    if existing is not None:
+        return _usable(db, existing)  # bound meanwhile (another tab, the same person)
+    now = utcnow()
+    user = owner(db)
+    link = IdentityLink(
+        id=new_id(),
+        user_id=user.id,
+        provider=identity.provider,
+        provider_user_id=identity.subject,
+        provider_user_key=identity.subject_key,
+        link_metadata=dict(identity.metadata),
+        status="active",
+        last_login_at=now,
+    )
+    db.add(link)
+    audit.record(
+        db,
+        "link.created",
+        user_id=user.id,
+        ip=ip,
+        link_id=link.id,
+        subject=identity.subject,
+        method=method,
+    )
+    return Linked(user, link)
 
 
 @dataclass(frozen=True)

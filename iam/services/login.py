@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from iam.db.models import User
 from iam.db.store import Store
 from iam.secretbox import SecretBox
-from iam.services import audit, otp, sessions
+from iam.services import accounts, audit, otp, sessions
 from iam.services.phones import mask_phone
 from iam.services.rate_limits import RateLimits
 from iam.services.users import find_user_by_phone, get_user, mark_phone_verified
@@ -51,6 +51,44 @@ def sign_in_with_phone(
         )
         db.commit()
     return new
+
+
+def sign_in_by_binding(
+    store: Store,
+    box: SecretBox,
+    token: str,
+    browser: str,
+    raw_phone: str,
+    code: str,
+    *,
+    limits: RateLimits | None = None,
+    previous_cookie: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> tuple[sessions.NewSession, str | None]:
+    """Finish an on-demand binding: check this browser's code, bind the waiting identity to the
+    person with that phone (made if there is none), and open a session whose context is that
+    identity; (the new session, the flow it serves).
+
+    One unit of work: the code used up, the person and the link made, the binding spent and the
+    session opened commit together or not at all. A wrong code commits only what it spent."""
+
+    def work(db: Session, first_try: bool) -> tuple[sessions.NewSession, str | None]:
+        linked, pending = accounts.bind_with_code_in(
+            db, box, token, browser, raw_phone, code, limits=limits if first_try else None, ip=ip
+        )
+        new = open_session_in(
+            db,
+            linked.user,
+            [pending.identity.provider],
+            context_link_id=linked.link.id,
+            previous_cookie=previous_cookie,
+            ip=ip,
+            user_agent=user_agent,
+        )
+        return new, pending.flow_id
+
+    return accounts.in_one_unit(store, work)
 
 
 def open_session(

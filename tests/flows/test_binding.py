@@ -353,6 +353,12 @@ def test_two_tabs_binding_the_same_member_end_with_one_link(
 def test_a_binding_that_loses_two_races_still_signs_in(
     wecom_front: WeComFront, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Other binders commit a person and a link while this one's unit of work runs, and its
+    unit runs again from the start. On SQLite this cannot happen: the unit holds the one
+    write lock from the moment it uses up its code, so other binders wait for it and then find
+    what it made (the simulation would deadlock); on PostgreSQL it can."""
+    if store.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite's single writer serialises binders: no race to lose")
     binding = Binding(wecom_front)
     binding.send_code()
     code = wecom_front.last_code()

@@ -1,6 +1,7 @@
-"""iam/services/login.py: signing in with an SMS code is one unit of work. The code used up,
-the phone marked verified, the session opened and another person's session ended commit
-together; a failure at any step leaves none of it behind (the code still works)."""
+"""iam/services/login.py: signing in with an SMS code, and finishing an on-demand binding, are
+each one unit of work. The code used up, the person and link made, the phone marked verified,
+the session opened and another person's session ended commit together; a failure at any step
+leaves none of it behind (the same code still works)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from iam.db.models import AuditEvent, OtpChallenge, SsoSession, User
+from iam.db.models import AuditEvent, IdentityLink, OtpChallenge, PendingBinding, SsoSession, User
 from iam.db.store import Store
-from iam.secretbox import SecretBox
-from iam.services import audit, otp, sessions, users
+from iam.federation.connector import Identity
+from iam.federation.wecom.connector import subject_of
+from iam.secretbox import SecretBox, digest
+from iam.services import accounts, audit, otp, sessions, users
 from iam.services import login as login_service
 from iam.services.sms import ConsoleSms
 
@@ -152,3 +155,72 @@ def test_a_wrong_code_commits_only_the_try_it_spent(
     with store() as db:
         rejected = db.scalars(select(AuditEvent).where(AuditEvent.event == "otp.rejected")).one()
     assert rejected.detail["reason"] == "wrong code"
+
+
+# --- finishing an on-demand binding --------------------------------------------------------
+
+NEW_PHONE = "+8613700137000"  # nobody has it yet: binding makes the person
+
+
+def _member() -> Identity:
+    subject, key = subject_of("wwcorpa", "zhangsan_A")
+    return Identity(
+        provider="wecom", subject=subject, subject_key=key, display_name="张三", metadata={}
+    )
+
+
+def _bind_state(store: Store, token: str) -> dict[str, Any]:
+    with store() as db:
+        challenge = db.scalars(select(OtpChallenge)).one()
+
+        def count(model: Any) -> int:
+            return db.scalar(select(func.count()).select_from(model)) or 0
+
+        return {
+            "code used": challenge.consumed_at is not None,
+            "people": count(User),
+            "links": count(IdentityLink),
+            "binding held": db.get(PendingBinding, digest(token)) is not None,
+            "sessions": count(SsoSession),
+        }
+
+
+BINDING_STEPS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
+    "audit the new person": lambda mp: _fail_audit_of("user.created", mp),
+    "audit the new link": lambda mp: _fail_audit_of("link.created", mp),
+    "start the session": lambda mp: mp.setattr(sessions, "start", _raise),
+    "audit the login": lambda mp: _fail_audit_of("login.succeeded", mp),
+}
+
+
+@pytest.mark.parametrize("step", list(BINDING_STEPS))
+def test_a_binding_that_fails_at_any_step_leaves_nothing_half_made(
+    store: Store, box: SecretBox, sms: ConsoleSms, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    token = accounts.hold_for_binding(store, BROWSER, _member(), "flow-1")
+    otp.request_code(store, box, sms, NEW_PHONE, "bind", browser=BROWSER)
+    code = sms.messages()[0].code
+
+    def finish() -> tuple[sessions.NewSession, str | None]:
+        return login_service.sign_in_by_binding(store, box, token, BROWSER, NEW_PHONE, code)
+
+    with monkeypatch.context() as patched:
+        BINDING_STEPS[step](patched)
+        with pytest.raises(InjectedError):
+            finish()
+    assert _bind_state(store, token) == {
+        "code used": False,
+        "people": 0,
+        "links": 0,
+        "binding held": True,
+        "sessions": 0,
+    }
+    new, flow_id = finish()  # nothing was spent: the same code finishes it
+    assert flow_id == "flow-1" and new.session.context_link_id is not None
+    assert _bind_state(store, token) == {
+        "code used": True,
+        "people": 1,
+        "links": 1,
+        "binding held": False,
+        "sessions": 1,
+    }
