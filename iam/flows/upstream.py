@@ -127,8 +127,15 @@ async def callback(request: Request) -> Response:
     link_to = await _still_signed_in_as(request, used.link_user_id)
     try:
         outcome = await run_in_threadpool(
-            lambda: accounts.resolve_identity(
-                state.store, web.browser_id(request), identity, flow_id, ip=ip, link_to=link_to
+            lambda: login.sign_in_with_identity(
+                state.store,
+                web.browser_id(request),
+                identity,
+                flow_id,
+                ip=ip,
+                link_to=link_to,
+                previous_cookie=request.cookies.get(SESSION_COOKIE),
+                user_agent=request.headers.get("user-agent"),
             )
         )
     except ForbiddenError as error:
@@ -139,18 +146,7 @@ async def callback(request: Request) -> Response:
         return web.error_page(request, "upstream.linked_elsewhere", 409)
     if isinstance(outcome, accounts.NeedsBinding):
         return RedirectResponse(f"/bind?binding={quote(outcome.token)}", status_code=303)
-    new = await run_in_threadpool(
-        lambda: login.open_session(
-            state.store,
-            outcome.user.id,
-            [provider],
-            context_link_id=outcome.link.id,
-            previous_cookie=request.cookies.get(SESSION_COOKIE),
-            ip=ip,
-            user_agent=request.headers.get("user-agent"),
-        )
-    )
-    return signed_in(request, new, flow_id)
+    return signed_in(request, outcome, flow_id)
 
 
 async def _still_signed_in_as(request: Request, user_id: str | None) -> str | None:

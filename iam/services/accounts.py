@@ -91,51 +91,47 @@ def _usable(db: Session, link: IdentityLink) -> Linked:
 
 
 def find_linked(
-    store: Store, identity: Identity, *, ip: str | None = None, owner_id: str | None = None
+    db: Session, identity: Identity, *, ip: str | None = None, owner_id: str | None = None
 ) -> Linked | None:
     """The link of this identity, with its metadata refreshed from this login; None if unbound.
     A disabled link or user raises `ForbiddenError`; a link of someone other than `owner_id`
     (when given) raises `ConflictError`, before anything is touched."""
-    with store() as db:
-        link = _link_of(db, identity)
-        if link is None:
-            return None
-        if owner_id is not None and link.user_id != owner_id:
-            raise ConflictError(f"{identity.subject} is linked to another account.")
-        linked = _usable(db, link)
-        link.link_metadata = dict(identity.metadata)
-        link.provider_user_id = identity.subject
-        link.last_login_at = utcnow()
-        audit.record(
-            db,
-            "link.used",
-            user_id=link.user_id,
-            ip=ip,
-            link_id=link.id,
-            subject=link.provider_user_id,
-        )
-        db.commit()
-        return linked
+    link = _link_of(db, identity)
+    if link is None:
+        return None
+    if owner_id is not None and link.user_id != owner_id:
+        raise ConflictError(f"{identity.subject} is linked to another account.")
+    linked = _usable(db, link)
+    link.link_metadata = dict(identity.metadata)
+    link.provider_user_id = identity.subject
+    link.last_login_at = utcnow()
+    audit.record(
+        db,
+        "link.used",
+        user_id=link.user_id,
+        ip=ip,
+        link_id=link.id,
+        subject=link.provider_user_id,
+    )
+    return linked
 
 
-def hold_for_binding(store: Store, browser_id: str, identity: Identity, flow_id: str | None) -> str:
+def hold_for_binding(db: Session, browser_id: str, identity: Identity, flow_id: str | None) -> str:
     """Keep an unbound identity for this browser while the person proves a phone number; the
     returned token names it (only its digest is stored)."""
     token = secrets.token_urlsafe(24)
     now = utcnow()
-    with store() as db:
-        db.execute(delete(PendingBinding).where(PendingBinding.expires_at <= now))
-        db.add(
-            PendingBinding(
-                id=digest(token),
-                browser_hash=digest(browser_id),
-                identity={**asdict(identity), "metadata": dict(identity.metadata)},
-                flow_id=flow_id,
-                created_at=now,
-                expires_at=now + BINDING_LIFETIME,
-            )
+    db.execute(delete(PendingBinding).where(PendingBinding.expires_at <= now))
+    db.add(
+        PendingBinding(
+            id=digest(token),
+            browser_hash=digest(browser_id),
+            identity={**asdict(identity), "metadata": dict(identity.metadata)},
+            flow_id=flow_id,
+            created_at=now,
+            expires_at=now + BINDING_LIFETIME,
         )
-        db.commit()
+    )
     return token
 
 
@@ -159,28 +155,6 @@ def pending_binding_in(db: Session, token: str, browser_id: str) -> PendingIdent
 
 
 def bind_with_code(
-    store: Store,
-    box: SecretBox,
-    token: str,
-    browser_id: str,
-    raw_phone: str,
-    code: str,
-    *,
-    limits: RateLimits | None = None,
-    ip: str | None = None,
-) -> tuple[Linked, str | None]:
-    """`bind_with_code_in` as a unit of work of its own; (link, flow id)."""
-
-    def work(db: Session, first_try: bool) -> tuple[Linked, str | None]:
-        linked, pending = bind_with_code_in(
-            db, box, token, browser_id, raw_phone, code, limits=limits if first_try else None, ip=ip
-        )
-        return linked, pending.flow_id
-
-    return in_one_unit(store, work)
-
-
-def bind_with_code_in(
     db: Session,
     box: SecretBox,
     token: str,
@@ -218,7 +192,7 @@ class _SmsRequiredError(Exception):
 
 
 def bind_trusted_mobile(
-    store: Store, identity: Identity, *, ip: str | None = None
+    db: Session, identity: Identity, *, ip: str | None = None
 ) -> Linked | None:
     """Bind without the SMS step when the provider is trusted for mobiles and gave one we can
     read; None when it cannot be done that way.
@@ -235,32 +209,31 @@ def bind_trusted_mobile(
         return None
     owner = _owner_by_phone(identity, phone, ip, unproven=True)
     try:
-        return _bind_with_retry(store, identity, owner, method="trusted_mobile", ip=ip)
+        # Refused before anything is written: the unit of work goes on (to hold the binding).
+        return _bind_in(db, identity, owner, method="trusted_mobile", ip=ip)
     except _SmsRequiredError as refused:
-        with store() as db:
-            audit.record(
-                db,
-                "link.trusted_mobile_refused",
-                outcome="failure",
-                user_id=refused.user_id,
-                ip=ip,
-                subject=identity.subject,
-                phone=mask_phone(phone),
-                reason="active_link_elsewhere",
-                linked_elsewhere=refused.linked_elsewhere,
-                next="sms",
-            )
-            db.commit()
+        audit.record(
+            db,
+            "link.trusted_mobile_refused",
+            outcome="failure",
+            user_id=refused.user_id,
+            ip=ip,
+            subject=identity.subject,
+            phone=mask_phone(phone),
+            reason="active_link_elsewhere",
+            linked_elsewhere=refused.linked_elsewhere,
+            next="sms",
+        )
         return None
 
 
-def bind(store: Store, identity: Identity, phone: str, *, method: str, ip: str | None) -> Linked:
+def bind(db: Session, identity: Identity, phone: str, *, method: str, ip: str | None) -> Linked:
     """Link the identity to the core user with this (proven) phone, made if there is none.
 
     Two first logins of one member at once end with one link: the unique constraint refuses
     the second insert, and the retry finds the first one's link."""
     owner = _owner_by_phone(identity, phone, ip, unproven=False)
-    return _bind_with_retry(store, identity, owner, method=method, ip=ip)
+    return _bind_in(db, identity, owner, method=method, ip=ip)
 
 
 def _owner_by_phone(
@@ -313,7 +286,7 @@ def _active_links_elsewhere(db: Session, user_id: str, identity: Identity) -> li
     ]
 
 
-def bind_to_user(store: Store, identity: Identity, user_id: str, *, ip: str | None) -> Linked:
+def bind_to_user(db: Session, identity: Identity, user_id: str, *, ip: str | None) -> Linked:
     """Link the identity to the signed-in person who asked to link one (the linking offer):
     they proved both who they are here and the identity at the provider, in one browser."""
 
@@ -323,7 +296,7 @@ def bind_to_user(store: Store, identity: Identity, user_id: str, *, ip: str | No
             raise ForbiddenError("The account to link to is disabled.")
         return user
 
-    linked = _bind_with_retry(store, identity, owner, method="session", ip=ip)
+    linked = _bind_in(db, identity, owner, method="session", ip=ip)
     if linked.user.id != user_id:
         raise ConflictError(f"{identity.subject} is linked to another account.")
     return linked
@@ -343,17 +316,6 @@ def in_one_unit(store: Store, work: Callable[[Session, bool], T]) -> T:
                 continue
             return result
     raise ConflictError("The identity could not be bound; try again.")
-
-
-def _bind_with_retry(
-    store: Store,
-    identity: Identity,
-    owner: Callable[[Session], User],
-    *,
-    method: str,
-    ip: str | None,
-) -> Linked:
-    return in_one_unit(store, lambda db, _: _bind_in(db, identity, owner, method=method, ip=ip))
 
 
 def _bind_in(
@@ -401,7 +363,7 @@ class NeedsBinding:
 
 
 def resolve_identity(
-    store: Store,
+    db: Session,
     browser_id: str,
     identity: Identity,
     flow_id: str | None,
@@ -412,10 +374,10 @@ def resolve_identity(
     """After a provider vouched for someone: their link (refreshed); for a signed-in person who
     asked to link an identity (`link_to`), a link made at once from a trusted mobile (only for
     a new person or one with no active link elsewhere); or else a binding to finish by SMS."""
-    linked = find_linked(store, identity, ip=ip, owner_id=link_to)
+    linked = find_linked(db, identity, ip=ip, owner_id=link_to)
     if linked is None and link_to is not None:
-        linked = bind_to_user(store, identity, link_to, ip=ip)
-    linked = linked or bind_trusted_mobile(store, identity, ip=ip)
+        linked = bind_to_user(db, identity, link_to, ip=ip)
+    linked = linked or bind_trusted_mobile(db, identity, ip=ip)
     if linked is not None:
         return linked
-    return NeedsBinding(hold_for_binding(store, browser_id, identity, flow_id))
+    return NeedsBinding(hold_for_binding(db, browser_id, identity, flow_id))

@@ -6,11 +6,12 @@ from sqlalchemy.orm import Session
 
 from iam.db.models import User
 from iam.db.store import Store
+from iam.federation.connector import Identity
 from iam.secretbox import SecretBox
 from iam.services import accounts, audit, otp, sessions
 from iam.services.phones import mask_phone
 from iam.services.rate_limits import RateLimits
-from iam.services.users import find_user_by_phone, get_user, mark_phone_verified
+from iam.services.users import find_user_by_phone, mark_phone_verified
 
 
 def sign_in_with_phone(
@@ -46,7 +47,7 @@ def sign_in_with_phone(
 
         user = otp.checked_or_committed(db, person)
         mark_phone_verified(db, user)
-        new = open_session_in(
+        new = open_session(
             db, user, ["sms"], previous_cookie=previous_cookie, ip=ip, user_agent=user_agent
         )
         db.commit()
@@ -74,10 +75,10 @@ def sign_in_by_binding(
     session opened commit together or not at all. A wrong code commits only what it spent."""
 
     def work(db: Session, first_try: bool) -> tuple[sessions.NewSession, str | None]:
-        linked, pending = accounts.bind_with_code_in(
+        linked, pending = accounts.bind_with_code(
             db, box, token, browser, raw_phone, code, limits=limits if first_try else None, ip=ip
         )
-        new = open_session_in(
+        new = open_session(
             db,
             linked.user,
             [pending.identity.provider],
@@ -91,32 +92,44 @@ def sign_in_by_binding(
     return accounts.in_one_unit(store, work)
 
 
-def open_session(
+def sign_in_with_identity(
     store: Store,
-    user_id: str,
-    amr: list[str],
+    browser_id: str,
+    identity: Identity,
+    flow_id: str | None,
     *,
-    context_link_id: str | None = None,
+    ip: str | None,
+    link_to: str | None = None,
     previous_cookie: str | None = None,
-    ip: str | None = None,
     user_agent: str | None = None,
-) -> sessions.NewSession:
-    """`open_session_in` as a unit of work of its own."""
-    with store() as db:
-        new = open_session_in(
+) -> sessions.NewSession | accounts.NeedsBinding:
+    """After a provider vouched for someone: sign in through their link (made now for a person
+    who asked to link one, or from a trusted mobile), with that identity as the session's
+    context; or hold the identity for a binding to finish by SMS (`NeedsBinding`).
+
+    One unit of work: the link refreshed or made, the person made, the binding held, the
+    session opened and another person's session ended commit together or not at all."""
+
+    def work(db: Session, _first_try: bool) -> sessions.NewSession | accounts.NeedsBinding:
+        outcome = accounts.resolve_identity(
+            db, browser_id, identity, flow_id, ip=ip, link_to=link_to
+        )
+        if isinstance(outcome, accounts.NeedsBinding):
+            return outcome
+        return open_session(
             db,
-            get_user(db, user_id),
-            amr,
-            context_link_id=context_link_id,
+            outcome.user,
+            [identity.provider],
+            context_link_id=outcome.link.id,
             previous_cookie=previous_cookie,
             ip=ip,
             user_agent=user_agent,
         )
-        db.commit()
-    return new
+
+    return accounts.in_one_unit(store, work)
 
 
-def open_session_in(
+def open_session(
     db: Session,
     user: User,
     amr: list[str],

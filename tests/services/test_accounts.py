@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 from support.clocks import Clock
 from support.constants import CORP_A, CORP_B, PHONE
+from support.units import in_unit
 
 from iam.db.models import AuditEvent, IdentityLink, PendingBinding, User
 from iam.db.store import Store
@@ -91,19 +92,19 @@ def run_together(calls: int, call: Callable[[int], Any]) -> list[Any]:
 
 
 def test_an_unbound_identity_has_no_link(store: Store) -> None:
-    assert accounts.find_linked(store, identity()) is None
+    assert in_unit(store, accounts.find_linked, identity()) is None
     assert count(store, AuditEvent) == 0
 
 
 def test_find_linked_refreshes_the_link_from_this_login(store: Store) -> None:
-    bound = accounts.bind(store, identity(), PHONE, method="sms", ip=None)
+    bound = in_unit(store, accounts.bind, identity(), PHONE, method="sms", ip=None)
     later = replace(
         identity("ZhangSan_A", position="区域经理", department=["华东区"]),
         subject=f"{CORP_A}/ZhangSan_A",
     )
     assert later.subject_key == bound.link.provider_user_key  # the same member, another spelling
 
-    found = accounts.find_linked(store, later, ip="198.51.100.7")
+    found = in_unit(store, accounts.find_linked, later, ip="198.51.100.7")
     assert found is not None
     assert (found.user.id, found.link.id) == (bound.user.id, bound.link.id)
     with store() as db:
@@ -122,17 +123,17 @@ def test_find_linked_refreshes_the_link_from_this_login(store: Store) -> None:
 
 @pytest.mark.parametrize("model", [IdentityLink, User])
 def test_a_disabled_link_or_user_is_forbidden(store: Store, model: type) -> None:
-    accounts.bind(store, identity(), PHONE, method="sms", ip=None)
+    in_unit(store, accounts.bind, identity(), PHONE, method="sms", ip=None)
     disable(store, model)
     with pytest.raises(ForbiddenError):
-        accounts.find_linked(store, identity(position="changed"))
+        in_unit(store, accounts.find_linked, identity(position="changed"))
     with store() as db:
         assert db.scalars(select(IdentityLink)).one().link_metadata["position"] == "销售经理"
     assert audit(store, "link.used") == []
     with pytest.raises(ForbiddenError):  # and binding it again does not get round it
-        accounts.bind(store, identity(), PHONE, method="sms", ip=None)
+        in_unit(store, accounts.bind, identity(), PHONE, method="sms", ip=None)
     with pytest.raises(ForbiddenError):
-        accounts.resolve_identity(store, BROWSER, identity(), None, ip=None)
+        in_unit(store, accounts.resolve_identity, BROWSER, identity(), None, ip=None)
 
 
 # --- holding an identity for binding ------------------------------------------------------------
@@ -140,7 +141,7 @@ def test_a_disabled_link_or_user_is_forbidden(store: Store, model: type) -> None
 
 def test_a_held_identity_is_found_by_its_token_in_its_browser_only(store: Store) -> None:
     held = identity(phone="13800138000", email="z@example.com", department=["销售部"])
-    token = accounts.hold_for_binding(store, BROWSER, held, "flow-1")
+    token = in_unit(store, accounts.hold_for_binding, BROWSER, held, "flow-1")
     pending = accounts.pending_binding(store, token, BROWSER)
     assert pending.identity == held
     assert pending.flow_id == "flow-1"
@@ -161,17 +162,25 @@ def test_a_held_identity_expires_after_ten_minutes_and_is_swept(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = Clock().install(monkeypatch, accounts)
-    token = accounts.hold_for_binding(store, BROWSER, identity(), None)
+    token = in_unit(store, accounts.hold_for_binding, BROWSER, identity(), None)
     clock.advance(minutes=9, seconds=59)
     assert accounts.pending_binding(store, token, BROWSER).flow_id is None
     clock.advance(seconds=1)
     with pytest.raises(NotFoundError):
         accounts.pending_binding(store, token, BROWSER)
-    accounts.hold_for_binding(store, BROWSER, identity("lisi"), None)
+    in_unit(store, accounts.hold_for_binding, BROWSER, identity("lisi"), None)
     assert count(store, PendingBinding) == 1  # the expired one was swept
 
 
 # --- bind_with_code -----------------------------------------------------------------------------
+
+
+def bind_with_code(
+    store: Store, box: SecretBox, token: str, browser: str, phone: str, code: str
+) -> tuple[accounts.Linked, str | None]:
+    """`accounts.bind_with_code` in a unit of work of its own: (link, flow id)."""
+    linked, pending = in_unit(store, accounts.bind_with_code, box, token, browser, phone, code)
+    return linked, pending.flow_id
 
 
 def _code(store: Store, box: SecretBox, sms: ConsoleSms, phone: str = PHONE) -> str:
@@ -182,40 +191,40 @@ def _code(store: Store, box: SecretBox, sms: ConsoleSms, phone: str = PHONE) -> 
 def test_bind_with_code_links_and_spends_the_binding(
     store: Store, box: SecretBox, sms: ConsoleSms
 ) -> None:
-    token = accounts.hold_for_binding(store, BROWSER, identity(), "flow-7")
+    token = in_unit(store, accounts.hold_for_binding, BROWSER, identity(), "flow-7")
     code = _code(store, box, sms)
-    linked, flow_id = accounts.bind_with_code(store, box, token, BROWSER, "13800138000", code)
+    linked, flow_id = bind_with_code(store, box, token, BROWSER, "13800138000", code)
     assert flow_id == "flow-7"
     assert linked.user.phone == PHONE
     assert linked.link.provider_user_id == f"{CORP_A}/zhangsan_A"
     assert count(store, PendingBinding) == 0
     with pytest.raises(NotFoundError):
-        accounts.bind_with_code(store, box, token, BROWSER, PHONE, code)
+        bind_with_code(store, box, token, BROWSER, PHONE, code)
 
 
 def test_bind_with_a_wrong_code_binds_nothing_and_keeps_the_binding(
     store: Store, box: SecretBox, sms: ConsoleSms
 ) -> None:
-    token = accounts.hold_for_binding(store, BROWSER, identity(), None)
+    token = in_unit(store, accounts.hold_for_binding, BROWSER, identity(), None)
     code = _code(store, box, sms)
     with pytest.raises(otp.OtpError) as refused:
-        accounts.bind_with_code(
+        bind_with_code(
             store, box, token, BROWSER, PHONE, "000000" if code != "000000" else "111111"
         )
     assert refused.value.tries_left == 4
     assert (count(store, User), count(store, IdentityLink)) == (0, 0)
-    linked, _ = accounts.bind_with_code(store, box, token, BROWSER, PHONE, code)
+    linked, _ = bind_with_code(store, box, token, BROWSER, PHONE, code)
     assert linked.user.phone == PHONE
 
 
 def test_bind_with_code_of_another_browser_does_not_spend_the_code(
     store: Store, box: SecretBox, sms: ConsoleSms
 ) -> None:
-    token = accounts.hold_for_binding(store, BROWSER, identity(), None)
+    token = in_unit(store, accounts.hold_for_binding, BROWSER, identity(), None)
     code = _code(store, box, sms)
     with pytest.raises(NotFoundError):
-        accounts.bind_with_code(store, box, token, OTHER_BROWSER, PHONE, code)
-    accounts.bind_with_code(store, box, token, BROWSER, PHONE, code)
+        bind_with_code(store, box, token, OTHER_BROWSER, PHONE, code)
+    bind_with_code(store, box, token, BROWSER, PHONE, code)
     assert count(store, IdentityLink) == 1
 
 
@@ -225,7 +234,7 @@ def test_bind_with_code_of_another_browser_does_not_spend_the_code(
 def test_bind_links_the_person_with_that_phone(store: Store) -> None:
     user = users.create_user(store, "张三 Zhang San", PHONE)
     assert user.phone_verified_at is None
-    linked = accounts.bind(store, identity(), PHONE, method="sms", ip="203.0.113.9")
+    linked = in_unit(store, accounts.bind, identity(), PHONE, method="sms", ip="203.0.113.9")
     assert linked.user.id == user.id
     assert linked.link.user_id == user.id
     assert linked.link.status == "active"
@@ -243,8 +252,13 @@ def test_bind_links_the_person_with_that_phone(store: Store) -> None:
 
 def test_bind_makes_the_person_from_the_identity(store: Store) -> None:
     long_name = "名" * (MAX_NAME + 50)
-    linked = accounts.bind(
-        store, identity(name=long_name, email="zs@example.com"), NEW_PHONE, method="sms", ip=None
+    linked = in_unit(
+        store,
+        accounts.bind,
+        identity(name=long_name, email="zs@example.com"),
+        NEW_PHONE,
+        method="sms",
+        ip=None,
     )
     assert linked.user.name == long_name[:MAX_NAME]
     assert (linked.user.phone, linked.user.email) == (NEW_PHONE, "zs@example.com")
@@ -253,21 +267,21 @@ def test_bind_makes_the_person_from_the_identity(store: Store) -> None:
     assert (created.user_id, created.detail["via"]) == (linked.user.id, "wecom")
 
     nameless = replace(identity("lisi"), display_name="", email="x" * 321)
-    other = accounts.bind(store, nameless, "+8613900139000", method="sms", ip=None)
+    other = in_unit(store, accounts.bind, nameless, "+8613900139000", method="sms", ip=None)
     assert other.user.name == f"{CORP_A}/lisi"
     assert other.user.email is None
 
 
 def test_one_person_may_hold_several_links(store: Store) -> None:
-    a = accounts.bind(store, identity(), PHONE, method="sms", ip=None)
-    b = accounts.bind(store, identity("zs_b", CORP_B), PHONE, method="sms", ip=None)
+    a = in_unit(store, accounts.bind, identity(), PHONE, method="sms", ip=None)
+    b = in_unit(store, accounts.bind, identity("zs_b", CORP_B), PHONE, method="sms", ip=None)
     assert a.user.id == b.user.id and a.link.id != b.link.id
     assert (count(store, User), count(store, IdentityLink)) == (1, 2)
 
 
 def test_bind_of_a_bound_identity_returns_its_link(store: Store) -> None:
-    first = accounts.bind(store, identity(), PHONE, method="sms", ip=None)
-    again = accounts.bind(store, identity("ZHANGSAN_A"), NEW_PHONE, method="sms", ip=None)
+    first = in_unit(store, accounts.bind, identity(), PHONE, method="sms", ip=None)
+    again = in_unit(store, accounts.bind, identity("ZHANGSAN_A"), NEW_PHONE, method="sms", ip=None)
     assert (again.user.id, again.link.id) == (first.user.id, first.link.id)
     assert (count(store, User), count(store, IdentityLink)) == (1, 1)
 
@@ -276,7 +290,7 @@ def test_bind_refuses_a_disabled_person(store: Store) -> None:
     users.create_user(store, "张三", PHONE)
     disable(store, User)
     with pytest.raises(ForbiddenError):
-        accounts.bind(store, identity(), PHONE, method="sms", ip=None)
+        in_unit(store, accounts.bind, identity(), PHONE, method="sms", ip=None)
     assert count(store, IdentityLink) == 0
     assert audit(store, "link.created") == []
 
@@ -288,14 +302,17 @@ def test_bind_trusted_mobile_declines_without_a_usable_trusted_mobile(store: Sto
         {"phone": "", "trusted": True},
         {"phone": "0123", "trusted": True},  # not a phone number we can use
     ]:
-        assert accounts.bind_trusted_mobile(store, identity(**given)) is None, given
+        assert in_unit(store, accounts.bind_trusted_mobile, identity(**given)) is None, given
     assert (count(store, User), count(store, IdentityLink)) == (0, 0)
 
 
 def test_bind_trusted_mobile_binds_without_a_code(store: Store) -> None:
     user = users.create_user(store, "张三", PHONE)
-    linked = accounts.bind_trusted_mobile(
-        store, identity(phone="13800138000", trusted=True), ip="192.0.2.1"
+    linked = in_unit(
+        store,
+        accounts.bind_trusted_mobile,
+        identity(phone="13800138000", trusted=True),
+        ip="192.0.2.1",
     )
     assert linked is not None and linked.user.id == user.id
     [created] = audit(store, "link.created")
@@ -318,7 +335,7 @@ def test_trusted_mobile_refuses_a_person_with_an_active_link_in_another_corporat
     users.link_wecom(store, person.id, CORP_B, "zs_b")
     intruder = identity("mallory", phone="13800138000", trusted=True)
 
-    assert accounts.bind_trusted_mobile(store, intruder, ip="192.0.2.66") is None
+    assert in_unit(store, accounts.bind_trusted_mobile, intruder, ip="192.0.2.66") is None
     assert (count(store, User), count(store, IdentityLink)) == (1, 1)
     [refused] = refusals(store)
     assert (refused.outcome, refused.user_id, refused.ip) == ("failure", person.id, "192.0.2.66")
@@ -338,14 +355,12 @@ def test_a_refused_trusted_mobile_holds_the_identity_until_the_phone_is_proven(
     users.link_wecom(store, person.id, CORP_B, "zs_b")
     intruder = identity("mallory", phone="13800138000", trusted=True)
 
-    held = accounts.resolve_identity(store, BROWSER, intruder, "flow-1", ip=None)
+    held = in_unit(store, accounts.resolve_identity, BROWSER, intruder, "flow-1", ip=None)
     assert isinstance(held, accounts.NeedsBinding)
     assert count(store, IdentityLink) == 1
     assert len(refusals(store)) == 1
 
-    linked, flow_id = accounts.bind_with_code(
-        store, box, held.token, BROWSER, PHONE, _code(store, box, sms)
-    )
+    linked, flow_id = bind_with_code(store, box, held.token, BROWSER, PHONE, _code(store, box, sms))
     assert (linked.user.id, flow_id) == (person.id, "flow-1")
     assert audit(store, "link.created")[-1].detail["method"] == "sms"
 
@@ -364,7 +379,7 @@ def test_a_link_at_another_provider_also_needs_the_sms_step(store: Store) -> Non
         )
         db.commit()
     intruder = identity("mallory", phone="13800138000", trusted=True)
-    assert accounts.bind_trusted_mobile(store, intruder) is None
+    assert in_unit(store, accounts.bind_trusted_mobile, intruder) is None
     assert refusals(store)[0].detail["linked_elsewhere"] == ["corp9/zs"]
 
 
@@ -385,14 +400,18 @@ def test_trusted_mobile_binds_a_person_with_no_active_link_elsewhere(
         with store() as db:
             db.execute(update(IdentityLink).where(IdentityLink.id == link.id).values(status=status))
             db.commit()
-    linked = accounts.bind_trusted_mobile(store, identity(phone="13800138000", trusted=True))
+    linked = in_unit(
+        store, accounts.bind_trusted_mobile, identity(phone="13800138000", trusted=True)
+    )
     assert linked is not None and linked.user.id == person.id
     assert linked.link.provider_user_id == f"{CORP_A}/zhangsan_A"
     assert refusals(store) == []
 
 
 def test_trusted_mobile_still_makes_a_new_person(store: Store) -> None:
-    linked = accounts.bind_trusted_mobile(store, identity(phone="13300133000", trusted=True))
+    linked = in_unit(
+        store, accounts.bind_trusted_mobile, identity(phone="13300133000", trusted=True)
+    )
     assert linked is not None and linked.user.phone == NEW_PHONE
     assert (count(store, User), count(store, IdentityLink)) == (1, 1)
     assert refusals(store) == []
@@ -402,15 +421,20 @@ def test_trusted_mobile_still_makes_a_new_person(store: Store) -> None:
 
 
 def test_resolve_identity_finds_binds_trusted_or_holds(store: Store) -> None:
-    held = accounts.resolve_identity(store, BROWSER, identity(), "flow-1", ip=None)
+    held = in_unit(store, accounts.resolve_identity, BROWSER, identity(), "flow-1", ip=None)
     assert isinstance(held, accounts.NeedsBinding)
     assert accounts.pending_binding(store, held.token, BROWSER).flow_id == "flow-1"
 
-    trusted = accounts.resolve_identity(
-        store, BROWSER, identity(phone="13800138000", trusted=True), None, ip=None
+    trusted = in_unit(
+        store,
+        accounts.resolve_identity,
+        BROWSER,
+        identity(phone="13800138000", trusted=True),
+        None,
+        ip=None,
     )
     assert isinstance(trusted, accounts.Linked)
-    found = accounts.resolve_identity(store, BROWSER, identity(), None, ip=None)
+    found = in_unit(store, accounts.resolve_identity, BROWSER, identity(), None, ip=None)
     assert isinstance(found, accounts.Linked) and found.link.id == trusted.link.id
     assert count(store, IdentityLink) == 1
 
@@ -426,7 +450,7 @@ def test_concurrent_binds_of_one_member_make_one_link(
     if existing_user:
         users.create_user(store, "张三", PHONE)
     results = run_together(
-        threads, lambda _i: accounts.bind(store, identity(), PHONE, method="sms", ip=None)
+        threads, lambda _i: in_unit(store, accounts.bind, identity(), PHONE, method="sms", ip=None)
     )
     errors = [r for r in results if isinstance(r, Exception)]
     assert errors == []
@@ -441,7 +465,8 @@ def test_concurrent_binds_of_one_member_make_one_link(
 def test_concurrent_binds_by_one_new_phone_make_one_person(store: Store, threads: int) -> None:
     members = [identity(f"member{i}") for i in range(threads)]
     results = run_together(
-        threads, lambda i: accounts.bind(store, members[i], NEW_PHONE, method="sms", ip=None)
+        threads,
+        lambda i: in_unit(store, accounts.bind, members[i], NEW_PHONE, method="sms", ip=None),
     )
     errors = [r for r in results if isinstance(r, Exception)]
     assert errors == []
@@ -467,7 +492,7 @@ def test_a_bind_that_loses_two_races_in_a_row_ends_with_the_link(
         return found
 
     monkeypatch.setattr(accounts, "find_user_by_phone", racing)
-    linked = accounts.bind(store, identity(), NEW_PHONE, method="sms", ip=None)
+    linked = in_unit(store, accounts.bind, identity(), NEW_PHONE, method="sms", ip=None)
     assert linked.link.provider_user_key == f"{CORP_A}/zhangsan_a"
     assert linked.user.phone == NEW_PHONE
     assert (count(store, User), count(store, IdentityLink)) == (1, 1)

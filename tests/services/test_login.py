@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from support.units import in_unit
 
 from iam.db.models import AuditEvent, IdentityLink, OtpChallenge, PendingBinding, SsoSession, User
 from iam.db.store import Store
@@ -197,7 +198,7 @@ BINDING_STEPS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
 def test_a_binding_that_fails_at_any_step_leaves_nothing_half_made(
     store: Store, box: SecretBox, sms: ConsoleSms, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
-    token = accounts.hold_for_binding(store, BROWSER, _member(), "flow-1")
+    token = in_unit(store, accounts.hold_for_binding, BROWSER, _member(), "flow-1")
     otp.request_code(store, box, sms, NEW_PHONE, "bind", browser=BROWSER)
     code = sms.messages()[0].code
 
@@ -224,3 +225,54 @@ def test_a_binding_that_fails_at_any_step_leaves_nothing_half_made(
         "binding held": False,
         "sessions": 1,
     }
+
+
+# --- signing in through an outside identity (the WeCom callback) -----------------------------
+
+
+def _trusted_member() -> Identity:
+    """A member whose corporation is trusted for mobiles: signing in makes the person."""
+    subject, key = subject_of("wwcorpa", "zhangsan_A")
+    return Identity(
+        provider="wecom",
+        subject=subject,
+        subject_key=key,
+        display_name="张三",
+        phone=NEW_PHONE,
+        phone_trusted=True,
+        metadata={},
+    )
+
+
+def _made(store: Store) -> dict[str, int]:
+    with store() as db:
+
+        def count(model: Any) -> int:
+            return db.scalar(select(func.count()).select_from(model)) or 0
+
+        return {"people": count(User), "links": count(IdentityLink), "sessions": count(SsoSession)}
+
+
+IDENTITY_STEPS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
+    "audit the new person": lambda mp: _fail_audit_of("user.created", mp),
+    "audit the new link": lambda mp: _fail_audit_of("link.created", mp),
+    "start the session": lambda mp: mp.setattr(sessions, "start", _raise),
+    "audit the login": lambda mp: _fail_audit_of("login.succeeded", mp),
+}
+
+
+@pytest.mark.parametrize("step", list(IDENTITY_STEPS))
+def test_an_outside_sign_in_that_fails_at_any_step_leaves_nothing_half_made(
+    store: Store, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    def sign_in() -> Any:
+        return login_service.sign_in_with_identity(store, BROWSER, _trusted_member(), None, ip=None)
+
+    with monkeypatch.context() as patched:
+        IDENTITY_STEPS[step](patched)
+        with pytest.raises(InjectedError):
+            sign_in()
+    assert _made(store) == {"people": 0, "links": 0, "sessions": 0}
+    new = sign_in()
+    assert isinstance(new, sessions.NewSession) and new.session.context_link_id is not None
+    assert _made(store) == {"people": 1, "links": 1, "sessions": 1}

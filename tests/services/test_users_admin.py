@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 from support.constants import CORP_A, CORP_B, PHONE
+from support.units import in_unit
 
 from iam.clock import utcnow
 from iam.db.models import AccessToken, AuditEvent, RefreshToken, SsoSession, User
@@ -266,10 +267,10 @@ def test_a_disabled_person_cannot_sign_in_with_a_phone(
 def test_a_disabled_person_cannot_sign_in_through_a_link(store: Store, zhang: User) -> None:
     subject, key = subject_of(CORP_A, "zhangsan_a")
     member = Identity(provider="wecom", subject=subject, subject_key=key)
-    assert accounts.find_linked(store, member) is not None
+    assert in_unit(store, accounts.find_linked, member) is not None
     users.set_user_status(store, zhang.id, False, actor=ACTOR)
     with pytest.raises(ForbiddenError):
-        accounts.find_linked(store, member)
+        in_unit(store, accounts.find_linked, member)
 
 
 def test_a_session_cookie_dies_with_the_disabling(store: Store, zhang: User) -> None:
@@ -308,7 +309,7 @@ def test_removing_a_link_clears_the_context_of_its_sessions(store: Store, zhang:
     ]
     # the member is free again: a new login of it is unbound
     subject, key = subject_of(CORP_A, "ZhangSan_A")
-    assert accounts.find_linked(store, Identity("wecom", subject, key)) is None
+    assert in_unit(store, accounts.find_linked, Identity("wecom", subject, key)) is None
 
 
 def test_a_link_of_someone_else_or_unknown_is_not_found(

@@ -1,0 +1,23 @@
+"""Running a service that works in the caller's transaction, as the use cases do: one unit of
+work (committed when it returns, rolled back when it raises, run again on a lost race)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from iam.db.store import Store
+from iam.services import accounts
+
+T = TypeVar("T")
+
+
+def in_unit(store: Store, service: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`service(db, *args, **kwargs)` in a unit of work of its own."""
+
+    def work(db: Session, _first_try: bool) -> T:
+        return service(db, *args, **kwargs)
+
+    return accounts.in_one_unit(store, work)
