@@ -146,30 +146,6 @@ def record_undelivered(store: Store, message: SmsMessage, reason: str) -> None:
         session.commit()
 
 
-def verify_code(
-    store: Store,
-    box: SecretBox,
-    raw_phone: str,
-    purpose: str,
-    code: str,
-    *,
-    browser: str,
-    limits: RateLimits | None = None,
-    ip: str | None = None,
-) -> str:
-    """`check_code` as a unit of work of its own: the used-up code, or what a failed check
-    spent (its try, its audit event), is committed."""
-    with store() as session:
-        phone = checked_or_committed(
-            session,
-            lambda: check_code(
-                session, box, raw_phone, purpose, code, browser=browser, limits=limits, ip=ip
-            ),
-        )
-        session.commit()
-    return phone
-
-
 def checked_or_committed(session: Session, check: Callable[[], T]) -> T:
     """Run a check in the caller's unit of work; if it fails with `OtpError`, commit what the
     failure spent (a try, an audit event: a wrong guess must count) and raise it again."""

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from support.clocks import Clock
+from support.units import in_unit
 
 from iam.clock import utcnow
 from iam.db.models import AuditEvent, OtpChallenge, User
@@ -40,6 +42,16 @@ def _request(
     store: Store, box: SecretBox, sms: Any, phone: str = KNOWN, purpose: str = "login"
 ) -> otp.CodeSent:
     return otp.request_code(store, box, sms, phone, purpose, browser=BROWSER)
+
+
+def verify_code(store: Store, box: SecretBox, *args: Any, **kwargs: Any) -> str:
+    """`otp.check_code` as the sign-in and binding use cases run it: in a unit of work whose
+    failure still commits what the check spent (`otp.checked_or_committed`)."""
+
+    def check(db: Session) -> str:
+        return otp.checked_or_committed(db, lambda: otp.check_code(db, box, *args, **kwargs))
+
+    return in_unit(store, check)
 
 
 def _last_code(sms: ConsoleSms) -> str:
@@ -188,10 +200,10 @@ def test_right_code_verifies_once(
 ) -> None:
     _request(store, box, sms)
     code = _last_code(sms)
-    assert otp.verify_code(store, box, "13800138000", "login", code, browser=BROWSER) == KNOWN
+    assert verify_code(store, box, "13800138000", "login", code, browser=BROWSER) == KNOWN
     assert _challenges(store, KNOWN)[0]["consumed_at"] is not None
     with pytest.raises(otp.OtpError):
-        otp.verify_code(store, box, KNOWN, "login", code, browser=BROWSER)
+        verify_code(store, box, KNOWN, "login", code, browser=BROWSER)
 
 
 def test_code_for_one_purpose_does_not_serve_another(
@@ -199,7 +211,7 @@ def test_code_for_one_purpose_does_not_serve_another(
 ) -> None:
     _request(store, box, sms, purpose="login")
     with pytest.raises(otp.OtpError):
-        otp.verify_code(store, box, KNOWN, "bind", _last_code(sms), browser=BROWSER)
+        verify_code(store, box, KNOWN, "bind", _last_code(sms), browser=BROWSER)
 
 
 def test_code_for_another_phone_fails(
@@ -207,12 +219,12 @@ def test_code_for_another_phone_fails(
 ) -> None:
     _request(store, box, sms)
     with pytest.raises(otp.OtpError):
-        otp.verify_code(store, box, UNKNOWN, "login", _last_code(sms), browser=BROWSER)
+        verify_code(store, box, UNKNOWN, "login", _last_code(sms), browser=BROWSER)
 
 
 def test_no_code_requested_fails(store: Store, box: SecretBox) -> None:
     with pytest.raises(otp.OtpError):
-        otp.verify_code(store, box, KNOWN, "login", "123456", browser=BROWSER)
+        verify_code(store, box, KNOWN, "login", "123456", browser=BROWSER)
 
 
 def test_wrong_code_counts_down(
@@ -223,7 +235,7 @@ def test_wrong_code_counts_down(
     tries_left = []
     for _ in range(4):
         with pytest.raises(otp.OtpError) as caught:
-            otp.verify_code(store, box, KNOWN, "login", wrong, browser=BROWSER)
+            verify_code(store, box, KNOWN, "login", wrong, browser=BROWSER)
         tries_left.append(caught.value.tries_left)
     assert tries_left == [4, 3, 2, 1]
     assert _challenges(store, KNOWN)[0]["failed_attempts"] == 4
@@ -236,9 +248,9 @@ def test_after_five_wrong_tries_even_the_right_code_fails(
     code = _last_code(sms)
     for _ in range(otp.MAX_FAILED_ATTEMPTS):
         with pytest.raises(otp.OtpError):
-            otp.verify_code(store, box, KNOWN, "login", _wrong(code), browser=BROWSER)
+            verify_code(store, box, KNOWN, "login", _wrong(code), browser=BROWSER)
     with pytest.raises(otp.OtpError) as caught:
-        otp.verify_code(store, box, KNOWN, "login", code, browser=BROWSER)
+        verify_code(store, box, KNOWN, "login", code, browser=BROWSER)
     assert caught.value.tries_left == 0
     assert _challenges(store, KNOWN)[0]["consumed_at"] is None
 
@@ -250,8 +262,8 @@ def test_four_wrong_tries_still_allow_the_right_code(
     code = _last_code(sms)
     for _ in range(otp.MAX_FAILED_ATTEMPTS - 1):
         with pytest.raises(otp.OtpError):
-            otp.verify_code(store, box, KNOWN, "login", _wrong(code), browser=BROWSER)
-    assert otp.verify_code(store, box, KNOWN, "login", code, browser=BROWSER) == KNOWN
+            verify_code(store, box, KNOWN, "login", _wrong(code), browser=BROWSER)
+    assert verify_code(store, box, KNOWN, "login", code, browser=BROWSER) == KNOWN
 
 
 def test_expired_code_fails(
@@ -260,7 +272,7 @@ def test_expired_code_fails(
     _request(store, box, sms)
     clock.advance(minutes=5, seconds=1)
     with pytest.raises(otp.OtpError):
-        otp.verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER)
+        verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER)
 
 
 def test_code_just_before_expiry_works(
@@ -268,7 +280,7 @@ def test_code_just_before_expiry_works(
 ) -> None:
     _request(store, box, sms)
     clock.advance(minutes=4, seconds=59)
-    assert otp.verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER) == KNOWN
+    assert verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER) == KNOWN
 
 
 def test_only_the_newest_code_counts(
@@ -282,14 +294,14 @@ def test_only_the_newest_code_counts(
     if first == second:
         pytest.skip("both random codes happened to be equal")
     with pytest.raises(otp.OtpError):
-        otp.verify_code(store, box, KNOWN, "login", first, browser=BROWSER)
-    assert otp.verify_code(store, box, KNOWN, "login", second, browser=BROWSER) == KNOWN
+        verify_code(store, box, KNOWN, "login", first, browser=BROWSER)
+    assert verify_code(store, box, KNOWN, "login", second, browser=BROWSER) == KNOWN
 
 
 @pytest.mark.parametrize("code", ["", "12345", "1234567", "abcdef", "12 345", "12345x"])
 def test_malformed_code_is_refused(store: Store, box: SecretBox, code: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        otp.verify_code(store, box, KNOWN, "login", code, browser=BROWSER)
+        verify_code(store, box, KNOWN, "login", code, browser=BROWSER)
     assert caught.value.field == "code"
 
 
@@ -298,7 +310,7 @@ def test_malformed_code_does_not_use_up_a_try(
 ) -> None:
     _request(store, box, sms)
     with pytest.raises(ValidationError):
-        otp.verify_code(store, box, KNOWN, "login", "abc", browser=BROWSER)
+        verify_code(store, box, KNOWN, "login", "abc", browser=BROWSER)
     assert _challenges(store, KNOWN)[0]["failed_attempts"] == 0
 
 
@@ -307,7 +319,7 @@ def test_full_width_digits_are_the_same_code(
 ) -> None:
     _request(store, box, sms)
     full_width = _last_code(sms).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
-    assert otp.verify_code(store, box, KNOWN, "login", full_width, browser=BROWSER) == KNOWN
+    assert verify_code(store, box, KNOWN, "login", full_width, browser=BROWSER) == KNOWN
     assert _challenges(store, KNOWN)[0]["failed_attempts"] == 0
 
 
@@ -419,10 +431,10 @@ def test_a_code_cannot_be_checked_from_another_browser(
     code = _last_code(sms)
     for guess in (code, _wrong(code), _wrong(_wrong(code))):
         with pytest.raises(otp.OtpError) as refused:
-            otp.verify_code(store, box, KNOWN, "login", guess, browser=STRANGER)
+            verify_code(store, box, KNOWN, "login", guess, browser=STRANGER)
         assert refused.value.tries_left == 0
     assert _challenges(store, KNOWN)[0]["failed_attempts"] == 0
-    assert otp.verify_code(store, box, KNOWN, "login", code, browser=BROWSER) == KNOWN
+    assert verify_code(store, box, KNOWN, "login", code, browser=BROWSER) == KNOWN
 
 
 def test_a_strangers_wrong_guesses_leave_the_owners_code_alive(
@@ -439,11 +451,11 @@ def test_a_strangers_wrong_guesses_leave_the_owners_code_alive(
         clock.advance(seconds=1)
     for _ in range(11):
         with pytest.raises((otp.OtpError, RateLimitedError)):
-            otp.verify_code(
+            verify_code(
                 store, box, KNOWN, "login", _wrong(owners), browser=STRANGER, limits=limits
             )
     assert (
-        otp.verify_code(store, box, KNOWN, "login", owners, browser=BROWSER, limits=limits)
+        verify_code(store, box, KNOWN, "login", owners, browser=BROWSER, limits=limits)
         == KNOWN
     )
 
@@ -469,7 +481,7 @@ def test_the_resend_wait_and_daily_cap_are_per_browser(
     with pytest.raises(RateLimitedError):
         otp.request_code(store, box, sms, KNOWN, "login", browser=STRANGER)
     _request(store, box, sms)
-    assert otp.verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER) == KNOWN
+    assert verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER) == KNOWN
 
 
 def test_a_refused_send_spends_none_of_the_budget(
@@ -496,13 +508,13 @@ def test_checks_without_a_live_code_spend_only_the_address_budget(
     limits = _limits("otp_verify.key=1/600,otp_verify.ip=5/600")
     for _ in range(3):  # no code yet: counted against the address, not the number
         with pytest.raises(otp.OtpError):
-            otp.verify_code(
+            verify_code(
                 store, box, KNOWN, "login", "123456", browser=BROWSER, limits=limits, ip="10.0.0.1"
             )
     _request(store, box, sms)
     code = _last_code(sms)
     assert (
-        otp.verify_code(
+        verify_code(
             store, box, KNOWN, "login", code, browser=BROWSER, limits=limits, ip="10.0.0.2"
         )
         == KNOWN
