@@ -1,1 +1,2 @@
-"""Storage: SQLAlchemy 2 models, the engine and the unit of work (`Store`)."""
+"""Storage: SQLAlchemy 2 models, the engine and ORM sessions (`store`), a protocol request's unit
+of work (`unit`), and the hot path's statements and frozen views (`fastpath`)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +34,22 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-class User(Base):
+class UserRules:
+    """What a user answers from its own values: for the model and for the hot path's frozen
+    view of it (`iam.db.fastpath.UserView`) alike."""
+
+    id: str
+    status: str
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
+
+    def get_user_id(self) -> str:
+        return self.id
+
+
+class User(Base, UserRules):
     """A core user: one per natural person. `id` is the `sub` of every token."""
 
     __tablename__ = "users"
@@ -46,13 +62,6 @@ class User(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
-
-    @property
-    def is_active(self) -> bool:
-        return self.status == "active"
-
-    def get_user_id(self) -> str:
-        return self.id
 
 
 class IdentityLink(Base):
@@ -95,31 +104,19 @@ class WeComCorp(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
-class Client(Base, ClientMixin):
-    """A relying party. Secrets are SHA-256 digests of 256-bit random values; during a rotation
-    the previous one stays valid until retired (two active at most)."""
+class ClientRules(ClientMixin):
+    """What Authlib asks of a client (its `ClientMixin`), answered from the client's own values:
+    for the model and for the hot path's frozen view of it (`iam.db.fastpath.ClientView`)
+    alike, so both follow one set of rules."""
 
-    __tablename__ = "clients"
-
-    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    is_public: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: May call the admin API with a `client_credentials` token carrying scope `iam:admin`.
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    secret_hash: Mapped[str | None] = mapped_column(String(64))
-    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
-    secret_rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
-    redirect_uris: Mapped[list[str]] = mapped_column(JsonType, default=list)
-    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JsonType, default=list)
-    grant_types: Mapped[list[str]] = mapped_column(JsonType, default=list)
-    allowed_scopes: Mapped[str] = mapped_column(String(500), default="openid profile")
-    context_policy: Mapped[str] = mapped_column(String(16), default="none")
-    context_claim: Mapped[str] = mapped_column(String(255), default="wecom_context")
-    access_token_ttl: Mapped[int] = mapped_column(Integer, default=600)
-    id_token_ttl: Mapped[int] = mapped_column(Integer, default=3600)
-    refresh_token_ttl: Mapped[int] = mapped_column(Integer, default=30 * 24 * 3600)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    client_id: str
+    is_public: bool
+    secret_hash: str | None
+    previous_secret_hash: str | None
+    redirect_uris: Sequence[str]
+    post_logout_redirect_uris: Sequence[str]
+    grant_types: Sequence[str]
+    allowed_scopes: str
 
     # --- authlib ClientMixin (rfc6749/models.py) ---
     def get_client_id(self) -> str:
@@ -164,6 +161,33 @@ class Client(Base, ClientMixin):
     @property
     def client_metadata(self) -> dict[str, Any]:
         return {"post_logout_redirect_uris": list(self.post_logout_redirect_uris)}
+
+
+class Client(Base, ClientRules):
+    """A relying party. Secrets are SHA-256 digests of 256-bit random values; during a rotation
+    the previous one stays valid until retired (two active at most)."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    is_public: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: May call the admin API with a `client_credentials` token carrying scope `iam:admin`.
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    redirect_uris: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    grant_types: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    allowed_scopes: Mapped[str] = mapped_column(String(500), default="openid profile")
+    context_policy: Mapped[str] = mapped_column(String(16), default="none")
+    context_claim: Mapped[str] = mapped_column(String(255), default="wecom_context")
+    access_token_ttl: Mapped[int] = mapped_column(Integer, default=600)
+    id_token_ttl: Mapped[int] = mapped_column(Integer, default=3600)
+    refresh_token_ttl: Mapped[int] = mapped_column(Integer, default=30 * 24 * 3600)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 class SsoSession(Base):

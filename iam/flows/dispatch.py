@@ -30,10 +30,11 @@ from starlette.responses import RedirectResponse, Response
 
 from iam.clock import utcnow
 from iam.db.store import Store
+from iam.db.unit import current_connection, current_session
 from iam.errors import NotFoundError, RateLimitedError
 from iam.flows.login import count_flow_start, too_many
 from iam.flows.state import Fail, Issue, Login, OfferLinking, Select, Situation, next_step
-from iam.oidc.context import Principal, connection, db
+from iam.oidc.context import Principal
 from iam.oidc.endpoints import Oidc
 from iam.oidc.requests import Pairs, SnapshotRequest, from_parts, snapshot
 from iam.oidc.server import Server
@@ -158,7 +159,7 @@ def decide(
         # Only apps that take a context need the person's identities: no query on the hot
         # path of `none` apps.
         active_links=(
-            accounts.active_link_ids(db(), principal.user.id)
+            accounts.active_link_ids(current_session(), principal.user.id)
             if principal is not None and client.context_policy != "none"
             else ()
         ),
@@ -184,7 +185,8 @@ def decide(
 
 def _decide_for_cookie(server: Server, request: SnapshotRequest, cookie: str | None) -> Decided:
     """A fresh /authorize: the browser's session is read in the same unit of work."""
-    return decide(server, request, principal_of(sessions.find_in(connection(), cookie)), Progress())
+    signed_in = sessions.find_in(current_connection(), cookie)
+    return decide(server, request, principal_of(signed_in), Progress())
 
 
 class PageError(Exception):

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from iam.clock import epoch
-from iam.db.models import Client, IdentityLink, User
-from iam.oidc.context import db
+from iam.db.fastpath import ClientView, UserView
+from iam.db.models import IdentityLink
+from iam.db.unit import current_session
 
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "profile": ("name", "updated_at"),
@@ -16,7 +17,7 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _user_values(user: User) -> dict[str, Any]:
+def _user_values(user: UserView) -> dict[str, Any]:
     return {
         "name": user.name,
         "updated_at": epoch(user.updated_at),
@@ -27,7 +28,7 @@ def _user_values(user: User) -> dict[str, Any]:
     }
 
 
-def user_claims(user: User, scope: str) -> dict[str, Any]:
+def user_claims(user: UserView, scope: str) -> dict[str, Any]:
     """`sub` always; the rest only for granted scopes, and only claims that have a value."""
     values = _user_values(user)
     claims: dict[str, Any] = {"sub": user.id}
@@ -38,12 +39,12 @@ def user_claims(user: User, scope: str) -> dict[str, Any]:
     return claims
 
 
-def context_claims(client: Client, context_link_id: str | None) -> dict[str, Any]:
+def context_claims(client: ClientView, context_link_id: str | None) -> dict[str, Any]:
     """The identity context claim (contract: Tokens and claims) for apps whose policy takes it,
     when the token has a context: never for `none` apps, whatever the session holds."""
     if client.context_policy == "none" or context_link_id is None:
         return {}
-    link = db().get(IdentityLink, context_link_id)
+    link = current_session().get(IdentityLink, context_link_id)
     if link is None or link.status != "active":
         return {}
     meta = link.link_metadata or {}

@@ -17,52 +17,21 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from authlib.oidc.core import OpenIDCode, OpenIDToken
 from authlib.oidc.core.grants.util import create_half_hash
 from joserfc import jwt
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 
 from iam.clock import epoch, utcnow
-from iam.db import rows
-from iam.db.models import AuthorizationCode, Client, RefreshToken, User
+from iam.db import fastpath
+from iam.db.fastpath import ClientView, UserView
+from iam.db.models import AuthorizationCode, RefreshToken
+from iam.db.unit import current_connection, current_session
 from iam.oidc.claims import context_claims, user_claims
-from iam.oidc.context import Principal, connection, db
+from iam.oidc.context import Principal
 from iam.oidc.keys import KeyRing
 from iam.secretbox import digest
 from iam.services.clients import ADMIN_SCOPE
 
 CODE_LIFETIME = timedelta(seconds=60)
 UNREGISTERED_REDIRECT_URI = "The redirect URI is not registered for this client."
-
-# The hot path's writes and its one existence check, as plain statements built once (the ORM's
-# unit of work costs several times more per row, and no one reads these rows back as objects).
-_codes = AuthorizationCode.__table__.c
-_refresh_tokens = RefreshToken.__table__.c
-_INSERT_CODE = insert(AuthorizationCode.__table__)
-_CODE = rows.shape(AuthorizationCode)
-_users = User.__table__.c
-_CODE_AND_USER = (
-    select(*rows.select_columns(_CODE, rows.USERS.shape))
-    .outerjoin_from(AuthorizationCode.__table__, User.__table__, _users.id == _codes.user_id)
-    .where(_codes.code_hash == bindparam("code_hash"))
-)
-_USER_BY_ID = select(*rows.USERS.shape.columns).where(_users.id == bindparam("user_id"))
-_CONSUME_CODE = (
-    update(AuthorizationCode.__table__)
-    .where(_codes.id == bindparam("code_id"), _codes.consumed_at.is_(None))
-    .values(consumed_at=bindparam("now"))
-)
-_ROTATE_REFRESH_TOKEN = (
-    update(RefreshToken.__table__)
-    .where(_refresh_tokens.id == bindparam("token_id"), _refresh_tokens.rotated_at.is_(None))
-    .values(rotated_at=bindparam("now"))
-)
-_LIVE_CODE_WITH_NONCE = (
-    select(_codes.id)
-    .where(
-        _codes.client_id == bindparam("client_id"),
-        _codes.nonce == bindparam("nonce"),
-        _codes.consumed_at.is_(None),
-    )
-    .limit(1)
-)
 
 
 class TokenFamilyCompromisedError(InvalidGrantError):
@@ -74,13 +43,8 @@ class TokenFamilyCompromisedError(InvalidGrantError):
         self.family_id = family_id
 
 
-def _user(user_id: str) -> User | None:
-    found = connection().execute(_USER_BY_ID, {"user_id": user_id}).first()
-    return rows.USERS.get(found) if found is not None else None
-
-
 def _principal_from(
-    row: AuthorizationCode | RefreshToken, family_id: str, user: User | None
+    row: AuthorizationCode | RefreshToken, family_id: str, user: UserView | None
 ) -> Principal | None:
     if user is None or not user.is_active:
         return None
@@ -94,7 +58,7 @@ def _principal_from(
     )
 
 
-def _require_context(client: Client, principal: Principal) -> None:
+def _require_context(client: ClientView, principal: Principal) -> None:
     """A `required` app's tokens carry an identity context, or are not issued: the identity the
     grant was for may have been unlinked or disabled since."""
     if client.context_policy == "required" and not context_claims(
@@ -131,7 +95,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     @staticmethod
-    def validate_authorization_redirect_uri(request: Any, client: Client) -> str:
+    def validate_authorization_redirect_uri(request: Any, client: ClientView) -> str:
         """Authlib's check, with a fixed description: Authlib's repeats the URI, and cannot be
         built at all for one with a `"`, a `\\` or a character outside ASCII."""
         redirect_uri = request.payload.redirect_uri
@@ -160,8 +124,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def save_authorization_code(self, code: str, request: Any) -> None:
         principal: Principal = request.user
         now = utcnow()
-        connection().execute(
-            _INSERT_CODE,
+        current_connection().execute(
+            fastpath.INSERT_CODE,
             {
                 "code_hash": digest(code),
                 "client_id": request.client.client_id,
@@ -182,28 +146,26 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         )
 
     #: The user of the code this request presents, read with the code (one statement, not two).
-    code_user: User | None = None
+    code_user: UserView | None = None
 
-    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
-        params = {"code_hash": digest(code)}
-        found = connection().execute(_CODE_AND_USER, params).first()
+    def query_authorization_code(self, code: str, client: ClientView) -> AuthorizationCode | None:
+        found = fastpath.code_and_user(current_connection(), digest(code))
         if found is None:
             return None
-        code_values, user_values = rows.split(found, _CODE, rows.USERS.shape)
-        row = _CODE.build(code_values)
+        row, user = found
         if row.client_id != client.client_id:
             return None
         if row.consumed_at is not None:
             raise TokenFamilyCompromisedError(row.id, "The code was already used.")
         if row.expires_at <= utcnow():
             return None
-        self.code_user = rows.USERS.get_joined(user_values)
+        self.code_user = user
         return row
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
         """Consume, don't delete: a replay must still find the code to revoke its tokens."""
-        consumed = connection().execute(
-            _CONSUME_CODE, {"code_id": authorization_code.id, "now": utcnow()}
+        consumed = current_connection().execute(
+            fastpath.CONSUME_CODE, {"code_id": authorization_code.id, "now": utcnow()}
         )
         if consumed.rowcount != 1:
             raise TokenFamilyCompromisedError(authorization_code.id, "The code was already used.")
@@ -223,7 +185,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
-        row: RefreshToken | None = db().scalar(
+        row: RefreshToken | None = current_session().scalar(
             select(RefreshToken).where(RefreshToken.token_hash == digest(refresh_token))
         )
         if row is None or row.client_id != self.request.client.client_id:
@@ -236,7 +198,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_user(self, refresh_token: RefreshToken) -> Principal:
         principal = _principal_from(
-            refresh_token, refresh_token.family_id, _user(refresh_token.user_id)
+            refresh_token,
+            refresh_token.family_id,
+            fastpath.user_by_id(current_connection(), refresh_token.user_id),
         )
         if principal is None:  # the user was disabled or deleted: the grant is no longer valid
             raise InvalidGrantError("The user of this refresh token is no longer active.")
@@ -244,8 +208,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return principal
 
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
-        rotated = connection().execute(
-            _ROTATE_REFRESH_TOKEN, {"token_id": refresh_token.id, "now": utcnow()}
+        rotated = current_connection().execute(
+            fastpath.ROTATE_REFRESH_TOKEN, {"token_id": refresh_token.id, "now": utcnow()}
         )
         if rotated.rowcount != 1:
             raise TokenFamilyCompromisedError(
@@ -279,7 +243,7 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
     def get_jwks(self) -> Any:
         return self.keys.current().signing
 
-    def get_jti(self, client: Client, grant_type: str, user: Any, scope: str) -> str:
+    def get_jti(self, client: ClientView, grant_type: str, user: Any, scope: str) -> str:
         return secrets.token_urlsafe(16)  # 128 random bits
 
     def get_auth_time(self, user: Principal | None) -> int | None:
@@ -289,17 +253,17 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
         return list(user.amr) if user else None
 
     def get_extra_claims(
-        self, client: Client, grant_type: str, user: Principal | None, scope: str
+        self, client: ClientView, grant_type: str, user: Principal | None, scope: str
     ) -> dict[str, Any]:
         return context_claims(client, user.context_link_id) if user else {}
 
-    def client_credentials_scope(self, client: Client, scope: str | None) -> str:
+    def client_credentials_scope(self, client: ClientView, scope: str | None) -> str:
         return scope or " ".join(s for s in client.allowed_scopes.split() if s != "openid")
 
     def generate(
         self,
         grant_type: str,
-        client: Client,
+        client: ClientView,
         user: Any = None,
         scope: Any = None,
         expires_in: Any = None,
@@ -326,7 +290,7 @@ class IdTokenMixin:
 
     def encode_id_token(self, token: dict[str, Any], request: Any) -> str:
         principal: Principal = request.user
-        client: Client = request.client
+        client: ClientView = request.client
         now = epoch(utcnow())
         claims: dict[str, Any] = {
             **user_claims(principal.user, token["scope"]),
@@ -357,8 +321,8 @@ class IdTokenForCode(IdTokenMixin, OpenIDCode):
         self.keys = keys
 
     def exists_nonce(self, nonce: str, request: Any) -> bool:
-        found = connection().execute(
-            _LIVE_CODE_WITH_NONCE, {"client_id": request.payload.client_id, "nonce": nonce}
+        found = current_connection().execute(
+            fastpath.LIVE_CODE_WITH_NONCE, {"client_id": request.payload.client_id, "nonce": nonce}
         )
         return found.first() is not None
 

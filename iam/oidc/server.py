@@ -22,17 +22,25 @@ from authlib.oauth2.rfc6749.errors import (
     UnsupportedResponseTypeError,
 )
 from joserfc.jws import extract_compact
-from sqlalchemy import bindparam, insert, select
 from starlette.responses import Response
 
 from iam import metrics
 from iam.clock import utcnow
-from iam.db import rows
-from iam.db.models import AccessToken, Client, RefreshToken
+from iam.db import fastpath
+from iam.db.fastpath import ClientView
+from iam.db.models import RefreshToken
 from iam.db.store import Store
+from iam.db.unit import (
+    UnitOfWork,
+    bind,
+    current_connection,
+    current_session,
+    rollback_current,
+    unbind,
+)
 from iam.errors import RateLimitedError
 from iam.oidc import grants
-from iam.oidc.context import Principal, UnitOfWork, bind, connection, db, rollback, unbind
+from iam.oidc.context import Principal
 from iam.oidc.keys import KeyRing
 from iam.oidc.requests import readable_basic_credentials
 from iam.oidc.tokens import (
@@ -54,11 +62,6 @@ T = TypeVar("T")
 MAX_CLIENT_ID = 64
 UNSUPPORTED_RESPONSE_TYPE = "This response_type is not supported."
 UNREADABLE_CREDENTIALS = "The client credentials in the Authorization header cannot be read."
-_INSERT_ACCESS_TOKEN = insert(AccessToken.__table__)
-_INSERT_REFRESH_TOKEN = insert(RefreshToken.__table__)
-_CLIENT_BY_ID = select(*rows.CLIENTS.shape.columns).where(
-    Client.__table__.c.client_id == bindparam("client_id")
-)
 
 
 class Runner:
@@ -173,23 +176,22 @@ class Server(AuthorizationServer):
         return response
 
     # --- storage hooks ---
-    def query_client(self, client_id: str) -> Client | None:
+    def query_client(self, client_id: str) -> ClientView | None:
         if not client_id or len(client_id) > MAX_CLIENT_ID:
             return None
-        row = connection().execute(_CLIENT_BY_ID, {"client_id": client_id}).first()
-        return rows.CLIENTS.get(row) if row is not None else None
+        return fastpath.client_by_id(current_connection(), client_id)
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         """Record the access token's jti (for revocation) and the refresh token's digest."""
-        client: Client = request.client
+        client: ClientView = request.client
         principal: Principal | None = request.user
         claims = json.loads(extract_compact(token["access_token"].encode()).payload)
         now = utcnow()
         family_id = principal.family_id if principal else None
         sid = principal.sid if principal else None
-        plain = connection()  # plain INSERTs: nothing here is read back as an object
+        plain = current_connection()  # plain INSERTs: nothing here is read back as an object
         plain.execute(
-            _INSERT_ACCESS_TOKEN,
+            fastpath.INSERT_ACCESS_TOKEN,
             {
                 "jti": claims["jti"],
                 "client_id": client.client_id,
@@ -206,7 +208,7 @@ class Server(AuthorizationServer):
         if "refresh_token" in token and principal is not None and family_id is not None:
             previous: RefreshToken | None = request.refresh_token
             plain.execute(
-                _INSERT_REFRESH_TOKEN,
+                fastpath.INSERT_REFRESH_TOKEN,
                 {
                     "token_hash": digest(token["refresh_token"]),
                     "family_id": family_id,
@@ -249,7 +251,7 @@ class Server(AuthorizationServer):
         if name == "after_revoke_token":
             token = kwargs.get("token")
             audit.record(
-                db(),
+                current_session(),
                 "token.revoked",
                 user_id=getattr(token, "user_id", None),
                 client_id=getattr(kwargs.get("client"), "client_id", None),
@@ -259,7 +261,7 @@ class Server(AuthorizationServer):
     def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
         """Undo what the failed request wrote; a replay revokes its family; audit the failure
         (but not a refusal for too many requests: a flood must not become a flood of writes)."""
-        rollback()
+        rollback_current()
         response: Response
         if isinstance(error, SlowDownError):
             response = super().handle_error_response(request, error)
@@ -270,7 +272,7 @@ class Server(AuthorizationServer):
         payload = getattr(request, "payload", None)
         client = getattr(request, "client", None)
         audit.record(
-            connection(),
+            current_connection(),
             "token.failed" if getattr(payload, "grant_type", None) else "oauth.failed",
             outcome="failure",
             client_id=getattr(client, "client_id", None) or _claimed_client_id(payload),

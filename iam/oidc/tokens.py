@@ -16,28 +16,16 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 
 from iam.clock import epoch, utcnow
-from iam.db import rows
-from iam.db.models import AccessToken, Client, RefreshToken, User
+from iam.db import fastpath
+from iam.db.fastpath import ClientView, UserView
+from iam.db.models import AccessToken, RefreshToken
+from iam.db.unit import current_connection, current_session
 from iam.oidc.claims import context_claims, user_claims
-from iam.oidc.context import connection, db
 from iam.oidc.keys import KeyRing
 from iam.secretbox import digest
-
-_ACCESS_TOKEN = rows.shape(AccessToken)
-_tokens, _users, _clients = AccessToken.__table__, User.__table__, Client.__table__
-#: A presented token's record with its user (none for client_credentials) and its app.
-_PRESENTED_TOKEN = (
-    select(*rows.select_columns(_ACCESS_TOKEN, rows.USERS.shape, rows.CLIENTS.shape))
-    .select_from(
-        _tokens.outerjoin(_users, _users.c.id == _tokens.c.user_id).join(
-            _clients, _clients.c.client_id == _tokens.c.client_id
-        )
-    )
-    .where(_tokens.c.jti == bindparam("jti"))
-)
 
 NO_STORE = [
     ("Content-Type", "application/json"),
@@ -68,13 +56,10 @@ def admin_client_of(token_string: str, keys: KeyRing, issuer: str, scope: str) -
     claims = decode_access_token(token_string, keys, issuer)
     if claims is None or scope not in str(claims.get("scope", "")).split():
         return None
-    found = connection().execute(_PRESENTED_TOKEN, {"jti": str(claims.get("jti"))}).first()
+    found = fastpath.presented_token(current_connection(), str(claims.get("jti")))
     if found is None:
         return None
-    token_values, _user, client_values = rows.split(
-        found, _ACCESS_TOKEN, rows.USERS.shape, rows.CLIENTS.shape
-    )
-    token, client = _ACCESS_TOKEN.build(token_values), rows.CLIENTS.get(client_values)
+    token, _user, client = found
     if token.user_id is not None or token.is_revoked() or token.is_expired():
         return None
     if not client.is_admin or scope not in token.scope.split():
@@ -86,7 +71,7 @@ def revoke_family(family_id: str) -> None:
     """Revoke every access and refresh token descended from one authorization code."""
     now = utcnow()
     for table in (RefreshToken, AccessToken):
-        db().execute(
+        current_session().execute(
             update(table)
             .where(table.family_id == family_id, table.revoked_at.is_(None))
             .values(revoked_at=now)
@@ -99,8 +84,8 @@ class PresentedToken:
     in one statement. Authlib's validator asks it what it asks any token."""
 
     record: AccessToken
-    user: User | None
-    client: Client
+    user: UserView | None
+    client: ClientView
 
     def is_expired(self) -> bool:
         return self.record.is_expired()
@@ -125,14 +110,8 @@ class AccessTokenValidator(BearerTokenValidator):
         claims = decode_access_token(token_string, self.keys, self.issuer)
         if claims is None:
             return None
-        found = connection().execute(_PRESENTED_TOKEN, {"jti": str(claims.get("jti"))})
-        row = found.first()
-        if row is None:
-            return None
-        token, user, client = rows.split(row, _ACCESS_TOKEN, rows.USERS.shape, rows.CLIENTS.shape)
-        return PresentedToken(
-            _ACCESS_TOKEN.build(token), rows.USERS.get_joined(user), rows.CLIENTS.get(client)
-        )
+        found = fastpath.presented_token(current_connection(), str(claims.get("jti")))
+        return PresentedToken(*found) if found is not None else None
 
 
 def _query_token(
@@ -140,8 +119,10 @@ def _query_token(
 ) -> AccessToken | RefreshToken | None:
     claims = decode_access_token(token_string, keys, issuer)
     if claims is not None:
-        return db().get(AccessToken, str(claims.get("jti")))
-    return db().scalar(select(RefreshToken).where(RefreshToken.token_hash == digest(token_string)))
+        return current_session().get(AccessToken, str(claims.get("jti")))
+    return current_session().scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == digest(token_string))
+    )
 
 
 class _TokenLookup:
@@ -155,7 +136,7 @@ class _TokenLookup:
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
         return _query_token(token_string, self.keys, self.issuer)
 
-    def check_params(self, request: Any, client: Client) -> None:
+    def check_params(self, request: Any, client: ClientView) -> None:
         """Only `token` is required. A hint we do not know is ignored, not refused: we find
         every kind of token anyway (RFC 7009 2.1, RFC 7662 2.1)."""
         if "token" not in request.form:
@@ -179,7 +160,7 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):
 
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
-    def check_permission(self, token: Any, client: Client, request: Any) -> bool:
+    def check_permission(self, token: Any, client: ClientView, request: Any) -> bool:
         return bool(token.client_id == client.client_id)
 
     def introspect_token(self, token: AccessToken | RefreshToken) -> dict[str, Any]:
@@ -195,7 +176,7 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):
             payload["sub"] = token.user_id
         if isinstance(token, AccessToken):
             payload.update(token_type="Bearer", jti=token.jti, aud=token.client_id)
-            client = db().get(Client, token.client_id)
+            client = fastpath.client_by_id(current_connection(), token.client_id)
             if client is not None:
                 payload.update(context_claims(client, token.context_link_id))
             if token.user_id is None:

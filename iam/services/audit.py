@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
+from iam.db.fastpath import INSERT_AUDIT_EVENT
 from iam.db.models import AuditEvent
 from iam.db.store import Store
 from iam.errors import ValidationError
 
 log = logging.getLogger("iam.audit")
-_INSERT = insert(AuditEvent.__table__)
 
 
 def record(
@@ -35,7 +35,7 @@ def record(
     caller's own errors surface where the caller expects them.)"""
     target = session.connection() if isinstance(session, Session) else session
     target.execute(
-        _INSERT,
+        INSERT_AUDIT_EVENT,
         {
             "event": event,
             "outcome": outcome,

@@ -6,11 +6,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
-from iam.db import rows
+from iam.db import fastpath
+from iam.db.fastpath import UserView
 from iam.db.models import AccessToken, IdentityLink, RefreshToken, SsoSession, User, new_id
 from iam.db.store import Store
 from iam.errors import ForbiddenError
@@ -21,27 +22,13 @@ SESSION_LIFETIME = timedelta(hours=12)
 #: Only write `last_seen_at` this often, not on every request.
 TOUCH_EVERY = timedelta(minutes=5)
 
-# `find_in` runs on every authorization: plain statements, read without the ORM (`iam.db.rows`).
-_SESSION = rows.shape(SsoSession)
-_sessions, _users = SsoSession.__table__, User.__table__
-_SESSION_AND_USER = (
-    select(*rows.select_columns(_SESSION, rows.USERS.shape))
-    .join_from(_sessions, _users, _users.c.id == _sessions.c.user_id)
-    .where(_sessions.c.token_hash == bindparam("token_hash"))
-)
-_TOUCH = (
-    update(_sessions)
-    .where(_sessions.c.id == bindparam("sid"))
-    .values(last_seen_at=bindparam("now"))
-)
-
 
 @dataclass(frozen=True)
 class SignedIn:
-    """A live session and its user, as the pages need them."""
+    """A live session (read for this request) and its user (a shared frozen view)."""
 
     session: SsoSession
-    user: User
+    user: UserView
 
 
 @dataclass(frozen=True)
@@ -119,16 +106,15 @@ def find_in(connection: Connection, cookie_value: str | None) -> SignedIn | None
     if not cookie_value or len(cookie_value) > 200:
         return None
     now = utcnow()
-    found = connection.execute(_SESSION_AND_USER, {"token_hash": digest(cookie_value)})
-    row = found.first()
-    if row is None:
+    # Every authorization reads it: the hot path's statements (`iam.db.fastpath`).
+    found = fastpath.session_and_user(connection, digest(cookie_value))
+    if found is None:
         return None
-    session_row, user_row = rows.split(row, _SESSION, rows.USERS.shape)
-    sso, user = _SESSION.build(session_row), rows.USERS.get(user_row)
+    sso, user = found
     if sso.expires_at <= now or not user.is_active:
         return None
     if now - sso.last_seen_at > TOUCH_EVERY:
-        connection.execute(_TOUCH, {"sid": sso.id, "now": now})
+        connection.execute(fastpath.TOUCH_SESSION, {"sid": sso.id, "now": now})
         sso.last_seen_at = now
     return SignedIn(sso, user)
 

@@ -5,23 +5,36 @@ check once did, and each authorization got slower as codes piled up)."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Executable, event, text
+from sqlalchemy import Delete, Executable, Select, Update, event, text
 
+from iam.db import fastpath
 from iam.db.store import Store
-from iam.oidc import grants, server, tokens
-from iam.services import audit, sessions
+from iam.services import audit
 
+#: Every statement of `iam.db.fastpath` that reads or changes rows found by a condition (the
+#: INSERTs find nothing), with parameters.
 HOT_STATEMENTS = {
-    "client by id": (server._CLIENT_BY_ID, {"client_id": "c"}),
-    "live code with nonce": (grants._LIVE_CODE_WITH_NONCE, {"client_id": "c", "nonce": "n"}),
-    "code and its user": (grants._CODE_AND_USER, {"code_hash": "h"}),
-    "consume code": (grants._CONSUME_CODE, {"code_id": "i", "now": None}),
-    "rotate refresh token": (grants._ROTATE_REFRESH_TOKEN, {"token_id": "i", "now": None}),
-    "user by id": (grants._USER_BY_ID, {"user_id": "u"}),
-    "presented access token": (tokens._PRESENTED_TOKEN, {"jti": "j"}),
-    "session and user": (sessions._SESSION_AND_USER, {"token_hash": "h"}),
-    "touch session": (sessions._TOUCH, {"sid": "s", "now": None}),
+    "client by id": (fastpath.CLIENT_BY_ID, {"client_id": "c"}),
+    "live code with nonce": (fastpath.LIVE_CODE_WITH_NONCE, {"client_id": "c", "nonce": "n"}),
+    "code and its user": (fastpath.CODE_AND_USER, {"code_hash": "h"}),
+    "consume code": (fastpath.CONSUME_CODE, {"code_id": "i", "now": None}),
+    "rotate refresh token": (fastpath.ROTATE_REFRESH_TOKEN, {"token_id": "i", "now": None}),
+    "user by id": (fastpath.USER_BY_ID, {"user_id": "u"}),
+    "presented access token": (fastpath.PRESENTED_TOKEN, {"jti": "j"}),
+    "session and user": (fastpath.SESSION_AND_USER, {"token_hash": "h"}),
+    "touch session": (fastpath.TOUCH_SESSION, {"sid": "s", "now": None}),
 }
+
+
+def test_every_statement_that_finds_rows_is_held_here() -> None:
+    """A new hot-path SELECT or UPDATE gets a line above (the rule of docs/architecture.md)."""
+    held = {id(statement) for statement, _ in HOT_STATEMENTS.values()}
+    finders = {
+        name
+        for name, value in vars(fastpath).items()
+        if name.isupper() and isinstance(value, Select | Update | Delete)
+    }
+    assert {name for name in finders if id(getattr(fastpath, name)) not in held} == set()
 
 
 def _uses_no_scan(store: Store, plan: str) -> bool:

@@ -1,14 +1,22 @@
-"""iam/oidc/context.py: a protocol request's unit of work is one transaction, whether its hooks
+"""iam/db/unit.py: a protocol request's unit of work is one transaction, whether its hooks
 write with plain statements on the connection, through an ORM session opened later on it, or
 both."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, insert, select
 
 from iam.db.models import AuditEvent, Client
 from iam.db.store import Store
-from iam.oidc.context import UnitOfWork
+from iam.db.unit import (
+    UnitOfWork,
+    bind,
+    current_connection,
+    current_session,
+    rollback_current,
+    unbind,
+)
 
 
 def audit_rows(store: Store) -> int:
@@ -65,3 +73,23 @@ def test_nothing_is_kept_when_the_work_is_not_committed(store: Store) -> None:
         unit.session.add(Client(client_id="c1", name="App", redirect_uris=[], grant_types=[]))
         unit.close()
     assert audit_rows(store) == 0
+
+
+def test_the_accessors_give_the_bound_unit_and_only_while_it_is_bound(store: Store) -> None:
+    with store.engine.connect() as connection:
+        unit = UnitOfWork(connection)
+        token = bind(unit)
+        try:
+            assert current_connection() is connection
+            assert current_session() is unit.session
+            plain_insert(unit, "undone")
+            rollback_current()
+            plain_insert(unit, "kept")
+            unit.commit()
+        finally:
+            unbind(token)
+            unit.close()
+    with pytest.raises(LookupError):
+        current_connection()
+    with store() as db:
+        assert list(db.scalars(select(AuditEvent.event))) == ["kept"]

@@ -1,0 +1,310 @@
+"""The hot path's data access: every statement the protocol requests run, and the code that turns
+their rows into objects, without the ORM.
+
+The protocol requests of every sign-in (authorize, token, userinfo, the token checks of revoke
+and introspect) read and write with the statements below, built once at import and run on the
+connection of the request's unit of work (`iam.db.unit.current_connection()`). A plain SELECT of
+a model's columns costs a fraction of an ORM load (no identity map, no loading context, no
+per-row state), and a plain INSERT a fraction of the ORM's flush. Each statement is held on an
+index by `tests/db/test_query_plans.py`.
+
+What the readers hand out:
+
+- **Frozen views** of the rows read on every request and changed rarely: `ClientView` (what
+  Authlib asks of a client, by the same rules as the model: `iam.db.models.ClientRules`) and
+  `UserView` (`UserRules`). They cannot be changed (frozen dataclasses, lists as tuples), so
+  `Reused` can hand the view built from a row out again, to any request, while the row read is
+  the same: the row is still read each time, so a change (a rotated secret, a disabled user) is
+  seen at once; only the building of the object is saved.
+- **Fresh, session-less model instances** (`Shape.build`) of the rows a single request owns: an
+  authorization code, an access token's record, an SSO session. They are built for that request
+  and never shared; changing one writes nothing.
+
+Code that must change a client or a user loads it through the ORM where it writes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Column, Connection, bindparam, insert, inspect, select, update
+
+from iam.db.models import (
+    AccessToken,
+    AuditEvent,
+    AuthorizationCode,
+    Client,
+    ClientRules,
+    RefreshToken,
+    SsoSession,
+    User,
+    UserRules,
+)
+
+M = TypeVar("M")
+V = TypeVar("V")
+
+
+# --- rows to objects ---
+
+
+@dataclass(frozen=True)
+class Shape(Generic[M]):
+    """A model's mapped columns in table order, with the attribute name of each."""
+
+    model: type[M]
+    keys: tuple[str, ...]
+    columns: tuple[Column[Any], ...]
+    primary_key: tuple[int, ...]  # positions of the primary key's columns
+
+    def build(self, values: Sequence[Any]) -> M:
+        """A new, session-less instance with exactly these values (for one request's use)."""
+        return self.model(**dict(zip(self.keys, values, strict=True)))
+
+    def key_of(self, values: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(values[i] for i in self.primary_key)
+
+
+def shape(model: type[M]) -> Shape[M]:
+    """The model's shape, worked out once per model."""
+    # The cache takes Hashable arguments: mypy sees a plain `type` as one, not a type[M].
+    model_class: type = model
+    return _shape(model_class)
+
+
+@cache
+def _shape(model: type[Any]) -> Shape[Any]:
+    mapper = inspect(model)
+    by_column = {attr.columns[0]: attr.key for attr in mapper.column_attrs}
+    columns = tuple(mapper.local_table.columns)
+    return Shape(
+        model=model,
+        keys=tuple(by_column[column] for column in columns),
+        columns=columns,
+        primary_key=tuple(i for i, column in enumerate(columns) if column.primary_key),
+    )
+
+
+def select_columns(*shapes: Shape[Any]) -> list[Column[Any]]:
+    """The columns of each shape, in order: one SELECT that `split` cuts back apart."""
+    return [column for each in shapes for column in each.columns]
+
+
+def split(values: Sequence[Any], *shapes: Shape[Any]) -> list[Sequence[Any]]:
+    """A row of `select_columns(*shapes)` cut into each shape's values."""
+    parts, start = [], 0
+    for each in shapes:
+        parts.append(values[start : start + len(each.columns)])
+        start += len(each.columns)
+    return parts
+
+
+@dataclass(frozen=True)
+class ClientView(ClientRules):
+    """A client as the hot path reads it: every column of `clients`, frozen. Authlib's client
+    (`ClientMixin`) by the model's own rules (`ClientRules`)."""
+
+    client_id: str
+    name: str
+    is_public: bool
+    is_admin: bool
+    secret_hash: str | None
+    previous_secret_hash: str | None
+    secret_rotated_at: datetime | None
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...]
+    grant_types: tuple[str, ...]
+    allowed_scopes: str
+    context_policy: str
+    context_claim: str
+    access_token_ttl: int
+    id_token_ttl: int
+    refresh_token_ttl: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class UserView(UserRules):
+    """A user as the hot path reads it: every column of `users`, frozen."""
+
+    id: str
+    name: str
+    email: str | None
+    phone: str | None
+    phone_verified_at: datetime | None
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+class Reused(Generic[V]):
+    """Frozen views built from rows, given out again while their row is unchanged (see above).
+    Bounded: past `limit` distinct keys it starts over."""
+
+    def __init__(self, model: type[Any], view: Callable[..., V], limit: int = 4096) -> None:
+        self.shape = shape(model)
+        self._view = view
+        self._limit = limit
+        self._built: dict[tuple[Any, ...], tuple[tuple[Any, ...], V]] = {}
+        self._lock = threading.Lock()
+
+    def build(self, values: Sequence[Any]) -> V:
+        """A new view of these values (JSON lists become tuples)."""
+        keys = self.shape.keys
+        return self._view(**{key: _frozen(value) for key, value in zip(keys, values, strict=True)})
+
+    def get(self, values: Sequence[Any]) -> V:
+        row = tuple(values)
+        key = self.shape.key_of(row)
+        known = self._built.get(key)
+        if known is not None and known[0] == row:
+            return known[1]
+        view = self.build(row)
+        with self._lock:
+            if len(self._built) >= self._limit:
+                self._built.clear()
+            self._built[key] = (row, view)
+        return view
+
+    def get_joined(self, values: Sequence[Any]) -> V | None:
+        """`get` for the values of an outer join: None when the join found no row."""
+        if all(values[i] is None for i in self.shape.primary_key):
+            return None
+        return self.get(values)
+
+
+#: The process's client and user views, reused while their rows are unchanged.
+CLIENTS: Reused[ClientView] = Reused(Client, ClientView)
+USERS: Reused[UserView] = Reused(User, UserView)
+
+#: The rows one request owns, built fresh for it.
+CODE = shape(AuthorizationCode)
+ACCESS_TOKEN = shape(AccessToken)
+SSO_SESSION = shape(SsoSession)
+
+
+# --- the statements ---
+
+_clients, _users = Client.__table__, User.__table__
+_codes, _access_tokens = AuthorizationCode.__table__, AccessToken.__table__
+_refresh_tokens, _sessions = RefreshToken.__table__, SsoSession.__table__
+
+CLIENT_BY_ID = select(*CLIENTS.shape.columns).where(_clients.c.client_id == bindparam("client_id"))
+USER_BY_ID = select(*USERS.shape.columns).where(_users.c.id == bindparam("user_id"))
+
+INSERT_CODE = insert(_codes)
+#: A presented code with its user (one statement, not two).
+CODE_AND_USER = (
+    select(*select_columns(CODE, USERS.shape))
+    .outerjoin_from(_codes, _users, _users.c.id == _codes.c.user_id)
+    .where(_codes.c.code_hash == bindparam("code_hash"))
+)
+#: Consume, don't delete: a replay must still find the code to revoke its tokens.
+CONSUME_CODE = (
+    update(_codes)
+    .where(_codes.c.id == bindparam("code_id"), _codes.c.consumed_at.is_(None))
+    .values(consumed_at=bindparam("now"))
+)
+#: The nonce check of every authorization request.
+LIVE_CODE_WITH_NONCE = (
+    select(_codes.c.id)
+    .where(
+        _codes.c.client_id == bindparam("client_id"),
+        _codes.c.nonce == bindparam("nonce"),
+        _codes.c.consumed_at.is_(None),
+    )
+    .limit(1)
+)
+
+INSERT_ACCESS_TOKEN = insert(_access_tokens)
+INSERT_REFRESH_TOKEN = insert(_refresh_tokens)
+ROTATE_REFRESH_TOKEN = (
+    update(_refresh_tokens)
+    .where(_refresh_tokens.c.id == bindparam("token_id"), _refresh_tokens.c.rotated_at.is_(None))
+    .values(rotated_at=bindparam("now"))
+)
+#: A presented token's record with its user (none for client_credentials) and its app.
+PRESENTED_TOKEN = (
+    select(*select_columns(ACCESS_TOKEN, USERS.shape, CLIENTS.shape))
+    .select_from(
+        _access_tokens.outerjoin(_users, _users.c.id == _access_tokens.c.user_id).join(
+            _clients, _clients.c.client_id == _access_tokens.c.client_id
+        )
+    )
+    .where(_access_tokens.c.jti == bindparam("jti"))
+)
+
+#: The browser's session with its user (every authorization).
+SESSION_AND_USER = (
+    select(*select_columns(SSO_SESSION, USERS.shape))
+    .join_from(_sessions, _users, _users.c.id == _sessions.c.user_id)
+    .where(_sessions.c.token_hash == bindparam("token_hash"))
+)
+TOUCH_SESSION = (
+    update(_sessions)
+    .where(_sessions.c.id == bindparam("sid"))
+    .values(last_seen_at=bindparam("now"))
+)
+
+#: The audit trail is append-only: a plain INSERT, in the caller's transaction.
+INSERT_AUDIT_EVENT = insert(AuditEvent.__table__)
+
+
+# --- the readers ---
+
+
+def client_by_id(connection: Connection, client_id: str) -> ClientView | None:
+    found = connection.execute(CLIENT_BY_ID, {"client_id": client_id}).first()
+    return CLIENTS.get(found) if found is not None else None
+
+
+def user_by_id(connection: Connection, user_id: str) -> UserView | None:
+    found = connection.execute(USER_BY_ID, {"user_id": user_id}).first()
+    return USERS.get(found) if found is not None else None
+
+
+def code_and_user(
+    connection: Connection, code_hash: str
+) -> tuple[AuthorizationCode, UserView | None] | None:
+    """The code with this digest and its user (None if the user is gone)."""
+    found = connection.execute(CODE_AND_USER, {"code_hash": code_hash}).first()
+    if found is None:
+        return None
+    code_values, user_values = split(found, CODE, USERS.shape)
+    return CODE.build(code_values), USERS.get_joined(user_values)
+
+
+def presented_token(
+    connection: Connection, jti: str
+) -> tuple[AccessToken, UserView | None, ClientView] | None:
+    """The record of the access token `jti`, its user (none for client_credentials), its app."""
+    found = connection.execute(PRESENTED_TOKEN, {"jti": jti}).first()
+    if found is None:
+        return None
+    token_values, user_values, client_values = split(
+        found, ACCESS_TOKEN, USERS.shape, CLIENTS.shape
+    )
+    return (
+        ACCESS_TOKEN.build(token_values),
+        USERS.get_joined(user_values),
+        CLIENTS.get(client_values),
+    )
+
+
+def session_and_user(connection: Connection, token_hash: str) -> tuple[SsoSession, UserView] | None:
+    """The SSO session whose cookie has this digest, and its user."""
+    found = connection.execute(SESSION_AND_USER, {"token_hash": token_hash}).first()
+    if found is None:
+        return None
+    session_values, user_values = split(found, SSO_SESSION, USERS.shape)
+    return SSO_SESSION.build(session_values), USERS.get(user_values)
