@@ -1,5 +1,12 @@
-"""The unit of work of a protocol request: one connection, one transaction, committed when the
-request's work returns and rolled back when it raises (`iam.oidc.server.Runner` drives it).
+"""Units of work: a use case commits whole or not at all.
+
+`in_one_unit` runs a use case of the pages (sign in, bind, ...) on an ORM session, committed
+when it returns and rolled back when it raises; the services it calls take that session and
+never open a transaction of their own.
+
+`UnitOfWork` is the unit of a protocol request: one connection, one transaction, committed
+when the request's work returns and rolled back when it raises (`iam.oidc.server.Runner`
+drives it).
 
 Code that runs inside it (Authlib's hooks, the services they call) reaches it through the
 accessors below, in the worker thread that serves the request:
@@ -13,10 +20,37 @@ accessors below, in the worker thread that serves the request:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar, Token
+from typing import TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
+from iam.db.store import Store
+from iam.errors import ConflictError
+
+T = TypeVar("T")
+#: How often a use case runs again after losing a race to a concurrent one (see `in_one_unit`).
+ATTEMPTS = 3
+
+
+def in_one_unit(store: Store, work: Callable[[Session, bool], T]) -> T:
+    """Run `work(db, first_try)` as one unit of work: one transaction, committed when it
+    returns, rolled back when it raises. When a concurrent use case commits the same row first
+    (two first logins of one member make one person and one link), the database refuses this
+    one's insert and the unit runs again from the start: it then finds what the other made.
+    `first_try` lets the work count a rate limit only once."""
+    for attempt in range(ATTEMPTS):
+        with store() as db:
+            try:
+                result = work(db, attempt == 0)
+                db.commit()
+            except IntegrityError:
+                continue
+            return result
+    raise ConflictError("A concurrent change got in the way; try again.")
 
 
 class UnitOfWork:

@@ -7,10 +7,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
@@ -27,8 +26,6 @@ from iam.services.users import MAX_NAME, find_user_by_phone
 BINDING_LIFETIME = timedelta(minutes=10)
 #: Two first logins of one member at once: the loser of a unique constraint tries again. Two
 #: races can be lost in a row (the new user's phone, then the link), so three attempts.
-BIND_ATTEMPTS = 3
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -300,22 +297,6 @@ def bind_to_user(db: Session, identity: Identity, user_id: str, *, ip: str | Non
     if linked.user.id != user_id:
         raise ConflictError(f"{identity.subject} is linked to another account.")
     return linked
-
-
-def in_one_unit(store: Store, work: Callable[[Session, bool], T]) -> T:
-    """Run `work(db, first_try)` as one unit of work: one transaction, committed when it
-    returns, rolled back when it raises. Two first logins of one member at once end with one
-    link: the unique constraint refuses the second one's insert, and its unit runs again from
-    the start (it then finds the first one's link)."""
-    for attempt in range(BIND_ATTEMPTS):
-        with store() as db:
-            try:
-                result = work(db, attempt == 0)
-                db.commit()
-            except IntegrityError:
-                continue
-            return result
-    raise ConflictError("The identity could not be bound; try again.")
 
 
 def _bind_in(

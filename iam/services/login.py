@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from iam.db.models import User
 from iam.db.store import Store
+from iam.db.unit import in_one_unit
 from iam.federation.connector import Identity
 from iam.secretbox import SecretBox
 from iam.services import accounts, audit, otp, sessions
@@ -89,7 +90,7 @@ def sign_in_by_binding(
         )
         return new, pending.flow_id
 
-    return accounts.in_one_unit(store, work)
+    return in_one_unit(store, work)
 
 
 def sign_in_with_identity(
@@ -126,7 +127,7 @@ def sign_in_with_identity(
             user_agent=user_agent,
         )
 
-    return accounts.in_one_unit(store, work)
+    return in_one_unit(store, work)
 
 
 def open_session(

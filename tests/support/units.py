@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from iam.db.store import Store
-from iam.services import accounts
+from iam.db.unit import in_one_unit
 
 T = TypeVar("T")
 
@@ -20,4 +20,4 @@ def in_unit(store: Store, service: Callable[..., T], *args: Any, **kwargs: Any) 
     def work(db: Session, _first_try: bool) -> T:
         return service(db, *args, **kwargs)
 
-    return accounts.in_one_unit(store, work)
+    return in_one_unit(store, work)
