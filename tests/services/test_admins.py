@@ -11,6 +11,7 @@ import pytest
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import VerifyMismatchError
 from sqlalchemy import func, select
+from support.app import CHEAP_PASSWORD_HASHER
 
 from iam.clock import utcnow
 from iam.db.models import Admin, AuditEvent
@@ -27,17 +28,6 @@ PASSLIB_HASHES = {
     "管理员的密码也要足够长": "$argon2id$v=19$m=65536,t=3,p=4$V0qpNaaUkrJWijFm7J0z5g"
     "$ZnC17g4dwGEvtEEEy7N+a/skmq1rdqkukWvwjCR171A",
 }
-CHEAP = PasswordHasher.from_parameters(profiles.CHEAPEST)
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2 at its cheapest (t=1, 8 KiB), so the tests do not spend 64 MiB and a sixth of a
-    second on each hash. `verify` takes the cost from the hash, so passlib's hashes below are
-    still checked at the real cost, and one test undoes this to look at the real hasher."""
-    monkeypatch.setattr(admins, "PASSWORD_HASHER", CHEAP)
-
-
 def _admin_rows(store: Store) -> list[dict[str, Any]]:
     with store() as db:
         rows = db.scalars(select(Admin)).all()
@@ -50,9 +40,9 @@ def test_password_is_stored_as_an_argon2_hash(store: Store) -> None:
     assert row["username"] == "ops@example.com"
     assert row["password_hash"].startswith("$argon2id$v=19$")
     assert PASSWORD not in row["password_hash"]
-    assert CHEAP.verify(row["password_hash"], PASSWORD)
+    assert CHEAP_PASSWORD_HASHER.verify(row["password_hash"], PASSWORD)
     with pytest.raises(VerifyMismatchError):
-        CHEAP.verify(row["password_hash"], PASSWORD + "!")
+        CHEAP_PASSWORD_HASHER.verify(row["password_hash"], PASSWORD + "!")
 
 
 def test_the_production_cost_is_rfc_9106_low_memory_as_passlib_used(
@@ -137,7 +127,7 @@ def test_duplicate_username_is_a_conflict(store: Store) -> None:
     with pytest.raises(ConflictError):
         admins.create_admin(store, "alice", "another long password")
     [row] = _admin_rows(store)
-    assert CHEAP.verify(row["password_hash"], PASSWORD)
+    assert CHEAP_PASSWORD_HASHER.verify(row["password_hash"], PASSWORD)
 
 
 def test_create_admin_writes_an_audit_event_without_the_password(store: Store) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from argon2 import PasswordHasher, profiles
 from sqlalchemy import select
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
@@ -14,12 +15,25 @@ from iam.app import create_app
 from iam.db.models import SigningKey
 from iam.db.store import Store
 from iam.secretbox import SecretBox
-from iam.services import signing_keys
+from iam.services import admins, signing_keys
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 from support.constants import ISSUER, TEST_SECRET
 
 _SIGNING_KEY: dict[str, object] = {}
+
+
+#: argon2 at its cheapest (t=1, 8 KiB): the tests hash admin passwords often, and the real
+#: parameters (64 MiB, a sixth of a second a hash) prove nothing more there.
+CHEAP_PASSWORD_HASHER = PasswordHasher.from_parameters(profiles.CHEAPEST)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test hashes with `CHEAP_PASSWORD_HASHER`; `verify` reads the cost from the hash,
+    so hashes made with the real parameters still verify (`monkeypatch.undo()` gives a test
+    the real hasher back)."""
+    monkeypatch.setattr(admins, "PASSWORD_HASHER", CHEAP_PASSWORD_HASHER)
 
 
 @pytest.fixture
