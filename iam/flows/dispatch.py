@@ -32,7 +32,7 @@ from iam.clock import utcnow
 from iam.db.store import Store
 from iam.db.unit import current_connection, current_session
 from iam.errors import NotFoundError, RateLimitedError
-from iam.flows.login import count_flow_start, too_many
+from iam.flows.login import count_flow_start, signed_in_person, too_many
 from iam.flows.state import Fail, Issue, Login, OfferLinking, Select, Situation, next_step
 from iam.oidc.context import Principal
 from iam.oidc.endpoints import Oidc
@@ -214,10 +214,6 @@ def _page_for(web: Web, request: Request, error: PageError) -> Response:
     return web.error_page(request, error.message_key, status_code=400, detail=error.detail)
 
 
-async def _signed_in(request: Request, store: Store) -> sessions.SignedIn | None:
-    return await run_in_threadpool(sessions.find, store, request.cookies.get(SESSION_COOKIE))
-
-
 def _page_redirect(page: str, flow_id: str) -> Response:
     return RedirectResponse(f"{PAGES[page]}?" + urlencode({"flow": flow_id}), status_code=303)
 
@@ -266,7 +262,7 @@ async def resume(request: Request) -> Response:
         )
     except NotFoundError:
         return web.error_page(request, "error.flow_expired", status_code=400)
-    signed_in = await _signed_in(request, store)
+    signed_in = await signed_in_person(request)
     principal = principal_of(signed_in)
     chosen_at = signed_in.session.context_set_at if signed_in else None
     progress = Progress(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -10,12 +11,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from iam import metrics
+from iam.db.unit import in_one_unit
 from iam.errors import IamError, NotFoundError, RateLimitedError, ValidationError
-from iam.services import authorizations, clients, corps, login, otp
-from iam.services.sessions import SESSION_LIFETIME, NewSession
+from iam.services import authorizations, clients, corps, login, otp, sessions
+from iam.services.sessions import SESSION_LIFETIME, NewSession, SignedIn
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
 
 TEMPLATE = "flows/login.html"
+T = TypeVar("T")
 
 
 class FlowGoneError(Exception):
@@ -24,6 +27,18 @@ class FlowGoneError(Exception):
 
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+async def in_unit(request: Request, work: Callable[..., T]) -> T:
+    """`work(db, first_try)` in a worker thread as one unit of work (`iam.db.unit`): one
+    transaction, all or nothing."""
+    return await run_in_threadpool(in_one_unit, request.app.state.store, work)
+
+
+async def signed_in_person(request: Request) -> SignedIn | None:
+    """This browser's live session and its person, or None."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return await in_unit(request, lambda db, _first: sessions.find_in(db.connection(), cookie))
 
 
 def count_flow_start(request: Request) -> None:

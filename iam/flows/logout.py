@@ -6,15 +6,15 @@ from collections.abc import Mapping
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oidc.rpinitiated.end_session import EndSessionRequest
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from iam.flows.login import in_unit, signed_in_person
 from iam.oidc.endpoints import Oidc
 from iam.oidc.requests import from_parts
 from iam.services import sessions
 from iam.services.sessions import SignedIn
-from iam.web import SESSION_COOKIE, FormRefusedError, Web
+from iam.web import FormRefusedError, Web
 
 LOGOUT_PARAMS = ("id_token_hint", "post_logout_redirect_uri", "state", "client_id", "ui_locales")
 MAX_PARAM = 4096
@@ -54,10 +54,10 @@ async def _log_out(
     request: Request, validated: EndSessionRequest, signed_in: SignedIn | None
 ) -> Response:
     web: Web = request.app.state.web
-    store = request.app.state.store
     if signed_in is not None:
         client_ip = request.client.host if request.client else None
-        await run_in_threadpool(sessions.end, store, signed_in.session.id, ip=client_ip)
+        sid = signed_in.session.id
+        await in_unit(request, lambda db, _first: sessions.end(db, sid, ip=client_ip))
     if validated.redirect_uri:
         response: Response = RedirectResponse(validated.redirect_uri, status_code=303)
     else:
@@ -86,9 +86,7 @@ async def logout(request: Request) -> Response:
         return web.error_page(
             request, "error.invalid_request", detail=error.description or error.error
         )
-    signed_in = await run_in_threadpool(
-        sessions.find, request.app.state.store, request.cookies.get(SESSION_COOKIE)
-    )
+    signed_in = await signed_in_person(request)
     if request.method == "GET" and not _hint_names(signed_in, validated):
         return web.render(request, "flows/logout.html", {"params": params})
     return await _log_out(request, validated, signed_in)
@@ -96,7 +94,5 @@ async def logout(request: Request) -> Response:
 
 async def home(request: Request) -> Response:
     web: Web = request.app.state.web
-    signed_in = await run_in_threadpool(
-        sessions.find, request.app.state.store, request.cookies.get(SESSION_COOKIE)
-    )
+    signed_in = await signed_in_person(request)
     return web.render(request, "flows/home.html", {"user": signed_in.user if signed_in else None})

@@ -12,9 +12,9 @@ from starlette.responses import RedirectResponse, Response
 
 from iam.db.models import IdentityLink
 from iam.errors import ForbiddenError
-from iam.flows.login import FlowGoneError, client_ip, flow_context
+from iam.flows.login import FlowGoneError, client_ip, flow_context, in_unit, signed_in_person
 from iam.services import accounts, authorizations, corps, sessions
-from iam.web import SESSION_COOKIE, FormRefusedError, Web
+from iam.web import FormRefusedError, Web
 
 TEMPLATE = "flows/select.html"
 MAX_FLOW = 64
@@ -46,8 +46,7 @@ async def _context(request: Request, flow_id: str) -> tuple[sessions.SignedIn, s
         app_name = (await flow_context(request, flow_id))["app_name"]
     except FlowGoneError:
         return None
-    store = request.app.state.store
-    signed_in = await run_in_threadpool(sessions.find, store, request.cookies.get(SESSION_COOKIE))
+    signed_in = await signed_in_person(request)
     if signed_in is None:
         return None
     return signed_in, app_name
@@ -62,7 +61,8 @@ async def select_page(request: Request) -> Response:
     if found is None:
         return web.error_page(request, "error.flow_expired")
     signed_in, app_name = found
-    links = await run_in_threadpool(accounts.list_active_links, store, signed_in.user.id)
+    user_id = signed_in.user.id
+    links = await in_unit(request, lambda db, _first: accounts.active_links(db, user_id))
     context: dict[str, Any] = {"flow": flow_id, "app_name": app_name}
     if links:
         context["choices"] = [_choice(link) for link in links]
@@ -96,11 +96,8 @@ async def submit(request: Request) -> Response:
         return _to_flow(flow_id)
     link_id = str(form.get("link_id") or "")
     try:
-        await run_in_threadpool(
-            lambda: sessions.choose_context(
-                store, signed_in.session.id, link_id, ip=client_ip(request)
-            )
-        )
+        sid, ip = signed_in.session.id, client_ip(request)
+        await in_unit(request, lambda db, _first: sessions.choose_context(db, sid, link_id, ip=ip))
     except ForbiddenError:
         return web.error_page(request, "select.forbidden", 403)
     return _to_flow(flow_id)

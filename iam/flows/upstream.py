@@ -26,9 +26,10 @@ from iam.flows.login import (
     count_flow_start,
     flow_context,
     signed_in,
+    signed_in_person,
     too_many,
 )
-from iam.services import accounts, login, sessions, upstream
+from iam.services import accounts, login, upstream
 from iam.web import SESSION_COOKIE, Web
 
 log = logging.getLogger("iam.flows")
@@ -66,9 +67,7 @@ async def start(request: Request) -> Response:
         return web.error_page(request, "upstream.unknown", 404)
     link_user_id = None
     if request.query_params.get("link") == "1":  # "link an identity to me" (the linking offer)
-        signed_in = await run_in_threadpool(
-            sessions.find, state.store, request.cookies.get(SESSION_COOKIE)
-        )
+        signed_in = await signed_in_person(request)
         link_user_id = signed_in.user.id if signed_in else None
 
     def start_login() -> upstream.StartedLogin:
@@ -153,9 +152,7 @@ async def _still_signed_in_as(request: Request, user_id: str | None) -> str | No
     """The user to link to, if the browser is still signed in as the one who asked."""
     if user_id is None:
         return None
-    signed_in = await run_in_threadpool(
-        sessions.find, request.app.state.store, request.cookies.get(SESSION_COOKIE)
-    )
+    signed_in = await signed_in_person(request)
     return user_id if signed_in is not None and signed_in.user.id == user_id else None
 
 

@@ -64,11 +64,6 @@ def active_link_ids(db: Session, user_id: str) -> tuple[str, ...]:
     )
 
 
-def list_active_links(store: Store, user_id: str) -> list[IdentityLink]:
-    with store() as db:
-        return active_links(db, user_id)
-
-
 def _link_of(db: Session, identity: Identity) -> IdentityLink | None:
     return db.scalar(
         select(IdentityLink).where(

@@ -161,5 +161,5 @@ def open_session(
         context_link_id=context_link_id,
     )
     if previous is not None and not same_person:
-        sessions.end_in(db, previous.session.id, ip=ip, reason="another person signed in")
+        sessions.end(db, previous.session.id, ip=ip, reason="another person signed in")
     return new

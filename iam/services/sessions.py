@@ -13,7 +13,6 @@ from iam.clock import utcnow
 from iam.db import fastpath
 from iam.db.fastpath import UserView
 from iam.db.models import AccessToken, IdentityLink, RefreshToken, SsoSession, User, new_id
-from iam.db.store import Store
 from iam.errors import ForbiddenError
 from iam.secretbox import digest
 from iam.services import audit
@@ -93,16 +92,9 @@ def renew(
     return NewSession(cookie_value, row)
 
 
-def find(store: Store, cookie_value: str | None) -> SignedIn | None:
-    """The live session behind a cookie, or None (unknown, expired, or user disabled)."""
-    with store() as db:
-        signed_in = find_in(db.connection(), cookie_value)
-        db.commit()
-        return signed_in
-
-
 def find_in(connection: Connection, cookie_value: str | None) -> SignedIn | None:
-    """`find` in the caller's transaction (which commits the `last_seen_at` touch)."""
+    """The live session behind a cookie, or None (unknown, expired, or user disabled), in the
+    caller's transaction (which commits the `last_seen_at` touch)."""
     if not cookie_value or len(cookie_value) > 200:
         return None
     now = utcnow()
@@ -119,15 +111,9 @@ def find_in(connection: Connection, cookie_value: str | None) -> SignedIn | None
     return SignedIn(sso, user)
 
 
-def end(store: Store, sid: str, *, ip: str | None = None, reason: str = "logout") -> None:
-    """End a session and revoke the tokens bound to it (refresh tokens and access tokens)."""
-    with store() as db:
-        end_in(db, sid, ip=ip, reason=reason)
-        db.commit()
-
-
-def end_in(db: Session, sid: str, *, ip: str | None = None, reason: str = "logout") -> None:
-    """`end` in the caller's transaction."""
+def end(db: Session, sid: str, *, ip: str | None = None, reason: str = "logout") -> None:
+    """End a session and revoke the tokens bound to it (refresh tokens and access tokens), in
+    the caller's transaction."""
     now = utcnow()
     user_id = db.scalar(select(SsoSession.user_id).where(SsoSession.id == sid))
     db.execute(delete(SsoSession).where(SsoSession.id == sid))
@@ -139,24 +125,21 @@ def end_in(db: Session, sid: str, *, ip: str | None = None, reason: str = "logou
         audit.record(db, "session.ended", user_id=user_id, ip=ip, sid=sid, reason=reason)
 
 
-def choose_context(store: Store, sid: str, link_id: str, *, ip: str | None = None) -> None:
-    """The person picked one of their identities for this session (the selector). Only an
-    active link of the session's own user is accepted (`ForbiddenError` otherwise)."""
+def choose_context(db: Session, sid: str, link_id: str, *, ip: str | None = None) -> None:
+    """The person picked one of their identities for this session (the selector), in the
+    caller's transaction. Only an active link of the session's own user is accepted
+    (`ForbiddenError` otherwise)."""
     now = utcnow()
-    with store() as db:
-        sso = db.get(SsoSession, sid)
-        link = db.get(IdentityLink, link_id) if link_id and len(link_id) <= 36 else None
-        if (
-            sso is None
-            or sso.expires_at <= now
-            or link is None
-            or link.user_id != sso.user_id
-            or link.status != "active"
-        ):
-            raise ForbiddenError("That identity is not one of yours.")
-        sso.context_link_id = link.id
-        sso.context_set_at = now
-        audit.record(
-            db, "session.context_chosen", user_id=sso.user_id, ip=ip, sid=sid, link_id=link.id
-        )
-        db.commit()
+    sso = db.get(SsoSession, sid)
+    link = db.get(IdentityLink, link_id) if link_id and len(link_id) <= 36 else None
+    if (
+        sso is None
+        or sso.expires_at <= now
+        or link is None
+        or link.user_id != sso.user_id
+        or link.status != "active"
+    ):
+        raise ForbiddenError("That identity is not one of yours.")
+    sso.context_link_id = link.id
+    sso.context_set_at = now
+    audit.record(db, "session.context_chosen", user_id=sso.user_id, ip=ip, sid=sid, link_id=link.id)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from support.units import in_unit
+from support.units import in_unit, signed_in
 
 from iam.db.models import AuditEvent, IdentityLink, OtpChallenge, PendingBinding, SsoSession, User
 from iam.db.store import Store
@@ -92,7 +92,7 @@ STEPS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "mark the phone verified": lambda mp: mp.setattr(login_service, "mark_phone_verified", _raise),
     "start the session": lambda mp: mp.setattr(sessions, "start", _raise),
     "audit the login": lambda mp: _fail_audit_of("login.succeeded", mp),
-    "end the other person's session": lambda mp: mp.setattr(sessions, "end_in", _raise),
+    "end the other person's session": lambda mp: mp.setattr(sessions, "end", _raise),
     "audit the ended session": lambda mp: _fail_audit_of("session.ended", mp),
 }
 
@@ -102,7 +102,7 @@ def test_a_right_code_signs_in_and_ends_the_other_persons_session(
 ) -> None:
     new = _sign_in(store, box, _code(store, box, sms), someone_else)
     assert new.session.user_id == person.id
-    assert sessions.find(store, someone_else) is None
+    assert signed_in(store, someone_else) is None
     assert _state(store, person.id) == {
         "code used": True,
         "tries spent": 0,
@@ -134,7 +134,7 @@ def test_a_failure_at_any_step_leaves_nothing_half_made(
         "sessions": 1,  # the other person's, still live
         "logins": 0,
     }
-    assert sessions.find(store, someone_else) is not None
+    assert signed_in(store, someone_else) is not None
     # Nothing was spent: the same code signs in once the failure is gone.
     assert _sign_in(store, box, code, someone_else).session.user_id == person.id
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from support.clocks import Clock
+from support.units import in_unit, signed_in
 
 from iam.clock import utcnow
 from iam.db.models import AccessToken, AuditEvent, RefreshToken, SsoSession, User
@@ -160,7 +161,7 @@ def test_start_is_part_of_the_callers_transaction(store: Store, user: User) -> N
 
 def test_find_by_cookie_returns_the_session_and_user(store: Store, user: User) -> None:
     new = _start(store, user)
-    found = sessions.find(store, new.cookie_value)
+    found = signed_in(store, new.cookie_value)
     assert found is not None
     assert found.session.id == new.session.id
     assert found.user.id == user.id
@@ -172,26 +173,26 @@ def test_find_with_unknown_or_missing_cookie_is_none(
     store: Store, user: User, cookie: str | None
 ) -> None:
     _start(store, user)
-    assert sessions.find(store, cookie) is None
+    assert signed_in(store, cookie) is None
 
 
 def test_find_with_the_stored_hash_instead_of_the_cookie_is_none(store: Store, user: User) -> None:
     _start(store, user)
-    assert sessions.find(store, _session_rows(store)[0]["token_hash"]) is None
+    assert signed_in(store, _session_rows(store)[0]["token_hash"]) is None
 
 
 def test_expired_session_is_none(store: Store, user: User) -> None:
     new = _start(store, user)
     _set_session(store, new.session.id, expires_at=utcnow() - timedelta(seconds=1))
-    assert sessions.find(store, new.cookie_value) is None
+    assert signed_in(store, new.cookie_value) is None
 
 
 def test_session_expires_after_twelve_hours(store: Store, user: User, clock: Clock) -> None:
     new = _start(store, user)
     clock.advance(hours=11, minutes=59)
-    assert sessions.find(store, new.cookie_value) is not None
+    assert signed_in(store, new.cookie_value) is not None
     clock.advance(minutes=2)
-    assert sessions.find(store, new.cookie_value) is None
+    assert signed_in(store, new.cookie_value) is None
 
 
 def test_session_of_disabled_user_is_none(store: Store, user: User) -> None:
@@ -201,7 +202,7 @@ def test_session_of_disabled_user_is_none(store: Store, user: User) -> None:
         assert row is not None
         row.status = "disabled"
         db.commit()
-    assert sessions.find(store, new.cookie_value) is None
+    assert signed_in(store, new.cookie_value) is None
 
 
 def test_find_touches_last_seen_only_after_five_minutes(
@@ -210,10 +211,10 @@ def test_find_touches_last_seen_only_after_five_minutes(
     new = _start(store, user)
     started = _session_rows(store)[0]["last_seen_at"]
     clock.advance(minutes=4)
-    sessions.find(store, new.cookie_value)
+    signed_in(store, new.cookie_value)
     assert _session_rows(store)[0]["last_seen_at"] == started
     clock.advance(minutes=2)
-    sessions.find(store, new.cookie_value)
+    signed_in(store, new.cookie_value)
     assert _session_rows(store)[0]["last_seen_at"] == clock.now
 
 
@@ -228,8 +229,8 @@ def test_renew_keeps_the_sid_but_changes_the_cookie(store: Store, user: User, cl
         db.commit()
     assert renewed.session.id == old.session.id
     assert renewed.cookie_value != old.cookie_value
-    assert sessions.find(store, old.cookie_value) is None
-    found = sessions.find(store, renewed.cookie_value)
+    assert signed_in(store, old.cookie_value) is None
+    found = signed_in(store, renewed.cookie_value)
     assert found is not None and found.session.auth_time == clock.now
 
 
@@ -238,9 +239,9 @@ def test_renew_keeps_the_sid_but_changes_the_cookie(store: Store, user: User, cl
 
 def test_end_deletes_the_session(store: Store, user: User) -> None:
     new = _start(store, user)
-    sessions.end(store, new.session.id)
+    in_unit(store, sessions.end, new.session.id)
     assert _session_rows(store) == []
-    assert sessions.find(store, new.cookie_value) is None
+    assert signed_in(store, new.cookie_value) is None
 
 
 def test_end_revokes_the_tokens_of_that_session_only(store: Store, user: User) -> None:
@@ -249,7 +250,7 @@ def test_end_revokes_the_tokens_of_that_session_only(store: Store, user: User) -
     _add_tokens(store, user, client_id, ended.session.id, "ended")
     _add_tokens(store, user, client_id, kept.session.id, "kept")
     _add_tokens(store, user, client_id, None, "nosid")
-    sessions.end(store, ended.session.id)
+    in_unit(store, sessions.end, ended.session.id)
     assert _revoked(store) == {
         "refresh:family-ended": True,
         "access:jti-ended": True,
@@ -271,7 +272,7 @@ def test_end_does_not_move_an_earlier_revocation(store: Store, user: User) -> No
         assert token is not None
         token.revoked_at = earlier
         db.commit()
-    sessions.end(store, new.session.id)
+    in_unit(store, sessions.end, new.session.id)
     with store() as db:
         token = db.get(AccessToken, "jti-t")
         assert token is not None and token.revoked_at == earlier
@@ -279,7 +280,7 @@ def test_end_does_not_move_an_earlier_revocation(store: Store, user: User) -> No
 
 def test_end_records_an_audit_event(store: Store, user: User) -> None:
     new = _start(store, user)
-    sessions.end(store, new.session.id, ip="203.0.113.9", reason="logout")
+    in_unit(store, sessions.end, new.session.id, ip="203.0.113.9", reason="logout")
     assert _audit(store, "session.ended") == [
         (user.id, {"sid": new.session.id, "reason": "logout"})
     ]
@@ -287,7 +288,7 @@ def test_end_records_an_audit_event(store: Store, user: User) -> None:
 
 def test_end_of_unknown_session_changes_nothing(store: Store, user: User) -> None:
     new = _start(store, user)
-    sessions.end(store, "00000000-0000-0000-0000-000000000000")
+    in_unit(store, sessions.end, "00000000-0000-0000-0000-000000000000")
     assert len(_session_rows(store)) == 1
-    assert sessions.find(store, new.cookie_value) is not None
+    assert signed_in(store, new.cookie_value) is not None
     assert _audit(store, "session.ended") == []

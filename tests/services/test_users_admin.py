@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 from support.constants import CORP_A, CORP_B, PHONE
-from support.units import in_unit
+from support.units import in_unit, signed_in
 
 from iam.clock import utcnow
 from iam.db.models import AccessToken, AuditEvent, RefreshToken, SsoSession, User
@@ -277,9 +277,9 @@ def test_a_session_cookie_dies_with_the_disabling(store: Store, zhang: User) -> 
     with store() as db:
         new = sessions.start(db, zhang, ["sms"])
         db.commit()
-    assert sessions.find(store, new.cookie_value) is not None
+    assert signed_in(store, new.cookie_value) is not None
     users.set_user_status(store, zhang.id, False, actor=ACTOR)
-    assert sessions.find(store, new.cookie_value) is None
+    assert signed_in(store, new.cookie_value) is None
 
 
 # --- links -----------------------------------------------------------------------------------

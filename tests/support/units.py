@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from iam.db.store import Store
 from iam.db.unit import in_one_unit
+from iam.services import sessions
 
 T = TypeVar("T")
 
@@ -21,3 +22,8 @@ def in_unit(store: Store, service: Callable[..., T], *args: Any, **kwargs: Any) 
         return service(db, *args, **kwargs)
 
     return in_one_unit(store, work)
+
+
+def signed_in(store: Store, cookie_value: str | None) -> sessions.SignedIn | None:
+    """The live session behind a cookie, read in a unit of work of its own."""
+    return in_unit(store, lambda db: sessions.find_in(db.connection(), cookie_value))
