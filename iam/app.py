@@ -24,7 +24,8 @@ from starlette.types import ASGIApp
 
 from iam import metrics as metrics_module
 from iam import settings as settings_module
-from iam.admin.common import AddressGuard, is_api_path, json_error
+from iam.admin.guard import AddressGuard
+from iam.admin.json_api import is_api_path, json_error
 from iam.admin.routing import admin_mount
 from iam.db.store import DB_THREADS, Store, create_db_engine
 from iam.edge import EdgeMiddleware

@@ -18,8 +18,7 @@ import pytest
 from support.constants import ISSUER, TEST_SECRET
 from support.databases import BACKENDS
 
-from iam import cli
-from iam.cli import main
+from iam.cli import main, serve
 from iam.clock import utcnow
 from iam.db.store import Store, create_db_engine
 from iam.logs import log_config
@@ -118,8 +117,8 @@ def assert_error(ran: Ran, *fragments: str) -> None:
 def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
     """Records uvicorn.run calls instead of serving."""
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    monkeypatch.setattr(cli.uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
-    monkeypatch.setattr(cli, "_serve_in_background", lambda apps: None)  # the demo's apps
+    monkeypatch.setattr(serve.uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(serve, "_serve_in_background", lambda apps: None)  # the demo's apps
     return calls
 
 
@@ -188,7 +187,7 @@ def test_serve_with_workers_shares_one_metrics_directory_while_it_runs(
     seen: list[str | None] = []
     monkeypatch.delenv(MULTIPROC_DIR_VARIABLE, raising=False)
     monkeypatch.setattr(
-        cli.uvicorn, "run", lambda *a, **k: seen.append(os.environ.get(MULTIPROC_DIR_VARIABLE))
+        serve.uvicorn, "run", lambda *a, **k: seen.append(os.environ.get(MULTIPROC_DIR_VARIABLE))
     )
     assert run("serve", "--workers", "2").code == 0
     assert run("serve", "--workers", "1").code == 0

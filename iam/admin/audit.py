@@ -14,7 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from iam.admin.common import ApiError, Caller, api, page, render, unknown_fields
+from iam.admin.auth import Caller
+from iam.admin.json_api import ApiError, api
+from iam.admin.json_body import unknown_fields
+from iam.admin.pages import page, render
 from iam.admin.users import (
     UNAUTHORIZED,
     error_response,

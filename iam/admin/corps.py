@@ -14,20 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from iam.admin.common import (
-    ApiError,
-    Caller,
-    api,
-    by_method,
-    console_form,
-    field_of,
-    page,
-    read_json,
-    render,
-    see_other,
-    unknown_fields,
-    whole_number,
-)
+from iam.admin.auth import Caller
+from iam.admin.json_api import ApiError, api
+from iam.admin.json_body import field_of, read_json, unknown_fields, whole_number
+from iam.admin.methods import by_method
+from iam.admin.pages import console_form, page, render, see_other
 from iam.db.models import Admin, WeComCorp
 from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.i18n import MESSAGES

@@ -8,15 +8,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from iam import metrics
-from iam.admin.common import (
-    ADMIN_COOKIE,
-    client_ip,
-    console_form,
-    page,
-    render,
-    see_other,
-    signed_in_admin,
-)
+from iam.admin.auth import ADMIN_COOKIE, client_ip, signed_in_admin
+from iam.admin.pages import console_form, page, render, see_other
 from iam.db.models import Admin
 from iam.errors import RateLimitedError
 from iam.services import admins

@@ -12,7 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from iam.admin.common import Caller, api, console_form, page, render, see_other
+from iam.admin.auth import Caller
+from iam.admin.json_api import api
+from iam.admin.pages import console_form, page, render, see_other
 from iam.clock import utcnow
 from iam.db.models import Admin, SigningKey
 from iam.services import signing_keys

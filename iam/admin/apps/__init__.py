@@ -30,7 +30,7 @@ from iam.admin.apps.console import (
     update_app,
 )
 from iam.admin.apps.openapi import PATHS, SCHEMAS
-from iam.admin.common import by_method
+from iam.admin.methods import by_method
 
 __all__ = ["PATHS", "SCHEMAS", "routes"]
 

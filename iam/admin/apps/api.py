@@ -10,15 +10,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from iam.admin.common import (
-    ApiError,
-    Caller,
-    api,
-    field_of,
-    read_json,
-    unknown_fields,
-    whole_number,
-)
+from iam.admin.auth import Caller
+from iam.admin.json_api import ApiError, api
+from iam.admin.json_body import field_of, read_json, unknown_fields, whole_number
 from iam.db.models import Client
 from iam.db.store import Store
 from iam.errors import NotFoundError, ValidationError

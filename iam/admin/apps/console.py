@@ -8,13 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from iam.admin.apps.api import LIFETIME_FIELDS, _call, _create_args, _store, _update_args
-from iam.admin.common import (
-    Caller,
-    console_form,
-    page,
-    render,
-    see_other,
-)
+from iam.admin.auth import Caller
+from iam.admin.pages import console_form, page, render, see_other
 from iam.db.models import Admin, Client
 from iam.errors import NotFoundError, ValidationError
 from iam.secretbox import SecretBox, SecretBoxError

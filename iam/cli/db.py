@@ -1,0 +1,41 @@
+"""`iam db`: the database schema (migrations) and pruning what has expired."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from iam.cli.parser import Output, command_group, record_command
+from iam.db import migrate
+from iam.db.store import Store
+from iam.services import retention
+from iam.settings import Settings
+
+if TYPE_CHECKING:
+    from iam.cli.parser import Subcommands
+
+
+def _db_upgrade(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
+    migrate.upgrade(store.engine)
+    revision = migrate.current(store.engine)
+    return Output({"revision": revision}, f"database at revision {revision}")
+
+
+def _db_current(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
+    revision = migrate.current(store.engine)
+    return Output({"revision": revision}, revision or "none")
+
+
+def _db_prune(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
+    deleted = retention.prune(store)
+    lines = [f"{table}: {count} deleted" for table, count in deleted.items()]
+    return Output({"deleted": deleted}, "\n".join(lines))
+
+
+def add_commands(commands: Subcommands) -> None:
+    db = command_group(commands, "db", "database schema")
+    record_command(db, "upgrade", _db_upgrade, "migrate to the newest schema", needs_schema=False)
+    record_command(db, "current", _db_current, "print the schema revision", needs_schema=False)
+    record_command(
+        db, "prune", _db_prune, "delete expired codes, tokens, sessions and one-time codes"
+    )

@@ -1,0 +1,146 @@
+"""What every `iam` command shares: the argument parser and its subcommand registry, the error
+handling of `main`, and the running and printing of record commands (`--json` or text).
+
+Record commands print exactly one JSON object with `--json` (for scripts) or a few readable lines
+without it. Expected failures become one `iam: error: <reason>` line on stderr and exit code 1;
+argparse's own usage errors keep its exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from iam import settings as iam_settings
+from iam.db import migrate
+from iam.db.store import Store, create_db_engine
+from iam.errors import IamError, ValidationError
+from iam.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+NOT_MIGRATED = "the database is not migrated; run 'iam db upgrade'"
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a record command prints: `record` with --json, `text` without."""
+
+    record: dict[str, Any]
+    text: str
+
+
+Action = Callable[[argparse.Namespace, Store, Settings], Output]
+#: Adds one command, or one group of commands, to the `iam` parser.
+Registration = Callable[["Subcommands"], None]
+
+
+def run(argv: list[str] | None, registrations: Sequence[Registration]) -> int:
+    """Run one `iam` command; returns the process exit code."""
+    args = build_parser(registrations).parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ValidationError as error:
+        return _fail(f"{error.field}: {error}")
+    except (IamError, SettingsError) as error:
+        return _fail(str(error))
+    except OperationalError as error:
+        return _fail(f"the database cannot be used: {error.orig}")
+
+
+def _fail(reason: str) -> int:
+    print(f"iam: error: {' '.join(reason.split())}", file=sys.stderr)
+    return 1
+
+
+# --- running commands -------------------------------------------------------------------------
+
+
+@contextmanager
+def open_engine(settings: Settings) -> Iterator[Engine]:
+    engine = create_db_engine(settings.database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def require_migrated(engine: Engine) -> None:
+    """Refuse to work on a schema other than the one this code was written for."""
+    head = ScriptDirectory.from_config(migrate.alembic_config(engine)).get_current_head()
+    if migrate.current(engine) != head:
+        raise IamError(NOT_MIGRATED)
+
+
+def _run_action(args: argparse.Namespace) -> int:
+    """Settings, engine, schema check, the command's one service call, then the output."""
+    settings = iam_settings.load()
+    with open_engine(settings) as engine:
+        if args.needs_schema:
+            require_migrated(engine)
+        output = args.action(args, Store(engine), settings)
+    print(json.dumps(output.record) if args.json else output.text)
+    return 0
+
+
+# --- text -------------------------------------------------------------------------------------
+
+
+def iso(moment: datetime | None) -> str | None:
+    """Stored times are naive UTC; say so in the string."""
+    return None if moment is None else moment.replace(tzinfo=UTC).isoformat()
+
+
+def describe(record: dict[str, Any]) -> str:
+    width = max(map(len, record))
+    return "\n".join(f"{key + ':':<{width + 1}} {_plain(value)}" for key, value in record.items())
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "-"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+# --- arguments --------------------------------------------------------------------------------
+
+
+def build_parser(registrations: Sequence[Registration]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iam", description="OpenID Connect identity server for group companies on WeCom."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in registrations:
+        register(commands)
+    return parser
+
+
+def command_group(commands: Subcommands, name: str, help_text: str) -> Subcommands:
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
+def record_command(
+    commands: Subcommands, name: str, action: Action, help_text: str, *, needs_schema: bool = True
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    parser.set_defaults(run=_run_action, action=action, needs_schema=needs_schema)
+    return parser
