@@ -33,11 +33,18 @@ def sign_in_with_phone(
     One unit of work: the code used up, the phone marked verified, the session opened and the
     previous one ended commit together or not at all. A failed check (`OtpError`) commits only
     what it spent: its try and its audit event."""
-    with store() as db:
 
+    def work(db: Session, first_try: bool) -> sessions.NewSession:
         def person() -> User:
             phone = otp.check_code(
-                db, box, raw_phone, "login", code, browser=browser, limits=limits, ip=ip
+                db,
+                box,
+                raw_phone,
+                "login",
+                code,
+                browser=browser,
+                limits=limits if first_try else None,
+                ip=ip,
             )
             user = find_user_by_phone(db, phone)
             if user is None or not user.is_active:
@@ -48,11 +55,11 @@ def sign_in_with_phone(
 
         user = otp.checked_or_committed(db, person)
         mark_phone_verified(db, user)
-        new = open_session(
+        return open_session(
             db, user, ["sms"], previous_cookie=previous_cookie, ip=ip, user_agent=user_agent
         )
-        db.commit()
-    return new
+
+    return in_one_unit(store, work)
 
 
 def sign_in_by_binding(
