@@ -21,6 +21,7 @@ from sqlalchemy import select
 from iam import settings as iam_settings
 from iam.db.models import Client, User
 from iam.db.store import Store, create_db_engine
+from iam.db.unit import one_unit
 from iam.services import clients, sessions, users
 from iam.services.phones import normalize_phone
 
@@ -34,10 +35,16 @@ def seed_client(store: Store) -> tuple[str, str]:
     with store() as db:
         exists = db.get(Client, CLIENT_ID) is not None
     if exists:
-        registered = clients.rotate_secret(store, CLIENT_ID, keep_previous=False, actor="bench")
+        registered = one_unit(
+            store,
+            lambda db: clients.rotate_secret(db, CLIENT_ID, keep_previous=False, actor="bench"),
+        )
     else:
-        registered = clients.create_client(
-            store, "bench", [REDIRECT_URI], client_id=CLIENT_ID, actor="bench"
+        registered = one_unit(
+            store,
+            lambda db: clients.create_client(
+                db, "bench", [REDIRECT_URI], client_id=CLIENT_ID, actor="bench"
+            ),
         )
     client = registered.client
     missing = NEEDED_GRANTS - set(client.grant_types)
@@ -57,7 +64,9 @@ def seed_user(store: Store, phone: str) -> User:
         user = db.scalar(select(User).where(User.phone == normalize_phone(phone)))
     if user is not None:
         return user
-    return users.create_user(store, "Bench User", phone, "bench.user@example.test")
+    return one_unit(
+        store, lambda db: users.create_user(db, "Bench User", phone, "bench.user@example.test")
+    )
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ from iam.admin.guard import AddressGuard
 from iam.admin.json_api import is_api_path, json_error
 from iam.admin.routing import admin_mount
 from iam.db.store import DB_THREADS, Store, create_db_engine
+from iam.db.unit import in_worker, one_unit
 from iam.edge import EdgeMiddleware
 from iam.federation.connector import CallbackConnector
 from iam.federation.wecom.client import WeComClient, new_http_client
@@ -147,8 +148,11 @@ def _providers(
     """The provider types (one entry each, as in Dex): WeCom, one connector per corporation."""
 
     def open_wecom(corp_id: str) -> CallbackConnector:
-        config = corps.wecom_config(
-            store, box, corp_id, oauth_url=settings.wecom_oauth_url, qr_url=settings.wecom_qr_url
+        config = one_unit(
+            store,
+            lambda db: corps.wecom_config(
+                db, box, corp_id, oauth_url=settings.wecom_oauth_url, qr_url=settings.wecom_qr_url
+            ),
         )
         return config.open(wecom)
 
@@ -159,7 +163,10 @@ def _sms_sender(settings: Settings, store: Store) -> SmsSender:
     """The configured SMS backend; `console` prints codes and numbers, so only in dev mode."""
     settings_module.refuse_console_sms(settings)
     return sender_for(
-        settings.sms_backend, lambda message, reason: otp.record_undelivered(store, message, reason)
+        settings.sms_backend,
+        lambda message, reason: one_unit(
+            store, lambda db: otp.record_undelivered(db, message, reason)
+        ),
     )
 
 
@@ -190,7 +197,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # No more threads than database connections: a thread never waits for a connection.
         anyio.to_thread.current_default_thread_limiter().total_tokens = DB_THREADS
-        await run_in_threadpool(signing_keys.ensure_key, store, box)
+        await in_worker(store, lambda db: signing_keys.ensure_key(db, box))
         yield
         if wecom_http is None:
             http.close()

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from support.constants import ISSUER, TEST_SECRET
 from support.databases import BACKENDS
+from support.units import in_unit
 
 from iam.cli import main, serve
 from iam.clock import utcnow
@@ -147,7 +148,7 @@ def test_an_unmigrated_database_is_refused(
 def test_db_prune_deletes_what_expired_and_says_how_much(
     db: str, store: Store, run: Run, run_json: RunJson
 ):
-    user = users.create_user(store, "张三", "13800138000", None)
+    user = in_unit(store, users.create_user, "张三", "13800138000", None)
     with store() as session:
         for expires_at in (utcnow() - timedelta(minutes=1), utcnow() + timedelta(hours=1)):
             sessions.start(session, user, ["sms"]).session.expires_at = expires_at
@@ -298,10 +299,14 @@ def test_clients_create_confidential(db: str, run_json: RunJson):
         "context_claim": "org_context",
         "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
         "scopes": ["openid", "profile", "email", "phone", "offline_access"],
+        "access_token_ttl": 600,
+        "id_token_ttl": 3600,
+        "refresh_token_ttl": 2592000,
+        "has_previous_secret": False,
         "created_at": "-",
         "secret_rotated_at": None,
     }
-    assert record["created_at"].endswith("+00:00")
+    assert record["created_at"].endswith("Z")  # the admin API's record: RFC 3339 UTC
 
 
 def test_clients_create_public_has_no_secret(db: str, run_json: RunJson):
@@ -335,7 +340,7 @@ def test_clients_list_show_rotate_delete(db: str, store: Store, run: Run, run_js
     assert rotated["client_id"] == client_id
     assert rotated["client_secret"] not in (None, first_secret)
     assert rotated["secret_rotated_at"] is not None
-    client = clients.get_client(store, client_id)
+    client = in_unit(store, clients.get_client, client_id)
     assert client.check_client_secret(rotated["client_secret"])
     assert client.check_client_secret(first_secret)  # the previous one stays valid
 
@@ -396,19 +401,24 @@ def test_users_create_list_show(db: str, run: Run, run_json: RunJson):
     user = run_json(
         "users", "create", "--name", "张三", "--phone", "13800138000", "--email", "z@example.com"
     )
-    assert user | {"user_id": "-", "created_at": "-"} == {
+    assert user | {"user_id": "-", "id": "-", "created_at": "-", "updated_at": "-"} == {
         "user_id": "-",
+        "id": "-",  # the admin API's record: `id` is the contract's `user_id`
         "name": "张三",
         "phone": "+8613800138000",
         "email": "z@example.com",
         "status": "active",
         "phone_verified_at": None,
         "created_at": "-",
+        "updated_at": "-",
+        "link_count": 0,
     }
+    assert user["id"] == user["user_id"]
+    assert user["created_at"].endswith("Z")  # RFC 3339 UTC, as the admin API shows it
     assert run_json("users", "list") == {"users": [user]}
     assert run_json("users", "list", "--query", "8000") == {"users": [user]}
     assert run_json("users", "list", "--query", "nobody") == {"users": []}
-    assert run_json("users", "show", user["user_id"]) == user | {"links": []}
+    assert run_json("users", "show", user["user_id"]) == user | {"links": [], "sessions": []}
     assert "张三" in run("users", "show", user["user_id"]).out
 
 
@@ -418,16 +428,19 @@ def test_users_link_and_show(db: str, run: Run, run_json: RunJson):
         "users", "link", user["user_id"], "--corp-id", "CORP_A", "--userid", "ZhangSan",
         "--metadata", '{"department": ["Sales"], "position": "Manager"}',
     )  # fmt: skip
-    assert link | {"link_id": "-", "created_at": "-"} == {
+    assert link | {"link_id": "-", "id": "-", "created_at": "-", "updated_at": "-"} == {
         "link_id": "-",
+        "id": "-",  # the admin API's record: `id` is the contract's `link_id`
         "provider": "wecom",
         "provider_user_id": "CORP_A/ZhangSan",
         "user_id": user["user_id"],
         "metadata": {"department": ["Sales"], "position": "Manager"},
         "status": "active",
         "created_at": "-",
+        "updated_at": "-",
         "last_login_at": None,
     }
+    assert link["id"] == link["link_id"]
     other = run_json(
         "users", "link", user["user_id"], "--corp-id", "CORP_B", "--userid", "zhangsan_b"
     )
@@ -487,7 +500,11 @@ def test_bad_email(db: str, run: Run):
 def test_keys_rotate_and_list(db: str, run: Run, run_json: RunJson):
     assert run_json("keys", "list") == {"keys": []}
     first = run_json("keys", "rotate")
-    assert set(first) == {"kid", "alg", "created_at", "retired_at", "publish_until"}
+    assert set(first) == {  # the admin API's record
+        *("kid", "alg", "created_at", "retired_at", "publish_until"),
+        *("signing", "published", "public_jwk"),
+    }
+    assert "d" not in first["public_jwk"]  # never the private key
     assert (first["alg"], first["retired_at"]) == ("RS256", None)
     second_kid = run("keys", "rotate").out.strip()
     listed = run_json("keys", "list")["keys"]
@@ -626,8 +643,8 @@ def test_an_admin_client_can_get_an_admin_api_token(db: str, run_json: RunJson):
         "--admin",
         "--json",
     )
-    assert made["admin"] is True
-    assert "iam:admin" in made["scopes"]
+    assert made["admin"] is True  # scopes list what an admin may grant; iam:admin is `admin`
+    assert "iam:admin" not in made["scopes"]
     plain = run_json(
         "clients", "create", "--name", "CRM", "--redirect-uri", "https://crm.example/cb", "--json"
     )

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from support.constants import ISSUER, TEST_SECRET
+from support.units import in_unit
 
 from iam.cli import main
 from iam.db.store import Store, create_db_engine
@@ -129,7 +130,7 @@ def test_the_secret_is_stored_encrypted(db: str, store: Store, run: Run) -> None
     assert all(SECRET not in str(value) for event in trail for value in event)
     assert SecretBox(TEST_SECRET).decrypt(row.secret_encrypted) == SECRET
     box = SecretBox(TEST_SECRET)
-    config = corps.wecom_config(store, box, CORP_ID, oauth_url="o", qr_url="q")
+    config = in_unit(store, corps.wecom_config, box, CORP_ID, oauth_url="o", qr_url="q")
     assert config.secret == SECRET
 
 
@@ -152,13 +153,19 @@ BAD_VALUES = [
 ]
 
 
-def test_bad_values_are_one_line_and_store_nothing(db: str, run: Run) -> None:
-    for corp_id, name, agent_id, secret, field in BAD_VALUES:
-        ran = run(
-            *("corps", "add", "--corp-id", corp_id, "--name", name),
-            *("--agent-id", agent_id, "--secret", secret),
-        )
-        assert_error(ran, f"{field}:")
+@pytest.mark.parametrize(
+    ("corp_id", "name", "agent_id", "secret", "field"),
+    BAD_VALUES,
+    ids=[f"{case[-1]}-{index}" for index, case in enumerate(BAD_VALUES)],
+)
+def test_bad_values_are_one_line_and_store_nothing(
+    db: str, run: Run, corp_id: str, name: str, agent_id: str, secret: str, field: str
+) -> None:
+    ran = run(
+        *("corps", "add", "--corp-id", corp_id, "--name", name),
+        *("--agent-id", agent_id, "--secret", secret),
+    )
+    assert_error(ran, f"{field}:")
     assert run_json(run, "corps", "list") == {"corps": []}
 
 

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from support.browser import Front, WeComFront
 from support.constants import CORP_A, ISSUER, PHONE, RP_LOGOUT, RP_REDIRECT
 from support.protocol import query_of
+from support.units import in_unit
 from support.wecom import connect_corp
 from support.world import World
 
@@ -236,8 +237,8 @@ def scene(
     world: World,
 ) -> Iterator[Scene]:
     connect_corp(store, simulator, CORP_A)
-    admins.create_admin(store, "root", "a long admin passphrase")
-    hr = clients.create_client(store, "HR", [RP_REDIRECT], context_policy="required")
+    in_unit(store, admins.create_admin, "root", "a long admin passphrase")
+    hr = in_unit(store, clients.create_client, "HR", [RP_REDIRECT], context_policy="required")
     settings = replace(wecom_settings, rate_limits=LIMITS)
     app = create_app(settings, store=store, sms=sms, wecom_http=TestClient(simulator.app))
     with TestClient(

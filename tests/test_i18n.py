@@ -40,11 +40,11 @@ DYNAMIC_KEYS = {
     ],
     # templates/admin/app.html: t("admin.app.policy." ~ policy) for the choices offered.
     "admin.app.policy.": list(CONTEXT_POLICIES),
-    # iam/admin/corps.py `_error_keys`: f"admin.corp.invalid.{error.field}", the fields the
-    # corp services and forms check (iam/services/corps.py, iam/admin/corps.py).
+    # iam/admin/corps/console.py `_error_keys`: f"admin.corp.invalid.{error.field}", the fields the
+    # corp services and forms check (iam/services/corps.py, iam/admin/corps/console.py).
     "admin.corp.invalid.": ["corp_id", "name", "agent_id", "secret", "trust_mobile", "enabled"],
-    # iam/admin/corps.py `_hint_key`: f"admin.corp.hint.{reason}" for a failed connection test;
-    # a reason without a hint shows admin.corp.hint.other, so these are the reasons with one.
+    # iam/admin/corps/console.py `_hint_key`: f"admin.corp.hint.{reason}" for a failed connection
+    # test; a reason without a hint shows admin.corp.hint.other, so these are the reasons with one.
     "admin.corp.hint.": [
         "wecom.misconfigured",
         "wecom.busy",
@@ -186,7 +186,7 @@ def _namespaces() -> set[str]:
 def _python_strings(tree: ast.AST) -> tuple[set[str], set[str], set[str]]:
     """(string literals, prefixes of keys built at run time, audit event names) of one module.
     A built key is an f-string or a `"literal" + ...`; an audit event is the literal event of an
-    `audit.record(session, "event", ...)` call (they share namespaces with messages)."""
+    `audit.record(connection, "event", ...)` call (they share namespaces with messages)."""
     prefixes: set[str] = set()
     events: set[str] = set()
     parts_of_built: set[int] = set()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from iam.db.models import Admin
+from iam.db.unit import in_worker
 from iam.oidc.endpoints import Oidc
 from iam.oidc.tokens import admin_client_of
 from iam.services import admins, clients
@@ -35,9 +35,8 @@ def client_ip(request: Request) -> str | None:
 
 
 async def signed_in_admin(request: Request) -> Admin | None:
-    return await run_in_threadpool(
-        admins.find_session, request.app.state.store, request.cookies.get(ADMIN_COOKIE)
-    )
+    cookie = request.cookies.get(ADMIN_COOKIE)
+    return await in_worker(request.app.state.store, lambda db: admins.find_session(db, cookie))
 
 
 async def bearer_caller(request: Request) -> Caller | None:

@@ -11,6 +11,7 @@ from iam import metrics
 from iam.admin.auth import ADMIN_COOKIE, client_ip, signed_in_admin
 from iam.admin.pages import console_form, page, render, see_other
 from iam.db.models import Admin
+from iam.db.unit import in_worker, one_unit
 from iam.errors import RateLimitedError
 from iam.services import admins
 from iam.web import FormRefusedError, Web
@@ -37,7 +38,13 @@ async def login(request: Request) -> Response:
 
     def sign_in() -> admins.AdminSignedIn:
         state.rate_limits.check("admin_login", key=username.lower(), ip=ip)
-        return admins.sign_in(state.store, username, password, ip=ip)
+        # One unit of work; a refused attempt is committed before its error goes on (it counts).
+        return one_unit(
+            state.store,
+            lambda db: admins.refusal_counted(
+                db, lambda: admins.sign_in(db, username, password, ip=ip)
+            ),
+        )
 
     try:
         signed_in = await run_in_threadpool(sign_in)
@@ -69,10 +76,8 @@ async def logout(request: Request, admin: Admin) -> Response:
     form = await console_form(request, admin)
     if isinstance(form, Response):
         return form
-    store = request.app.state.store
-    await run_in_threadpool(
-        lambda: admins.sign_out(store, request.cookies.get(ADMIN_COOKIE), ip=client_ip(request))
-    )
+    cookie, ip = request.cookies.get(ADMIN_COOKIE), client_ip(request)
+    await in_worker(request.app.state.store, lambda db: admins.sign_out(db, cookie, ip=ip))
     response = see_other("/admin/login")
     response.delete_cookie(ADMIN_COOKIE, path="/admin")
     return response

@@ -39,6 +39,15 @@ class ApiError(Exception):
         self.field = field
 
 
+def no_store_json(body: Any = None, status_code: int = 200, **headers: str) -> Response:
+    """An API answer (JSON, or nothing for 204) that no cache keeps: answers name people, say
+    what is connected where, and may hold a secret shown once."""
+    headers["cache-control"] = "no-store"
+    if body is None:
+        return Response(status_code=status_code, headers=headers)
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
 def json_error(status: int, error: str, message: str, field: str | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": error, "message": message}
     if field is not None:

@@ -4,63 +4,36 @@ tokens it signed have expired."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from iam.admin.auth import Caller
-from iam.admin.json_api import api
+from iam.admin.json_api import api, no_store_json
+from iam.admin.operations import UNAUTHORIZED, answer, listing
 from iam.admin.pages import console_form, page, render, see_other
 from iam.clock import utcnow
-from iam.db.models import Admin, SigningKey
+from iam.db.models import Admin
+from iam.db.unit import in_worker
+from iam.records.base import Mode
+from iam.records.keys import SigningKey
 from iam.services import signing_keys
-
-NO_STORE = {"cache-control": "no-store"}
-
-
-def iso(moment: datetime | None) -> str | None:
-    """A stored (naive UTC) time as RFC 3339."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def key_views(keys: list[SigningKey], now: datetime) -> list[dict[str, Any]]:
-    """The keys, newest first, with what the issuer makes of them: the newest unretired key
-    signs (as `signing_keys.load_material` picks it); a key is in JWKS until `publish_until`."""
-    signing = next((key.kid for key in keys if key.retired_at is None), None)
-    return [
-        {
-            "kid": key.kid,
-            "alg": key.alg,
-            "created_at": iso(key.created_at),
-            "retired_at": iso(key.retired_at),
-            "publish_until": iso(key.publish_until),
-            "signing": key.kid == signing,
-            "published": key.retired_at is None
-            or (key.publish_until is not None and key.publish_until > now),
-            "public_jwk": dict(key.public_jwk),
-        }
-        for key in keys
-    ]
 
 
 async def _keys(request: Request) -> list[dict[str, Any]]:
-    found = await run_in_threadpool(signing_keys.list_keys, request.app.state.store)
-    return key_views(found, utcnow())
+    found = await in_worker(request.app.state.store, signing_keys.list_keys)
+    return [key.to_json() for key in SigningKey.all_of(found, utcnow())]
 
 
 async def _rotate(request: Request, actor: str) -> dict[str, Any]:
     """Rotate, then drop this instance's cached key ring so it signs with the new key at once
     (other instances pick it up within the ring's few seconds)."""
     state = request.app.state
-    key = await run_in_threadpool(lambda: signing_keys.rotate(state.store, state.box, actor=actor))
+    key = await in_worker(state.store, lambda db: signing_keys.rotate(db, state.box, actor=actor))
     state.oidc.keys.invalidate()
-    return key_views([key], utcnow())[0]
+    return SigningKey.all_of([key], utcnow())[0].to_json()
 
 
 # --- the API -----------------------------------------------------------------------------------
@@ -68,12 +41,12 @@ async def _rotate(request: Request, actor: str) -> dict[str, Any]:
 
 @api
 async def api_list(request: Request, caller: Caller) -> Response:
-    return JSONResponse({"keys": await _keys(request)}, headers=NO_STORE)
+    return no_store_json({"keys": await _keys(request)})
 
 
 @api
 async def api_rotate(request: Request, caller: Caller) -> Response:
-    return JSONResponse(await _rotate(request, caller.actor), status_code=201, headers=NO_STORE)
+    return no_store_json(await _rotate(request, caller.actor), 201)
 
 
 # --- the console -------------------------------------------------------------------------------
@@ -127,50 +100,7 @@ async def rotate(request: Request, admin: Admin) -> Response:
 
 # --- the OpenAPI description -------------------------------------------------------------------
 
-_TIME = {"type": "string", "format": "date-time"}
-_UNAUTHORIZED = {
-    "description": "No console session and no admin bearer token.",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-}
-
-SCHEMAS: dict[str, Any] = {
-    "SigningKey": {
-        "type": "object",
-        "description": "A token signing key's public facts (the private key never leaves the "
-        "server).",
-        "required": [
-            "kid",
-            "alg",
-            "created_at",
-            "retired_at",
-            "publish_until",
-            "signing",
-            "published",
-            "public_jwk",
-        ],
-        "additionalProperties": False,
-        "properties": {
-            "kid": {"type": "string"},
-            "alg": {"type": "string"},
-            "created_at": _TIME,
-            "retired_at": {**_TIME, "type": ["string", "null"]},
-            "publish_until": {
-                **_TIME,
-                "type": ["string", "null"],
-                "description": "A retired key stays in JWKS until then (the longest token "
-                "lifetime after its retirement, an hour at least).",
-            },
-            "signing": {"type": "boolean", "description": "This key signs new tokens."},
-            "published": {"type": "boolean", "description": "This key is in /jwks.json."},
-            "public_jwk": {
-                "type": "object",
-                "description": "The public key as a JWK (RFC 7517), as /jwks.json has it.",
-                "required": ["kty", "kid"],
-                "properties": {"kty": {"type": "string"}, "kid": {"type": "string"}},
-            },
-        },
-    }
-}
+SCHEMAS: list[tuple[type[Any], Mode]] = [(SigningKey, "serialization")]
 
 PATHS: dict[str, Any] = {
     "/keys": {
@@ -178,25 +108,8 @@ PATHS: dict[str, Any] = {
             "operationId": "listKeys",
             "summary": "The signing keys, newest first.",
             "responses": {
-                "200": {
-                    "description": "The keys.",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["keys"],
-                                "additionalProperties": False,
-                                "properties": {
-                                    "keys": {
-                                        "type": "array",
-                                        "items": {"$ref": "#/components/schemas/SigningKey"},
-                                    }
-                                },
-                            }
-                        }
-                    },
-                },
-                "401": _UNAUTHORIZED,
+                "200": answer("The keys.", listing("keys", SigningKey)),
+                "401": UNAUTHORIZED,
             },
         }
     },
@@ -206,13 +119,8 @@ PATHS: dict[str, Any] = {
             "summary": "A new key signs from now on; the previous one stays published until the "
             "tokens it signed have expired. No request body.",
             "responses": {
-                "201": {
-                    "description": "The new signing key.",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/SigningKey"}}
-                    },
-                },
-                "401": _UNAUTHORIZED,
+                "201": answer("The new signing key.", SigningKey),
+                "401": UNAUTHORIZED,
             },
         }
     },

@@ -9,26 +9,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from iam.admin import apps, audit, corps, keys, users
+from iam.admin.operations import ERROR_SCHEMA
+from iam.records.base import schemas as record_schemas
 
 AREAS = (apps, corps, users, audit, keys)
-
-ERROR = {
-    "type": "object",
-    "required": ["error", "message"],
-    "properties": {
-        "error": {"type": "string"},
-        "message": {"type": "string"},
-        "field": {"type": "string", "description": "the field at fault, for 422"},
-    },
-}
 
 
 def document(issuer: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {"Error": ERROR}
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    records = []
     for area in AREAS:
         paths.update(area.PATHS)
-        schemas.update(area.SCHEMAS)
+        if isinstance(area.SCHEMAS, dict):
+            schemas.update(area.SCHEMAS)
+        else:
+            records.extend(area.SCHEMAS)
+    schemas.update(record_schemas(records))
     return {
         "openapi": "3.1.0",
         "info": {

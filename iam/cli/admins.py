@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from iam.cli.parser import Output, command_group, record_command
 from iam.db.store import Store
+from iam.db.unit import one_unit
 from iam.services import admins
 from iam.settings import Settings
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def _admin_create(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
-    admin = admins.create_admin(store, args.username, args.password)
+    admin = one_unit(store, lambda db: admins.create_admin(db, args.username, args.password))
     record = {"admin_id": admin.id, "username": admin.username}
     return Output(record, f"created admin {admin.username} ({admin.id})")
 

@@ -3,84 +3,61 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from iam.cli.parser import Output, command_group, describe, iso, record_command
+from iam.cli.parser import Output, command_group, describe, record_command
 from iam.db.store import Store
+from iam.db.unit import one_unit
+from iam.records.apps import App, AppWithSecret
 from iam.services import clients
-from iam.services.clients import CONTEXT_POLICIES, RegisteredClient
+from iam.services.clients import CONTEXT_POLICIES
 from iam.settings import Settings
 
 if TYPE_CHECKING:
     from iam.cli.parser import Subcommands
-    from iam.db.models import Client
 
 
 def _clients_create(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
-    registered = clients.create_client(
+    registered = one_unit(
         store,
-        args.name,
-        args.redirect_uri,
-        context_policy=args.context_policy,
-        context_claim=args.context_claim,
-        public=args.public,
-        admin=args.admin,
-        post_logout_redirect_uris=args.post_logout_redirect_uri,
+        lambda db: clients.create_client(
+            db,
+            args.name,
+            args.redirect_uri,
+            context_policy=args.context_policy,
+            context_claim=args.context_claim,
+            public=args.public,
+            admin=args.admin,
+            post_logout_redirect_uris=args.post_logout_redirect_uri,
+        ),
     )
-    record = _registered_record(registered)
+    record = AppWithSecret.registered(registered).to_json()
     note = "\n(the secret is shown only now: store it)" if registered.client_secret else ""
     return Output(record, describe(record) + note)
 
 
 def _clients_list(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
-    records = [_client_record(client) for client in clients.list_clients(store)]
+    records = [App.of(client).to_json() for client in one_unit(store, clients.list_clients)]
     lines = [f"{r['client_id']}  {r['context_policy']:<8}  {r['name']}" for r in records]
     return Output({"clients": records}, "\n".join(lines) or "no clients")
 
 
 def _clients_show(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
-    record = _client_record(clients.get_client(store, args.client_id))
+    record = App.of(one_unit(store, lambda db: clients.get_client(db, args.client_id))).to_json()
     return Output(record, describe(record))
 
 
 def _clients_rotate_secret(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
-    registered = clients.rotate_secret(store, args.client_id, keep_previous=True)
-    record = _registered_record(registered)
+    registered = one_unit(store, lambda db: clients.rotate_secret(db, args.client_id))
+    record = AppWithSecret.registered(registered).to_json()
     return Output(record, str(registered.client_secret))
 
 
 def _clients_delete(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
-    clients.delete_client(store, args.client_id)
+    one_unit(store, lambda db: clients.delete_client(db, args.client_id))
     return Output(
         {"client_id": args.client_id, "deleted": True}, f"deleted client {args.client_id}"
     )
-
-
-def _registered_record(registered: RegisteredClient) -> dict[str, Any]:
-    """The client with its plaintext secret (null for a public client), secret second."""
-    record = _client_record(registered.client)
-    return {
-        "client_id": record.pop("client_id"),
-        "client_secret": registered.client_secret,
-        **record,
-    }
-
-
-def _client_record(client: Client) -> dict[str, Any]:
-    return {
-        "client_id": client.client_id,
-        "name": client.name,
-        "public": client.is_public,
-        "admin": client.is_admin,
-        "redirect_uris": list(client.redirect_uris),
-        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
-        "context_policy": client.context_policy,
-        "context_claim": client.context_claim,
-        "grant_types": list(client.grant_types),
-        "scopes": client.allowed_scopes.split(),
-        "created_at": iso(client.created_at),
-        "secret_rotated_at": iso(client.secret_rotated_at),
-    }
 
 
 def add_commands(commands: Subcommands) -> None:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from iam.cli.parser import Output, command_group, describe, iso, record_command
+from iam.cli.parser import Output, command_group, describe, record_command
 from iam.db.store import Store
+from iam.db.unit import one_unit
+from iam.records.corps import Corp
 from iam.secretbox import SecretBox
 from iam.services import corps
 from iam.settings import Settings
 
 if TYPE_CHECKING:
     from iam.cli.parser import Subcommands
-    from iam.db.models import WeComCorp
 
 
 #: The limit of --trust-mobile, said wherever it is set: one corporation's admins type members'
@@ -26,40 +27,32 @@ TRUST_MOBILE_HELP = (
 
 
 def _corps_add(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
+    """The corporation as the admin API shows it (the `Corp` record: never the secret)."""
     box = SecretBox(str(settings.secret_key))
-    corp = corps.add_corp(
+    corp = one_unit(
         store,
-        box,
-        args.corp_id,
-        args.name,
-        args.agent_id,
-        args.secret,
-        trust_mobile=args.trust_mobile,
+        lambda db: corps.add_corp(
+            db,
+            box,
+            args.corp_id,
+            args.name,
+            args.agent_id,
+            args.secret,
+            trust_mobile=args.trust_mobile,
+        ),
     )
-    record = _corp_record(corp)
+    record = Corp.of(corp).to_json()
     return Output(record, describe(record))
 
 
 def _corps_list(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
-    records = [_corp_record(corp) for corp in corps.list_corps(store)]
+    records = [Corp.of(corp).to_json() for corp in one_unit(store, corps.list_corps)]
     lines = [
         f"{r['corp_id']}  agent {r['agent_id']}  {'trusted mobile  ' if r['trust_mobile'] else ''}"
         f"{r['name']}"
         for r in records
     ]
     return Output({"corps": records}, "\n".join(lines) or "no corporations")
-
-
-def _corp_record(corp: WeComCorp) -> dict[str, Any]:
-    """Never the secret, not even encrypted."""
-    return {
-        "corp_id": corp.corp_id,
-        "name": corp.name,
-        "agent_id": corp.agent_id,
-        "trust_mobile": corp.trust_mobile,
-        "enabled": corp.enabled,
-        "created_at": iso(corp.created_at),
-    }
 
 
 def add_commands(commands: Subcommands) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import TYPE_CHECKING
 
 from iam.cli.parser import Output, command_group, record_command
+from iam.clock import utcnow
 from iam.db import migrate
 from iam.db.store import Store
+from iam.db.unit import one_unit
 from iam.services import retention
 from iam.settings import Settings
 
@@ -27,7 +30,13 @@ def _db_current(args: argparse.Namespace, store: Store, settings: Settings) -> O
 
 
 def _db_prune(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
-    deleted = retention.prune(store)
+    now = utcnow()
+    deleted: dict[str, int] = {}
+    for table in retention.TABLES:
+        # A unit of work per table: no lock is held across the whole run, and an interrupted run
+        # keeps its progress.
+        deleted |= one_unit(store, functools.partial(retention.prune, now=now, tables=[table]))
+    retention.log_pruned(deleted)
     lines = [f"{table}: {count} deleted" for table, count in deleted.items()]
     return Output({"deleted": deleted}, "\n".join(lines))
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -51,6 +52,22 @@ def in_one_unit(store: Store, work: Callable[[Session, bool], T]) -> T:
                 continue
             return result
     raise ConflictError("A concurrent change got in the way; try again.")
+
+
+#: A use case's work on the unit's session (what `one_unit` and `in_worker` run).
+Work = Callable[[Session], T]
+
+
+def one_unit(store: Store, work: Work[T]) -> T:
+    """`work(db)` as one unit of work (`in_one_unit`), for a use case that counts nothing: an
+    admin action, a CLI command."""
+    return in_one_unit(store, lambda db, _first_try: work(db))
+
+
+async def in_worker(store: Store, work: Work[T]) -> T:
+    """`one_unit(store, work)` in a worker thread, from an async handler: the handler reads the
+    request, then its whole use case runs in one worker call and one transaction."""
+    return await anyio.to_thread.run_sync(one_unit, store, work)
 
 
 class UnitOfWork:

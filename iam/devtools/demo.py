@@ -14,8 +14,11 @@ import shlex
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from sqlalchemy.orm import Session
+
 from iam.db.models import User
 from iam.db.store import Store
+from iam.db.unit import one_unit
 from iam.devtools.demo_apps import DemoAppConfig
 from iam.devtools.wecom_simulator import demo_corps
 from iam.errors import NotFoundError
@@ -57,7 +60,7 @@ class ExampleAuthorization:
 def seed_demo(store: Store, box: SecretBox, issuer: str) -> DemoWorld:
     """Make sure the demo app, the demo user, the simulator's two corporations and a signing key
     exist; return fresh credentials."""
-    signing_keys.ensure_key(store, box)
+    one_unit(store, lambda db: signing_keys.ensure_key(db, box))
     _demo_corps(store, box)
     redirect_uri = f"{issuer}/dev/callback"
     registered = _demo_client(store, redirect_uri)
@@ -91,26 +94,31 @@ def _register(
 ) -> RegisteredClient:
     """Rotate a demo app's secret (the old one was printed to a past terminal only), or register
     the app: on first run, and again when it moved (another --port) or changed since."""
-    try:
-        existing = clients.get_client(store, client_id)
-    except NotFoundError:
-        existing = None
-    if (
-        existing is not None
-        and redirect_uri in existing.redirect_uris
-        and existing.context_policy == context_policy
-    ):
-        return clients.rotate_secret(store, client_id, keep_previous=False)
-    if existing is not None:
-        clients.delete_client(store, client_id)
-    return clients.create_client(
-        store,
-        name,
-        [redirect_uri],
-        client_id=client_id,
-        context_policy=context_policy,
-        post_logout_redirect_uris=post_logout_redirect_uris,
-    )
+
+    def work(db: Session) -> RegisteredClient:
+        try:
+            existing = clients.get_client(db, client_id)
+        except NotFoundError:
+            existing = None
+        if (
+            existing is not None
+            and redirect_uri in existing.redirect_uris
+            and existing.context_policy == context_policy
+        ):
+            return clients.rotate_secret(db, client_id, keep_previous=False)
+        if existing is not None:
+            clients.delete_client(db, client_id)
+            db.flush()  # the new registration reuses the id
+        return clients.create_client(
+            db,
+            name,
+            [redirect_uri],
+            client_id=client_id,
+            context_policy=context_policy,
+            post_logout_redirect_uris=post_logout_redirect_uris,
+        )
+
+    return one_unit(store, work)
 
 
 @dataclass(frozen=True)
@@ -157,53 +165,70 @@ def seed_relying_parties(store: Store, issuer: str, port: int) -> tuple[DemoRely
 
 
 def _demo_corps(store: Store, box: SecretBox) -> None:
-    """Connect the simulator's subsidiaries (with the simulator's secrets), once."""
-    connected = {corp.corp_id for corp in corps.list_corps(store)}
-    for corp in demo_corps():
-        if corp.corp_id not in connected:
-            corps.add_corp(
-                store, box, corp.corp_id, corp.name, corp.agent_id, corp.secret, actor="demo"
-            )
+    """Connect the simulator's subsidiaries (with the simulator's secrets), once: one unit."""
+
+    def work(db: Session) -> None:
+        connected = {corp.corp_id for corp in corps.list_corps(db)}
+        for corp in demo_corps():
+            if corp.corp_id not in connected:
+                corps.add_corp(
+                    db, box, corp.corp_id, corp.name, corp.agent_id, corp.secret, actor="demo"
+                )
+
+    one_unit(store, work)
 
 
 def _demo_links(store: Store, user: User) -> None:
     """Link the demo person to their member in each subsidiary (张三 is in both), with the
     metadata a WeCom login would record, so the CRM has two identities to choose from."""
     national = DEMO_PHONE.removeprefix("+86")
-    linked = {link.provider_user_id for link in users.show_user(store, user.id).links}
-    for corp in demo_corps():
-        for member in corp.members:
-            if member.mobile != national or f"{corp.corp_id}/{member.userid}" in linked:
-                continue
-            metadata = {
-                "provider": "wecom",
-                "corpid": corp.corp_id,
-                "corp_name": corp.name,
-                "userid": member.userid,
-                "name": member.name,
-                "department": [corp.departments[d] for d in member.department],
-                "department_ids": list(member.department),
-                "position": member.position,
-                "avatar": member.avatar,
-                "status": member.status,
-            }
-            users.link_wecom(store, user.id, corp.corp_id, member.userid, metadata)
+
+    def work(db: Session) -> None:
+        linked = {link.provider_user_id for link in users.show_user(db, user.id).links}
+        for corp in demo_corps():
+            for member in corp.members:
+                if member.mobile != national or f"{corp.corp_id}/{member.userid}" in linked:
+                    continue
+                metadata = {
+                    "provider": "wecom",
+                    "corpid": corp.corp_id,
+                    "corp_name": corp.name,
+                    "userid": member.userid,
+                    "name": member.name,
+                    "department": [corp.departments[d] for d in member.department],
+                    "department_ids": list(member.department),
+                    "position": member.position,
+                    "avatar": member.avatar,
+                    "status": member.status,
+                }
+                users.link_wecom(db, user.id, corp.corp_id, member.userid, metadata)
+
+    one_unit(store, work)
 
 
 def _demo_admin(store: Store) -> str:
     """The console's demo admin, with a new password each start (printed, never stored)."""
     password = secrets.token_urlsafe(12)
-    try:
-        admins.set_password(store, DEMO_ADMIN, password, actor="demo")
-    except NotFoundError:
-        admins.create_admin(store, DEMO_ADMIN, password)
+    one_unit(store, lambda db: _set_demo_admin(db, password))
     return password
 
 
+def _set_demo_admin(db: Session, password: str) -> None:
+    try:
+        admins.set_password(db, DEMO_ADMIN, password, actor="demo")
+    except NotFoundError:  # nothing written yet: made in the same unit
+        admins.create_admin(db, DEMO_ADMIN, password)
+
+
 def _demo_user(store: Store) -> User:
-    with store() as session:
-        existing = users.find_user_by_phone(session, DEMO_PHONE)
-    return existing or users.create_user(store, DEMO_USER_NAME, DEMO_PHONE)
+    """The demo person, made on the first start: one unit."""
+    return one_unit(
+        store,
+        lambda db: (
+            users.find_user_by_phone(db, DEMO_PHONE)
+            or users.create_user(db, DEMO_USER_NAME, DEMO_PHONE)
+        ),
+    )
 
 
 def example_authorization(world: DemoWorld, issuer: str) -> ExampleAuthorization:

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from iam.db.unit import in_worker
 from iam.errors import (
     ConflictError,
     ForbiddenError,
@@ -42,8 +43,9 @@ def _page(
 async def _pending(request: Request, token: str) -> accounts.PendingIdentity | None:
     web: Web = request.app.state.web
     try:
-        return await run_in_threadpool(
-            accounts.pending_binding, request.app.state.store, token, web.browser_id(request)
+        browser_id = web.browser_id(request)
+        return await in_worker(
+            request.app.state.store, lambda db: accounts.pending_binding(db, token, browser_id)
         )
     except NotFoundError:
         return None

@@ -30,7 +30,7 @@ from starlette.responses import RedirectResponse, Response
 
 from iam.clock import utcnow
 from iam.db.store import Store
-from iam.db.unit import current_connection, current_session
+from iam.db.unit import current_connection, current_session, in_worker, one_unit
 from iam.errors import NotFoundError, RateLimitedError
 from iam.flows.login import count_flow_start, signed_in_person, too_many
 from iam.flows.state import Fail, Issue, Login, OfferLinking, Select, Situation, next_step
@@ -239,9 +239,11 @@ async def authorize(request: Request) -> Response:
     assert client_id is not None  # a decision for a page names its client
     kept = [(k, v) for k, v in request.query_params.multi_items() if k in STORED_PARAMETERS]
 
+    browser_id = web.browser_id(request)
+
     def save() -> str:
         count_flow_start(request)
-        return authorizations.create(store, web.browser_id(request), client_id, kept).id
+        return one_unit(store, lambda db: authorizations.create(db, browser_id, client_id, kept).id)
 
     try:
         flow_id = await run_in_threadpool(save)
@@ -257,9 +259,8 @@ async def resume(request: Request) -> Response:
     store: Store = request.app.state.store
     flow_id = request.path_params["flow_id"]
     try:
-        pending = await run_in_threadpool(
-            authorizations.get, store, flow_id, web.browser_id(request)
-        )
+        browser_id = web.browser_id(request)
+        pending = await in_worker(store, lambda db: authorizations.get(db, flow_id, browser_id))
     except NotFoundError:
         return web.error_page(request, "error.flow_expired", status_code=400)
     signed_in = await signed_in_person(request)
@@ -278,5 +279,5 @@ async def resume(request: Request) -> Response:
         return _page_for(web, request, error)
     if decided.response is None:
         return _page_redirect(decided.page, flow_id)
-    await run_in_threadpool(authorizations.finish, store, flow_id)
+    await in_worker(store, lambda db: authorizations.finish(db, flow_id))
     return decided.response

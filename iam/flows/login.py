@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from iam import metrics
-from iam.db.unit import in_one_unit
+from iam.db.unit import in_one_unit, in_worker, one_unit
 from iam.errors import IamError, NotFoundError, RateLimitedError, ValidationError
 from iam.services import authorizations, clients, corps, login, otp, sessions
 from iam.services.sessions import SESSION_LIFETIME, NewSession, SignedIn
@@ -64,19 +64,24 @@ async def flow_context(request: Request, flow_id: str) -> dict[str, Any]:
         return {"flow": "", "app_name": None}
     web: Web = request.app.state.web
     store = request.app.state.store
-    try:
-        pending = await run_in_threadpool(
-            authorizations.get, store, flow_id, web.browser_id(request)
+    browser_id = web.browser_id(request)
+    try:  # one unit: the request, then its app
+        app_name = await in_worker(
+            store,
+            lambda db: (
+                clients.get_client(db, authorizations.get(db, flow_id, browser_id).client_id).name
+            ),
         )
-        client = await run_in_threadpool(clients.get_client, store, pending.client_id)
     except NotFoundError:
         raise FlowGoneError from None
-    return {"flow": flow_id, "app_name": client.name}
+    return {"flow": flow_id, "app_name": app_name}
 
 
 async def _upstream_choices(request: Request, flow_id: str) -> list[dict[str, str]]:
     """One "log in with WeCom" button per connected corporation."""
-    found = await run_in_threadpool(corps.list_corps, request.app.state.store, enabled_only=True)
+    found = await in_worker(
+        request.app.state.store, lambda db: corps.list_corps(db, enabled_only=True)
+    )
     suffix = f"?{urlencode({'flow': flow_id})}" if flow_id else ""
     return [
         {"href": f"/login/wecom/{quote(corp.corp_id)}{suffix}", "name": corp.name} for corp in found
@@ -142,18 +147,23 @@ async def _posted(request: Request) -> tuple[Any, dict[str, Any], str] | Respons
 
 
 def request_code(request: Request, phone: str, purpose: str) -> otp.CodeSent:
-    """Send a code for `purpose` to `phone`, for this browser (a worker thread's call)."""
+    """Send a code for `purpose` to `phone`, for this browser, as one unit of work (a worker
+    thread's call): the code leaves when the unit commits."""
     state = request.app.state
     web: Web = state.web
-    return otp.request_code(
+    browser_id, ip = web.browser_id(request), client_ip(request)
+    return one_unit(
         state.store,
-        state.box,
-        state.sms,
-        phone,
-        purpose,
-        browser=web.browser_id(request),
-        limits=state.rate_limits,
-        ip=client_ip(request),
+        lambda db: otp.request_code(
+            db,
+            state.box,
+            state.sms,
+            phone,
+            purpose,
+            browser=browser_id,
+            limits=state.rate_limits,
+            ip=ip,
+        ),
     )
 
 

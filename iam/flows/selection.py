@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from iam.db.models import IdentityLink
+from iam.db.unit import in_worker
 from iam.errors import ForbiddenError
 from iam.flows.login import FlowGoneError, client_ip, flow_context, in_unit, signed_in_person
 from iam.services import accounts, authorizations, corps, sessions
@@ -68,7 +68,7 @@ async def select_page(request: Request) -> Response:
         context["choices"] = [_choice(link) for link in links]
         context["current"] = signed_in.session.context_link_id
     else:
-        found_corps = await run_in_threadpool(corps.list_corps, store, enabled_only=True)
+        found_corps = await in_worker(store, lambda db: corps.list_corps(db, enabled_only=True))
         query = urlencode({"flow": flow_id, "link": "1"})
         context["offers"] = [
             {"href": f"/login/wecom/{quote(corp.corp_id)}?{query}", "name": corp.name}
@@ -92,7 +92,8 @@ async def submit(request: Request) -> Response:
         return web.error_page(request, "error.flow_expired")
     signed_in, _app_name = found
     if form.get("cancel") is not None:
-        await run_in_threadpool(authorizations.deny, store, flow_id, web.browser_id(request))
+        browser_id = web.browser_id(request)
+        await in_worker(store, lambda db: authorizations.deny(db, flow_id, browser_id))
         return _to_flow(flow_id)
     link_id = str(form.get("link_id") or "")
     try:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from iam import metrics
+from iam.db.unit import in_worker, one_unit
 from iam.errors import ConflictError, ForbiddenError, NotFoundError, RateLimitedError
 from iam.federation.connector import (
     CallbackRejectedError,
@@ -70,15 +71,15 @@ async def start(request: Request) -> Response:
         signed_in = await signed_in_person(request)
         link_user_id = signed_in.user.id if signed_in else None
 
+    browser_id = web.browser_id(request)
+
     def start_login() -> upstream.StartedLogin:
         count_flow_start(request)
-        return upstream.start_login(
+        return one_unit(
             state.store,
-            web.browser_id(request),
-            provider,
-            connector_id,
-            flow_id,
-            link_user_id=link_user_id,
+            lambda db: upstream.start_login(
+                db, browser_id, provider, connector_id, flow_id, link_user_id=link_user_id
+            ),
         )
 
     try:
@@ -103,13 +104,10 @@ async def callback(request: Request) -> Response:
     params = dict(request.query_params)
     try:
         connector = await run_in_threadpool(state.providers.open, provider, connector_id)
-        used = await run_in_threadpool(
-            upstream.use_state,
+        browser_id, offered = web.browser_id(request), params.get("state", "")
+        used = await in_worker(
             state.store,
-            web.browser_id(request),
-            provider,
-            connector_id,
-            params.get("state", ""),
+            lambda db: upstream.use_state(db, browser_id, provider, connector_id, offered),
         )
     except NotFoundError:
         return web.error_page(request, "upstream.unknown", 404)
@@ -167,14 +165,10 @@ async def _record(
 ) -> None:
     log.warning("%s login at %s failed: %s (%s)", provider, connector_id, reason, detail)
     metrics.LOGINS.labels(provider, "failure").inc()
-    await run_in_threadpool(
-        lambda: upstream.record_failure(
-            request.app.state.store,
-            provider,
-            connector_id,
-            reason,
-            detail,
-            ip=client_ip(request),
-            code=code,
-        )
+    ip = client_ip(request)
+    await in_worker(
+        request.app.state.store,
+        lambda db: upstream.record_failure(
+            db, provider, connector_id, reason, detail, ip=ip, code=code
+        ),
     )

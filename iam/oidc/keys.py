@@ -6,6 +6,9 @@ old key still signs, and stays published. What must not wait is verification and
 a token whose kid this ring has not loaded makes it ask the database whether that key is
 published (one primary-key lookup, like the token's own), and reload if it is; `/jwks.json`
 reads the published keys from the database on each request.
+
+The ring's reads serve a cache shared by every request, so each is a short unit of work of its
+own (`one_unit`), never the unit of the request that happens to need them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from joserfc.jwk import KeySet, KeySetSerialization
 
 from iam import metrics
 from iam.db.store import Store
+from iam.db.unit import one_unit
 from iam.secretbox import SecretBox
 from iam.services.signing_keys import ALGORITHM, is_published, load_material, published
 
@@ -67,7 +71,7 @@ class KeyRing:
             self._lock.release()
 
     def _load(self) -> LoadedKeys:
-        material = load_material(self._store, self._box)
+        material = one_unit(self._store, lambda db: load_material(db, self._box))
         return LoadedKeys(
             signing=KeySet.import_key_set(_key_set([material.active_private_jwk])),
             verifying=KeySet.import_key_set(_key_set(material.published)),
@@ -78,14 +82,18 @@ class KeyRing:
         """The public keys, reloaded first when `kid` is a published key this ring has not
         loaded yet (made by another instance since it loaded)."""
         loaded = self.current()
-        if kid is None or kid in loaded.kids or not is_published(self._store, kid):
+        if (
+            kid is None
+            or kid in loaded.kids
+            or not one_unit(self._store, lambda db: is_published(db, kid))
+        ):
             return loaded.verifying
         self.invalidate()
         return self.current().verifying
 
     def published_jwks(self) -> KeySetSerialization:
         """The JWKS document, from the database: a rotation anywhere is published everywhere."""
-        return _key_set(published(self._store))
+        return _key_set(one_unit(self._store, published))
 
 
 def _key_set(jwks: Iterable[Mapping[str, Any]]) -> KeySetSerialization:

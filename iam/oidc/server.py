@@ -251,7 +251,7 @@ class Server(AuthorizationServer):
         if name == "after_revoke_token":
             token = kwargs.get("token")
             audit.record(
-                current_session(),
+                current_session().connection(),
                 "token.revoked",
                 user_id=getattr(token, "user_id", None),
                 client_id=getattr(kwargs.get("client"), "client_id", None),

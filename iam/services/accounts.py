@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
 from iam.db.models import IdentityLink, PendingBinding, User, new_id
-from iam.db.store import Store
 from iam.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from iam.federation.connector import Identity
 from iam.secretbox import SecretBox, digest
@@ -98,7 +97,7 @@ def find_linked(
     link.provider_user_id = identity.subject
     link.last_login_at = utcnow()
     audit.record(
-        db,
+        db.connection(),
         "link.used",
         user_id=link.user_id,
         ip=ip,
@@ -127,14 +126,8 @@ def hold_for_binding(db: Session, browser_id: str, identity: Identity, flow_id: 
     return token
 
 
-def pending_binding(store: Store, token: str, browser_id: str) -> PendingIdentity:
+def pending_binding(db: Session, token: str, browser_id: str) -> PendingIdentity:
     """The identity waiting under `token` for this browser; else `NotFoundError`."""
-    with store() as db:
-        return pending_binding_in(db, token, browser_id)
-
-
-def pending_binding_in(db: Session, token: str, browser_id: str) -> PendingIdentity:
-    """`pending_binding` in the caller's transaction."""
     row = db.get(PendingBinding, digest(token)) if token and len(token) <= 64 else None
     if (
         row is None
@@ -160,7 +153,7 @@ def bind_with_code(
     """Check the SMS code for the phone, bind the waiting identity to the person with that
     phone (made if there is none) and spend the binding, in the caller's transaction. A wrong
     code commits only what it spent (`otp.checked_or_committed`)."""
-    pending = pending_binding_in(db, token, browser_id)
+    pending = pending_binding(db, token, browser_id)
     phone = otp.checked_or_committed(
         db,
         lambda: otp.check_code(
@@ -183,9 +176,7 @@ class _SmsRequiredError(Exception):
         self.linked_elsewhere = linked_elsewhere
 
 
-def bind_trusted_mobile(
-    db: Session, identity: Identity, *, ip: str | None = None
-) -> Linked | None:
+def bind_trusted_mobile(db: Session, identity: Identity, *, ip: str | None = None) -> Linked | None:
     """Bind without the SMS step when the provider is trusted for mobiles and gave one we can
     read; None when it cannot be done that way.
 
@@ -205,7 +196,7 @@ def bind_trusted_mobile(
         return _bind_in(db, identity, owner, method="trusted_mobile", ip=ip)
     except _SmsRequiredError as refused:
         audit.record(
-            db,
+            db.connection(),
             "link.trusted_mobile_refused",
             outcome="failure",
             user_id=refused.user_id,
@@ -247,7 +238,9 @@ def _owner_by_phone(
             )
             db.add(user)
             db.flush()  # the link refers to it (no ORM relationship orders the inserts)
-            audit.record(db, "user.created", user_id=user.id, ip=ip, via=identity.provider)
+            audit.record(
+                db.connection(), "user.created", user_id=user.id, ip=ip, via=identity.provider
+            )
             return user
         if not user.is_active:
             raise ForbiddenError("The account with this phone number is disabled.")
@@ -320,7 +313,7 @@ def _bind_in(
     )
     db.add(link)
     audit.record(
-        db,
+        db.connection(),
         "link.created",
         user_id=user.id,
         ip=ip,

@@ -6,21 +6,24 @@ from __future__ import annotations
 import functools
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
 from iam.db.models import Admin, AdminSession
-from iam.db.store import Store
 from iam.errors import ConflictError, IamError, NotFoundError, ValidationError
 from iam.secretbox import digest
 from iam.services import audit
 
+T = TypeVar("T")
 MIN_PASSWORD = 12
 _USERNAME = re.compile(r"^[A-Za-z0-9_.\-@]{3,100}$")
 
@@ -36,37 +39,36 @@ def _check_password(password: str) -> None:
         raise ValidationError("password", f"The password needs at least {MIN_PASSWORD} characters.")
 
 
-def create_admin(store: Store, username: str, password: str) -> Admin:
+def create_admin(db: Session, username: str, password: str) -> Admin:
+    """A new admin account, in the caller's transaction."""
     if not _USERNAME.match(username or ""):
         raise ValidationError("username", "A username is 3-100 letters, digits or _ . - @.")
     _check_password(password)
     admin = Admin(username=username, password_hash=PASSWORD_HASHER.hash(password))
-    with store() as db:
-        taken = ConflictError(f"An admin {username!r} already exists.")
-        if db.scalar(select(Admin.id).where(Admin.username == username)):
-            raise taken
-        db.add(admin)
-        audit.record(db, "admin.created", actor="cli", username=username)
-        try:
-            db.commit()
-        except IntegrityError:  # created meanwhile by someone else
-            raise taken from None
+    taken = ConflictError(f"An admin {username!r} already exists.")
+    if db.scalar(select(Admin.id).where(Admin.username == username)):
+        raise taken
+    db.add(admin)
+    try:
+        db.flush()
+    except IntegrityError:  # created meanwhile by someone else
+        raise taken from None
+    audit.record(db.connection(), "admin.created", actor="cli", username=username)
     return admin
 
 
-def set_password(store: Store, username: str, password: str, *, actor: str = "cli") -> None:
-    """A new password (and the lock lifted); every session of that admin ends."""
+def set_password(db: Session, username: str, password: str, *, actor: str = "cli") -> None:
+    """A new password (and the lock lifted); every session of that admin ends (in the caller's
+    transaction)."""
     _check_password(password)
-    with store() as db:
-        admin = db.scalar(select(Admin).where(Admin.username == username))
-        if admin is None:
-            raise NotFoundError(f"No admin {username!r}.")
-        admin.password_hash = PASSWORD_HASHER.hash(password)
-        admin.failed_logins = 0
-        admin.locked_until = None
-        db.execute(delete(AdminSession).where(AdminSession.admin_id == admin.id))
-        audit.record(db, "admin.password_set", actor=actor, username=username)
-        db.commit()
+    admin = db.scalar(select(Admin).where(Admin.username == username))
+    if admin is None:
+        raise NotFoundError(f"No admin {username!r}.")
+    admin.password_hash = PASSWORD_HASHER.hash(password)
+    admin.failed_logins = 0
+    admin.locked_until = None
+    db.execute(delete(AdminSession).where(AdminSession.admin_id == admin.id))
+    audit.record(db.connection(), "admin.password_set", actor=actor, username=username)
 
 
 class AdminLoginError(IamError):
@@ -108,89 +110,108 @@ def _password_matches(password: str, stored: str) -> bool:
         return False
 
 
-def sign_in(store: Store, username: str, password: str, *, ip: str | None = None) -> AdminSignedIn:
+def sign_in(db: Session, username: str, password: str, *, ip: str | None = None) -> AdminSignedIn:
     """Check the password (argon2), count failures, lock after MAX_FAILED_LOGINS, and open an
-    admin session. Every attempt is audited."""
+    admin session, in the caller's transaction. Every attempt is audited. A refused attempt
+    raises `AdminLoginError` after recording the failure in that transaction: the use case
+    commits it before passing the error on (`refusal_counted`), so that a wrong password
+    counts."""
     now = utcnow()
     username = (username or "")[:100]
-    with store() as db:
-        admin = db.scalar(select(Admin).where(Admin.username == username))
-        if admin is not None and admin.locked_until is not None and admin.locked_until > now:
-            wait = int((admin.locked_until - now).total_seconds()) + 1
-            audit.record(
-                db, "admin.login_failed", outcome="failure", ip=ip, actor=username, reason="locked"
-            )
-            db.commit()
-            raise AdminLoginError("Too many failed sign-ins: the account is locked.", wait)
-        # An unknown username still verifies, against a throwaway hash of the same cost, so the
-        # answer's timing does not tell which usernames exist.
-        stored = admin.password_hash if admin else _dummy_hash(PASSWORD_HASHER)
-        valid = _password_matches(password or "", stored)
-        if admin is None or not valid:
-            if admin is not None:
-                db.execute(
-                    update(Admin)
-                    .where(Admin.id == admin.id)
-                    .values(failed_logins=Admin.failed_logins + 1)
-                )
-                db.refresh(admin)
-                if admin.failed_logins >= MAX_FAILED_LOGINS:
-                    admin.locked_until = now + LOCK_DURATION
-                    admin.failed_logins = 0
-            audit.record(
-                db, "admin.login_failed", outcome="failure", ip=ip, actor=username, reason="wrong"
-            )
-            db.commit()
-            raise AdminLoginError(WRONG)
-        admin.failed_logins = 0
-        admin.locked_until = None
-        cookie_value = secrets.token_urlsafe(32)
-        db.execute(delete(AdminSession).where(AdminSession.expires_at <= now))
-        db.add(
-            AdminSession(
-                id=digest(cookie_value),
-                admin_id=admin.id,
-                created_at=now,
-                last_seen_at=now,
-                expires_at=now + ADMIN_SESSION_LIFETIME,
-                ip=ip,
-            )
+    admin = db.scalar(select(Admin).where(Admin.username == username))
+    if admin is not None and admin.locked_until is not None and admin.locked_until > now:
+        wait = int((admin.locked_until - now).total_seconds()) + 1
+        audit.record(
+            db.connection(),
+            "admin.login_failed",
+            outcome="failure",
+            ip=ip,
+            actor=username,
+            reason="locked",
         )
-        audit.record(db, "admin.login", ip=ip, actor=username)
+        raise AdminLoginError("Too many failed sign-ins: the account is locked.", wait)
+    # An unknown username still verifies, against a throwaway hash of the same cost, so the
+    # answer's timing does not tell which usernames exist.
+    stored = admin.password_hash if admin else _dummy_hash(PASSWORD_HASHER)
+    valid = _password_matches(password or "", stored)
+    if admin is None or not valid:
+        if admin is not None:
+            db.execute(
+                update(Admin)
+                .where(Admin.id == admin.id)
+                .values(failed_logins=Admin.failed_logins + 1)
+            )
+            db.refresh(admin)
+            if admin.failed_logins >= MAX_FAILED_LOGINS:
+                admin.locked_until = now + LOCK_DURATION
+                admin.failed_logins = 0
+        audit.record(
+            db.connection(),
+            "admin.login_failed",
+            outcome="failure",
+            ip=ip,
+            actor=username,
+            reason="wrong",
+        )
+        raise AdminLoginError(WRONG)
+    admin.failed_logins = 0
+    admin.locked_until = None
+    cookie_value = secrets.token_urlsafe(32)
+    db.execute(delete(AdminSession).where(AdminSession.expires_at <= now))
+    db.add(
+        AdminSession(
+            id=digest(cookie_value),
+            admin_id=admin.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + ADMIN_SESSION_LIFETIME,
+            ip=ip,
+        )
+    )
+    audit.record(db.connection(), "admin.login", ip=ip, actor=username)
+    return AdminSignedIn(cookie_value, admin)
+
+
+def refusal_counted(db: Session, attempt: Callable[[], T]) -> T:
+    """Run a sign-in attempt (`sign_in`) in the caller's unit of work, for the use case: if it
+    is refused (`AdminLoginError`), commit what the refusal recorded (a failed try, the lock,
+    the audit event: a wrong password must count) and raise it again. Any other failure
+    leaves the unit to roll back."""
+    try:
+        return attempt()
+    except AdminLoginError:
         db.commit()
-        return AdminSignedIn(cookie_value, admin)
+        raise
 
 
-def find_session(store: Store, cookie_value: str | None) -> Admin | None:
-    """The admin behind a live, recently used admin session cookie, or None."""
+def find_session(db: Session, cookie_value: str | None) -> Admin | None:
+    """The admin behind a live, recently used admin session cookie, or None (its last use is
+    touched in the caller's transaction)."""
     if not cookie_value or len(cookie_value) > 200:
         return None
     now = utcnow()
-    with store() as db:
-        row = db.execute(
-            select(AdminSession, Admin)
-            .join(Admin, Admin.id == AdminSession.admin_id)
-            .where(AdminSession.id == digest(cookie_value))
-        ).first()
-        if row is None:
-            return None
-        session, admin = row
-        if session.expires_at <= now or now - session.last_seen_at > ADMIN_IDLE_TIMEOUT:
-            return None
-        if now - session.last_seen_at > timedelta(minutes=1):
-            session.last_seen_at = now
-            db.commit()
-        return admin
+    row = db.execute(
+        select(AdminSession, Admin)
+        .join(Admin, Admin.id == AdminSession.admin_id)
+        .where(AdminSession.id == digest(cookie_value))
+    ).first()
+    if row is None:
+        return None
+    session, admin = row
+    if session.expires_at <= now or now - session.last_seen_at > ADMIN_IDLE_TIMEOUT:
+        return None
+    if now - session.last_seen_at > timedelta(minutes=1):
+        session.last_seen_at = now
+    return admin
 
 
-def sign_out(store: Store, cookie_value: str | None, *, ip: str | None = None) -> None:
+def sign_out(db: Session, cookie_value: str | None, *, ip: str | None = None) -> None:
+    """End the admin session behind the cookie, in the caller's transaction."""
     if not cookie_value:
         return
-    with store() as db:
-        admin_id = db.scalar(
-            select(AdminSession.admin_id).where(AdminSession.id == digest(cookie_value))
-        )
-        db.execute(delete(AdminSession).where(AdminSession.id == digest(cookie_value)))
-        if admin_id is not None:
-            audit.record(db, "admin.logout", ip=ip, actor=admin_id)
-        db.commit()
+    admin_id = db.scalar(
+        select(AdminSession.admin_id).where(AdminSession.id == digest(cookie_value))
+    )
+    db.execute(delete(AdminSession).where(AdminSession.id == digest(cookie_value)))
+    if admin_id is not None:
+        audit.record(db.connection(), "admin.logout", ip=ip, actor=admin_id)

@@ -12,14 +12,13 @@ from sqlalchemy.orm import Session
 
 from iam.db.fastpath import INSERT_AUDIT_EVENT
 from iam.db.models import AuditEvent
-from iam.db.store import Store
 from iam.errors import ValidationError
 
 log = logging.getLogger("iam.audit")
 
 
 def record(
-    session: Session | Connection,
+    connection: Connection,
     event: str,
     *,
     outcome: str = "success",
@@ -29,12 +28,11 @@ def record(
     ip: str | None = None,
     **detail: Any,
 ) -> None:
-    """Write an event in the transaction of `session` (an ORM session, or a connection): with
-    the change it describes, or not at all. (A plain INSERT on its connection, not an ORM
-    object: the trail is append-only and this is on the hot path; it flushes nothing, so the
-    caller's own errors surface where the caller expects them.)"""
-    target = session.connection() if isinstance(session, Session) else session
-    target.execute(
+    """Write an event in the transaction of `connection` (a use case's ORM session gives its
+    own: `db.connection()`): with the change it describes, or not at all. (A plain INSERT, not
+    an ORM object: the trail is append-only and this is on the hot path, which has no session;
+    it flushes nothing, so the caller's own errors surface where the caller expects them.)"""
+    connection.execute(
         INSERT_AUDIT_EVENT,
         {
             "event": event,
@@ -64,31 +62,7 @@ class AuditPage:
 
 
 def search(
-    store: Store,
-    *,
-    user_id: str | None = None,
-    client_id: str | None = None,
-    event: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 50,
-    before_id: int | None = None,
-) -> list[AuditEvent]:
-    """Events newest first, filtered; see `search_page`."""
-    return search_page(
-        store,
-        user_id=user_id,
-        client_id=client_id,
-        event=event,
-        since=since,
-        until=until,
-        limit=limit,
-        before_id=before_id,
-    ).events
-
-
-def search_page(
-    store: Store,
+    db: Session,
     *,
     user_id: str | None = None,
     client_id: str | None = None,
@@ -130,8 +104,7 @@ def search_page(
         statement = statement.where(AuditEvent.occurred_at < until)
     if before_id is not None:
         statement = statement.where(AuditEvent.id < before_id)
-    with store() as session:
-        events = list(session.scalars(statement))
+    events = list(db.scalars(statement))
     more = len(events) > limit
     events = events[:limit]
     return AuditPage(events, events[-1].id if more else None)

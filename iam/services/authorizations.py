@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
 from iam.db.models import PendingAuthorization
-from iam.db.store import Store
 from iam.errors import NotFoundError
 from iam.secretbox import digest
 
@@ -18,9 +18,10 @@ LIFETIME = timedelta(minutes=30)
 
 
 def create(
-    store: Store, browser_id: str, client_id: str, params: Sequence[tuple[str, str]]
+    db: Session, browser_id: str, client_id: str, params: Sequence[tuple[str, str]]
 ) -> PendingAuthorization:
-    """Save a validated request for this browser; expired ones are swept on the way."""
+    """Save a validated request for this browser, in the caller's transaction; expired ones are
+    swept on the way."""
     now = utcnow()
     pending = PendingAuthorization(
         id=secrets.token_urlsafe(24),
@@ -30,39 +31,33 @@ def create(
         created_at=now,
         expires_at=now + LIFETIME,
     )
-    with store() as db:
-        db.execute(delete(PendingAuthorization).where(PendingAuthorization.expires_at <= now))
-        db.add(pending)
-        db.commit()
+    db.execute(delete(PendingAuthorization).where(PendingAuthorization.expires_at <= now))
+    db.add(pending)
     return pending
 
 
-def get(store: Store, flow_id: str, browser_id: str) -> PendingAuthorization:
+def get(db: Session, flow_id: str, browser_id: str) -> PendingAuthorization:
     """The live request `flow_id` of this browser; another browser's looks like none at all."""
-    with store() as db:
-        pending = db.get(PendingAuthorization, flow_id) if flow_id else None
-        if (
-            pending is None
-            or pending.expires_at <= utcnow()
-            or not secrets.compare_digest(pending.browser_hash, digest(browser_id))
-        ):
-            raise NotFoundError("This sign-in request has expired or is not yours.")
-        return pending
+    pending = db.get(PendingAuthorization, flow_id) if flow_id else None
+    if (
+        pending is None
+        or pending.expires_at <= utcnow()
+        or not secrets.compare_digest(pending.browser_hash, digest(browser_id))
+    ):
+        raise NotFoundError("This sign-in request has expired or is not yours.")
+    return pending
 
 
-def finish(store: Store, flow_id: str) -> None:
-    with store() as db:
-        db.execute(delete(PendingAuthorization).where(PendingAuthorization.id == flow_id))
-        db.commit()
+def finish(db: Session, flow_id: str) -> None:
+    """The request was answered: it is deleted, in the caller's transaction."""
+    db.execute(delete(PendingAuthorization).where(PendingAuthorization.id == flow_id))
 
 
-def deny(store: Store, flow_id: str, browser_id: str) -> None:
+def deny(db: Session, flow_id: str, browser_id: str) -> None:
     """The person cancelled: the request will end with access_denied at the dispatcher."""
-    get(store, flow_id, browser_id)  # this browser's, and live
-    with store() as db:
-        db.execute(
-            update(PendingAuthorization)
-            .where(PendingAuthorization.id == flow_id)
-            .values(denied_at=utcnow())
-        )
-        db.commit()
+    get(db, flow_id, browser_id)  # this browser's, and live
+    db.execute(
+        update(PendingAuthorization)
+        .where(PendingAuthorization.id == flow_id)
+        .values(denied_at=utcnow())
+    )

@@ -10,12 +10,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
 from iam.db.models import Client
-from iam.db.store import Store
 from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.secretbox import digest
 from iam.services import audit
@@ -171,7 +169,7 @@ def _new_secret() -> str:
 
 
 def create_client(
-    store: Store,
+    db: Session,
     name: str,
     redirect_uris: Sequence[str],
     *,
@@ -221,62 +219,52 @@ def create_client(
         id_token_ttl=id_token_ttl,
         refresh_token_ttl=refresh_token_ttl,
     )
-    with store() as session:
-        taken = ConflictError(f"client_id {client.client_id!r} is taken.")
-        if session.get(Client, client.client_id) is not None:
-            raise taken
-        session.add(client)
-        audit.record(session, "client.created", client_id=client.client_id, actor=actor)
-        try:
-            session.commit()
-        except IntegrityError:  # registered meanwhile by someone else
-            raise taken from None
+    if db.get(Client, client.client_id) is not None:
+        # (Registered meanwhile by someone else: the unit's commit fails, it runs again and
+        # lands here.)
+        raise ConflictError(f"client_id {client.client_id!r} is taken.")
+    db.add(client)
+    audit.record(db.connection(), "client.created", client_id=client.client_id, actor=actor)
     return RegisteredClient(client, secret)
 
 
-def _find(session: Session, client_id: str) -> Client:
-    client = session.get(Client, client_id)
+def _find(db: Session, client_id: str) -> Client:
+    client = db.get(Client, client_id)
     if client is None:
         raise NotFoundError(f"No client {client_id!r}.")
     return client
 
 
-def get_client(store: Store, client_id: str) -> Client:
-    with store() as session:
-        return _find(session, client_id)
+def get_client(db: Session, client_id: str) -> Client:
+    return _find(db, client_id)
 
 
-def list_clients(store: Store) -> list[Client]:
-    with store() as session:
-        return list(session.scalars(select(Client).order_by(Client.created_at)))
+def list_clients(db: Session) -> list[Client]:
+    return list(db.scalars(select(Client).order_by(Client.created_at)))
 
 
 def rotate_secret(
-    store: Store, client_id: str, keep_previous: bool = True, *, actor: str = "cli"
+    db: Session, client_id: str, keep_previous: bool = True, *, actor: str = "cli"
 ) -> RegisteredClient:
     """A new secret; the current one stays valid as the previous until retired."""
-    with store() as session:
-        client = _find(session, client_id)
-        if client.is_public:
-            raise ValidationError("client_id", "A public client has no secret to rotate.")
-        secret = _new_secret()
-        client.previous_secret_hash = client.secret_hash if keep_previous else None
-        client.secret_hash = digest(secret)
-        client.secret_rotated_at = utcnow()
-        audit.record(session, "client.secret_rotated", client_id=client_id, actor=actor)
-        session.commit()
-        return RegisteredClient(client, secret)
+    client = _find(db, client_id)
+    if client.is_public:
+        raise ValidationError("client_id", "A public client has no secret to rotate.")
+    secret = _new_secret()
+    client.previous_secret_hash = client.secret_hash if keep_previous else None
+    client.secret_hash = digest(secret)
+    client.secret_rotated_at = utcnow()
+    audit.record(db.connection(), "client.secret_rotated", client_id=client_id, actor=actor)
+    return RegisteredClient(client, secret)
 
 
-def delete_client(store: Store, client_id: str, *, actor: str = "cli") -> None:
-    with store() as session:
-        session.delete(_find(session, client_id))
-        audit.record(session, "client.deleted", client_id=client_id, actor=actor)
-        session.commit()
+def delete_client(db: Session, client_id: str, *, actor: str = "cli") -> None:
+    db.delete(_find(db, client_id))
+    audit.record(db.connection(), "client.deleted", client_id=client_id, actor=actor)
 
 
 def update_client(
-    store: Store,
+    db: Session,
     client_id: str,
     *,
     actor: str,
@@ -299,64 +287,61 @@ def update_client(
     any other client may not get it. A refresh token lifetime of 0 turns refresh tokens off
     (refresh tokens already issued stop working too); issued ones keep their original expiry
     otherwise."""
-    with store() as session:
-        client = _find(session, client_id)
-        changes: dict[str, Any] = {}
-        if name is not None:
-            changes["name"] = check_name(name)
-        if redirect_uris is not None:
-            changes["redirect_uris"] = check_redirect_uris(
-                redirect_uris, "redirect_uris", required=True
-            )
-        if post_logout_redirect_uris is not None:
-            changes["post_logout_redirect_uris"] = check_redirect_uris(
-                post_logout_redirect_uris, "post_logout_redirect_uris", required=False
-            )
-        if allowed_scopes is not None:
-            scopes = allowed_scopes if isinstance(allowed_scopes, str) else " ".join(allowed_scopes)
-            if client.is_admin:
-                scopes = f"{scopes} {ADMIN_SCOPE}"
-            changes["allowed_scopes"] = check_scopes(
-                scopes, admin=client.is_admin, field="allowed_scopes"
-            )
-        if context_policy is not None:
-            changes["context_policy"] = check_context_policy(context_policy)
-        if context_claim is not None:
-            changes["context_claim"] = check_context_claim(context_claim)
-        for field, seconds in (
-            ("access_token_ttl", access_token_ttl),
-            ("id_token_ttl", id_token_ttl),
-            ("refresh_token_ttl", refresh_token_ttl),
-        ):
-            if seconds is not None:
-                changes[field] = check_lifetime(field, seconds)
-        if "refresh_token_ttl" in changes:
-            changes["grant_types"] = grant_types_for(
-                public=client.is_public, refresh_token_ttl=changes["refresh_token_ttl"]
-            )
-        changed = {key: value for key, value in changes.items() if getattr(client, key) != value}
-        if not changed:
-            return client
-        for key, value in changed.items():
-            setattr(client, key, value)
-        audit.record(
-            session, "client.updated", client_id=client_id, actor=actor, changed=sorted(changed)
+    client = _find(db, client_id)
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = check_name(name)
+    if redirect_uris is not None:
+        changes["redirect_uris"] = check_redirect_uris(
+            redirect_uris, "redirect_uris", required=True
         )
-        session.commit()
+    if post_logout_redirect_uris is not None:
+        changes["post_logout_redirect_uris"] = check_redirect_uris(
+            post_logout_redirect_uris, "post_logout_redirect_uris", required=False
+        )
+    if allowed_scopes is not None:
+        scopes = allowed_scopes if isinstance(allowed_scopes, str) else " ".join(allowed_scopes)
+        if client.is_admin:
+            scopes = f"{scopes} {ADMIN_SCOPE}"
+        changes["allowed_scopes"] = check_scopes(
+            scopes, admin=client.is_admin, field="allowed_scopes"
+        )
+    if context_policy is not None:
+        changes["context_policy"] = check_context_policy(context_policy)
+    if context_claim is not None:
+        changes["context_claim"] = check_context_claim(context_claim)
+    for field, seconds in (
+        ("access_token_ttl", access_token_ttl),
+        ("id_token_ttl", id_token_ttl),
+        ("refresh_token_ttl", refresh_token_ttl),
+    ):
+        if seconds is not None:
+            changes[field] = check_lifetime(field, seconds)
+    if "refresh_token_ttl" in changes:
+        changes["grant_types"] = grant_types_for(
+            public=client.is_public, refresh_token_ttl=changes["refresh_token_ttl"]
+        )
+    changed = {key: value for key, value in changes.items() if getattr(client, key) != value}
+    if not changed:
         return client
+    for key, value in changed.items():
+        setattr(client, key, value)
+    audit.record(
+        db.connection(), "client.updated", client_id=client_id, actor=actor, changed=sorted(changed)
+    )
+    return client
 
 
-def retire_previous_secret(store: Store, client_id: str, *, actor: str) -> Client:
+def retire_previous_secret(db: Session, client_id: str, *, actor: str) -> Client:
     """End a rotation: the previous secret stops working, only the current one is left.
     Nothing to retire is not an error (the end state is the one asked for)."""
-    with store() as session:
-        client = _find(session, client_id)
-        if client.is_public:
-            raise ValidationError("client_id", "A public client has no secret to retire.")
-        if client.previous_secret_hash is None:
-            return client
-        client.previous_secret_hash = None
-        audit.record(session, "client.previous_secret_retired", client_id=client_id, actor=actor)
-        session.commit()
+    client = _find(db, client_id)
+    if client.is_public:
+        raise ValidationError("client_id", "A public client has no secret to retire.")
+    if client.previous_secret_hash is None:
         return client
-
+    client.previous_secret_hash = None
+    audit.record(
+        db.connection(), "client.previous_secret_retired", client_id=client_id, actor=actor
+    )
+    return client

@@ -1,4 +1,12 @@
-"""WeCom corporations: each with its self-built app (agent id, secret encrypted at rest)."""
+"""WeCom corporations: each with its self-built app (agent id, secret encrypted at rest).
+
+Every function that reads or writes takes the caller's session (`db`) and commits nothing: the
+caller runs one unit of work per use case (`iam.db.unit`). The one exception is
+`test_connection`, which calls WeCom between two units of its own (see there).
+
+The checks below are the rules of a corporation's fields, for every way in (the admin API's
+records call them too, and publish the patterns in the OpenAPI document).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +15,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from iam.db.models import WeComCorp
 from iam.db.store import Store
+from iam.db.unit import one_unit
 from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.federation.wecom.client import (
     WeComApiError,
@@ -50,13 +60,13 @@ def is_corp_id(value: object) -> bool:
     return isinstance(value, str) and _CORP_ID.fullmatch(value) is not None
 
 
-def _checked_corp_id(corp_id: object) -> str:
+def checked_corp_id(corp_id: object) -> str:
     if not is_corp_id(corp_id):
         raise ValidationError("corp_id", f"Not a WeCom corp id: {corp_id!r}")
     return str(corp_id)
 
 
-def _checked_name(name: object) -> str:
+def checked_name(name: object) -> str:
     """The name without surrounding whitespace; 1 to MAX_NAME characters as given."""
     if not isinstance(name, str) or len(name) > MAX_NAME or not _NAME.fullmatch(name):
         raise ValidationError(
@@ -65,7 +75,7 @@ def _checked_name(name: object) -> str:
     return name.strip(_SPACES)
 
 
-def _checked_agent_id(agent_id: object) -> int:
+def checked_agent_id(agent_id: object) -> int:
     if isinstance(agent_id, bool) or not isinstance(agent_id, int):
         raise ValidationError("agent_id", "The agent id is the app's positive number.")
     if not 0 < agent_id <= MAX_AGENT_ID:
@@ -73,7 +83,7 @@ def _checked_agent_id(agent_id: object) -> int:
     return agent_id
 
 
-def _checked_secret(secret: object) -> str:
+def checked_secret(secret: object) -> str:
     if not isinstance(secret, str) or not _SECRET.fullmatch(secret):
         raise ValidationError("secret", "The app secret is required (as WeCom shows it).")
     return secret
@@ -86,7 +96,7 @@ def _checked_flag(field: str, value: object) -> bool:
 
 
 def add_corp(
-    store: Store,
+    db: Session,
     box: SecretBox,
     corp_id: str,
     name: str,
@@ -96,12 +106,17 @@ def add_corp(
     trust_mobile: bool = False,
     actor: str = "cli",
 ) -> WeComCorp:
-    """Connect a corporation; its id must be new."""
-    corp_id = _checked_corp_id(corp_id)
-    name = _checked_name(name)
-    agent_id = _checked_agent_id(agent_id)
-    secret = _checked_secret(secret)
+    """Connect a corporation, in the caller's transaction; its id must be new. The row is
+    written at once (flushed), so a corporation connected meanwhile by someone else is a
+    `ConflictError` here, not an error at the caller's commit."""
+    corp_id = checked_corp_id(corp_id)
+    name = checked_name(name)
+    agent_id = checked_agent_id(agent_id)
+    secret = checked_secret(secret)
     trust_mobile = _checked_flag("trust_mobile", trust_mobile)
+    taken = ConflictError(f"Corporation {corp_id} is already connected.")
+    if db.get(WeComCorp, corp_id) is not None:
+        raise taken
     corp = WeComCorp(
         corp_id=corp_id,
         name=name,
@@ -110,30 +125,27 @@ def add_corp(
         trust_mobile=trust_mobile,
         enabled=True,
     )
-    taken = ConflictError(f"Corporation {corp_id} is already connected.")
-    with store() as db:
-        if db.get(WeComCorp, corp_id) is not None:
-            raise taken
-        db.add(corp)
-        audit.record(db, "corp.added", actor=actor, corp_id=corp_id, trust_mobile=trust_mobile)
-        try:
-            db.commit()
-        except IntegrityError:
-            raise taken from None
+    db.add(corp)
+    try:
+        db.flush()
+    except IntegrityError:
+        raise taken from None
+    audit.record(
+        db.connection(), "corp.added", actor=actor, corp_id=corp_id, trust_mobile=trust_mobile
+    )
     return corp
 
 
-def get_corp(store: Store, corp_id: str) -> WeComCorp:
+def get_corp(db: Session, corp_id: str) -> WeComCorp:
     """One corporation, enabled or not; `NotFoundError` otherwise."""
-    with store() as db:
-        corp = db.get(WeComCorp, corp_id) if is_corp_id(corp_id) else None
-        if corp is None:
-            raise NotFoundError(f"No corporation {corp_id!r}.")
-        return corp
+    corp = db.get(WeComCorp, corp_id) if is_corp_id(corp_id) else None
+    if corp is None:
+        raise NotFoundError(f"No corporation {corp_id!r}.")
+    return corp
 
 
 def update_corp(
-    store: Store,
+    db: Session,
     box: SecretBox,
     corp_id: str,
     *,
@@ -144,68 +156,65 @@ def update_corp(
     trust_mobile: bool | None = None,
     enabled: bool | None = None,
 ) -> WeComCorp:
-    """Change what is given (None: keep). The secret is replaced only when a new one is given,
-    because it is never read back. Logins see the change at once: connectors are opened from
-    the stored row on each login, and the token cache is keyed by a hash of the secret."""
+    """Change what is given (None: keep), in the caller's transaction. Every value is checked
+    before anything changes, so a bad one beside good ones changes nothing. The secret is
+    replaced only when a new one is given, because it is never read back. Logins see the
+    change at once: connectors are opened from the stored row on each login, and the token
+    cache is keyed by a hash of the secret."""
     wanted: dict[str, object] = {}
     if name is not None:
-        wanted["name"] = _checked_name(name)
+        wanted["name"] = checked_name(name)
     if agent_id is not None:
-        wanted["agent_id"] = _checked_agent_id(agent_id)
+        wanted["agent_id"] = checked_agent_id(agent_id)
     if trust_mobile is not None:
         wanted["trust_mobile"] = _checked_flag("trust_mobile", trust_mobile)
     if enabled is not None:
         wanted["enabled"] = _checked_flag("enabled", enabled)
-    new_secret = None if secret is None else _checked_secret(secret)
-    with store() as db:
-        corp = db.get(WeComCorp, corp_id) if is_corp_id(corp_id) else None
-        if corp is None:
-            raise NotFoundError(f"No corporation {corp_id!r}.")
-        changed = sorted(key for key, value in wanted.items() if getattr(corp, key) != value)
-        for key in changed:
-            setattr(corp, key, wanted[key])
-        if new_secret is not None:
-            corp.secret_encrypted = box.encrypt(new_secret)
-            changed.append("secret")
-        if changed:
-            audit.record(
-                db,
-                "corp.updated",
-                actor=actor,
-                corp_id=corp.corp_id,
-                changed=changed,
-                enabled=corp.enabled,
-                trust_mobile=corp.trust_mobile,
-            )
-            db.commit()
-        return corp
+    new_secret = None if secret is None else checked_secret(secret)
+    corp = get_corp(db, corp_id)
+    changed = sorted(key for key, value in wanted.items() if getattr(corp, key) != value)
+    for key in changed:
+        setattr(corp, key, wanted[key])
+    if new_secret is not None:
+        corp.secret_encrypted = box.encrypt(new_secret)
+        changed.append("secret")
+    if changed:
+        audit.record(
+            db.connection(),
+            "corp.updated",
+            actor=actor,
+            corp_id=corp.corp_id,
+            changed=changed,
+            enabled=corp.enabled,
+            trust_mobile=corp.trust_mobile,
+        )
+    return corp
 
 
-def list_corps(store: Store, *, enabled_only: bool = False) -> list[WeComCorp]:
-    with store() as db:
-        statement = select(WeComCorp).order_by(WeComCorp.created_at, WeComCorp.corp_id)
-        if enabled_only:
-            statement = statement.where(WeComCorp.enabled.is_(True))
-        return list(db.scalars(statement))
+def list_corps(db: Session, *, enabled_only: bool = False) -> list[WeComCorp]:
+    """Oldest first."""
+    statement = select(WeComCorp).order_by(WeComCorp.created_at, WeComCorp.corp_id)
+    if enabled_only:
+        statement = statement.where(WeComCorp.enabled.is_(True))
+    return list(db.scalars(statement))
 
 
 def wecom_config(
-    store: Store, box: SecretBox, corp_id: str, *, oauth_url: str, qr_url: str
+    db: Session, box: SecretBox, corp_id: str, *, oauth_url: str, qr_url: str
 ) -> WeComConfig:
     """What the WeCom connector needs for one enabled corporation (secret decrypted)."""
-    with store() as db:
-        corp = db.get(WeComCorp, corp_id) if is_corp_id(corp_id) else None
-        if corp is None or not corp.enabled:
-            raise NotFoundError(f"No corporation {corp_id!r}.")
-        return WeComConfig(
-            corp_id=corp.corp_id,
-            name=corp.name,
-            agent_id=corp.agent_id,
-            secret=box.decrypt(corp.secret_encrypted),
-            trust_mobile=corp.trust_mobile,
-            oauth_url=oauth_url,
-            qr_url=qr_url,
-        )
+    corp = db.get(WeComCorp, corp_id) if is_corp_id(corp_id) else None
+    if corp is None or not corp.enabled:
+        raise NotFoundError(f"No corporation {corp_id!r}.")
+    return WeComConfig(
+        corp_id=corp.corp_id,
+        name=corp.name,
+        agent_id=corp.agent_id,
+        secret=box.decrypt(corp.secret_encrypted),
+        trust_mobile=corp.trust_mobile,
+        oauth_url=oauth_url,
+        qr_url=qr_url,
+    )
 
 
 @dataclass(frozen=True)
@@ -235,30 +244,34 @@ def test_connection(
 ) -> ConnectionResult:
     """Ask WeCom for an access token now, past the token cache, so the answer is live (a cached
     token would say nothing about a secret changed since). Disabled corporations may be tested
-    too: that is how an admin checks a corporation before enabling it. Audited."""
-    corp = get_corp(store, corp_id)
-    try:
-        secret = box.decrypt(corp.secret_encrypted)
-    except SecretBoxError as error:
-        result = ConnectionResult(ok=False, reason=SECRET_UNREADABLE, detail=str(error))
-    else:
-        result = _ask_wecom(client, WeComApp(corp.corp_id, corp.agent_id, secret))
-    with store() as db:
-        audit.record(
-            db,
-            "corp.tested",
-            outcome="success" if result.ok else "failure",
-            actor=actor,
-            corp_id=corp.corp_id,
-            errcode=result.errcode,
-            reason=result.reason,
-            detail=result.detail,
-        )
-        db.commit()
+    too: that is how an admin checks a corporation before enabling it. Audited.
+
+    Unlike the other services here this takes the store and runs two units of work of its own,
+    with the HTTP call between them: `connection_target` reads the app (one unit), WeCom is
+    asked with no transaction open, and `record_test` audits the answer (a second unit). A
+    transaction held across the call would keep a pooled connection (and, on SQLite, maybe a
+    lock) for as long as WeCom takes to answer, up to its timeout. Nothing is lost by the
+    split: the first unit only reads. It blocks (database and HTTP): call it from a worker
+    thread, never on the event loop."""
+    target = one_unit(store, lambda db: connection_target(db, box, corp_id))
+    result = target if isinstance(target, ConnectionResult) else ask_wecom(client, target)
+    one_unit(store, lambda db: record_test(db, corp_id, result, actor=actor))
     return result
 
 
-def _ask_wecom(client: WeComClient, app: WeComApp) -> ConnectionResult:
+def connection_target(db: Session, box: SecretBox, corp_id: str) -> WeComApp | ConnectionResult:
+    """The app to ask WeCom about (secret decrypted), or, when the stored secret no longer
+    decrypts, the failed result to report; `NotFoundError` for no such corporation."""
+    corp = get_corp(db, corp_id)
+    try:
+        secret = box.decrypt(corp.secret_encrypted)
+    except SecretBoxError as error:
+        return ConnectionResult(ok=False, reason=SECRET_UNREADABLE, detail=str(error))
+    return WeComApp(corp.corp_id, corp.agent_id, secret)
+
+
+def ask_wecom(client: WeComClient, app: WeComApp) -> ConnectionResult:
+    """A live gettoken (no database): WeCom's answer, or why there was none."""
     try:
         expires_in = client.fetch_token(app)
     except WeComApiError as refused:
@@ -268,3 +281,17 @@ def _ask_wecom(client: WeComClient, app: WeComApp) -> ConnectionResult:
     except WeComUnavailableError as unavailable:
         return ConnectionResult(ok=False, reason=unavailable.reason, detail=str(unavailable))
     return ConnectionResult(ok=True, errcode=0, errmsg="ok", expires_in=expires_in)
+
+
+def record_test(db: Session, corp_id: str, result: ConnectionResult, *, actor: str) -> None:
+    """The audit row of a connection test (`corp.tested`), in the caller's transaction."""
+    audit.record(
+        db.connection(),
+        "corp.tested",
+        outcome="success" if result.ok else "failure",
+        actor=actor,
+        corp_id=corp_id,
+        errcode=result.errcode,
+        reason=result.reason,
+        detail=result.detail,
+    )

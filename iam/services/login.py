@@ -49,7 +49,13 @@ def sign_in_with_phone(
             user = find_user_by_phone(db, phone)
             if user is None or not user.is_active:
                 # Codes are never sent to such numbers, so this is a forged or stale request.
-                audit.record(db, "login.failed", outcome="failure", ip=ip, phone=mask_phone(phone))
+                audit.record(
+                    db.connection(),
+                    "login.failed",
+                    outcome="failure",
+                    ip=ip,
+                    phone=mask_phone(phone),
+                )
                 raise otp.OtpError(otp.NO_LIVE_CODE)
             return user
 
@@ -159,7 +165,7 @@ def open_session(
             db, user, amr, ip=ip, user_agent=user_agent, context_link_id=context_link_id
         )
     audit.record(
-        db,
+        db.connection(),
         "login.succeeded",
         user_id=user.id,
         ip=ip,

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
 from iam.db.models import OtpChallenge, new_id
-from iam.db.store import Store, rowcount
+from iam.db.store import rowcount
 from iam.errors import IamError, RateLimitedError, ValidationError
 from iam.secretbox import SecretBox, digest
 from iam.services import audit
@@ -66,7 +66,7 @@ def _spend(limits: RateLimits | None, action: str, key: str | None, ip: str | No
 
 
 def request_code(
-    store: Store,
+    db: Session,
     box: SecretBox,
     sender: SmsSender,
     raw_phone: str,
@@ -76,74 +76,78 @@ def request_code(
     limits: RateLimits | None = None,
     ip: str | None = None,
 ) -> CodeSent:
-    """Make a challenge for this browser and send its code; refused within 60 s of this
-    browser's last code for the number, past 10 a day, or past the rate limits."""
+    """Make a challenge for this browser, in the caller's transaction, and send its code once
+    that transaction commits; refused within 60 s of this browser's last code for the number,
+    past 10 a day, or past the rate limits."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown OTP purpose {purpose!r}")
     phone = normalize_phone(raw_phone)
     browser_hash = digest(browser)
     now = utcnow()
-    with store() as session:
-        mine = (OtpChallenge.phone == phone, OtpChallenge.browser_hash == browser_hash)
-        last_sent = session.scalar(select(func.max(OtpChallenge.created_at)).where(*mine))
-        if last_sent is not None and now - last_sent < RESEND_AFTER:
-            wait = int((RESEND_AFTER - (now - last_sent)).total_seconds()) + 1
-            raise RateLimitedError(f"Wait {wait} seconds before asking for another code.", wait)
-        sent_today = session.scalar(
-            select(func.count())
-            .select_from(OtpChallenge)
-            .where(*mine, OtpChallenge.created_at > now - timedelta(days=1))
+    mine = (OtpChallenge.phone == phone, OtpChallenge.browser_hash == browser_hash)
+    last_sent = db.scalar(select(func.max(OtpChallenge.created_at)).where(*mine))
+    if last_sent is not None and now - last_sent < RESEND_AFTER:
+        wait = int((RESEND_AFTER - (now - last_sent)).total_seconds()) + 1
+        raise RateLimitedError(f"Wait {wait} seconds before asking for another code.", wait)
+    sent_today = db.scalar(
+        select(func.count())
+        .select_from(OtpChallenge)
+        .where(*mine, OtpChallenge.created_at > now - timedelta(days=1))
+    )
+    if (sent_today or 0) >= DAILY_LIMIT:
+        raise RateLimitedError(
+            "Too many codes for this number today. Try again tomorrow.", 24 * 3600
         )
-        if (sent_today or 0) >= DAILY_LIMIT:
-            raise RateLimitedError(
-                "Too many codes for this number today. Try again tomorrow.", 24 * 3600
-            )
-        _spend(limits, "otp_send", f"{phone} {browser_hash}", ip)
-        code = f"{secrets.randbelow(10**6):06d}"
-        challenge_id = new_id()
-        session.add(
-            OtpChallenge(
-                id=challenge_id,
-                phone=phone,
-                browser_hash=browser_hash,
-                purpose=purpose,
-                code_hash=box.mac(challenge_id, code),
-                created_at=now,
-                expires_at=now + CODE_LIFETIME,
-            )
-        )
-        user = find_user_by_phone(session, phone)
-        deliver = purpose == "bind" or (user is not None and user.is_active)
-        audit.record(
-            session,
-            "otp.sent" if deliver else "otp.withheld",
-            user_id=user.id if user else None,
-            ip=ip,
-            phone=mask_phone(phone),
+    _spend(limits, "otp_send", f"{phone} {browser_hash}", ip)
+    code = f"{secrets.randbelow(10**6):06d}"
+    challenge_id = new_id()
+    db.add(
+        OtpChallenge(
+            id=challenge_id,
+            phone=phone,
+            browser_hash=browser_hash,
             purpose=purpose,
+            code_hash=box.mac(challenge_id, code),
+            created_at=now,
+            expires_at=now + CODE_LIFETIME,
         )
-        session.commit()
+    )
+    user = find_user_by_phone(db, phone)
+    deliver = purpose == "bind" or (user is not None and user.is_active)
+    audit.record(
+        db.connection(),
+        "otp.sent" if deliver else "otp.withheld",
+        user_id=user.id if user else None,
+        ip=ip,
+        phone=mask_phone(phone),
+        purpose=purpose,
+    )
     if deliver:
-        # Handed over after the commit, so the code can be checked once it arrives; the sender
-        # queues it (the gateway's time and failures never show in this answer).
-        sender.send(new_message(phone, code, purpose, int(CODE_LIFETIME.total_seconds())))
+        message = new_message(phone, code, purpose, int(CODE_LIFETIME.total_seconds()))
+        _send_when_committed(db, sender, message)
     return CodeSent(phone, int(CODE_LIFETIME.total_seconds()), int(RESEND_AFTER.total_seconds()))
 
 
-def record_undelivered(store: Store, message: SmsMessage, reason: str) -> None:
-    """The gateway never took a code (all retries failed): the audit trail says so."""
-    with store() as session:
-        user = find_user_by_phone(session, message.phone)
-        audit.record(
-            session,
-            "otp.undelivered",
-            outcome="failure",
-            user_id=user.id if user else None,
-            phone=mask_phone(message.phone),
-            purpose=message.purpose,
-            reason=reason,
-        )
-        session.commit()
+def _send_when_committed(db: Session, sender: SmsSender, message: SmsMessage) -> None:
+    """Hand the message to the sender when the caller's transaction commits, so the code can
+    be checked once it arrives; a unit that rolls back sends nothing. The sender queues it (the
+    gateway's time and failures never show in the use case's answer)."""
+    event.listen(db, "after_commit", lambda _db: sender.send(message), once=True)
+
+
+def record_undelivered(db: Session, message: SmsMessage, reason: str) -> None:
+    """The gateway never took a code (all retries failed): the audit trail says so (in the
+    caller's transaction)."""
+    user = find_user_by_phone(db, message.phone)
+    audit.record(
+        db.connection(),
+        "otp.undelivered",
+        outcome="failure",
+        user_id=user.id if user else None,
+        phone=mask_phone(message.phone),
+        purpose=message.purpose,
+        reason=reason,
+    )
 
 
 def checked_or_committed(session: Session, check: Callable[[], T]) -> T:
@@ -197,7 +201,7 @@ def check_code(
     if not usable or challenge is None:
         _spend(limits, "otp_verify", None, ip)
         audit.record(
-            session,
+            session.connection(),
             "otp.rejected",
             outcome="failure",
             ip=ip,
@@ -222,7 +226,7 @@ def check_code(
         session.refresh(challenge)
         left = MAX_FAILED_ATTEMPTS - challenge.failed_attempts
         audit.record(
-            session,
+            session.connection(),
             "otp.rejected",
             outcome="failure",
             ip=ip,

@@ -2,7 +2,7 @@
 
 Every issued code and token leaves a row (revocation and replay detection need them while
 they live), so without pruning the tables, and the indexes every sign-in walks, only grow.
-`iam db prune` runs this from a timer or a Kubernetes CronJob.
+`iam db prune` runs this from a timer or a Kubernetes CronJob, one table per unit of work.
 
 Kept on purpose: a used authorization code stays while any token of its family is alive, so a
 replayed code still revokes them (RFC 6749 4.1.2); one-time codes stay a day, the window of
@@ -13,9 +13,11 @@ the daily SMS limit that counts them. The audit trail is never pruned here: it i
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import Delete, Exists, delete, exists, select
+from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
 from iam.db.models import (
@@ -29,7 +31,7 @@ from iam.db.models import (
     SsoSession,
     UpstreamLogin,
 )
-from iam.db.store import Store, rowcount
+from iam.db.store import rowcount
 
 log = logging.getLogger("iam.retention")
 
@@ -72,15 +74,33 @@ def _statements(now: datetime) -> dict[str, Delete]:
     }
 
 
-def prune(store: Store, now: datetime | None = None) -> dict[str, int]:
-    """Delete what has expired; the number of rows deleted, by table. One transaction per
-    table, so no lock is held across the whole run and an interrupted run keeps its progress."""
-    now = now or utcnow()
+#: The tables pruned, in the order they are pruned (the keys of `_statements`).
+TABLES = (
+    "authorization_codes",
+    "access_tokens",
+    "refresh_tokens",
+    "sso_sessions",
+    "otp_challenges",
+    "pending_authorizations",
+    "upstream_logins",
+    "pending_bindings",
+    "admin_sessions",
+)
+
+
+def prune(
+    db: Session, now: datetime | None = None, *, tables: Iterable[str] = TABLES
+) -> dict[str, int]:
+    """Delete what has expired from `tables` (all by default), in the caller's transaction; the
+    number of rows deleted, by table. `iam db prune` gives each table a unit of work of its
+    own, so no lock is held across the whole run and an interrupted run keeps its progress."""
+    statements = _statements(now or utcnow())
     deleted: dict[str, int] = {}
-    for table, statement in _statements(now).items():
-        with store() as session:
-            result = session.execute(statement.execution_options(synchronize_session=False))
-            session.commit()
-        deleted[table] = rowcount(result)
-    log.info("pruned %s", ", ".join(f"{table}={count}" for table, count in deleted.items()))
+    for table in tables:
+        statement = statements[table].execution_options(synchronize_session=False)
+        deleted[table] = rowcount(db.execute(statement))
     return deleted
+
+
+def log_pruned(deleted: Mapping[str, int]) -> None:
+    log.info("pruned %s", ", ".join(f"{table}={count}" for table, count in deleted.items()))

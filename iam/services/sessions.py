@@ -62,7 +62,7 @@ def start(
         user_agent=(user_agent or "")[:500] or None,
     )
     db.add(sso)
-    audit.record(db, "session.started", user_id=user.id, ip=ip, sid=sso.id, amr=amr)
+    audit.record(db.connection(), "session.started", user_id=user.id, ip=ip, sid=sso.id, amr=amr)
     return NewSession(cookie_value, sso)
 
 
@@ -88,7 +88,9 @@ def renew(
     row.context_link_id = context_link_id
     row.last_seen_at = now
     row.expires_at = now + SESSION_LIFETIME
-    audit.record(db, "session.renewed", user_id=row.user_id, ip=ip, sid=row.id, amr=amr)
+    audit.record(
+        db.connection(), "session.renewed", user_id=row.user_id, ip=ip, sid=row.id, amr=amr
+    )
     return NewSession(cookie_value, row)
 
 
@@ -122,7 +124,9 @@ def end(db: Session, sid: str, *, ip: str | None = None, reason: str = "logout")
             update(table).where(table.sid == sid, table.revoked_at.is_(None)).values(revoked_at=now)
         )
     if user_id is not None:
-        audit.record(db, "session.ended", user_id=user_id, ip=ip, sid=sid, reason=reason)
+        audit.record(
+            db.connection(), "session.ended", user_id=user_id, ip=ip, sid=sid, reason=reason
+        )
 
 
 def choose_context(db: Session, sid: str, link_id: str, *, ip: str | None = None) -> None:
@@ -142,4 +146,11 @@ def choose_context(db: Session, sid: str, link_id: str, *, ip: str | None = None
         raise ForbiddenError("That identity is not one of yours.")
     sso.context_link_id = link.id
     sso.context_set_at = now
-    audit.record(db, "session.context_chosen", user_id=sso.user_id, ip=ip, sid=sid, link_id=link.id)
+    audit.record(
+        db.connection(),
+        "session.context_chosen",
+        user_id=sso.user_id,
+        ip=ip,
+        sid=sid,
+        link_id=link.id,
+    )

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
 from iam.db.models import Client, SigningKey
-from iam.db.store import Store
 from iam.secretbox import SecretBox
 from iam.services import audit
 
@@ -61,74 +60,69 @@ def _longest_token_lifetime(session: Session) -> timedelta:
 _ENSURE_KEY_LOCK = 0x69616D_6B6579  # "iam" "key"
 
 
-def ensure_key(store: Store, box: SecretBox) -> None:
-    """Create the first signing key if there is none (first start). Instances that start
-    together take turns (an advisory lock on PostgreSQL; SQLite writes one at a time), so
-    exactly one of them creates it."""
-    with store() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(select(func.pg_advisory_xact_lock(_ENSURE_KEY_LOCK)))
-        else:  # take SQLite's write lock before looking, not after
-            session.execute(text("UPDATE signing_keys SET kid = kid WHERE 0"))
-        if session.scalar(select(SigningKey.kid).where(SigningKey.retired_at.is_(None))):
-            return
-        session.add(_new_key(box))
-        audit.record(session, "key.created", actor="system")
-        session.commit()
+def ensure_key(db: Session, box: SecretBox) -> None:
+    """Create the first signing key if there is none (first start), in the caller's
+    transaction. Instances that start together take turns (an advisory lock on PostgreSQL,
+    held until the caller's transaction ends; SQLite writes one at a time), so exactly one of
+    them creates it."""
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(select(func.pg_advisory_xact_lock(_ENSURE_KEY_LOCK)))
+    else:  # take SQLite's write lock before looking, not after
+        db.execute(text("UPDATE signing_keys SET kid = kid WHERE 0"))
+    if db.scalar(select(SigningKey.kid).where(SigningKey.retired_at.is_(None))):
+        return
+    db.add(_new_key(box))
+    audit.record(db.connection(), "key.created", actor="system")
 
 
-def rotate(store: Store, box: SecretBox, *, actor: str = "cli") -> SigningKey:
-    """A new key signs from now on; the old ones stay published until their tokens expire."""
+def rotate(db: Session, box: SecretBox, *, actor: str = "cli") -> SigningKey:
+    """A new key signs from now on; the old ones stay published until their tokens expire (in
+    the caller's transaction)."""
     now = utcnow()
-    with store() as session:
-        publish_until = now + _longest_token_lifetime(session)
-        for old in session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
-            old.retired_at = now
-            old.publish_until = publish_until
-        key = _new_key(box)
-        session.add(key)
-        audit.record(session, "key.rotated", actor=actor, kid=key.kid)
-        session.commit()
-        return key
+    publish_until = now + _longest_token_lifetime(db)
+    for old in db.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
+        old.retired_at = now
+        old.publish_until = publish_until
+    key = _new_key(box)
+    db.add(key)
+    audit.record(db.connection(), "key.rotated", actor=actor, kid=key.kid)
+    return key
 
 
-def list_keys(store: Store) -> list[SigningKey]:
-    with store() as session:
-        return list(session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc())))
+def list_keys(db: Session) -> list[SigningKey]:
+    return list(db.scalars(select(SigningKey).order_by(SigningKey.created_at.desc())))
 
 
-def _live_keys(store: Store) -> list[SigningKey]:
+def _live_keys(db: Session) -> list[SigningKey]:
     """The keys to publish, newest first: unretired ones and those within their window."""
     now = utcnow()
-    with store() as session:
-        return list(
-            session.scalars(
-                select(SigningKey)
-                .where(or_(SigningKey.retired_at.is_(None), SigningKey.publish_until > now))
-                .order_by(SigningKey.created_at.desc())
-            )
+    return list(
+        db.scalars(
+            select(SigningKey)
+            .where(or_(SigningKey.retired_at.is_(None), SigningKey.publish_until > now))
+            .order_by(SigningKey.created_at.desc())
         )
+    )
 
 
-def published(store: Store) -> tuple[dict[str, Any], ...]:
+def published(db: Session) -> tuple[dict[str, Any], ...]:
     """The public JWKs to publish now (no private key is decrypted)."""
-    return tuple(key.public_jwk for key in _live_keys(store))
+    return tuple(key.public_jwk for key in _live_keys(db))
 
 
-def is_published(store: Store, kid: str) -> bool:
+def is_published(db: Session, kid: str) -> bool:
     """Whether `kid` names a key that is published now (one primary-key lookup)."""
     now = utcnow()
-    with store() as session:
-        key = session.get(SigningKey, kid) if len(kid) <= 100 else None
+    key = db.get(SigningKey, kid) if len(kid) <= 100 else None
     if key is None:
         return False
     # As in `_live_keys`' query: a retired key with no window (NULL) is not published.
     return key.retired_at is None or (key.publish_until is not None and key.publish_until > now)
 
 
-def load_material(store: Store, box: SecretBox) -> KeyMaterial:
+def load_material(db: Session, box: SecretBox) -> KeyMaterial:
     """The newest unretired key signs; every key still within its publish window is in JWKS."""
-    keys = _live_keys(store)
+    keys = _live_keys(db)
     active = next((key for key in keys if key.retired_at is None), None)
     if active is None:
         raise LookupError("no signing key: run `iam db upgrade` and start the server once")

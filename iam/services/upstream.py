@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
 from iam.db.models import UpstreamLogin
-from iam.db.store import Store, rowcount
+from iam.db.store import rowcount
 from iam.errors import IamError, NotFoundError
 from iam.federation.connector import CallbackConnector
 from iam.secretbox import digest
@@ -58,7 +59,7 @@ class UsedState:
 
 
 def start_login(
-    store: Store,
+    db: Session,
     browser_id: str,
     provider: str,
     connector_id: str,
@@ -66,60 +67,58 @@ def start_login(
     *,
     link_user_id: str | None = None,
 ) -> StartedLogin:
-    """A fresh state for this browser's trip to the provider; expired ones are swept.
-    `link_user_id`: a signed-in person asked to link the identity they come back with."""
+    """A fresh state for this browser's trip to the provider, in the caller's transaction;
+    expired ones are swept. `link_user_id`: a signed-in person asked to link the identity they
+    come back with."""
     state = secrets.token_hex(24)  # WeCom accepts letters and digits only
     now = utcnow()
-    with store() as db:
-        db.execute(delete(UpstreamLogin).where(UpstreamLogin.expires_at <= now))
-        db.add(
-            UpstreamLogin(
-                id=digest(state),
-                browser_hash=digest(browser_id),
-                provider=provider,
-                connector_id=connector_id,
-                flow_id=flow_id or None,
-                link_user_id=link_user_id,
-                created_at=now,
-                expires_at=now + STATE_LIFETIME,
-            )
+    db.execute(delete(UpstreamLogin).where(UpstreamLogin.expires_at <= now))
+    db.add(
+        UpstreamLogin(
+            id=digest(state),
+            browser_hash=digest(browser_id),
+            provider=provider,
+            connector_id=connector_id,
+            flow_id=flow_id or None,
+            link_user_id=link_user_id,
+            created_at=now,
+            expires_at=now + STATE_LIFETIME,
         )
-        db.commit()
+    )
     return StartedLogin(state)
 
 
 def use_state(
-    store: Store, browser_id: str, provider: str, connector_id: str, state: str
+    db: Session, browser_id: str, provider: str, connector_id: str, state: str
 ) -> UsedState:
-    """Spend the state once; returns what the login was started for."""
+    """Spend the state once, in the caller's transaction; returns what the login was started
+    for."""
     if not state or len(state) > MAX_STATE:
         raise LoginStateError("The callback carries no usable state.")
     key = digest(state)
     now = utcnow()
-    with store() as db:
-        spent = db.execute(
-            update(UpstreamLogin)
-            .where(
-                UpstreamLogin.id == key,
-                UpstreamLogin.browser_hash == digest(browser_id),
-                UpstreamLogin.provider == provider,
-                UpstreamLogin.connector_id == connector_id,
-                UpstreamLogin.used_at.is_(None),
-                UpstreamLogin.expires_at > now,
-            )
-            .values(used_at=now)
+    spent = db.execute(
+        update(UpstreamLogin)
+        .where(
+            UpstreamLogin.id == key,
+            UpstreamLogin.browser_hash == digest(browser_id),
+            UpstreamLogin.provider == provider,
+            UpstreamLogin.connector_id == connector_id,
+            UpstreamLogin.used_at.is_(None),
+            UpstreamLogin.expires_at > now,
         )
-        if rowcount(spent) != 1:
-            raise LoginStateError("The state is unknown, used, expired or another browser's.")
-        row = db.execute(
-            select(UpstreamLogin.flow_id, UpstreamLogin.link_user_id).where(UpstreamLogin.id == key)
-        ).one()
-        db.commit()
+        .values(used_at=now)
+    )
+    if rowcount(spent) != 1:
+        raise LoginStateError("The state is unknown, used, expired or another browser's.")
+    row = db.execute(
+        select(UpstreamLogin.flow_id, UpstreamLogin.link_user_id).where(UpstreamLogin.id == key)
+    ).one()
     return UsedState(row.flow_id, row.link_user_id)
 
 
 def record_failure(
-    store: Store,
+    db: Session,
     provider: str,
     connector_id: str,
     reason: str,
@@ -128,17 +127,16 @@ def record_failure(
     ip: str | None = None,
     code: int | str | None = None,
 ) -> None:
-    """An outside login that gave no identity, in the audit trail (and the log, via audit)."""
-    with store() as db:
-        audit.record(
-            db,
-            "upstream.login_failed",
-            outcome="failure",
-            ip=ip,
-            provider=provider,
-            connector_id=connector_id,
-            reason=reason,
-            code=code,
-            detail=detail[:500],
-        )
-        db.commit()
+    """An outside login that gave no identity, in the audit trail (and the log, via audit), in
+    the caller's transaction."""
+    audit.record(
+        db.connection(),
+        "upstream.login_failed",
+        outcome="failure",
+        ip=ip,
+        provider=provider,
+        connector_id=connector_id,
+        reason=reason,
+        code=code,
+        detail=detail[:500],
+    )

@@ -1,4 +1,8 @@
-"""Core users and their identity links."""
+"""Core users and their identity links.
+
+Every function here works in the caller's unit of work (`db`, an ORM session): it never opens a
+transaction and never commits, so what it changes and the audit row that says so are written
+together or not at all (`iam.db.unit.one_unit`, `in_worker`)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
@@ -22,7 +25,7 @@ from iam.db.models import (
     User,
     new_id,
 )
-from iam.db.store import Store, rowcount
+from iam.db.store import rowcount
 from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.services import audit
 from iam.services.phones import normalize_phone
@@ -56,23 +59,21 @@ def _check_email(email: str | None) -> str | None:
     return email
 
 
-def create_user(store: Store, name: str, phone: str, email: str | None = None) -> User:
-    """A new core user; the phone must not belong to anyone yet."""
+def create_user(db: Session, name: str, phone: str, email: str | None = None) -> User:
+    """A new core user; the phone must not belong to anyone yet. The insert is flushed here, so
+    a concurrent one of the same phone fails now (`IntegrityError`): the unit of work runs
+    again from the start and this check then finds that person (a `ConflictError`)."""
     user = User(
         id=new_id(),  # known before the flush, so the audit event can name it
         name=_check_name(name),
         phone=normalize_phone(phone),
         email=_check_email(email),
     )
-    with store() as session:
-        if session.scalar(select(User.id).where(User.phone == user.phone)):
-            raise ConflictError(f"A user with phone {user.phone} already exists.")
-        session.add(user)
-        audit.record(session, "user.created", user_id=user.id, actor="cli")
-        try:
-            session.commit()
-        except IntegrityError:
-            raise ConflictError(f"A user with phone {user.phone} already exists.") from None
+    if db.scalar(select(User.id).where(User.phone == user.phone)):
+        raise ConflictError(f"A user with phone {user.phone} already exists.")
+    db.add(user)
+    db.flush()
+    audit.record(db.connection(), "user.created", user_id=user.id, actor="cli")
     return user
 
 
@@ -83,30 +84,28 @@ def get_user(session: Session, user_id: str) -> User:
     return user
 
 
-def show_user(store: Store, user_id: str) -> UserWithLinks:
-    with store() as session:
-        user = get_user(session, user_id)
-        links = session.scalars(
-            select(IdentityLink)
-            .where(IdentityLink.user_id == user.id)
-            .order_by(IdentityLink.created_at)
-        ).all()
-        return UserWithLinks(user, tuple(links))
+def show_user(db: Session, user_id: str) -> UserWithLinks:
+    user = get_user(db, user_id)
+    links = db.scalars(
+        select(IdentityLink)
+        .where(IdentityLink.user_id == user.id)
+        .order_by(IdentityLink.created_at)
+    ).all()
+    return UserWithLinks(user, tuple(links))
 
 
-def list_users(store: Store, query: str | None = None, limit: int = 100) -> list[User]:
-    with store() as session:
-        statement = select(User).order_by(User.created_at).limit(limit)
-        if query:
-            needle = query.lower()  # matched literally: % and _ are escaped
-            statement = statement.where(
-                or_(
-                    func.lower(User.name).contains(needle, autoescape=True),
-                    func.lower(User.email).contains(needle, autoescape=True),
-                    User.phone.contains(needle, autoescape=True),
-                )
+def list_users(db: Session, query: str | None = None, limit: int = 100) -> list[User]:
+    statement = select(User).order_by(User.created_at).limit(limit)
+    if query:
+        needle = query.lower()  # matched literally: % and _ are escaped
+        statement = statement.where(
+            or_(
+                func.lower(User.name).contains(needle, autoescape=True),
+                func.lower(User.email).contains(needle, autoescape=True),
+                User.phone.contains(needle, autoescape=True),
             )
-        return list(session.scalars(statement))
+        )
+    return list(db.scalars(statement))
 
 
 def find_user_by_phone(session: Session, phone: str) -> User | None:
@@ -124,43 +123,43 @@ def wecom_subject(corp_id: str, userid: str) -> tuple[str, str]:
 
 
 def link_wecom(
-    store: Store,
+    db: Session,
     user_id: str,
     corp_id: str,
     userid: str,
     metadata: Mapping[str, Any] | None = None,
 ) -> IdentityLink:
-    """Bind the WeCom member `corp_id/userid` to a core user; one member, one user."""
+    """Bind the WeCom member `corp_id/userid` to a core user; one member, one user. Flushed
+    here (the link has its id and times when this returns); a concurrent link of the same
+    member fails the flush, and the unit run again finds it (a `ConflictError`)."""
     provider_user_id, key = wecom_subject(corp_id, userid)
     if metadata is not None and not isinstance(metadata, Mapping):
         raise ValidationError("metadata", "Link metadata must be a JSON object.")
-    with store() as session:
-        get_user(session, user_id)
-        existing = session.scalar(
-            select(IdentityLink).where(
-                IdentityLink.provider == WECOM, IdentityLink.provider_user_key == key
-            )
+    get_user(db, user_id)
+    existing = db.scalar(
+        select(IdentityLink).where(
+            IdentityLink.provider == WECOM, IdentityLink.provider_user_key == key
         )
-        if existing is not None:
-            raise ConflictError(
-                f"WeCom member {existing.provider_user_id} is already linked "
-                f"to user {existing.user_id}."
-            )
-        link = IdentityLink(
-            user_id=user_id,
-            provider=WECOM,
-            provider_user_id=provider_user_id,
-            provider_user_key=key,
-            link_metadata=dict(metadata or {}),
-            status="active",
+    )
+    if existing is not None:
+        raise ConflictError(
+            f"WeCom member {existing.provider_user_id} is already linked "
+            f"to user {existing.user_id}."
         )
-        session.add(link)
-        audit.record(session, "link.created", user_id=user_id, actor="cli", link=provider_user_id)
-        try:
-            session.commit()
-        except IntegrityError:
-            raise ConflictError(f"WeCom member {provider_user_id} is already linked.") from None
-        return link
+    link = IdentityLink(
+        user_id=user_id,
+        provider=WECOM,
+        provider_user_id=provider_user_id,
+        provider_user_key=key,
+        link_metadata=dict(metadata or {}),
+        status="active",
+    )
+    db.add(link)
+    db.flush()
+    audit.record(
+        db.connection(), "link.created", user_id=user_id, actor="cli", link=provider_user_id
+    )
+    return link
 
 
 def mark_phone_verified(session: Session, user: User) -> None:
@@ -202,7 +201,7 @@ def _get_user(session: Session, user_id: str) -> User:
     return get_user(session, user_id)
 
 
-def search_users(store: Store, query: str | None, *, limit: int, offset: int) -> list[UserSummary]:
+def search_users(db: Session, query: str | None, *, limit: int, offset: int) -> list[UserSummary]:
     """Users whose name, email, phone or linked WeCom userid contains `query` (literally: `%`
     and `_` are no wildcards; case-insensitive), oldest first. A phone may be typed as the
     person would (`138 0013 8000`). One statement: the link count is a correlated subquery."""
@@ -243,26 +242,24 @@ def search_users(store: Store, query: str | None, *, limit: int, offset: int) ->
         with suppress(ValidationError):  # not a phone number: the other keys still apply
             conditions.append(User.phone == normalize_phone(query))
         statement = statement.where(or_(*conditions))
-    with store() as session:
-        return [UserSummary(user, count) for user, count in session.execute(statement)]
+    return [UserSummary(user, count) for user, count in db.execute(statement)]
 
 
-def user_detail(store: Store, user_id: str) -> UserDetail:
+def user_detail(db: Session, user_id: str) -> UserDetail:
     """The person, their links (oldest first) and their live sessions (newest first)."""
     now = utcnow()
-    with store() as session:
-        user = _get_user(session, user_id)
-        links = session.scalars(
-            select(IdentityLink)
-            .where(IdentityLink.user_id == user.id)
-            .order_by(IdentityLink.created_at, IdentityLink.id)
-        ).all()
-        live = session.scalars(
-            select(SsoSession)
-            .where(SsoSession.user_id == user.id, SsoSession.expires_at > now)
-            .order_by(SsoSession.created_at.desc(), SsoSession.id)
-        ).all()
-        return UserDetail(user, tuple(links), tuple(live))
+    user = _get_user(db, user_id)
+    links = db.scalars(
+        select(IdentityLink)
+        .where(IdentityLink.user_id == user.id)
+        .order_by(IdentityLink.created_at, IdentityLink.id)
+    ).all()
+    live = db.scalars(
+        select(SsoSession)
+        .where(SsoSession.user_id == user.id, SsoSession.expires_at > now)
+        .order_by(SsoSession.created_at.desc(), SsoSession.id)
+    ).all()
+    return UserDetail(user, tuple(links), tuple(live))
 
 
 def _end_sessions(session: Session, user: User, now: datetime, *, every_token: bool) -> int:
@@ -284,68 +281,63 @@ def _end_sessions(session: Session, user: User, now: datetime, *, every_token: b
 
 
 def set_user_status(
-    store: Store, user_id: str, enabled: bool, *, actor: str, ip: str | None = None
+    db: Session, user_id: str, enabled: bool, *, actor: str, ip: str | None = None
 ) -> User:
     """Enable or disable a person. Disabling also ends every session and revokes every refresh
-    and access token they hold, in the same transaction, so nothing they had keeps working.
-    Setting the status a user already has changes (and records) nothing."""
+    and access token they hold, in the caller's unit with its audit row, so nothing they had
+    keeps working and nothing changes unrecorded. Setting the status a user already has changes
+    (and records) nothing."""
     now = utcnow()
     status = "active" if enabled else "disabled"
-    with store() as session:
-        user = _get_user(session, user_id)
-        if user.status == status:
-            return user
-        user.status = status
-        detail: dict[str, Any] = {}
-        if not enabled:
-            detail["sessions_ended"] = _end_sessions(session, user, now, every_token=True)
-        event = "user.enabled" if enabled else "user.disabled"
-        audit.record(session, event, user_id=user.id, actor=actor, ip=ip, **detail)
-        session.commit()
+    user = _get_user(db, user_id)
+    if user.status == status:
         return user
+    user.status = status
+    detail: dict[str, Any] = {}
+    if not enabled:
+        detail["sessions_ended"] = _end_sessions(db, user, now, every_token=True)
+    event = "user.enabled" if enabled else "user.disabled"
+    audit.record(db.connection(), event, user_id=user.id, actor=actor, ip=ip, **detail)
+    return user
 
 
 def remove_link(
-    store: Store, user_id: str, link_id: str, *, actor: str, ip: str | None = None
+    db: Session, user_id: str, link_id: str, *, actor: str, ip: str | None = None
 ) -> None:
-    """Unbind one identity from its user. Sessions whose context was that link keep going
-    without a context (the pre-flight check asks again); tokens lose it through the foreign
-    keys' ON DELETE SET NULL."""
-    with store() as session:
-        user = _get_user(session, user_id)
-        link = session.get(IdentityLink, link_id) if _plausible_id(link_id) else None
-        if link is None or link.user_id != user.id:
-            raise NotFoundError(f"User {user.id} has no link {link_id!r}.")
-        cleared = rowcount(
-            session.execute(
-                update(SsoSession)
-                .where(SsoSession.context_link_id == link.id)
-                .values(context_link_id=None, context_set_at=None)
-            )
+    """Unbind one identity from its user, in the caller's unit with its audit row. Sessions
+    whose context was that link keep going without a context (the pre-flight check asks
+    again); tokens lose it through the foreign keys' ON DELETE SET NULL."""
+    user = _get_user(db, user_id)
+    link = db.get(IdentityLink, link_id) if _plausible_id(link_id) else None
+    if link is None or link.user_id != user.id:
+        raise NotFoundError(f"User {user.id} has no link {link_id!r}.")
+    cleared = rowcount(
+        db.execute(
+            update(SsoSession)
+            .where(SsoSession.context_link_id == link.id)
+            .values(context_link_id=None, context_set_at=None)
         )
-        session.delete(link)
-        audit.record(
-            session,
-            "link.removed",
-            user_id=user.id,
-            actor=actor,
-            ip=ip,
-            link_id=link.id,
-            provider=link.provider,
-            subject=link.provider_user_id,
-            sessions_cleared=cleared,
-        )
-        session.commit()
+    )
+    db.delete(link)
+    audit.record(
+        db.connection(),
+        "link.removed",
+        user_id=user.id,
+        actor=actor,
+        ip=ip,
+        link_id=link.id,
+        provider=link.provider,
+        subject=link.provider_user_id,
+        sessions_cleared=cleared,
+    )
 
 
-def end_user_sessions(store: Store, user_id: str, *, actor: str, ip: str | None = None) -> int:
-    """Sign a person out everywhere: every session ends, the tokens bound to them are revoked.
-    Returns how many sessions ended."""
-    with store() as session:
-        user = _get_user(session, user_id)
-        ended = _end_sessions(session, user, utcnow(), every_token=False)
-        audit.record(
-            session, "user.sessions_ended", user_id=user.id, actor=actor, ip=ip, count=ended
-        )
-        session.commit()
-        return ended
+def end_user_sessions(db: Session, user_id: str, *, actor: str, ip: str | None = None) -> int:
+    """Sign a person out everywhere: every session ends, the tokens bound to them are revoked,
+    in the caller's unit with its audit row. Returns how many sessions ended."""
+    user = _get_user(db, user_id)
+    ended = _end_sessions(db, user, utcnow(), every_token=False)
+    audit.record(
+        db.connection(), "user.sessions_ended", user_id=user.id, actor=actor, ip=ip, count=ended
+    )
+    return ended

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 from support.admin import AdminWorld, admin_console
 from support.constants import RP_REDIRECT
+from support.units import in_unit
 
 from iam.db.models import AuditEvent, Client
 from iam.db.store import Store
@@ -44,7 +45,7 @@ FORM = {
 
 
 def _apps(store: Store) -> dict[str, Client]:
-    return {client.client_id: client for client in clients.list_clients(store)}
+    return {client.client_id: client for client in in_unit(store, clients.list_clients)}
 
 
 def _events(store: Store, client_id: str) -> list[tuple[str, str | None]]:
@@ -98,7 +99,7 @@ def test_every_console_page_and_form_needs_a_sign_in(app) -> None:
             assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login"), path
 
 
-def _forms_refuse_a_post_without_csrf(admin_world: AdminWorld, store) -> None:
+def test_forms_refuse_a_post_without_csrf(admin_world: AdminWorld, store) -> None:
     script_id = next(iter(_apps(store)))
     before = {client_id: client.secret_hash for client_id, client in _apps(store).items()}
     for path in [
@@ -119,8 +120,8 @@ def _forms_refuse_a_post_without_csrf(admin_world: AdminWorld, store) -> None:
 # --- the console: the list and registering an app -------------------------------------------
 
 
-def _the_list_shows_each_app_and_the_create_form(admin_world: AdminWorld, store) -> None:
-    public = clients.create_client(store, "Mobile", [RP_REDIRECT], public=True).client
+def test_the_list_shows_each_app_and_the_create_form(admin_world: AdminWorld, store) -> None:
+    public = in_unit(store, clients.create_client, "Mobile", [RP_REDIRECT], public=True).client
     page = admin_world.console.get("/admin/apps")
     assert page.status_code == 200
     assert page.headers["cache-control"] == "no-store"
@@ -134,7 +135,9 @@ def _the_list_shows_each_app_and_the_create_form(admin_world: AdminWorld, store)
         assert f'name="{field}"' in page.text
 
 
-def _registering_a_confidential_app_shows_its_secret_once(admin_world: AdminWorld, store) -> None:
+def test_registering_a_confidential_app_shows_its_secret_once(
+    admin_world: AdminWorld, store
+) -> None:
     answer = _followed(admin_world, _post(admin_world, "/admin/apps", FORM))
     assert answer.status_code == 200, answer.text
     assert "shown only this once" in answer.text
@@ -151,7 +154,7 @@ def _registering_a_confidential_app_shows_its_secret_once(admin_world: AdminWorl
     assert secret not in again.text and 'class="secret"' not in again.text
 
 
-def _registering_a_public_app_shows_no_secret(admin_world: AdminWorld, store) -> None:
+def test_registering_a_public_app_shows_no_secret(admin_world: AdminWorld, store) -> None:
     posted = _post(admin_world, "/admin/apps", {**FORM, "name": "Mobile", "public": "on"})
     answer = _followed(admin_world, posted)
     assert answer.status_code == 200, answer.text
@@ -159,6 +162,11 @@ def _registering_a_public_app_shows_no_secret(admin_world: AdminWorld, store) ->
     assert "A public app has no secret" in answer.text
     (client,) = [c for c in _apps(store).values() if c.name == "Mobile"]
     assert client.is_public and client.secret_hash is None
+
+
+def _case(case: tuple[str, dict[str, Any]]) -> str:
+    field, change = case
+    return f"{field}={next(iter(change.values()))!r}"[:40]
 
 
 CREATE_ERRORS = [
@@ -178,27 +186,26 @@ CREATE_ERRORS = [
 ]
 
 
-def test_each_invalid_field_reshows_the_create_form_and_registers_nothing(
-    admin_world: AdminWorld, store
+@pytest.mark.parametrize(("field", "change"), CREATE_ERRORS, ids=map(_case, CREATE_ERRORS))
+def test_an_invalid_field_reshows_the_create_form_and_registers_nothing(
+    admin_world: AdminWorld, store, field: str, change: dict[str, Any]
 ) -> None:
     before = set(_apps(store))
-    csrf = admin_world.csrf("/admin/apps")
-    for field, change in CREATE_ERRORS:
-        form = {**FORM, "name": "Kept name", **change, "csrf_token": csrf}
-        answer = admin_world.console.post("/admin/apps", data=form)
-        assert answer.status_code == 422, (field, answer.text)
-        assert f'id="{field}-error"' in answer.text, field
-        assert 'aria-invalid="true"' in answer.text
-        if field != "name":
-            assert 'value="Kept name"' in answer.text  # what was typed is shown again
+    form = {**FORM, "name": "Kept name", **change, "csrf_token": admin_world.csrf("/admin/apps")}
+    answer = admin_world.console.post("/admin/apps", data=form)
+    assert answer.status_code == 422, answer.text
+    assert f'id="{field}-error"' in answer.text
+    assert 'aria-invalid="true"' in answer.text
+    if field != "name":
+        assert 'value="Kept name"' in answer.text  # what was typed is shown again
     assert set(_apps(store)) == before
 
 
 # --- the console: one app -------------------------------------------------------------------
 
 
-def _the_app_page_shows_the_settings_and_saves_changes(admin_world: AdminWorld, store) -> None:
-    client_id = clients.create_client(store, "CRM", [RP_REDIRECT]).client.client_id
+def test_the_app_page_shows_the_settings_and_saves_changes(admin_world: AdminWorld, store) -> None:
+    client_id = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT]).client.client_id
     page = admin_world.console.get(f"/admin/apps/{client_id}")
     assert page.status_code == 200
     assert RP_REDIRECT in page.text and "Rotate secret" in page.text
@@ -212,7 +219,7 @@ def _the_app_page_shows_the_settings_and_saves_changes(admin_world: AdminWorld, 
         303,
         f"/admin/apps/{client_id}?done=saved",
     )
-    client = clients.get_client(store, client_id)
+    client = in_unit(store, clients.get_client, client_id)
     assert (client.name, client.post_logout_redirect_uris) == (
         "CRM 2",
         ["https://crm.example.com/bye"],
@@ -222,18 +229,18 @@ def _the_app_page_shows_the_settings_and_saves_changes(admin_world: AdminWorld, 
     assert _events(store, client_id)[-1] == ("client.updated", "admin:root")
 
 
-def _each_invalid_field_reshows_the_edit_form_and_changes_nothing(
-    admin_world: AdminWorld, store
+@pytest.mark.parametrize(("field", "change"), CREATE_ERRORS, ids=map(_case, CREATE_ERRORS))
+def test_an_invalid_field_reshows_the_edit_form_and_changes_nothing(
+    admin_world: AdminWorld, store, field: str, change: dict[str, Any]
 ) -> None:
-    client_id = clients.create_client(store, "CRM", [RP_REDIRECT]).client.client_id
-    before = clients.get_client(store, client_id)
+    client_id = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT]).client.client_id
+    before = in_unit(store, clients.get_client, client_id)
     csrf = admin_world.csrf(f"/admin/apps/{client_id}")
-    for field, change in CREATE_ERRORS:
-        form = {**FORM, "name": "Renamed", **change, "csrf_token": csrf}
-        answer = admin_world.console.post(f"/admin/apps/{client_id}", data=form)
-        assert answer.status_code == 422, (field, answer.text)
-        assert f'id="{field}-error"' in answer.text, field
-    after = clients.get_client(store, client_id)
+    form = {**FORM, "name": "Renamed", **change, "csrf_token": csrf}
+    answer = admin_world.console.post(f"/admin/apps/{client_id}", data=form)
+    assert answer.status_code == 422, answer.text
+    assert f'id="{field}-error"' in answer.text
+    after = in_unit(store, clients.get_client, client_id)
     assert (after.name, after.redirect_uris, after.updated_at) == (
         before.name,
         before.redirect_uris,
@@ -242,22 +249,22 @@ def _each_invalid_field_reshows_the_edit_form_and_changes_nothing(
     assert _events(store, client_id) == [("client.created", "cli")]
 
 
-def _rotating_in_the_console_shows_the_new_secret_and_retiring_ends_the_old(
+def test_rotating_in_the_console_shows_the_new_secret_and_retiring_ends_the_old(
     admin_world: AdminWorld, store
 ) -> None:
-    registered = clients.create_client(store, "CRM", [RP_REDIRECT])
+    registered = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT])
     client_id, old = registered.client.client_id, registered.client_secret or ""
     page = f"/admin/apps/{client_id}"
     rotated = _followed(admin_world, _post(admin_world, f"{page}/rotate", {}, page))
     assert rotated.status_code == 200
     new = _secret_on(rotated.text)
     assert "keeps working until you retire it" in rotated.text
-    client = clients.get_client(store, client_id)
+    client = in_unit(store, clients.get_client, client_id)
     assert client.check_client_secret(new) and client.check_client_secret(old)
     assert "Retire previous secret" in admin_world.console.get(page).text
     retired = _post(admin_world, f"{page}/retire", {}, page)
     assert (retired.status_code, retired.headers["location"]) == (303, f"{page}?done=retired")
-    client = clients.get_client(store, client_id)
+    client = in_unit(store, clients.get_client, client_id)
     assert client.check_client_secret(new) and not client.check_client_secret(old)
     assert _events(store, client_id)[1:] == [
         ("client.secret_rotated", "admin:root"),
@@ -265,17 +272,19 @@ def _rotating_in_the_console_shows_the_new_secret_and_retiring_ends_the_old(
     ]
 
 
-def _a_public_app_has_no_secret_to_rotate_or_retire(admin_world: AdminWorld, store) -> None:
-    client_id = clients.create_client(store, "Mobile", [RP_REDIRECT], public=True).client.client_id
+def test_a_public_app_has_no_secret_to_rotate_or_retire(admin_world: AdminWorld, store) -> None:
+    client_id = in_unit(
+        store, clients.create_client, "Mobile", [RP_REDIRECT], public=True
+    ).client.client_id
     page = f"/admin/apps/{client_id}"
     assert "Rotate secret" not in admin_world.console.get(page).text
     for action in ("rotate", "retire"):
         assert _post(admin_world, f"{page}/{action}", {}, page).status_code == 409
-    assert clients.get_client(store, client_id).secret_hash is None
+    assert in_unit(store, clients.get_client, client_id).secret_hash is None
 
 
-def _deleting_asks_first(admin_world: AdminWorld, store) -> None:
-    client_id = clients.create_client(store, "CRM", [RP_REDIRECT]).client.client_id
+def test_deleting_asks_first(admin_world: AdminWorld, store) -> None:
+    client_id = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT]).client.client_id
     page = f"/admin/apps/{client_id}"
     assert f'href="{page}/delete"' in admin_world.console.get(page).text
     question = admin_world.console.get(f"{page}/delete")
@@ -289,7 +298,7 @@ def _deleting_asks_first(admin_world: AdminWorld, store) -> None:
     assert _events(store, client_id)[-1] == ("client.deleted", "admin:root")
 
 
-def _an_unknown_app_is_404_on_every_page_and_form(admin_world: AdminWorld) -> None:
+def test_an_unknown_app_is_404_on_every_page_and_form(admin_world: AdminWorld) -> None:
     csrf = admin_world.csrf("/admin/apps")
     for method, suffix in [
         ("GET", ""),
@@ -305,23 +314,9 @@ def _an_unknown_app_is_404_on_every_page_and_form(admin_world: AdminWorld) -> No
         assert "There is no such app." in answer.text
 
 
-def _the_console_speaks_chinese(admin_world: AdminWorld) -> None:
+def test_the_console_speaks_chinese(admin_world: AdminWorld) -> None:
     page = admin_world.console.get("/admin/apps", headers={"accept-language": "zh-CN"})
     assert "登记新应用" in page.text and "回调地址" in page.text
-
-
-# Each test below signs in once (admin_world costs more than the checks) and runs several checks.
-
-
-def test_the_apps_page(admin_world: AdminWorld, store) -> None:
-    _forms_refuse_a_post_without_csrf(admin_world, store)
-    _the_list_shows_each_app_and_the_create_form(admin_world, store)
-    _the_console_speaks_chinese(admin_world)
-
-
-def test_registering_apps_in_the_console(admin_world: AdminWorld, store) -> None:
-    _registering_a_confidential_app_shows_its_secret_once(admin_world, store)
-    _registering_a_public_app_shows_no_secret(admin_world, store)
 
 
 def test_the_secret_page_is_a_redirect_so_a_reload_registers_nothing(
@@ -337,28 +332,13 @@ def test_the_secret_page_is_a_redirect_so_a_reload_registers_nothing(
     assert 'class="secret"' not in reload.text
     assert [c.name for c in _apps(store).values()].count("CRM") == 1
     # The sealed secret of one app never shows on another app's page, nor a forged one.
-    other = clients.create_client(store, "Other", [RP_REDIRECT]).client.client_id
+    other = in_unit(store, clients.create_client, "Other", [RP_REDIRECT]).client.client_id
     for sealed in (handover, "forged"):
         admin_world.console.cookies.set(
             "iam_admin_secret", sealed, domain="testserver.local", path=f"/admin/apps/{other}"
         )
         page = admin_world.console.get(f"/admin/apps/{other}")
         assert 'class="secret"' not in page.text
-
-
-def test_editing_an_app_in_the_console(admin_world: AdminWorld, store) -> None:
-    _each_invalid_field_reshows_the_edit_form_and_changes_nothing(admin_world, store)
-    _the_app_page_shows_the_settings_and_saves_changes(admin_world, store)
-
-
-def test_secrets_in_the_console(admin_world: AdminWorld, store) -> None:
-    _rotating_in_the_console_shows_the_new_secret_and_retiring_ends_the_old(admin_world, store)
-    _a_public_app_has_no_secret_to_rotate_or_retire(admin_world, store)
-
-
-def test_deleting_and_unknown_apps_in_the_console(admin_world: AdminWorld, store) -> None:
-    _deleting_asks_first(admin_world, store)
-    _an_unknown_app_is_404_on_every_page_and_form(admin_world)
 
 
 # --- the API --------------------------------------------------------------------------------
@@ -398,7 +378,7 @@ def _api_round_trip(api: TestClient, headers: dict[str, str], actor: str, store:
     assert body["public"] is False and body["has_previous_secret"] is False
     assert body["secret_rotated_at"] is None and body["created_at"].endswith("Z")
     assert "secret_hash" not in created.text and secret not in api.get(API, headers=headers).text
-    assert clients.get_client(store, client_id).check_client_secret(secret)
+    assert in_unit(store, clients.get_client, client_id).check_client_secret(secret)
 
     read = api.get(f"{API}/{client_id}", headers=headers)
     assert read.status_code == 200 and read.json() == {
@@ -413,7 +393,7 @@ def _api_round_trip(api: TestClient, headers: dict[str, str], actor: str, store:
     assert patched.status_code == 200, patched.text
     assert (patched.json()["name"], patched.json()["context_policy"]) == ("CRM 2", "optional")
     assert patched.json()["redirect_uris"] == APP["redirect_uris"]  # untouched
-    assert clients.get_client(store, client_id).check_grant_type("refresh_token")
+    assert in_unit(store, clients.get_client, client_id).check_grant_type("refresh_token")
 
     rotated = api.post(f"{API}/{client_id}/secret", headers=headers)
     assert rotated.status_code == 200 and rotated.json()["has_previous_secret"] is True
@@ -435,7 +415,7 @@ def _api_round_trip(api: TestClient, headers: dict[str, str], actor: str, store:
     ]
 
 
-def _a_public_app_gets_no_secret_from_the_api(admin_world: AdminWorld) -> None:
+def test_a_public_app_gets_no_secret_from_the_api(admin_world: AdminWorld) -> None:
     api = admin_world.console
     created = api.post(API, json={**APP, "public": True})
     assert created.status_code == 201
@@ -448,7 +428,7 @@ def _a_public_app_gets_no_secret_from_the_api(admin_world: AdminWorld) -> None:
     assert api.delete(f"{API}/{retire}/previous-secret").status_code == 204
 
 
-def _the_old_secret_works_at_the_token_endpoint_until_retired(
+def test_the_old_secret_works_at_the_token_endpoint_until_retired(
     admin_world: AdminWorld,
 ) -> None:
     api = admin_world.console
@@ -474,7 +454,7 @@ OPERATIONS = [
 ]
 
 
-def _every_api_call_needs_a_session_or_an_admin_token(app) -> None:
+def test_every_api_call_needs_a_session_or_an_admin_token(app) -> None:
     with admin_console(app) as browser:
         for method, path in OPERATIONS:
             for headers in ({}, {"authorization": "Bearer not-a-token"}):
@@ -484,8 +464,8 @@ def _every_api_call_needs_a_session_or_an_admin_token(app) -> None:
                 assert answer.headers["www-authenticate"].startswith("Bearer")
 
 
-def _a_non_admin_clients_own_token_is_refused(app, store) -> None:
-    plain = clients.create_client(store, "Plain", [RP_REDIRECT])
+def test_a_non_admin_clients_own_token_is_refused(app, store) -> None:
+    plain = in_unit(store, clients.create_client, "Plain", [RP_REDIRECT])
     with admin_console(app) as browser:
         token = browser.post(
             "/token",
@@ -499,7 +479,7 @@ def _a_non_admin_clients_own_token_is_refused(app, store) -> None:
             assert browser.request(method, path, json=APP, headers=bearer).status_code == 401
 
 
-def _unknown_apps_are_404_in_json(admin_world: AdminWorld) -> None:
+def test_unknown_apps_are_404_in_json(admin_world: AdminWorld) -> None:
     api = admin_world.console
     for method, path in [*OPERATIONS[2:], ("GET", f"{API}/a%2Fb"), ("GET", f"{API}/a/b/c")]:
         answer = api.request(method, path, json={"name": "x"} if method == "PATCH" else None)
@@ -507,7 +487,7 @@ def _unknown_apps_are_404_in_json(admin_world: AdminWorld) -> None:
         assert answer.json()["error"] == "not_found"
 
 
-def _a_wrong_method_is_405(admin_world: AdminWorld) -> None:
+def test_a_wrong_method_is_405(admin_world: AdminWorld) -> None:
     api = admin_world.console
     for method, path in [
         ("PUT", API),
@@ -552,58 +532,46 @@ API_ERRORS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def _each_invalid_field_is_422_naming_it_and_changes_nothing(
-    admin_world: AdminWorld, store
+@pytest.mark.parametrize(("field", "change"), API_ERRORS, ids=map(_case, API_ERRORS))
+def test_an_invalid_field_is_422_naming_it_and_changes_nothing(
+    admin_world: AdminWorld, store, field: str, change: dict[str, Any]
 ) -> None:
+    """Registering with it, or changing an app to it."""
     api = admin_world.console
     target = api.post(API, json=APP).json()["client_id"]
     before = {client_id: client.updated_at for client_id, client in _apps(store).items()}
-    for field, change in API_ERRORS:
-        for method, path, body in [
-            ("POST", API, {**APP, **change}),
-            ("PATCH", f"{API}/{target}", {"access_token_ttl": 120, **change}),
-        ]:
-            answer = api.request(method, path, json=body)
-            assert answer.status_code == 422, (method, field, change, answer.text)
-            assert answer.json()["error"] == "invalid"
-            assert answer.json()["field"] == field, (method, change, answer.json())
-    for field in ("name", "redirect_uris"):
-        missing = api.post(API, json={k: v for k, v in APP.items() if k != field})
-        assert (missing.status_code, missing.json()["field"]) == (422, field)
-    public = api.patch(f"{API}/{target}", json={"public": True})
-    assert (public.status_code, public.json()["field"]) == (422, "public")
-    assert "cannot change after creation" in public.json()["message"]
+    for method, path, body in [
+        ("POST", API, {**APP, **change}),
+        ("PATCH", f"{API}/{target}", {"access_token_ttl": 120, **change}),
+    ]:
+        answer = api.request(method, path, json=body)
+        assert answer.status_code == 422, (method, answer.text)
+        assert (answer.json()["error"], answer.json()["field"]) == ("invalid", field), method
     after = {client_id: client.updated_at for client_id, client in _apps(store).items()}
     assert after == before
 
 
-def _a_body_that_is_not_a_json_object_is_refused(admin_world: AdminWorld) -> None:
+@pytest.mark.parametrize("field", ["name", "redirect_uris"])
+def test_a_missing_required_field_is_422_naming_it(admin_world: AdminWorld, field: str) -> None:
+    missing = admin_world.console.post(API, json={k: v for k, v in APP.items() if k != field})
+    assert (missing.status_code, missing.json()["field"]) == (422, field)
+
+
+def test_public_cannot_change_after_creation(admin_world: AdminWorld) -> None:
+    api = admin_world.console
+    target = api.post(API, json=APP).json()["client_id"]
+    public = api.patch(f"{API}/{target}", json={"public": True})
+    assert (public.status_code, public.json()["field"]) == (422, "public")
+    assert "cannot change after creation" in public.json()["message"]
+
+
+def test_a_body_that_is_not_a_json_object_is_refused(admin_world: AdminWorld) -> None:
     api = admin_world.console
     assert api.post(API, data={"name": "CRM"}).status_code == 415
     not_json = api.post(API, content=b"{", headers={"content-type": "application/json"})
     assert not_json.status_code == 400
     assert api.post(API, json=[APP]).status_code == 400
     assert api.post(API, json={**APP, "name": "x" * 70000}).status_code == 413
-
-
-def test_secrets_through_the_api(admin_world: AdminWorld) -> None:
-    _a_public_app_gets_no_secret_from_the_api(admin_world)
-    _the_old_secret_works_at_the_token_endpoint_until_retired(admin_world)
-
-
-def test_who_may_call_the_api(app, store) -> None:
-    _every_api_call_needs_a_session_or_an_admin_token(app)
-    _a_non_admin_clients_own_token_is_refused(app, store)
-
-
-def test_unknown_apps_and_wrong_methods(admin_world: AdminWorld) -> None:
-    _unknown_apps_are_404_in_json(admin_world)
-    _a_wrong_method_is_405(admin_world)
-
-
-def test_refused_bodies(admin_world: AdminWorld, store) -> None:
-    _each_invalid_field_is_422_naming_it_and_changes_nothing(admin_world, store)
-    _a_body_that_is_not_a_json_object_is_refused(admin_world)
 
 
 # --- the OpenAPI description ----------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 from support.admin import AdminWorld, admin_console
 from support.constants import ISSUER
+from support.units import in_unit
 
 from iam.db.models import AuditEvent
 from iam.db.store import Store
@@ -235,7 +236,7 @@ def test_the_api_needs_a_caller(app) -> None:
 
 
 def test_the_admins_own_actions_are_in_the_trail(admin_world: AdminWorld, app, store) -> None:
-    person = users.create_user(store, "王五", "+8613700137000")
+    person = in_unit(store, users.create_user, "王五", "+8613700137000")
     with callers(admin_world, app) as both:
         for caller, status in zip(both, ["disabled", "active"], strict=True):
             answer = caller.call("PATCH", f"/users/{person.id}", json={"status": status})

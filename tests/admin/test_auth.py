@@ -15,6 +15,7 @@ from support.admin import AdminWorld, admin_console
 from support.browser import Front
 from support.constants import ADMIN_PASSWORD, ADMIN_USER, ISSUER, RP_REDIRECT
 from support.protocol import query_of
+from support.units import in_unit
 from support.world import World
 
 from iam.db.models import AccessToken, RefreshToken, SigningKey
@@ -39,7 +40,7 @@ def test_console_needs_a_sign_in(app) -> None:
 
 
 def test_sign_in_sets_a_strict_admin_cookie(app, store: Store) -> None:
-    admins.create_admin(store, ADMIN_USER, ADMIN_PASSWORD)
+    in_unit(store, admins.create_admin, ADMIN_USER, ADMIN_PASSWORD)
     with admin_console(app) as console:
         answer = _login(console, ADMIN_USER, ADMIN_PASSWORD)
         cookie = answer.headers["set-cookie"]
@@ -50,7 +51,7 @@ def test_sign_in_sets_a_strict_admin_cookie(app, store: Store) -> None:
 
 
 def test_wrong_password_and_unknown_user_look_the_same(app, store: Store) -> None:
-    admins.create_admin(store, ADMIN_USER, ADMIN_PASSWORD)
+    in_unit(store, admins.create_admin, ADMIN_USER, ADMIN_PASSWORD)
     with admin_console(app) as console:
         wrong = _login(console, ADMIN_USER, "not the password")
         unknown = _login(console, "nobody", "not the password")
@@ -62,7 +63,7 @@ def test_wrong_password_and_unknown_user_look_the_same(app, store: Store) -> Non
 
 
 def test_five_failures_lock_the_account(app, store: Store) -> None:
-    admins.create_admin(store, ADMIN_USER, ADMIN_PASSWORD)
+    in_unit(store, admins.create_admin, ADMIN_USER, ADMIN_PASSWORD)
     with admin_console(app) as console:
         for _ in range(admins.MAX_FAILED_LOGINS):
             assert _login(console, ADMIN_USER, "wrong").status_code == 401
@@ -73,7 +74,7 @@ def test_five_failures_lock_the_account(app, store: Store) -> None:
 
 
 def test_sign_in_without_csrf_is_refused(app, store: Store) -> None:
-    admins.create_admin(store, ADMIN_USER, ADMIN_PASSWORD)
+    in_unit(store, admins.create_admin, ADMIN_USER, ADMIN_PASSWORD)
     with admin_console(app) as console:
         answer = console.post(
             "/admin/login", data={"username": ADMIN_USER, "password": ADMIN_PASSWORD}
@@ -107,7 +108,7 @@ def test_the_api_description_needs_no_sign_in(app) -> None:
 
 
 def test_a_token_of_a_non_admin_client_cannot_get_iam_admin(app, store: Store) -> None:
-    plain = clients.create_client(store, "Plain", [RP_REDIRECT])
+    plain = in_unit(store, clients.create_client, "Plain", [RP_REDIRECT])
     with admin_console(app) as console:
         answer = console.post(
             "/token",
@@ -122,7 +123,7 @@ def test_a_token_of_a_non_admin_client_cannot_get_iam_admin(app, store: Store) -
 
 
 def _admin_app(store: Store) -> RegisteredClient:
-    return clients.create_client(store, "Admin app", [RP_REDIRECT], admin=True)
+    return in_unit(store, clients.create_client, "Admin app", [RP_REDIRECT], admin=True)
 
 
 def _code_flow(front: Front, app_: RegisteredClient, scope: str | None) -> dict:
@@ -252,7 +253,7 @@ def _kids(store: Store) -> list[str]:
 
 
 def _secret_digest(store: Store, client_id: str) -> str | None:
-    return clients.get_client(store, client_id).secret_hash
+    return in_unit(store, clients.get_client, client_id).secret_hash
 
 
 #: Stands for the console's own CSRF token in a parameter list.
@@ -280,7 +281,9 @@ def test_the_console_cookie_makes_no_cross_site_change(
 ) -> None:
     token = admin_world.csrf()
     headers = {name: token if value is VALID_TOKEN else value for name, value in headers.items()}
-    script_id = next(c.client_id for c in clients.list_clients(store) if c.name == "Ops script")
+    script_id = next(
+        c.client_id for c in in_unit(store, clients.list_clients) if c.name == "Ops script"
+    )
     kids, secret = _kids(store), _secret_digest(store, script_id)
     with _the_admins_browser(admin_world) as browser:
         for method, path in [
@@ -296,7 +299,7 @@ def test_the_console_cookie_makes_no_cross_site_change(
             assert answer.headers["cache-control"] == "no-store"
     assert _kids(store) == kids
     assert _secret_digest(store, script_id) == secret
-    assert clients.get_client(store, script_id).name == "Ops script"
+    assert in_unit(store, clients.get_client, script_id).name == "Ops script"
 
 
 @pytest.mark.parametrize(

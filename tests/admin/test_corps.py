@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from starlette.testclient import TestClient
 from support.admin import AdminWorld, admin_console
 from support.constants import CORP_A, CORP_B
+from support.units import in_unit
 from support.wecom import connect_corp
 
 from iam.admin.openapi import document
@@ -115,19 +116,23 @@ API_CALLS = [
 
 
 @SQLITE_ONLY
-def test_every_api_call_needs_a_caller(app, store: Store, simulator: WeComSimulator) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body"), API_CALLS, ids=[f"{m} {p}" for m, p, _ in API_CALLS]
+)
+def test_every_api_call_needs_a_caller(
+    app, store: Store, simulator: WeComSimulator, method: str, path: str, body: Any
+) -> None:
     connect_corp(store, simulator, CORP_A)
     before = stored(store)
     with admin_console(app) as anonymous:
-        for method, path, body in API_CALLS:
-            answer = anonymous.request(method, path, json=body)
-            assert answer.status_code == 401, (method, path)
-            assert answer.json()["error"] == "unauthorized"
-            assert answer.headers["www-authenticate"].startswith("Bearer")
-            forged = anonymous.request(
-                method, path, json=body, headers={"authorization": "Bearer not.a.token"}
-            )
-            assert forged.status_code == 401, (method, path)
+        answer = anonymous.request(method, path, json=body)
+        assert answer.status_code == 401
+        assert answer.json()["error"] == "unauthorized"
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+        forged = anonymous.request(
+            method, path, json=body, headers={"authorization": "Bearer not.a.token"}
+        )
+        assert forged.status_code == 401
     assert stored(store) == before
     assert simulator.calls["gettoken"] == 0
 
@@ -214,26 +219,53 @@ BAD_INPUTS: list[tuple[dict[str, Any], str]] = [
 ]
 
 
+def case_id(body: dict[str, Any], field: str) -> str:
+    """A case's name: the field at fault and, when sent, the value (short)."""
+    return f"{field}={body[field]!r}"[:40] if field in body else f"{field}-missing"
+
+
 @SQLITE_ONLY
 @AS_SCRIPT
-def test_bad_input_is_refused_naming_the_field(caller: Caller, store: Store) -> None:
-    for body, field in BAD_INPUTS:
-        answer = caller.call("POST", "/admin/api/corps", json=body)
-        assert answer.status_code == 422, (body, answer.text)
-        assert (answer.json()["error"], answer.json()["field"]) == ("invalid", field), body
-    form = caller.call("POST", "/admin/api/corps", data=input_of())
-    assert (form.status_code, form.json()["error"]) == (415, "unsupported_media_type")
-    listed = caller.call("POST", "/admin/api/corps", json=[input_of()])
-    assert (listed.status_code, listed.json()["error"]) == (400, "invalid_json")
-    broken = caller.call(
-        "POST", "/admin/api/corps", content=b"{", headers={"content-type": "application/json"}
-    )
-    assert broken.status_code == 400
+@pytest.mark.parametrize(
+    ("body", "field"), BAD_INPUTS, ids=[case_id(body, field) for body, field in BAD_INPUTS]
+)
+def test_bad_input_is_refused_naming_the_field(
+    caller: Caller, store: Store, body: dict[str, Any], field: str
+) -> None:
+    answer = caller.call("POST", "/admin/api/corps", json=body)
+    assert answer.status_code == 422, answer.text
+    assert (answer.json()["error"], answer.json()["field"]) == ("invalid", field)
+    assert SIM_B.secret not in answer.text
     assert stored(store) == []
     assert trail(store, "corp.added") == []
-    for answer in caller.answers:
-        assert SIM_B.secret not in answer.text
-    # JSON Schema counts 1000003.0 as an integer, so it is one
+
+
+#: (how the body is sent, the status and error it gets)
+NOT_AN_OBJECT: list[tuple[dict[str, Any], int, str]] = [
+    ({"data": input_of()}, 415, "unsupported_media_type"),
+    ({"json": [input_of()]}, 400, "invalid_json"),
+    ({"content": b"{", "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
+]
+
+
+@SQLITE_ONLY
+@AS_SCRIPT
+@pytest.mark.parametrize(
+    ("sent", "status", "error"), NOT_AN_OBJECT, ids=["form", "json-list", "broken-json"]
+)
+def test_a_body_that_is_no_json_object_is_refused(
+    caller: Caller, store: Store, sent: dict[str, Any], status: int, error: str
+) -> None:
+    answer = caller.call("POST", "/admin/api/corps", **sent)
+    assert (answer.status_code, answer.json()["error"]) == (status, error)
+    assert SIM_B.secret not in answer.text
+    assert stored(store) == []
+
+
+@SQLITE_ONLY
+@AS_SCRIPT
+def test_an_integral_agent_id_is_an_integer(caller: Caller) -> None:
+    """JSON Schema counts 1000003.0 as an integer, so the API does too."""
     answer = caller.call("POST", "/admin/api/corps", json=input_of(agent_id=1000003.0))
     assert (answer.status_code, answer.json()["agent_id"]) == (201, 1000003)
 
@@ -257,52 +289,83 @@ BAD_PATCHES: list[tuple[dict[str, Any], str]] = [
 
 @SQLITE_ONLY
 @AS_ADMIN
-def test_bad_changes_are_refused_and_change_nothing(caller: Caller, store: Store) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"), BAD_PATCHES, ids=[repr(body)[:40] for body, _ in BAD_PATCHES]
+)
+def test_bad_changes_are_refused_and_change_nothing(
+    caller: Caller, store: Store, body: dict[str, Any], field: str
+) -> None:
     caller.call("POST", "/admin/api/corps", json=input_of())
     before = stored(store)
-    for body, field in BAD_PATCHES:
-        answer = caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json=body)
-        assert answer.status_code == 422, (body, answer.text)
-        assert answer.json()["field"] == field, body
+    answer = caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == field
     assert stored(store) == before
     assert trail(store, "corp.updated") == []
 
 
+UNKNOWN = [
+    ("GET", "/admin/api/corps/wwnosuchcorp", None),
+    ("PATCH", "/admin/api/corps/wwnosuchcorp", {"name": "x"}),
+    ("POST", "/admin/api/corps/wwnosuchcorp/test", None),
+    ("GET", "/admin/api/corps/bad%20id", None),
+]
+
+
+@SQLITE_ONLY
 @AS_SCRIPT
-def test_unknown_corporations_are_404_and_duplicates_409(caller: Caller, store: Store) -> None:
-    for method, path, body in [
-        ("GET", "/admin/api/corps/wwnosuchcorp", None),
-        ("PATCH", "/admin/api/corps/wwnosuchcorp", {"name": "x"}),
-        ("POST", "/admin/api/corps/wwnosuchcorp/test", None),
-        ("GET", "/admin/api/corps/bad%20id", None),
-    ]:
-        answer = caller.call(method, path, json=body)
-        assert (answer.status_code, answer.json()["error"]) == (404, "not_found"), path
+@pytest.mark.parametrize(
+    ("method", "path", "body"), UNKNOWN, ids=[f"{m} {p}" for m, p, _ in UNKNOWN]
+)
+def test_unknown_corporations_are_404(
+    caller: Caller, store: Store, method: str, path: str, body: Any
+) -> None:
+    answer = caller.call(method, path, json=body)
+    assert (answer.status_code, answer.json()["error"]) == (404, "not_found")
+    assert stored(store) == []
+    assert trail(store, "corp.tested") == []
+
+
+@AS_SCRIPT
+def test_a_corporation_connected_twice_is_409(caller: Caller, store: Store) -> None:
     assert caller.call("POST", "/admin/api/corps", json=input_of()).status_code == 201
     again = caller.call("POST", "/admin/api/corps", json=input_of(name="again"))
     assert (again.status_code, again.json()["error"]) == (409, "conflict")
     assert [corp["name"] for corp in stored(store)] == ["子公司B"]
 
 
+ODD_PATHS = [
+    ("GET", "/admin/api/corps/x%2Fy"),
+    ("PATCH", "/admin/api/corps/x%2Fy"),
+    ("POST", "/admin/api/corps/x%2Fy/test"),
+    ("GET", f"/admin/api/corps/{CORP_A}/members"),
+]
+WRONG_METHODS = [
+    ("DELETE", "/admin/api/corps", {"GET", "HEAD", "POST"}),
+    ("PUT", f"/admin/api/corps/{CORP_A}", {"GET", "HEAD", "PATCH"}),
+    ("GET", f"/admin/api/corps/{CORP_A}/test", {"POST"}),
+]
+
+
 @SQLITE_ONLY
 @AS_SCRIPT
-def test_odd_paths_get_the_apis_json_404_and_wrong_methods_405(caller: Caller) -> None:
-    for method, path in [
-        ("GET", "/admin/api/corps/x%2Fy"),
-        ("PATCH", "/admin/api/corps/x%2Fy"),
-        ("POST", "/admin/api/corps/x%2Fy/test"),
-        ("GET", f"/admin/api/corps/{CORP_A}/members"),
-    ]:
-        answer = caller.call(method, path, json={"name": "x"})
-        assert (answer.status_code, answer.json()["error"]) == (404, "not_found"), path
-    for method, path, allowed in [
-        ("DELETE", "/admin/api/corps", {"GET", "HEAD", "POST"}),
-        ("PUT", f"/admin/api/corps/{CORP_A}", {"GET", "HEAD", "PATCH"}),
-        ("GET", f"/admin/api/corps/{CORP_A}/test", {"POST"}),
-    ]:
-        answer = caller.call(method, path)
-        assert answer.status_code == 405, (method, path)
-        assert set(answer.headers["allow"].replace(" ", "").split(",")) == allowed, path
+@pytest.mark.parametrize(("method", "path"), ODD_PATHS, ids=[f"{m} {p}" for m, p in ODD_PATHS])
+def test_odd_paths_get_the_apis_json_404(caller: Caller, method: str, path: str) -> None:
+    answer = caller.call(method, path, json={"name": "x"})
+    assert (answer.status_code, answer.json()["error"]) == (404, "not_found")
+
+
+@SQLITE_ONLY
+@AS_SCRIPT
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"), WRONG_METHODS, ids=[f"{m} {p}" for m, p, _ in WRONG_METHODS]
+)
+def test_wrong_methods_are_405_naming_the_allowed_ones(
+    caller: Caller, method: str, path: str, allowed: set[str]
+) -> None:
+    answer = caller.call(method, path)
+    assert answer.status_code == 405
+    assert set(answer.headers["allow"].replace(" ", "").split(",")) == allowed
 
 
 # --- the connection test, through the API --------------------------------------------------------
@@ -411,26 +474,53 @@ CONSOLE_FORMS = [
 ]
 
 
+#: What a form sends besides a CSRF token (enough for any of them).
+FORM = {"corp_id": CORP_B, "name": "x", "agent_id": "5", "secret": "abc", "enabled": "yes"}
+
+
 @SQLITE_ONLY
-def test_console_pages_and_forms_need_a_signed_in_admin_and_csrf(
-    app, admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+@pytest.mark.parametrize("path", CONSOLE_PAGES)
+@pytest.mark.parametrize("with_bearer", [False, True], ids=["anonymous", "bearer"])
+def test_console_pages_need_a_signed_in_admin(
+    app,
+    admin_world: AdminWorld,
+    store: Store,
+    simulator: WeComSimulator,
+    path: str,
+    with_bearer: bool,
+) -> None:
+    """The admin client's bearer token opens no console page."""
+    connect_corp(store, simulator, CORP_A)
+    with admin_console(app) as stranger:
+        answer = stranger.get(path, headers=admin_world.bearer if with_bearer else {})
+    assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("path", CONSOLE_FORMS)
+def test_console_forms_need_a_signed_in_admin(
+    app, admin_world: AdminWorld, store: Store, simulator: WeComSimulator, path: str
 ) -> None:
     connect_corp(store, simulator, CORP_A)
     before = stored(store)
-    form = {"corp_id": CORP_B, "name": "x", "agent_id": "5", "secret": "abc", "enabled": "yes"}
     with admin_console(app) as stranger:
-        for path in CONSOLE_PAGES:
-            for headers in ({}, admin_world.bearer):
-                answer = stranger.get(path, headers=headers)
-                assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")
-        for path in CONSOLE_FORMS:
-            answer = stranger.post(path, data=form, headers=admin_world.bearer)
-            assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")
-    for path in CONSOLE_FORMS:
-        for token in (None, "0" * 64):
-            data = form if token is None else {**form, "csrf_token": token}
-            answer = admin_world.console.post(path, data=data)
-            assert answer.status_code == 403, path
+        answer = stranger.post(path, data=FORM, headers=admin_world.bearer)
+    assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")
+    assert stored(store) == before
+    assert simulator.calls["gettoken"] == 0
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("path", CONSOLE_FORMS)
+@pytest.mark.parametrize("token", [None, "0" * 64], ids=["no-csrf", "forged-csrf"])
+def test_console_forms_need_the_csrf_token(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator, path: str, token: str | None
+) -> None:
+    connect_corp(store, simulator, CORP_A)
+    before = stored(store)
+    data = FORM if token is None else {**FORM, "csrf_token": token}
+    answer = admin_world.console.post(path, data=data)
+    assert answer.status_code == 403
     assert stored(store) == before
     assert simulator.calls["gettoken"] == 0
 
@@ -444,7 +534,7 @@ def test_the_list_shows_every_corporation(
     assert "No corporation is connected yet." in empty.text
     connect_corp(store, simulator, CORP_A, trust_mobile=True)
     connect_corp(store, simulator, CORP_B)
-    corps.update_corp(store, box, CORP_B, actor="admin:root", enabled=False)
+    in_unit(store, corps.update_corp, box, CORP_B, actor="admin:root", enabled=False)
     page = admin_world.console.get("/admin/corps")
     rows = re.findall(r"<tr>\s*(.*?)\s*</tr>", page.text, re.S)
     cells = [re.findall(r"<td>(.*?)</td>", row, re.S) for row in rows[1:]]
@@ -490,24 +580,27 @@ def test_connecting_through_the_console(admin_world: AdminWorld, store: Store) -
 
 
 @SQLITE_ONLY
+@pytest.mark.parametrize("path", ["/admin/corps", f"/admin/corps/{CORP_B}"])
 def test_the_forms_say_a_trusted_mobile_does_not_bind_people_known_elsewhere(
-    admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator, path: str
 ) -> None:
     """Finding 12 of #11: the admin who ticks the box learns its limit (and why)."""
     connect_corp(store, simulator, CORP_B)
     hint = re.compile(r'<p class="hint" id="trust_mobile-hint">(.*?)</p>', re.S)
-    for path in ("/admin/corps", f"/admin/corps/{CORP_B}"):
-        [english] = hint.findall(admin_world.console.get(f"{path}?lang=en").text)
-        assert "without an SMS code" in english
-        assert "active identity in another corporation" in english
-        assert "still proves the number by SMS code" in english
-        [chinese] = hint.findall(admin_world.console.get(f"{path}?lang=zh-CN").text)
-        assert "无需短信验证码" in chinese and "其他企业" in chinese
-        assert "仍须通过短信验证码" in chinese
+    [english] = hint.findall(admin_world.console.get(f"{path}?lang=en").text)
+    assert "without an SMS code" in english
+    assert "active identity in another corporation" in english
+    assert "still proves the number by SMS code" in english
+    [chinese] = hint.findall(admin_world.console.get(f"{path}?lang=zh-CN").text)
+    assert "无需短信验证码" in chinese and "其他企业" in chinese
+    assert "仍须通过短信验证码" in chinese
+
+
+@pytest.mark.parametrize("name", ["CorpInput", "CorpPatch"])
+def test_the_api_says_a_trusted_mobile_does_not_bind_people_known_elsewhere(name: str) -> None:
     schemas = document("https://testserver")["components"]["schemas"]
-    for name in ("CorpInput", "CorpPatch"):
-        described = schemas[name]["properties"]["trust_mobile"]["description"]
-        assert "active identity in another corporation" in described, name
+    described = schemas[name]["properties"]["trust_mobile"]["description"]
+    assert "active identity in another corporation" in described
 
 
 #: (what the admin typed instead of good values, the field marked, its message)
@@ -522,28 +615,31 @@ BAD_FORMS = [
 ]
 
 
+BAD_FORM_IDS = [f"{field}={typed[field]!r}"[:40] for typed, field, _ in BAD_FORMS]
+
+
 @SQLITE_ONLY
+@pytest.mark.parametrize(("typed", "field", "message"), BAD_FORMS, ids=BAD_FORM_IDS)
 def test_console_validation_errors_reshow_the_form_and_change_nothing(
-    admin_world: AdminWorld, store: Store
+    admin_world: AdminWorld, store: Store, typed: dict[str, str], field: str, message: str
 ) -> None:
     console = admin_world.console
     csrf = admin_world.csrf("/admin/corps")
     good = {"corp_id": CORP_B, "name": "子公司<B>", "agent_id": "1000003", "trust_mobile": "yes"}
-    for typed, field, message in BAD_FORMS:
-        secret = typed.get("secret", f"{SECRET}")
-        answer = console.post(
-            "/admin/corps", data={"csrf_token": csrf, **good, **typed, "secret": secret}
-        )
-        assert answer.status_code == 422, typed
-        assert message in answer.text, typed
-        assert f'id="{field}-error"' in answer.text and 'aria-invalid="true"' in answer.text
-        assert "Nothing was saved." in answer.text
-        kept = typed.get("name", "子公司&lt;B&gt;")
-        assert f'value="{kept}"' in answer.text or field == "name"
-        assert 'name="trust_mobile" value="yes" aria-describedby="trust_mobile-hint" checked' in (
-            answer.text
-        )
-        assert SECRET not in answer.text  # a refused form never shows the secret back
+    secret = typed.get("secret", f"{SECRET}")
+    answer = console.post(
+        "/admin/corps", data={"csrf_token": csrf, **good, **typed, "secret": secret}
+    )
+    assert answer.status_code == 422
+    assert message in answer.text
+    assert f'id="{field}-error"' in answer.text and 'aria-invalid="true"' in answer.text
+    assert "Nothing was saved." in answer.text
+    kept = typed.get("name", "子公司&lt;B&gt;")
+    assert f'value="{kept}"' in answer.text or field == "name"
+    assert 'name="trust_mobile" value="yes" aria-describedby="trust_mobile-hint" checked' in (
+        answer.text
+    )
+    assert SECRET not in answer.text  # a refused form never shows the secret back
     assert stored(store) == []
     assert trail(store, "corp.added") == []
 
@@ -562,7 +658,7 @@ def test_editing_through_the_console(
     answer = console.post(path, data=form)
     assert (answer.status_code, answer.headers["location"]) == (303, f"{path}?done=saved")
     assert "Saved." in console.get(answer.headers["location"]).text
-    corp = corps.get_corp(store, CORP_B)
+    corp = in_unit(store, corps.get_corp, CORP_B)
     assert (corp.name, corp.agent_id, corp.trust_mobile, corp.enabled) == (
         "子公司B（华南）",
         1000004,
@@ -579,7 +675,7 @@ def test_editing_through_the_console(
 
     unticked = {key: value for key, value in form.items() if key not in ("enabled",)}
     console.post(path, data=unticked)
-    assert corps.get_corp(store, CORP_B).enabled is False
+    assert in_unit(store, corps.get_corp, CORP_B).enabled is False
     events = trail(store, "corp.updated")
     assert [(e.actor, e.detail["changed"]) for e in events] == [
         ("admin:root", ["agent_id", "name", "trust_mobile"]),
@@ -588,22 +684,38 @@ def test_editing_through_the_console(
     ]
 
 
+#: The forms' refusals that an edit can meet: the corp id is not edited, and an empty secret
+#: means "keep it".
+BAD_EDITS = [
+    (case, case_id)
+    for case, case_id in zip(BAD_FORMS, BAD_FORM_IDS, strict=True)
+    if "corp_id" not in case[0] and case[0].get("secret") != ""
+]
+
+
 @SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("typed", "field", "message"),
+    [case for case, _ in BAD_EDITS],
+    ids=[case_id for _, case_id in BAD_EDITS],
+)
 def test_console_edit_errors_reshow_the_form_and_change_nothing(
-    admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+    admin_world: AdminWorld,
+    store: Store,
+    simulator: WeComSimulator,
+    typed: dict[str, str],
+    field: str,
+    message: str,
 ) -> None:
     connect_corp(store, simulator, CORP_B)
     before = stored(store)
     path = f"/admin/corps/{CORP_B}"
     csrf = admin_world.csrf(path)
     good = {"name": "Renamed", "agent_id": "1000004", "enabled": "yes"}
-    for typed, field, message in BAD_FORMS[1:]:
-        if typed.get("secret") == "":
-            continue  # an empty secret means: keep it
-        answer = admin_world.console.post(path, data={"csrf_token": csrf, **good, **typed})
-        assert answer.status_code == 422, typed
-        assert message in answer.text and f'id="{field}-error"' in answer.text, typed
-        assert "with space" not in answer.text
+    answer = admin_world.console.post(path, data={"csrf_token": csrf, **good, **typed})
+    assert answer.status_code == 422
+    assert message in answer.text and f'id="{field}-error"' in answer.text
+    assert "with space" not in answer.text
     assert stored(store) == before
     assert trail(store, "corp.updated") == []
 
@@ -621,12 +733,13 @@ def test_disable_and_enable_buttons(
     page = console.get(answer.headers["location"])
     assert "Disabled: nobody can sign in through this corporation." in page.text
     assert f'action="{path}/enable"' in page.text
-    assert corps.list_corps(store, enabled_only=True) == []
+    assert in_unit(store, corps.list_corps, enabled_only=True) == []
     assert console.get(f"/login/wecom/{CORP_A}").status_code == 404  # no sign-in through it
 
     answer = console.post(f"{path}/enable", data={"csrf_token": csrf_of(page)})
     assert answer.headers["location"] == f"{path}?done=enabled"
-    assert [c.corp_id for c in corps.list_corps(store, enabled_only=True)] == [CORP_A]
+    enabled = in_unit(store, corps.list_corps, enabled_only=True)
+    assert [c.corp_id for c in enabled] == [CORP_A]
     events = trail(store, "corp.updated")
     assert [(e.actor, e.detail["enabled"]) for e in events] == [
         ("admin:root", False),
@@ -635,15 +748,22 @@ def test_disable_and_enable_buttons(
 
 
 @SQLITE_ONLY
-def test_unknown_corporations_are_404_pages(admin_world: AdminWorld, store: Store) -> None:
-    console = admin_world.console
+def test_an_unknown_corporations_page_is_404(admin_world: AdminWorld) -> None:
+    answer = admin_world.console.get("/admin/corps/wwnosuchcorp")
+    assert answer.status_code == 404
+    assert "There is no such corporation." in answer.text
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("suffix", ["", "/enable", "/disable", "/test"])
+def test_forms_on_unknown_corporations_are_404_pages(
+    admin_world: AdminWorld, store: Store, suffix: str
+) -> None:
     csrf = admin_world.csrf("/admin/corps")
-    assert console.get("/admin/corps/wwnosuchcorp").status_code == 404
-    for suffix in ("", "/enable", "/disable", "/test"):
-        data = {"csrf_token": csrf, "name": "x", "agent_id": "1"}
-        answer = console.post(f"/admin/corps/wwnosuchcorp{suffix}", data=data)
-        assert answer.status_code == 404, suffix
-        assert "There is no such corporation." in answer.text
+    data = {"csrf_token": csrf, "name": "x", "agent_id": "1"}
+    answer = admin_world.console.post(f"/admin/corps/wwnosuchcorp{suffix}", data=data)
+    assert answer.status_code == 404
+    assert "There is no such corporation." in answer.text
     assert stored(store) == []
 
 
@@ -660,14 +780,14 @@ def test_console_connection_test_says_what_wecom_answered(
     assert ok.status_code == 200
     assert "WeCom answered errcode 0 (ok): the corp ID and secret work." in ok.text
 
-    corps.update_corp(store, box, CORP_B, actor="admin:root", secret=SECRET)
+    in_unit(store, corps.update_corp, box, CORP_B, actor="admin:root", secret=SECRET)
     wrong = console.post(f"{path}/test", data={"csrf_token": csrf})
     assert "WeCom refused: errcode 40001, errmsg “invalid credential”." in wrong.text
     assert "wecom.misconfigured" in wrong.text and "Check the corp ID and the app secret" in (
         wrong.text
     )
 
-    corps.update_corp(store, box, CORP_B, actor="admin:root", secret=SIM_B.secret)
+    in_unit(store, corps.update_corp, box, CORP_B, actor="admin:root", secret=SIM_B.secret)
     simulator.fail_next("gettoken", 45009, "api freq out of limit <b>")
     busy = console.post(f"{path}/test?lang=zh-CN", data={"csrf_token": csrf})
     assert "企业微信拒绝：errcode 45009，errmsg “api freq out of limit &lt;b&gt;”" in busy.text

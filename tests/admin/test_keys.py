@@ -13,6 +13,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 from support.admin import AdminWorld, admin_console
 from support.constants import RP_REDIRECT
+from support.units import in_unit
 
 from iam.admin.openapi import document
 from iam.db.models import AuditEvent, SigningKey
@@ -40,12 +41,12 @@ def rotations(store: Store) -> list[AuditEvent]:
 
 def script_id(store: Store) -> str:
     """The client id of admin_world's API script ("Ops script")."""
-    return next(c.client_id for c in clients.list_clients(store) if c.name == "Ops script")
+    return next(c.client_id for c in in_unit(store, clients.list_clients) if c.name == "Ops script")
 
 
 def fresh_admin_token(client: TestClient, store: Store) -> str:
     """A new client_credentials token, signed by whichever key signs now."""
-    script = clients.create_client(store, "Another script", [RP_REDIRECT], admin=True)
+    script = in_unit(store, clients.create_client, "Another script", [RP_REDIRECT], admin=True)
     answer = client.post(
         "/token",
         data={"grant_type": "client_credentials", "scope": "iam:admin"},

@@ -45,6 +45,7 @@ from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 from support.constants import CORP_A, CORP_B, ISSUER, RP_REDIRECT, TEST_SECRET, WECOM_BASE
+from support.units import in_unit
 from support.wecom import connect_corp
 
 from iam.app import create_app
@@ -134,17 +135,22 @@ class Seeded:
 
 def seed(store: Store) -> Seeded:
     connect_corp(store, WeComSimulator(demo_corps()), CORP_A)
-    app = clients.create_client(store, "CRM", [RP_REDIRECT], context_policy="required")
-    public = clients.create_client(store, "Mobile", ["http://127.0.0.1:8765/cb"], public=True)
-    user = users.create_user(store, "张三 Zhang San", PHONE, "zhangsan@example.com")
-    link = users.link_wecom(
+    app = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT], context_policy="required")
+    public = in_unit(
+        store, clients.create_client, "Mobile", ["http://127.0.0.1:8765/cb"], public=True
+    )
+    user = in_unit(store, users.create_user, "张三 Zhang San", PHONE, "zhangsan@example.com")
+    link = in_unit(
         store,
+        users.link_wecom,
         user.id,
         CORP_A,
         "zhangsan_A",
         {"corpid": CORP_A, "corp_name": "子公司A", "userid": "zhangsan_A", "position": "销售经理"},
     )
-    other = users.link_wecom(store, user.id, CORP_B, "zs_b", {"corpid": CORP_B, "userid": "zs_b"})
+    other = in_unit(
+        store, users.link_wecom, user.id, CORP_B, "zs_b", {"corpid": CORP_B, "userid": "zs_b"}
+    )
     with store() as db:
         person = db.get(User, user.id)
         assert person is not None
@@ -173,7 +179,7 @@ def admin_api(sqlite_template: Path, tmp_path: Path) -> Iterator[AdminApi]:
     engine = create_db_engine(database_url)
     store = Store(engine)
     seeded = seed(store)
-    script = clients.create_client(store, "Ops script", [RP_REDIRECT], admin=True)
+    script = in_unit(store, clients.create_client, "Ops script", [RP_REDIRECT], admin=True)
     settings = Settings(
         secret_key=Secret(TEST_SECRET),
         issuer=ISSUER,

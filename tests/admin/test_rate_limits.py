@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 from support.admin import admin_console
 from support.constants import ADMIN_PASSWORD, ADMIN_USER
+from support.units import in_unit
 
 from iam.app import create_app
 from iam.db.store import Store
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("reused_signing_key", "rate_clock")
 
 
 def limited_app(settings: Settings, store: Store, limits: str):
-    admins.create_admin(store, ADMIN_USER, ADMIN_PASSWORD)
+    in_unit(store, admins.create_admin, ADMIN_USER, ADMIN_PASSWORD)
     return create_app(replace(settings, rate_limits=limits), store=store, sms=ConsoleSms())
 
 
@@ -59,7 +60,7 @@ def test_past_the_username_limit_every_address_is_refused(settings: Settings, st
     assert sign_in(app, ADMIN_USER.upper(), "wrong", "127.0.0.2").status_code == 401
     assert_refused(sign_in(app, ADMIN_USER, ADMIN_PASSWORD, "127.0.0.3"))
     # another username is not held back
-    admins.create_admin(store, "second", ADMIN_PASSWORD)
+    in_unit(store, admins.create_admin, "second", ADMIN_PASSWORD)
     assert sign_in(app, "second", ADMIN_PASSWORD, "127.0.0.3").status_code == 303
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from support.admin import admin_console
 from support.browser import Front
 from support.clocks import Clock
 from support.constants import CORP_A, CORP_B, PHONE
+from support.units import in_unit
 from support.world import World
 
 from admin.test_audit import Caller, callers, conforms
@@ -45,8 +47,8 @@ NOBODY = "00000000-0000-4000-8000-000000000000"
 def linked(world: World, store: Store) -> tuple[IdentityLink, IdentityLink]:
     """The world's person, linked in both subsidiaries."""
     return (
-        users.link_wecom(store, world.user.id, CORP_A, "ZhangSan_A", META_A),
-        users.link_wecom(store, world.user.id, CORP_B, "zs_b", META_B),
+        in_unit(store, users.link_wecom, world.user.id, CORP_A, "ZhangSan_A", META_A),
+        in_unit(store, users.link_wecom, world.user.id, CORP_B, "zs_b", META_B),
     )
 
 
@@ -91,6 +93,13 @@ def _csrf(console: TestClient, path: str) -> str:
 # --- the API ---------------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["console", "bearer"])
+def caller(request: pytest.FixtureRequest, admin_world, app) -> Iterator[Caller]:
+    """One way in per test: the console session, or the admin client's bearer token."""
+    with callers(admin_world, app) as (console, bearer):
+        yield console if request.param == "console" else bearer
+
+
 def _found(caller: Caller, **params: Any) -> list[str]:
     answer = caller.get("/users", **params)
     assert answer.status_code == 200, answer.text
@@ -98,165 +107,201 @@ def _found(caller: Caller, **params: Any) -> list[str]:
     return [user["name"] for user in answer.json()["users"]]
 
 
-def test_the_api_finds_people_by_each_key(admin_world, app, store, world, linked) -> None:
-    percent = users.create_user(store, "100% Wang", "+8613700137000", "wang@example.net")
-    zhang = world.user.name
-    with callers(admin_world, app) as both:
-        for caller in both:
-            assert _found(caller, q="zhang san") == [zhang]
-            assert _found(caller, q="13800138000") == [zhang]  # as typed, stored +86...
-            assert _found(caller, q=PHONE) == [zhang]
-            assert _found(caller, q="ZhangSan@Example.COM") == [zhang]
-            assert _found(caller, q="ZHANGSAN_a") == [zhang]  # a WeCom userid, any case
-            assert _found(caller, q=f"{CORP_B}/ZS_B") == [zhang]
-            assert _found(caller, q="%") == [percent.name]  # literally, no wildcard
-            assert _found(caller, q="nobody") == []
-            everyone = caller.get("/users", limit=1).json()
-            assert [u["link_count"] for u in everyone["users"]] == [2]
-            assert everyone["next_offset"] == 1
-            rest = caller.get("/users", limit=1, offset=1).json()
-            assert (len(rest["users"]), rest["next_offset"]) == (1, None)
+ZHANG = "张三 Zhang San"
+WANG = "100% Wang"
 
 
-BAD_LISTS = [
-    ({"limit": "0"}, "limit"),
-    ({"limit": "201"}, "limit"),
-    ({"limit": "many"}, "limit"),
-    ({"offset": "-1"}, "offset"),
-    ({"offset": "100001"}, "offset"),
-    ({"q": "x" * 201}, "q"),
-    ({"query": "zhang"}, "query"),
-]
-BAD_PATCHES = [
-    ({"status": "deleted"}, "status"),
-    ({"status": True}, "status"),
-    ({}, "status"),
-    ({"status": "active", "name": "x"}, "name"),
-]
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ("zhang san", [ZHANG]),
+        ("13800138000", [ZHANG]),  # as typed, stored +86...
+        (PHONE, [ZHANG]),
+        ("ZhangSan@Example.COM", [ZHANG]),
+        ("ZHANGSAN_a", [ZHANG]),  # a WeCom userid, any case
+        (f"{CORP_B}/ZS_B", [ZHANG]),
+        ("%", [WANG]),  # literally, no wildcard
+        ("nobody", []),
+    ],
+)
+def test_the_api_finds_people_by_each_key(
+    caller: Caller, store: Store, world: World, linked, query: str, names: list[str]
+) -> None:
+    assert world.user.name == ZHANG
+    in_unit(store, users.create_user, WANG, "+8613700137000", "wang@example.net")
+    assert _found(caller, q=query) == names
 
 
-def test_the_api_refuses_bad_values_and_unknown_ids(admin_world, app, world, linked) -> None:
-    user_id = world.user.id
-    with callers(admin_world, app) as both:
-        for caller in both:
-            for params, field in BAD_LISTS:
-                answer = caller.get("/users", **params)
-                assert (answer.status_code, answer.json().get("field")) == (422, field), params
-                conforms(caller.client, answer, "GET", "/users")
-            for body, field in BAD_PATCHES:
-                answer = caller.call("PATCH", f"/users/{user_id}", json=body)
-                assert (answer.status_code, answer.json().get("field")) == (422, field), body
-                conforms(caller.client, answer, "PATCH", "/users/{user_id}")
-            as_form = caller.call("PATCH", f"/users/{user_id}", data={"status": "active"})
-            assert as_form.status_code == 415
-            broken = caller.call(
-                "PATCH",
-                f"/users/{user_id}",
-                content=b"{status",
-                headers={"content-type": "application/json"},
-            )
-            assert broken.status_code == 400
-            for method, path, template in [
-                ("GET", f"/users/{NOBODY}", "/users/{user_id}"),
-                ("PATCH", f"/users/{NOBODY}", "/users/{user_id}"),
-                ("DELETE", f"/users/{NOBODY}/sessions", "/users/{user_id}/sessions"),
-                (
-                    "DELETE",
-                    f"/users/{NOBODY}/links/{linked[0].id}",
-                    "/users/{user_id}/links/{link_id}",
-                ),
-                ("DELETE", f"/users/{user_id}/links/{NOBODY}", "/users/{user_id}/links/{link_id}"),
-            ]:
-                options = {"json": {"status": "disabled"}} if method == "PATCH" else {}
-                answer = caller.call(method, path, **options)
-                assert answer.status_code == 404, (method, path, answer.text)
-                conforms(caller.client, answer, method, template)
-            # an id with a slash names nobody (the JSON 404); a wrong method is a 405
-            for method, path in [
-                ("GET", f"/users/{user_id}%2Fx"),
-                ("PATCH", "/users/a%2Fb"),
-                ("DELETE", f"/users/{user_id}/links/a%2Fb"),
-            ]:
-                answer = caller.call(method, path, json={"status": "active"})
-                assert (answer.status_code, answer.json()["error"]) == (404, "not_found"), path
-            for path in [f"/users/{user_id}/sessions", f"/users/{user_id}/links/{NOBODY}"]:
-                answer = caller.call("GET", path)
-                assert (answer.status_code, answer.headers["allow"]) == (405, "DELETE"), path
-    assert _status(app.state.store, user_id) == "active"  # nothing was changed
+def test_the_api_pages(caller: Caller, store: Store, world: World, linked) -> None:
+    in_unit(store, users.create_user, WANG, "+8613700137000", "wang@example.net")
+    everyone = caller.get("/users", limit=1).json()
+    assert [u["link_count"] for u in everyone["users"]] == [2]
+    assert everyone["next_offset"] == 1
+    rest = caller.get("/users", limit=1, offset=1).json()
+    assert (len(rest["users"]), rest["next_offset"]) == (1, None)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "201"}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"limit": "5e1"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"offset": "100001"}, "offset"),
+        ({"q": "x" * 201}, "q"),
+        ({"query": "zhang"}, "query"),
+    ],
+)
+def test_the_api_refuses_a_bad_search(caller: Caller, params: dict[str, str], field: str) -> None:
+    answer = caller.get("/users", **params)
+    assert (answer.status_code, answer.json().get("field")) == (422, field)
+    conforms(caller.client, answer, "GET", "/users")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"status": "deleted"}, "status"),
+        ({"status": True}, "status"),
+        ({"status": None}, "status"),
+        ({}, "status"),
+        ({"status": "active", "name": "x"}, "name"),
+    ],
+)
+def test_the_api_refuses_a_bad_patch(
+    caller: Caller, app, world: World, body: dict[str, Any], field: str
+) -> None:
+    answer = caller.call("PATCH", f"/users/{world.user.id}", json=body)
+    assert (answer.status_code, answer.json().get("field")) == (422, field)
+    conforms(caller.client, answer, "PATCH", "/users/{user_id}")
+    assert _status(app.state.store, world.user.id) == "active"
+
+
+@pytest.mark.parametrize(
+    ("options", "status"),
+    [
+        ({"data": {"status": "active"}}, 415),  # a form, not JSON
+        ({"content": b"{status", "headers": {"content-type": "application/json"}}, 400),
+    ],
+)
+def test_the_api_refuses_a_patch_that_is_no_json_object(
+    caller: Caller, app, world: World, options: dict[str, Any], status: int
+) -> None:
+    answer = caller.call("PATCH", f"/users/{world.user.id}", **options)
+    assert answer.status_code == status
+    assert _status(app.state.store, world.user.id) == "active"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "template"),
+    [
+        ("GET", "/users/{nobody}", "/users/{user_id}"),
+        ("PATCH", "/users/{nobody}", "/users/{user_id}"),
+        ("DELETE", "/users/{nobody}/sessions", "/users/{user_id}/sessions"),
+        ("DELETE", "/users/{nobody}/links/{link}", "/users/{user_id}/links/{link_id}"),
+        ("DELETE", "/users/{user}/links/{nobody}", "/users/{user_id}/links/{link_id}"),
+    ],
+)
+def test_the_api_does_not_find_unknown_ids(
+    caller: Caller, app, world: World, linked, method: str, path: str, template: str
+) -> None:
+    path = path.format(nobody=NOBODY, link=linked[0].id, user=world.user.id)
+    options = {"json": {"status": "disabled"}} if method == "PATCH" else {}
+    answer = caller.call(method, path, **options)
+    assert answer.status_code == 404, answer.text
+    conforms(caller.client, answer, method, template)
+    assert _status(app.state.store, world.user.id) == "active"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/users/{user}%2Fx"),
+        ("PATCH", "/users/a%2Fb"),
+        ("DELETE", "/users/{user}/links/a%2Fb"),
+    ],
+)
+def test_an_id_with_a_slash_names_nobody(
+    caller: Caller, world: World, method: str, path: str
+) -> None:
+    answer = caller.call(method, path.format(user=world.user.id), json={"status": "active"})
+    assert (answer.status_code, answer.json()["error"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize("below", ["sessions", f"links/{NOBODY}"])
+def test_a_wrong_method_below_a_user_is_a_405(caller: Caller, world: World, below: str) -> None:
+    answer = caller.call("GET", f"/users/{world.user.id}/{below}")
+    assert (answer.status_code, answer.headers["allow"]) == (405, "DELETE")
 
 
 def test_disabling_signs_out_kills_refresh_and_refuses_login(
-    admin_world, app, front: Front, world: World, store: Store, clock: Clock
+    caller: Caller, front: Front, world: World, store: Store, clock: Clock
 ) -> None:
-    with callers(admin_world, app) as both:
-        for caller in both:
-            tokens = front.tokens(world)  # signs in: a session, a refresh token
-            assert _sessions(store, world.user.id)
-            clock.advance(seconds=61)
-            assert front.send_code().status_code == 200  # asked for while still active
-            code = front.last_code()
+    tokens = front.tokens(world)  # signs in: a session, a refresh token
+    assert _sessions(store, world.user.id)
+    clock.advance(seconds=61)
+    assert front.send_code().status_code == 200  # asked for while still active
+    code = front.last_code()
 
-            answer = caller.call("PATCH", f"/users/{world.user.id}", json={"status": "disabled"})
+    answer = caller.call("PATCH", f"/users/{world.user.id}", json={"status": "disabled"})
 
-            assert answer.status_code == 200, answer.text
-            conforms(caller.client, answer, "PATCH", "/users/{user_id}")
-            assert (answer.json()["status"], answer.json()["sessions"]) == ("disabled", [])
-            assert _sessions(store, world.user.id) == []
-            refreshed = _refresh(front, world, tokens["refresh_token"])
-            assert (refreshed.status_code, refreshed.json()["error"]) == (400, "invalid_grant")
-            refused = front.client.post(
-                "/login", data={"csrf_token": front.csrf(), "phone": PHONE, "code": code}
-            )
-            assert refused.status_code != 303
-            assert "iam_session=" not in refused.headers.get("set-cookie", "")
-            assert _sessions(store, world.user.id) == []
+    assert answer.status_code == 200, answer.text
+    conforms(caller.client, answer, "PATCH", "/users/{user_id}")
+    assert (answer.json()["status"], answer.json()["sessions"]) == ("disabled", [])
+    assert _sessions(store, world.user.id) == []
+    refreshed = _refresh(front, world, tokens["refresh_token"])
+    assert (refreshed.status_code, refreshed.json()["error"]) == (400, "invalid_grant")
+    refused = front.client.post(
+        "/login", data={"csrf_token": front.csrf(), "phone": PHONE, "code": code}
+    )
+    assert refused.status_code != 303
+    assert "iam_session=" not in refused.headers.get("set-cookie", "")
+    assert _sessions(store, world.user.id) == []
 
-            again = caller.call("PATCH", f"/users/{world.user.id}", json={"status": "active"})
-            assert (again.status_code, again.json()["status"]) == (200, "active")
-            clock.advance(seconds=61)
-    assert [actor for _, actor, _ in _audit(store, "user.disabled")] == [c.actor for c in both]
-    assert [actor for _, actor, _ in _audit(store, "user.enabled")] == [c.actor for c in both]
+    again = caller.call("PATCH", f"/users/{world.user.id}", json={"status": "active"})
+    assert (again.status_code, again.json()["status"]) == (200, "active")
+    assert [actor for _, actor, _ in _audit(store, "user.disabled")] == [caller.actor]
+    assert [actor for _, actor, _ in _audit(store, "user.enabled")] == [caller.actor]
 
 
 def test_the_api_shows_a_person_removes_a_link_and_ends_sessions(
-    admin_world, app, front: Front, world, linked, store: Store, clock: Clock
+    caller: Caller, front: Front, world, linked, store: Store, clock: Clock
 ) -> None:
-    with callers(admin_world, app) as both:
-        for caller, link in zip(both, linked, strict=True):
-            assert front.login().status_code == 303
-            front.client.cookies.clear()  # a second browser: two sessions
-            clock.advance(seconds=61)
-            assert front.login().status_code == 303
+    link, kept = linked
+    assert front.login().status_code == 303
+    front.client.cookies.clear()  # a second browser: two sessions
+    clock.advance(seconds=61)
+    assert front.login().status_code == 303
 
-            answer = caller.get(f"/users/{world.user.id}")
-            assert answer.status_code == 200, answer.text
-            conforms(caller.client, answer, "GET", "/users/{user_id}")
-            body = answer.json()
-            assert (body["id"], body["phone"], body["status"]) == (world.user.id, PHONE, "active")
-            assert body["links"][0]["id"] == link.id
-            assert body["links"][0]["metadata"] == (META_A if link is linked[0] else META_B)
-            assert [(s["amr"], s["context"], s["ip"]) for s in body["sessions"]] == [
-                (["sms"], None, "testclient")
-            ] * 2
+    answer = caller.get(f"/users/{world.user.id}")
+    assert answer.status_code == 200, answer.text
+    conforms(caller.client, answer, "GET", "/users/{user_id}")
+    body = answer.json()
+    assert (body["id"], body["phone"], body["status"]) == (world.user.id, PHONE, "active")
+    assert [x["id"] for x in body["links"]] == [link.id, kept.id]
+    assert [x["metadata"] for x in body["links"]] == [META_A, META_B]
+    assert body["link_count"] == 2
+    assert [(s["amr"], s["context"], s["ip"]) for s in body["sessions"]] == [
+        (["sms"], None, "testclient")
+    ] * 2
+    assert body["created_at"].endswith("Z") and "." not in body["created_at"]  # RFC 3339
 
-            path = f"/users/{world.user.id}/links/{link.id}"
-            answer = caller.call("DELETE", path)
-            assert (answer.status_code, answer.content) == (204, b"")
-            conforms(caller.client, answer, "DELETE", "/users/{user_id}/links/{link_id}")
-            assert caller.call("DELETE", path).status_code == 404
+    path = f"/users/{world.user.id}/links/{link.id}"
+    answer = caller.call("DELETE", path)
+    assert (answer.status_code, answer.content) == (204, b"")
+    conforms(caller.client, answer, "DELETE", "/users/{user_id}/links/{link_id}")
+    assert caller.call("DELETE", path).status_code == 404
 
-            answer = caller.call("DELETE", f"/users/{world.user.id}/sessions")
-            assert (answer.status_code, answer.json()) == (200, {"ended": 2})
-            conforms(caller.client, answer, "DELETE", "/users/{user_id}/sessions")
-            assert _sessions(store, world.user.id) == []
-            front.client.cookies.clear()
-            clock.advance(seconds=61)
-    assert users.user_detail(store, world.user.id).links == ()
-    assert [actor for _, actor, _ in _audit(store, "link.removed")] == [c.actor for c in both]
+    answer = caller.call("DELETE", f"/users/{world.user.id}/sessions")
+    assert (answer.status_code, answer.json()) == (200, {"ended": 2})
+    conforms(caller.client, answer, "DELETE", "/users/{user_id}/sessions")
+    assert _sessions(store, world.user.id) == []
+    assert [x.id for x in in_unit(store, users.user_detail, world.user.id).links] == [kept.id]
+    assert [actor for _, actor, _ in _audit(store, "link.removed")] == [caller.actor]
     ended = _audit(store, "user.sessions_ended")
-    assert [(actor, detail) for _, actor, detail in ended] == [
-        (c.actor, {"count": 2}) for c in both
-    ]
+    assert [(actor, detail) for _, actor, detail in ended] == [(caller.actor, {"count": 2})]
 
 
 @pytest.mark.parametrize(
@@ -308,7 +353,7 @@ def test_the_api_is_described(app) -> None:
 
 
 def test_the_console_searches(admin_world, app, store: Store, world: World, linked) -> None:
-    users.create_user(store, "100% Wang", "+8613700137000")
+    in_unit(store, users.create_user, "100% Wang", "+8613700137000")
     console = admin_world.console
     page = console.get("/admin/users", params={"q": "zhangsan_a"})
     assert page.status_code == 200
@@ -389,7 +434,8 @@ def test_the_console_removes_a_link_after_asking(
     ask = console.get(f"{path}/links/{link.id}/remove")
     assert ask.status_code == 200
     assert f"Remove the link {CORP_A}/ZhangSan_A from" in html.unescape(ask.text)
-    assert len(users.user_detail(store, world.user.id).links) == 2  # asking changes nothing
+    # asking changes nothing
+    assert len(in_unit(store, users.user_detail, world.user.id).links) == 2
 
     action = f"{path}/links/{link.id}/remove"
     assert console.post(action, data={}).status_code == 403
@@ -398,7 +444,7 @@ def test_the_console_removes_a_link_after_asking(
         303,
         f"{path}?done=link_removed",
     )
-    assert [x.id for x in users.user_detail(store, world.user.id).links] == [linked[1].id]
+    assert [x.id for x in in_unit(store, users.user_detail, world.user.id).links] == [linked[1].id]
     assert "The link is removed." in console.get(removed.headers["location"]).text
     gone = console.get(f"{path}/links/{link.id}/remove")
     assert "That link no longer exists." in gone.text
@@ -408,10 +454,16 @@ def test_the_console_removes_a_link_after_asking(
     assert _audit(store, "link.removed")[0][1] == "admin:root"
 
 
-def test_the_console_needs_a_sign_in(app, world: World) -> None:
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/admin/users"),
+        ("GET", "/admin/users/{user}"),
+        ("POST", "/admin/users/{user}/sessions/end"),
+    ],
+)
+def test_the_console_needs_a_sign_in(app, world: World, method: str, path: str) -> None:
     with admin_console(app) as anonymous:
-        for path in ["/admin/users", f"/admin/users/{world.user.id}"]:
-            answer = anonymous.get(path)
-            assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")
-        answer = anonymous.post(f"/admin/users/{world.user.id}/sessions/end", data={})
-        assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")
+        options = {"data": {}} if method == "POST" else {}
+        answer = anonymous.request(method, path.format(user=world.user.id), **options)
+    assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")

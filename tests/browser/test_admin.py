@@ -30,6 +30,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from starlette.datastructures import Secret
 from starlette.types import ASGIApp
 from support.constants import TEST_SECRET
+from support.units import in_unit
 
 from iam.app import create_app
 from iam.db import migrate
@@ -103,7 +104,7 @@ def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("admin-browser-template") / "iam.db"
     engine = create_db_engine(f"sqlite:///{path}")
     migrate.upgrade(engine)
-    signing_keys.ensure_key(Store(engine), SecretBox(TEST_SECRET))
+    in_unit(Store(engine), signing_keys.ensure_key, SecretBox(TEST_SECRET))
     engine.dispose()
     return path
 
@@ -127,18 +128,19 @@ class World:
         return sent[0].code
 
     def app_names(self) -> list[str]:
-        return sorted(client.name for client in clients.list_clients(self.store))
+        return sorted(client.name for client in in_unit(self.store, clients.list_clients))
 
 
 def seed(store: Store) -> str:
     """The console's admin, both demo subsidiaries, and a person with a member in each."""
-    admins.create_admin(store, ADMIN, PASSWORD)
+    in_unit(store, admins.create_admin, ADMIN, PASSWORD)
     box = SecretBox(TEST_SECRET)
-    user = users.create_user(store, PERSON, PHONE, "lilei@example.com")
+    user = in_unit(store, users.create_user, PERSON, PHONE, "lilei@example.com")
     for corp, userid, position in zip(demo_corps(), ("lilei_a", "lilei_b"), ("会计", "出纳")):
-        corps.add_corp(store, box, corp.corp_id, corp.name, corp.agent_id, corp.secret)
-        users.link_wecom(
+        in_unit(store, corps.add_corp, box, corp.corp_id, corp.name, corp.agent_id, corp.secret)
+        in_unit(
             store,
+            users.link_wecom,
             user.id,
             corp.corp_id,
             userid,
@@ -246,7 +248,7 @@ def test_an_app_registered_in_the_console_takes_a_sign_in_with_a_context(
     secret = page.locator(".secret").inner_text().strip()
     client_id = page.locator("p.sub code").inner_text().strip()
     assert len(secret) >= 32 and client_id, (secret, client_id)
-    registered = clients.get_client(world.store, client_id)
+    registered = in_unit(world.store, clients.get_client, client_id)
     assert registered.context_policy == "required"
     assert registered.redirect_uris == [f"{world.rp_base}/callback"]
     assert registered.check_client_secret(secret)

@@ -34,6 +34,7 @@ from sqlalchemy import select
 from starlette.datastructures import Secret
 from starlette.types import ASGIApp
 from support.constants import TEST_SECRET
+from support.units import in_unit
 
 from iam.app import create_app
 from iam.db import migrate
@@ -140,7 +141,7 @@ class World:
     crm: DemoAppConfig  # context policy required
 
     def link_id(self, corp_id: str) -> str:
-        links = users.show_user(self.store, self.user_id).links
+        links = in_unit(self.store, users.show_user, self.user_id).links
         return next(link.id for link in links if link.provider_user_id.startswith(corp_id + "/"))
 
     def session_contexts(self) -> dict[str, str | None]:
@@ -426,9 +427,10 @@ def test_cancel_at_the_selector_returns_access_denied_to_the_app(world: World, p
 def test_forged_stale_and_cross_browser_selector_posts_change_nothing(
     world: World, browser: Browser, context: BrowserContext, page: Page
 ) -> None:
-    other = users.create_user(world.store, "李四", "+8613900139000")
-    forged = users.link_wecom(
+    other = in_unit(world.store, users.create_user, "李四", "+8613900139000")
+    forged = in_unit(
         world.store,
+        users.link_wecom,
         other.id,
         CORP_A,
         "lisi",

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import pytest
 from sqlalchemy import inspect, select
+from support.units import in_unit
 
 from iam.db import fastpath
 from iam.db.fastpath import ClientView, Reused, UserView, select_columns, shape, split
@@ -151,7 +152,7 @@ def test_a_client_view_answers_authlib_as_the_model_does(changes: dict[str, obje
 
 
 def test_select_columns_and_split_read_two_tables_in_one_row(store: Store) -> None:
-    user = users.create_user(store, "李四", "13800138001", None)
+    user = in_unit(store, users.create_user, "李四", "13800138001", None)
     statement = select(*select_columns(shape(User), shape(Client))).join_from(
         User, Client, User.id == user.id
     )
@@ -165,9 +166,9 @@ def test_select_columns_and_split_read_two_tables_in_one_row(store: Store) -> No
 
 
 def test_the_readers_find_clients_and_users_and_see_a_change_at_once(store: Store) -> None:
-    registered = clients.create_client(store, "CRM", ["https://crm.example/cb"])
+    registered = in_unit(store, clients.create_client, "CRM", ["https://crm.example/cb"])
     client_id = registered.client.client_id
-    user = users.create_user(store, "王五", "13800138002", None)
+    user = in_unit(store, users.create_user, "王五", "13800138002", None)
     with store.engine.connect() as connection:
         found = fastpath.client_by_id(connection, client_id)
         assert isinstance(found, ClientView) and found.name == "CRM"

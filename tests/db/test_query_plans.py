@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Delete, Executable, Select, Update, event, text
+from support.units import in_unit
 
 from iam.db import fastpath
 from iam.db.store import Store
@@ -79,7 +80,7 @@ def test_the_audit_trail_of_one_app_is_read_from_an_index(store: Store) -> None:
 
     event.listen(store.engine, "before_cursor_execute", capture)
     try:
-        audit.search(store, client_id="c")
+        in_unit(store, audit.search, client_id="c")
     finally:
         event.remove(store.engine, "before_cursor_execute", capture)
     ((sql, params),) = [(sql, params) for sql, params in sent if "audit_events" in sql]

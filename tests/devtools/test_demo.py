@@ -7,6 +7,8 @@ import hashlib
 import shlex
 from urllib.parse import parse_qs, urlsplit
 
+from support.units import in_unit
+
 from iam.db.store import Store
 from iam.devtools.demo import (
     DEMO_CLIENT_ID,
@@ -32,17 +34,17 @@ def test_seeding_twice_keeps_the_world_and_replaces_the_secret(store: Store, box
     assert second.client_id == DEMO_CLIENT_ID
     assert first.redirect_uri == second.redirect_uri == f"{ISSUER}/dev/callback"
     assert first.client_secret != second.client_secret
-    client = clients.get_client(store, DEMO_CLIENT_ID)
+    client = in_unit(store, clients.get_client, DEMO_CLIENT_ID)
     assert (client.name, client.context_policy, client.is_public) == ("Demo app", "none", False)
     assert client.check_client_secret(second.client_secret)
     assert not client.check_client_secret(first.client_secret)  # the old one is not kept
-    assert [user.id for user in users.list_users(store)] == [first.user_id]
-    assert users.show_user(store, first.user_id).user.name == "张三 Zhang San"
-    assert len(signing_keys.list_keys(store)) == 1
+    assert [user.id for user in in_unit(store, users.list_users)] == [first.user_id]
+    assert in_unit(store, users.show_user, first.user_id).user.name == "张三 Zhang San"
+    assert len(in_unit(store, signing_keys.list_keys)) == 1
 
 
 def test_seeding_reuses_a_user_with_the_demo_phone(store: Store, box: SecretBox):
-    existing = users.create_user(store, "Someone", "13800138000")
+    existing = in_unit(store, users.create_user, "Someone", "13800138000")
     assert seed_demo(store, box, ISSUER).user_id == existing.id
 
 
@@ -71,6 +73,6 @@ def test_seeding_on_another_port_registers_the_new_redirect_uri(store: Store, bo
     seed_demo(store, box, ISSUER)
     moved = seed_demo(store, box, "http://127.0.0.1:9000")
     assert moved.redirect_uri == "http://127.0.0.1:9000/dev/callback"
-    client = clients.get_client(store, DEMO_CLIENT_ID)
+    client = in_unit(store, clients.get_client, DEMO_CLIENT_ID)
     assert client.redirect_uris == [moved.redirect_uri]
     assert client.check_client_secret(moved.client_secret)

@@ -27,6 +27,7 @@ from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 from support.constants import PHONE, TEST_SECRET
 from support.protocol import query_of
+from support.units import in_unit
 
 from iam.app import create_app
 from iam.db.models import User
@@ -87,15 +88,16 @@ def demo(database_url: str, store, reused_signing_key: None) -> Iterator[Demo]:
     asked for here, not by a module mark: the scripted tests below need no database.)"""
     server_port, learning_port, crm_port = free_ports(3)
     issuer = f"http://127.0.0.1:{server_port}"
-    user = users.create_user(store, NAME, PHONE)
+    user = in_unit(store, users.create_user, NAME, PHONE)
     configs = []
     for name, title, policy, port in (
         ("learning", "学习平台 Learning platform", "none", learning_port),
         ("crm", "CRM 客户管理", "required", crm_port),
     ):
         base_url = f"http://127.0.0.1:{port}"
-        registered = clients.create_client(
+        registered = in_unit(
             store,
+            clients.create_client,
             title,
             [base_url + "/callback"],
             post_logout_redirect_uris=[base_url + "/"],
@@ -208,8 +210,9 @@ def test_the_crm_does_not_sign_in_a_person_without_a_wecom_identity(demo: Demo) 
 def test_one_sso_session_two_apps_and_only_the_crm_sees_the_subsidiary(demo: Demo, store) -> None:
     """The demo's story: the person has one WeCom identity; the CRM acts as it, the learning
     platform (same session, no second login) still sees only the person."""
-    users.link_wecom(
+    in_unit(
         store,
+        users.link_wecom,
         demo.user.id,
         "CORP_A",
         "zhangsan_A",

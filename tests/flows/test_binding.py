@@ -15,6 +15,7 @@ from support.browser import WeComFront
 from support.clocks import Clock
 from support.constants import CORP_A, ISSUER, PHONE
 from support.protocol import query_of
+from support.units import in_unit
 
 from iam.clock import utcnow
 from iam.db.models import (
@@ -111,7 +112,7 @@ def test_what_wecom_says_is_escaped_on_the_page(wecom_front: WeComFront) -> None
 
 
 def test_binding_an_existing_phone_links_that_person(wecom_front: WeComFront, store: Store) -> None:
-    user = users.create_user(store, "张三 Zhang San", PHONE, "zhangsan@example.com")
+    user = in_unit(store, users.create_user, "张三 Zhang San", PHONE, "zhangsan@example.com")
     binding = Binding(wecom_front)
     sent = binding.send_code()
     assert sent.status_code == 200
@@ -197,7 +198,8 @@ def test_five_wrong_codes_kill_the_code(wecom_front: WeComFront, store: Store) -
 
 def test_a_login_code_does_not_bind(wecom_front: WeComFront, store: Store) -> None:
     """Codes are per purpose: the one /login/otp sent cannot finish a binding."""
-    users.create_user(store, "张三 Zhang San", PHONE)  # login codes go to known numbers only
+    # login codes go to known numbers only
+    in_unit(store, users.create_user, "张三 Zhang San", PHONE)
     binding = Binding(wecom_front)
     wecom_front.send_code(PHONE)  # the sign-in page's code, purpose "login"
     assert [m.purpose for m in wecom_front.sms.messages()] == ["login"]
@@ -320,7 +322,7 @@ def test_a_binding_is_finished_once(wecom_front: WeComFront, store: Store) -> No
 def test_a_disabled_person_with_that_phone_cannot_be_bound(
     wecom_front: WeComFront, store: Store
 ) -> None:
-    users.create_user(store, "张三 Zhang San", PHONE)
+    in_unit(store, users.create_user, "张三 Zhang San", PHONE)
     with store() as db:
         db.execute(update(User).values(status="disabled"))
         db.commit()
@@ -369,9 +371,9 @@ def test_a_binding_that_loses_two_races_still_signs_in(
         found = real(db, phone)
         looked_up.append(found)
         if len(looked_up) == 1:  # zs_b, with the same phone, makes the person first
-            users.create_user(store, "张三", phone)
+            in_unit(store, users.create_user, "张三", phone)
         elif len(looked_up) == 2 and found is not None:  # the member's other tab links first
-            users.link_wecom(store, found.id, CORP_A, "zhangsan_A")
+            in_unit(store, users.link_wecom, found.id, CORP_A, "zhangsan_A")
         return found
 
     monkeypatch.setattr(accounts, "find_user_by_phone", racing)

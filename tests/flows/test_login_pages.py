@@ -11,6 +11,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 from support.browser import Front
 from support.constants import ISSUER, PHONE
+from support.units import in_unit
 from support.world import World
 
 from iam.app import create_app
@@ -229,9 +230,7 @@ def test_known_and_unknown_numbers_answer_alike_while_the_gateway_is_slow(
     assert _alike(known.text, unknown.text)
 
 
-def test_a_failing_gateway_is_retried_and_audited_not_shown(
-    settings, store, world: World
-) -> None:
+def test_a_failing_gateway_is_retried_and_audited_not_shown(settings, store, world: World) -> None:
     tries: list[httpx.Request] = []
 
     def down(request: httpx.Request) -> httpx.Response:
@@ -240,7 +239,9 @@ def test_a_failing_gateway_is_retried_and_audited_not_shown(
 
     queue = _queued_gateway(down)
     app = create_app(settings, store=store, sms=queue)
-    queue.on_failure = lambda message, reason: otp.record_undelivered(store, message, reason)
+    queue.on_failure = lambda message, reason: in_unit(
+        store, otp.record_undelivered, message, reason
+    )
     with TestClient(app, base_url=ISSUER) as client:
         front = Front(client, sms=None)  # type: ignore[arg-type]
         known = front.send_code(PHONE)

@@ -14,6 +14,7 @@ from support.browser import Front, WeComFront
 from support.clocks import Clock, RateClock
 from support.constants import CORP_A, ISSUER, PHONE
 from support.protocol import query_of
+from support.units import in_unit
 from support.wecom import connect_corp
 from support.world import World
 
@@ -59,7 +60,7 @@ def test_sending_codes_past_the_address_limit_is_refused_and_sends_nothing(
     browser, store: Store, sms: ConsoleSms, world: World
 ) -> None:
     for number, phone in enumerate(OTHER_PHONES):
-        users.create_user(store, f"User {number}", phone)
+        in_unit(store, users.create_user, f"User {number}", phone)
     front = browser("otp_send.ip=2/600")
     assert front.send_code(OTHER_PHONES[0]).status_code == 200
     assert front.send_code(OTHER_PHONES[1]).status_code == 200
@@ -156,7 +157,7 @@ def test_wrong_codes_past_the_phone_limit_refuse_even_the_right_code(
 def test_the_phone_limit_does_not_stop_another_phone(
     browser, store: Store, sms: ConsoleSms, world: World
 ) -> None:
-    users.create_user(store, "Li Si", OTHER_PHONES[0])
+    in_unit(store, users.create_user, "Li Si", OTHER_PHONES[0])
     front = browser("otp_verify.key=1/600")
     front.send_code()
     assert submit(front, "000000" if front.last_code() != "000000" else "1").status_code == 400

@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from support.browser import Front
 from support.constants import ISSUER, RP_LOGOUT, RP_REDIRECT
 from support.protocol import query_of
+from support.units import in_unit
 from support.world import World
 
 from iam.db.store import Store
@@ -223,7 +224,7 @@ def test_an_id_token_of_another_issuer_is_an_error(front: Front, world: World) -
 
 def test_another_persons_id_token_asks_first(front: Front, world: World, store: Store) -> None:
     tokens = front.tokens(world)
-    users.create_user(store, "李四 Li Si", OTHER_PHONE)
+    in_unit(store, users.create_user, "李四 Li Si", OTHER_PHONE)
     with TestClient(front.client.app, base_url=ISSUER, follow_redirects=False) as browser:
         stranger = Front(browser, front.sms)
         params, verifier = stranger.code_params(world.rp.client.client_id, RP_REDIRECT)

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from support.browser import Front, WeComFront
 from support.constants import CORP_A, CORP_B, ISSUER, RP_REDIRECT, WECOM_BASE
 from support.protocol import query_of
+from support.units import in_unit
 from support.wecom import META_A, META_B
 from support.world import World
 
@@ -51,13 +52,13 @@ def claim_of(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def register(store: Store, policy: str, name: str = "Sales CRM") -> RegisteredClient:
-    return clients.create_client(store, name, [RP_REDIRECT], context_policy=policy)
+    return in_unit(store, clients.create_client, name, [RP_REDIRECT], context_policy=policy)
 
 
 def add_link(
     store: Store, user_id: str, corp_id: str, userid: str, meta: dict, status: str = "active"
 ) -> str:
-    link = users.link_wecom(store, user_id, corp_id, userid, meta)
+    link = in_unit(store, users.link_wecom, user_id, corp_id, userid, meta)
     if status != "active":
         with store() as db:
             db.execute(update(IdentityLink).where(IdentityLink.id == link.id).values(status=status))
@@ -502,7 +503,7 @@ def test_the_linking_offer_links_a_wecom_identity_to_the_signed_in_person(
 def test_the_linking_offer_refuses_an_identity_linked_to_someone_else(
     wecom_front: WeComFront, world: World, store: Store
 ) -> None:
-    other = users.create_user(store, "李四", OTHER_PHONE)
+    other = in_unit(store, users.create_user, "李四", OTHER_PHONE)
     others = add_link(store, other.id, CORP_A, "zhangsan_A", META_A)
     crm = register(store, "required")
     signed_in(wecom_front)
@@ -531,7 +532,7 @@ def test_the_linking_offer_refuses_an_identity_linked_to_someone_else(
 def test_a_refused_link_leaves_the_other_persons_link_and_trail_untouched(
     wecom_front: WeComFront, world: World, store: Store
 ) -> None:
-    other = users.create_user(store, "李四", OTHER_PHONE)
+    other = in_unit(store, users.create_user, "李四", OTHER_PHONE)
     stale = {**META_A, "position": "实习生"}  # what the directory said when it was linked
     others = add_link(store, other.id, CORP_A, "zhangsan_A", stale)
     crm = register(store, "required")
@@ -571,7 +572,7 @@ def at_selector(front: Front, world: World, store: Store) -> tuple[str, str, str
 
 def forged_link_id(store: Store, world: World, kind: str) -> str:
     if kind == "another person's":
-        other = users.create_user(store, "李四", OTHER_PHONE)
+        other = in_unit(store, users.create_user, "李四", OTHER_PHONE)
         return add_link(store, other.id, CORP_A, "lisi", {**META_A, "userid": "lisi"})
     if kind == "disabled":
         return add_link(store, world.user.id, CORP_A, "zhangsan_old", META_A, status="disabled")

@@ -23,6 +23,7 @@ from support.clocks import Clock
 from support.constants import CORP_A, CORP_B, ISSUER, PHONE, RP_REDIRECT, WECOM_BASE
 from support.databases import flushed_redis
 from support.protocol import query_of
+from support.units import in_unit
 from support.wecom import connect_corp
 
 from iam.app import create_app
@@ -196,8 +197,8 @@ def test_a_link_made_with_another_spelling_is_the_same_identity(
     wecom_front: WeComFront, store: Store
 ) -> None:
     """WeCom userids are case-insensitive: an admin-made `ZHANGSAN_A` link is zhangsan_A's."""
-    user = users.create_user(store, "张三 Zhang San", PHONE)
-    users.link_wecom(store, user.id, CORP_A, "ZHANGSAN_A", {"position": "stale"})
+    user = in_unit(store, users.create_user, "张三 Zhang San", PHONE)
+    in_unit(store, users.link_wecom, user.id, CORP_A, "ZHANGSAN_A", {"position": "stale"})
     answer = wecom_front.login_as("zhangsan_A")
     assert answer.status_code == 303 and answer.headers["location"] == "/", answer.text
     link = the_link(store)
@@ -278,7 +279,7 @@ def test_trusted_mobile_binds_a_new_person_without_sms(
 def test_trusted_mobile_links_to_the_person_with_that_phone(
     trusting_front: WeComFront, store: Store, sms: ConsoleSms
 ) -> None:
-    user = users.create_user(store, "张三 Zhang San", PHONE)
+    user = in_unit(store, users.create_user, "张三 Zhang San", PHONE)
     started = trusting_front.start(CORP_A, **IN_WECOM)
     answer = trusting_front.client.get(trusting_front.pick(started, "zhangsan_A"))
     assert answer.status_code == 303 and answer.headers["location"] == "/", answer.text
@@ -313,8 +314,8 @@ def test_a_trusted_mobile_does_not_take_over_a_person_linked_in_another_corporat
     """Finding 12 of #11: subsidiary A's WeCom admin sets a new member's mobile to the number of
     a person known through subsidiary B. The login is not the person's: /bind asks for the SMS
     code, which only the phone's holder has, and nothing is linked before it is proven."""
-    person = users.create_user(store, "张三", PHONE)
-    users.link_wecom(store, person.id, CORP_B, "zs_b")
+    person = in_unit(store, users.create_user, "张三", PHONE)
+    in_unit(store, users.link_wecom, person.id, CORP_B, "zs_b")
     simulator.add_member(
         CORP_A, SimMember("mallory", "张三", [2], "销售代表", mobile="13800138000")
     )
@@ -362,8 +363,8 @@ def test_a_trusted_mobile_binds_a_person_whose_links_elsewhere_are_disabled(
     trusting_front: WeComFront, store: Store, sms: ConsoleSms
 ) -> None:
     """Someone who left subsidiary B is vouched for by A's directory alone, as before."""
-    person = users.create_user(store, "张三", PHONE)
-    left = users.link_wecom(store, person.id, CORP_B, "zs_b")
+    person = in_unit(store, users.create_user, "张三", PHONE)
+    left = in_unit(store, users.link_wecom, person.id, CORP_B, "zs_b")
     with store() as db:
         db.execute(update(IdentityLink).where(IdentityLink.id == left.id).values(status="disabled"))
         db.commit()
@@ -422,8 +423,8 @@ def test_an_upstream_member_of_another_corporation_is_not_a_member(
 def test_a_disabled_link_or_user_cannot_sign_in(
     wecom_front: WeComFront, store: Store, disable: str
 ) -> None:
-    user = users.create_user(store, "张三 Zhang San", PHONE)
-    users.link_wecom(store, user.id, CORP_A, "zhangsan_A", {"position": "as linked"})
+    user = in_unit(store, users.create_user, "张三 Zhang San", PHONE)
+    in_unit(store, users.link_wecom, user.id, CORP_A, "zhangsan_A", {"position": "as linked"})
     with store() as db:
         if disable == "link":
             db.execute(update(IdentityLink).values(status="disabled"))
@@ -555,7 +556,7 @@ def test_a_code_over_512_bytes_never_reaches_wecom(wecom_front: WeComFront, stor
 def test_a_flow_of_another_browser_cannot_be_carried_to_wecom(
     wecom_front: WeComFront, store: Store
 ) -> None:
-    rp = clients.create_client(store, "CRM", [RP_REDIRECT])
+    rp = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT])
     params, _ = wecom_front.code_params(rp.client.client_id, RP_REDIRECT)
     flow = query_of(wecom_front.authorize(**params).headers["location"])["flow"]
     with TestClient(wecom_front.client.app, base_url=ISSUER, follow_redirects=False) as other:
@@ -772,7 +773,7 @@ def test_login_page_offers_one_wecom_button_per_enabled_corporation(
     assert "WeCom · 子公司A" in page.text and "WeCom · 子公司B" in page.text
     assert "企业微信 · 子公司A" in wecom_front.client.get("/login?lang=zh-CN").text
 
-    rp = clients.create_client(store, "CRM", [RP_REDIRECT])
+    rp = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT])
     params, _ = wecom_front.code_params(rp.client.client_id, RP_REDIRECT)
     flow = query_of(wecom_front.authorize(**params).headers["location"])["flow"]
     with store() as db:
@@ -786,7 +787,7 @@ def test_login_page_offers_one_wecom_button_per_enabled_corporation(
 def test_a_whole_authorization_through_wecom_login_and_binding(
     wecom_front: WeComFront, store: Store
 ) -> None:
-    rp = clients.create_client(store, "CRM", [RP_REDIRECT])
+    rp = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT])
     params, verifier = wecom_front.code_params(rp.client.client_id, RP_REDIRECT)
     to_login = wecom_front.authorize(**params)
     assert to_login.status_code == 303 and to_login.headers["location"].startswith("/login?")
@@ -826,7 +827,7 @@ def test_a_known_member_goes_straight_back_to_the_authorization(
 ) -> None:
     wecom_front.bind(wecom_front.login_as("zhangsan_A"))
     wecom_front.client.cookies.clear()
-    rp = clients.create_client(store, "CRM", [RP_REDIRECT])
+    rp = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT])
     params, _ = wecom_front.code_params(rp.client.client_id, RP_REDIRECT)
     flow = query_of(wecom_front.authorize(**params).headers["location"])["flow"]
     answer = wecom_front.login_as("zhangsan_A", flow=flow)

@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from support.browser import Front, WeComFront
 from support.constants import CORP_A, CORP_B, ISSUER, RP_REDIRECT
 from support.protocol import query_of
+from support.units import in_unit
 from support.wecom import META_A, META_B
 from support.world import World
 
@@ -94,8 +95,13 @@ class Seen:
 
 def register(store: Store, policy: str, claim: str | None = None) -> RegisteredClient:
     name = f"App {policy} {claim or ''}".strip()
-    return clients.create_client(
-        store, name, [RP_REDIRECT], context_policy=policy, context_claim=claim
+    return in_unit(
+        store,
+        clients.create_client,
+        name,
+        [RP_REDIRECT],
+        context_policy=policy,
+        context_claim=claim,
     )
 
 
@@ -189,8 +195,8 @@ def disable(store: Store, link_id: str) -> None:
 def links(store: Store, world: World) -> tuple[str, str]:
     """张三 linked in both subsidiaries: (link A, link B)."""
     return (
-        users.link_wecom(store, world.user.id, CORP_A, "zhangsan_A", META_A).id,
-        users.link_wecom(store, world.user.id, CORP_B, "zs_b", META_B).id,
+        in_unit(store, users.link_wecom, world.user.id, CORP_A, "zhangsan_A", META_A).id,
+        in_unit(store, users.link_wecom, world.user.id, CORP_B, "zs_b", META_B).id,
     )
 
 
@@ -255,7 +261,7 @@ def test_a_required_app_gets_exactly_the_context(
 def test_a_required_app_gets_the_context_of_the_only_link_for_an_sms_session(
     front: Front, store: Store, world: World
 ) -> None:
-    users.link_wecom(store, world.user.id, CORP_B, "zs_b", META_B)
+    in_unit(store, users.link_wecom, world.user.id, CORP_B, "zs_b", META_B)
     crm = register(store, "required")
     view = seen(by_sms(front), crm, code_flow(front, crm))
     expected = {key: META_B[key] for key in CONTEXT_A}

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from starlette.testclient import TestClient
 from support.browser import Front
 from support.constants import TEST_SECRET
+from support.units import in_unit
 from support.world import World
 
 from iam.clock import utcnow
@@ -52,7 +53,7 @@ def userinfo_status(client: TestClient, access_token: str) -> int:
 
 
 def rotate(app, store: Store) -> str:
-    key = signing_keys.rotate(store, SecretBox(TEST_SECRET))
+    key = in_unit(store, signing_keys.rotate, SecretBox(TEST_SECRET))
     app.state.oidc.keys.invalidate()
     return key.kid
 

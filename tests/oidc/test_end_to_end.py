@@ -20,6 +20,7 @@ from authlib.integrations.httpx_client import OAuth2Client
 from starlette.datastructures import Secret
 from support.constants import PHONE, TEST_SECRET
 from support.protocol import query_of
+from support.units import in_unit
 
 from iam.app import create_app
 from iam.services import clients, users
@@ -99,9 +100,9 @@ def verify(token: str, issuer: str, audience: str, **options: object) -> dict:
 
 def test_code_flow_with_pkce_by_an_independent_client(live_server: LiveServer, store) -> None:
     issuer = live_server.issuer
-    user = users.create_user(store, "Zhang San", PHONE, "zs@example.com")
+    user = in_unit(store, users.create_user, "Zhang San", PHONE, "zs@example.com")
     redirect_uri = "http://127.0.0.1:9/cb"
-    registered = clients.create_client(store, "Bench RP", [redirect_uri])
+    registered = in_unit(store, clients.create_client, "Bench RP", [redirect_uri])
     metadata = httpx.get(f"{issuer}/.well-known/openid-configuration").json()
     assert metadata["issuer"] == issuer
 

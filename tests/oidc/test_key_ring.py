@@ -12,6 +12,7 @@ from joserfc import jwt
 from joserfc.jws import extract_compact
 from starlette.testclient import TestClient
 from support.constants import ISSUER
+from support.units import in_unit
 from support.world import World
 
 from iam.app import create_app
@@ -80,7 +81,7 @@ def test_a_key_rotated_elsewhere_verifies_here_before_the_ttl(
     here, elsewhere = KeyRing(store, box), KeyRing(store, box)
     old = signing_kid(here)
     clock.advance(2)  # far from the 10 s ttl
-    new = signing_keys.rotate(store, box).kid
+    new = in_unit(store, signing_keys.rotate, box).kid
     clock.advance(2)
     assert new not in here.current().kids  # still cached
     token = signed_by(elsewhere)  # loads now, so signs with the new key
@@ -95,7 +96,7 @@ def test_the_signing_key_changes_when_the_ttl_ends(
     """Meanwhile the old key still signs; its tokens stay valid, it stays published."""
     ring = KeyRing(store, box, ttl=10)
     old = signing_kid(ring)
-    new = signing_keys.rotate(store, box).kid
+    new = in_unit(store, signing_keys.rotate, box).kid
     clock.advance(10)
     assert signing_kid(ring) == old
     clock.advance(0.5)
@@ -114,7 +115,7 @@ def test_forged_kids_never_reload_the_ring(
         ring.verifying(known)
         ring.verifying(None)
     assert len(loads) == 1
-    new = signing_keys.rotate(store, box).kid
+    new = in_unit(store, signing_keys.rotate, box).kid
     assert kids(ring.verifying(new)) == {known, new}
     assert len(loads) == 2
     ring.verifying(new)
@@ -124,7 +125,7 @@ def test_forged_kids_never_reload_the_ring(
 def test_published_keys_are_read_fresh(store: Store, box: SecretBox, clock: Monotonic) -> None:
     ring = KeyRing(store, box)
     old = signing_kid(ring)
-    new = signing_keys.rotate(store, box).kid
+    new = in_unit(store, signing_keys.rotate, box).kid
     published = ring.published_jwks()["keys"]
     assert {key["kid"] for key in published} == {old, new}
     assert all("d" not in key for key in published)
@@ -137,7 +138,7 @@ def test_jwks_lists_a_key_rotated_elsewhere_at_once(
     with TestClient(create_app(settings, store=store, sms=ConsoleSms()), base_url=ISSUER) as app:
         old = {key["kid"] for key in app.get("/jwks.json").json()["keys"]}
         app.get("/jwks.json")
-        new = signing_keys.rotate(store, box).kid  # the CLI, or another instance
+        new = in_unit(store, signing_keys.rotate, box).kid  # the CLI, or another instance
         assert {key["kid"] for key in app.get("/jwks.json").json()["keys"]} == old | {new}
 
 
@@ -152,7 +153,7 @@ def test_a_token_from_another_instance_is_accepted_at_once(
         warm = b.post("/token", data=credentials, auth=auth).json()["access_token"]
         assert b.post("/introspect", data={"token": warm}, auth=auth).json()["active"] is True
         clock.advance(2)
-        new = signing_keys.rotate(store, box, actor="admin:root").kid
+        new = in_unit(store, signing_keys.rotate, box, actor="admin:root").kid
         app_a.state.oidc.keys.invalidate()  # as A's admin console does after rotating
         token = a.post("/token", data=credentials, auth=auth).json()["access_token"]
         assert extract_compact(token.encode()).protected["kid"] == new
@@ -168,7 +169,7 @@ def test_stale_keys_serve_while_another_thread_reloads(
     connection while it waits): the stale keys serve until the reload is done."""
     ring = KeyRing(store, box, ttl=10)
     stale = ring.current()
-    signing_keys.rotate(store, box)
+    in_unit(store, signing_keys.rotate, box)
     clock.advance(11)
     with ring._lock:  # another thread is reloading
         assert ring.current() is stale

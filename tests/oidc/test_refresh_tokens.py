@@ -8,6 +8,7 @@ from sqlalchemy import update
 from starlette.testclient import TestClient
 from support.browser import Front
 from support.constants import RP_REDIRECT
+from support.units import in_unit
 from support.world import World
 
 from iam.db.models import User
@@ -115,7 +116,7 @@ def test_refresh_token_of_another_client_is_invalid_grant(
     front: Front, world: World, store: Store
 ) -> None:
     tokens = front.tokens(world)
-    other = clients.create_client(store, "Other RP", [RP_REDIRECT])
+    other = in_unit(store, clients.create_client, "Other RP", [RP_REDIRECT])
     answer = front.client.post(
         "/token",
         data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},

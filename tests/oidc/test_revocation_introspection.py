@@ -11,6 +11,7 @@ from sqlalchemy import update
 from starlette.testclient import TestClient
 from support.browser import Front
 from support.constants import RP_REDIRECT
+from support.units import in_unit
 from support.world import World
 
 from iam.clock import utcnow
@@ -62,7 +63,7 @@ def assert_oauth_error(response, error: str, status: int = 400) -> None:
 
 
 def other_client(store: Store) -> clients.RegisteredClient:
-    return clients.create_client(store, "Other RP", [RP_REDIRECT])
+    return in_unit(store, clients.create_client, "Other RP", [RP_REDIRECT])
 
 
 def public_tokens(front: Front, world: World) -> dict:

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from support.browser import Front
 from support.constants import PUBLIC_REDIRECT, RP_REDIRECT
 from support.protocol import pkce_pair, query_of
+from support.units import in_unit
 from support.world import World
 
 from iam.clock import utcnow
@@ -63,7 +64,7 @@ def introspect(client: TestClient, world: World, token: str) -> dict:
 
 
 def other_confidential_client(store: Store) -> clients.RegisteredClient:
-    return clients.create_client(store, "Other RP", [RP_REDIRECT])
+    return in_unit(store, clients.create_client, "Other RP", [RP_REDIRECT])
 
 
 # --- authorization_code: the happy path ---
@@ -365,7 +366,7 @@ def test_a_secret_rotated_while_the_client_is_in_use_is_refused_at_once(
     """The server reuses what it built from a client's row only while the row is unchanged."""
     grant = {"grant_type": "client_credentials"}
     assert post_token(client, grant, rp_auth(world)).status_code == 200
-    rotated = clients.rotate_secret(store, world.rp.client.client_id, keep_previous=False)
+    rotated = in_unit(store, clients.rotate_secret, world.rp.client.client_id, keep_previous=False)
     assert_oauth_error(post_token(client, grant, rp_auth(world)), "invalid_client", 401)
     new_auth = (world.rp.client.client_id, rotated.client_secret)
     assert post_token(client, grant, new_auth).status_code == 200

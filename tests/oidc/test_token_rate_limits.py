@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from support.browser import Front
 from support.clocks import RateClock
 from support.constants import ISSUER, PUBLIC_REDIRECT, RP_REDIRECT
+from support.units import in_unit
 from support.world import World
 
 from iam.app import create_app
@@ -95,7 +96,7 @@ def test_the_address_limit_counts_requests_that_fail(limited, world: World) -> N
 def test_past_the_client_limit_only_that_client_slows_down(
     limited, store: Store, world: World
 ) -> None:
-    other = clients.create_client(store, "Other RP", [RP_REDIRECT])
+    other = in_unit(store, clients.create_client, "Other RP", [RP_REDIRECT])
     # two addresses: the limit follows the client, not where it calls from
     first, second = limited("token.key=2/60"), limited("token.key=2/60", "10.0.0.2")
     assert first.post("/token", data=CREDENTIALS, auth=rp_auth(world)).status_code == 200

@@ -142,7 +142,7 @@ def test_a_disabled_link_or_user_is_forbidden(store: Store, model: type) -> None
 def test_a_held_identity_is_found_by_its_token_in_its_browser_only(store: Store) -> None:
     held = identity(phone="13800138000", email="z@example.com", department=["销售部"])
     token = in_unit(store, accounts.hold_for_binding, BROWSER, held, "flow-1")
-    pending = accounts.pending_binding(store, token, BROWSER)
+    pending = in_unit(store, accounts.pending_binding, token, BROWSER)
     assert pending.identity == held
     assert pending.flow_id == "flow-1"
     with store() as db:
@@ -155,7 +155,7 @@ def test_a_held_identity_is_found_by_its_token_in_its_browser_only(store: Store)
         (token + "x" * 64, BROWSER),
     ]:
         with pytest.raises(NotFoundError):
-            accounts.pending_binding(store, token_, browser)
+            in_unit(store, accounts.pending_binding, token_, browser)
 
 
 def test_a_held_identity_expires_after_ten_minutes_and_is_swept(
@@ -164,10 +164,10 @@ def test_a_held_identity_expires_after_ten_minutes_and_is_swept(
     clock = Clock().install(monkeypatch, accounts)
     token = in_unit(store, accounts.hold_for_binding, BROWSER, identity(), None)
     clock.advance(minutes=9, seconds=59)
-    assert accounts.pending_binding(store, token, BROWSER).flow_id is None
+    assert in_unit(store, accounts.pending_binding, token, BROWSER).flow_id is None
     clock.advance(seconds=1)
     with pytest.raises(NotFoundError):
-        accounts.pending_binding(store, token, BROWSER)
+        in_unit(store, accounts.pending_binding, token, BROWSER)
     in_unit(store, accounts.hold_for_binding, BROWSER, identity("lisi"), None)
     assert count(store, PendingBinding) == 1  # the expired one was swept
 
@@ -184,7 +184,7 @@ def bind_with_code(
 
 
 def _code(store: Store, box: SecretBox, sms: ConsoleSms, phone: str = PHONE) -> str:
-    otp.request_code(store, box, sms, phone, "bind", browser=BROWSER)
+    in_unit(store, otp.request_code, box, sms, phone, "bind", browser=BROWSER)
     return sms.messages()[0].code
 
 
@@ -232,7 +232,7 @@ def test_bind_with_code_of_another_browser_does_not_spend_the_code(
 
 
 def test_bind_links_the_person_with_that_phone(store: Store) -> None:
-    user = users.create_user(store, "张三 Zhang San", PHONE)
+    user = in_unit(store, users.create_user, "张三 Zhang San", PHONE)
     assert user.phone_verified_at is None
     linked = in_unit(store, accounts.bind, identity(), PHONE, method="sms", ip="203.0.113.9")
     assert linked.user.id == user.id
@@ -287,7 +287,7 @@ def test_bind_of_a_bound_identity_returns_its_link(store: Store) -> None:
 
 
 def test_bind_refuses_a_disabled_person(store: Store) -> None:
-    users.create_user(store, "张三", PHONE)
+    in_unit(store, users.create_user, "张三", PHONE)
     disable(store, User)
     with pytest.raises(ForbiddenError):
         in_unit(store, accounts.bind, identity(), PHONE, method="sms", ip=None)
@@ -307,7 +307,7 @@ def test_bind_trusted_mobile_declines_without_a_usable_trusted_mobile(store: Sto
 
 
 def test_bind_trusted_mobile_binds_without_a_code(store: Store) -> None:
-    user = users.create_user(store, "张三", PHONE)
+    user = in_unit(store, users.create_user, "张三", PHONE)
     linked = in_unit(
         store,
         accounts.bind_trusted_mobile,
@@ -331,8 +331,8 @@ def test_trusted_mobile_refuses_a_person_with_an_active_link_in_another_corporat
 ) -> None:
     """A subsidiary's WeCom admin who sets a member's mobile to someone else's number must not
     get that person's account: a person known through another corporation proves the phone."""
-    person = users.create_user(store, "张三", PHONE)
-    users.link_wecom(store, person.id, CORP_B, "zs_b")
+    person = in_unit(store, users.create_user, "张三", PHONE)
+    in_unit(store, users.link_wecom, person.id, CORP_B, "zs_b")
     intruder = identity("mallory", phone="13800138000", trusted=True)
 
     assert in_unit(store, accounts.bind_trusted_mobile, intruder, ip="192.0.2.66") is None
@@ -351,8 +351,8 @@ def test_trusted_mobile_refuses_a_person_with_an_active_link_in_another_corporat
 def test_a_refused_trusted_mobile_holds_the_identity_until_the_phone_is_proven(
     store: Store, box: SecretBox, sms: ConsoleSms
 ) -> None:
-    person = users.create_user(store, "张三", PHONE)
-    users.link_wecom(store, person.id, CORP_B, "zs_b")
+    person = in_unit(store, users.create_user, "张三", PHONE)
+    in_unit(store, users.link_wecom, person.id, CORP_B, "zs_b")
     intruder = identity("mallory", phone="13800138000", trusted=True)
 
     held = in_unit(store, accounts.resolve_identity, BROWSER, intruder, "flow-1", ip=None)
@@ -366,7 +366,7 @@ def test_a_refused_trusted_mobile_holds_the_identity_until_the_phone_is_proven(
 
 
 def test_a_link_at_another_provider_also_needs_the_sms_step(store: Store) -> None:
-    person = users.create_user(store, "张三", PHONE)
+    person = in_unit(store, users.create_user, "张三", PHONE)
     with store() as db:
         db.add(
             IdentityLink(
@@ -394,9 +394,9 @@ def test_a_link_at_another_provider_also_needs_the_sms_step(store: Store) -> Non
 def test_trusted_mobile_binds_a_person_with_no_active_link_elsewhere(
     store: Store, elsewhere: list[tuple[str, str, str]]
 ) -> None:
-    person = users.create_user(store, "张三", PHONE)
+    person = in_unit(store, users.create_user, "张三", PHONE)
     for corp_id, userid, status in elsewhere:
-        link = users.link_wecom(store, person.id, corp_id, userid)
+        link = in_unit(store, users.link_wecom, person.id, corp_id, userid)
         with store() as db:
             db.execute(update(IdentityLink).where(IdentityLink.id == link.id).values(status=status))
             db.commit()
@@ -423,7 +423,7 @@ def test_trusted_mobile_still_makes_a_new_person(store: Store) -> None:
 def test_resolve_identity_finds_binds_trusted_or_holds(store: Store) -> None:
     held = in_unit(store, accounts.resolve_identity, BROWSER, identity(), "flow-1", ip=None)
     assert isinstance(held, accounts.NeedsBinding)
-    assert accounts.pending_binding(store, held.token, BROWSER).flow_id == "flow-1"
+    assert in_unit(store, accounts.pending_binding, held.token, BROWSER).flow_id == "flow-1"
 
     trusted = in_unit(
         store,
@@ -448,7 +448,7 @@ def test_concurrent_binds_of_one_member_make_one_link(
     store: Store, threads: int, existing_user: bool
 ) -> None:
     if existing_user:
-        users.create_user(store, "张三", PHONE)
+        in_unit(store, users.create_user, "张三", PHONE)
     results = run_together(
         threads, lambda _i: in_unit(store, accounts.bind, identity(), PHONE, method="sms", ip=None)
     )
@@ -486,9 +486,9 @@ def test_a_bind_that_loses_two_races_in_a_row_ends_with_the_link(
         found = real(db, phone)
         looked_up.append(found)
         if len(looked_up) == 1:  # zs_b, with the same phone, makes the person first
-            users.create_user(store, "张三", phone)
+            in_unit(store, users.create_user, "张三", phone)
         elif len(looked_up) == 2 and found is not None:  # the member's other tab links first
-            users.link_wecom(store, found.id, CORP_A, "zhangsan_A")
+            in_unit(store, users.link_wecom, found.id, CORP_A, "zhangsan_A")
         return found
 
     monkeypatch.setattr(accounts, "find_user_by_phone", racing)

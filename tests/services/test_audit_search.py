@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from support.units import in_unit
 
 from iam.db.models import AuditEvent
 from iam.db.store import Store
@@ -47,7 +48,7 @@ def _all(store: Store, **filters: Any) -> list[int]:
     seen: list[int] = []
     before = None
     while True:
-        page = audit.search_page(store, limit=7, before_id=before, **filters)
+        page = in_unit(store, audit.search, limit=7, before_id=before, **filters)
         seen += _numbers(page.events)
         if page.next_before is None:
             return seen
@@ -56,10 +57,10 @@ def _all(store: Store, **filters: Any) -> list[int]:
 
 def test_newest_first_and_paged_without_gaps_or_repeats(store: Store) -> None:
     _seed(store)
-    first = audit.search_page(store)
+    first = in_unit(store, audit.search)
     assert _numbers(first.events) == list(range(EVENTS - 1, EVENTS - 51, -1))
     assert first.next_before == first.events[-1].id
-    second = audit.search_page(store, before_id=first.next_before)
+    second = in_unit(store, audit.search, before_id=first.next_before)
     assert _numbers(second.events) == list(range(EVENTS - 51, -1, -1))
     assert second.next_before is None
     assert _all(store) == list(range(EVENTS - 1, -1, -1))
@@ -67,21 +68,21 @@ def test_newest_first_and_paged_without_gaps_or_repeats(store: Store) -> None:
 
 def test_an_exactly_full_last_page_has_no_next(store: Store) -> None:
     _seed(store, 10)
-    page = audit.search_page(store, limit=10)
+    page = in_unit(store, audit.search, limit=10)
     assert (len(page.events), page.next_before) == (10, None)
 
 
 def test_new_events_do_not_shift_the_pages(store: Store) -> None:
     _seed(store, 20)
-    first = audit.search_page(store, limit=10)
+    first = in_unit(store, audit.search, limit=10)
     _seed(store, 5)  # arrive while the admin reads
-    second = audit.search_page(store, limit=10, before_id=first.next_before)
+    second = in_unit(store, audit.search, limit=10, before_id=first.next_before)
     assert _numbers(second.events) == list(range(9, -1, -1))
 
 
 def test_search_returns_the_events_of_the_page(store: Store) -> None:
     _seed(store, 5)
-    assert _numbers(audit.search(store, limit=2)) == [4, 3]
+    assert _numbers(in_unit(store, audit.search, limit=2).events) == [4, 3]
 
 
 FILTERS = [
@@ -121,7 +122,7 @@ def test_since_is_inclusive_and_until_exclusive(store: Store) -> None:
 def test_a_nul_in_a_filter_finds_nothing(store: Store) -> None:
     _seed(store, 3)
     for name in ("user_id", "client_id", "event"):
-        assert audit.search(store, **{name: "user-a\x00"}) == []
+        assert in_unit(store, audit.search, **{name: "user-a\x00"}).events == []
 
 
 def test_out_of_range_paging_is_refused(store: Store) -> None:
@@ -132,7 +133,7 @@ def test_out_of_range_paging_is_refused(store: Store) -> None:
         ({"before_id": 2**63}, "before"),
     ]:
         with pytest.raises(ValidationError) as refused:
-            audit.search_page(store, **options)
+            in_unit(store, audit.search, **options)
         assert refused.value.field == field
 
 

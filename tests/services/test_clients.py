@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from support.units import in_unit
 
 from iam.db.base import Base
 from iam.db.models import AuditEvent, Client
@@ -30,7 +31,7 @@ def mem_store() -> Iterator[Store]:
 
 def _create(store: Store, **options: Any) -> clients.RegisteredClient:
     redirect_uris = options.pop("redirect_uris", [REDIRECT])
-    return clients.create_client(store, "CRM", redirect_uris, **options)
+    return in_unit(store, clients.create_client, "CRM", redirect_uris, **options)
 
 
 def _secret_ok(store: Store, client_id: str, secret: str) -> bool:
@@ -58,7 +59,7 @@ def test_confidential_client_gets_a_secret_and_client_credentials(store: Store) 
     registered = _create(store)
     assert registered.client_secret
     assert len(registered.client_secret) >= 32
-    client = clients.get_client(store, registered.client.client_id)
+    client = in_unit(store, clients.get_client, registered.client.client_id)
     assert client.is_public is False
     assert client.grant_types == ["authorization_code", "refresh_token", "client_credentials"]
     assert client.check_client_secret(registered.client_secret)
@@ -66,7 +67,7 @@ def test_confidential_client_gets_a_secret_and_client_credentials(store: Store) 
 
 def test_client_secret_is_stored_only_as_a_digest(store: Store) -> None:
     registered = _create(store)
-    client = clients.get_client(store, registered.client.client_id)
+    client = in_unit(store, clients.get_client, registered.client.client_id)
     assert client.secret_hash == digest(registered.client_secret or "")
     assert registered.client_secret not in str(
         [getattr(client, column.key) for column in Client.__table__.columns]
@@ -76,7 +77,7 @@ def test_client_secret_is_stored_only_as_a_digest(store: Store) -> None:
 def test_public_client_gets_no_secret_and_no_client_credentials(store: Store) -> None:
     registered = _create(store, public=True)
     assert registered.client_secret is None
-    client = clients.get_client(store, registered.client.client_id)
+    client = in_unit(store, clients.get_client, registered.client.client_id)
     assert client.is_public is True
     assert client.secret_hash is None
     assert "client_credentials" not in client.grant_types
@@ -92,7 +93,7 @@ def test_create_stores_what_was_asked(store: Store) -> None:
         post_logout_redirect_uris=["https://app.example.com/bye"],
         scopes="openid profile",
     )
-    client = clients.get_client(store, registered.client.client_id)
+    client = in_unit(store, clients.get_client, registered.client.client_id)
     assert client.name == "CRM"
     assert client.redirect_uris == [REDIRECT, "http://127.0.0.1:9000/cb"]
     assert client.post_logout_redirect_uris == ["https://app.example.com/bye"]
@@ -102,7 +103,7 @@ def test_create_stores_what_was_asked(store: Store) -> None:
 
 
 def test_create_defaults(store: Store) -> None:
-    client = clients.get_client(store, _create(store).client.client_id)
+    client = in_unit(store, clients.get_client, _create(store).client.client_id)
     assert client.client_id.startswith("c_")
     assert client.context_policy == "none"
     assert client.context_claim == "wecom_context"
@@ -129,7 +130,7 @@ def test_bad_client_id_is_refused(mem_store: Store, client_id: str) -> None:
 @pytest.mark.parametrize("name", ["", "   ", "x" * 201])
 def test_bad_name_is_refused(mem_store: Store, name: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        clients.create_client(mem_store, name, [REDIRECT])
+        in_unit(mem_store, clients.create_client, name, [REDIRECT])
     assert caught.value.field == "name"
 
 
@@ -175,7 +176,7 @@ def test_create_with_one_bad_redirect_uri_stores_nothing(store: Store) -> None:
     with pytest.raises(ValidationError) as caught:
         _create(store, redirect_uris=[REDIRECT, "https://app.example.com/cb#frag"])
     assert caught.value.field == "redirect_uri"
-    assert clients.list_clients(store) == []
+    assert in_unit(store, clients.list_clients) == []
 
 
 @pytest.mark.parametrize(
@@ -196,7 +197,7 @@ def test_loopback_http_and_https_redirect_uris_are_allowed(uri: str) -> None:
 def test_loopback_redirect_uris_are_registered(store: Store) -> None:
     uris = ["http://127.0.0.1:8765/callback", "http://localhost:3000/callback"]
     client_id = _create(store, redirect_uris=uris).client.client_id
-    assert clients.get_client(store, client_id).redirect_uris == uris
+    assert in_unit(store, clients.get_client, client_id).redirect_uris == uris
 
 
 def test_bad_post_logout_redirect_uri_is_refused(mem_store: Store) -> None:
@@ -247,7 +248,7 @@ def test_rotation_gives_a_new_secret_and_keeps_the_previous_valid(store: Store) 
     registered = _create(store)
     client_id = registered.client.client_id
     old = registered.client_secret or ""
-    rotated = clients.rotate_secret(store, client_id)
+    rotated = in_unit(store, clients.rotate_secret, client_id)
     new = rotated.client_secret or ""
     assert new and new != old
     assert _secret_ok(store, client_id, new)
@@ -259,8 +260,8 @@ def test_second_rotation_retires_the_oldest_secret(store: Store) -> None:
     registered = _create(store)
     client_id = registered.client.client_id
     first = registered.client_secret or ""
-    second = clients.rotate_secret(store, client_id).client_secret or ""
-    third = clients.rotate_secret(store, client_id).client_secret or ""
+    second = in_unit(store, clients.rotate_secret, client_id).client_secret or ""
+    third = in_unit(store, clients.rotate_secret, client_id).client_secret or ""
     assert not _secret_ok(store, client_id, first)
     assert _secret_ok(store, client_id, second)
     assert _secret_ok(store, client_id, third)
@@ -269,28 +270,28 @@ def test_second_rotation_retires_the_oldest_secret(store: Store) -> None:
 def test_rotation_without_keeping_the_previous_invalidates_it(store: Store) -> None:
     registered = _create(store)
     client_id = registered.client.client_id
-    new = clients.rotate_secret(store, client_id, keep_previous=False).client_secret or ""
+    new = in_unit(store, clients.rotate_secret, client_id, keep_previous=False).client_secret or ""
     assert _secret_ok(store, client_id, new)
     assert not _secret_ok(store, client_id, registered.client_secret or "")
 
 
 def test_rotation_is_recorded(store: Store) -> None:
     client_id = _create(store).client.client_id
-    clients.rotate_secret(store, client_id)
-    assert clients.get_client(store, client_id).secret_rotated_at is not None
+    in_unit(store, clients.rotate_secret, client_id)
+    assert in_unit(store, clients.get_client, client_id).secret_rotated_at is not None
     assert _audit_events(store, client_id) == ["client.created", "client.secret_rotated"]
 
 
 def test_rotating_a_public_client_is_refused(store: Store) -> None:
     client_id = _create(store, public=True).client.client_id
     with pytest.raises(ValidationError):
-        clients.rotate_secret(store, client_id)
-    assert clients.get_client(store, client_id).secret_hash is None
+        in_unit(store, clients.rotate_secret, client_id)
+    assert in_unit(store, clients.get_client, client_id).secret_hash is None
 
 
 def test_rotating_an_unknown_client_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError):
-        clients.rotate_secret(store, UNKNOWN)
+        in_unit(store, clients.rotate_secret, UNKNOWN)
 
 
 # --- read and delete --------------------------------------------------------------------
@@ -298,25 +299,25 @@ def test_rotating_an_unknown_client_is_not_found(store: Store) -> None:
 
 def test_get_unknown_client_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError):
-        clients.get_client(store, UNKNOWN)
+        in_unit(store, clients.get_client, UNKNOWN)
 
 
 def test_list_clients_lists_every_client(store: Store) -> None:
     ids = {_create(store).client.client_id, _create(store, public=True).client.client_id}
-    assert {client.client_id for client in clients.list_clients(store)} == ids
+    assert {client.client_id for client in in_unit(store, clients.list_clients)} == ids
 
 
 def test_delete_removes_the_client(store: Store) -> None:
     client_id = _create(store).client.client_id
-    clients.delete_client(store, client_id)
+    in_unit(store, clients.delete_client, client_id)
     with pytest.raises(NotFoundError):
-        clients.get_client(store, client_id)
+        in_unit(store, clients.get_client, client_id)
     assert _audit_events(store, client_id) == ["client.created", "client.deleted"]
 
 
 def test_delete_unknown_client_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError):
-        clients.delete_client(store, UNKNOWN)
+        in_unit(store, clients.delete_client, UNKNOWN)
 
 
 def test_check_redirect_uri_names_the_field_it_was_given() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from support.units import in_unit
 
 from iam.db.base import Base
 from iam.db.models import AuditEvent, Client
@@ -30,7 +31,7 @@ def mem_store() -> Iterator[Store]:
 
 
 def _create(store: Store, **options: Any) -> clients.RegisteredClient:
-    return clients.create_client(store, "CRM", [REDIRECT], **options)
+    return in_unit(store, clients.create_client, "CRM", [REDIRECT], **options)
 
 
 def _audit(store: Store, client_id: str) -> list[tuple[str, str | None, dict[str, Any]]]:
@@ -55,7 +56,7 @@ def test_create_takes_lifetimes_and_records_the_actor(store: Store) -> None:
     registered = _create(
         store, access_token_ttl=300, id_token_ttl=900, refresh_token_ttl=86400, actor=ACTOR
     )
-    client = clients.get_client(store, registered.client.client_id)
+    client = in_unit(store, clients.get_client, registered.client.client_id)
     assert (client.access_token_ttl, client.id_token_ttl, client.refresh_token_ttl) == (
         300,
         900,
@@ -100,13 +101,13 @@ def test_lifetimes_out_of_bounds_are_refused(mem_store: Store, field: str, secon
     with pytest.raises(ValidationError) as caught:
         _create(mem_store, **{field: seconds})
     assert caught.value.field == field
-    assert clients.list_clients(mem_store) == []
+    assert in_unit(mem_store, clients.list_clients) == []
 
 
 def test_rotate_and_delete_record_the_actor(store: Store) -> None:
     client_id = _create(store).client.client_id
-    clients.rotate_secret(store, client_id, actor="client:ops")
-    clients.delete_client(store, client_id, actor=ACTOR)
+    in_unit(store, clients.rotate_secret, client_id, actor="client:ops")
+    in_unit(store, clients.delete_client, client_id, actor=ACTOR)
     assert [(event, actor) for event, actor, _ in _audit(store, client_id)] == [
         ("client.created", "cli"),
         ("client.secret_rotated", "client:ops"),
@@ -121,8 +122,9 @@ def test_update_changes_what_is_given_and_nothing_else(store: Store) -> None:
     registered = _create(store, post_logout_redirect_uris=["https://app.example.com/bye"])
     client_id = registered.client.client_id
     before = _columns(store, client_id)
-    updated = clients.update_client(
+    updated = in_unit(
         store,
+        clients.update_client,
         client_id,
         actor=ACTOR,
         name="  CRM 2  ",
@@ -162,31 +164,31 @@ def test_update_changes_what_is_given_and_nothing_else(store: Store) -> None:
 
 def test_update_without_a_change_writes_no_audit_event(store: Store) -> None:
     client_id = _create(store).client.client_id
-    clients.update_client(store, client_id, actor=ACTOR)
-    clients.update_client(store, client_id, actor=ACTOR, name="CRM", context_policy="none")
+    in_unit(store, clients.update_client, client_id, actor=ACTOR)
+    in_unit(store, clients.update_client, client_id, actor=ACTOR, name="CRM", context_policy="none")
     assert [event for event, _, _ in _audit(store, client_id)] == ["client.created"]
 
 
 def test_an_empty_context_claim_means_the_default(store: Store) -> None:
     client_id = _create(store, context_claim="org_context").client.client_id
-    clients.update_client(store, client_id, actor=ACTOR, context_claim="")
-    assert clients.get_client(store, client_id).context_claim == "wecom_context"
+    in_unit(store, clients.update_client, client_id, actor=ACTOR, context_claim="")
+    assert in_unit(store, clients.get_client, client_id).context_claim == "wecom_context"
 
 
 def test_post_logout_redirect_uris_may_be_emptied(store: Store) -> None:
     client_id = _create(store, post_logout_redirect_uris=["https://a.example/bye"]).client.client_id
-    clients.update_client(store, client_id, actor=ACTOR, post_logout_redirect_uris=[])
-    assert clients.get_client(store, client_id).post_logout_redirect_uris == []
+    in_unit(store, clients.update_client, client_id, actor=ACTOR, post_logout_redirect_uris=[])
+    assert in_unit(store, clients.get_client, client_id).post_logout_redirect_uris == []
 
 
 def test_refresh_lifetime_zero_turns_refresh_tokens_off_and_back_on(store: Store) -> None:
     client_id = _create(store).client.client_id
-    clients.update_client(store, client_id, actor=ACTOR, refresh_token_ttl=0)
-    client = clients.get_client(store, client_id)
+    in_unit(store, clients.update_client, client_id, actor=ACTOR, refresh_token_ttl=0)
+    client = in_unit(store, clients.get_client, client_id)
     assert client.grant_types == ["authorization_code", "client_credentials"]
     assert not client.check_grant_type("refresh_token")
-    clients.update_client(store, client_id, actor=ACTOR, refresh_token_ttl=3600)
-    assert clients.get_client(store, client_id).grant_types == [
+    in_unit(store, clients.update_client, client_id, actor=ACTOR, refresh_token_ttl=3600)
+    assert in_unit(store, clients.get_client, client_id).grant_types == [
         "authorization_code",
         "refresh_token",
         "client_credentials",
@@ -195,13 +197,22 @@ def test_refresh_lifetime_zero_turns_refresh_tokens_off_and_back_on(store: Store
 
 def test_an_admin_client_keeps_iam_admin_and_no_other_may_get_it(store: Store) -> None:
     admin_id = _create(store, admin=True).client.client_id
-    clients.update_client(store, admin_id, actor=ACTOR, allowed_scopes=["profile"])
-    assert clients.get_client(store, admin_id).allowed_scopes == f"profile {clients.ADMIN_SCOPE}"
+    in_unit(store, clients.update_client, admin_id, actor=ACTOR, allowed_scopes=["profile"])
+    assert (
+        in_unit(store, clients.get_client, admin_id).allowed_scopes
+        == f"profile {clients.ADMIN_SCOPE}"
+    )
     plain_id = _create(store).client.client_id
     with pytest.raises(ValidationError) as caught:
-        clients.update_client(store, plain_id, actor=ACTOR, allowed_scopes=[clients.ADMIN_SCOPE])
+        in_unit(
+            store,
+            clients.update_client,
+            plain_id,
+            actor=ACTOR,
+            allowed_scopes=[clients.ADMIN_SCOPE],
+        )
     assert caught.value.field == "allowed_scopes"
-    assert clients.ADMIN_SCOPE not in clients.get_client(store, plain_id).allowed_scopes
+    assert clients.ADMIN_SCOPE not in in_unit(store, clients.get_client, plain_id).allowed_scopes
 
 
 BAD_CHANGES: list[tuple[str, dict[str, Any]]] = [
@@ -234,14 +245,14 @@ def test_a_bad_change_is_refused_naming_the_field(
     before = _columns(mem_store, client_id)
     with pytest.raises(ValidationError) as caught:
         valid = {"context_policy": "required"} if field != "context_policy" else {"name": "New"}
-        clients.update_client(mem_store, client_id, actor=ACTOR, **valid, **change)
+        in_unit(mem_store, clients.update_client, client_id, actor=ACTOR, **valid, **change)
     assert caught.value.field == field
     assert _columns(mem_store, client_id) == before  # not even the valid change
 
 
 def test_updating_an_unknown_client_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError):
-        clients.update_client(store, UNKNOWN, actor=ACTOR, name="x")
+        in_unit(store, clients.update_client, UNKNOWN, actor=ACTOR, name="x")
 
 
 # --- retire_previous_secret ---------------------------------------------------------------
@@ -250,10 +261,10 @@ def test_updating_an_unknown_client_is_not_found(store: Store) -> None:
 def test_retiring_leaves_only_the_current_secret(store: Store) -> None:
     registered = _create(store)
     client_id = registered.client.client_id
-    new = clients.rotate_secret(store, client_id).client_secret or ""
-    retired = clients.retire_previous_secret(store, client_id, actor=ACTOR)
+    new = in_unit(store, clients.rotate_secret, client_id).client_secret or ""
+    retired = in_unit(store, clients.retire_previous_secret, client_id, actor=ACTOR)
     assert retired.previous_secret_hash is None
-    client = clients.get_client(store, client_id)
+    client = in_unit(store, clients.get_client, client_id)
     assert client.check_client_secret(new)
     assert not client.check_client_secret(registered.client_secret or "")
     assert _audit(store, client_id)[-1][:2] == ("client.previous_secret_retired", ACTOR)
@@ -262,17 +273,19 @@ def test_retiring_leaves_only_the_current_secret(store: Store) -> None:
 def test_retiring_when_there_is_no_previous_secret_changes_nothing(store: Store) -> None:
     registered = _create(store)
     client_id = registered.client.client_id
-    clients.retire_previous_secret(store, client_id, actor=ACTOR)
-    assert clients.get_client(store, client_id).check_client_secret(registered.client_secret or "")
+    in_unit(store, clients.retire_previous_secret, client_id, actor=ACTOR)
+    assert in_unit(store, clients.get_client, client_id).check_client_secret(
+        registered.client_secret or ""
+    )
     assert [event for event, _, _ in _audit(store, client_id)] == ["client.created"]
 
 
 def test_retiring_refuses_a_public_client_and_an_unknown_one(store: Store) -> None:
     public_id = _create(store, public=True).client.client_id
     with pytest.raises(ValidationError):
-        clients.retire_previous_secret(store, public_id, actor=ACTOR)
+        in_unit(store, clients.retire_previous_secret, public_id, actor=ACTOR)
     with pytest.raises(NotFoundError):
-        clients.retire_previous_secret(store, UNKNOWN, actor=ACTOR)
+        in_unit(store, clients.retire_previous_secret, UNKNOWN, actor=ACTOR)
 
 
 # --- the checks create_client and update_client share ---------------------------------------
@@ -297,5 +310,5 @@ def test_malformed_redirect_uris_are_refused_not_crashed_on(uri: str) -> None:
 @pytest.mark.parametrize("name", ["CRM\x00", "a\nb", "tab\there", "del\x7f"])
 def test_names_with_control_characters_are_refused(mem_store: Store, name: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        clients.create_client(mem_store, name, [REDIRECT])
+        in_unit(mem_store, clients.create_client, name, [REDIRECT])
     assert caught.value.field == "name"

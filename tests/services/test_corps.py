@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text, update
 from support.constants import CORP_A, CORP_B
+from support.units import in_unit
 
 from iam.db.models import AuditEvent, WeComCorp
 from iam.db.store import Store
 from iam.errors import ConflictError, NotFoundError, ValidationError
+from iam.federation.wecom.connector import WeComConfig
 from iam.secretbox import SecretBox
 from iam.services import corps
 
@@ -22,9 +24,24 @@ QR = "https://login.work.weixin.qq.com/wwlogin/sso/login"
 
 def add(store: Store, box: SecretBox, corp_id: str = CORP_A, **options: Any) -> WeComCorp:
     given = {"name": "子公司A", "agent_id": 1000002, "secret": SECRET, **options}
-    return corps.add_corp(
-        store, box, corp_id, given.pop("name"), given.pop("agent_id"), given.pop("secret"), **given
+    return in_unit(
+        store,
+        corps.add_corp,
+        box,
+        corp_id,
+        given.pop("name"),
+        given.pop("agent_id"),
+        given.pop("secret"),
+        **given,
     )
+
+
+def config(store: Store, box: SecretBox, corp_id: str) -> WeComConfig:
+    return in_unit(store, corps.wecom_config, box, corp_id, oauth_url=OAUTH, qr_url=QR)
+
+
+def listed(store: Store, *, enabled_only: bool = False) -> list[str]:
+    return [c.corp_id for c in in_unit(store, corps.list_corps, enabled_only=enabled_only)]
 
 
 def test_add_corp_keeps_the_secret_encrypted(store: Store, box: SecretBox) -> None:
@@ -48,21 +65,25 @@ def test_add_corp_keeps_the_secret_encrypted(store: Store, box: SecretBox) -> No
 
 def test_wecom_config_gives_the_connector_what_it_needs(store: Store, box: SecretBox) -> None:
     add(store, box)
-    config = corps.wecom_config(store, box, CORP_A, oauth_url=OAUTH, qr_url=QR)
-    assert (config.corp_id, config.name, config.agent_id, config.secret) == (
+    found = config(store, box, CORP_A)
+    assert (found.corp_id, found.name, found.agent_id, found.secret) == (
         CORP_A,
         "子公司A",
         1000002,
         SECRET,
     )
-    assert (config.trust_mobile, config.oauth_url, config.qr_url) == (False, OAUTH, QR)
+    assert (found.trust_mobile, found.oauth_url, found.qr_url) == (False, OAUTH, QR)
 
 
-def test_wecom_config_of_an_unknown_corporation_is_not_found(store: Store, box: SecretBox) -> None:
+@pytest.mark.parametrize(
+    "corp_id", ["wwnosuchcorp", "", "a/b", "x" * 65, CORP_B.upper(), CORP_B + " "]
+)
+def test_wecom_config_of_an_unknown_corporation_is_not_found(
+    store: Store, box: SecretBox, corp_id: str
+) -> None:
     add(store, box, CORP_B, name="子公司B")
-    for corp_id in ["wwnosuchcorp", "", "a/b", "x" * 65, CORP_B.upper(), CORP_B + " "]:
-        with pytest.raises(NotFoundError):
-            corps.wecom_config(store, box, corp_id, oauth_url=OAUTH, qr_url=QR)
+    with pytest.raises(NotFoundError):
+        config(store, box, corp_id)
 
 
 def test_a_disabled_corporation_is_not_found_nor_listed_as_enabled(
@@ -74,23 +95,23 @@ def test_a_disabled_corporation_is_not_found_nor_listed_as_enabled(
         db.execute(update(WeComCorp).where(WeComCorp.corp_id == CORP_A).values(enabled=False))
         db.commit()
     with pytest.raises(NotFoundError):
-        corps.wecom_config(store, box, CORP_A, oauth_url=OAUTH, qr_url=QR)
-    assert [c.corp_id for c in corps.list_corps(store)] == [CORP_A, CORP_B]
-    assert [c.corp_id for c in corps.list_corps(store, enabled_only=True)] == [CORP_B]
+        config(store, box, CORP_A)
+    assert listed(store) == [CORP_A, CORP_B]
+    assert listed(store, enabled_only=True) == [CORP_B]
 
 
 def test_list_corps_is_oldest_first(store: Store, box: SecretBox) -> None:
-    assert corps.list_corps(store) == []
+    assert listed(store) == []
     for corp_id in ("wwzzz", "wwaaa", "wwmmm"):
         add(store, box, corp_id)
-    assert [c.corp_id for c in corps.list_corps(store)] == ["wwzzz", "wwaaa", "wwmmm"]
+    assert listed(store) == ["wwzzz", "wwaaa", "wwmmm"]
 
 
 def test_a_corporation_is_connected_once(store: Store, box: SecretBox) -> None:
     add(store, box)
     with pytest.raises(ConflictError, match="already connected"):
         add(store, box, name="again")
-    assert [c.name for c in corps.list_corps(store)] == ["子公司A"]
+    assert [c.name for c in in_unit(store, corps.list_corps)] == ["子公司A"]
 
 
 def test_connecting_one_corporation_from_four_threads_at_once(store: Store, box: SecretBox) -> None:
@@ -113,7 +134,7 @@ def test_connecting_one_corporation_from_four_threads_at_once(store: Store, box:
     lost = [r for r in results if not isinstance(r, WeComCorp)]
     assert len(won) == 1
     assert all(isinstance(r, ConflictError) for r in lost), lost
-    assert len(corps.list_corps(store)) == 1
+    assert len(listed(store)) == 1
 
 
 #: (the field refused, the values given instead of good ones)
@@ -136,14 +157,18 @@ BAD_VALUES = [
 ]
 
 
-def test_bad_values_are_refused_and_nothing_is_stored(store: Store, box: SecretBox) -> None:
-    for field, options in BAD_VALUES:
-        given = dict(options)
-        corp_id = given.pop("corp_id", CORP_A)
-        with pytest.raises(ValidationError) as refused:
-            add(store, box, corp_id, **given)
-        assert refused.value.field == field, options
-        assert SECRET not in str(refused.value)
-    assert corps.list_corps(store) == []
+@pytest.mark.parametrize(
+    ("field", "options"), BAD_VALUES, ids=[repr(options)[:40] for _, options in BAD_VALUES]
+)
+def test_bad_values_are_refused_and_nothing_is_stored(
+    store: Store, box: SecretBox, field: str, options: dict[str, Any]
+) -> None:
+    given = dict(options)
+    corp_id = given.pop("corp_id", CORP_A)
+    with pytest.raises(ValidationError) as refused:
+        add(store, box, corp_id, **given)
+    assert refused.value.field == field
+    assert SECRET not in str(refused.value)
+    assert listed(store) == []
     with store() as db:
         assert db.query(AuditEvent).all() == []

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 from support.constants import CORP_A, TEST_SECRET, WECOM_BASE
+from support.units import in_unit
 from support.wecom import connect_corp
 
 from iam.db.models import AuditEvent, WeComCorp
@@ -46,7 +47,7 @@ def row_of(store: Store, corp_id: str = CORP_A) -> dict[str, Any]:
 @pytest.fixture
 def corp(store: Store, simulator: WeComSimulator) -> WeComCorp:
     connect_corp(store, simulator, CORP_A)
-    return corps.get_corp(store, CORP_A)
+    return in_unit(store, corps.get_corp, CORP_A)
 
 
 @pytest.fixture
@@ -67,18 +68,29 @@ def offline_client(handler: Callable[[httpx.Request], httpx.Response]) -> Iterat
 def test_get_corp_finds_enabled_and_disabled_corporations(
     store: Store, box: SecretBox, corp: WeComCorp
 ) -> None:
-    corps.update_corp(store, box, CORP_A, actor="admin:root", enabled=False)
-    assert corps.get_corp(store, CORP_A).enabled is False
-    for corp_id in ["wwnosuchcorp", "", "a/b", CORP_A + "\n", CORP_A.upper()]:
-        with pytest.raises(NotFoundError):
-            corps.get_corp(store, corp_id)
+    in_unit(store, corps.update_corp, box, CORP_A, actor="admin:root", enabled=False)
+    assert in_unit(store, corps.get_corp, CORP_A).enabled is False
+
+
+@pytest.mark.parametrize("corp_id", ["wwnosuchcorp", "", "a/b", CORP_A + "\n", CORP_A.upper()])
+def test_get_corp_of_an_unknown_corporation_is_not_found(
+    store: Store, corp: WeComCorp, corp_id: str
+) -> None:
+    with pytest.raises(NotFoundError):
+        in_unit(store, corps.get_corp, corp_id)
 
 
 def test_update_corp_changes_what_is_given_and_audits_it(
     store: Store, box: SecretBox, corp: WeComCorp
 ) -> None:
-    updated = corps.update_corp(
-        store, box, CORP_A, actor="admin:root", name="  子公司A（华东） ", agent_id=1000009
+    updated = in_unit(
+        store,
+        corps.update_corp,
+        box,
+        CORP_A,
+        actor="admin:root",
+        name="  子公司A（华东） ",
+        agent_id=1000009,
     )
     assert (updated.name, updated.agent_id, updated.trust_mobile, updated.enabled) == (
         "子公司A（华东）",
@@ -87,8 +99,10 @@ def test_update_corp_changes_what_is_given_and_audits_it(
         True,
     )
     assert box.decrypt(row_of(store)["secret_encrypted"]) == SIM_A.secret  # kept
-    corps.update_corp(store, box, CORP_A, actor="client:ops", trust_mobile=True, enabled=False)
-    again = corps.get_corp(store, CORP_A)
+    in_unit(
+        store, corps.update_corp, box, CORP_A, actor="client:ops", trust_mobile=True, enabled=False
+    )
+    again = in_unit(store, corps.get_corp, CORP_A)
     assert (again.name, again.trust_mobile, again.enabled) == ("子公司A（华东）", True, False)
     events = [(e.actor, e.detail) for e in trail(store, "corp.updated")]
     assert events == [
@@ -116,7 +130,7 @@ def test_update_corp_changes_what_is_given_and_audits_it(
 def test_a_new_secret_is_stored_encrypted_and_never_in_the_audit_trail(
     store: Store, box: SecretBox, corp: WeComCorp
 ) -> None:
-    corps.update_corp(store, box, CORP_A, actor="admin:root", secret=NEW_SECRET)
+    in_unit(store, corps.update_corp, box, CORP_A, actor="admin:root", secret=NEW_SECRET)
     row = row_of(store)
     assert all(NEW_SECRET not in str(value) for value in row.values())
     assert box.decrypt(row["secret_encrypted"]) == NEW_SECRET
@@ -129,9 +143,16 @@ def test_an_update_that_changes_nothing_writes_nothing(
     store: Store, box: SecretBox, corp: WeComCorp
 ) -> None:
     before = row_of(store)
-    corps.update_corp(store, box, CORP_A, actor="admin:root")
-    corps.update_corp(
-        store, box, CORP_A, actor="admin:root", name=SIM_A.name, enabled=True, trust_mobile=False
+    in_unit(store, corps.update_corp, box, CORP_A, actor="admin:root")
+    in_unit(
+        store,
+        corps.update_corp,
+        box,
+        CORP_A,
+        actor="admin:root",
+        name=SIM_A.name,
+        enabled=True,
+        trust_mobile=False,
     )
     assert row_of(store) == before
     assert trail(store, "corp.updated") == []
@@ -165,37 +186,45 @@ BAD_CHANGES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("field", "changes"), BAD_CHANGES, ids=[repr(changes)[:40] for _, changes in BAD_CHANGES]
+)
 def test_bad_changes_are_refused_and_change_nothing(
-    store: Store, box: SecretBox, corp: WeComCorp
+    store: Store, box: SecretBox, corp: WeComCorp, field: str, changes: dict[str, Any]
 ) -> None:
     before = row_of(store)
-    for field, changes in BAD_CHANGES:
-        with pytest.raises(ValidationError) as refused:
-            corps.update_corp(store, box, CORP_A, actor="admin:root", **changes)
-        assert refused.value.field == field, changes
+    with pytest.raises(ValidationError) as refused:
+        in_unit(store, corps.update_corp, box, CORP_A, actor="admin:root", **changes)
+    assert refused.value.field == field
     assert row_of(store) == before
     assert trail(store, "corp.updated") == []
 
 
-def test_updating_an_unknown_corporation_is_not_found(store: Store, box: SecretBox) -> None:
-    for corp_id in ["wwnosuchcorp", "bad id"]:
-        with pytest.raises(NotFoundError):
-            corps.update_corp(store, box, corp_id, actor="admin:root", name="x")
+@pytest.mark.parametrize("corp_id", ["wwnosuchcorp", "bad id"])
+def test_updating_an_unknown_corporation_is_not_found(
+    store: Store, box: SecretBox, corp_id: str
+) -> None:
+    with pytest.raises(NotFoundError):
+        in_unit(store, corps.update_corp, box, corp_id, actor="admin:root", name="x")
 
 
 def test_corp_ids_with_a_trailing_newline_are_refused(store: Store, box: SecretBox) -> None:
     """Python's `$` matches before a final newline; the corp id rule must not."""
     with pytest.raises(ValidationError) as refused:
-        corps.add_corp(store, box, CORP_A + "\n", "A", 1, "secret")
+        in_unit(store, corps.add_corp, box, CORP_A + "\n", "A", 1, "secret")
     assert refused.value.field == "corp_id"
 
 
-def test_the_patterns_read_the_same_in_python_and_in_json_schema() -> None:
+@pytest.mark.parametrize(
+    "pattern",
+    [corps.CORP_ID_PATTERN, corps.NAME_PATTERN, corps.SECRET_PATTERN],
+    ids=["corp_id", "name", "secret"],
+)
+def test_the_patterns_read_the_same_in_python_and_in_json_schema(pattern: str) -> None:
     """The API's schema carries these patterns (ECMA-262): anchored, no `\\s`, no `\\d`."""
-    for pattern in (corps.CORP_ID_PATTERN, corps.NAME_PATTERN, corps.SECRET_PATTERN):
-        assert pattern.startswith("^") and pattern.endswith("$")
-        assert not re.search(r"\\[sSdDwW]", pattern), pattern
-        re.compile(pattern)
+    assert pattern.startswith("^") and pattern.endswith("$")
+    assert not re.search(r"\\[sSdDwW]", pattern), pattern
+    re.compile(pattern)
 
 
 # --- test_connection --------------------------------------------------------------------------
@@ -220,7 +249,7 @@ def test_a_working_corporation_answers_ok_from_a_live_gettoken(
 def test_a_wrong_secret_is_wecoms_40001(
     store: Store, box: SecretBox, corp: WeComCorp, wecom: WeComClient
 ) -> None:
-    corps.update_corp(store, box, CORP_A, actor="admin:root", secret=NEW_SECRET)
+    in_unit(store, corps.update_corp, box, CORP_A, actor="admin:root", secret=NEW_SECRET)
     result = corps.test_connection(store, box, wecom, CORP_A, actor="client:ops")
     assert (result.ok, result.errcode, result.errmsg, result.reason) == (
         False,
@@ -290,10 +319,29 @@ def test_a_wecom_that_cannot_be_reached_says_so(
     assert (event.outcome, event.detail["reason"]) == ("failure", reason)
 
 
+def test_no_connection_is_held_while_wecom_answers(
+    store: Store, box: SecretBox, corp: WeComCorp
+) -> None:
+    """The app is read in one unit and the answer audited in another: the pooled connection
+    (and its transaction) is back in the pool for as long as WeCom takes."""
+    held: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        held.append(store.engine.pool.checkedout())  # type: ignore[attr-defined]
+        return httpx.Response(
+            200, json={"errcode": 0, "errmsg": "ok", "access_token": "t", "expires_in": 7200}
+        )
+
+    with offline_client(handler) as wecom:
+        assert corps.test_connection(store, box, wecom, CORP_A).ok
+    assert held == [0]
+    assert [e.outcome for e in trail(store, "corp.tested")] == ["success"]
+
+
 def test_a_disabled_corporation_can_be_tested(
     store: Store, box: SecretBox, corp: WeComCorp, wecom: WeComClient
 ) -> None:
-    corps.update_corp(store, box, CORP_A, actor="admin:root", enabled=False)
+    in_unit(store, corps.update_corp, box, CORP_A, actor="admin:root", enabled=False)
     assert corps.test_connection(store, box, wecom, CORP_A).ok
 
 

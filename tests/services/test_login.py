@@ -31,13 +31,13 @@ class InjectedError(Exception):
 
 @pytest.fixture
 def person(store: Store) -> User:
-    return users.create_user(store, "Zhang San", PHONE)
+    return in_unit(store, users.create_user, "Zhang San", PHONE)
 
 
 @pytest.fixture
 def someone_else(store: Store) -> str:
     """The cookie of another person's live session in the same browser."""
-    other = users.create_user(store, "Li Si", "+8613900139000")
+    other = in_unit(store, users.create_user, "Li Si", "+8613900139000")
     with store() as db:
         new = sessions.start(db, other, ["sms"])
         db.commit()
@@ -45,7 +45,7 @@ def someone_else(store: Store) -> str:
 
 
 def _code(store: Store, box: SecretBox, sms: ConsoleSms) -> str:
-    otp.request_code(store, box, sms, PHONE, "login", browser=BROWSER)
+    in_unit(store, otp.request_code, box, sms, PHONE, "login", browser=BROWSER)
     return sms.messages()[0].code
 
 
@@ -199,7 +199,7 @@ def test_a_binding_that_fails_at_any_step_leaves_nothing_half_made(
     store: Store, box: SecretBox, sms: ConsoleSms, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     token = in_unit(store, accounts.hold_for_binding, BROWSER, _member(), "flow-1")
-    otp.request_code(store, box, sms, NEW_PHONE, "bind", browser=BROWSER)
+    in_unit(store, otp.request_code, box, sms, NEW_PHONE, "bind", browser=BROWSER)
     code = sms.messages()[0].code
 
     def finish() -> tuple[sessions.NewSession, str | None]:

@@ -35,13 +35,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture
 def known_user(store: Store) -> User:
-    return users.create_user(store, "Zhang San", "13800138000")
+    return in_unit(store, users.create_user, "Zhang San", "13800138000")
 
 
 def _request(
     store: Store, box: SecretBox, sms: Any, phone: str = KNOWN, purpose: str = "login"
 ) -> otp.CodeSent:
-    return otp.request_code(store, box, sms, phone, purpose, browser=BROWSER)
+    return in_unit(store, otp.request_code, box, sms, phone, purpose, browser=BROWSER)
 
 
 def verify_code(store: Store, box: SecretBox, *args: Any, **kwargs: Any) -> str:
@@ -408,7 +408,7 @@ def test_the_challenge_is_committed_before_the_message_is_handed_over(
 
 def test_an_undelivered_code_is_audited(store: Store, box: SecretBox, known_user: User) -> None:
     message = sms_message(KNOWN, "123456", "login", 300)
-    otp.record_undelivered(store, message, "the gateway answered 500")
+    in_unit(store, otp.record_undelivered, message, "the gateway answered 500")
     event, outcome, detail = _audit(store)[-1]
     assert (event, outcome) == ("otp.undelivered", "failure")
     assert detail["reason"] == "the gateway answered 500"
@@ -444,20 +444,17 @@ def test_a_strangers_wrong_guesses_leave_the_owners_code_alive(
     limits = _limits()
     _request(store, box, sms)
     owners = _last_code(sms)
-    otp.request_code(store, box, sms, KNOWN, "login", browser=STRANGER, limits=limits)
+    in_unit(store, otp.request_code, box, sms, KNOWN, "login", browser=STRANGER, limits=limits)
     for _ in range(5):
         with pytest.raises(RateLimitedError):
-            otp.request_code(store, box, sms, KNOWN, "login", browser=STRANGER, limits=limits)
+            in_unit(
+                store, otp.request_code, box, sms, KNOWN, "login", browser=STRANGER, limits=limits
+            )
         clock.advance(seconds=1)
     for _ in range(11):
         with pytest.raises((otp.OtpError, RateLimitedError)):
-            verify_code(
-                store, box, KNOWN, "login", _wrong(owners), browser=STRANGER, limits=limits
-            )
-    assert (
-        verify_code(store, box, KNOWN, "login", owners, browser=BROWSER, limits=limits)
-        == KNOWN
-    )
+            verify_code(store, box, KNOWN, "login", _wrong(owners), browser=STRANGER, limits=limits)
+    assert verify_code(store, box, KNOWN, "login", owners, browser=BROWSER, limits=limits) == KNOWN
 
 
 def test_the_resend_wait_and_daily_cap_are_per_browser(
@@ -479,7 +476,7 @@ def test_the_resend_wait_and_daily_cap_are_per_browser(
             )
         db.commit()
     with pytest.raises(RateLimitedError):
-        otp.request_code(store, box, sms, KNOWN, "login", browser=STRANGER)
+        in_unit(store, otp.request_code, box, sms, KNOWN, "login", browser=STRANGER)
     _request(store, box, sms)
     assert verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER) == KNOWN
 
@@ -490,14 +487,23 @@ def test_a_refused_send_spends_none_of_the_budget(
     """Sends refused by the 60 s rule do not count towards the 5 per 10 minutes."""
     limits = _limits("otp_send.key=2/600")
     for _ in range(2):
-        otp.request_code(store, box, sms, KNOWN, "login", browser=BROWSER, limits=limits)
+        in_unit(store, otp.request_code, box, sms, KNOWN, "login", browser=BROWSER, limits=limits)
         for _ in range(5):
             with pytest.raises(RateLimitedError) as refused:
-                otp.request_code(store, box, sms, KNOWN, "login", browser=BROWSER, limits=limits)
+                in_unit(
+                    store,
+                    otp.request_code,
+                    box,
+                    sms,
+                    KNOWN,
+                    "login",
+                    browser=BROWSER,
+                    limits=limits,
+                )
             assert refused.value.retry_after <= 61  # the 60 s rule, not the budget
         clock.advance(seconds=61)
     with pytest.raises(RateLimitedError) as refused:
-        otp.request_code(store, box, sms, KNOWN, "login", browser=BROWSER, limits=limits)
+        in_unit(store, otp.request_code, box, sms, KNOWN, "login", browser=BROWSER, limits=limits)
     assert refused.value.retry_after > 61
     assert len(sms.messages()) == 2
 
@@ -514,8 +520,6 @@ def test_checks_without_a_live_code_spend_only_the_address_budget(
     _request(store, box, sms)
     code = _last_code(sms)
     assert (
-        verify_code(
-            store, box, KNOWN, "login", code, browser=BROWSER, limits=limits, ip="10.0.0.2"
-        )
+        verify_code(store, box, KNOWN, "login", code, browser=BROWSER, limits=limits, ip="10.0.0.2")
         == KNOWN
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from support.units import in_unit
 from support.world import World
 
 from iam.clock import utcnow
@@ -105,7 +106,7 @@ def test_expired_rows_go_and_live_ones_stay(store: Store, world: World) -> None:
     live = [access_token(world, None, FUTURE), session(world, FUTURE), otp(NOW)]
     dead = [access_token(world, None, PAST), session(world, PAST), otp(NOW - timedelta(days=2))]
     add(store, *live, *dead)
-    deleted = retention.prune(store, now=NOW)
+    deleted = in_unit(store, retention.prune, now=NOW)
     assert deleted["access_tokens"] == 1 and deleted["sso_sessions"] == 1
     assert deleted["otp_challenges"] == 1
     assert ids(store, AccessToken) == {live[0].jti}
@@ -115,7 +116,7 @@ def test_expired_rows_go_and_live_ones_stay(store: Store, world: World) -> None:
 
 def test_a_code_sent_today_stays_for_the_daily_limit(store: Store, world: World) -> None:
     add(store, otp(NOW - timedelta(hours=2)))  # expired, but still counted by the daily limit
-    assert retention.prune(store, now=NOW)["otp_challenges"] == 0
+    assert in_unit(store, retention.prune, now=NOW)["otp_challenges"] == 0
 
 
 def test_a_used_code_stays_while_a_token_of_its_family_lives(store: Store, world: World) -> None:
@@ -128,16 +129,16 @@ def test_a_used_code_stays_while_a_token_of_its_family_lives(store: Store, world
         refresh_token(world, orphan.id, FUTURE, rotated_at=NOW),  # used: dead
         refresh_token(world, orphan.id, FUTURE, revoked_at=NOW),  # revoked: dead
     )
-    assert retention.prune(store, now=NOW)["authorization_codes"] == 1
+    assert in_unit(store, retention.prune, now=NOW)["authorization_codes"] == 1
     assert ids(store, AuthorizationCode) == {with_refresh.id, with_access.id}
     later = FUTURE + timedelta(seconds=1)  # every token has expired
-    assert retention.prune(store, now=later)["authorization_codes"] == 2
+    assert in_unit(store, retention.prune, now=later)["authorization_codes"] == 2
     assert ids(store, AuthorizationCode) == set()
 
 
 def test_a_code_not_yet_expired_stays(store: Store, world: World) -> None:
     add(store, code(world, FUTURE))
-    assert retention.prune(store, now=NOW)["authorization_codes"] == 0
+    assert in_unit(store, retention.prune, now=NOW)["authorization_codes"] == 0
 
 
 def test_expired_refresh_tokens_go_even_when_rotated(store: Store, world: World) -> None:
@@ -148,15 +149,15 @@ def test_expired_refresh_tokens_go_even_when_rotated(store: Store, world: World)
         refresh_token(world, family.id, PAST, rotated_at=NOW - timedelta(days=1)),
         refresh_token(world, family.id, FUTURE),
     )
-    assert retention.prune(store, now=NOW)["refresh_tokens"] == 1
+    assert in_unit(store, retention.prune, now=NOW)["refresh_tokens"] == 1
     with store() as db:
         assert db.scalar(select(func.count()).select_from(RefreshToken)) == 1
 
 
 def test_a_second_run_finds_nothing(store: Store, world: World) -> None:
     add(store, access_token(world, None, PAST), session(world, PAST))
-    assert sum(retention.prune(store, now=NOW).values()) == 2
-    assert sum(retention.prune(store, now=NOW).values()) == 0
+    assert sum(in_unit(store, retention.prune, now=NOW).values()) == 2
+    assert sum(in_unit(store, retention.prune, now=NOW).values()) == 0
 
 
 def test_the_audit_trail_is_left_alone(store: Store, world: World) -> None:
@@ -166,5 +167,15 @@ def test_the_audit_trail_is_left_alone(store: Store, world: World) -> None:
 
     before = events()
     assert before > 0  # the world's user and apps were audited
-    retention.prune(store, now=FUTURE + timedelta(days=3650))
+    in_unit(store, retention.prune, now=FUTURE + timedelta(days=3650))
     assert events() == before
+
+
+def test_every_table_pruned_is_listed_in_order() -> None:
+    assert tuple(retention._statements(NOW)) == retention.TABLES
+
+
+def test_a_unit_prunes_only_the_tables_it_is_given(store: Store, world: World) -> None:
+    add(store, access_token(world, None, PAST), session(world, PAST))
+    assert in_unit(store, retention.prune, NOW, tables=["sso_sessions"]) == {"sso_sessions": 1}
+    assert ids(store, SsoSession) == set() and len(ids(store, AccessToken)) == 1

@@ -24,7 +24,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture
 def user(store: Store) -> User:
-    return users.create_user(store, "Zhang San", "13800138000")
+    return in_unit(store, users.create_user, "Zhang San", "13800138000")
 
 
 def _start(store: Store, user: User, **options: Any) -> sessions.NewSession:
@@ -245,7 +245,9 @@ def test_end_deletes_the_session(store: Store, user: User) -> None:
 
 
 def test_end_revokes_the_tokens_of_that_session_only(store: Store, user: User) -> None:
-    client_id = clients.create_client(store, "CRM", ["https://crm.example.com/cb"]).client.client_id
+    client_id = in_unit(
+        store, clients.create_client, "CRM", ["https://crm.example.com/cb"]
+    ).client.client_id
     ended, kept = _start(store, user), _start(store, user)
     _add_tokens(store, user, client_id, ended.session.id, "ended")
     _add_tokens(store, user, client_id, kept.session.id, "kept")
@@ -263,7 +265,9 @@ def test_end_revokes_the_tokens_of_that_session_only(store: Store, user: User) -
 
 
 def test_end_does_not_move_an_earlier_revocation(store: Store, user: User) -> None:
-    client_id = clients.create_client(store, "CRM", ["https://crm.example.com/cb"]).client.client_id
+    client_id = in_unit(
+        store, clients.create_client, "CRM", ["https://crm.example.com/cb"]
+    ).client.client_id
     new = _start(store, user)
     _add_tokens(store, user, client_id, new.session.id, "t")
     earlier = utcnow().replace(microsecond=0) - timedelta(hours=1)

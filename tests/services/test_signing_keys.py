@@ -12,6 +12,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import select
+from support.units import in_unit
 
 from iam.clock import utcnow
 from iam.db.models import AuditEvent, Client, SigningKey
@@ -52,7 +53,7 @@ def _published_kids(material: signing_keys.KeyMaterial) -> list[str]:
 
 
 def test_ensure_key_creates_exactly_one_key(store: Store, box: SecretBox) -> None:
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     [row] = _rows(store)
     assert row["alg"] == "RS256"
     assert row["retired_at"] is None
@@ -73,7 +74,8 @@ def test_instances_starting_together_create_one_key(
     monkeypatch.setattr(signing_keys, "_new_key", slow_new_key)
     stores = [Store(create_db_engine(database_url)) for _ in range(3)]
     threads = [
-        threading.Thread(target=signing_keys.ensure_key, args=(each, box)) for each in stores
+        threading.Thread(target=in_unit, args=(each, signing_keys.ensure_key, box))
+        for each in stores
     ]
     for thread in threads:
         thread.start()
@@ -86,15 +88,15 @@ def test_instances_starting_together_create_one_key(
 
 
 def test_ensure_key_is_idempotent(store: Store, box: SecretBox) -> None:
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     first = _rows(store)
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     assert _rows(store) == first
     assert len(_audit(store, "key.created")) == 1
 
 
 def test_private_key_is_stored_encrypted(store: Store, box: SecretBox) -> None:
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     [row] = _rows(store)
     assert "d" not in row["public_jwk"]
     assert set(row["public_jwk"]) >= {"kty", "n", "e", "kid"}
@@ -107,13 +109,13 @@ def test_private_key_is_stored_encrypted(store: Store, box: SecretBox) -> None:
 
 
 def test_key_does_not_decrypt_with_another_secret(store: Store, box: SecretBox) -> None:
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     with pytest.raises(SecretBoxError):
-        signing_keys.load_material(store, SecretBox("another-secret-key-" + "x" * 30))
+        in_unit(store, signing_keys.load_material, SecretBox("another-secret-key-" + "x" * 30))
 
 
 def test_kid_is_the_rfc7638_thumbprint(store: Store, box: SecretBox) -> None:
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     [row] = _rows(store)
     assert RSAKey.import_key(row["public_jwk"]).thumbprint() == row["kid"]
 
@@ -123,15 +125,15 @@ def test_kid_is_the_rfc7638_thumbprint(store: Store, box: SecretBox) -> None:
 
 def test_load_material_without_a_key_says_so(store: Store, box: SecretBox) -> None:
     with pytest.raises(LookupError):
-        signing_keys.load_material(store, box)
+        in_unit(store, signing_keys.load_material, box)
 
 
 def test_load_material_returns_the_active_key_and_publishes_it(
     store: Store, box: SecretBox
 ) -> None:
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     [row] = _rows(store)
-    material = signing_keys.load_material(store, box)
+    material = in_unit(store, signing_keys.load_material, box)
     assert material.kid == row["kid"]
     assert material.active_private_jwk["d"]
     assert material.published == (row["public_jwk"],)
@@ -140,8 +142,8 @@ def test_load_material_returns_the_active_key_and_publishes_it(
 def test_token_signed_with_the_active_key_verifies_with_the_published_set(
     store: Store, box: SecretBox
 ) -> None:
-    signing_keys.ensure_key(store, box)
-    material = signing_keys.load_material(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
+    material = in_unit(store, signing_keys.load_material, box)
     private = RSAKey.import_key(material.active_private_jwk)
     token = jwt.encode({"alg": "RS256", "kid": material.kid}, {"sub": "u1"}, private)
     public_set = KeySet.import_key_set({"keys": list(material.published)})
@@ -152,11 +154,11 @@ def test_token_signed_with_the_active_key_verifies_with_the_published_set(
 
 
 def test_rotate_makes_a_new_active_key(store: Store, box: SecretBox) -> None:
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     [old] = _rows(store)
-    new = signing_keys.rotate(store, box)
+    new = in_unit(store, signing_keys.rotate, box)
     assert new.kid != old["kid"]
-    material = signing_keys.load_material(store, box)
+    material = in_unit(store, signing_keys.load_material, box)
     assert material.kid == new.kid
     rows = {row["kid"]: row for row in _rows(store)}
     assert rows[old["kid"]]["retired_at"] is not None
@@ -164,27 +166,27 @@ def test_rotate_makes_a_new_active_key(store: Store, box: SecretBox) -> None:
 
 
 def test_old_key_stays_published_after_rotation(store: Store, box: SecretBox) -> None:
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     [old] = _rows(store)
-    new = signing_keys.rotate(store, box)
-    assert sorted(_published_kids(signing_keys.load_material(store, box))) == sorted(
+    new = in_unit(store, signing_keys.rotate, box)
+    assert sorted(_published_kids(in_unit(store, signing_keys.load_material, box))) == sorted(
         [old["kid"], new.kid]
     )
 
 
 def test_old_key_is_unpublished_after_publish_until(store: Store, box: SecretBox) -> None:
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     [old] = _rows(store)
-    new = signing_keys.rotate(store, box)
+    new = in_unit(store, signing_keys.rotate, box)
     _set_key(store, old["kid"], publish_until=utcnow() - timedelta(seconds=1))
-    assert _published_kids(signing_keys.load_material(store, box)) == [new.kid]
+    assert _published_kids(in_unit(store, signing_keys.load_material, box)) == [new.kid]
 
 
 def test_old_key_is_published_at_least_an_hour(store: Store, box: SecretBox) -> None:
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     [old] = _rows(store)
     before = utcnow()
-    signing_keys.rotate(store, box)
+    in_unit(store, signing_keys.rotate, box)
     retired = next(row for row in _rows(store) if row["kid"] == old["kid"])
     assert retired["publish_until"] - before >= timedelta(hours=1)
     assert retired["publish_until"] - before < timedelta(hours=1, minutes=1)
@@ -193,44 +195,46 @@ def test_old_key_is_published_at_least_an_hour(store: Store, box: SecretBox) -> 
 def test_old_key_is_published_as_long_as_the_longest_token_lifetime(
     store: Store, box: SecretBox
 ) -> None:
-    client_id = clients.create_client(store, "CRM", ["https://crm.example.com/cb"]).client.client_id
+    client_id = in_unit(
+        store, clients.create_client, "CRM", ["https://crm.example.com/cb"]
+    ).client.client_id
     with store() as db:
         client = db.get(Client, client_id)
         assert client is not None
         client.access_token_ttl = 3 * 3600
         db.commit()
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     [old] = _rows(store)
     before = utcnow()
-    signing_keys.rotate(store, box)
+    in_unit(store, signing_keys.rotate, box)
     retired = next(row for row in _rows(store) if row["kid"] == old["kid"])
     assert timedelta(hours=3) <= retired["publish_until"] - before < timedelta(hours=3, minutes=1)
 
 
 def test_second_rotation_keeps_the_first_retired_keys_window(store: Store, box: SecretBox) -> None:
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     [first] = _rows(store)
-    signing_keys.rotate(store, box)
+    in_unit(store, signing_keys.rotate, box)
     window = next(row for row in _rows(store) if row["kid"] == first["kid"])["publish_until"]
-    signing_keys.rotate(store, box)
+    in_unit(store, signing_keys.rotate, box)
     again = next(row for row in _rows(store) if row["kid"] == first["kid"])
     assert again["publish_until"] == window
-    assert len(signing_keys.load_material(store, box).published) == 3
+    assert len(in_unit(store, signing_keys.load_material, box).published) == 3
 
 
 def test_rotate_without_a_key_creates_one(store: Store, box: SecretBox) -> None:
-    key = signing_keys.rotate(store, box)
-    assert signing_keys.load_material(store, box).kid == key.kid
+    key = in_unit(store, signing_keys.rotate, box)
+    assert in_unit(store, signing_keys.load_material, box).kid == key.kid
 
 
 def test_rotate_writes_an_audit_event(store: Store, box: SecretBox) -> None:
-    signing_keys.ensure_key(store, box)
-    new = signing_keys.rotate(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
+    new = in_unit(store, signing_keys.rotate, box)
     assert _audit(store, "key.rotated") == [{"kid": new.kid}]
 
 
 def test_list_keys_is_newest_first(store: Store, box: SecretBox) -> None:
-    signing_keys.ensure_key(store, box)
+    in_unit(store, signing_keys.ensure_key, box)
     [old] = _rows(store)
-    new = signing_keys.rotate(store, box)
-    assert [key.kid for key in signing_keys.list_keys(store)] == [new.kid, old["kid"]]
+    new = in_unit(store, signing_keys.rotate, box)
+    assert [key.kid for key in in_unit(store, signing_keys.list_keys)] == [new.kid, old["kid"]]

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from support.clocks import Clock
 from support.constants import CORP_A, CORP_B
+from support.units import in_unit
 
 from iam.db.models import AuditEvent, UpstreamLogin
 from iam.db.store import Store
@@ -28,7 +29,9 @@ def rows(store: Store) -> int:
 
 
 def test_a_state_is_random_letters_and_digits_and_only_its_digest_is_stored(store: Store) -> None:
-    states = {upstream.start_login(store, BROWSER, "wecom", CORP_A, None).state for _ in range(5)}
+    states = {
+        in_unit(store, upstream.start_login, BROWSER, "wecom", CORP_A, None).state for _ in range(5)
+    }
     assert len(states) == 5
     for state in states:
         assert re.fullmatch(r"[0-9a-f]{48}", state)  # WeCom takes [a-zA-Z0-9], up to 128
@@ -39,13 +42,15 @@ def test_a_state_is_random_letters_and_digits_and_only_its_digest_is_stored(stor
 
 
 def test_a_state_is_spent_once_and_gives_back_its_flow(store: Store) -> None:
-    state = upstream.start_login(store, BROWSER, "wecom", CORP_A, "flow-1").state
-    used = upstream.use_state(store, BROWSER, "wecom", CORP_A, state)
+    state = in_unit(store, upstream.start_login, BROWSER, "wecom", CORP_A, "flow-1").state
+    used = in_unit(store, upstream.use_state, BROWSER, "wecom", CORP_A, state)
     assert (used.flow_id, used.link_user_id) == ("flow-1", None)
     with pytest.raises(LoginStateError):
-        upstream.use_state(store, BROWSER, "wecom", CORP_A, state)
-    other = upstream.start_login(store, BROWSER, "wecom", CORP_A, "", link_user_id="user-1").state
-    used = upstream.use_state(store, BROWSER, "wecom", CORP_A, other)
+        in_unit(store, upstream.use_state, BROWSER, "wecom", CORP_A, state)
+    other = in_unit(
+        store, upstream.start_login, BROWSER, "wecom", CORP_A, "", link_user_id="user-1"
+    ).state
+    used = in_unit(store, upstream.use_state, BROWSER, "wecom", CORP_A, other)
     assert (used.flow_id, used.link_user_id) == (None, "user-1")
 
 
@@ -61,40 +66,42 @@ NOT_THIS_CALLBACKS = [
 
 
 def test_a_state_that_is_not_this_browsers_for_this_callback_is_refused(store: Store) -> None:
-    issued = upstream.start_login(store, BROWSER, "wecom", CORP_A, "flow-1").state
+    issued = in_unit(store, upstream.start_login, BROWSER, "wecom", CORP_A, "flow-1").state
     for browser, provider, connector_id, state in NOT_THIS_CALLBACKS:
         offered = issued if state is None else state
         with pytest.raises(LoginStateError):
-            upstream.use_state(store, browser, provider, connector_id, offered)
+            in_unit(store, upstream.use_state, browser, provider, connector_id, offered)
     # the refusals did not spend it
-    assert upstream.use_state(store, BROWSER, "wecom", CORP_A, issued).flow_id == "flow-1"
+    assert in_unit(store, upstream.use_state, BROWSER, "wecom", CORP_A, issued).flow_id == "flow-1"
 
 
 def test_a_state_lives_ten_minutes_and_expired_ones_are_swept(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = Clock().install(monkeypatch, upstream)
-    kept = upstream.start_login(store, BROWSER, "wecom", CORP_A, None).state
-    late = upstream.start_login(store, BROWSER, "wecom", CORP_A, None).state
+    kept = in_unit(store, upstream.start_login, BROWSER, "wecom", CORP_A, None).state
+    late = in_unit(store, upstream.start_login, BROWSER, "wecom", CORP_A, None).state
     clock.advance(minutes=9, seconds=59)
-    assert upstream.use_state(store, BROWSER, "wecom", CORP_A, kept).flow_id is None
+    assert in_unit(store, upstream.use_state, BROWSER, "wecom", CORP_A, kept).flow_id is None
     clock.advance(seconds=1)
     with pytest.raises(LoginStateError):
-        upstream.use_state(store, BROWSER, "wecom", CORP_A, late)
+        in_unit(store, upstream.use_state, BROWSER, "wecom", CORP_A, late)
     assert rows(store) == 2
-    upstream.start_login(store, BROWSER, "wecom", CORP_A, None)
+    in_unit(store, upstream.start_login, BROWSER, "wecom", CORP_A, None)
     assert rows(store) == 1
 
 
 def test_one_state_spent_by_ten_threads_at_once_wins_once(store: Store) -> None:
-    state = upstream.start_login(store, BROWSER, "wecom", CORP_A, "flow-1").state
+    state = in_unit(store, upstream.start_login, BROWSER, "wecom", CORP_A, "flow-1").state
     barrier = threading.Barrier(10)
     results: list[Any] = [None] * 10
 
     def spend(index: int) -> None:
         barrier.wait()
         try:
-            results[index] = upstream.use_state(store, BROWSER, "wecom", CORP_A, state).flow_id
+            results[index] = in_unit(
+                store, upstream.use_state, BROWSER, "wecom", CORP_A, state
+            ).flow_id
         except Exception as error:  # noqa: BLE001 - the test asserts on it
             results[index] = error
 
@@ -109,8 +116,15 @@ def test_one_state_spent_by_ten_threads_at_once_wins_once(store: Store) -> None:
 
 
 def test_record_failure_writes_one_audit_event(store: Store) -> None:
-    upstream.record_failure(
-        store, "wecom", CORP_A, "wecom.busy", "x" * 800, ip="198.51.100.1", code=45009
+    in_unit(
+        store,
+        upstream.record_failure,
+        "wecom",
+        CORP_A,
+        "wecom.busy",
+        "x" * 800,
+        ip="198.51.100.1",
+        code=45009,
     )
     with store() as db:
         event = db.scalars(select(AuditEvent)).one()

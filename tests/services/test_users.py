@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from support.units import in_unit
 
 from iam.db.base import Base
 from iam.db.models import AuditEvent, IdentityLink, User
@@ -62,7 +63,7 @@ def _ids(objects: Any) -> list[str]:
 
 
 def test_create_user_stores_the_phone_in_e164(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "138 0013 8000")
+    user = in_unit(store, users.create_user, "Zhang San", "138 0013 8000")
     assert user.phone == "+8613800138000"
     assert _row(store, user.id) == {
         "name": "Zhang San",
@@ -73,28 +74,30 @@ def test_create_user_stores_the_phone_in_e164(store: Store) -> None:
 
 
 def test_create_user_keeps_email_and_trims_name(store: Store) -> None:
-    user = users.create_user(store, "  Li Si ", "+8613900139000", email=" li.si@example.com ")
+    user = in_unit(
+        store, users.create_user, "  Li Si ", "+8613900139000", email=" li.si@example.com "
+    )
     row = _row(store, user.id)
     assert row["name"] == "Li Si"
     assert row["email"] == "li.si@example.com"
 
 
 def test_blank_email_is_stored_as_none(store: Store) -> None:
-    user = users.create_user(store, "Li Si", "13900139000", email="  ")
+    user = in_unit(store, users.create_user, "Li Si", "13900139000", email="  ")
     assert _row(store, user.id)["email"] is None
 
 
 def test_user_ids_are_distinct(store: Store) -> None:
-    first = users.create_user(store, "A", "13800138000")
-    second = users.create_user(store, "B", "13900139000")
+    first = in_unit(store, users.create_user, "A", "13800138000")
+    second = in_unit(store, users.create_user, "B", "13900139000")
     assert first.id and second.id and first.id != second.id
 
 
 def test_duplicate_phone_is_a_conflict_in_any_spelling(store: Store) -> None:
-    users.create_user(store, "Zhang San", "+8613800138000")
+    in_unit(store, users.create_user, "Zhang San", "+8613800138000")
     for same_phone in ("13800138000", "+8613800138000", "138-0013-8000"):
         with pytest.raises(ConflictError):
-            users.create_user(store, "Someone Else", same_phone)
+            in_unit(store, users.create_user, "Someone Else", same_phone)
     with store() as db:
         assert db.scalar(select(func.count()).select_from(User)) == 1
 
@@ -102,34 +105,34 @@ def test_duplicate_phone_is_a_conflict_in_any_spelling(store: Store) -> None:
 @pytest.mark.parametrize("email", ["not-an-email", "a@b", "two@@example.com", "a b@example.com"])
 def test_bad_email_is_refused(mem_store: Store, email: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        users.create_user(mem_store, "Zhang San", "13800138000", email=email)
+        in_unit(mem_store, users.create_user, "Zhang San", "13800138000", email=email)
     assert caught.value.field == "email"
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 201])
 def test_bad_name_is_refused(mem_store: Store, name: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        users.create_user(mem_store, name, "13800138000")
+        in_unit(mem_store, users.create_user, name, "13800138000")
     assert caught.value.field == "name"
 
 
 def test_bad_phone_is_refused_and_nothing_is_stored(store: Store) -> None:
     with pytest.raises(ValidationError) as caught:
-        users.create_user(store, "Zhang San", "12345")
+        in_unit(store, users.create_user, "Zhang San", "12345")
     assert caught.value.field == "phone"
     with store() as db:
         assert db.scalar(select(func.count()).select_from(User)) == 0
 
 
 def test_create_user_writes_one_audit_event(store: Store) -> None:
-    users.create_user(store, "Zhang San", "13800138000")
+    in_unit(store, users.create_user, "Zhang San", "13800138000")
     rows = _audit(store, "user.created")
     assert len(rows) == 1
     assert rows[0][1] == "cli"
 
 
 def test_create_user_audit_event_names_the_user(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
     assert _audit(store, "user.created")[0][0] == user.id
 
 
@@ -137,45 +140,47 @@ def test_create_user_audit_event_names_the_user(store: Store) -> None:
 
 
 def test_show_user_returns_the_user_with_their_links(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
-    other = users.create_user(store, "Li Si", "13900139000")
-    link_a = users.link_wecom(store, user.id, "CORP_A", "zhangsan_A")
-    link_b = users.link_wecom(store, user.id, "CORP_B", "zs_b")
-    users.link_wecom(store, other.id, "CORP_A", "lisi")
-    shown = users.show_user(store, user.id)
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
+    other = in_unit(store, users.create_user, "Li Si", "13900139000")
+    link_a = in_unit(store, users.link_wecom, user.id, "CORP_A", "zhangsan_A")
+    link_b = in_unit(store, users.link_wecom, user.id, "CORP_B", "zs_b")
+    in_unit(store, users.link_wecom, other.id, "CORP_A", "lisi")
+    shown = in_unit(store, users.show_user, user.id)
     assert _ids([shown.user]) == [user.id]
     assert sorted(_ids(shown.links)) == sorted([link_a.id, link_b.id])
 
 
 def test_show_user_without_links_has_none(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
-    assert users.show_user(store, user.id).links == ()
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
+    assert in_unit(store, users.show_user, user.id).links == ()
 
 
 def test_show_unknown_user_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError):
-        users.show_user(store, "00000000-0000-0000-0000-000000000000")
+        in_unit(store, users.show_user, "00000000-0000-0000-0000-000000000000")
 
 
 def test_show_user_returns_readable_objects(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
-    users.link_wecom(store, user.id, "CORP_A", "ZhangSan", {"position": "Sales"})
-    shown = users.show_user(store, user.id)
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
+    in_unit(store, users.link_wecom, user.id, "CORP_A", "ZhangSan", {"position": "Sales"})
+    shown = in_unit(store, users.show_user, user.id)
     assert shown.user.name == "Zhang San"
     assert [link.provider_user_id for link in shown.links] == ["CORP_A/ZhangSan"]
 
 
 def _three_users(store: Store) -> dict[str, str]:
     return {
-        "zhang": users.create_user(store, "Zhang San", "13800138000", "zs@corp-a.example").id,
-        "li": users.create_user(store, "Li Si", "13900139000", "lisi@corp-b.example").id,
-        "wang": users.create_user(store, "Wang Wu", "+14155552671").id,
+        "zhang": in_unit(
+            store, users.create_user, "Zhang San", "13800138000", "zs@corp-a.example"
+        ).id,
+        "li": in_unit(store, users.create_user, "Li Si", "13900139000", "lisi@corp-b.example").id,
+        "wang": in_unit(store, users.create_user, "Wang Wu", "+14155552671").id,
     }
 
 
 def test_list_users_without_query_lists_everyone(store: Store) -> None:
     ids = _three_users(store)
-    assert sorted(_ids(users.list_users(store))) == sorted(ids.values())
+    assert sorted(_ids(in_unit(store, users.list_users))) == sorted(ids.values())
 
 
 def test_list_users_filters_by_name_email_or_phone(store: Store) -> None:
@@ -183,7 +188,7 @@ def test_list_users_filters_by_name_email_or_phone(store: Store) -> None:
     names = {user_id: key for key, user_id in ids.items()}
     queries = ["zhang", "LI SI", "corp-b", "1390013", "+1415", "example", "nobody"]
     found = {
-        query: sorted(names[user.id] for user in users.list_users(store, query))
+        query: sorted(names[user.id] for user in in_unit(store, users.list_users, query))
         for query in queries
     }
     assert found == {
@@ -199,18 +204,18 @@ def test_list_users_filters_by_name_email_or_phone(store: Store) -> None:
 
 def test_list_users_matches_the_query_literally(store: Store) -> None:
     _three_users(store)
-    assert users.list_users(store, "%") == []
-    assert users.list_users(store, "zhang_san") == []
+    assert in_unit(store, users.list_users, "%") == []
+    assert in_unit(store, users.list_users, "zhang_san") == []
 
 
 def test_list_users_respects_the_limit(store: Store) -> None:
     _three_users(store)
-    assert len(users.list_users(store, limit=2)) == 2
+    assert len(in_unit(store, users.list_users, limit=2)) == 2
 
 
 def test_list_users_returns_readable_objects(store: Store) -> None:
     _three_users(store)
-    assert sorted(user.name for user in users.list_users(store)) == [
+    assert sorted(user.name for user in in_unit(store, users.list_users)) == [
         "Li Si",
         "Wang Wu",
         "Zhang San",
@@ -221,9 +226,9 @@ def test_list_users_returns_readable_objects(store: Store) -> None:
 
 
 def test_link_wecom_stores_the_link_and_its_metadata(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
     metadata = {"corp_name": "Subsidiary A", "department": ["Sales"], "position": "Manager"}
-    link = users.link_wecom(store, user.id, "CORP_A", "zhangsan_A", metadata)
+    link = in_unit(store, users.link_wecom, user.id, "CORP_A", "zhangsan_A", metadata)
     assert _link_rows(store) == [
         {
             "id": link.id,
@@ -238,40 +243,40 @@ def test_link_wecom_stores_the_link_and_its_metadata(store: Store) -> None:
 
 
 def test_link_wecom_without_metadata_stores_an_empty_object(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
-    users.link_wecom(store, user.id, "CORP_A", "zhangsan")
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
+    in_unit(store, users.link_wecom, user.id, "CORP_A", "zhangsan")
     assert _link_rows(store)[0]["metadata"] == {}
 
 
 def test_link_keeps_the_userid_spelling_as_given(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
-    link = users.link_wecom(store, user.id, "CORP_A", "ZhangSan")
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
+    link = in_unit(store, users.link_wecom, user.id, "CORP_A", "ZhangSan")
     assert link.provider_user_id == "CORP_A/ZhangSan"
     assert _link_rows(store)[0]["provider_user_id"] == "CORP_A/ZhangSan"
 
 
 def test_userid_differing_only_in_case_is_the_same_member(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
-    users.link_wecom(store, user.id, "CORP_A", "ZhangSan")
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
+    in_unit(store, users.link_wecom, user.id, "CORP_A", "ZhangSan")
     for spelling in ("zhangsan", "ZHANGSAN", "ZhangSan"):
         with pytest.raises(ConflictError):
-            users.link_wecom(store, user.id, "CORP_A", spelling)
+            in_unit(store, users.link_wecom, user.id, "CORP_A", spelling)
     assert [row["provider_user_id"] for row in _link_rows(store)] == ["CORP_A/ZhangSan"]
 
 
 def test_member_linked_to_one_user_cannot_be_linked_to_another(store: Store) -> None:
-    first = users.create_user(store, "Zhang San", "13800138000")
-    second = users.create_user(store, "Li Si", "13900139000")
-    users.link_wecom(store, first.id, "CORP_A", "ZhangSan")
+    first = in_unit(store, users.create_user, "Zhang San", "13800138000")
+    second = in_unit(store, users.create_user, "Li Si", "13900139000")
+    in_unit(store, users.link_wecom, first.id, "CORP_A", "ZhangSan")
     with pytest.raises(ConflictError):
-        users.link_wecom(store, second.id, "CORP_A", "zhangsan")
+        in_unit(store, users.link_wecom, second.id, "CORP_A", "zhangsan")
     assert [row["user_id"] for row in _link_rows(store)] == [first.id]
 
 
 def test_same_userid_in_another_corp_is_another_member(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
-    users.link_wecom(store, user.id, "CORP_A", "zhangsan")
-    users.link_wecom(store, user.id, "CORP_B", "zhangsan")
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
+    in_unit(store, users.link_wecom, user.id, "CORP_A", "zhangsan")
+    in_unit(store, users.link_wecom, user.id, "CORP_B", "zhangsan")
     assert [row["provider_user_id"] for row in _link_rows(store)] == [
         "CORP_A/zhangsan",
         "CORP_B/zhangsan",
@@ -280,7 +285,9 @@ def test_same_userid_in_another_corp_is_another_member(store: Store) -> None:
 
 def test_link_to_unknown_user_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError):
-        users.link_wecom(store, "00000000-0000-0000-0000-000000000000", "CORP_A", "zhangsan")
+        in_unit(
+            store, users.link_wecom, "00000000-0000-0000-0000-000000000000", "CORP_A", "zhangsan"
+        )
     assert _link_rows(store) == []
 
 
@@ -306,37 +313,37 @@ def test_wecom_subject_keeps_spelling_and_lowercases_the_key() -> None:
 
 
 def test_link_with_bad_userid_stores_nothing(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
     with pytest.raises(ValidationError) as caught:
-        users.link_wecom(store, user.id, "CORP_A", "zhang san")
+        in_unit(store, users.link_wecom, user.id, "CORP_A", "zhang san")
     assert caught.value.field == "userid"
     assert _link_rows(store) == []
 
 
 def test_metadata_must_be_an_object(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
     with pytest.raises(ValidationError) as caught:
-        users.link_wecom(store, user.id, "CORP_A", "zhangsan", ["Sales"])  # type: ignore[arg-type]
+        in_unit(store, users.link_wecom, user.id, "CORP_A", "zhangsan", ["Sales"])
     assert caught.value.field == "metadata"
     assert _link_rows(store) == []
 
 
 def test_link_wecom_writes_an_audit_event(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
-    users.link_wecom(store, user.id, "CORP_A", "ZhangSan")
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
+    in_unit(store, users.link_wecom, user.id, "CORP_A", "ZhangSan")
     assert _audit(store, "link.created") == [(user.id, "cli", {"link": "CORP_A/ZhangSan"})]
 
 
 def test_refused_link_writes_no_audit_event(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
-    users.link_wecom(store, user.id, "CORP_A", "ZhangSan")
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
+    in_unit(store, users.link_wecom, user.id, "CORP_A", "ZhangSan")
     with pytest.raises(ConflictError):
-        users.link_wecom(store, user.id, "CORP_A", "zhangsan")
+        in_unit(store, users.link_wecom, user.id, "CORP_A", "zhangsan")
     assert len(_audit(store, "link.created")) == 1
 
 
 def test_find_user_by_phone_uses_e164(store: Store) -> None:
-    user = users.create_user(store, "Zhang San", "13800138000")
+    user = in_unit(store, users.create_user, "Zhang San", "13800138000")
     with store() as db:
         found = users.find_user_by_phone(db, "+8613800138000")
         assert found is not None and found.id == user.id

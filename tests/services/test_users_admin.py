@@ -31,20 +31,20 @@ BROWSER = "the-browser-that-asked"
 
 @pytest.fixture
 def zhang(store: Store) -> User:
-    user = users.create_user(store, "张三 Zhang San", PHONE, "zhangsan@example.com")
-    users.link_wecom(store, user.id, CORP_A, "ZhangSan_A", {"corp_name": "Subsidiary A"})
-    users.link_wecom(store, user.id, CORP_B, "zs_b", {"corp_name": "Subsidiary B"})
+    user = in_unit(store, users.create_user, "张三 Zhang San", PHONE, "zhangsan@example.com")
+    in_unit(store, users.link_wecom, user.id, CORP_A, "ZhangSan_A", {"corp_name": "Subsidiary A"})
+    in_unit(store, users.link_wecom, user.id, CORP_B, "zs_b", {"corp_name": "Subsidiary B"})
     return user
 
 
 @pytest.fixture
 def li(store: Store) -> User:
-    return users.create_user(store, "李四 Li Si", "+8613900139000", "lisi@example.org")
+    return in_unit(store, users.create_user, "李四 Li Si", "+8613900139000", "lisi@example.org")
 
 
 @pytest.fixture
 def client_id(store: Store) -> str:
-    return clients.create_client(store, "CRM", ["https://rp.example/cb"]).client.client_id
+    return in_unit(store, clients.create_client, "CRM", ["https://rp.example/cb"]).client.client_id
 
 
 def _names(found: list[users.UserSummary]) -> list[str]:
@@ -52,7 +52,7 @@ def _names(found: list[users.UserSummary]) -> list[str]:
 
 
 def _search(store: Store, query: str | None, limit: int = 50, offset: int = 0) -> list[str]:
-    return _names(users.search_users(store, query, limit=limit, offset=offset))
+    return _names(in_unit(store, users.search_users, query, limit=limit, offset=offset))
 
 
 def _start_session(store: Store, user: User, link_id: str | None = None) -> str:
@@ -157,17 +157,17 @@ def test_search_finds_a_person_by_each_key(store: Store, zhang: User, li: User) 
 
 def test_search_counts_links_in_one_statement(store: Store, zhang: User, li: User) -> None:
     with _statements(store) as seen:
-        found = users.search_users(store, "", limit=50, offset=0)
+        found = in_unit(store, users.search_users, "", limit=50, offset=0)
     assert [(row.user.name, row.link_count) for row in found] == [(zhang.name, 2), (li.name, 0)]
     assert len(seen) == 1
     with _statements(store) as seen:
-        users.search_users(store, "zs_b", limit=50, offset=0)
+        in_unit(store, users.search_users, "zs_b", limit=50, offset=0)
     assert len(seen) == 1
 
 
 def test_search_matches_percent_and_underscore_literally(store: Store, zhang: User) -> None:
-    percent = users.create_user(store, "100% Wang", "+8613700137000")
-    underscore = users.create_user(store, "Zhao_Liu", "+8613600136000")
+    percent = in_unit(store, users.create_user, "100% Wang", "+8613700137000")
+    underscore = in_unit(store, users.create_user, "Zhao_Liu", "+8613600136000")
     assert _search(store, "%") == [percent.name]
     assert _search(store, "0%") == [percent.name]
     assert _search(store, "o_l") == [underscore.name]
@@ -176,7 +176,7 @@ def test_search_matches_percent_and_underscore_literally(store: Store, zhang: Us
 
 
 def test_search_pages_oldest_first(store: Store, zhang: User, li: User) -> None:
-    wang = users.create_user(store, "王五", "+8613700137000")
+    wang = in_unit(store, users.create_user, "王五", "+8613700137000")
     assert _search(store, None, limit=2) == [zhang.name, li.name]
     assert _search(store, None, limit=2, offset=2) == [wang.name]
     assert _search(store, None, limit=2, offset=3) == []
@@ -184,7 +184,7 @@ def test_search_pages_oldest_first(store: Store, zhang: User, li: User) -> None:
 
 def test_search_refuses_a_long_query_and_finds_nothing_for_nul(store: Store, zhang: User) -> None:
     with pytest.raises(ValidationError) as refused:
-        users.search_users(store, "x" * 201, limit=10, offset=0)
+        in_unit(store, users.search_users, "x" * 201, limit=10, offset=0)
     assert refused.value.field == "q"
     assert _search(store, "zhang\x00") == []
 
@@ -205,7 +205,7 @@ def test_user_detail_has_links_and_only_live_sessions(store: Store, zhang: User)
         assert row is not None
         row.expires_at = utcnow() - timedelta(seconds=1)
         db.commit()
-    found = users.user_detail(store, zhang.id)
+    found = in_unit(store, users.user_detail, zhang.id)
     assert [link.provider_user_id for link in found.links] == [
         f"{CORP_A}/ZhangSan_A",
         f"{CORP_B}/zs_b",
@@ -216,11 +216,11 @@ def test_user_detail_has_links_and_only_live_sessions(store: Store, zhang: User)
 def test_unknown_user_ids_are_not_found(store: Store) -> None:
     for user_id in ["no-such-user", "x" * 37, "a\x00b", ""]:
         with pytest.raises(NotFoundError):
-            users.user_detail(store, user_id)
+            in_unit(store, users.user_detail, user_id)
         with pytest.raises(NotFoundError):
-            users.set_user_status(store, user_id, False, actor=ACTOR)
+            in_unit(store, users.set_user_status, user_id, False, actor=ACTOR)
         with pytest.raises(NotFoundError):
-            users.end_user_sessions(store, user_id, actor=ACTOR)
+            in_unit(store, users.end_user_sessions, user_id, actor=ACTOR)
 
 
 # --- disabling -------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def test_disabling_ends_sessions_and_revokes_every_token(
     other_sid = _start_session(store, li)
     _add_tokens(store, li, client_id, other_sid, "other")
 
-    user = users.set_user_status(store, zhang.id, False, actor=ACTOR, ip="127.0.0.1")
+    user = in_unit(store, users.set_user_status, zhang.id, False, actor=ACTOR, ip="127.0.0.1")
 
     assert user.status == "disabled" and not user.is_active
     assert _sessions_of(store, zhang) == []
@@ -245,10 +245,11 @@ def test_disabling_ends_sessions_and_revokes_every_token(
 
 
 def test_enabling_again_and_setting_the_same_status_twice(store: Store, zhang: User) -> None:
-    users.set_user_status(store, zhang.id, False, actor=ACTOR)
-    users.set_user_status(store, zhang.id, False, actor=ACTOR)  # no change, nothing recorded
+    in_unit(store, users.set_user_status, zhang.id, False, actor=ACTOR)
+    # no change, nothing recorded:
+    in_unit(store, users.set_user_status, zhang.id, False, actor=ACTOR)
     assert len(_audit(store, "user.disabled")) == 1
-    user = users.set_user_status(store, zhang.id, True, actor="client:ops")
+    user = in_unit(store, users.set_user_status, zhang.id, True, actor="client:ops")
     assert user.status == "active"
     assert _audit(store, "user.enabled") == [(zhang.id, "client:ops", {})]
 
@@ -256,9 +257,10 @@ def test_enabling_again_and_setting_the_same_status_twice(store: Store, zhang: U
 def test_a_disabled_person_cannot_sign_in_with_a_phone(
     store: Store, box: SecretBox, sms: ConsoleSms, zhang: User
 ) -> None:
-    otp.request_code(store, box, sms, PHONE, "login", browser=BROWSER)  # sent while still active
+    # sent while still active
+    in_unit(store, otp.request_code, box, sms, PHONE, "login", browser=BROWSER)
     code = sms.messages()[0].code
-    users.set_user_status(store, zhang.id, False, actor=ACTOR)
+    in_unit(store, users.set_user_status, zhang.id, False, actor=ACTOR)
     with pytest.raises(otp.OtpError):
         login.sign_in_with_phone(store, box, PHONE, code, browser=BROWSER)
     assert _sessions_of(store, zhang) == []
@@ -268,7 +270,7 @@ def test_a_disabled_person_cannot_sign_in_through_a_link(store: Store, zhang: Us
     subject, key = subject_of(CORP_A, "zhangsan_a")
     member = Identity(provider="wecom", subject=subject, subject_key=key)
     assert in_unit(store, accounts.find_linked, member) is not None
-    users.set_user_status(store, zhang.id, False, actor=ACTOR)
+    in_unit(store, users.set_user_status, zhang.id, False, actor=ACTOR)
     with pytest.raises(ForbiddenError):
         in_unit(store, accounts.find_linked, member)
 
@@ -278,7 +280,7 @@ def test_a_session_cookie_dies_with_the_disabling(store: Store, zhang: User) -> 
         new = sessions.start(db, zhang, ["sms"])
         db.commit()
     assert signed_in(store, new.cookie_value) is not None
-    users.set_user_status(store, zhang.id, False, actor=ACTOR)
+    in_unit(store, users.set_user_status, zhang.id, False, actor=ACTOR)
     assert signed_in(store, new.cookie_value) is None
 
 
@@ -286,13 +288,13 @@ def test_a_session_cookie_dies_with_the_disabling(store: Store, zhang: User) -> 
 
 
 def test_removing_a_link_clears_the_context_of_its_sessions(store: Store, zhang: User) -> None:
-    link_a, link_b = users.user_detail(store, zhang.id).links
+    link_a, link_b = in_unit(store, users.user_detail, zhang.id).links
     with_a = _start_session(store, zhang, link_a.id)
     with_b = _start_session(store, zhang, link_b.id)
 
-    users.remove_link(store, zhang.id, link_a.id, actor=ACTOR, ip="127.0.0.1")
+    in_unit(store, users.remove_link, zhang.id, link_a.id, actor=ACTOR, ip="127.0.0.1")
 
-    assert [link.id for link in users.user_detail(store, zhang.id).links] == [link_b.id]
+    assert [link.id for link in in_unit(store, users.user_detail, zhang.id).links] == [link_b.id]
     contexts = {sso.id: sso.context_link_id for sso in _sessions_of(store, zhang)}
     assert contexts == {with_a: None, with_b: link_b.id}
     assert _audit(store, "link.removed") == [
@@ -315,11 +317,11 @@ def test_removing_a_link_clears_the_context_of_its_sessions(store: Store, zhang:
 def test_a_link_of_someone_else_or_unknown_is_not_found(
     store: Store, zhang: User, li: User
 ) -> None:
-    link = users.user_detail(store, zhang.id).links[0]
+    link = in_unit(store, users.user_detail, zhang.id).links[0]
     for user_id, link_id in [(li.id, link.id), (zhang.id, "no-such-link"), (zhang.id, "\x00")]:
         with pytest.raises(NotFoundError):
-            users.remove_link(store, user_id, link_id, actor=ACTOR)
-    assert len(users.user_detail(store, zhang.id).links) == 2
+            in_unit(store, users.remove_link, user_id, link_id, actor=ACTOR)
+    assert len(in_unit(store, users.user_detail, zhang.id).links) == 2
     assert _audit(store, "link.removed") == []
 
 
@@ -334,14 +336,73 @@ def test_ending_sessions_revokes_their_tokens_and_counts(
     _add_tokens(store, zhang, client_id, second, "second")
     other = _start_session(store, li)
 
-    assert users.end_user_sessions(store, zhang.id, actor=ACTOR) == 2
+    assert in_unit(store, users.end_user_sessions, zhang.id, actor=ACTOR) == 2
 
     assert _sessions_of(store, zhang) == []
     assert [sso.id for sso in _sessions_of(store, li)] == [other]
     assert _revoked(store) == {"first": True, "second": True}
-    assert users.user_detail(store, zhang.id).user.is_active  # still allowed to sign in
-    assert users.end_user_sessions(store, zhang.id, actor=ACTOR) == 0
+    assert in_unit(store, users.user_detail, zhang.id).user.is_active  # still allowed to sign in
+    assert in_unit(store, users.end_user_sessions, zhang.id, actor=ACTOR) == 0
     assert [detail for _, _, detail in _audit(store, "user.sessions_ended")] == [
         {"count": 2},
         {"count": 0},
     ]
+
+
+# --- all or nothing: a change and its audit row are one unit ---------------------------------
+
+
+class AuditDown(Exception):
+    """The audit trail cannot be written."""
+
+
+#: The admin actions' events; others (a session started) are written as usual.
+ADMIN_EVENTS = ("user.disabled", "link.removed", "user.sessions_ended")
+
+
+@pytest.fixture
+def audit_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing an admin action's audit row fails: the change it would record must not happen
+    either."""
+    record = users.audit.record
+
+    def refuse(session: Any, event_name: str, **kwargs: Any) -> None:
+        if event_name in ADMIN_EVENTS:
+            raise AuditDown
+        record(session, event_name, **kwargs)
+
+    monkeypatch.setattr(users.audit, "record", refuse)
+
+
+def test_no_disabling_without_its_audit_row(
+    store: Store, zhang: User, client_id: str, audit_down: None
+) -> None:
+    sid = _start_session(store, zhang)
+    _add_tokens(store, zhang, client_id, sid, "session")
+    with pytest.raises(AuditDown):
+        in_unit(store, users.set_user_status, zhang.id, False, actor=ACTOR)
+    assert in_unit(store, users.user_detail, zhang.id).user.status == "active"
+    assert [sso.id for sso in _sessions_of(store, zhang)] == [sid]
+    assert _revoked(store) == {"session": False}
+
+
+def test_no_link_removal_without_its_audit_row(store: Store, zhang: User, audit_down: None) -> None:
+    link_a, _ = in_unit(store, users.user_detail, zhang.id).links
+    with_a = _start_session(store, zhang, link_a.id)
+    with pytest.raises(AuditDown):
+        in_unit(store, users.remove_link, zhang.id, link_a.id, actor=ACTOR)
+    assert len(in_unit(store, users.user_detail, zhang.id).links) == 2
+    assert {sso.id: sso.context_link_id for sso in _sessions_of(store, zhang)} == {
+        with_a: link_a.id
+    }
+
+
+def test_no_sessions_end_without_their_audit_row(
+    store: Store, zhang: User, client_id: str, audit_down: None
+) -> None:
+    sid = _start_session(store, zhang)
+    _add_tokens(store, zhang, client_id, sid, "session")
+    with pytest.raises(AuditDown):
+        in_unit(store, users.end_user_sessions, zhang.id, actor=ACTOR)
+    assert [sso.id for sso in _sessions_of(store, zhang)] == [sid]
+    assert _revoked(store) == {"session": False}

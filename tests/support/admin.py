@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from iam.db.store import Store
 from iam.services import admins, clients
 from support.constants import ADMIN_PASSWORD, ADMIN_USER, ISSUER, RP_REDIRECT
+from support.units import in_unit
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,8 @@ def admin_console(app, address: str = "127.0.0.1") -> TestClient:
 
 @pytest.fixture
 def admin_world(app, store: Store) -> Iterator[AdminWorld]:
-    admins.create_admin(store, ADMIN_USER, ADMIN_PASSWORD)
-    script = clients.create_client(store, "Ops script", [RP_REDIRECT], admin=True)
+    in_unit(store, admins.create_admin, ADMIN_USER, ADMIN_PASSWORD)
+    script = in_unit(store, clients.create_client, "Ops script", [RP_REDIRECT], admin=True)
     with admin_console(app) as console:
         page = console.get("/admin/login")
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)

@@ -19,6 +19,7 @@ from iam.services import admins, signing_keys
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 from support.constants import ISSUER, TEST_SECRET
+from support.units import in_unit
 
 _SIGNING_KEY: dict[str, object] = {}
 
@@ -41,7 +42,7 @@ def reused_signing_key(store: Store) -> None:
     """One RSA key, made once per run, put into each test's database before the app starts:
     `ensure_key` then finds it instead of generating a key per test (the protocol suites)."""
     if not _SIGNING_KEY:
-        signing_keys.ensure_key(store, SecretBox(TEST_SECRET))
+        in_unit(store, signing_keys.ensure_key, SecretBox(TEST_SECRET))
         with store() as db:
             key = db.scalars(select(SigningKey)).one()
             _SIGNING_KEY.update(

@@ -16,6 +16,7 @@ from iam.services import corps
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 from support.constants import CORP_A, CORP_B, TEST_SECRET, WECOM_BASE
+from support.units import in_unit
 
 #: What WeCom says about 张三 in each subsidiary (the simulator's demo world), as link metadata.
 META_A = {
@@ -60,8 +61,9 @@ def wecom_settings(settings: Settings) -> Settings:
 def connect_corp(store: Store, simulator: WeComSimulator, corp_id: str, **options: bool) -> None:
     """Connect one of the simulator's corporations, with the simulator's secret."""
     corp = next(c for c in demo_corps() if c.corp_id == corp_id)
-    corps.add_corp(
+    in_unit(
         store,
+        corps.add_corp,
         SecretBox(TEST_SECRET),
         corp.corp_id,
         corp.name,

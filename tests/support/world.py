@@ -11,6 +11,7 @@ from iam.db.store import Store
 from iam.services import clients, users
 from iam.services.clients import RegisteredClient
 from support.constants import PHONE, PUBLIC_REDIRECT, RP_LOGOUT, RP_REDIRECT
+from support.units import in_unit
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,9 @@ class World:
 
 @pytest.fixture
 def world(store: Store) -> World:
-    user = users.create_user(store, "张三 Zhang San", PHONE, "zhangsan@example.com")
-    rp = clients.create_client(store, "CRM", [RP_REDIRECT], post_logout_redirect_uris=[RP_LOGOUT])
-    public_rp = clients.create_client(store, "Mobile app", [PUBLIC_REDIRECT], public=True)
+    user = in_unit(store, users.create_user, "张三 Zhang San", PHONE, "zhangsan@example.com")
+    rp = in_unit(
+        store, clients.create_client, "CRM", [RP_REDIRECT], post_logout_redirect_uris=[RP_LOGOUT]
+    )
+    public_rp = in_unit(store, clients.create_client, "Mobile app", [PUBLIC_REDIRECT], public=True)
     return World(user, rp, public_rp)

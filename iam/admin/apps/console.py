@@ -2,12 +2,11 @@
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from iam.admin.apps.api import LIFETIME_FIELDS, _call, _create_args, _store, _update_args
+from iam.admin.apps.api import LIFETIME_FIELDS, create_args, run_action, update_args
 from iam.admin.auth import Caller
 from iam.admin.pages import console_form, page, render, see_other
 from iam.db.models import Admin, Client
@@ -165,7 +164,7 @@ def _app_page(
 async def _list_page(
     request: Request, admin: Admin, status_code: int = 200, **context: Any
 ) -> Response:
-    apps = await run_in_threadpool(clients.list_clients, _store(request))
+    apps = await run_action(request, clients.list_clients)
     context.setdefault("values", new_app_values())
     return render(
         request,
@@ -189,17 +188,17 @@ async def create_app(request: Request, admin: Admin) -> Response:
     if isinstance(form, Response):
         return form
     values = form_values(form)
-    store = _store(request)
     try:
         args = {**parsed(values), "public": values["public"]}
-        registered = await _call(
-            lambda: clients.create_client(
-                store,
+        registered = await run_action(
+            request,
+            lambda db: clients.create_client(
+                db,
                 args["name"],
                 args["redirect_uris"],
                 actor=_actor(admin),
-                **_create_args(args),
-            )
+                **create_args(args),
+            ),
         )
     except ValidationError as error:
         errors = {error.field: str(error)}
@@ -210,8 +209,8 @@ async def create_app(request: Request, admin: Admin) -> Response:
 @page
 async def app_page(request: Request, admin: Admin) -> Response:
     try:
-        client = await run_in_threadpool(
-            clients.get_client, _store(request), request.path_params["client_id"]
+        client = await run_action(
+            request, lambda db: clients.get_client(db, request.path_params["client_id"])
         )
     except NotFoundError:
         return _not_found(request, admin)
@@ -230,15 +229,16 @@ async def update_app(request: Request, admin: Admin) -> Response:
         return form
     client_id = request.path_params["client_id"]
     values = form_values(form)
-    store = _store(request)
     try:
-        args = _update_args(parsed(values))
-        await _call(lambda: clients.update_client(store, client_id, actor=_actor(admin), **args))
+        args = update_args(parsed(values))
+        await run_action(
+            request, lambda db: clients.update_client(db, client_id, actor=_actor(admin), **args)
+        )
     except NotFoundError:
         return _not_found(request, admin)
     except ValidationError as error:
         try:
-            client = await run_in_threadpool(clients.get_client, store, client_id)
+            client = await run_action(request, lambda db: clients.get_client(db, client_id))
         except NotFoundError:
             return _not_found(request, admin)
         errors = {error.field: str(error)}
@@ -253,10 +253,9 @@ async def rotate_secret(request: Request, admin: Admin) -> Response:
     if isinstance(form, Response):
         return form
     client_id = request.path_params["client_id"]
-    store = _store(request)
     try:
-        registered = await run_in_threadpool(
-            lambda: clients.rotate_secret(store, client_id, actor=_actor(admin))
+        registered = await run_action(
+            request, lambda db: clients.rotate_secret(db, client_id, actor=_actor(admin))
         )
     except NotFoundError:
         return _not_found(request, admin)
@@ -272,10 +271,10 @@ async def retire_secret(request: Request, admin: Admin) -> Response:
     if isinstance(form, Response):
         return form
     client_id = request.path_params["client_id"]
-    store = _store(request)
     try:
-        await run_in_threadpool(
-            lambda: clients.retire_previous_secret(store, client_id, actor=_actor(admin))
+        await run_action(
+            request,
+            lambda db: clients.retire_previous_secret(db, client_id, actor=_actor(admin)),
         )
     except NotFoundError:
         return _not_found(request, admin)
@@ -289,8 +288,8 @@ async def retire_secret(request: Request, admin: Admin) -> Response:
 async def confirm_delete(request: Request, admin: Admin) -> Response:
     """GET /admin/apps/{id}/delete: the question, before the POST that deletes."""
     try:
-        client = await run_in_threadpool(
-            clients.get_client, _store(request), request.path_params["client_id"]
+        client = await run_action(
+            request, lambda db: clients.get_client(db, request.path_params["client_id"])
         )
     except NotFoundError:
         return _not_found(request, admin)
@@ -303,10 +302,9 @@ async def delete_app(request: Request, admin: Admin) -> Response:
     if isinstance(form, Response):
         return form
     client_id = request.path_params["client_id"]
-    store = _store(request)
     try:
-        await run_in_threadpool(
-            lambda: clients.delete_client(store, client_id, actor=_actor(admin))
+        await run_action(
+            request, lambda db: clients.delete_client(db, client_id, actor=_actor(admin))
         )
     except NotFoundError:
         return _not_found(request, admin)

@@ -1,0 +1,262 @@
+"""Admin corporations: the console pages under /admin/corps. Each form's use case runs in one
+worker call and one unit of work; the connection test is the API's (`api.tested`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+
+from iam.admin.auth import Caller
+from iam.admin.corps.api import tested
+from iam.admin.pages import console_form, page, render, see_other
+from iam.db.models import Admin, WeComCorp
+from iam.db.unit import in_worker
+from iam.errors import ConflictError, NotFoundError, ValidationError
+from iam.i18n import MESSAGES
+from iam.services import corps
+from iam.services.corps import ConnectionResult
+
+#: Longest agent id the console reads (2**63 - 1 has 19 digits).
+MAX_AGENT_ID_DIGITS = 19
+
+
+def _actor(admin: Admin) -> str:
+    return Caller(admin.username, "admin").actor
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _agent_id_of(text: str) -> int:
+    """The agent id typed into a form (the service checks its range)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_AGENT_ID_DIGITS):
+        raise ValidationError("agent_id", "The agent id is the app's positive number.")
+    return int(text)
+
+
+def _error_keys(error: ValidationError) -> dict[str, str]:
+    return {error.field: f"admin.corp.invalid.{error.field}"}
+
+
+def _not_found(request: Request, admin: Admin) -> Response:
+    context = {"message_key": "admin.corp.not_found", "params": {}}
+    return render(request, "admin/message.html", admin, context, 404)
+
+
+async def _list_page(
+    request: Request,
+    admin: Admin,
+    form: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    found = await in_worker(request.app.state.store, corps.list_corps)
+    empty = {"corp_id": "", "name": "", "agent_id": "", "trust_mobile": False}
+    context = {"corps": found, "form": form or empty, "errors": errors or {}}
+    return render(request, "admin/corps.html", admin, context, status_code)
+
+
+def _hint_key(reason: str | None) -> str | None:
+    """What the admin may do about a failed test, by our reason key."""
+    if reason is None:
+        return None
+    key = f"admin.corp.hint.{reason}"
+    return key if key in MESSAGES else "admin.corp.hint.other"
+
+
+def _corp_page(
+    request: Request,
+    admin: Admin,
+    corp: WeComCorp,
+    *,
+    form: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    notice_key: str | None = None,
+    test: ConnectionResult | None = None,
+    status_code: int = 200,
+) -> Response:
+    context = {
+        "corp": corp,
+        "created": corp.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "form": form
+        or {
+            "name": corp.name,
+            "agent_id": str(corp.agent_id),
+            "trust_mobile": corp.trust_mobile,
+            "enabled": corp.enabled,
+        },
+        "errors": errors or {},
+        "notice_key": notice_key,
+        "test": test,
+        "hint_key": _hint_key(test.reason) if test else None,
+    }
+    return render(request, "admin/corp.html", admin, context, status_code)
+
+
+async def _find(request: Request) -> WeComCorp | None:
+    corp_id = request.path_params["corp_id"]
+    try:
+        return await in_worker(request.app.state.store, lambda db: corps.get_corp(db, corp_id))
+    except NotFoundError:
+        return None
+
+
+@page
+async def list_page(request: Request, admin: Admin) -> Response:
+    return await _list_page(request, admin)
+
+
+@page
+async def add(request: Request, admin: Admin) -> Response:
+    """POST /admin/corps: connect a corporation; a refused form comes back without the secret."""
+    form = await console_form(request, admin)
+    if isinstance(form, Response):
+        return form
+    corp_id = _text(form, "corp_id").strip()
+    name = _text(form, "name")
+    agent_id = _text(form, "agent_id")
+    trust_mobile = "trust_mobile" in form
+    values = {
+        "corp_id": corp_id,
+        "name": name,
+        "agent_id": agent_id,
+        "trust_mobile": trust_mobile,
+    }
+    secret = _text(form, "secret")
+    state = request.app.state
+    try:
+        number = _agent_id_of(agent_id)
+        corp = await in_worker(
+            state.store,
+            lambda db: corps.add_corp(
+                db,
+                state.box,
+                corp_id,
+                name,
+                number,
+                secret,
+                trust_mobile=trust_mobile,
+                actor=_actor(admin),
+            ),
+        )
+    except ValidationError as error:
+        return await _list_page(request, admin, values, _error_keys(error), 422)
+    except ConflictError:
+        return await _list_page(request, admin, values, {"corp_id": "admin.corp.taken"}, 409)
+    return see_other(f"/admin/corps/{corp.corp_id}?done=added")
+
+
+#: `?done=` after a change, and the notice it shows.
+NOTICES = {
+    "added": "admin.corp.added",
+    "saved": "admin.corp.saved",
+    "enabled": "admin.corp.enabled_now",
+    "disabled": "admin.corp.disabled_now",
+}
+
+
+@page
+async def corp_page(request: Request, admin: Admin) -> Response:
+    corp = await _find(request)
+    if corp is None:
+        return _not_found(request, admin)
+    notice = NOTICES.get(request.query_params.get("done", ""))
+    return _corp_page(request, admin, corp, notice_key=notice)
+
+
+@page
+async def edit(request: Request, admin: Admin) -> Response:
+    """POST /admin/corps/{corp_id}: name, agent id, flags, and a new secret if one is typed."""
+    form = await console_form(request, admin)
+    if isinstance(form, Response):
+        return form
+    name = _text(form, "name")
+    agent_id = _text(form, "agent_id")
+    trust_mobile = "trust_mobile" in form
+    enabled = "enabled" in form
+    values = {
+        "name": name,
+        "agent_id": agent_id,
+        "trust_mobile": trust_mobile,
+        "enabled": enabled,
+    }
+    secret = _text(form, "secret") or None
+    state = request.app.state
+    corp_id = request.path_params["corp_id"]
+    try:
+        number = _agent_id_of(agent_id)
+        await in_worker(
+            state.store,
+            lambda db: corps.update_corp(
+                db,
+                state.box,
+                corp_id,
+                actor=_actor(admin),
+                name=name,
+                agent_id=number,
+                secret=secret,
+                trust_mobile=trust_mobile,
+                enabled=enabled,
+            ),
+        )
+    except NotFoundError:
+        return _not_found(request, admin)
+    except ValidationError as error:
+        corp = await _find(request)
+        if corp is None:
+            return _not_found(request, admin)
+        return _corp_page(
+            request, admin, corp, form=values, errors=_error_keys(error), status_code=422
+        )
+    return see_other(f"/admin/corps/{corp_id}?done=saved")
+
+
+async def _switch(request: Request, admin: Admin, enabled: bool) -> Response:
+    form = await console_form(request, admin)
+    if isinstance(form, Response):
+        return form
+    state = request.app.state
+    corp_id = request.path_params["corp_id"]
+    try:
+        await in_worker(
+            state.store,
+            lambda db: corps.update_corp(
+                db, state.box, corp_id, actor=_actor(admin), enabled=enabled
+            ),
+        )
+    except NotFoundError:
+        return _not_found(request, admin)
+    return see_other(f"/admin/corps/{corp_id}?done={'enabled' if enabled else 'disabled'}")
+
+
+@page
+async def enable(request: Request, admin: Admin) -> Response:
+    return await _switch(request, admin, True)
+
+
+@page
+async def disable(request: Request, admin: Admin) -> Response:
+    """Logins through this corporation stop at once; its links and users stay."""
+    return await _switch(request, admin, False)
+
+
+@page
+async def connection_test(request: Request, admin: Admin) -> Response:
+    """POST /admin/corps/{corp_id}/test: a live gettoken, and what WeCom answered."""
+    form = await console_form(request, admin)
+    if isinstance(form, Response):
+        return form
+    try:
+        result = await tested(request, _actor(admin))
+    except NotFoundError:
+        return _not_found(request, admin)
+    corp = await _find(request)
+    if corp is None:
+        return _not_found(request, admin)
+    return _corp_page(request, admin, corp, test=result)

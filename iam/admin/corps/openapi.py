@@ -1,0 +1,114 @@
+"""Admin corporations: their part of the OpenAPI document (the schemas are the records')."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iam.admin.operations import (
+    BODY_ERRORS,
+    UNAUTHORIZED,
+    answer,
+    body,
+    error,
+    listing,
+    path_parameter,
+)
+from iam.records.base import Mode
+from iam.records.corps import (
+    CORP_ID_DESCRIPTION,
+    ConnectionTest,
+    Corp,
+    CorpInput,
+    CorpPatch,
+)
+from iam.services import corps
+
+SCHEMAS: list[tuple[type[Any], Mode]] = [
+    (Corp, "serialization"),
+    (ConnectionTest, "serialization"),
+    (CorpInput, "validation"),
+    (CorpPatch, "validation"),
+]
+
+_CORP_ID = {
+    **path_parameter("corp_id", {"type": "string", "pattern": corps.CORP_ID_PATTERN}),
+    "description": CORP_ID_DESCRIPTION,
+}
+_NOT_FOUND = error("No such corporation")
+
+PATHS: dict[str, Any] = {
+    "/corps": {
+        "get": {
+            "operationId": "listCorps",
+            "tags": ["corps"],
+            "summary": "List the connected WeCom corporations, oldest first.",
+            "responses": {
+                "200": answer("The corporations", listing("corps", Corp)),
+                "401": UNAUTHORIZED,
+            },
+        },
+        "post": {
+            "operationId": "addCorp",
+            "tags": ["corps"],
+            "summary": "Connect a WeCom corporation with its self-built app.",
+            "requestBody": body(CorpInput),
+            "responses": {
+                "201": answer(
+                    "Connected",
+                    Corp,
+                    headers={
+                        "Location": {
+                            "description": "the corporation's URL in this API",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    },
+                ),
+                "401": UNAUTHORIZED,
+                "409": error("A corporation with this corp id is already connected"),
+                **BODY_ERRORS,
+            },
+        },
+    },
+    "/corps/{corp_id}": {
+        "parameters": [_CORP_ID],
+        "get": {
+            "operationId": "getCorp",
+            "tags": ["corps"],
+            "summary": "One corporation.",
+            "responses": {
+                "200": answer("The corporation", Corp),
+                "401": UNAUTHORIZED,
+                "404": _NOT_FOUND,
+            },
+        },
+        "patch": {
+            "operationId": "updateCorp",
+            "tags": ["corps"],
+            "summary": "Change a corporation: name, agent id, secret, trust_mobile, enabled.",
+            "requestBody": body(CorpPatch),
+            "responses": {
+                "200": answer("The corporation now", Corp),
+                "401": UNAUTHORIZED,
+                "404": _NOT_FOUND,
+                **BODY_ERRORS,
+            },
+        },
+    },
+    "/corps/{corp_id}/test": {
+        "parameters": [_CORP_ID],
+        "post": {
+            "operationId": "testCorp",
+            "tags": ["corps"],
+            "summary": "Ask WeCom for an access token now (past the cache) and say what it "
+            "answered. Disabled corporations may be tested too. Audited as corp.tested.",
+            "responses": {
+                "200": answer(
+                    "WeCom's answer (also when it refused or did not answer)", ConnectionTest
+                ),
+                "401": UNAUTHORIZED,
+                "404": _NOT_FOUND,
+            },
+        },
+    },
+}

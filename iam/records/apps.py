@@ -1,0 +1,234 @@
+"""Apps (relying parties): how the admin API and `iam clients ... --json` show one, and the
+bodies that register and change one."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, model_validator
+
+from iam.db.models import Client
+from iam.errors import ValidationError
+from iam.records.base import Absent, Body, Record, Text, Timestamp, WholeNumber, by_the_service
+from iam.services import clients
+
+MAX_URIS = 20
+MAX_URI_LENGTH = 2000
+
+# The documented shapes. Each ends in `(?!\n)$`: Python's `$` also matches before a final
+# newline, ECMA-262's does not; this way both read the pattern alike.
+#: Not blank, no control characters.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*(?!\n)$"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+#: https with a plain ASCII host, or http on a loopback host; no userinfo, fragment, wildcard,
+#: space or control character. (The service also takes IDN and IPv6 hosts from the CLI.)
+URI_PATTERN = (
+    r"^(?:https://(?:[A-Za-z0-9._~%!$&'()+,;=-]+|\[::1\])"
+    rf"|http://(?:localhost|127\.{_OCTET}\.{_OCTET}\.{_OCTET}|\[::1\]))"
+    r"(?::[0-9]{1,5})?(?:[/?][^\x00-\x20\x7f#*]*)?(?!\n)$"
+)
+CLAIM_PATTERN = r"^[A-Za-z0-9_:/.\-#]{1,255}(?!\n)$"
+
+
+class App(Record):
+    """An app: never its secret or the secret's digest. `iam:admin` is not among its scopes;
+    `admin` says whether the app has it."""
+
+    client_id: str
+    name: str
+    public: bool = Field(description="no secret, PKCE required; fixed at creation")
+    admin: bool = Field(description="may call this API (scope iam:admin)")
+    redirect_uris: list[str]
+    post_logout_redirect_uris: list[str]
+    scopes: list[str]
+    grant_types: list[str]
+    context_policy: str = Field(json_schema_extra={"enum": list(clients.CONTEXT_POLICIES)})
+    context_claim: str
+    access_token_ttl: int
+    id_token_ttl: int
+    refresh_token_ttl: int
+    has_previous_secret: bool = Field(description="a rotated-out secret still works until retired")
+    created_at: Timestamp
+    secret_rotated_at: Timestamp | None
+
+    @classmethod
+    def of(cls, client: Client) -> App:
+        return cls(**_fields(client))
+
+
+class AppWithSecret(App):
+    """An app with its new secret: in this answer and nowhere else."""
+
+    client_secret: str | None = Field(
+        description="shown this once (null for a public app); only its digest is kept"
+    )
+
+    @classmethod
+    def registered(cls, registered: clients.RegisteredClient) -> AppWithSecret:
+        return cls(**_fields(registered.client), client_secret=registered.client_secret)
+
+
+def _fields(client: Client) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "public": client.is_public,
+        "admin": client.is_admin,
+        "redirect_uris": list(client.redirect_uris),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+        "scopes": [s for s in client.allowed_scopes.split() if s != clients.ADMIN_SCOPE],
+        "grant_types": list(client.grant_types),
+        "context_policy": client.context_policy,
+        "context_claim": client.context_claim,
+        "access_token_ttl": client.access_token_ttl,
+        "id_token_ttl": client.id_token_ttl,
+        "refresh_token_ttl": client.refresh_token_ttl,
+        "has_previous_secret": client.previous_secret_hash is not None,
+        "created_at": client.created_at,
+        "secret_rotated_at": client.secret_rotated_at,
+    }
+
+
+# --- what a body may hold ---------------------------------------------------------------------
+
+
+def _name(value: str) -> str:
+    if len(value) > 200 or not re.search(NAME_PATTERN, value):
+        raise ValueError(f"not in the documented form: {value[:100]!r}")
+    return value
+
+
+def _uri_form(value: str) -> str:
+    """The documented form (after the service's own check, whose message says what is
+    wrong)."""
+    if len(value) > MAX_URI_LENGTH or not re.search(URI_PATTERN, value):
+        raise ValueError(
+            "use https with a plain ASCII host name (http only on 127.0.0.1, localhost or "
+            f"[::1]), without user info: {value[:100]!r}"
+        )
+    return value
+
+
+def _scope(value: str) -> str:
+    if value not in clients.SUPPORTED_SCOPES:
+        raise ValueError(
+            f"one of {', '.join(clients.SUPPORTED_SCOPES)} ({clients.ADMIN_SCOPE} comes with an "
+            "admin client and cannot be granted here)."
+        )
+    return value
+
+
+def _policy(value: str) -> str:
+    if value not in clients.CONTEXT_POLICIES:
+        raise ValueError(f"one of {', '.join(clients.CONTEXT_POLICIES)}.")
+    return value
+
+
+def _claim(value: str) -> str:
+    if not re.search(CLAIM_PATTERN, value):
+        raise ValueError(f"not in the documented form: {value[:100]!r}")
+    if value in clients.RESERVED_CLAIMS:
+        raise ValueError(f"{value!r} is a standard claim: choose another name.")
+    return value
+
+
+def _lifetime(name: str) -> Any:
+    """Seconds, in the service's bounds (said in the schema; checked by the service)."""
+    default, least, most = clients.LIFETIMES[name]
+    return Field(
+        json_schema_extra={
+            "minimum": least,
+            "maximum": most,
+            "default": default,
+            "description": "seconds" + ("; 0 means no refresh tokens" if least == 0 else ""),
+        },
+    )
+
+
+Name = Annotated[
+    Text,
+    AfterValidator(_name),
+    Field(json_schema_extra={"minLength": 1, "maxLength": 200, "pattern": NAME_PATTERN}),
+]
+Uri = Annotated[
+    Text,
+    by_the_service(lambda uri: clients.check_redirect_uri(uri, "a URI")),
+    AfterValidator(_uri_form),
+    Field(
+        json_schema_extra={"maxLength": MAX_URI_LENGTH, "pattern": URI_PATTERN},
+        description="Exact-match redirect URI: https, or http on a loopback host; no fragment, "
+        "wildcard or user info.",
+    ),
+]
+Scope = Annotated[
+    Text, AfterValidator(_scope), Field(json_schema_extra={"enum": list(clients.SUPPORTED_SCOPES)})
+]
+Policy = Annotated[
+    Text,
+    AfterValidator(_policy),
+    Field(
+        json_schema_extra={"enum": list(clients.CONTEXT_POLICIES), "default": "none"},
+        description="none: tokens describe the person only; required: they always carry the "
+        "identity context claim; optional: when the session has a context.",
+    ),
+]
+Claim = Annotated[
+    Text,
+    AfterValidator(_claim),
+    Field(
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": CLAIM_PATTERN,
+            "not": {"enum": sorted(clients.RESERVED_CLAIMS)},
+            "default": clients.DEFAULT_CONTEXT_CLAIM,
+        }
+    ),
+]
+RedirectUris = Annotated[list[Uri], Field(min_length=1, max_length=MAX_URIS)]
+LogoutUris = Annotated[list[Uri], Field(max_length=MAX_URIS)]
+Scopes = Annotated[
+    list[Scope], Field(json_schema_extra={"default": clients.DEFAULT_SCOPES.split()})
+]
+
+
+class _Settings(Body):
+    """What both bodies may change; `None` here means "not sent" (no field of an app may be
+    null)."""
+
+    post_logout_redirect_uris: LogoutUris | Absent = None
+    scopes: Scopes | Absent = None
+    context_policy: Policy | Absent = None
+    context_claim: Claim | Absent = None
+    access_token_ttl: Annotated[WholeNumber, _lifetime("access_token_ttl")] | Absent = None
+    id_token_ttl: Annotated[WholeNumber, _lifetime("id_token_ttl")] | Absent = None
+    refresh_token_ttl: Annotated[WholeNumber, _lifetime("refresh_token_ttl")] | Absent = None
+
+
+class AppInput(_Settings):
+    """A new app."""
+
+    name: Name
+    redirect_uris: RedirectUris
+    public: bool = Field(
+        default=False,
+        description="a public app (mobile, single-page) has no secret and must use PKCE; this "
+        "cannot change later",
+    )
+
+
+class AppPatch(_Settings):
+    """Only the fields sent change. Public/confidential cannot change."""
+
+    name: Name | Absent = None
+    redirect_uris: RedirectUris | Absent = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "public" in data:
+            raise ValidationError(
+                "public", "public cannot change after creation: register a new app instead."
+            )
+        return data
