@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from iam import metrics
 from iam.admin.auth import ADMIN_COOKIE, client_ip, signed_in_admin
-from iam.admin.pages import console_form, page, render, see_other
+from iam.admin.pages import form_page, page, render, see_other
 from iam.db.models import Admin
 from iam.db.unit import in_worker, one_unit
 from iam.errors import RateLimitedError
@@ -71,11 +72,8 @@ async def login(request: Request) -> Response:
     return response
 
 
-@page
-async def logout(request: Request, admin: Admin) -> Response:
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
+@form_page
+async def logout(request: Request, admin: Admin, form: FormData) -> Response:
     cookie, ip = request.cookies.get(ADMIN_COOKIE), client_ip(request)
     await in_worker(request.app.state.store, lambda db: admins.sign_out(db, cookie, ip=ip))
     response = see_other("/admin/login")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -13,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 from iam.admin.auth import Caller
 from iam.admin.json_api import api, no_store_json
 from iam.admin.operations import UNAUTHORIZED, answer, listing
-from iam.admin.pages import console_form, page, render, see_other
+from iam.admin.pages import form_page, page, render, see_other
 from iam.clock import utcnow
 from iam.db.models import Admin
 from iam.db.unit import in_worker
@@ -84,12 +85,9 @@ async def list_page(request: Request, admin: Admin) -> Response:
     return await _keys_page(request, admin, notice_key="admin.key.rotated" if rotated else None)
 
 
-@page
-async def rotate(request: Request, admin: Admin) -> Response:
+@form_page
+async def rotate(request: Request, admin: Admin, form: FormData) -> Response:
     """POST /admin/keys/rotate, with the confirmation box ticked."""
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
     if form.get("confirm") != "yes":
         return await _keys_page(
             request, admin, error_key="admin.key.confirm_needed", status_code=422

@@ -8,9 +8,9 @@ from starlette.responses import Response
 
 from iam.admin.apps.api import LIFETIME_FIELDS, create_args, run_action, update_args
 from iam.admin.auth import Caller
-from iam.admin.pages import console_form, page, render, see_other
+from iam.admin.pages import Area, message, render, see_other
 from iam.db.models import Admin, Client
-from iam.errors import NotFoundError, ValidationError
+from iam.errors import ValidationError
 from iam.secretbox import SecretBox, SecretBoxError
 from iam.services import clients
 
@@ -139,9 +139,22 @@ def parsed(values: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _not_found(request: Request, admin: Admin) -> Response:
-    context = {"message_key": "admin.app.not_found", "params": {}}
-    return render(request, "admin/message.html", admin, context, 404)
+#: An app that is gone answers "no such app", 404, on any page that names it.
+area = Area("admin.app.not_found")
+
+
+async def _client(request: Request) -> Client:
+    """The app the path names; `NotFoundError` (the area's 404) if there is none."""
+    client_id = request.path_params["client_id"]
+    return await run_action(request, lambda db: clients.get_client(db, client_id))
+
+
+def _with_form(
+    request: Request, admin: Admin, template: str, context: dict[str, Any], status_code: int
+) -> Response:
+    """A page that holds the app form (the list's create form, an app's edit form): the form's
+    choices, and no errors unless `context` has some."""
+    return render(request, template, admin, {"errors": {}, **_choices(), **context}, status_code)
 
 
 def _app_page(
@@ -152,13 +165,7 @@ def _app_page(
     **context: Any,
 ) -> Response:
     context.setdefault("values", values_of(client))
-    return render(
-        request,
-        "admin/app.html",
-        admin,
-        {"app": client, "errors": {}, **_choices(), **context},
-        status_code,
-    )
+    return _with_form(request, admin, "admin/app.html", {"app": client, **context}, status_code)
 
 
 async def _list_page(
@@ -166,27 +173,23 @@ async def _list_page(
 ) -> Response:
     apps = await run_action(request, clients.list_clients)
     context.setdefault("values", new_app_values())
-    return render(
-        request,
-        "admin/apps.html",
-        admin,
-        {"apps": apps, "errors": {}, **_choices(), **context},
-        status_code,
-    )
+    return _with_form(request, admin, "admin/apps.html", {"apps": apps, **context}, status_code)
 
 
-@page
+def _no_secret(request: Request, admin: Admin) -> Response:
+    """A public app has no secret to rotate or retire."""
+    return message(request, admin, "admin.app.no_secret", 409)
+
+
+@area.page
 async def apps_page(request: Request, admin: Admin) -> Response:
     notice = NOTICES.get(request.query_params.get("done", ""))
     return await _list_page(request, admin, notice=notice)
 
 
-@page
-async def create_app(request: Request, admin: Admin) -> Response:
+@area.form
+async def create_app(request: Request, admin: Admin, form: FormData) -> Response:
     """POST /admin/apps: register; the next page shows the secret, this once."""
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
     values = form_values(form)
     try:
         args = {**parsed(values), "public": values["public"]}
@@ -206,14 +209,9 @@ async def create_app(request: Request, admin: Admin) -> Response:
     return _hand_over(request, registered.client.client_id, registered.client_secret, "created")
 
 
-@page
+@area.page
 async def app_page(request: Request, admin: Admin) -> Response:
-    try:
-        client = await run_action(
-            request, lambda db: clients.get_client(db, request.path_params["client_id"])
-        )
-    except NotFoundError:
-        return _not_found(request, admin)
+    client = await _client(request)
     notice = NOTICES.get(request.query_params.get("done", ""))
     secret = _handed_over(request, client.client_id)
     response = _app_page(request, admin, client, notice=notice, secret=secret)
@@ -222,11 +220,8 @@ async def app_page(request: Request, admin: Admin) -> Response:
     return response
 
 
-@page
-async def update_app(request: Request, admin: Admin) -> Response:
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
+@area.form
+async def update_app(request: Request, admin: Admin, form: FormData) -> Response:
     client_id = request.path_params["client_id"]
     values = form_values(form)
     try:
@@ -234,78 +229,47 @@ async def update_app(request: Request, admin: Admin) -> Response:
         await run_action(
             request, lambda db: clients.update_client(db, client_id, actor=_actor(admin), **args)
         )
-    except NotFoundError:
-        return _not_found(request, admin)
     except ValidationError as error:
-        try:
-            client = await run_action(request, lambda db: clients.get_client(db, client_id))
-        except NotFoundError:
-            return _not_found(request, admin)
+        client = await _client(request)
         errors = {error.field: str(error)}
         return _app_page(request, admin, client, 422, values=values, errors=errors)
     return see_other(f"/admin/apps/{client_id}?done=saved")
 
 
-@page
-async def rotate_secret(request: Request, admin: Admin) -> Response:
+@area.form
+async def rotate_secret(request: Request, admin: Admin, form: FormData) -> Response:
     """A new secret, shown this once; the previous one works on until retired."""
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
     client_id = request.path_params["client_id"]
     try:
         registered = await run_action(
             request, lambda db: clients.rotate_secret(db, client_id, actor=_actor(admin))
         )
-    except NotFoundError:
-        return _not_found(request, admin)
     except ValidationError:  # a public app
-        context = {"message_key": "admin.app.no_secret", "params": {}}
-        return render(request, "admin/message.html", admin, context, 409)
+        return _no_secret(request, admin)
     return _hand_over(request, client_id, registered.client_secret, "rotated")
 
 
-@page
-async def retire_secret(request: Request, admin: Admin) -> Response:
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
+@area.form
+async def retire_secret(request: Request, admin: Admin, form: FormData) -> Response:
     client_id = request.path_params["client_id"]
     try:
         await run_action(
             request,
             lambda db: clients.retire_previous_secret(db, client_id, actor=_actor(admin)),
         )
-    except NotFoundError:
-        return _not_found(request, admin)
     except ValidationError:  # a public app
-        context = {"message_key": "admin.app.no_secret", "params": {}}
-        return render(request, "admin/message.html", admin, context, 409)
+        return _no_secret(request, admin)
     return see_other(f"/admin/apps/{client_id}?done=retired")
 
 
-@page
+@area.page
 async def confirm_delete(request: Request, admin: Admin) -> Response:
     """GET /admin/apps/{id}/delete: the question, before the POST that deletes."""
-    try:
-        client = await run_action(
-            request, lambda db: clients.get_client(db, request.path_params["client_id"])
-        )
-    except NotFoundError:
-        return _not_found(request, admin)
-    return _app_page(request, admin, client, confirm_delete=True)
+    return _app_page(request, admin, await _client(request), confirm_delete=True)
 
 
-@page
-async def delete_app(request: Request, admin: Admin) -> Response:
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
+@area.form
+async def delete_app(request: Request, admin: Admin, form: FormData) -> Response:
     client_id = request.path_params["client_id"]
-    try:
-        await run_action(
-            request, lambda db: clients.delete_client(db, client_id, actor=_actor(admin))
-        )
-    except NotFoundError:
-        return _not_found(request, admin)
+    await run_action(request, lambda db: clients.delete_client(db, client_id, actor=_actor(admin)))
     return see_other("/admin/apps?done=deleted")

@@ -11,16 +11,19 @@ from starlette.responses import Response
 
 from iam.admin.auth import Caller
 from iam.admin.corps.api import tested
-from iam.admin.pages import console_form, page, render, see_other
+from iam.admin.pages import Area, render, see_other
 from iam.db.models import Admin, WeComCorp
 from iam.db.unit import in_worker
-from iam.errors import ConflictError, NotFoundError, ValidationError
+from iam.errors import ConflictError, ValidationError
 from iam.i18n import MESSAGES
 from iam.services import corps
 from iam.services.corps import ConnectionResult
 
 #: Longest agent id the console reads (2**63 - 1 has 19 digits).
 MAX_AGENT_ID_DIGITS = 19
+
+#: A corporation that is gone answers "no such corporation", 404, on any page that names it.
+area = Area("admin.corp.not_found")
 
 
 def _actor(admin: Admin) -> str:
@@ -30,6 +33,16 @@ def _actor(admin: Admin) -> str:
 def _text(form: FormData, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
+
+
+def _posted(form: FormData) -> dict[str, Any]:
+    """The fields the add and edit forms share, as posted (and as a refused form shows them
+    again)."""
+    return {
+        "name": _text(form, "name"),
+        "agent_id": _text(form, "agent_id"),
+        "trust_mobile": "trust_mobile" in form,
+    }
 
 
 def _agent_id_of(text: str) -> int:
@@ -42,11 +55,6 @@ def _agent_id_of(text: str) -> int:
 
 def _error_keys(error: ValidationError) -> dict[str, str]:
     return {error.field: f"admin.corp.invalid.{error.field}"}
-
-
-def _not_found(request: Request, admin: Admin) -> Response:
-    context = {"message_key": "admin.corp.not_found", "params": {}}
-    return render(request, "admin/message.html", admin, context, 404)
 
 
 async def _list_page(
@@ -99,49 +107,35 @@ def _corp_page(
     return render(request, "admin/corp.html", admin, context, status_code)
 
 
-async def _find(request: Request) -> WeComCorp | None:
+async def _corp(request: Request) -> WeComCorp:
+    """The corporation the path names; `NotFoundError` (the area's 404) if there is none."""
     corp_id = request.path_params["corp_id"]
-    try:
-        return await in_worker(request.app.state.store, lambda db: corps.get_corp(db, corp_id))
-    except NotFoundError:
-        return None
+    return await in_worker(request.app.state.store, lambda db: corps.get_corp(db, corp_id))
 
 
-@page
+@area.page
 async def list_page(request: Request, admin: Admin) -> Response:
     return await _list_page(request, admin)
 
 
-@page
-async def add(request: Request, admin: Admin) -> Response:
+@area.form
+async def add(request: Request, admin: Admin, form: FormData) -> Response:
     """POST /admin/corps: connect a corporation; a refused form comes back without the secret."""
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
-    corp_id = _text(form, "corp_id").strip()
-    name = _text(form, "name")
-    agent_id = _text(form, "agent_id")
-    trust_mobile = "trust_mobile" in form
-    values = {
-        "corp_id": corp_id,
-        "name": name,
-        "agent_id": agent_id,
-        "trust_mobile": trust_mobile,
-    }
+    values = {"corp_id": _text(form, "corp_id").strip(), **_posted(form)}
     secret = _text(form, "secret")
     state = request.app.state
     try:
-        number = _agent_id_of(agent_id)
+        number = _agent_id_of(values["agent_id"])
         corp = await in_worker(
             state.store,
             lambda db: corps.add_corp(
                 db,
                 state.box,
-                corp_id,
-                name,
+                values["corp_id"],
+                values["name"],
                 number,
                 secret,
-                trust_mobile=trust_mobile,
+                trust_mobile=values["trust_mobile"],
                 actor=_actor(admin),
             ),
         )
@@ -161,36 +155,22 @@ NOTICES = {
 }
 
 
-@page
+@area.page
 async def corp_page(request: Request, admin: Admin) -> Response:
-    corp = await _find(request)
-    if corp is None:
-        return _not_found(request, admin)
+    corp = await _corp(request)
     notice = NOTICES.get(request.query_params.get("done", ""))
     return _corp_page(request, admin, corp, notice_key=notice)
 
 
-@page
-async def edit(request: Request, admin: Admin) -> Response:
+@area.form
+async def edit(request: Request, admin: Admin, form: FormData) -> Response:
     """POST /admin/corps/{corp_id}: name, agent id, flags, and a new secret if one is typed."""
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
-    name = _text(form, "name")
-    agent_id = _text(form, "agent_id")
-    trust_mobile = "trust_mobile" in form
-    enabled = "enabled" in form
-    values = {
-        "name": name,
-        "agent_id": agent_id,
-        "trust_mobile": trust_mobile,
-        "enabled": enabled,
-    }
+    values = {**_posted(form), "enabled": "enabled" in form}
     secret = _text(form, "secret") or None
     state = request.app.state
     corp_id = request.path_params["corp_id"]
     try:
-        number = _agent_id_of(agent_id)
+        number = _agent_id_of(values["agent_id"])
         await in_worker(
             state.store,
             lambda db: corps.update_corp(
@@ -198,19 +178,15 @@ async def edit(request: Request, admin: Admin) -> Response:
                 state.box,
                 corp_id,
                 actor=_actor(admin),
-                name=name,
+                name=values["name"],
                 agent_id=number,
                 secret=secret,
-                trust_mobile=trust_mobile,
-                enabled=enabled,
+                trust_mobile=values["trust_mobile"],
+                enabled=values["enabled"],
             ),
         )
-    except NotFoundError:
-        return _not_found(request, admin)
     except ValidationError as error:
-        corp = await _find(request)
-        if corp is None:
-            return _not_found(request, admin)
+        corp = await _corp(request)
         return _corp_page(
             request, admin, corp, form=values, errors=_error_keys(error), status_code=422
         )
@@ -218,45 +194,29 @@ async def edit(request: Request, admin: Admin) -> Response:
 
 
 async def _switch(request: Request, admin: Admin, enabled: bool) -> Response:
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
     state = request.app.state
     corp_id = request.path_params["corp_id"]
-    try:
-        await in_worker(
-            state.store,
-            lambda db: corps.update_corp(
-                db, state.box, corp_id, actor=_actor(admin), enabled=enabled
-            ),
-        )
-    except NotFoundError:
-        return _not_found(request, admin)
+    await in_worker(
+        state.store,
+        lambda db: corps.update_corp(db, state.box, corp_id, actor=_actor(admin), enabled=enabled),
+    )
     return see_other(f"/admin/corps/{corp_id}?done={'enabled' if enabled else 'disabled'}")
 
 
-@page
-async def enable(request: Request, admin: Admin) -> Response:
+@area.form
+async def enable(request: Request, admin: Admin, form: FormData) -> Response:
     return await _switch(request, admin, True)
 
 
-@page
-async def disable(request: Request, admin: Admin) -> Response:
+@area.form
+async def disable(request: Request, admin: Admin, form: FormData) -> Response:
     """Logins through this corporation stop at once; its links and users stay."""
     return await _switch(request, admin, False)
 
 
-@page
-async def connection_test(request: Request, admin: Admin) -> Response:
+@area.form
+async def connection_test(request: Request, admin: Admin, form: FormData) -> Response:
     """POST /admin/corps/{corp_id}/test: a live gettoken, and what WeCom answered."""
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
-    try:
-        result = await tested(request, _actor(admin))
-    except NotFoundError:
-        return _not_found(request, admin)
-    corp = await _find(request)
-    if corp is None:
-        return _not_found(request, admin)
+    result = await tested(request, _actor(admin))
+    corp = await _corp(request)
     return _corp_page(request, admin, corp, test=result)

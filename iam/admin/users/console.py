@@ -6,20 +6,24 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
 from iam.admin.auth import Caller, client_ip
-from iam.admin.pages import console_form, page, render, see_other
+from iam.admin.pages import Area, message, render, see_other
 from iam.db.models import Admin
 from iam.db.unit import in_worker
-from iam.errors import NotFoundError, ValidationError
+from iam.errors import ValidationError
 from iam.records.users import MAX_OFFSET, PAGE_SIZE
 from iam.services import users
 
 STATUSES = ("active", "disabled")
 #: What the user page may say after a change (the `done` query parameter).
 DONE = ("disabled", "enabled", "ended", "link_removed")
+
+#: A user (or link) that is gone answers "no such user", 404, on any page that names it.
+area = Area("admin.user_not_found")
 
 
 def _actor(admin: Admin) -> str:
@@ -31,12 +35,7 @@ def _count(raw: str | None) -> int:
     return int(raw) if raw and len(raw) <= 9 and raw.isascii() and raw.isdigit() else 0
 
 
-def _not_found(request: Request, admin: Admin) -> Response:
-    context = {"message_key": "admin.user_not_found", "params": {}}
-    return render(request, "admin/message.html", admin, context, 404)
-
-
-@page
+@area.page
 async def users_page(request: Request, admin: Admin) -> Response:
     """The search box and one page of results."""
     query = request.query_params.get("q", "")
@@ -64,10 +63,7 @@ async def _user_page(
     request: Request, admin: Admin, extra: dict[str, Any] | None = None, status_code: int = 200
 ) -> Response:
     user_id = request.path_params["user_id"]
-    try:
-        found = await in_worker(request.app.state.store, lambda db: users.user_detail(db, user_id))
-    except NotFoundError:
-        return _not_found(request, admin)
+    found = await in_worker(request.app.state.store, lambda db: users.user_detail(db, user_id))
     done = request.query_params.get("done")
     context = {
         "user": found.user,
@@ -81,13 +77,13 @@ async def _user_page(
     return render(request, "admin/user.html", admin, context, status_code)
 
 
-@page
+@area.page
 async def user_page(request: Request, admin: Admin) -> Response:
     """One person: details, links, live sessions, and what can be done to them."""
     return await _user_page(request, admin)
 
 
-@page
+@area.page
 async def confirm_remove_page(request: Request, admin: Admin) -> Response:
     """Removing a link asks first (no script needed: the question is a page)."""
     return await _user_page(request, admin, {"confirm_link_id": request.path_params["link_id"]})
@@ -98,55 +94,36 @@ def _back_to(user_id: str, done: str, count: int | None = None) -> Response:
     return see_other(f"/admin/users/{user_id}?{urlencode(query)}")
 
 
-@page
-async def status_form(request: Request, admin: Admin) -> Response:
+@area.form
+async def status_form(request: Request, admin: Admin, form: FormData) -> Response:
     """POST /admin/users/{user_id}/status: `status` active or disabled."""
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
     status = form.get("status")
     if status not in STATUSES:
-        context = {"message_key": "admin.user_bad_status", "params": {}}
-        return render(request, "admin/message.html", admin, context, 400)
+        return message(request, admin, "admin.user_bad_status", 400)
     user_id, actor, ip = request.path_params["user_id"], _actor(admin), client_ip(request)
-    try:
-        user = await in_worker(
-            request.app.state.store,
-            lambda db: users.set_user_status(db, user_id, status == "active", actor=actor, ip=ip),
-        )
-    except NotFoundError:
-        return _not_found(request, admin)
+    user = await in_worker(
+        request.app.state.store,
+        lambda db: users.set_user_status(db, user_id, status == "active", actor=actor, ip=ip),
+    )
     return _back_to(user.id, "enabled" if status == "active" else "disabled")
 
 
-@page
-async def end_sessions_form(request: Request, admin: Admin) -> Response:
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
+@area.form
+async def end_sessions_form(request: Request, admin: Admin, form: FormData) -> Response:
     user_id, actor, ip = request.path_params["user_id"], _actor(admin), client_ip(request)
-    try:
-        ended = await in_worker(
-            request.app.state.store,
-            lambda db: users.end_user_sessions(db, user_id, actor=actor, ip=ip),
-        )
-    except NotFoundError:
-        return _not_found(request, admin)
+    ended = await in_worker(
+        request.app.state.store,
+        lambda db: users.end_user_sessions(db, user_id, actor=actor, ip=ip),
+    )
     return _back_to(user_id, "ended", ended)
 
 
-@page
-async def remove_link_form(request: Request, admin: Admin) -> Response:
-    form = await console_form(request, admin)
-    if isinstance(form, Response):
-        return form
+@area.form
+async def remove_link_form(request: Request, admin: Admin, form: FormData) -> Response:
     user_id, link_id = request.path_params["user_id"], request.path_params["link_id"]
     actor, ip = _actor(admin), client_ip(request)
-    try:
-        await in_worker(
-            request.app.state.store,
-            lambda db: users.remove_link(db, user_id, link_id, actor=actor, ip=ip),
-        )
-    except NotFoundError:
-        return _not_found(request, admin)
+    await in_worker(
+        request.app.state.store,
+        lambda db: users.remove_link(db, user_id, link_id, actor=actor, ip=ip),
+    )
     return _back_to(user_id, "link_removed")
