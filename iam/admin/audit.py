@@ -34,16 +34,7 @@ async def api_search(request: Request, caller: Caller) -> Response:
     query = read_query(records.AuditQuery, request)
     found = await in_worker(
         request.app.state.store,
-        lambda db: audit.search(
-            db,
-            user_id=query.user_id,
-            client_id=query.client_id,
-            event=query.event,
-            since=query.since,
-            until=query.until,
-            limit=query.limit,
-            before_id=query.before,
-        ),
+        lambda db: audit.search(db, **query.model_dump()),
     )
     body = records.AuditPage.of(found).to_json()
     return no_store_json(body)
@@ -53,25 +44,16 @@ async def api_search(request: Request, caller: Caller) -> Response:
 
 
 def _row(event: AuditEvent) -> dict[str, Any]:
-    """An event as the table shows it: UTC to the second, the detail as compact JSON."""
+    """An event as the table shows it: the API's record, its time UTC to the second, the
+    detail as compact JSON."""
+    row = records.AuditEvent.of(event).model_dump()
+    compact = json.dumps(
+        row["detail"], ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str
+    )
     return {
-        "id": event.id,
+        **row,
         "time": event.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
-        "event": event.event,
-        "outcome": event.outcome,
-        "actor": event.actor,
-        "user_id": event.user_id,
-        "client_id": event.client_id,
-        "ip": event.ip,
-        "detail": _breakable(
-            json.dumps(
-                event.detail or {},
-                ensure_ascii=False,
-                separators=(",", ":"),
-                sort_keys=True,
-                default=str,
-            )
-        ),
+        "detail": _breakable(compact),
     }
 
 
@@ -104,7 +86,7 @@ async def audit_page(request: Request, admin: Admin) -> Response:
                 since=since,
                 until=until,
                 limit=records.PAGE_SIZE,
-                before_id=int(before) if before.isascii() and before.isdigit() else None,
+                before=int(before) if before.isascii() and before.isdigit() else None,
             ),
         )
     except (ValueError, ValidationError):  # no time, or a filter the service refuses

@@ -184,7 +184,7 @@ def _demo_links(store: Store, user: User) -> None:
     national = DEMO_PHONE.removeprefix("+86")
 
     def work(db: Session) -> None:
-        linked = {link.provider_user_id for link in users.show_user(db, user.id).links}
+        linked = {link.provider_user_id for link in users.user_detail(db, user.id).links}
         for corp in demo_corps():
             for member in corp.members:
                 if member.mobile != national or f"{corp.corp_id}/{member.userid}" in linked:

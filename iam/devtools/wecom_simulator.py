@@ -86,24 +86,16 @@ class SimCorp:
 
 
 @dataclass(frozen=True)
-class _Token:
+class _Issued:
+    """What the simulated WeCom handed out and must recognise until `expires_at`: an access
+    token (of a corporation), a login code (for a member, or None: a person outside the
+    corporation; `with_ticket` when the scope asked for the private info), a user ticket (for
+    a member)."""
+
     corp_id: str
     expires_at: float
-
-
-@dataclass(frozen=True)
-class _Code:
-    corp_id: str
-    userid: str | None  # None: a person outside the corporation
-    with_ticket: bool
-    expires_at: float
-
-
-@dataclass(frozen=True)
-class _Ticket:
-    corp_id: str
-    userid: str
-    expires_at: float
+    userid: str | None = None
+    with_ticket: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,9 +146,9 @@ class _PageError(Exception):
 class _State:
     """Everything a test may want forgotten by `reset`."""
 
-    tokens: dict[str, _Token] = field(default_factory=dict)
-    codes: dict[str, _Code] = field(default_factory=dict)
-    tickets: dict[str, _Ticket] = field(default_factory=dict)
+    tokens: dict[str, _Issued] = field(default_factory=dict)
+    codes: dict[str, _Issued] = field(default_factory=dict)
+    tickets: dict[str, _Issued] = field(default_factory=dict)
     failures: collections.defaultdict[str, collections.deque[_Failure]] = field(
         default_factory=lambda: collections.defaultdict(collections.deque)
     )
@@ -229,7 +221,7 @@ class WeComSimulator:
         """Every access token issued so far answers 42001 from now on."""
         with self._lock:
             for token, issued in self._state.tokens.items():
-                self._state.tokens[token] = _Token(issued.corp_id, expires_at=float("-inf"))
+                self._state.tokens[token] = _Issued(issued.corp_id, expires_at=float("-inf"))
 
     def issue_code(self, corp_id: str, userid: str | None, *, with_ticket: bool = False) -> str:
         """A fresh OAuth code as if the person had picked `userid` on a sign-in page
@@ -283,23 +275,22 @@ class WeComSimulator:
 
     def _new_code(self, corp: SimCorp, userid: str | None, *, with_ticket: bool) -> str:
         code = secrets.token_urlsafe(32)
-        now = _now()
-        with self._lock:
-            codes = self._state.codes
-            for stale in [key for key, issued in codes.items() if issued.expires_at <= now]:
-                del codes[stale]
-            codes[code] = _Code(corp.corp_id, userid, with_ticket, now + CODE_TTL)
+        issued = _Issued(corp.corp_id, _now() + CODE_TTL, userid, with_ticket)
+        self._issue(self._state.codes, code, issued)
         return code
 
     def _new_ticket(self, corp_id: str, userid: str) -> str:
         ticket = secrets.token_urlsafe(48)
+        self._issue(self._state.tickets, ticket, _Issued(corp_id, _now() + TICKET_TTL, userid))
+        return ticket
+
+    def _issue(self, issued: dict[str, _Issued], key: str, value: _Issued) -> None:
+        """Keep `value` under `key`, dropping what has expired (codes and tickets alike)."""
         now = _now()
         with self._lock:
-            tickets = self._state.tickets
-            for stale in [key for key, issued in tickets.items() if issued.expires_at <= now]:
-                del tickets[stale]
-            tickets[ticket] = _Ticket(corp_id, userid, now + TICKET_TTL)
-        return ticket
+            for stale in [k for k, old in issued.items() if old.expires_at <= now]:
+                del issued[stale]
+            issued[key] = value
 
     def _token_corp(self, request: Request) -> SimCorp:
         """The corporation whose access token the request carries (`_ApiError` if none)."""
@@ -352,7 +343,7 @@ class WeComSimulator:
             raise _ApiError(40001, "invalid credential")
         token = secrets.token_urlsafe(64)
         with self._lock:
-            self._state.tokens[token] = _Token(corp_id, _now() + self.token_ttl)
+            self._state.tokens[token] = _Issued(corp_id, _now() + self.token_ttl)
         return _ok(access_token=token, expires_in=self.token_ttl)
 
     async def _getuserinfo(self, request: Request) -> JsonObject:
@@ -388,8 +379,8 @@ class WeComSimulator:
             issued = self._state.tickets.get(ticket)
         if issued is None or issued.corp_id != corp.corp_id or issued.expires_at <= _now():
             raise _ApiError(40029, "invalid user_ticket")
-        member = self._member(corp.corp_id, issued.userid)
-        assert member is not None  # members are never removed
+        member = self._member(corp.corp_id, issued.userid or "")
+        assert member is not None  # a ticket names a member, and members are never removed
         return _ok(
             userid=member.userid,
             gender=member.gender,

@@ -18,7 +18,7 @@ from iam.errors import (
     RateLimitedError,
     ValidationError,
 )
-from iam.flows.login import client_ip, otp_page, request_code, signed_in
+from iam.flows.login import attempt_of, otp_page, request_code, signed_in
 from iam.services import accounts, login, otp
 from iam.services.sessions import NewSession
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
@@ -75,7 +75,6 @@ async def submit(request: Request) -> Response:
     pending = await _pending(request, token)
     if pending is None:
         return web.error_page(request, "bind.expired")
-    ip = client_ip(request)
     if not code:
         try:
             sent = await run_in_threadpool(request_code, request, phone, "bind")
@@ -85,18 +84,17 @@ async def submit(request: Request) -> Response:
             return _page(request, "code", token, pending, error=error, phone=phone)
         return _page(request, "code", token, pending, phone=sent.phone, sent=True)
 
+    attempt = attempt_of(request)
+
     def bind_and_sign_in() -> tuple[NewSession, str | None]:
         return login.sign_in_by_binding(
             state.store,
             state.box,
             token,
-            web.browser_id(request),
             phone,
             code,
-            limits=state.rate_limits,
+            attempt=attempt,
             previous_cookie=request.cookies.get(SESSION_COOKIE),
-            ip=ip,
-            user_agent=request.headers.get("user-agent"),
         )
 
     try:

@@ -14,6 +14,7 @@ from iam import metrics
 from iam.db.unit import in_one_unit, in_worker, one_unit
 from iam.errors import IamError, NotFoundError, RateLimitedError, ValidationError
 from iam.services import authorizations, clients, corps, login, otp, sessions
+from iam.services.attempts import Attempt
 from iam.services.sessions import SESSION_LIFETIME, NewSession, SignedIn
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
 
@@ -27,6 +28,18 @@ class FlowGoneError(Exception):
 
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def attempt_of(request: Request) -> Attempt:
+    """Who is asking, as the sign-in services take it: this browser, its address and user
+    agent, counted against the app's rate limits."""
+    web: Web = request.app.state.web
+    return Attempt(
+        browser=web.browser_id(request),
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+        limits=request.app.state.rate_limits,
+    )
 
 
 async def in_unit(request: Request, work: Callable[..., T]) -> T:
@@ -150,20 +163,10 @@ def request_code(request: Request, phone: str, purpose: str) -> otp.CodeSent:
     """Send a code for `purpose` to `phone`, for this browser, as one unit of work (a worker
     thread's call): the code leaves when the unit commits."""
     state = request.app.state
-    web: Web = state.web
-    browser_id, ip = web.browser_id(request), client_ip(request)
+    attempt = attempt_of(request)
     return one_unit(
         state.store,
-        lambda db: otp.request_code(
-            db,
-            state.box,
-            state.sms,
-            phone,
-            purpose,
-            browser=browser_id,
-            limits=state.rate_limits,
-            ip=ip,
-        ),
+        lambda db: otp.request_code(db, state.box, state.sms, phone, purpose, attempt=attempt),
     )
 
 
@@ -189,7 +192,7 @@ async def submit_code(request: Request) -> Response:
         return posted
     form, context, phone = posted
     state = request.app.state
-    web: Web = state.web
+    attempt = attempt_of(request)
 
     def sign_in() -> NewSession:
         return login.sign_in_with_phone(
@@ -197,11 +200,8 @@ async def submit_code(request: Request) -> Response:
             state.box,
             phone,
             str(form.get("code") or "")[:12],
-            browser=web.browser_id(request),
-            limits=state.rate_limits,
+            attempt=attempt,
             previous_cookie=request.cookies.get(SESSION_COOKIE),
-            ip=client_ip(request),
-            user_agent=request.headers.get("user-agent"),
         )
 
     try:

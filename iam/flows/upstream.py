@@ -23,6 +23,7 @@ from iam.federation.connector import (
 )
 from iam.flows.login import (
     FlowGoneError,
+    attempt_of,
     client_ip,
     count_flow_start,
     flow_context,
@@ -98,7 +99,6 @@ async def callback(request: Request) -> Response:
     state = request.app.state
     provider = request.path_params["provider"]
     connector_id = request.path_params["connector_id"]
-    ip = client_ip(request)
     if len(request.url.query) > MAX_CALLBACK_QUERY:
         return web.error_page(request, "error.too_large", 413)
     params = dict(request.query_params)
@@ -122,17 +122,16 @@ async def callback(request: Request) -> Response:
         return web.error_page(request, error.reason, _status_of(error), code=error.code or "-")
     flow_id = used.flow_id
     link_to = await _still_signed_in_as(request, used.link_user_id)
+    attempt = attempt_of(request)
     try:
         outcome = await run_in_threadpool(
             lambda: login.sign_in_with_identity(
                 state.store,
-                web.browser_id(request),
                 identity,
                 flow_id,
-                ip=ip,
+                attempt=attempt,
                 link_to=link_to,
                 previous_cookie=request.cookies.get(SESSION_COOKIE),
-                user_agent=request.headers.get("user-agent"),
             )
         )
     except ForbiddenError as error:

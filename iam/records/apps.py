@@ -54,7 +54,7 @@ class App(Record):
 
     @classmethod
     def of(cls, client: Client) -> App:
-        return cls(**_fields(client))
+        return cls.from_row(client, **_computed(client))
 
 
 class AppWithSecret(App):
@@ -66,27 +66,17 @@ class AppWithSecret(App):
 
     @classmethod
     def registered(cls, registered: clients.RegisteredClient) -> AppWithSecret:
-        return cls(**_fields(registered.client), client_secret=registered.client_secret)
+        client = registered.client
+        return cls.from_row(client, **_computed(client), client_secret=registered.client_secret)
 
 
-def _fields(client: Client) -> dict[str, Any]:
+def _computed(client: Client) -> dict[str, Any]:
+    """The fields the row names otherwise, or that are worked out from it."""
     return {
-        "client_id": client.client_id,
-        "name": client.name,
         "public": client.is_public,
         "admin": client.is_admin,
-        "redirect_uris": list(client.redirect_uris),
-        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
         "scopes": [s for s in client.allowed_scopes.split() if s != clients.ADMIN_SCOPE],
-        "grant_types": list(client.grant_types),
-        "context_policy": client.context_policy,
-        "context_claim": client.context_claim,
-        "access_token_ttl": client.access_token_ttl,
-        "id_token_ttl": client.id_token_ttl,
-        "refresh_token_ttl": client.refresh_token_ttl,
         "has_previous_secret": client.previous_secret_hash is not None,
-        "created_at": client.created_at,
-        "secret_rotated_at": client.secret_rotated_at,
     }
 
 

@@ -32,17 +32,7 @@ class AuditEvent(Record):
 
     @classmethod
     def of(cls, event: models.AuditEvent) -> AuditEvent:
-        return cls(
-            id=event.id,
-            occurred_at=event.occurred_at,
-            event=event.event,
-            outcome=event.outcome,
-            actor=event.actor,
-            user_id=event.user_id,
-            client_id=event.client_id,
-            ip=event.ip,
-            detail=dict(event.detail or {}),
-        )
+        return cls.from_row(event, detail=dict(event.detail or {}))
 
 
 class AuditPage(Record):
@@ -90,6 +80,11 @@ def _moment(value: Any) -> Any:
 BLANK_IS_ABSENT = BeforeValidator(_blank_is_absent)
 
 
+#: A text filter no longer than its column (a longer one could match nothing): a user id, or
+#: an app's id or an event's name.
+UserIdFilter = Annotated[Annotated[Text, Field(max_length=36)] | Absent, BLANK_IS_ABSENT]
+NameFilter = Annotated[Annotated[Text, Field(max_length=64)] | Absent, BLANK_IS_ABSENT]
+
 Moment = Annotated[
     datetime,
     BeforeValidator(_moment),
@@ -98,23 +93,12 @@ Moment = Annotated[
 
 
 class AuditQuery(Body):
-    """The trail's filters and paging (query parameters). No text filter is longer than its
-    column: a longer one could match nothing."""
+    """The trail's filters and paging (query parameters)."""
 
-    user_id: Annotated[
-        Annotated[Text, Field(max_length=36)] | Absent,
-        BLANK_IS_ABSENT,
-        Field(description="events about this user"),
-    ] = None
-    client_id: Annotated[
-        Annotated[Text, Field(max_length=64)] | Absent,
-        BLANK_IS_ABSENT,
-        Field(description="events about this app"),
-    ] = None
+    user_id: Annotated[UserIdFilter, Field(description="events about this user")] = None
+    client_id: Annotated[NameFilter, Field(description="events about this app")] = None
     event: Annotated[
-        Annotated[Text, Field(max_length=64)] | Absent,
-        BLANK_IS_ABSENT,
-        Field(description="an event name, or a prefix ending in a dot (`login.`)"),
+        NameFilter, Field(description="an event name, or a prefix ending in a dot (`login.`)")
     ] = None
     since: Annotated[
         Moment | Absent, Field(description="events at or after this time (no offset: UTC)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import pydantic
 from pydantic import (
@@ -29,6 +29,13 @@ class Record(BaseModel):
     """A resource as the admin API and `iam ... --json` show it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def from_row(cls, row: object, **given: Any) -> Self:
+        """The record of a model row: each field is the row's attribute of the same name,
+        except those `given` (computed, or named otherwise in the row)."""
+        read = {name: getattr(row, name) for name in cls.model_fields if name not in given}
+        return cls(**read, **given)
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -114,6 +121,12 @@ def _query_integer(value: Any) -> Any:
 #: Reads an integer query parameter: `Annotated[int, Field(ge=.., le=..), FROM_TEXT]` (the
 #: bounds stand before it, or the schema would not say them).
 FROM_TEXT = BeforeValidator(_query_integer)
+
+
+def documented(description: str | None = None, **keywords: Any) -> Any:
+    """A field's description and the JSON Schema keywords that state its rule in the document
+    (`pattern`, `maxLength`, ...): a validator beside it checks the rule."""
+    return pydantic.Field(description=description, json_schema_extra=keywords)
 
 
 def by_the_service(check: Callable[[Any], Any]) -> AfterValidator:

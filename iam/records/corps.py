@@ -20,6 +20,7 @@ from iam.records.base import (
     Timestamp,
     WholeNumber,
     by_the_service,
+    documented,
 )
 from iam.services import corps
 from iam.services.corps import ConnectionResult
@@ -48,14 +49,7 @@ class Corp(Record):
     @classmethod
     def of(cls, corp: WeComCorp) -> Corp:
         """Every column but the secret: not even encrypted does it leave the server."""
-        return cls(
-            corp_id=corp.corp_id,
-            name=corp.name,
-            agent_id=corp.agent_id,
-            trust_mobile=corp.trust_mobile,
-            enabled=corp.enabled,
-            created_at=corp.created_at,
-        )
+        return cls.from_row(corp)
 
 
 class ConnectionTest(Record):
@@ -72,7 +66,7 @@ class ConnectionTest(Record):
     @classmethod
     def of(cls, result: ConnectionResult) -> ConnectionTest:
         """Without `detail` (our own words for a failure, shown on the console page)."""
-        return cls(ok=result.ok, errcode=result.errcode, errmsg=result.errmsg, reason=result.reason)
+        return cls.from_row(result)
 
 
 # --- what a body may hold ---------------------------------------------------------------------
@@ -81,39 +75,32 @@ class ConnectionTest(Record):
 CorpId = Annotated[
     Text,
     by_the_service(corps.checked_corp_id),
-    Field(description=CORP_ID_DESCRIPTION, json_schema_extra={"pattern": corps.CORP_ID_PATTERN}),
+    documented(CORP_ID_DESCRIPTION, pattern=corps.CORP_ID_PATTERN),
 ]
 Name = Annotated[
     Text,
     by_the_service(corps.checked_name),
-    Field(
-        description="Shown to people signing in; surrounding whitespace is dropped.",
-        json_schema_extra={
-            "minLength": 1,
-            "maxLength": corps.MAX_NAME,
-            "pattern": corps.NAME_PATTERN,
-        },
+    documented(
+        "Shown to people signing in; surrounding whitespace is dropped.",
+        minLength=1,
+        maxLength=corps.MAX_NAME,
+        pattern=corps.NAME_PATTERN,
     ),
 ]
 AgentId = Annotated[
     WholeNumber,
     by_the_service(corps.checked_agent_id),
-    Field(
-        description="The self-built app's AgentId.",
-        json_schema_extra={"minimum": 1, "maximum": corps.MAX_AGENT_ID},
-    ),
+    documented("The self-built app's AgentId.", minimum=1, maximum=corps.MAX_AGENT_ID),
 ]
 Secret = Annotated[
     Text,
     by_the_service(corps.checked_secret),
-    Field(
-        description="The app's Secret, as WeCom shows it. Stored encrypted; never returned.",
-        json_schema_extra={
-            "minLength": 1,
-            "maxLength": corps.MAX_SECRET,
-            "pattern": corps.SECRET_PATTERN,
-            "writeOnly": True,
-        },
+    documented(
+        "The app's Secret, as WeCom shows it. Stored encrypted; never returned.",
+        minLength=1,
+        maxLength=corps.MAX_SECRET,
+        pattern=corps.SECRET_PATTERN,
+        writeOnly=True,
     ),
 ]
 TrustMobile = Annotated[bool, Field(description=TRUST_MOBILE_DESCRIPTION)]

@@ -44,12 +44,8 @@ class SigningKey(Record):
         `publish_until`."""
         signing = next((key.kid for key in keys if key.retired_at is None), None)
         return [
-            cls(
-                kid=key.kid,
-                alg=key.alg,
-                created_at=key.created_at,
-                retired_at=key.retired_at,
-                publish_until=key.publish_until,
+            cls.from_row(
+                key,
                 signing=key.kid == signing,
                 published=key.retired_at is None
                 or (key.publish_until is not None and key.publish_until > now),

@@ -41,21 +41,7 @@ class User(Record):
 
     @classmethod
     def of(cls, user: models.User, link_count: int) -> User:
-        return cls(**_user_fields(user, link_count))
-
-
-def _user_fields(user: models.User, link_count: int) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "name": user.name,
-        "phone": user.phone,
-        "email": user.email,
-        "status": user.status,
-        "phone_verified_at": user.phone_verified_at,
-        "created_at": user.created_at,
-        "updated_at": user.updated_at,
-        "link_count": link_count,
-    }
+        return cls.from_row(user, link_count=link_count)
 
 
 class Link(Record):
@@ -74,17 +60,7 @@ class Link(Record):
 
     @classmethod
     def of(cls, link: models.IdentityLink) -> Link:
-        fields: dict[str, Any] = {
-            "id": link.id,
-            "provider": link.provider,
-            "provider_user_id": link.provider_user_id,
-            "status": link.status,
-            "metadata": dict(link.link_metadata or {}),
-            "created_at": link.created_at,
-            "updated_at": link.updated_at,
-            "last_login_at": link.last_login_at,
-        }
-        return cls(**fields)
+        return cls.from_row(link, metadata=dict(link.link_metadata or {}))
 
 
 class Session(Record):
@@ -105,16 +81,10 @@ class Session(Record):
     def of(cls, sso: models.SsoSession, links: Mapping[str, models.IdentityLink]) -> Session:
         """`links` are the person's, by id: the context is named by its link's id."""
         context = links.get(sso.context_link_id) if sso.context_link_id else None
-        return cls(
-            id=sso.id,
+        return cls.from_row(
+            sso,
             started_at=sso.created_at,
-            last_seen_at=sso.last_seen_at,
-            expires_at=sso.expires_at,
-            auth_time=sso.auth_time,
             amr=list(sso.amr or []),
-            ip=sso.ip,
-            user_agent=sso.user_agent,
-            context_link_id=sso.context_link_id,
             context=context.provider_user_id if context else None,
         )
 
@@ -128,8 +98,9 @@ class UserDetail(User):
     @classmethod
     def found(cls, detail: users.UserDetail) -> UserDetail:
         by_id = {link.id: link for link in detail.links}
-        return cls(
-            **_user_fields(detail.user, len(detail.links)),
+        return cls.from_row(
+            detail.user,
+            link_count=len(detail.links),
             links=[Link.of(link) for link in detail.links],
             sessions=[Session.of(sso, by_id) for sso in detail.sessions],
         )

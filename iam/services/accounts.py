@@ -18,13 +18,12 @@ from iam.errors import ConflictError, ForbiddenError, NotFoundError, ValidationE
 from iam.federation.connector import Identity
 from iam.secretbox import SecretBox, digest
 from iam.services import audit, otp
+from iam.services.attempts import Attempt
 from iam.services.phones import mask_phone, normalize_phone
-from iam.services.rate_limits import RateLimits
+from iam.services.rows import keep_for_browser, kept_for_browser
 from iam.services.users import MAX_NAME, find_user_by_phone
 
 BINDING_LIFETIME = timedelta(minutes=10)
-#: Two first logins of one member at once: the loser of a unique constraint tries again. Two
-#: races can be lost in a row (the new user's phone, then the link), so three attempts.
 
 
 @dataclass(frozen=True)
@@ -96,14 +95,7 @@ def find_linked(
     link.link_metadata = dict(identity.metadata)
     link.provider_user_id = identity.subject
     link.last_login_at = utcnow()
-    audit.record(
-        db.connection(),
-        "link.used",
-        user_id=link.user_id,
-        ip=ip,
-        link_id=link.id,
-        subject=link.provider_user_id,
-    )
+    _link_event(db, "link.used", link, ip)
     return linked
 
 
@@ -111,29 +103,23 @@ def hold_for_binding(db: Session, browser_id: str, identity: Identity, flow_id: 
     """Keep an unbound identity for this browser while the person proves a phone number; the
     returned token names it (only its digest is stored)."""
     token = secrets.token_urlsafe(24)
-    now = utcnow()
-    db.execute(delete(PendingBinding).where(PendingBinding.expires_at <= now))
-    db.add(
-        PendingBinding(
-            id=digest(token),
-            browser_hash=digest(browser_id),
-            identity={**asdict(identity), "metadata": dict(identity.metadata)},
-            flow_id=flow_id,
-            created_at=now,
-            expires_at=now + BINDING_LIFETIME,
-        )
+    keep_for_browser(
+        db,
+        PendingBinding,
+        digest(token),
+        browser_id,
+        BINDING_LIFETIME,
+        identity={**asdict(identity), "metadata": dict(identity.metadata)},
+        flow_id=flow_id,
     )
     return token
 
 
 def pending_binding(db: Session, token: str, browser_id: str) -> PendingIdentity:
     """The identity waiting under `token` for this browser; else `NotFoundError`."""
-    row = db.get(PendingBinding, digest(token)) if token and len(token) <= 64 else None
-    if (
-        row is None
-        or row.expires_at <= utcnow()
-        or not secrets.compare_digest(row.browser_hash, digest(browser_id))
-    ):
+    key = digest(token) if token and len(token) <= 64 else ""
+    row = kept_for_browser(db, PendingBinding, key, browser_id)
+    if row is None:
         raise NotFoundError("This binding has expired or is not yours.")
     fields: dict[str, Any] = dict(row.identity)
     return PendingIdentity(Identity(**fields), row.flow_id)
@@ -143,25 +129,20 @@ def bind_with_code(
     db: Session,
     box: SecretBox,
     token: str,
-    browser_id: str,
     raw_phone: str,
     code: str,
     *,
-    limits: RateLimits | None = None,
-    ip: str | None = None,
+    attempt: Attempt,
 ) -> tuple[Linked, PendingIdentity]:
-    """Check the SMS code for the phone, bind the waiting identity to the person with that
-    phone (made if there is none) and spend the binding, in the caller's transaction. A wrong
-    code commits only what it spent (`otp.checked_or_committed`)."""
-    pending = pending_binding(db, token, browser_id)
+    """Check the SMS code for the phone, bind the identity waiting for the attempt's browser to
+    the person with that phone (made if there is none) and spend the binding, in the caller's
+    transaction. A wrong code commits only what it spent (`otp.checked_or_committed`)."""
+    pending = pending_binding(db, token, attempt.browser)
     phone = otp.checked_or_committed(
-        db,
-        lambda: otp.check_code(
-            db, box, raw_phone, "bind", code, browser=browser_id, limits=limits, ip=ip
-        ),
+        db, lambda: otp.check_code(db, box, raw_phone, "bind", code, attempt=attempt)
     )
-    owner = _owner_by_phone(pending.identity, phone, ip, unproven=False)
-    linked = _bind_in(db, pending.identity, owner, method="sms", ip=ip)
+    owner = _owner_by_phone(pending.identity, phone, attempt.ip, unproven=False)
+    linked = _bind_in(db, pending.identity, owner, method="sms", ip=attempt.ip)
     db.execute(delete(PendingBinding).where(PendingBinding.id == digest(token)))
     return linked, pending
 
@@ -312,15 +293,7 @@ def _bind_in(
         last_login_at=now,
     )
     db.add(link)
-    audit.record(
-        db.connection(),
-        "link.created",
-        user_id=user.id,
-        ip=ip,
-        link_id=link.id,
-        subject=identity.subject,
-        method=method,
-    )
+    _link_event(db, "link.created", link, ip, method=method)
     return Linked(user, link)
 
 
@@ -331,22 +304,36 @@ class NeedsBinding:
     token: str
 
 
+def _link_event(db: Session, event: str, link: IdentityLink, ip: str | None, **detail: Any) -> None:
+    """A link's event in the audit trail: whose, which, and the identity it holds."""
+    audit.record(
+        db.connection(),
+        event,
+        user_id=link.user_id,
+        ip=ip,
+        link_id=link.id,
+        subject=link.provider_user_id,
+        **detail,
+    )
+
+
 def resolve_identity(
     db: Session,
-    browser_id: str,
     identity: Identity,
     flow_id: str | None,
     *,
-    ip: str | None,
+    attempt: Attempt,
     link_to: str | None = None,
 ) -> Linked | NeedsBinding:
     """After a provider vouched for someone: their link (refreshed); for a signed-in person who
     asked to link an identity (`link_to`), a link made at once from a trusted mobile (only for
-    a new person or one with no active link elsewhere); or else a binding to finish by SMS."""
+    a new person or one with no active link elsewhere); or else a binding to finish by SMS, held
+    for the attempt's browser."""
+    ip = attempt.ip
     linked = find_linked(db, identity, ip=ip, owner_id=link_to)
     if linked is None and link_to is not None:
         linked = bind_to_user(db, identity, link_to, ip=ip)
     linked = linked or bind_trusted_mobile(db, identity, ip=ip)
     if linked is not None:
         return linked
-    return NeedsBinding(hold_for_binding(db, browser_id, identity, flow_id))
+    return NeedsBinding(hold_for_binding(db, attempt.browser, identity, flow_id))

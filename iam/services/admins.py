@@ -110,6 +110,17 @@ def _password_matches(password: str, stored: str) -> bool:
         return False
 
 
+def _record_refusal(db: Session, username: str, reason: str, ip: str | None) -> None:
+    audit.record(
+        db.connection(),
+        "admin.login_failed",
+        outcome="failure",
+        ip=ip,
+        actor=username,
+        reason=reason,
+    )
+
+
 def sign_in(db: Session, username: str, password: str, *, ip: str | None = None) -> AdminSignedIn:
     """Check the password (argon2), count failures, lock after MAX_FAILED_LOGINS, and open an
     admin session, in the caller's transaction. Every attempt is audited. A refused attempt
@@ -121,14 +132,7 @@ def sign_in(db: Session, username: str, password: str, *, ip: str | None = None)
     admin = db.scalar(select(Admin).where(Admin.username == username))
     if admin is not None and admin.locked_until is not None and admin.locked_until > now:
         wait = int((admin.locked_until - now).total_seconds()) + 1
-        audit.record(
-            db.connection(),
-            "admin.login_failed",
-            outcome="failure",
-            ip=ip,
-            actor=username,
-            reason="locked",
-        )
+        _record_refusal(db, username, "locked", ip)
         raise AdminLoginError("Too many failed sign-ins: the account is locked.", wait)
     # An unknown username still verifies, against a throwaway hash of the same cost, so the
     # answer's timing does not tell which usernames exist.
@@ -145,14 +149,7 @@ def sign_in(db: Session, username: str, password: str, *, ip: str | None = None)
             if admin.failed_logins >= MAX_FAILED_LOGINS:
                 admin.locked_until = now + LOCK_DURATION
                 admin.failed_logins = 0
-        audit.record(
-            db.connection(),
-            "admin.login_failed",
-            outcome="failure",
-            ip=ip,
-            actor=username,
-            reason="wrong",
-        )
+        _record_refusal(db, username, "wrong", ip)
         raise AdminLoginError(WRONG)
     admin.failed_logins = 0
     admin.locked_until = None

@@ -70,7 +70,7 @@ def search(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 50,
-    before_id: int | None = None,
+    before: int | None = None,
 ) -> AuditPage:
     """Events newest first (by id, which only grows), paged by keyset: the next page is the
     events with an id below `next_before`, so paging stays exact while new events arrive.
@@ -81,7 +81,7 @@ def search(
     index scan, never a sort of the whole trail."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationError("limit", f"limit must be between 1 and {MAX_PAGE}.")
-    if before_id is not None and not 1 <= before_id <= MAX_ID:
+    if before is not None and not 1 <= before <= MAX_ID:
         raise ValidationError("before", "before must be an event id from a previous page.")
     statement = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit + 1)
     for value, column in ((user_id, AuditEvent.user_id), (client_id, AuditEvent.client_id)):
@@ -102,8 +102,8 @@ def search(
         statement = statement.where(AuditEvent.occurred_at >= since)
     if until is not None:
         statement = statement.where(AuditEvent.occurred_at < until)
-    if before_id is not None:
-        statement = statement.where(AuditEvent.id < before_id)
+    if before is not None:
+        statement = statement.where(AuditEvent.id < before)
     events = list(db.scalars(statement))
     more = len(events) > limit
     events = events[:limit]

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from iam.clock import utcnow
 from iam.db.models import PendingAuthorization
 from iam.errors import NotFoundError
-from iam.secretbox import digest
+from iam.services.rows import keep_for_browser, kept_for_browser
 
 LIFETIME = timedelta(minutes=30)
 
@@ -22,28 +22,21 @@ def create(
 ) -> PendingAuthorization:
     """Save a validated request for this browser, in the caller's transaction; expired ones are
     swept on the way."""
-    now = utcnow()
-    pending = PendingAuthorization(
-        id=secrets.token_urlsafe(24),
-        browser_hash=digest(browser_id),
+    return keep_for_browser(
+        db,
+        PendingAuthorization,
+        secrets.token_urlsafe(24),
+        browser_id,
+        LIFETIME,
         client_id=client_id,
         params=[list(pair) for pair in params],
-        created_at=now,
-        expires_at=now + LIFETIME,
     )
-    db.execute(delete(PendingAuthorization).where(PendingAuthorization.expires_at <= now))
-    db.add(pending)
-    return pending
 
 
 def get(db: Session, flow_id: str, browser_id: str) -> PendingAuthorization:
     """The live request `flow_id` of this browser; another browser's looks like none at all."""
-    pending = db.get(PendingAuthorization, flow_id) if flow_id else None
-    if (
-        pending is None
-        or pending.expires_at <= utcnow()
-        or not secrets.compare_digest(pending.browser_hash, digest(browser_id))
-    ):
+    pending = kept_for_browser(db, PendingAuthorization, flow_id, browser_id)
+    if pending is None:
         raise NotFoundError("This sign-in request has expired or is not yours.")
     return pending
 

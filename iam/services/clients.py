@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
 from iam.db.models import Client
-from iam.errors import ConflictError, NotFoundError, ValidationError
+from iam.errors import ConflictError, ValidationError
 from iam.secretbox import digest
 from iam.services import audit
+from iam.services.rows import found
 from iam.settings import is_loopback_host
 
 CONTEXT_POLICIES = ("none", "optional", "required")
@@ -229,10 +230,7 @@ def create_client(
 
 
 def _find(db: Session, client_id: str) -> Client:
-    client = db.get(Client, client_id)
-    if client is None:
-        raise NotFoundError(f"No client {client_id!r}.")
-    return client
+    return found(db, Client, client_id, "client")
 
 
 def get_client(db: Session, client_id: str) -> Client:

@@ -30,6 +30,7 @@ from iam.federation.wecom.client import (
 from iam.federation.wecom.connector import WeComConfig
 from iam.secretbox import SecretBox, SecretBoxError
 from iam.services import audit
+from iam.services.rows import found
 
 MAX_NAME = 200
 MAX_SECRET = 256
@@ -138,10 +139,9 @@ def add_corp(
 
 def get_corp(db: Session, corp_id: str) -> WeComCorp:
     """One corporation, enabled or not; `NotFoundError` otherwise."""
-    corp = db.get(WeComCorp, corp_id) if is_corp_id(corp_id) else None
-    if corp is None:
+    if not is_corp_id(corp_id):  # no such key can exist (and PostgreSQL refuses some)
         raise NotFoundError(f"No corporation {corp_id!r}.")
-    return corp
+    return found(db, WeComCorp, corp_id, "corporation")
 
 
 def update_corp(

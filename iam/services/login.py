@@ -10,8 +10,8 @@ from iam.db.unit import in_one_unit
 from iam.federation.connector import Identity
 from iam.secretbox import SecretBox
 from iam.services import accounts, audit, otp, sessions
+from iam.services.attempts import Attempt
 from iam.services.phones import mask_phone
-from iam.services.rate_limits import RateLimits
 from iam.services.users import find_user_by_phone, mark_phone_verified
 
 
@@ -21,14 +21,11 @@ def sign_in_with_phone(
     raw_phone: str,
     code: str,
     *,
-    browser: str,
-    limits: RateLimits | None = None,
+    attempt: Attempt,
     previous_cookie: str | None = None,
-    ip: str | None = None,
-    user_agent: str | None = None,
 ) -> sessions.NewSession:
-    """Check this browser's code, then give the browser a new session cookie (no session
-    fixation): the same person's session is renewed, another person's is ended.
+    """Check the code of the attempt's browser, then give the browser a new session cookie (no
+    session fixation): the same person's session is renewed, another person's is ended.
 
     One unit of work: the code used up, the phone marked verified, the session opened and the
     previous one ended commit together or not at all. A failed check (`OtpError`) commits only
@@ -37,14 +34,7 @@ def sign_in_with_phone(
     def work(db: Session, first_try: bool) -> sessions.NewSession:
         def person() -> User:
             phone = otp.check_code(
-                db,
-                box,
-                raw_phone,
-                "login",
-                code,
-                browser=browser,
-                limits=limits if first_try else None,
-                ip=ip,
+                db, box, raw_phone, "login", code, attempt=attempt.counted_on(first_try)
             )
             user = find_user_by_phone(db, phone)
             if user is None or not user.is_active:
@@ -53,7 +43,7 @@ def sign_in_with_phone(
                     db.connection(),
                     "login.failed",
                     outcome="failure",
-                    ip=ip,
+                    ip=attempt.ip,
                     phone=mask_phone(phone),
                 )
                 raise otp.OtpError(otp.NO_LIVE_CODE)
@@ -61,9 +51,7 @@ def sign_in_with_phone(
 
         user = otp.checked_or_committed(db, person)
         mark_phone_verified(db, user)
-        return open_session(
-            db, user, ["sms"], previous_cookie=previous_cookie, ip=ip, user_agent=user_agent
-        )
+        return open_session(db, user, ["sms"], attempt=attempt, previous_cookie=previous_cookie)
 
     return in_one_unit(store, work)
 
@@ -72,34 +60,30 @@ def sign_in_by_binding(
     store: Store,
     box: SecretBox,
     token: str,
-    browser: str,
     raw_phone: str,
     code: str,
     *,
-    limits: RateLimits | None = None,
+    attempt: Attempt,
     previous_cookie: str | None = None,
-    ip: str | None = None,
-    user_agent: str | None = None,
 ) -> tuple[sessions.NewSession, str | None]:
-    """Finish an on-demand binding: check this browser's code, bind the waiting identity to the
-    person with that phone (made if there is none), and open a session whose context is that
-    identity; (the new session, the flow it serves).
+    """Finish an on-demand binding: check the code of the attempt's browser, bind the identity
+    waiting for it to the person with that phone (made if there is none), and open a session
+    whose context is that identity; (the new session, the flow it serves).
 
     One unit of work: the code used up, the person and the link made, the binding spent and the
     session opened commit together or not at all. A wrong code commits only what it spent."""
 
     def work(db: Session, first_try: bool) -> tuple[sessions.NewSession, str | None]:
         linked, pending = accounts.bind_with_code(
-            db, box, token, browser, raw_phone, code, limits=limits if first_try else None, ip=ip
+            db, box, token, raw_phone, code, attempt=attempt.counted_on(first_try)
         )
         new = open_session(
             db,
             linked.user,
             [pending.identity.provider],
+            attempt=attempt,
             context_link_id=linked.link.id,
             previous_cookie=previous_cookie,
-            ip=ip,
-            user_agent=user_agent,
         )
         return new, pending.flow_id
 
@@ -108,36 +92,32 @@ def sign_in_by_binding(
 
 def sign_in_with_identity(
     store: Store,
-    browser_id: str,
     identity: Identity,
     flow_id: str | None,
     *,
-    ip: str | None,
+    attempt: Attempt,
     link_to: str | None = None,
     previous_cookie: str | None = None,
-    user_agent: str | None = None,
 ) -> sessions.NewSession | accounts.NeedsBinding:
     """After a provider vouched for someone: sign in through their link (made now for a person
     who asked to link one, or from a trusted mobile), with that identity as the session's
-    context; or hold the identity for a binding to finish by SMS (`NeedsBinding`).
+    context; or hold the identity for the attempt's browser, for a binding to finish by SMS
+    (`NeedsBinding`).
 
     One unit of work: the link refreshed or made, the person made, the binding held, the
     session opened and another person's session ended commit together or not at all."""
 
     def work(db: Session, _first_try: bool) -> sessions.NewSession | accounts.NeedsBinding:
-        outcome = accounts.resolve_identity(
-            db, browser_id, identity, flow_id, ip=ip, link_to=link_to
-        )
+        outcome = accounts.resolve_identity(db, identity, flow_id, attempt=attempt, link_to=link_to)
         if isinstance(outcome, accounts.NeedsBinding):
             return outcome
         return open_session(
             db,
             outcome.user,
             [identity.provider],
+            attempt=attempt,
             context_link_id=outcome.link.id,
             previous_cookie=previous_cookie,
-            ip=ip,
-            user_agent=user_agent,
         )
 
     return in_one_unit(store, work)
@@ -148,21 +128,22 @@ def open_session(
     user: User,
     amr: list[str],
     *,
+    attempt: Attempt,
     context_link_id: str | None = None,
     previous_cookie: str | None = None,
-    ip: str | None = None,
-    user_agent: str | None = None,
 ) -> sessions.NewSession:
     """A new session cookie for a person who just proved who they are (no session fixation),
     in the caller's transaction: the same person's session is renewed with this login's
-    context, another person's is ended."""
+    context, another person's is ended. The session keeps the attempt's address and user agent
+    (a renewed one keeps the user agent it was started with)."""
+    ip = attempt.ip
     previous = sessions.find_in(db.connection(), previous_cookie)
     same_person = previous is not None and previous.user.id == user.id
     if previous is not None and same_person:
         new = sessions.renew(db, previous.session, amr, ip=ip, context_link_id=context_link_id)
     else:
         new = sessions.start(
-            db, user, amr, ip=ip, user_agent=user_agent, context_link_id=context_link_id
+            db, user, amr, ip=ip, user_agent=attempt.user_agent, context_link_id=context_link_id
         )
     audit.record(
         db.connection(),

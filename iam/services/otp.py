@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
@@ -29,8 +29,8 @@ from iam.db.store import rowcount
 from iam.errors import IamError, RateLimitedError, ValidationError
 from iam.secretbox import SecretBox, digest
 from iam.services import audit
+from iam.services.attempts import Attempt
 from iam.services.phones import mask_phone, normalize_phone
-from iam.services.rate_limits import RateLimits
 from iam.services.sms import SmsMessage, SmsSender, new_message
 from iam.services.users import find_user_by_phone
 
@@ -59,10 +59,11 @@ class CodeSent:
     resend_after: int
 
 
-def _spend(limits: RateLimits | None, action: str, key: str | None, ip: str | None) -> None:
-    """Count one attempt (`RateLimitedError` past a limit; a refused attempt spends nothing)."""
-    if limits is not None:
-        limits.check(action, key=key, ip=ip)
+def _spend(attempt: Attempt, action: str, key: str | None) -> None:
+    """Count the attempt against its limits, if it has any (`RateLimitedError` past a limit; a
+    refused attempt spends nothing)."""
+    if attempt.limits is not None:
+        attempt.limits.check(action, key=key, ip=attempt.ip)
 
 
 def request_code(
@@ -72,17 +73,15 @@ def request_code(
     raw_phone: str,
     purpose: str,
     *,
-    browser: str,
-    limits: RateLimits | None = None,
-    ip: str | None = None,
+    attempt: Attempt,
 ) -> CodeSent:
-    """Make a challenge for this browser, in the caller's transaction, and send its code once
-    that transaction commits; refused within 60 s of this browser's last code for the number,
-    past 10 a day, or past the rate limits."""
+    """Make a challenge for the attempt's browser, in the caller's transaction, and send its
+    code once that transaction commits; refused within 60 s of this browser's last code for the
+    number, past 10 a day, or past the attempt's rate limits."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown OTP purpose {purpose!r}")
     phone = normalize_phone(raw_phone)
-    browser_hash = digest(browser)
+    browser_hash = digest(attempt.browser)
     now = utcnow()
     mine = (OtpChallenge.phone == phone, OtpChallenge.browser_hash == browser_hash)
     last_sent = db.scalar(select(func.max(OtpChallenge.created_at)).where(*mine))
@@ -98,7 +97,7 @@ def request_code(
         raise RateLimitedError(
             "Too many codes for this number today. Try again tomorrow.", 24 * 3600
         )
-    _spend(limits, "otp_send", f"{phone} {browser_hash}", ip)
+    _spend(attempt, "otp_send", f"{phone} {browser_hash}")
     code = f"{secrets.randbelow(10**6):06d}"
     challenge_id = new_id()
     db.add(
@@ -118,7 +117,7 @@ def request_code(
         db.connection(),
         "otp.sent" if deliver else "otp.withheld",
         user_id=user.id if user else None,
-        ip=ip,
+        ip=attempt.ip,
         phone=mask_phone(phone),
         purpose=purpose,
     )
@@ -160,6 +159,18 @@ def checked_or_committed(session: Session, check: Callable[[], T]) -> T:
         raise
 
 
+def _rejected(db: Session, attempt: Attempt, phone: str, reason: str, **detail: Any) -> None:
+    audit.record(
+        db.connection(),
+        "otp.rejected",
+        outcome="failure",
+        ip=attempt.ip,
+        phone=mask_phone(phone),
+        reason=reason,
+        **detail,
+    )
+
+
 def check_code(
     session: Session,
     box: SecretBox,
@@ -167,20 +178,18 @@ def check_code(
     purpose: str,
     code: str,
     *,
-    browser: str,
-    limits: RateLimits | None = None,
-    ip: str | None = None,
+    attempt: Attempt,
 ) -> str:
-    """The phone (E.164) whose latest live code for this browser this is; it is used up, in the
-    caller's transaction (nothing is committed here). Else `OtpError`, after recording the
-    failure in that transaction (see `checked_or_committed`). A check that reaches no live code
-    counts against the address only; one that reaches a code counts against the number and
-    browser too."""
+    """The phone (E.164) whose latest live code for the attempt's browser this is; it is used
+    up, in the caller's transaction (nothing is committed here). Else `OtpError`, after
+    recording the failure in that transaction (see `checked_or_committed`). A check that
+    reaches no live code counts against the address only; one that reaches a code counts
+    against the number and browser too."""
     phone = normalize_phone(raw_phone)
     code = unicodedata.normalize("NFKC", code or "").strip()
     if not _CODE.match(code):
         raise ValidationError("code", "Enter the 6-digit code from the SMS.")
-    browser_hash = digest(browser)
+    browser_hash = digest(attempt.browser)
     now = utcnow()
     challenge = session.scalar(
         select(OtpChallenge)
@@ -199,17 +208,10 @@ def check_code(
         and challenge.failed_attempts < MAX_FAILED_ATTEMPTS
     )
     if not usable or challenge is None:
-        _spend(limits, "otp_verify", None, ip)
-        audit.record(
-            session.connection(),
-            "otp.rejected",
-            outcome="failure",
-            ip=ip,
-            phone=mask_phone(phone),
-            reason="no live code",
-        )
+        _spend(attempt, "otp_verify", None)
+        _rejected(session, attempt, phone, "no live code")
         raise OtpError(NO_LIVE_CODE)
-    _spend(limits, "otp_verify", f"{phone} {browser_hash}", ip)
+    _spend(attempt, "otp_verify", f"{phone} {browser_hash}")
     # Take one try before checking, atomically: concurrent guesses cannot exceed the limit.
     taken = session.execute(
         update(OtpChallenge)
@@ -225,15 +227,7 @@ def check_code(
     if not box.verify_mac(challenge.code_hash, challenge.id, code):
         session.refresh(challenge)
         left = MAX_FAILED_ATTEMPTS - challenge.failed_attempts
-        audit.record(
-            session.connection(),
-            "otp.rejected",
-            outcome="failure",
-            ip=ip,
-            phone=mask_phone(phone),
-            reason="wrong code",
-            tries_left=left,
-        )
+        _rejected(session, attempt, phone, "wrong code", tries_left=left)
         if left <= 0:
             raise OtpError("Too many wrong codes. Ask for a new one.")
         raise OtpError(f"The code is wrong. {left} tries left.", tries_left=left)

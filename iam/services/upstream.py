@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
@@ -18,6 +18,7 @@ from iam.errors import IamError, NotFoundError
 from iam.federation.connector import CallbackConnector
 from iam.secretbox import digest
 from iam.services import audit
+from iam.services.rows import keep_for_browser
 
 STATE_LIFETIME = timedelta(minutes=10)
 MAX_STATE = 128
@@ -71,19 +72,16 @@ def start_login(
     expired ones are swept. `link_user_id`: a signed-in person asked to link the identity they
     come back with."""
     state = secrets.token_hex(24)  # WeCom accepts letters and digits only
-    now = utcnow()
-    db.execute(delete(UpstreamLogin).where(UpstreamLogin.expires_at <= now))
-    db.add(
-        UpstreamLogin(
-            id=digest(state),
-            browser_hash=digest(browser_id),
-            provider=provider,
-            connector_id=connector_id,
-            flow_id=flow_id or None,
-            link_user_id=link_user_id,
-            created_at=now,
-            expires_at=now + STATE_LIFETIME,
-        )
+    keep_for_browser(
+        db,
+        UpstreamLogin,
+        digest(state),
+        browser_id,
+        STATE_LIFETIME,
+        provider=provider,
+        connector_id=connector_id,
+        flow_id=flow_id or None,
+        link_user_id=link_user_id,
     )
     return StartedLogin(state)
 

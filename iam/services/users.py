@@ -29,18 +29,13 @@ from iam.db.store import rowcount
 from iam.errors import ConflictError, NotFoundError, ValidationError
 from iam.services import audit
 from iam.services.phones import normalize_phone
+from iam.services.rows import found
 
 WECOM = "wecom"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CORP_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _WECOM_USERID = re.compile(r"^[A-Za-z0-9_\-.@]{1,64}$")
 MAX_NAME = 200
-
-
-@dataclass(frozen=True)
-class UserWithLinks:
-    user: User
-    links: tuple[IdentityLink, ...]
 
 
 def _check_name(name: str) -> str:
@@ -77,35 +72,8 @@ def create_user(db: Session, name: str, phone: str, email: str | None = None) ->
     return user
 
 
-def get_user(session: Session, user_id: str) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFoundError(f"No user {user_id!r}.")
-    return user
-
-
-def show_user(db: Session, user_id: str) -> UserWithLinks:
-    user = get_user(db, user_id)
-    links = db.scalars(
-        select(IdentityLink)
-        .where(IdentityLink.user_id == user.id)
-        .order_by(IdentityLink.created_at)
-    ).all()
-    return UserWithLinks(user, tuple(links))
-
-
-def list_users(db: Session, query: str | None = None, limit: int = 100) -> list[User]:
-    statement = select(User).order_by(User.created_at).limit(limit)
-    if query:
-        needle = query.lower()  # matched literally: % and _ are escaped
-        statement = statement.where(
-            or_(
-                func.lower(User.name).contains(needle, autoescape=True),
-                func.lower(User.email).contains(needle, autoescape=True),
-                User.phone.contains(needle, autoescape=True),
-            )
-        )
-    return list(db.scalars(statement))
+def get_user(db: Session, user_id: str) -> User:
+    return found(db, User, user_id, "user")
 
 
 def find_user_by_phone(session: Session, phone: str) -> User | None:

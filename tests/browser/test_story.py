@@ -141,7 +141,7 @@ class World:
     crm: DemoAppConfig  # context policy required
 
     def link_id(self, corp_id: str) -> str:
-        links = in_unit(self.store, users.show_user, self.user_id).links
+        links = in_unit(self.store, users.user_detail, self.user_id).links
         return next(link.id for link in links if link.provider_user_id.startswith(corp_id + "/"))
 
     def session_contexts(self) -> dict[str, str | None]:

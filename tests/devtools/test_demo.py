@@ -38,8 +38,10 @@ def test_seeding_twice_keeps_the_world_and_replaces_the_secret(store: Store, box
     assert (client.name, client.context_policy, client.is_public) == ("Demo app", "none", False)
     assert client.check_client_secret(second.client_secret)
     assert not client.check_client_secret(first.client_secret)  # the old one is not kept
-    assert [user.id for user in in_unit(store, users.list_users)] == [first.user_id]
-    assert in_unit(store, users.show_user, first.user_id).user.name == "张三 Zhang San"
+    assert [
+        row.user.id for row in in_unit(store, users.search_users, None, limit=10, offset=0)
+    ] == [first.user_id]
+    assert in_unit(store, users.user_detail, first.user_id).user.name == "张三 Zhang San"
     assert len(in_unit(store, signing_keys.list_keys)) == 1
 
 

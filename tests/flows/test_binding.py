@@ -28,7 +28,7 @@ from iam.db.models import (
 )
 from iam.db.store import Store
 from iam.devtools.wecom_simulator import SimMember
-from iam.services import accounts, users
+from iam.services import accounts, rows, users
 from iam.web import SESSION_COOKIE
 
 pytestmark = pytest.mark.usefixtures("reused_signing_key")
@@ -263,7 +263,7 @@ def test_an_oversized_form_is_refused(wecom_front: WeComFront, store: Store) -> 
 def test_an_expired_binding_is_refused(
     wecom_front: WeComFront, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock().install(monkeypatch, accounts)
+    clock = Clock().install(monkeypatch, accounts, rows)
     binding = Binding(wecom_front)
     binding.send_code()
     code = wecom_front.last_code()

@@ -32,7 +32,7 @@ from iam.db.models import AuditEvent, IdentityLink, OtpChallenge, SsoSession, Us
 from iam.db.store import Store
 from iam.devtools.wecom_simulator import SimMember, WeComSimulator
 from iam.federation.wecom.tokens import RedisTokenCache
-from iam.services import clients, upstream, users
+from iam.services import clients, rows, upstream, users
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
@@ -473,7 +473,7 @@ def test_a_used_code_with_a_fresh_state_is_wecoms_40029(
 def test_an_expired_state_is_refused(
     wecom_front: WeComFront, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock().install(monkeypatch, upstream)
+    clock = Clock().install(monkeypatch, upstream, rows)
     callback_url = wecom_front.pick(wecom_front.start(), "zhangsan_A")
     clock.advance(minutes=11)
     answer = wecom_front.client.get(callback_url)

@@ -20,12 +20,14 @@ from iam.errors import ForbiddenError, NotFoundError
 from iam.federation.connector import Identity
 from iam.federation.wecom.connector import subject_of
 from iam.secretbox import SecretBox, digest
-from iam.services import accounts, otp, users
+from iam.services import accounts, otp, rows, users
+from iam.services.attempts import Attempt
 from iam.services.sms import ConsoleSms
 from iam.services.users import MAX_NAME
 
 BROWSER = "browser-one"
 OTHER_BROWSER = "browser-two"
+ATTEMPT = Attempt(BROWSER)
 NEW_PHONE = "+8613300133000"
 
 
@@ -133,7 +135,7 @@ def test_a_disabled_link_or_user_is_forbidden(store: Store, model: type) -> None
     with pytest.raises(ForbiddenError):  # and binding it again does not get round it
         in_unit(store, accounts.bind, identity(), PHONE, method="sms", ip=None)
     with pytest.raises(ForbiddenError):
-        in_unit(store, accounts.resolve_identity, BROWSER, identity(), None, ip=None)
+        in_unit(store, accounts.resolve_identity, identity(), None, attempt=ATTEMPT)
 
 
 # --- holding an identity for binding ------------------------------------------------------------
@@ -161,7 +163,7 @@ def test_a_held_identity_is_found_by_its_token_in_its_browser_only(store: Store)
 def test_a_held_identity_expires_after_ten_minutes_and_is_swept(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock().install(monkeypatch, accounts)
+    clock = Clock().install(monkeypatch, accounts, rows)
     token = in_unit(store, accounts.hold_for_binding, BROWSER, identity(), None)
     clock.advance(minutes=9, seconds=59)
     assert in_unit(store, accounts.pending_binding, token, BROWSER).flow_id is None
@@ -179,12 +181,14 @@ def bind_with_code(
     store: Store, box: SecretBox, token: str, browser: str, phone: str, code: str
 ) -> tuple[accounts.Linked, str | None]:
     """`accounts.bind_with_code` in a unit of work of its own: (link, flow id)."""
-    linked, pending = in_unit(store, accounts.bind_with_code, box, token, browser, phone, code)
+    linked, pending = in_unit(
+        store, accounts.bind_with_code, box, token, phone, code, attempt=Attempt(browser)
+    )
     return linked, pending.flow_id
 
 
 def _code(store: Store, box: SecretBox, sms: ConsoleSms, phone: str = PHONE) -> str:
-    in_unit(store, otp.request_code, box, sms, phone, "bind", browser=BROWSER)
+    in_unit(store, otp.request_code, box, sms, phone, "bind", attempt=ATTEMPT)
     return sms.messages()[0].code
 
 
@@ -355,7 +359,7 @@ def test_a_refused_trusted_mobile_holds_the_identity_until_the_phone_is_proven(
     in_unit(store, users.link_wecom, person.id, CORP_B, "zs_b")
     intruder = identity("mallory", phone="13800138000", trusted=True)
 
-    held = in_unit(store, accounts.resolve_identity, BROWSER, intruder, "flow-1", ip=None)
+    held = in_unit(store, accounts.resolve_identity, intruder, "flow-1", attempt=ATTEMPT)
     assert isinstance(held, accounts.NeedsBinding)
     assert count(store, IdentityLink) == 1
     assert len(refusals(store)) == 1
@@ -421,20 +425,19 @@ def test_trusted_mobile_still_makes_a_new_person(store: Store) -> None:
 
 
 def test_resolve_identity_finds_binds_trusted_or_holds(store: Store) -> None:
-    held = in_unit(store, accounts.resolve_identity, BROWSER, identity(), "flow-1", ip=None)
+    held = in_unit(store, accounts.resolve_identity, identity(), "flow-1", attempt=ATTEMPT)
     assert isinstance(held, accounts.NeedsBinding)
     assert in_unit(store, accounts.pending_binding, held.token, BROWSER).flow_id == "flow-1"
 
     trusted = in_unit(
         store,
         accounts.resolve_identity,
-        BROWSER,
         identity(phone="13800138000", trusted=True),
         None,
-        ip=None,
+        attempt=ATTEMPT,
     )
     assert isinstance(trusted, accounts.Linked)
-    found = in_unit(store, accounts.resolve_identity, BROWSER, identity(), None, ip=None)
+    found = in_unit(store, accounts.resolve_identity, identity(), None, attempt=ATTEMPT)
     assert isinstance(found, accounts.Linked) and found.link.id == trusted.link.id
     assert count(store, IdentityLink) == 1
 

@@ -48,7 +48,7 @@ def _all(store: Store, **filters: Any) -> list[int]:
     seen: list[int] = []
     before = None
     while True:
-        page = in_unit(store, audit.search, limit=7, before_id=before, **filters)
+        page = in_unit(store, audit.search, limit=7, before=before, **filters)
         seen += _numbers(page.events)
         if page.next_before is None:
             return seen
@@ -60,7 +60,7 @@ def test_newest_first_and_paged_without_gaps_or_repeats(store: Store) -> None:
     first = in_unit(store, audit.search)
     assert _numbers(first.events) == list(range(EVENTS - 1, EVENTS - 51, -1))
     assert first.next_before == first.events[-1].id
-    second = in_unit(store, audit.search, before_id=first.next_before)
+    second = in_unit(store, audit.search, before=first.next_before)
     assert _numbers(second.events) == list(range(EVENTS - 51, -1, -1))
     assert second.next_before is None
     assert _all(store) == list(range(EVENTS - 1, -1, -1))
@@ -76,7 +76,7 @@ def test_new_events_do_not_shift_the_pages(store: Store) -> None:
     _seed(store, 20)
     first = in_unit(store, audit.search, limit=10)
     _seed(store, 5)  # arrive while the admin reads
-    second = in_unit(store, audit.search, limit=10, before_id=first.next_before)
+    second = in_unit(store, audit.search, limit=10, before=first.next_before)
     assert _numbers(second.events) == list(range(9, -1, -1))
 
 
@@ -129,8 +129,8 @@ def test_out_of_range_paging_is_refused(store: Store) -> None:
     for options, field in [
         ({"limit": 0}, "limit"),
         ({"limit": 201}, "limit"),
-        ({"before_id": 0}, "before"),
-        ({"before_id": 2**63}, "before"),
+        ({"before": 0}, "before"),
+        ({"before": 2**63}, "before"),
     ]:
         with pytest.raises(ValidationError) as refused:
             in_unit(store, audit.search, **options)

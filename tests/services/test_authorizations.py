@@ -13,7 +13,7 @@ from iam.db.models import PendingAuthorization
 from iam.db.store import Store
 from iam.errors import NotFoundError
 from iam.secretbox import digest
-from iam.services import authorizations, clients
+from iam.services import authorizations, clients, rows
 
 BROWSER = "browser-id-of-alice-0123456789"
 OTHER_BROWSER = "browser-id-of-mallory-987654321"
@@ -101,7 +101,7 @@ def test_expired_flow_is_not_found_by_the_clock(
 ) -> None:
     created = in_unit(store, authorizations.create, BROWSER, client_id, PARAMS)
     later = utcnow() + timedelta(minutes=31)
-    monkeypatch.setattr(authorizations, "utcnow", lambda: later)
+    monkeypatch.setattr(rows, "utcnow", lambda: later)  # where held rows are checked
     with pytest.raises(NotFoundError):
         in_unit(store, authorizations.get, created.id, BROWSER)
 

@@ -19,10 +19,12 @@ from iam.federation.wecom.connector import subject_of
 from iam.secretbox import SecretBox, digest
 from iam.services import accounts, audit, otp, sessions, users
 from iam.services import login as login_service
+from iam.services.attempts import Attempt
 from iam.services.sms import ConsoleSms
 
 PHONE = "+8613800138000"
 BROWSER = "the-browser-that-asked"
+ATTEMPT = Attempt(BROWSER)
 
 
 class InjectedError(Exception):
@@ -45,13 +47,13 @@ def someone_else(store: Store) -> str:
 
 
 def _code(store: Store, box: SecretBox, sms: ConsoleSms) -> str:
-    in_unit(store, otp.request_code, box, sms, PHONE, "login", browser=BROWSER)
+    in_unit(store, otp.request_code, box, sms, PHONE, "login", attempt=ATTEMPT)
     return sms.messages()[0].code
 
 
 def _sign_in(store: Store, box: SecretBox, code: str, cookie: str) -> sessions.NewSession:
     return login_service.sign_in_with_phone(
-        store, box, PHONE, code, browser=BROWSER, previous_cookie=cookie
+        store, box, PHONE, code, attempt=ATTEMPT, previous_cookie=cookie
     )
 
 
@@ -199,11 +201,11 @@ def test_a_binding_that_fails_at_any_step_leaves_nothing_half_made(
     store: Store, box: SecretBox, sms: ConsoleSms, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     token = in_unit(store, accounts.hold_for_binding, BROWSER, _member(), "flow-1")
-    in_unit(store, otp.request_code, box, sms, NEW_PHONE, "bind", browser=BROWSER)
+    in_unit(store, otp.request_code, box, sms, NEW_PHONE, "bind", attempt=ATTEMPT)
     code = sms.messages()[0].code
 
     def finish() -> tuple[sessions.NewSession, str | None]:
-        return login_service.sign_in_by_binding(store, box, token, BROWSER, NEW_PHONE, code)
+        return login_service.sign_in_by_binding(store, box, token, NEW_PHONE, code, attempt=ATTEMPT)
 
     with monkeypatch.context() as patched:
         BINDING_STEPS[step](patched)
@@ -266,7 +268,7 @@ def test_an_outside_sign_in_that_fails_at_any_step_leaves_nothing_half_made(
     store: Store, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     def sign_in() -> Any:
-        return login_service.sign_in_with_identity(store, BROWSER, _trusted_member(), None, ip=None)
+        return login_service.sign_in_with_identity(store, _trusted_member(), None, attempt=ATTEMPT)
 
     with monkeypatch.context() as patched:
         IDENTITY_STEPS[step](patched)

@@ -18,6 +18,7 @@ from iam.db.store import Store
 from iam.errors import RateLimitedError, ValidationError
 from iam.secretbox import SecretBox, digest
 from iam.services import otp, users
+from iam.services.attempts import Attempt
 from iam.services.rate_limits import MemoryCounter, RateLimits, parse_rules
 from iam.services.sms import ConsoleSms
 from iam.services.sms import new_message as sms_message
@@ -26,6 +27,7 @@ KNOWN = "+8613800138000"
 UNKNOWN = "+8613900139000"
 
 BROWSER = "the-browser-that-asked"
+ATTEMPT = Attempt(BROWSER)
 
 
 @pytest.fixture
@@ -39,9 +41,15 @@ def known_user(store: Store) -> User:
 
 
 def _request(
-    store: Store, box: SecretBox, sms: Any, phone: str = KNOWN, purpose: str = "login"
+    store: Store,
+    box: SecretBox,
+    sms: Any,
+    phone: str = KNOWN,
+    purpose: str = "login",
+    *,
+    attempt: Attempt = ATTEMPT,
 ) -> otp.CodeSent:
-    return in_unit(store, otp.request_code, box, sms, phone, purpose, browser=BROWSER)
+    return in_unit(store, otp.request_code, box, sms, phone, purpose, attempt=attempt)
 
 
 def verify_code(store: Store, box: SecretBox, *args: Any, **kwargs: Any) -> str:
@@ -200,10 +208,10 @@ def test_right_code_verifies_once(
 ) -> None:
     _request(store, box, sms)
     code = _last_code(sms)
-    assert verify_code(store, box, "13800138000", "login", code, browser=BROWSER) == KNOWN
+    assert verify_code(store, box, "13800138000", "login", code, attempt=ATTEMPT) == KNOWN
     assert _challenges(store, KNOWN)[0]["consumed_at"] is not None
     with pytest.raises(otp.OtpError):
-        verify_code(store, box, KNOWN, "login", code, browser=BROWSER)
+        verify_code(store, box, KNOWN, "login", code, attempt=ATTEMPT)
 
 
 def test_code_for_one_purpose_does_not_serve_another(
@@ -211,7 +219,7 @@ def test_code_for_one_purpose_does_not_serve_another(
 ) -> None:
     _request(store, box, sms, purpose="login")
     with pytest.raises(otp.OtpError):
-        verify_code(store, box, KNOWN, "bind", _last_code(sms), browser=BROWSER)
+        verify_code(store, box, KNOWN, "bind", _last_code(sms), attempt=ATTEMPT)
 
 
 def test_code_for_another_phone_fails(
@@ -219,12 +227,12 @@ def test_code_for_another_phone_fails(
 ) -> None:
     _request(store, box, sms)
     with pytest.raises(otp.OtpError):
-        verify_code(store, box, UNKNOWN, "login", _last_code(sms), browser=BROWSER)
+        verify_code(store, box, UNKNOWN, "login", _last_code(sms), attempt=ATTEMPT)
 
 
 def test_no_code_requested_fails(store: Store, box: SecretBox) -> None:
     with pytest.raises(otp.OtpError):
-        verify_code(store, box, KNOWN, "login", "123456", browser=BROWSER)
+        verify_code(store, box, KNOWN, "login", "123456", attempt=ATTEMPT)
 
 
 def test_wrong_code_counts_down(
@@ -235,7 +243,7 @@ def test_wrong_code_counts_down(
     tries_left = []
     for _ in range(4):
         with pytest.raises(otp.OtpError) as caught:
-            verify_code(store, box, KNOWN, "login", wrong, browser=BROWSER)
+            verify_code(store, box, KNOWN, "login", wrong, attempt=ATTEMPT)
         tries_left.append(caught.value.tries_left)
     assert tries_left == [4, 3, 2, 1]
     assert _challenges(store, KNOWN)[0]["failed_attempts"] == 4
@@ -248,9 +256,9 @@ def test_after_five_wrong_tries_even_the_right_code_fails(
     code = _last_code(sms)
     for _ in range(otp.MAX_FAILED_ATTEMPTS):
         with pytest.raises(otp.OtpError):
-            verify_code(store, box, KNOWN, "login", _wrong(code), browser=BROWSER)
+            verify_code(store, box, KNOWN, "login", _wrong(code), attempt=ATTEMPT)
     with pytest.raises(otp.OtpError) as caught:
-        verify_code(store, box, KNOWN, "login", code, browser=BROWSER)
+        verify_code(store, box, KNOWN, "login", code, attempt=ATTEMPT)
     assert caught.value.tries_left == 0
     assert _challenges(store, KNOWN)[0]["consumed_at"] is None
 
@@ -262,8 +270,8 @@ def test_four_wrong_tries_still_allow_the_right_code(
     code = _last_code(sms)
     for _ in range(otp.MAX_FAILED_ATTEMPTS - 1):
         with pytest.raises(otp.OtpError):
-            verify_code(store, box, KNOWN, "login", _wrong(code), browser=BROWSER)
-    assert verify_code(store, box, KNOWN, "login", code, browser=BROWSER) == KNOWN
+            verify_code(store, box, KNOWN, "login", _wrong(code), attempt=ATTEMPT)
+    assert verify_code(store, box, KNOWN, "login", code, attempt=ATTEMPT) == KNOWN
 
 
 def test_expired_code_fails(
@@ -272,7 +280,7 @@ def test_expired_code_fails(
     _request(store, box, sms)
     clock.advance(minutes=5, seconds=1)
     with pytest.raises(otp.OtpError):
-        verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER)
+        verify_code(store, box, KNOWN, "login", _last_code(sms), attempt=ATTEMPT)
 
 
 def test_code_just_before_expiry_works(
@@ -280,7 +288,7 @@ def test_code_just_before_expiry_works(
 ) -> None:
     _request(store, box, sms)
     clock.advance(minutes=4, seconds=59)
-    assert verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER) == KNOWN
+    assert verify_code(store, box, KNOWN, "login", _last_code(sms), attempt=ATTEMPT) == KNOWN
 
 
 def test_only_the_newest_code_counts(
@@ -294,14 +302,14 @@ def test_only_the_newest_code_counts(
     if first == second:
         pytest.skip("both random codes happened to be equal")
     with pytest.raises(otp.OtpError):
-        verify_code(store, box, KNOWN, "login", first, browser=BROWSER)
-    assert verify_code(store, box, KNOWN, "login", second, browser=BROWSER) == KNOWN
+        verify_code(store, box, KNOWN, "login", first, attempt=ATTEMPT)
+    assert verify_code(store, box, KNOWN, "login", second, attempt=ATTEMPT) == KNOWN
 
 
 @pytest.mark.parametrize("code", ["", "12345", "1234567", "abcdef", "12 345", "12345x"])
 def test_malformed_code_is_refused(store: Store, box: SecretBox, code: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        verify_code(store, box, KNOWN, "login", code, browser=BROWSER)
+        verify_code(store, box, KNOWN, "login", code, attempt=ATTEMPT)
     assert caught.value.field == "code"
 
 
@@ -310,7 +318,7 @@ def test_malformed_code_does_not_use_up_a_try(
 ) -> None:
     _request(store, box, sms)
     with pytest.raises(ValidationError):
-        verify_code(store, box, KNOWN, "login", "abc", browser=BROWSER)
+        verify_code(store, box, KNOWN, "login", "abc", attempt=ATTEMPT)
     assert _challenges(store, KNOWN)[0]["failed_attempts"] == 0
 
 
@@ -319,7 +327,7 @@ def test_full_width_digits_are_the_same_code(
 ) -> None:
     _request(store, box, sms)
     full_width = _last_code(sms).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
-    assert verify_code(store, box, KNOWN, "login", full_width, browser=BROWSER) == KNOWN
+    assert verify_code(store, box, KNOWN, "login", full_width, attempt=ATTEMPT) == KNOWN
     assert _challenges(store, KNOWN)[0]["failed_attempts"] == 0
 
 
@@ -431,10 +439,10 @@ def test_a_code_cannot_be_checked_from_another_browser(
     code = _last_code(sms)
     for guess in (code, _wrong(code), _wrong(_wrong(code))):
         with pytest.raises(otp.OtpError) as refused:
-            verify_code(store, box, KNOWN, "login", guess, browser=STRANGER)
+            verify_code(store, box, KNOWN, "login", guess, attempt=Attempt(STRANGER))
         assert refused.value.tries_left == 0
     assert _challenges(store, KNOWN)[0]["failed_attempts"] == 0
-    assert verify_code(store, box, KNOWN, "login", code, browser=BROWSER) == KNOWN
+    assert verify_code(store, box, KNOWN, "login", code, attempt=ATTEMPT) == KNOWN
 
 
 def test_a_strangers_wrong_guesses_leave_the_owners_code_alive(
@@ -442,19 +450,18 @@ def test_a_strangers_wrong_guesses_leave_the_owners_code_alive(
 ) -> None:
     """The review's repro: a stranger asks for codes and guesses; the owner still gets in."""
     limits = _limits()
+    owner, stranger = Attempt(BROWSER, limits=limits), Attempt(STRANGER, limits=limits)
     _request(store, box, sms)
     owners = _last_code(sms)
-    in_unit(store, otp.request_code, box, sms, KNOWN, "login", browser=STRANGER, limits=limits)
+    _request(store, box, sms, attempt=stranger)
     for _ in range(5):
         with pytest.raises(RateLimitedError):
-            in_unit(
-                store, otp.request_code, box, sms, KNOWN, "login", browser=STRANGER, limits=limits
-            )
+            _request(store, box, sms, attempt=stranger)
         clock.advance(seconds=1)
     for _ in range(11):
         with pytest.raises((otp.OtpError, RateLimitedError)):
-            verify_code(store, box, KNOWN, "login", _wrong(owners), browser=STRANGER, limits=limits)
-    assert verify_code(store, box, KNOWN, "login", owners, browser=BROWSER, limits=limits) == KNOWN
+            verify_code(store, box, KNOWN, "login", _wrong(owners), attempt=stranger)
+    assert verify_code(store, box, KNOWN, "login", owners, attempt=owner) == KNOWN
 
 
 def test_the_resend_wait_and_daily_cap_are_per_browser(
@@ -476,34 +483,25 @@ def test_the_resend_wait_and_daily_cap_are_per_browser(
             )
         db.commit()
     with pytest.raises(RateLimitedError):
-        in_unit(store, otp.request_code, box, sms, KNOWN, "login", browser=STRANGER)
+        _request(store, box, sms, attempt=Attempt(STRANGER))
     _request(store, box, sms)
-    assert verify_code(store, box, KNOWN, "login", _last_code(sms), browser=BROWSER) == KNOWN
+    assert verify_code(store, box, KNOWN, "login", _last_code(sms), attempt=ATTEMPT) == KNOWN
 
 
 def test_a_refused_send_spends_none_of_the_budget(
     store: Store, box: SecretBox, sms: ConsoleSms, known_user: User, clock: Clock, rate_clock
 ) -> None:
     """Sends refused by the 60 s rule do not count towards the 5 per 10 minutes."""
-    limits = _limits("otp_send.key=2/600")
+    counted = Attempt(BROWSER, limits=_limits("otp_send.key=2/600"))
     for _ in range(2):
-        in_unit(store, otp.request_code, box, sms, KNOWN, "login", browser=BROWSER, limits=limits)
+        _request(store, box, sms, attempt=counted)
         for _ in range(5):
             with pytest.raises(RateLimitedError) as refused:
-                in_unit(
-                    store,
-                    otp.request_code,
-                    box,
-                    sms,
-                    KNOWN,
-                    "login",
-                    browser=BROWSER,
-                    limits=limits,
-                )
+                _request(store, box, sms, attempt=counted)
             assert refused.value.retry_after <= 61  # the 60 s rule, not the budget
         clock.advance(seconds=61)
     with pytest.raises(RateLimitedError) as refused:
-        in_unit(store, otp.request_code, box, sms, KNOWN, "login", browser=BROWSER, limits=limits)
+        _request(store, box, sms, attempt=counted)
     assert refused.value.retry_after > 61
     assert len(sms.messages()) == 2
 
@@ -512,14 +510,11 @@ def test_checks_without_a_live_code_spend_only_the_address_budget(
     store: Store, box: SecretBox, sms: ConsoleSms, known_user: User, rate_clock
 ) -> None:
     limits = _limits("otp_verify.key=1/600,otp_verify.ip=5/600")
+    first_address = Attempt(BROWSER, ip="10.0.0.1", limits=limits)
     for _ in range(3):  # no code yet: counted against the address, not the number
         with pytest.raises(otp.OtpError):
-            verify_code(
-                store, box, KNOWN, "login", "123456", browser=BROWSER, limits=limits, ip="10.0.0.1"
-            )
+            verify_code(store, box, KNOWN, "login", "123456", attempt=first_address)
     _request(store, box, sms)
     code = _last_code(sms)
-    assert (
-        verify_code(store, box, KNOWN, "login", code, browser=BROWSER, limits=limits, ip="10.0.0.2")
-        == KNOWN
-    )
+    other_address = Attempt(BROWSER, ip="10.0.0.2", limits=limits)
+    assert verify_code(store, box, KNOWN, "login", code, attempt=other_address) == KNOWN

@@ -15,6 +15,7 @@ from iam.db.models import Admin, AdminSession, AuditEvent, Base, SigningKey, Ups
 from iam.db.store import Store
 from iam.secretbox import SecretBox
 from iam.services import admins, audit, otp, signing_keys, upstream
+from iam.services.attempts import Attempt
 from iam.services.sms import new_message
 
 PASSWORD = "correct horse battery"
@@ -113,7 +114,7 @@ def test_the_code_leaves_only_when_the_unit_commits(store: Store) -> None:
 
     bind = ("+8613800138000", "bind")
     with pytest.raises(LaterStepFailed):
-        in_unit(store, _then_fail(otp.request_code, BOX, Sender(), *bind, browser="b"))
+        in_unit(store, _then_fail(otp.request_code, BOX, Sender(), *bind, attempt=Attempt("b")))
     assert sent == []
-    in_unit(store, otp.request_code, BOX, Sender(), *bind, browser="b")
+    in_unit(store, otp.request_code, BOX, Sender(), *bind, attempt=Attempt("b"))
     assert [message.phone for message in sent] == ["+8613800138000"]

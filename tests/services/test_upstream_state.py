@@ -17,6 +17,7 @@ from iam.db.models import AuditEvent, UpstreamLogin
 from iam.db.store import Store
 from iam.errors import NotFoundError
 from iam.secretbox import digest
+from iam.services import rows as row_keeping
 from iam.services import upstream
 from iam.services.upstream import LoginStateError, Providers
 
@@ -78,7 +79,7 @@ def test_a_state_that_is_not_this_browsers_for_this_callback_is_refused(store: S
 def test_a_state_lives_ten_minutes_and_expired_ones_are_swept(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock().install(monkeypatch, upstream)
+    clock = Clock().install(monkeypatch, upstream, row_keeping)
     kept = in_unit(store, upstream.start_login, BROWSER, "wecom", CORP_A, None).state
     late = in_unit(store, upstream.start_login, BROWSER, "wecom", CORP_A, None).state
     clock.advance(minutes=9, seconds=59)

@@ -136,36 +136,40 @@ def test_create_user_audit_event_names_the_user(store: Store) -> None:
     assert _audit(store, "user.created")[0][0] == user.id
 
 
-# --- show_user / list_users -------------------------------------------------------------
+# --- user_detail / search_users -------------------------------------------------------------
 
 
-def test_show_user_returns_the_user_with_their_links(store: Store) -> None:
+def test_user_detail_returns_the_user_with_their_links(store: Store) -> None:
     user = in_unit(store, users.create_user, "Zhang San", "13800138000")
     other = in_unit(store, users.create_user, "Li Si", "13900139000")
     link_a = in_unit(store, users.link_wecom, user.id, "CORP_A", "zhangsan_A")
     link_b = in_unit(store, users.link_wecom, user.id, "CORP_B", "zs_b")
     in_unit(store, users.link_wecom, other.id, "CORP_A", "lisi")
-    shown = in_unit(store, users.show_user, user.id)
+    shown = in_unit(store, users.user_detail, user.id)
     assert _ids([shown.user]) == [user.id]
     assert sorted(_ids(shown.links)) == sorted([link_a.id, link_b.id])
 
 
-def test_show_user_without_links_has_none(store: Store) -> None:
+def test_user_detail_without_links_has_none(store: Store) -> None:
     user = in_unit(store, users.create_user, "Zhang San", "13800138000")
-    assert in_unit(store, users.show_user, user.id).links == ()
+    assert in_unit(store, users.user_detail, user.id).links == ()
 
 
-def test_show_unknown_user_is_not_found(store: Store) -> None:
+def test_the_detail_of_an_unknown_user_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError):
-        in_unit(store, users.show_user, "00000000-0000-0000-0000-000000000000")
+        in_unit(store, users.user_detail, "00000000-0000-0000-0000-000000000000")
 
 
-def test_show_user_returns_readable_objects(store: Store) -> None:
+def test_user_detail_returns_readable_objects(store: Store) -> None:
     user = in_unit(store, users.create_user, "Zhang San", "13800138000")
     in_unit(store, users.link_wecom, user.id, "CORP_A", "ZhangSan", {"position": "Sales"})
-    shown = in_unit(store, users.show_user, user.id)
+    shown = in_unit(store, users.user_detail, user.id)
     assert shown.user.name == "Zhang San"
     assert [link.provider_user_id for link in shown.links] == ["CORP_A/ZhangSan"]
+
+
+def _listed(store: Store, query: str | None = None) -> list[User]:
+    return [row.user for row in in_unit(store, users.search_users, query, limit=100, offset=0)]
 
 
 def _three_users(store: Store) -> dict[str, str]:
@@ -178,19 +182,16 @@ def _three_users(store: Store) -> dict[str, str]:
     }
 
 
-def test_list_users_without_query_lists_everyone(store: Store) -> None:
+def test_search_users_without_query_lists_everyone(store: Store) -> None:
     ids = _three_users(store)
-    assert sorted(_ids(in_unit(store, users.list_users))) == sorted(ids.values())
+    assert sorted(_ids(_listed(store))) == sorted(ids.values())
 
 
-def test_list_users_filters_by_name_email_or_phone(store: Store) -> None:
+def test_search_users_filters_by_name_email_or_phone(store: Store) -> None:
     ids = _three_users(store)
     names = {user_id: key for key, user_id in ids.items()}
     queries = ["zhang", "LI SI", "corp-b", "1390013", "+1415", "example", "nobody"]
-    found = {
-        query: sorted(names[user.id] for user in in_unit(store, users.list_users, query))
-        for query in queries
-    }
+    found = {query: sorted(names[user.id] for user in _listed(store, query)) for query in queries}
     assert found == {
         "zhang": ["zhang"],
         "LI SI": ["li"],
@@ -202,20 +203,20 @@ def test_list_users_filters_by_name_email_or_phone(store: Store) -> None:
     }
 
 
-def test_list_users_matches_the_query_literally(store: Store) -> None:
+def test_search_users_matches_the_query_literally(store: Store) -> None:
     _three_users(store)
-    assert in_unit(store, users.list_users, "%") == []
-    assert in_unit(store, users.list_users, "zhang_san") == []
+    assert _listed(store, "%") == []
+    assert _listed(store, "zhang_san") == []
 
 
-def test_list_users_respects_the_limit(store: Store) -> None:
+def test_search_users_respects_the_limit(store: Store) -> None:
     _three_users(store)
-    assert len(in_unit(store, users.list_users, limit=2)) == 2
+    assert len(in_unit(store, users.search_users, None, limit=2, offset=0)) == 2
 
 
-def test_list_users_returns_readable_objects(store: Store) -> None:
+def test_search_users_returns_readable_objects(store: Store) -> None:
     _three_users(store)
-    assert sorted(user.name for user in in_unit(store, users.list_users)) == [
+    assert sorted(user.name for user in _listed(store)) == [
         "Li Si",
         "Wang Wu",
         "Zhang San",

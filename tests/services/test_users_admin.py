@@ -22,11 +22,13 @@ from iam.federation.connector import Identity
 from iam.federation.wecom.connector import subject_of
 from iam.secretbox import SecretBox
 from iam.services import accounts, clients, login, otp, sessions, users
+from iam.services.attempts import Attempt
 from iam.services.sms import ConsoleSms
 
 ACTOR = "admin:root"
 
 BROWSER = "the-browser-that-asked"
+ATTEMPT = Attempt(BROWSER)
 
 
 @pytest.fixture
@@ -258,11 +260,11 @@ def test_a_disabled_person_cannot_sign_in_with_a_phone(
     store: Store, box: SecretBox, sms: ConsoleSms, zhang: User
 ) -> None:
     # sent while still active
-    in_unit(store, otp.request_code, box, sms, PHONE, "login", browser=BROWSER)
+    in_unit(store, otp.request_code, box, sms, PHONE, "login", attempt=ATTEMPT)
     code = sms.messages()[0].code
     in_unit(store, users.set_user_status, zhang.id, False, actor=ACTOR)
     with pytest.raises(otp.OtpError):
-        login.sign_in_with_phone(store, box, PHONE, code, browser=BROWSER)
+        login.sign_in_with_phone(store, box, PHONE, code, attempt=ATTEMPT)
     assert _sessions_of(store, zhang) == []
 
 

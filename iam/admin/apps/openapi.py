@@ -2,15 +2,7 @@
 
 from typing import Any
 
-from iam.admin.operations import (
-    BODY_ERRORS,
-    UNAUTHORIZED,
-    answer,
-    body,
-    error,
-    listing,
-    path_parameter,
-)
+from iam.admin import operations as doc
 from iam.records.apps import App, AppInput, AppPatch, AppWithSecret
 from iam.records.base import Mode
 
@@ -21,9 +13,9 @@ SCHEMAS: list[tuple[type[Any], Mode]] = [
     (AppPatch, "validation"),
 ]
 
-_CLIENT_ID = path_parameter("client_id")
-_NOT_FOUND = error("No such app")
-_NO_SECRET = error("A public app has no secret")
+_CLIENT_ID = doc.path_parameter("client_id")
+_NOT_FOUND = doc.error("No such app")
+_NO_SECRET = doc.error("A public app has no secret")
 _LINK = {"client_id": "$response.body#/client_id"}
 _LINKS = {
     "GetApp": {"operationId": "getApp", "parameters": _LINK},
@@ -40,8 +32,8 @@ PATHS: dict[str, Any] = {
             "tags": ["apps"],
             "summary": "All registered apps",
             "responses": {
-                "200": answer("The apps, oldest first", listing("apps", App)),
-                "401": UNAUTHORIZED,
+                "200": doc.answer("The apps, oldest first", doc.listing("apps", App)),
+                "401": doc.UNAUTHORIZED,
             },
         },
         "post": {
@@ -49,9 +41,9 @@ PATHS: dict[str, Any] = {
             "tags": ["apps"],
             "summary": "Register an app",
             "description": "A confidential app's secret is in this answer and nowhere else.",
-            "requestBody": body(AppInput),
+            "requestBody": doc.body(AppInput),
             "responses": {
-                "201": answer(
+                "201": doc.answer(
                     "Registered",
                     AppWithSecret,
                     headers={
@@ -63,8 +55,8 @@ PATHS: dict[str, Any] = {
                     },
                     links=_LINKS,
                 ),
-                "401": UNAUTHORIZED,
-                **BODY_ERRORS,
+                "401": doc.UNAUTHORIZED,
+                **doc.BODY_ERRORS,
             },
         },
     },
@@ -75,8 +67,8 @@ PATHS: dict[str, Any] = {
             "tags": ["apps"],
             "summary": "One app",
             "responses": {
-                "200": answer("The app", App),
-                "401": UNAUTHORIZED,
+                "200": doc.answer("The app", App),
+                "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
             },
         },
@@ -84,12 +76,12 @@ PATHS: dict[str, Any] = {
             "operationId": "updateApp",
             "tags": ["apps"],
             "summary": "Change an app's settings",
-            "requestBody": body(AppPatch),
+            "requestBody": doc.body(AppPatch),
             "responses": {
-                "200": answer("The app as it is now", App),
-                "401": UNAUTHORIZED,
+                "200": doc.answer("The app as it is now", App),
+                "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
-                **BODY_ERRORS,
+                **doc.BODY_ERRORS,
             },
         },
         "delete": {
@@ -98,7 +90,7 @@ PATHS: dict[str, Any] = {
             "summary": "Delete an app; its tokens stop working",
             "responses": {
                 "204": {"description": "Deleted"},
-                "401": UNAUTHORIZED,
+                "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
             },
         },
@@ -112,8 +104,8 @@ PATHS: dict[str, Any] = {
             "description": "A new secret, in this answer only. The one it replaces keeps "
             "working until retired (two at most: rotating again retires the older).",
             "responses": {
-                "200": answer("The new secret", AppWithSecret),
-                "401": UNAUTHORIZED,
+                "200": doc.answer("The new secret", AppWithSecret),
+                "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
                 "409": _NO_SECRET,
             },
@@ -129,7 +121,7 @@ PATHS: dict[str, Any] = {
             "not an error.",
             "responses": {
                 "204": {"description": "Retired (or there was none)"},
-                "401": UNAUTHORIZED,
+                "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
                 "409": _NO_SECRET,
             },

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from iam.admin.operations import (
-    BODY_ERRORS,
-    UNAUTHORIZED,
-    answer,
-    body,
-    error,
-    listing,
-    path_parameter,
-)
+from iam.admin import operations as doc
 from iam.records.base import Mode
 from iam.records.corps import (
     CORP_ID_DESCRIPTION,
@@ -31,10 +23,10 @@ SCHEMAS: list[tuple[type[Any], Mode]] = [
 ]
 
 _CORP_ID = {
-    **path_parameter("corp_id", {"type": "string", "pattern": corps.CORP_ID_PATTERN}),
+    **doc.path_parameter("corp_id", {"type": "string", "pattern": corps.CORP_ID_PATTERN}),
     "description": CORP_ID_DESCRIPTION,
 }
-_NOT_FOUND = error("No such corporation")
+_NOT_FOUND = doc.error("No such corporation")
 
 PATHS: dict[str, Any] = {
     "/corps": {
@@ -43,17 +35,17 @@ PATHS: dict[str, Any] = {
             "tags": ["corps"],
             "summary": "List the connected WeCom corporations, oldest first.",
             "responses": {
-                "200": answer("The corporations", listing("corps", Corp)),
-                "401": UNAUTHORIZED,
+                "200": doc.answer("The corporations", doc.listing("corps", Corp)),
+                "401": doc.UNAUTHORIZED,
             },
         },
         "post": {
             "operationId": "addCorp",
             "tags": ["corps"],
             "summary": "Connect a WeCom corporation with its self-built app.",
-            "requestBody": body(CorpInput),
+            "requestBody": doc.body(CorpInput),
             "responses": {
-                "201": answer(
+                "201": doc.answer(
                     "Connected",
                     Corp,
                     headers={
@@ -64,9 +56,9 @@ PATHS: dict[str, Any] = {
                         }
                     },
                 ),
-                "401": UNAUTHORIZED,
-                "409": error("A corporation with this corp id is already connected"),
-                **BODY_ERRORS,
+                "401": doc.UNAUTHORIZED,
+                "409": doc.error("A corporation with this corp id is already connected"),
+                **doc.BODY_ERRORS,
             },
         },
     },
@@ -77,8 +69,8 @@ PATHS: dict[str, Any] = {
             "tags": ["corps"],
             "summary": "One corporation.",
             "responses": {
-                "200": answer("The corporation", Corp),
-                "401": UNAUTHORIZED,
+                "200": doc.answer("The corporation", Corp),
+                "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
             },
         },
@@ -86,12 +78,12 @@ PATHS: dict[str, Any] = {
             "operationId": "updateCorp",
             "tags": ["corps"],
             "summary": "Change a corporation: name, agent id, secret, trust_mobile, enabled.",
-            "requestBody": body(CorpPatch),
+            "requestBody": doc.body(CorpPatch),
             "responses": {
-                "200": answer("The corporation now", Corp),
-                "401": UNAUTHORIZED,
+                "200": doc.answer("The corporation now", Corp),
+                "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
-                **BODY_ERRORS,
+                **doc.BODY_ERRORS,
             },
         },
     },
@@ -103,10 +95,11 @@ PATHS: dict[str, Any] = {
             "summary": "Ask WeCom for an access token now (past the cache) and say what it "
             "answered. Disabled corporations may be tested too. Audited as corp.tested.",
             "responses": {
-                "200": answer(
-                    "WeCom's answer (also when it refused or did not answer)", ConnectionTest
+                "200": doc.answer(
+                    "WeCom's answer (also when it refused or did not answer)",
+                    ConnectionTest,
                 ),
-                "401": UNAUTHORIZED,
+                "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
             },
         },

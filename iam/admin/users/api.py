@@ -15,32 +15,24 @@ from iam.admin.json_api import api, no_store_json
 from iam.admin.json_body import read_json
 from iam.db.unit import in_worker
 from iam.errors import NotFoundError
+from iam.records import users as records
 from iam.records.base import read
-from iam.records.users import (
-    MAX_OFFSET,
-    SessionsEnded,
-    User,
-    UserDetail,
-    UserPage,
-    UserPatch,
-    UserQuery,
-)
 from iam.services import users
 
 
 @api
 async def api_list(request: Request, caller: Caller) -> Response:
     """GET /admin/api/users?q=&limit=&offset=: one page, and the offset of the next."""
-    query = read(UserQuery, dict(request.query_params))
+    query = read(records.UserQuery, dict(request.query_params))
     limit, offset = query.limit, query.offset
     found = await in_worker(
         request.app.state.store,
         lambda db: users.search_users(db, query.q, limit=limit + 1, offset=offset),
     )
     more = len(found) > limit
-    page = UserPage(
-        users=[User.of(row.user, row.link_count) for row in found[:limit]],
-        next_offset=offset + limit if more and offset + limit <= MAX_OFFSET else None,
+    page = records.UserPage(
+        users=[records.User.of(row.user, row.link_count) for row in found[:limit]],
+        next_offset=offset + limit if more and offset + limit <= records.MAX_OFFSET else None,
     )
     return no_store_json(page.to_json())
 
@@ -49,14 +41,14 @@ async def api_list(request: Request, caller: Caller) -> Response:
 async def api_show(request: Request, caller: Caller) -> Response:
     user_id = request.path_params["user_id"]
     found = await in_worker(request.app.state.store, lambda db: users.user_detail(db, user_id))
-    return no_store_json(UserDetail.found(found).to_json())
+    return no_store_json(records.UserDetail.found(found).to_json())
 
 
 @api
 async def api_patch(request: Request, caller: Caller) -> Response:
     """PATCH /admin/api/users/{user_id} `{"status": "active"|"disabled"}`: the change, its
     audit row and the person as they are now, in one unit."""
-    patch = read(UserPatch, await read_json(request))
+    patch = read(records.UserPatch, await read_json(request))
     user_id, ip = request.path_params["user_id"], client_ip(request)
     found = await in_worker(
         request.app.state.store,
@@ -67,7 +59,7 @@ async def api_patch(request: Request, caller: Caller) -> Response:
             ).id,
         ),
     )
-    return no_store_json(UserDetail.found(found).to_json())
+    return no_store_json(records.UserDetail.found(found).to_json())
 
 
 @api
@@ -88,7 +80,7 @@ async def api_end_sessions(request: Request, caller: Caller) -> Response:
         request.app.state.store,
         lambda db: users.end_user_sessions(db, user_id, actor=caller.actor, ip=ip),
     )
-    return no_store_json(SessionsEnded(ended=ended).to_json())
+    return no_store_json(records.SessionsEnded(ended=ended).to_json())
 
 
 #: The catch-all below a user answers them all (a bare Route would take GET only).

@@ -5,44 +5,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from iam.admin.operations import (
-    BODY_ERRORS,
-    NO_CONTENT,
-    UNAUTHORIZED,
-    answer,
-    body,
-    error,
-    path_parameter,
-    query_parameters,
-)
+from iam.admin import operations as doc
+from iam.records import users as records
 from iam.records.base import Mode
-from iam.records.users import (
-    USER_ID_SCHEMA,
-    Link,
-    Session,
-    SessionsEnded,
-    User,
-    UserDetail,
-    UserPage,
-    UserPatch,
-    UserQuery,
-)
 
 SCHEMAS: list[tuple[type[Any], Mode]] = [
-    (User, "serialization"),
-    (Link, "serialization"),
-    (Session, "serialization"),
-    (UserDetail, "serialization"),
-    (UserPage, "serialization"),
-    (SessionsEnded, "serialization"),
-    (UserPatch, "validation"),
+    (records.User, "serialization"),
+    (records.Link, "serialization"),
+    (records.Session, "serialization"),
+    (records.UserDetail, "serialization"),
+    (records.UserPage, "serialization"),
+    (records.SessionsEnded, "serialization"),
+    (records.UserPatch, "validation"),
 ]
 
 
-_USER_ID = path_parameter("user_id", USER_ID_SCHEMA)
-_LINK_ID = path_parameter("link_id", USER_ID_SCHEMA)
-_NOT_FOUND = error("No such user (or link)")
-_INVALID = error("A parameter is unknown or out of its bounds (`field` names it)")
+_USER_ID = doc.path_parameter("user_id", records.USER_ID_SCHEMA)
+_LINK_ID = doc.path_parameter("link_id", records.USER_ID_SCHEMA)
+_NOT_FOUND = doc.error("No such user (or link)")
+_INVALID = doc.error("A parameter is unknown or out of its bounds (`field` names it)")
 
 PATHS: dict[str, Any] = {
     "/users": {
@@ -53,10 +34,10 @@ PATHS: dict[str, Any] = {
             "description": "`q` is matched literally (no wildcards), case-insensitively, "
             "anywhere in the name, email, phone or a linked identity's id; an 11-digit "
             "mainland phone number also matches its E.164 form. Oldest users first.",
-            "parameters": query_parameters(UserQuery),
+            "parameters": doc.query_parameters(records.UserQuery),
             "responses": {
-                "200": answer("A page of users", UserPage),
-                "401": UNAUTHORIZED,
+                "200": doc.answer("A page of users", records.UserPage),
+                "401": doc.UNAUTHORIZED,
                 "422": _INVALID,
             },
         }
@@ -68,8 +49,8 @@ PATHS: dict[str, Any] = {
             "tags": ["users"],
             "summary": "A user with every link and their live sessions",
             "responses": {
-                "200": answer("The user", UserDetail),
-                "401": UNAUTHORIZED,
+                "200": doc.answer("The user", records.UserDetail),
+                "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
             },
         },
@@ -79,12 +60,12 @@ PATHS: dict[str, Any] = {
             "summary": "Enable or disable a user",
             "description": "Disabling ends every session of the user and revokes their "
             "refresh and access tokens; they can no longer sign in.",
-            "requestBody": body(UserPatch),
+            "requestBody": doc.body(records.UserPatch),
             "responses": {
-                "200": answer("The user as they are now", UserDetail),
-                "401": UNAUTHORIZED,
+                "200": doc.answer("The user as they are now", records.UserDetail),
+                "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
-                **BODY_ERRORS,
+                **doc.BODY_ERRORS,
             },
         },
     },
@@ -97,8 +78,8 @@ PATHS: dict[str, Any] = {
             "description": "Sessions whose identity context was this link keep going without "
             "a context.",
             "responses": {
-                "204": {**NO_CONTENT, "description": "Removed"},
-                "401": UNAUTHORIZED,
+                "204": {**doc.NO_CONTENT, "description": "Removed"},
+                "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
             },
         },
@@ -110,8 +91,8 @@ PATHS: dict[str, Any] = {
             "tags": ["users"],
             "summary": "End every session of the user and revoke the tokens bound to them",
             "responses": {
-                "200": answer("How many sessions ended", SessionsEnded),
-                "401": UNAUTHORIZED,
+                "200": doc.answer("How many sessions ended", records.SessionsEnded),
+                "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
             },
         },

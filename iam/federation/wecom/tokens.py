@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import Protocol
 
 from redis import Redis, RedisError
@@ -89,6 +90,22 @@ class _SingleFlight:
                 del self._flights[key]
 
 
+def _fetch_unless_stored(
+    stored: Callable[[], str | None],
+    fetch: Callable[[], tuple[str, int]],
+    keep: Callable[[str, int], None],
+) -> str:
+    """The token a concurrent fetch stored meanwhile, or a new one, kept for its lifetime less
+    EARLY_EXPIRY (one that lives shorter than that is used once and not kept)."""
+    found = stored()
+    if found:
+        return found
+    token, expires_in = fetch()
+    if expires_in > EARLY_EXPIRY:
+        keep(token, expires_in - EARLY_EXPIRY)
+    return token
+
+
 class MemoryTokenCache:
     """Tokens for one process: enough for a single server, and the fallback when Redis fails.
     With several servers, each one fetches and keeps its own token."""
@@ -118,14 +135,11 @@ class MemoryTokenCache:
 
     def _fetch(self, key: str, fetch: Callable[[], tuple[str, int]]) -> str:
         # Check again: a fetch that finished just before this one started may have stored a token.
-        cached = self._cached(key)
-        if cached:
-            return cached
-        token, expires_in = fetch()
-        if expires_in > EARLY_EXPIRY:
-            with self._lock:
-                self._entries[key] = (token, monotonic() + expires_in - EARLY_EXPIRY)
-        return token
+        return _fetch_unless_stored(lambda: self._cached(key), fetch, partial(self._keep, key))
+
+    def _keep(self, key: str, token: str, seconds: int) -> None:
+        with self._lock:
+            self._entries[key] = (token, monotonic() + seconds)
 
 
 class RedisTokenCache:
@@ -203,16 +217,13 @@ class RedisTokenCache:
     def _fetch_holding_lock(self, name: str, fetch: Callable[[], tuple[str, int]]) -> str:
         # Check again: another server may have stored a token and released the lock between our
         # GET and our SET NX.
-        stored = self._get(name)
-        if stored:
-            return stored
-        token, expires_in = fetch()
-        if expires_in > EARLY_EXPIRY:
-            try:
-                self._redis.set(name, token, ex=expires_in - EARLY_EXPIRY)
-            except RedisError as error:
-                log.warning("Redis failed storing the WeCom token %s: %s", name, error)
-        return token
+        return _fetch_unless_stored(lambda: self._get(name), fetch, partial(self._keep, name))
+
+    def _keep(self, name: str, token: str, seconds: int) -> None:
+        try:
+            self._redis.set(name, token, ex=seconds)
+        except RedisError as error:
+            log.warning("Redis failed storing the WeCom token %s: %s", name, error)
 
     def _get(self, name: str) -> str | None:
         value = self._redis.get(name)
