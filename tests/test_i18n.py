@@ -61,11 +61,10 @@ DYNAMIC_KEYS = {
 }
 #: Strings that look like message keys of a known namespace but are something else, and that
 #: the scan cannot tell apart by itself (audit events given to `audit.record` as literals are).
-NOT_MESSAGE_KEYS: set[str] = {
-    # audit events of iam/services/accounts.py, given to `_link_event` (which records them)
-    "link.used",
-    "link.created",
-}
+NOT_MESSAGE_KEYS: set[str] = set()
+#: The functions that write an audit event given as their second argument (`audit.record` and
+#: the services' helpers around it): that literal is an event, not a message.
+AUDITING = {"audit.record", "otp.record_refusal", "record_refusal", "_link_event"}
 
 
 def test_query_lang_wins_over_cookie_and_header() -> None:
@@ -190,7 +189,8 @@ def _namespaces() -> set[str]:
 def _python_strings(tree: ast.AST) -> tuple[set[str], set[str], set[str]]:
     """(string literals, prefixes of keys built at run time, audit event names) of one module.
     A built key is an f-string or a `"literal" + ...`; an audit event is the literal event of an
-    `audit.record(connection, "event", ...)` call (they share namespaces with messages)."""
+    `audit.record(connection, "event", ...)` call or of a helper around it (`AUDITING`: they
+    share namespaces with messages)."""
     prefixes: set[str] = set()
     events: set[str] = set()
     parts_of_built: set[int] = set()
@@ -204,13 +204,7 @@ def _python_strings(tree: ast.AST) -> tuple[set[str], set[str], set[str]]:
             if isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
                 parts_of_built.add(id(node.left))
                 prefixes.add(node.left.value)
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "record"
-            and isinstance(node.func.value, ast.Name)
-            and node.func.value.id == "audit"
-        ):
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in AUDITING:
             event = [*node.args[1:2], *(kw.value for kw in node.keywords if kw.arg == "event")]
             for part in event:
                 for sub in ast.walk(part):

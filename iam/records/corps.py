@@ -7,7 +7,7 @@ its checks, and the schema publishes its patterns, so the document, the API and 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -72,6 +72,14 @@ class ConnectionTest(Record):
 # --- what a body may hold ---------------------------------------------------------------------
 
 
+SECRET_DESCRIPTION = "The app's Secret, as WeCom shows it. Stored encrypted; never returned."
+
+
+def _text(description: str, most: int, pattern: str, **keywords: Any) -> Any:
+    """A text field's rule as the schema states it: 1 to `most` characters in `pattern`."""
+    return documented(description, minLength=1, maxLength=most, pattern=pattern, **keywords)
+
+
 CorpId = Annotated[
     Text,
     by_the_service(corps.checked_corp_id),
@@ -80,11 +88,10 @@ CorpId = Annotated[
 Name = Annotated[
     Text,
     by_the_service(corps.checked_name),
-    documented(
+    _text(
         "Shown to people signing in; surrounding whitespace is dropped.",
-        minLength=1,
-        maxLength=corps.MAX_NAME,
-        pattern=corps.NAME_PATTERN,
+        corps.MAX_NAME,
+        corps.NAME_PATTERN,
     ),
 ]
 AgentId = Annotated[
@@ -95,13 +102,7 @@ AgentId = Annotated[
 Secret = Annotated[
     Text,
     by_the_service(corps.checked_secret),
-    documented(
-        "The app's Secret, as WeCom shows it. Stored encrypted; never returned.",
-        minLength=1,
-        maxLength=corps.MAX_SECRET,
-        pattern=corps.SECRET_PATTERN,
-        writeOnly=True,
-    ),
+    _text(SECRET_DESCRIPTION, corps.MAX_SECRET, corps.SECRET_PATTERN, writeOnly=True),
 ]
 TrustMobile = Annotated[bool, Field(description=TRUST_MOBILE_DESCRIPTION)]
 Enabled = Annotated[bool, Field(description="Whether people may sign in through it.")]

@@ -11,7 +11,6 @@ from iam.federation.connector import Identity
 from iam.secretbox import SecretBox
 from iam.services import accounts, audit, otp, sessions
 from iam.services.attempts import Attempt
-from iam.services.phones import mask_phone
 from iam.services.users import find_user_by_phone, mark_phone_verified
 
 
@@ -39,13 +38,7 @@ def sign_in_with_phone(
             user = find_user_by_phone(db, phone)
             if user is None or not user.is_active:
                 # Codes are never sent to such numbers, so this is a forged or stale request.
-                audit.record(
-                    db.connection(),
-                    "login.failed",
-                    outcome="failure",
-                    ip=attempt.ip,
-                    phone=mask_phone(phone),
-                )
+                otp.record_refusal(db, "login.failed", attempt, phone)
                 raise otp.OtpError(otp.NO_LIVE_CODE)
             return user
 

@@ -149,30 +149,31 @@ def record_undelivered(db: Session, message: SmsMessage, reason: str) -> None:
     )
 
 
-def checked_or_committed(session: Session, check: Callable[[], T]) -> T:
+def checked_or_committed(db: Session, check: Callable[[], T]) -> T:
     """Run a check in the caller's unit of work; if it fails with `OtpError`, commit what the
     failure spent (a try, an audit event: a wrong guess must count) and raise it again."""
     try:
         return check()
     except OtpError:
-        session.commit()
+        db.commit()
         raise
 
 
-def _rejected(db: Session, attempt: Attempt, phone: str, reason: str, **detail: Any) -> None:
+def record_refusal(db: Session, event: str, attempt: Attempt, phone: str, **detail: Any) -> None:
+    """A refused attempt on a number in the audit trail: who tried from where, the number
+    masked, and why (`detail`)."""
     audit.record(
         db.connection(),
-        "otp.rejected",
+        event,
         outcome="failure",
         ip=attempt.ip,
         phone=mask_phone(phone),
-        reason=reason,
         **detail,
     )
 
 
 def check_code(
-    session: Session,
+    db: Session,
     box: SecretBox,
     raw_phone: str,
     purpose: str,
@@ -191,7 +192,7 @@ def check_code(
         raise ValidationError("code", "Enter the 6-digit code from the SMS.")
     browser_hash = digest(attempt.browser)
     now = utcnow()
-    challenge = session.scalar(
+    challenge = db.scalar(
         select(OtpChallenge)
         .where(
             OtpChallenge.phone == phone,
@@ -209,11 +210,11 @@ def check_code(
     )
     if not usable or challenge is None:
         _spend(attempt, "otp_verify", None)
-        _rejected(session, attempt, phone, "no live code")
+        record_refusal(db, "otp.rejected", attempt, phone, reason="no live code")
         raise OtpError(NO_LIVE_CODE)
     _spend(attempt, "otp_verify", f"{phone} {browser_hash}")
     # Take one try before checking, atomically: concurrent guesses cannot exceed the limit.
-    taken = session.execute(
+    taken = db.execute(
         update(OtpChallenge)
         .where(
             OtpChallenge.id == challenge.id,
@@ -225,15 +226,15 @@ def check_code(
     if rowcount(taken) != 1:  # used up or spent by a concurrent check meanwhile
         raise OtpError(NO_LIVE_CODE)
     if not box.verify_mac(challenge.code_hash, challenge.id, code):
-        session.refresh(challenge)
+        db.refresh(challenge)
         left = MAX_FAILED_ATTEMPTS - challenge.failed_attempts
-        _rejected(session, attempt, phone, "wrong code", tries_left=left)
+        record_refusal(db, "otp.rejected", attempt, phone, reason="wrong code", tries_left=left)
         if left <= 0:
             raise OtpError("Too many wrong codes. Ask for a new one.")
         raise OtpError(f"The code is wrong. {left} tries left.", tries_left=left)
     # The right code gives its try back and is used up. The row is ours since the UPDATE
     # above (locked until the caller commits), so no concurrent request can use it as well.
-    session.execute(
+    db.execute(
         update(OtpChallenge)
         .where(OtpChallenge.id == challenge.id)
         .values(consumed_at=now, failed_attempts=OtpChallenge.failed_attempts - 1)

@@ -47,11 +47,9 @@ def _new_key(box: SecretBox) -> SigningKey:
     )
 
 
-def _longest_token_lifetime(session: Session) -> timedelta:
+def _longest_token_lifetime(db: Session) -> timedelta:
     """Every token a retired key signed expires within the longest access/ID token lifetime."""
-    row = session.execute(
-        select(func.max(Client.access_token_ttl), func.max(Client.id_token_ttl))
-    ).one()
+    row = db.execute(select(func.max(Client.access_token_ttl), func.max(Client.id_token_ttl))).one()
     longest = max(row[0] or 0, row[1] or 0)
     return max(timedelta(seconds=int(longest or 0)), MIN_PUBLISH_AFTER_RETIRE)
 

@@ -76,8 +76,8 @@ def get_user(db: Session, user_id: str) -> User:
     return found(db, User, user_id, "user")
 
 
-def find_user_by_phone(session: Session, phone: str) -> User | None:
-    return session.scalar(select(User).where(User.phone == phone))
+def find_user_by_phone(db: Session, phone: str) -> User | None:
+    return db.scalar(select(User).where(User.phone == phone))
 
 
 def wecom_subject(corp_id: str, userid: str) -> tuple[str, str]:
@@ -130,7 +130,7 @@ def link_wecom(
     return link
 
 
-def mark_phone_verified(session: Session, user: User) -> None:
+def mark_phone_verified(db: Session, user: User) -> None:
     if user.phone_verified_at is None:
         user.phone_verified_at = utcnow()
 
@@ -142,31 +142,22 @@ MAX_ID = 36
 MAX_QUERY = 200
 
 
+def _plausible_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_ID and "\x00" not in value
+
+
+def _get_user(db: Session, user_id: str) -> User:
+    if not _plausible_id(user_id):
+        raise NotFoundError(f"No user {user_id!r}.")
+    return get_user(db, user_id)
+
+
 @dataclass(frozen=True)
 class UserSummary:
     """A row of the users table: the person and how many identities they hold."""
 
     user: User
     link_count: int
-
-
-@dataclass(frozen=True)
-class UserDetail:
-    """A person with every link and their live sessions, as the admin's user page shows them."""
-
-    user: User
-    links: tuple[IdentityLink, ...]
-    sessions: tuple[SsoSession, ...]
-
-
-def _plausible_id(value: str) -> bool:
-    return 0 < len(value) <= MAX_ID and "\x00" not in value
-
-
-def _get_user(session: Session, user_id: str) -> User:
-    if not _plausible_id(user_id):
-        raise NotFoundError(f"No user {user_id!r}.")
-    return get_user(session, user_id)
 
 
 def search_users(db: Session, query: str | None, *, limit: int, offset: int) -> list[UserSummary]:
@@ -213,6 +204,15 @@ def search_users(db: Session, query: str | None, *, limit: int, offset: int) -> 
     return [UserSummary(user, count) for user, count in db.execute(statement)]
 
 
+@dataclass(frozen=True)
+class UserDetail:
+    """A person with every link and their live sessions, as the admin's user page shows them."""
+
+    user: User
+    links: tuple[IdentityLink, ...]
+    sessions: tuple[SsoSession, ...]
+
+
 def user_detail(db: Session, user_id: str) -> UserDetail:
     """The person, their links (oldest first) and their live sessions (newest first)."""
     now = utcnow()
@@ -230,21 +230,19 @@ def user_detail(db: Session, user_id: str) -> UserDetail:
     return UserDetail(user, tuple(links), tuple(live))
 
 
-def _end_sessions(session: Session, user: User, now: datetime, *, every_token: bool) -> int:
+def _end_sessions(db: Session, user: User, now: datetime, *, every_token: bool) -> int:
     """Revoke the user's tokens (those bound to a session, or `every_token`), then delete every
     session of theirs; how many live sessions ended."""
     of_user = select(SsoSession.id).where(SsoSession.user_id == user.id)
-    live = session.scalar(
+    live = db.scalar(
         select(func.count())
         .select_from(SsoSession)
         .where(SsoSession.user_id == user.id, SsoSession.expires_at > now)
     )
     for table in (RefreshToken, AccessToken):
         bound = table.user_id == user.id if every_token else table.sid.in_(of_user)
-        session.execute(
-            update(table).where(bound, table.revoked_at.is_(None)).values(revoked_at=now)
-        )
-    session.execute(delete(SsoSession).where(SsoSession.user_id == user.id))
+        db.execute(update(table).where(bound, table.revoked_at.is_(None)).values(revoked_at=now))
+    db.execute(delete(SsoSession).where(SsoSession.user_id == user.id))
     return live or 0
 
 
