@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from alembic.script import ScriptDirectory
@@ -97,11 +96,6 @@ def _run_action(args: argparse.Namespace) -> int:
 
 
 # --- text -------------------------------------------------------------------------------------
-
-
-def iso(moment: datetime | None) -> str | None:
-    """Stored times are naive UTC; say so in the string."""
-    return None if moment is None else moment.replace(tzinfo=UTC).isoformat()
 
 
 def describe(record: dict[str, Any]) -> str:

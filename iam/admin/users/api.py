@@ -13,6 +13,7 @@ from starlette.responses import Response
 from iam.admin.auth import Caller, client_ip
 from iam.admin.json_api import api, no_store_json
 from iam.admin.json_body import read_json
+from iam.admin.query import read_query
 from iam.db.unit import in_worker
 from iam.errors import NotFoundError
 from iam.records import users as records
@@ -23,7 +24,7 @@ from iam.services import users
 @api
 async def api_list(request: Request, caller: Caller) -> Response:
     """GET /admin/api/users?q=&limit=&offset=: one page, and the offset of the next."""
-    query = read(records.UserQuery, dict(request.query_params))
+    query = read_query(records.UserQuery, request)
     limit, offset = query.limit, query.offset
     found = await in_worker(
         request.app.state.store,
