@@ -30,7 +30,8 @@ from iam.admin.routing import admin_mount
 from iam.db.store import DB_THREADS, Store, create_db_engine
 from iam.db.unit import in_worker, one_unit
 from iam.edge import EdgeMiddleware
-from iam.federation.connector import CallbackConnector
+from iam.events import wecom as wecom_events
+from iam.federation.connector import CallbackConnector, Identity
 from iam.federation.wecom.client import WeComClient, new_http_client
 from iam.federation.wecom.tokens import MemoryTokenCache, RedisTokenCache, TokenCache
 from iam.flows import binding, dispatch, login, logout, selection
@@ -40,7 +41,7 @@ from iam.oidc.endpoints import Oidc, discovery_document
 from iam.oidc.keys import KeyRing
 from iam.oidc.server import Runner, Server
 from iam.secretbox import SecretBox
-from iam.services import corps, otp, signing_keys, upstream
+from iam.services import corps, directory, otp, signing_keys, upstream
 from iam.services.rate_limits import MemoryCounter, RateLimits, RedisCounter, rules_from
 from iam.services.sms import DeliveryQueue, SmsSender, sender_for
 from iam.settings import Settings
@@ -130,7 +131,7 @@ class _App(Starlette):
         return TelemetryMiddleware(super().build_middleware_stack(), self.routes)
 
 
-def _redis(settings: Settings) -> redis.Redis | None:
+def shared_redis(settings: Settings) -> redis.Redis | None:
     """The Redis client every shared cache and counter uses, when `IAM_REDIS_URL` is set."""
     if not settings.redis_url:
         return None
@@ -159,6 +160,23 @@ def _providers(
     return upstream.Providers({"wecom": open_wecom})
 
 
+def directory_lookup(
+    settings: Settings, store: Store, box: SecretBox, wecom: WeComClient
+) -> directory.Lookup:
+    """How the directory is asked about one member: the corporation's connector's user/get."""
+
+    def look_up(corp_id: str, userid: str) -> Identity | None:
+        config = one_unit(
+            store,
+            lambda db: corps.wecom_config(
+                db, box, corp_id, oauth_url=settings.wecom_oauth_url, qr_url=settings.wecom_qr_url
+            ),
+        )
+        return config.open(wecom).look_up(userid)
+
+    return look_up
+
+
 def _sms_sender(settings: Settings, store: Store) -> SmsSender:
     """The configured SMS backend; `console` prints codes and numbers, so only in dev mode."""
     settings_module.refuse_console_sms(settings)
@@ -185,7 +203,7 @@ def create_app(
     web = Web(str(settings.secret_key), secure_cookies=settings.issuer_is_https)
     sms = sms or _sms_sender(settings, store)
     http = wecom_http or new_http_client()
-    shared = _redis(settings)
+    shared = shared_redis(settings)
     # Shared through Redis when several instances run; in this process otherwise.
     token_cache = wecom_cache or (RedisTokenCache(shared) if shared else MemoryTokenCache())
     wecom = WeComClient(settings.wecom_api_base, http, token_cache)
@@ -237,6 +255,7 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        *wecom_events.routes,
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
         admin_mount(),
     ]
@@ -275,6 +294,7 @@ def create_app(
     app.state.sms = sms
     app.state.oidc = oidc
     app.state.providers = _providers(settings, store, box, wecom)
+    app.state.directory_lookup = directory_lookup(settings, store, box, wecom)
     app.state.wecom = wecom
     app.state.redis = shared
     app.state.rate_limits = rate_limits

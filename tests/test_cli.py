@@ -128,9 +128,9 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...]
 
 def test_db_upgrade_then_current_prints_the_head(empty_db: str, run: Run, run_json: RunJson):
     assert run("db", "current") == Ran(0, "none\n", "")
-    assert run_json("db", "upgrade") == {"revision": "0006"}
-    assert run("db", "current") == Ran(0, "0006\n", "")
-    assert run_json("db", "current") == {"revision": "0006"}
+    assert run_json("db", "upgrade") == {"revision": "0008"}
+    assert run("db", "current") == Ran(0, "0008\n", "")
+    assert run_json("db", "current") == {"revision": "0008"}
 
 
 @pytest.mark.parametrize(
@@ -439,6 +439,8 @@ def test_users_link_and_show(db: str, run: Run, run_json: RunJson):
         "created_at": "-",
         "updated_at": "-",
         "last_login_at": None,
+        "disabled_at": None,
+        "disabled_reason": None,
     }
     assert link["id"] == link["link_id"]
     other = run_json(

@@ -1,5 +1,6 @@
-"""`iam corps add` and `iam corps list`, run in-process on SQLite and PostgreSQL: JSON shapes,
-one-line errors, and an app secret that is never printed and never stored in plain text."""
+"""`iam corps add`, `iam corps list` and `iam corps update`, run in-process on SQLite and
+PostgreSQL: JSON shapes, one-line errors, and an app secret and callback settings (Token,
+EncodingAESKey) that are never printed and never stored in plain text."""
 
 from __future__ import annotations
 
@@ -13,17 +14,23 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from support.constants import ISSUER, TEST_SECRET
+from starlette.testclient import TestClient
+from support.constants import CORP_A, ISSUER, TEST_SECRET, WECOM_BASE
 from support.units import in_unit
+from support.wecom import connect_corp
 
+from iam.cli import corps as cli_corps
 from iam.cli import main
 from iam.db.store import Store, create_db_engine
+from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
 from iam.secretbox import SecretBox
-from iam.services import corps
+from iam.services import corps, users
 
 CORP_ID = "wwsubsidiarya0001"
 SECRET = "Sx7-app-secret_0123456789abcdefghijklmnopq"
 ADD = ("corps", "add", "--corp-id", CORP_ID, "--name", "子公司A", "--agent-id", "1000002")
+#: What `--json` prints of a corporation: never the secret nor the callback values.
+RECORD_FIELDS = {"corp_id", "name", "agent_id", "trust_mobile", "enabled", "callback", "created_at"}
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,7 @@ def assert_error(ran: Ran, *fragments: str) -> None:
 
 def test_corps_add_prints_the_corporation_without_its_secret(db: str, run: Run) -> None:
     record = run_json(run, *ADD, "--secret", SECRET)
-    assert set(record) == {"corp_id", "name", "agent_id", "trust_mobile", "enabled", "created_at"}
+    assert set(record) == RECORD_FIELDS
     assert record["corp_id"] == CORP_ID
     assert record["name"] == "子公司A"
     assert record["agent_id"] == 1000002
@@ -193,8 +200,7 @@ def test_corps_list_in_both_forms(db: str, run: Run) -> None:
         (CORP_ID, "子公司A", 1000002, True),
         ("wwsubsidiaryb0002", "子公司B", 1000003, False),
     ]
-    assert all(set(c) == {"corp_id", "name", "agent_id", "trust_mobile", "enabled", "created_at"}
-               for c in listed)  # fmt: skip
+    assert all(set(c) == RECORD_FIELDS for c in listed)
     ran = run("corps", "list")
     assert ran.out.splitlines() == [
         f"{CORP_ID}  agent 1000002  trusted mobile  子公司A",
@@ -209,3 +215,246 @@ def test_an_unmigrated_database_is_refused(
     monkeypatch.setenv("IAM_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     assert_error(run(*ADD, "--secret", SECRET), "not migrated")
     assert_error(run("corps", "list"), "not migrated")
+
+
+# --- the callback settings, and `iam corps update` ------------------------------------------------
+
+TOKEN = "QDG6eK2xTuVw9Nf"
+AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+CALLBACK = ("--callback-token", TOKEN, "--encoding-aes-key", AES_KEY)
+UPDATE = ("corps", "update", CORP_ID)
+
+
+def stored_row(store: Store) -> Any:
+    with store.engine.connect() as connection:
+        return connection.execute(text("SELECT * FROM wecom_corps")).one()
+
+
+def audit_details(store: Store) -> list[str]:
+    with store.engine.connect() as connection:
+        return [
+            str(d) for d in connection.execute(text("SELECT detail FROM audit_events")).scalars()
+        ]
+
+
+def quiet(ran: Ran) -> Ran:
+    """The callback values are never printed either."""
+    assert TOKEN not in ran.out + ran.err and AES_KEY not in ran.out + ran.err
+    return ran
+
+
+def test_corps_add_with_both_callback_settings(db: str, store: Store, run: Run) -> None:
+    record = run_json(run, *ADD, "--secret", SECRET, *CALLBACK)
+    assert set(record) == RECORD_FIELDS
+    assert record["callback"] is True
+    row = stored_row(store)
+    box = SecretBox(TEST_SECRET)
+    assert box.decrypt(row.callback_token_encrypted) == TOKEN
+    assert box.decrypt(row.encoding_aes_key_encrypted) == AES_KEY
+    assert all(TOKEN not in str(value) and AES_KEY not in str(value) for value in row)
+    assert all(TOKEN not in d and AES_KEY not in d for d in audit_details(store))
+
+
+def test_corps_add_without_callback_settings_says_so(db: str, run: Run) -> None:
+    assert run_json(run, *ADD, "--secret", SECRET)["callback"] is False
+
+
+def test_corps_add_with_both_in_the_human_form(db: str, run: Run) -> None:
+    ran = quiet(run(*ADD, "--secret", SECRET, *CALLBACK))
+    assert ran.code == 0
+    assert "callback:     True" in ran.out
+
+
+def test_corps_add_with_only_the_token_is_refused(db: str, run: Run) -> None:
+    ran = quiet(run(*ADD, "--secret", SECRET, "--callback-token", TOKEN))
+    assert_error(ran, "encoding_aes_key:", "required with the callback Token")
+    assert run_json(run, "corps", "list") == {"corps": []}
+
+
+def test_corps_add_with_only_the_aes_key_is_refused(db: str, run: Run) -> None:
+    ran = quiet(run(*ADD, "--secret", SECRET, "--encoding-aes-key", AES_KEY))
+    assert_error(ran, "callback_token:", "required with the EncodingAESKey")
+    assert run_json(run, "corps", "list") == {"corps": []}
+
+
+#: (the callback options, the field the one-line error names)
+BAD_CALLBACKS = [
+    (("--callback-token", "tok-en", "--encoding-aes-key", AES_KEY), "callback_token"),
+    (("--callback-token", "t" * 33, "--encoding-aes-key", AES_KEY), "callback_token"),
+    (("--callback-token", TOKEN, "--encoding-aes-key", AES_KEY[:-1]), "encoding_aes_key"),
+    (("--callback-token", TOKEN, "--encoding-aes-key", AES_KEY[:-1] + "="), "encoding_aes_key"),
+]
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    BAD_CALLBACKS,
+    ids=[f"{field}-{index}" for index, (_, field) in enumerate(BAD_CALLBACKS)],
+)
+def test_corps_add_with_bad_callback_settings_is_one_line(
+    db: str, run: Run, options: tuple[str, ...], field: str
+) -> None:
+    assert_error(quiet(run(*ADD, "--secret", SECRET, *options)), f"{field}:")
+    assert run_json(run, "corps", "list") == {"corps": []}
+
+
+def test_corps_update_sets_the_token_alone(db: str, store: Store, run: Run) -> None:
+    run_json(run, *ADD, "--secret", SECRET)
+    record = run_json(run, *UPDATE, "--callback-token", TOKEN)
+    assert set(record) == RECORD_FIELDS
+    assert record["callback"] is False  # the EncodingAESKey is still missing
+    row = stored_row(store)
+    assert SecretBox(TEST_SECRET).decrypt(row.callback_token_encrypted) == TOKEN
+    assert row.encoding_aes_key_encrypted is None
+
+
+def test_corps_update_sets_the_aes_key_alone(db: str, store: Store, run: Run) -> None:
+    run_json(run, *ADD, "--secret", SECRET)
+    record = run_json(run, *UPDATE, "--encoding-aes-key", AES_KEY)
+    assert record["callback"] is False
+    row = stored_row(store)
+    assert SecretBox(TEST_SECRET).decrypt(row.encoding_aes_key_encrypted) == AES_KEY
+    assert row.callback_token_encrypted is None
+    assert run_json(run, *UPDATE, "--callback-token", TOKEN)["callback"] is True
+    assert all(TOKEN not in d and AES_KEY not in d for d in audit_details(store))
+
+
+def test_corps_update_with_both_prints_the_corporation(db: str, run: Run) -> None:
+    run_json(run, *ADD, "--secret", SECRET)
+    ran = quiet(run(*UPDATE, *CALLBACK))
+    assert (ran.code, ran.err) == (0, "")
+    assert f"corp_id:      {CORP_ID}" in ran.out
+    assert "callback:     True" in ran.out
+
+
+def test_corps_update_no_trust_mobile(db: str, run: Run) -> None:
+    run_json(run, *ADD, "--secret", SECRET, "--trust-mobile")
+    assert run_json(run, *UPDATE, "--no-trust-mobile")["trust_mobile"] is False
+
+
+def test_corps_update_trust_mobile(db: str, run: Run) -> None:
+    run_json(run, *ADD, "--secret", SECRET)
+    assert run_json(run, *UPDATE, "--trust-mobile")["trust_mobile"] is True
+
+
+def test_corps_update_keeps_trust_mobile_when_not_named(db: str, run: Run) -> None:
+    run_json(run, *ADD, "--secret", SECRET, "--trust-mobile")
+    assert run_json(run, *UPDATE, "--name", "子公司A（华东）")["trust_mobile"] is True
+
+
+def test_corps_update_name_and_secret(db: str, store: Store, run: Run) -> None:
+    run_json(run, *ADD, "--secret", SECRET)
+    record = run_json(run, *UPDATE, "--name", "子公司A（华东）", "--secret", "n3w-Secret")
+    assert record["name"] == "子公司A（华东）"
+    assert "n3w-Secret" not in json.dumps(record)
+    assert SecretBox(TEST_SECRET).decrypt(stored_row(store).secret_encrypted) == "n3w-Secret"
+
+
+def test_corps_update_with_nothing_changes_nothing(db: str, store: Store, run: Run) -> None:
+    added = run_json(run, *ADD, "--secret", SECRET)
+    assert run_json(run, *UPDATE) == added
+    assert len(audit_details(store)) == 1  # corp.added only
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (("--callback-token", "bad token"), "callback_token"),
+        (("--encoding-aes-key", "tooshort"), "encoding_aes_key"),
+        (("--callback-token", TOKEN, "--encoding-aes-key", AES_KEY + "x"), "encoding_aes_key"),
+        (("--name", " "), "name"),
+        (("--secret", "with space"), "secret"),
+    ],
+    ids=["token", "aes_key", "good-token-bad-key", "name", "secret"],
+)
+def test_corps_update_with_bad_values_is_one_line_and_changes_nothing(
+    db: str, store: Store, run: Run, options: tuple[str, ...], field: str
+) -> None:
+    run_json(run, *ADD, "--secret", SECRET)
+    before = stored_row(store)
+    assert_error(quiet(run(*UPDATE, *options)), f"{field}:")
+    assert stored_row(store) == before
+
+
+def test_corps_update_of_an_unknown_corporation_is_one_line(db: str, run: Run) -> None:
+    assert_error(run("corps", "update", "wwnosuchcorp", "--name", "X"), "wwnosuchcorp")
+
+
+def test_corps_update_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["corps", "update", "--help"])
+    assert exited.value.code == 0
+    described = capsys.readouterr().out
+    for option in ("--name", "--secret", "--callback-token", "--encoding-aes-key", "--json"):
+        assert option in described
+    assert "--trust-mobile, --no-trust-mobile" in described
+
+
+# --- iam corps sync ---------------------------------------------------------------------------
+
+#: What `iam corps sync --json` prints of each corporation.
+SYNC_FIELDS = {
+    "corp_id",
+    "checked",
+    "disabled",
+    "refreshed",
+    "unchanged",
+    "failed",
+    "failed_userids",
+    "events",
+    "events_left",
+}
+
+
+@pytest.fixture
+def synced_world(
+    db: str, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[WeComSimulator]:
+    """Subsidiary A connected, with the simulator's secret, and two members linked; the
+    command reaches the simulator at IAM_WECOM_API_BASE, in-process."""
+    simulator = WeComSimulator(demo_corps())
+    monkeypatch.setenv("IAM_WECOM_API_BASE", WECOM_BASE)
+    monkeypatch.setattr(cli_corps, "new_http_client", lambda: TestClient(simulator.app))
+    connect_corp(store, simulator, CORP_A)
+    for userid, phone in (("lisi", "+8613900139000"), ("wangfang", "+8613900139001")):
+        user = in_unit(store, users.create_user, userid, phone)
+        in_unit(store, users.link_wecom, user.id, CORP_A, userid, {"position": "old"})
+    yield simulator
+
+
+def test_corps_sync_json_is_one_object(synced_world: WeComSimulator, run: Run) -> None:
+    synced_world.remove_member(CORP_A, "wangfang")
+    record = run_json(run, "corps", "sync")
+    assert set(record) == {"corps"}
+    (corp,) = record["corps"]
+    assert set(corp) == SYNC_FIELDS
+    assert corp["corp_id"] == CORP_A
+    assert (corp["checked"], corp["disabled"], corp["refreshed"], corp["failed"]) == (2, 1, 1, 0)
+
+
+def test_corps_sync_of_one_corporation_in_the_human_form(
+    synced_world: WeComSimulator, run: Run
+) -> None:
+    synced_world.fail_http("user_get", 502)
+    ran = run("corps", "sync", CORP_A)
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.out.startswith(
+        f"{CORP_A}: 2 checked, 0 disabled, 1 refreshed, 0 unchanged, 1 failed"
+    )
+    assert "not checked (next sync): lisi" in ran.out
+
+
+def test_corps_sync_without_corporations_prints_an_empty_list(db: str, run: Run) -> None:
+    assert run_json(run, "corps", "sync") == {"corps": []}
+
+
+def test_corps_sync_of_an_unknown_corporation_is_one_line(db: str, run: Run) -> None:
+    assert_error(run("corps", "sync", "wwunknown0000", "--json"), "wwunknown0000")
+
+
+def test_corps_sync_of_a_disabled_corporation_is_one_line(
+    synced_world: WeComSimulator, store: Store, run: Run
+) -> None:
+    in_unit(store, corps.update_corp, SecretBox(TEST_SECRET), CORP_A, actor="t", enabled=False)
+    assert_error(run("corps", "sync", CORP_A), CORP_A, "disabled")
+    assert synced_world.calls["user_get"] == 0

@@ -31,13 +31,24 @@ DEPLOY_FILES = [*sorted(DEPLOY.rglob("*.*")), DEPLOY / "Dockerfile", ROOT / "doc
 
 
 def manifests() -> dict[str, dict]:
-    """Every object under deploy/k8s by kind (each file holds one)."""
+    """Every object under deploy/k8s by kind (each file holds one); CronJobs, of which there
+    are several, by `CronJob/<name>`."""
     objects = {}
     for path in sorted(K8S.glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
-            assert document["kind"] not in objects, f"two {document['kind']} objects"
-            objects[document["kind"]] = document
+            key = document["kind"]
+            if key == "CronJob":
+                key = f"CronJob/{document['metadata']['name']}"
+            assert key not in objects, f"two {key} objects"
+            objects[key] = document
     return objects
+
+
+def cronjob_container(name: str) -> dict:
+    (container,) = manifests()[f"CronJob/{name}"]["spec"]["jobTemplate"]["spec"]["template"][
+        "spec"
+    ]["containers"]
+    return container
 
 
 def containers(kind: str) -> list[dict]:
@@ -146,9 +157,7 @@ def test_the_migration_job_runs_db_upgrade() -> None:
 
 
 def test_the_prune_cronjob_runs_db_prune_like_the_servers() -> None:
-    (container,) = manifests()["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"][
-        "containers"
-    ]
+    container = cronjob_container("iam-prune")
     assert container["command"] + container.get("args", []) == ["iam", "db", "prune"]
     (deployed,) = containers("Deployment")
     assert container["image"] == deployed["image"]
@@ -160,6 +169,25 @@ def test_the_prune_timer_starts_db_prune() -> None:
     assert Path(start[0]).name == "iam" and start[1:] == ["db", "prune"]
     assert unit_lines("EnvironmentFile", "iam-prune.service") == [["/etc/iam/iam.env"]]
     assert unit_lines("OnCalendar", "iam-prune.timer") == [["hourly"]]
+
+
+def test_the_sync_cronjob_runs_corps_sync_hourly_like_the_servers() -> None:
+    cronjob = manifests()["CronJob/iam-corps-sync"]
+    minute, *every = cronjob["spec"]["schedule"].split()
+    assert minute.isdigit() and every == ["*", "*", "*", "*"]
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"  # a slow run is never doubled
+    container = cronjob_container("iam-corps-sync")
+    assert container["command"] + container.get("args", []) == ["iam", "corps", "sync"]
+    (deployed,) = containers("Deployment")
+    assert container["image"] == deployed["image"]
+    assert container["envFrom"] == deployed["envFrom"]
+
+
+def test_the_sync_timer_starts_corps_sync_hourly() -> None:
+    (start,) = unit_lines("ExecStart", "iam-corps-sync.service")
+    assert Path(start[0]).name == "iam" and start[1:] == ["corps", "sync"]
+    assert unit_lines("EnvironmentFile", "iam-corps-sync.service") == [["/etc/iam/iam.env"]]
+    assert unit_lines("OnCalendar", "iam-corps-sync.timer") == [["hourly"]]
 
 
 def test_the_systemd_unit_migrates_then_serves() -> None:

@@ -58,6 +58,8 @@ DYNAMIC_KEYS = {
     "admin.user_done_": list(DONE),
     # templates/admin/user.html, users.html: t("admin.user_status_" ~ status) of a user or link.
     "admin.user_status_": ["active", "disabled"],
+    # templates/admin/user.html: t("admin.user_link_disabled_" ~ reason) of a disabled link.
+    "admin.user_link_disabled_": ["left", "renamed", "other"],
 }
 #: Strings that look like message keys of a known namespace but are something else, and that
 #: the scan cannot tell apart by itself (audit events given to `audit.record` as literals are).

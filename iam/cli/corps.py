@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
+from iam.app import directory_lookup, shared_redis
 from iam.cli.parser import Output, command_group, describe, record_command
 from iam.db.store import Store
 from iam.db.unit import one_unit
+from iam.federation.wecom.client import WeComClient, new_http_client
+from iam.federation.wecom.tokens import MemoryTokenCache, RedisTokenCache
 from iam.records.corps import Corp
 from iam.secretbox import SecretBox
-from iam.services import corps
+from iam.services import corps, directory
 from iam.settings import Settings
 
 if TYPE_CHECKING:
@@ -24,11 +29,23 @@ TRUST_MOBILE_HELP = (
     "new person or to the person with that number if they have no active identity in another "
     "corporation; anyone who has one still proves it by SMS code"
 )
+CALLBACK_TOKEN_HELP = (
+    "the Token of the app's callback settings (接收事件服务器): 1 to 32 letters and digits, "
+    "kept encrypted"
+)
+AES_KEY_HELP = (
+    "the EncodingAESKey of the app's callback settings: 43 letters and digits, kept encrypted"
+)
+
+
+def _box(settings: Settings) -> SecretBox:
+    return SecretBox(str(settings.secret_key))
 
 
 def _corps_add(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
-    """The corporation as the admin API shows it (the `Corp` record: never the secret)."""
-    box = SecretBox(str(settings.secret_key))
+    """The corporation as the admin API shows it (the `Corp` record: never the secret, nor the
+    callback settings)."""
+    box = _box(settings)
     corp = one_unit(
         store,
         lambda db: corps.add_corp(
@@ -39,6 +56,29 @@ def _corps_add(args: argparse.Namespace, store: Store, settings: Settings) -> Ou
             args.agent_id,
             args.secret,
             trust_mobile=args.trust_mobile,
+            callback_token=args.callback_token,
+            encoding_aes_key=args.encoding_aes_key,
+        ),
+    )
+    record = Corp.of(corp).to_json()
+    return Output(record, describe(record))
+
+
+def _corps_update(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
+    """Change what is given; the corporation as it is now (the `Corp` record)."""
+    box = _box(settings)
+    corp = one_unit(
+        store,
+        lambda db: corps.update_corp(
+            db,
+            box,
+            args.corp_id,
+            actor="cli",
+            name=args.name,
+            secret=args.secret,
+            trust_mobile=args.trust_mobile,
+            callback_token=args.callback_token,
+            encoding_aes_key=args.encoding_aes_key,
         ),
     )
     record = Corp.of(corp).to_json()
@@ -55,6 +95,63 @@ def _corps_list(args: argparse.Namespace, store: Store, settings: Settings) -> O
     return Output({"corps": records}, "\n".join(lines) or "no corporations")
 
 
+@contextmanager
+def _wecom(settings: Settings) -> Iterator[WeComClient]:
+    """WeCom at `IAM_WECOM_API_BASE`, as `iam serve` reaches it: access tokens shared with the
+    servers through Redis when `IAM_REDIS_URL` is set (no extra gettoken), in this process
+    otherwise."""
+    shared = shared_redis(settings)
+    http = new_http_client()
+    cache = RedisTokenCache(shared) if shared else MemoryTokenCache()
+    try:
+        yield WeComClient(settings.wecom_api_base, http, cache)
+    finally:
+        http.close()
+        if shared is not None:
+            shared.close()
+
+
+def _sync_record(summary: directory.SyncSummary) -> dict[str, Any]:
+    return {
+        "corp_id": summary.corp_id,
+        "checked": summary.checked,
+        "disabled": summary.disabled,
+        "refreshed": summary.refreshed,
+        "unchanged": summary.unchanged,
+        "failed": summary.failed,
+        "failed_userids": summary.failed_userids,
+        "events": summary.events,
+        "events_left": summary.events_left,
+    }
+
+
+def _sync_text(record: dict[str, Any]) -> str:
+    line = (
+        f"{record['corp_id']}: {record['checked']} checked, {record['disabled']} disabled, "
+        f"{record['refreshed']} refreshed, {record['unchanged']} unchanged, "
+        f"{record['failed']} failed; {record['events']} stored events handled"
+    )
+    if record["events_left"]:
+        line += f", {record['events_left']} left for the next sync"
+    if record["failed_userids"]:
+        line += "\n  not checked (next sync): " + ", ".join(record["failed_userids"])
+    return line
+
+
+def _corps_sync(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
+    """Reconcile the active links of one corporation (every enabled one without CORP_ID) with
+    the WeCom directory now: stored events not handled yet first, then each member asked,
+    paced (`iam.services.directory.reconcile`)."""
+    # An unknown or disabled corporation is refused before WeCom is reached.
+    one_unit(store, lambda db: directory.sync_targets(db, args.corp_id))
+    with _wecom(settings) as wecom:
+        look_up = directory_lookup(settings, store, _box(settings), wecom)
+        summaries = directory.reconcile_all(store, look_up, args.corp_id)
+    records = [_sync_record(summary) for summary in summaries]
+    text = "\n".join(map(_sync_text, records)) or "no enabled corporations to sync"
+    return Output({"corps": records}, text)
+
+
 def add_commands(commands: Subcommands) -> None:
     group = command_group(commands, "corps", "WeCom corporations and their self-built apps")
     add = record_command(group, "add", _corps_add, "connect a WeCom corporation")
@@ -67,4 +164,34 @@ def add_commands(commands: Subcommands) -> None:
         action="store_true",
         help=TRUST_MOBILE_HELP,
     )
+    add.add_argument(
+        "--callback-token", metavar="T", help=CALLBACK_TOKEN_HELP + " (with --encoding-aes-key)"
+    )
+    add.add_argument(
+        "--encoding-aes-key", metavar="K", help=AES_KEY_HELP + " (with --callback-token)"
+    )
     record_command(group, "list", _corps_list, "list connected corporations")
+    update = record_command(
+        group, "update", _corps_update, "change a corporation: what is given, the rest stays"
+    )
+    update.add_argument("corp_id", metavar="CORP_ID")
+    update.add_argument("--name", metavar="N")
+    update.add_argument("--secret", metavar="S", help="a new app secret (kept encrypted)")
+    update.add_argument("--callback-token", metavar="T", help=CALLBACK_TOKEN_HELP)
+    update.add_argument("--encoding-aes-key", metavar="K", help=AES_KEY_HELP)
+    update.add_argument(
+        "--trust-mobile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=TRUST_MOBILE_HELP + " (--no-trust-mobile: every binding proves the number by SMS)",
+    )
+    sync = record_command(
+        group,
+        "sync",
+        _corps_sync,
+        "check every active link against the WeCom directory now (callbacks get lost): "
+        "disable leavers, refresh changed members, handle stored events",
+    )
+    sync.add_argument(
+        "corp_id", nargs="?", metavar="CORP_ID", help="one corporation (all enabled ones without)"
+    )

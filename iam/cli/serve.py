@@ -91,6 +91,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(_demo_text(world, example, settings.issuer, parties), flush=True)
     _serve_in_background([(create_demo_app(p.config), p.port) for p in parties])
     app = create_app(settings)
+    demo.connect_simulator(app.state.simulator, world)  # its events reach this server
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -140,6 +141,8 @@ def _demo_text(
         "The story: open the CRM, sign in with the phone below (code in the outbox), pick 子公司A;",
         "open the learning platform: no subsidiary anywhere; sign out, then sign in through",
         "WeCom · 子公司B: the CRM takes B without asking.",
+        f"A leaver: at {issuer}{SIMULATOR_PATH}/directory press “leaves the corporation” by "
+        "zhangsan_A: the server disables 张三's 子公司A link at once.",
         *apps,
         "",
     ]

@@ -87,10 +87,33 @@ class IdentityLink(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: Why and when the link stopped working (`left`: the member left the corporation or was
+    #: disabled there); None while active.
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class DirectoryEvent(Base):
+    """A change event of a corporation's directory, as WeCom sent it (decrypted, its simple
+    fields), kept once: WeCom sends an event again when no answer came within 5 s, and the
+    digest of its ciphertext is unique. `handled_at` and `outcome` say what came of it."""
+
+    __tablename__ = "wecom_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    corp_id: Mapped[str] = mapped_column(ForeignKey("wecom_corps.corp_id", ondelete="CASCADE"))
+    ciphertext_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    change_type: Mapped[str] = mapped_column(String(64))
+    fields: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    outcome: Mapped[str | None] = mapped_column(String(255))
 
 
 class WeComCorp(Base):
-    """A WeCom corporation and its self-built app; the app secret is encrypted."""
+    """A WeCom corporation and its self-built app; the app secret is encrypted, and so are the
+    app's callback settings (Token and EncodingAESKey; null until set, and events are received
+    only once both are)."""
 
     __tablename__ = "wecom_corps"
 
@@ -98,6 +121,8 @@ class WeComCorp(Base):
     name: Mapped[str] = mapped_column(String(200))
     agent_id: Mapped[int] = mapped_column(BigInteger)
     secret_encrypted: Mapped[str] = mapped_column(Text)
+    callback_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    encoding_aes_key_encrypted: Mapped[str | None] = mapped_column(Text)
     trust_mobile: Mapped[bool] = mapped_column(Boolean, default=False)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

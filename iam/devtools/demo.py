@@ -3,6 +3,9 @@ simulated subsidiaries, and one person who can sign in.
 
 Seeding is idempotent, so `iam demo` can be run again and again on the same database; each run
 rotates the demo app's secret because the plaintext is never stored and must be printed anew.
+It rotates the subsidiaries' callback settings (Token, EncodingAESKey) too: `seed_demo` stores
+them on the server's side and returns them, and `connect_simulator` gives the same to the
+simulated WeCom, whose directory page then sends a leaver's `delete_user` to the server.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import base64
 import hashlib
 import secrets
 import shlex
-from dataclasses import dataclass
+import string
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
@@ -20,7 +24,7 @@ from iam.db.models import User
 from iam.db.store import Store
 from iam.db.unit import one_unit
 from iam.devtools.demo_apps import DemoAppConfig
-from iam.devtools.wecom_simulator import demo_corps
+from iam.devtools.wecom_simulator import Sender, WeComSimulator, demo_corps
 from iam.errors import NotFoundError
 from iam.secretbox import SecretBox
 from iam.services import admins, clients, corps, signing_keys, users
@@ -32,6 +36,19 @@ DEMO_USER_NAME = "张三 Zhang San"
 DEMO_PHONE = "+8613800138000"
 DEMO_SCOPE = "openid profile phone"
 DEMO_ADMIN = "admin"
+AES_KEY_LENGTH = 43  # an EncodingAESKey: 43 letters and digits, as WeCom generates them
+_ALPHANUMERIC = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class DemoCallback:
+    """A demo subsidiary's callback settings: where the simulated WeCom POSTs its events (the
+    server's receiver) and the Token and EncodingAESKey both sides know."""
+
+    corp_id: str
+    url: str
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,7 @@ class DemoWorld:
     corp_names: tuple[str, ...]
     admin_username: str
     admin_password: str
+    callbacks: tuple[DemoCallback, ...] = ()  # each subsidiary's, new on every start
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,7 @@ def seed_demo(store: Store, box: SecretBox, issuer: str) -> DemoWorld:
     exist; return fresh credentials."""
     one_unit(store, lambda db: signing_keys.ensure_key(db, box))
     _demo_corps(store, box)
+    callbacks = _demo_callbacks(store, box, issuer)
     redirect_uri = f"{issuer}/dev/callback"
     registered = _demo_client(store, redirect_uri)
     user = _demo_user(store)
@@ -76,7 +95,23 @@ def seed_demo(store: Store, box: SecretBox, issuer: str) -> DemoWorld:
         corp_names=tuple(corp.name for corp in demo_corps()),
         admin_username=DEMO_ADMIN,
         admin_password=_demo_admin(store),
+        callbacks=callbacks,
     )
+
+
+def connect_simulator(
+    simulator: WeComSimulator, world: DemoWorld, *, sender: Sender | None = None
+) -> None:
+    """Give the simulated WeCom the callback settings `seed_demo` stored, so its events reach
+    the server (through `sender`; None: over HTTP, to the server's own URL)."""
+    for callback in world.callbacks:
+        simulator.configure_callback(
+            callback.corp_id,
+            callback.url,
+            callback.token,
+            callback.encoding_aes_key,
+            sender=sender,
+        )
 
 
 def _demo_client(store: Store, redirect_uri: str) -> RegisteredClient:
@@ -176,6 +211,34 @@ def _demo_corps(store: Store, box: SecretBox) -> None:
                 )
 
     one_unit(store, work)
+
+
+def _demo_callbacks(store: Store, box: SecretBox, issuer: str) -> tuple[DemoCallback, ...]:
+    """New callback settings for each subsidiary, stored (encrypted) in one unit; the
+    receiver's URL is the one the corporation's admin page shows."""
+    made = tuple(
+        DemoCallback(
+            corp_id=corp.corp_id,
+            url=f"{issuer}/events/wecom/{corp.corp_id}",
+            token=secrets.token_hex(16),
+            encoding_aes_key="".join(secrets.choice(_ALPHANUMERIC) for _ in range(AES_KEY_LENGTH)),
+        )
+        for corp in demo_corps()
+    )
+
+    def work(db: Session) -> None:
+        for callback in made:
+            corps.update_corp(
+                db,
+                box,
+                callback.corp_id,
+                actor="demo",
+                callback_token=callback.token,
+                encoding_aes_key=callback.encoding_aes_key,
+            )
+
+    one_unit(store, work)
+    return made
 
 
 def _demo_links(store: Store, user: User) -> None:

@@ -6,6 +6,13 @@ WeCom cannot be reached from development machines or CI, so `iam demo` mounts th
 tickets, per-corp access tokens, case-insensitive userids. Tests can also inject failures and
 delays, expire every token, and mint codes without clicking through the pages.
 
+Its directory changes as an admin would change WeCom's (`add_member`, `remove_member`,
+`update_member`), and, for a corporation given callback settings (`configure_callback`), the
+`member_*` methods change it *and* send the contact-change event WeCom would send
+(wecom-api.md §6), signed and encrypted (§5), to the callback URL: `member_leaves`,
+`member_renamed`, `member_changed`. Its directory page (`/directory`) has a "leaves the
+corporation" button per member, so the demo shows a leaver losing a subsidiary live.
+
 State lives in memory behind one lock: tests call it from many threads at once.
 """
 
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import dataclasses
 import hashlib
 import json
 import re
@@ -22,16 +30,20 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
+from xml.sax.saxutils import escape
 
+import httpx
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from iam.federation.wecom.callbacks import CallbackCrypto, CallbackError
 from iam.web import TEMPLATES_DIR, BodyLimitMiddleware
 
 APIS = frozenset(
@@ -46,6 +58,24 @@ SCOPE_BASE = "snsapi_base"
 SCOPE_PRIVATEINFO = "snsapi_privateinfo"
 _STATE_PATTERN = re.compile(r"[A-Za-z0-9_-]{0,128}")
 _TEMPLATE = "dev/wecom_sim.html"
+_DIRECTORY_TEMPLATE = "dev/wecom_directory.html"
+SEND_TIMEOUT = 5.0  # seconds to wait for the server's answer to an event (WeCom waits 5 s)
+ANSWER_CHARS = 200  # how much of the server's answer a Delivery keeps
+#: A member's fields (`SimMember`) as the update_user event names them (wecom-api.md §6).
+EVENT_FIELDS = {
+    "name": "Name",
+    "department": "Department",
+    "position": "Position",
+    "mobile": "Mobile",
+    "gender": "Gender",
+    "email": "Email",
+    "status": "Status",
+    "avatar": "Avatar",
+}
+#: The event elements WeCom sends without CDATA (its samples); every other text is CDATA.
+_PLAIN_ELEMENTS = frozenset(
+    {"CreateTime", "ChangeType", "MainDepartment", "Mobile", "Gender", "Status"}
+)
 _templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
 JsonObject = dict[str, Any]
@@ -83,6 +113,74 @@ class SimCorp:
     members: list[SimMember]
     # False: an app made after 2022-06-20, whose user/get omits mobile, email, avatar, gender
     user_get_private_fields: bool = False
+
+
+class HttpAnswer(Protocol):
+    """What a `Sender` answers: an `httpx.Response` has these."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+class Sender(Protocol):
+    """How events reach the server: an `httpx.Client` (the default), or in tests a Starlette
+    `TestClient` on the app."""
+
+    def post(
+        self, url: str, *, content: bytes, params: dict[str, str], headers: dict[str, str]
+    ) -> HttpAnswer: ...
+
+
+@dataclass(frozen=True)
+class SimCallback:
+    """A corporation's callback settings (接收事件服务器): the URL events are POSTed to, the
+    Token and EncodingAESKey they are signed and encrypted with, and the sender that POSTs
+    them (None: the simulator's own `httpx.Client`)."""
+
+    url: str
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)
+    sender: Sender | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one change event: sent to `url` (None: the corporation has no callback
+    settings, so nothing was sent and only `iam corps sync` will notice), and what the server
+    answered (`status_code`, the start of its body), or why no answer came (`error`)."""
+
+    corp_id: str
+    change_type: str
+    userid: str
+    url: str | None = None
+    status_code: int | None = None
+    answer: str = ""
+    error: str | None = None
+
+    @property
+    def sent(self) -> bool:
+        return self.url is not None
+
+    @property
+    def accepted(self) -> bool:
+        """The server took the event (WeCom counts any 200 as delivered)."""
+        return self.status_code == 200
+
+    def summary(self) -> str:
+        """One line for people: what was sent where, and what came back."""
+        what = f"{self.change_type} for {self.userid} of {self.corp_id}"
+        if self.url is None:
+            return (
+                f"{what}: not sent, the corporation has no callback settings "
+                "(the directory changed; `iam corps sync` finds it)."
+            )
+        if self.status_code is None:
+            return f"{what}: sent to {self.url}, no answer ({self.error})."
+        answered = f"{what}: sent to {self.url}, the server answered {self.status_code}"
+        return f"{answered}: {self.answer}" if self.answer else f"{answered}."
 
 
 @dataclass(frozen=True)
@@ -169,6 +267,11 @@ class WeComSimulator:
         self._state = _State()
         self._corps: dict[str, SimCorp] = {}
         self._members: dict[tuple[str, str], SimMember] = {}
+        self._callbacks: dict[str, SimCallback] = {}
+        self._http: httpx.Client | None = None  # the default sender, made when first needed
+        # The directory page's forms carry this (a synchronizer token): another site can make a
+        # browser POST to the simulator, but cannot read the page to learn it.
+        self._form_token = secrets.token_urlsafe(32)
         for corp in copy.deepcopy(corps):  # our own copy: add_member must not touch the caller's
             if corp.corp_id in self._corps:
                 raise ValueError(f"corp {corp.corp_id!r} given twice")
@@ -192,6 +295,7 @@ class WeComSimulator:
                 ),
                 Route("/connect/oauth2/authorize", self._oauth_page, methods=["GET", "POST"]),
                 Route("/wwlogin/sso/login", self._qr_page, methods=["GET", "POST"]),
+                Route("/directory", self._directory_page, methods=["GET", "POST"]),
             ],
             middleware=[Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)],
         )
@@ -249,6 +353,133 @@ class WeComSimulator:
                 raise ValueError(f"userid {member.userid!r} is taken in {corp_id!r}")
             self._members[key] = member
             corp.members.append(member)
+
+    def remove_member(self, corp_id: str, userid: str) -> SimMember:
+        """The member leaves the corporation: user/get answers 60111 for them from now on. No
+        event is sent (`member_leaves` sends one); the member who left."""
+        corp = self._corp(corp_id)
+        with self._lock:
+            member = self._members.pop((corp_id, userid.lower()))
+            corp.members.remove(member)
+        return member
+
+    def update_member(self, corp_id: str, member_id: str, **changes: Any) -> SimMember:
+        """Change the member `member_id` as an admin would in WeCom (`userid=` renames them, to
+        a userid nobody else has); the member as they are now. No event is sent
+        (`member_renamed` and `member_changed` send one)."""
+        corp = self._corp(corp_id)
+        with self._lock:
+            old = self._members[(corp_id, member_id.lower())]
+            new = dataclasses.replace(old, **changes)
+            new_key = (corp_id, new.userid.lower())
+            if new_key in self._members and self._members[new_key] is not old:
+                raise ValueError(f"userid {new.userid!r} is taken in {corp_id!r}")
+            del self._members[(corp_id, member_id.lower())]
+            self._members[new_key] = new
+            corp.members[corp.members.index(old)] = new
+        return new
+
+    # --- callbacks: the directory changes, and WeCom tells the server ---
+
+    def configure_callback(
+        self,
+        corp_id: str,
+        url: str,
+        token: str,
+        encoding_aes_key: str,
+        *,
+        sender: Sender | None = None,
+    ) -> None:
+        """Give a corporation callback settings, as its admin would in WeCom's console: events
+        are signed with `token`, encrypted with `encoding_aes_key` and POSTed to `url` by
+        `sender` (None: a plain `httpx.Client`). Configuring again replaces them."""
+        self._corp(corp_id)
+        try:
+            CallbackCrypto(token, encoding_aes_key, corp_id)
+        except CallbackError:
+            raise ValueError(
+                "the Token is 1 to 32 letters and digits, the EncodingAESKey 43"
+            ) from None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("the callback URL must be an absolute http(s) URL")
+        with self._lock:
+            self._callbacks[corp_id] = SimCallback(url, token, encoding_aes_key, sender)
+
+    def callback(self, corp_id: str) -> SimCallback | None:
+        """A corporation's callback settings; None when it has none."""
+        self._corp(corp_id)
+        with self._lock:
+            return self._callbacks.get(corp_id)
+
+    def member_leaves(self, corp_id: str, userid: str) -> Delivery:
+        """The member leaves (`remove_member`), then WeCom sends `delete_user`. Without callback
+        settings the member still leaves, and nothing is sent."""
+        member = self.remove_member(corp_id, userid)
+        return self._notify(corp_id, "delete_user", member.userid, {})
+
+    def member_renamed(self, corp_id: str, userid: str, new_userid: str) -> Delivery:
+        """The member's userid changes (WeCom allows one rename), then WeCom sends
+        `update_user` with `NewUserID`."""
+        old = self._member(corp_id, userid)
+        if old is None:
+            raise KeyError(f"no member {userid!r} in corp {corp_id!r}")
+        new = self.update_member(corp_id, userid, userid=new_userid)
+        return self._notify(corp_id, "update_user", old.userid, {"NewUserID": new.userid})
+
+    def member_changed(self, corp_id: str, userid: str, /, **changes: Any) -> Delivery:
+        """The member's details change (`SimMember` fields but the userid: a rename is
+        `member_renamed`), then WeCom sends `update_user` with the changed fields."""
+        if "userid" in changes:
+            raise ValueError("a new userid is a rename: use member_renamed")
+        unknown = set(changes) - set(EVENT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown member fields {sorted(unknown)}")
+        member = self.update_member(corp_id, userid, **changes)
+        return self._notify(corp_id, "update_user", member.userid, _event_fields(member, changes))
+
+    def _notify(
+        self, corp_id: str, change_type: str, userid: str, fields: dict[str, str]
+    ) -> Delivery:
+        """Seal the event and POST it, as WeCom does, to the corporation's callback URL."""
+        with self._lock:
+            callback = self._callbacks.get(corp_id)
+        if callback is None:
+            return Delivery(corp_id, change_type, userid)
+        now = int(time.time())  # wall-clock seconds: WeCom's CreateTime and timestamp
+        timestamp, nonce = str(now), str(secrets.randbelow(10**10))
+        event = change_event(corp_id, change_type, userid, now, fields)
+        crypto = CallbackCrypto(callback.token, callback.encoding_aes_key, corp_id)
+        envelope, signature = crypto.seal_message(event, timestamp, nonce)
+        sender = callback.sender or self._default_sender()
+        try:
+            answer = sender.post(
+                callback.url,
+                content=envelope,
+                params={"msg_signature": signature, "timestamp": timestamp, "nonce": nonce},
+                headers={"content-type": "text/xml"},
+            )
+        except httpx.HTTPError as error:
+            reason = str(error) or type(error).__name__
+            return Delivery(corp_id, change_type, userid, url=callback.url, error=reason)
+        return Delivery(
+            corp_id,
+            change_type,
+            userid,
+            url=callback.url,
+            status_code=answer.status_code,
+            answer=answer.text[:ANSWER_CHARS],
+        )
+
+    def _default_sender(self) -> httpx.Client:
+        with self._lock:
+            if self._http is None:
+                self._http = httpx.Client(
+                    timeout=SEND_TIMEOUT,
+                    follow_redirects=False,
+                    headers={"User-Agent": "WeCom simulator"},
+                )
+            return self._http
 
     def reset(self) -> None:
         """Forget tokens, codes, tickets, injected failures, delays and call counts."""
@@ -380,7 +611,8 @@ class WeComSimulator:
         if issued is None or issued.corp_id != corp.corp_id or issued.expires_at <= _now():
             raise _ApiError(40029, "invalid user_ticket")
         member = self._member(corp.corp_id, issued.userid or "")
-        assert member is not None  # a ticket names a member, and members are never removed
+        if member is None:  # they left (or were renamed) since the ticket was issued
+            raise _ApiError(60111, "userid not found")
         return _ok(
             userid=member.userid,
             gender=member.gender,
@@ -511,6 +743,62 @@ class WeComSimulator:
             is_qr=True,
         )
 
+    # --- the directory page ---
+
+    async def _directory_page(self, request: Request) -> Response:
+        """GET: every corporation, its callback settings and its members. POST (`corp_id`,
+        `userid`, the page's `form_token`): that member leaves the corporation
+        (`member_leaves`), and the page says what the server answered."""
+        if request.method == "GET":
+            return self._directory(request)
+        form = await request.form(max_files=0, max_fields=10)
+        token = form.get("form_token")
+        if not isinstance(token, str) or not secrets.compare_digest(
+            token.encode(), self._form_token.encode()
+        ):
+            stale = "This form is not from this simulator's page: reload the page and try again."
+            return self._directory(request, error=stale, status_code=403)
+        corp_id, userid = form.get("corp_id"), form.get("userid")
+        if not isinstance(corp_id, str) or corp_id not in self._corps:
+            return self._directory(request, error="No such corporation.", status_code=400)
+        if not isinstance(userid, str) or self._member(corp_id, userid) is None:
+            return self._directory(
+                request, error="No such member (left already?).", status_code=400
+            )
+        try:  # the POST to the server may reach this very process: not on the event loop
+            delivery = await run_in_threadpool(self.member_leaves, corp_id, userid)
+        except KeyError:  # left in between
+            return self._directory(
+                request, error="No such member (left already?).", status_code=400
+            )
+        return self._directory(request, delivery=delivery)
+
+    def _directory(
+        self,
+        request: Request,
+        *,
+        delivery: Delivery | None = None,
+        error: str | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        with self._lock:
+            corps = [
+                (corp, list(corp.members), self._callbacks.get(corp.corp_id))
+                for corp in self._corps.values()
+            ]
+        return _templates.TemplateResponse(
+            request,
+            _DIRECTORY_TEMPLATE,
+            {
+                "corps": corps,
+                "delivery": delivery,
+                "error": error,
+                "form_token": self._form_token,
+            },
+            status_code=status_code,
+            headers={"cache-control": "no-store"},
+        )
+
     def _page_corp(self, appid: str) -> SimCorp:
         corp = self._corps.get(appid)
         if corp is None:
@@ -572,6 +860,45 @@ def _page(
         status_code=status_code,
         headers={"cache-control": "no-store"},
     )
+
+
+def change_event(
+    corp_id: str, change_type: str, userid: str, create_time: int, fields: dict[str, str]
+) -> str:
+    """A contact-change event's plaintext XML as WeCom sends it (wecom-api.md §6): the common
+    header, the ChangeType and UserID, then `fields` (by element name), CDATA where WeCom
+    uses it."""
+    elements = {
+        "ToUserName": corp_id,
+        "FromUserName": "sys",
+        "CreateTime": str(create_time),
+        "MsgType": "event",
+        "Event": "change_contact",
+        "ChangeType": change_type,
+        "UserID": userid,
+        **fields,
+    }
+    return "<xml>" + "".join(_element(name, text) for name, text in elements.items()) + "</xml>"
+
+
+def _element(name: str, text: str) -> str:
+    if name in _PLAIN_ELEMENTS:
+        return f"<{name}>{escape(text)}</{name}>"
+    cdata = "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+    return f"<{name}>{cdata}</{name}>"
+
+
+def _event_fields(member: SimMember, changed: dict[str, Any]) -> dict[str, str]:
+    """The update_user fields for the member's `changed` attributes, as they are now."""
+    fields: dict[str, str] = {}
+    for attribute in changed:
+        value = getattr(member, attribute)
+        if attribute == "department":
+            fields["Department"] = ",".join(str(each) for each in value)
+            fields["MainDepartment"] = str(value[0]) if value else "1"
+        else:
+            fields[EVENT_FIELDS[attribute]] = "" if value is None else str(value)
+    return fields
 
 
 def _openid(corp_id: str) -> str:

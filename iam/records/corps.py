@@ -1,5 +1,6 @@
 """WeCom corporations: how the admin API and `iam corps ... --json` show one (never its app
-secret), what a connection test answers, and the bodies that connect and change one.
+secret nor its callback settings, only whether they are set), what a connection test answers,
+and the bodies that connect and change one.
 
 The rules of each field are the service's (`iam.services.corps`): the validators below call
 its checks, and the schema publishes its patterns, so the document, the API and the CLI agree.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from iam.db.models import WeComCorp
 from iam.records.base import (
@@ -34,8 +35,15 @@ TRUST_MOBILE_DESCRIPTION = (
 )
 
 
+CALLBACK_DESCRIPTION = (
+    "Whether the app's callback settings (Token and EncodingAESKey) are both set: WeCom's "
+    "events to {issuer}/events/wecom/{corp_id} are received only then. The values are never "
+    "returned."
+)
+
+
 class Corp(Record):
-    """A connected WeCom corporation and its self-built app (no secret)."""
+    """A connected WeCom corporation and its self-built app (no secret, no callback values)."""
 
     corp_id: str = Field(
         description=CORP_ID_DESCRIPTION, json_schema_extra={"pattern": corps.CORP_ID_PATTERN}
@@ -44,12 +52,14 @@ class Corp(Record):
     agent_id: int
     trust_mobile: bool
     enabled: bool
+    callback: bool = Field(description=CALLBACK_DESCRIPTION)
     created_at: Timestamp
 
     @classmethod
     def of(cls, corp: WeComCorp) -> Corp:
-        """Every column but the secret: not even encrypted does it leave the server."""
-        return cls.from_row(corp)
+        """Every column but the sealed ones (the secret, the callback Token and EncodingAESKey):
+        not even encrypted do they leave the server; `callback` says whether both are set."""
+        return cls.from_row(corp, callback=corps.has_callback(corp))
 
 
 class ConnectionTest(Record):
@@ -73,6 +83,14 @@ class ConnectionTest(Record):
 
 
 SECRET_DESCRIPTION = "The app's Secret, as WeCom shows it. Stored encrypted; never returned."
+CALLBACK_TOKEN_DESCRIPTION = (
+    "The Token of the app's callback settings (接收事件服务器), as WeCom shows it. Stored "
+    "encrypted; never returned."
+)
+AES_KEY_DESCRIPTION = (
+    "The EncodingAESKey of the app's callback settings (接收事件服务器), as WeCom shows it. "
+    "Stored encrypted; never returned."
+)
 
 
 def _text(description: str, most: int, pattern: str, **keywords: Any) -> Any:
@@ -104,25 +122,62 @@ Secret = Annotated[
     by_the_service(corps.checked_secret),
     _text(SECRET_DESCRIPTION, corps.MAX_SECRET, corps.SECRET_PATTERN, writeOnly=True),
 ]
+CallbackToken = Annotated[
+    Text,
+    by_the_service(corps.checked_callback_token),
+    _text(
+        CALLBACK_TOKEN_DESCRIPTION,
+        corps.MAX_CALLBACK_TOKEN,
+        corps.CALLBACK_TOKEN_PATTERN,
+        writeOnly=True,
+    ),
+]
+EncodingAesKey = Annotated[
+    Text,
+    by_the_service(corps.checked_encoding_aes_key),
+    documented(
+        AES_KEY_DESCRIPTION,
+        minLength=corps.AES_KEY_LENGTH,
+        maxLength=corps.AES_KEY_LENGTH,
+        pattern=corps.AES_KEY_PATTERN,
+        writeOnly=True,
+    ),
+]
 TrustMobile = Annotated[bool, Field(description=TRUST_MOBILE_DESCRIPTION)]
 Enabled = Annotated[bool, Field(description="Whether people may sign in through it.")]
 
 
 class CorpInput(Body):
-    """A corporation to connect; it starts enabled."""
+    """A corporation to connect; it starts enabled. Its callback settings are given both or
+    neither (they may also be set later, by a PATCH)."""
+
+    # JSON Schema's way of saying "both or neither"; the service checks it (`add_corp`)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "dependentRequired": {
+                "callback_token": ["encoding_aes_key"],
+                "encoding_aes_key": ["callback_token"],
+            }
+        }
+    )
 
     corp_id: CorpId
     name: Name
     agent_id: AgentId
     secret: Secret
     trust_mobile: TrustMobile = False
+    callback_token: CallbackToken | Absent = None
+    encoding_aes_key: EncodingAesKey | Absent = None
 
 
 class CorpPatch(Body):
-    """The fields to change; the others stay. `secret` replaces the secret."""
+    """The fields to change; the others stay. `secret`, `callback_token` and `encoding_aes_key`
+    replace what is stored (each may be sent alone)."""
 
     name: Name | Absent = None
     agent_id: AgentId | Absent = None
     secret: Secret | Absent = None
     trust_mobile: TrustMobile | Absent = None
     enabled: Enabled | Absent = None
+    callback_token: CallbackToken | Absent = None
+    encoding_aes_key: EncodingAesKey | Absent = None

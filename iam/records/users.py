@@ -57,6 +57,13 @@ class Link(Record):
     created_at: Timestamp
     updated_at: Timestamp
     last_login_at: Timestamp | None
+    disabled_at: Timestamp | None = Field(description="when the link stopped working")
+    disabled_reason: str | None = Field(
+        description="why: `left` (the member left the corporation or was disabled there; a "
+        "sign-in through WeCom brings the link back), `renamed` (the userid was renamed onto "
+        "a link that already existed)",
+        examples=["left"],
+    )
 
     @classmethod
     def of(cls, link: models.IdentityLink) -> Link:

@@ -17,7 +17,7 @@ from iam.db.models import IdentityLink, PendingBinding, User, new_id
 from iam.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from iam.federation.connector import Identity
 from iam.secretbox import SecretBox, digest
-from iam.services import audit, otp
+from iam.services import audit, directory, otp
 from iam.services.attempts import Attempt
 from iam.services.phones import mask_phone, normalize_phone
 from iam.services.rows import keep_for_browser, kept_for_browser
@@ -72,9 +72,14 @@ def _link_of(db: Session, identity: Identity) -> IdentityLink | None:
 
 
 def _usable(db: Session, link: IdentityLink) -> Linked:
+    """The link's person, for a sign-in through the provider. A link disabled because its
+    member left comes back: the provider has just signed them in, so they are a member again
+    (`directory.enable_link`); one disabled for another reason stays disabled."""
     user = db.get(User, link.user_id)
     if user is None or not user.is_active:
         raise ForbiddenError("The account of this identity is disabled.")
+    if link.status != "active" and link.disabled_reason == directory.LEFT:
+        directory.enable_link(db, link, actor="login")
     if link.status != "active":
         raise ForbiddenError("This identity is disabled here.")
     return Linked(user, link)

@@ -1,4 +1,5 @@
-"""WeCom corporations: each with its self-built app (agent id, secret encrypted at rest).
+"""WeCom corporations: each with its self-built app (agent id, secret encrypted at rest) and
+the app's callback settings ("接收事件服务器": Token and EncodingAESKey, encrypted at rest too).
 
 Every function that reads or writes takes the caller's session (`db`) and commits nothing: the
 caller runs one unit of work per use case (`iam.db.unit`). The one exception is
@@ -11,7 +12,7 @@ records call them too, and publish the patterns in the OpenAPI document).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -52,9 +53,18 @@ _CONTROL_CLASS = r"\u0000-\u001f\u007f-\u009f"
 NAME_PATTERN = rf"^[^{_CONTROL_CLASS}]*[^{_CONTROL_CLASS}{_SPACE_CLASS}][^{_CONTROL_CLASS}]*$"
 #: An app secret as WeCom shows it: visible ASCII, no spaces.
 SECRET_PATTERN = rf"^[!-~]{{1,{MAX_SECRET}}}$"
+MAX_CALLBACK_TOKEN = 32
+AES_KEY_LENGTH = 43
+#: The callback Token of WeCom's "接收事件服务器" settings: 1 to 32 ASCII letters and digits.
+CALLBACK_TOKEN_PATTERN = rf"^[A-Za-z0-9]{{1,{MAX_CALLBACK_TOKEN}}}$"
+#: The EncodingAESKey beside it: exactly 43 ASCII letters and digits (a 32-byte AES key in
+#: base64 without its `=`).
+AES_KEY_PATTERN = rf"^[A-Za-z0-9]{{{AES_KEY_LENGTH}}}$"
 _CORP_ID = re.compile(CORP_ID_PATTERN[1:-1], re.ASCII)
 _NAME = re.compile(NAME_PATTERN[1:-1])
 _SECRET = re.compile(SECRET_PATTERN[1:-1])
+_CALLBACK_TOKEN = re.compile(CALLBACK_TOKEN_PATTERN[1:-1])
+_AES_KEY = re.compile(AES_KEY_PATTERN[1:-1])
 
 
 def is_corp_id(value: object) -> bool:
@@ -90,10 +100,51 @@ def checked_secret(secret: object) -> str:
     return secret
 
 
+def checked_callback_token(token: object) -> str:
+    if not isinstance(token, str) or not _CALLBACK_TOKEN.fullmatch(token):
+        raise ValidationError(
+            "callback_token",
+            f"The callback Token is 1 to {MAX_CALLBACK_TOKEN} letters and digits "
+            "(as WeCom shows it).",
+        )
+    return token
+
+
+def checked_encoding_aes_key(key: object) -> str:
+    if not isinstance(key, str) or not _AES_KEY.fullmatch(key):
+        raise ValidationError(
+            "encoding_aes_key",
+            f"The EncodingAESKey is exactly {AES_KEY_LENGTH} letters and digits "
+            "(as WeCom shows it).",
+        )
+    return key
+
+
+def checked_callback_pair(token: object, key: object) -> tuple[str, str] | None:
+    """Both callback settings, or neither (None): a corporation is connected with both or
+    without any. Each is then checked by its own rule."""
+    if token is None and key is None:
+        return None
+    if key is None:
+        raise ValidationError(
+            "encoding_aes_key", "The EncodingAESKey is required with the callback Token."
+        )
+    if token is None:
+        raise ValidationError(
+            "callback_token", "The callback Token is required with the EncodingAESKey."
+        )
+    return checked_callback_token(token), checked_encoding_aes_key(key)
+
+
 def _checked_flag(field: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ValidationError(field, f"{field} is true or false.")
     return value
+
+
+def has_callback(corp: WeComCorp) -> bool:
+    """Whether both callback settings are stored (WeCom's events can then be received)."""
+    return corp.callback_token_encrypted is not None and corp.encoding_aes_key_encrypted is not None
 
 
 def add_corp(
@@ -105,16 +156,20 @@ def add_corp(
     secret: str,
     *,
     trust_mobile: bool = False,
+    callback_token: str | None = None,
+    encoding_aes_key: str | None = None,
     actor: str = "cli",
 ) -> WeComCorp:
     """Connect a corporation, in the caller's transaction; its id must be new. The row is
     written at once (flushed), so a corporation connected meanwhile by someone else is a
-    `ConflictError` here, not an error at the caller's commit."""
+    `ConflictError` here, not an error at the caller's commit. The callback settings are given
+    both or neither; like the secret they are stored encrypted, and audited only as set or not."""
     corp_id = checked_corp_id(corp_id)
     name = checked_name(name)
     agent_id = checked_agent_id(agent_id)
     secret = checked_secret(secret)
     trust_mobile = _checked_flag("trust_mobile", trust_mobile)
+    callback = checked_callback_pair(callback_token, encoding_aes_key)
     taken = ConflictError(f"Corporation {corp_id} is already connected.")
     if db.get(WeComCorp, corp_id) is not None:
         raise taken
@@ -123,6 +178,8 @@ def add_corp(
         name=name,
         agent_id=agent_id,
         secret_encrypted=box.encrypt(secret),
+        callback_token_encrypted=None if callback is None else box.encrypt(callback[0]),
+        encoding_aes_key_encrypted=None if callback is None else box.encrypt(callback[1]),
         trust_mobile=trust_mobile,
         enabled=True,
     )
@@ -132,7 +189,12 @@ def add_corp(
     except IntegrityError:
         raise taken from None
     audit.record(
-        db.connection(), "corp.added", actor=actor, corp_id=corp_id, trust_mobile=trust_mobile
+        db.connection(),
+        "corp.added",
+        actor=actor,
+        corp_id=corp_id,
+        trust_mobile=trust_mobile,
+        callback=callback is not None,
     )
     return corp
 
@@ -155,12 +217,15 @@ def update_corp(
     secret: str | None = None,
     trust_mobile: bool | None = None,
     enabled: bool | None = None,
+    callback_token: str | None = None,
+    encoding_aes_key: str | None = None,
 ) -> WeComCorp:
     """Change what is given (None: keep), in the caller's transaction. Every value is checked
-    before anything changes, so a bad one beside good ones changes nothing. The secret is
-    replaced only when a new one is given, because it is never read back. Logins see the
-    change at once: connectors are opened from the stored row on each login, and the token
-    cache is keyed by a hash of the secret."""
+    before anything changes, so a bad one beside good ones changes nothing. The secret, the
+    callback Token and the EncodingAESKey are replaced only when a new one is given (each may
+    be given alone), because they are never read back; the audit row names them, never their
+    values. Logins see the change at once: connectors are opened from the stored row on each
+    login, and the token cache is keyed by a hash of the secret."""
     wanted: dict[str, object] = {}
     if name is not None:
         wanted["name"] = checked_name(name)
@@ -170,14 +235,21 @@ def update_corp(
         wanted["trust_mobile"] = _checked_flag("trust_mobile", trust_mobile)
     if enabled is not None:
         wanted["enabled"] = _checked_flag("enabled", enabled)
-    new_secret = None if secret is None else checked_secret(secret)
+    # the values kept encrypted, by field: replaced when given, never compared
+    sealed: dict[str, str] = {}
+    if secret is not None:
+        sealed["secret"] = checked_secret(secret)
+    if callback_token is not None:
+        sealed["callback_token"] = checked_callback_token(callback_token)
+    if encoding_aes_key is not None:
+        sealed["encoding_aes_key"] = checked_encoding_aes_key(encoding_aes_key)
     corp = get_corp(db, corp_id)
     changed = sorted(key for key, value in wanted.items() if getattr(corp, key) != value)
     for key in changed:
         setattr(corp, key, wanted[key])
-    if new_secret is not None:
-        corp.secret_encrypted = box.encrypt(new_secret)
-        changed.append("secret")
+    for key, value in sealed.items():
+        setattr(corp, f"{key}_encrypted", box.encrypt(value))
+        changed.append(key)
     if changed:
         audit.record(
             db.connection(),
@@ -187,6 +259,7 @@ def update_corp(
             changed=changed,
             enabled=corp.enabled,
             trust_mobile=corp.trust_mobile,
+            callback=has_callback(corp),
         )
     return corp
 
@@ -215,6 +288,29 @@ def wecom_config(
         oauth_url=oauth_url,
         qr_url=qr_url,
     )
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    """What the event receiver needs to check and decrypt one corporation's WeCom callbacks
+    (decrypted). Its repr leaves the two values out, so logging it shows neither."""
+
+    corp_id: str
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)
+
+
+def callback_settings(db: Session, box: SecretBox, corp_id: str) -> CallbackSettings | None:
+    """The callback settings of one enabled corporation; None when it is unknown, disabled, or
+    has not both of them. A stored value that no longer decrypts (IAM_SECRET_KEY was changed)
+    raises `SecretBoxError`."""
+    corp = db.get(WeComCorp, corp_id) if is_corp_id(corp_id) else None
+    if corp is None or not corp.enabled:
+        return None
+    token, key = corp.callback_token_encrypted, corp.encoding_aes_key_encrypted
+    if token is None or key is None:
+        return None
+    return CallbackSettings(corp.corp_id, box.decrypt(token), box.decrypt(key))
 
 
 @dataclass(frozen=True)

@@ -142,9 +142,17 @@ def test_connect_list_show_and_change_a_corporation(caller: Caller, store: Store
     assert created.status_code == 201, created.text
     assert created.headers["location"] == f"/admin/api/corps/{CORP_B}"
     corp = created.json()
-    assert set(corp) == {"corp_id", "name", "agent_id", "trust_mobile", "enabled", "created_at"}
+    assert set(corp) == {
+        "corp_id",
+        "name",
+        "agent_id",
+        "trust_mobile",
+        "enabled",
+        "callback",
+        "created_at",
+    }
     assert (corp["corp_id"], corp["name"], corp["agent_id"]) == (CORP_B, "子公司B", SIM_B.agent_id)
-    assert (corp["trust_mobile"], corp["enabled"]) == (True, True)
+    assert (corp["trust_mobile"], corp["enabled"], corp["callback"]) == (True, True, False)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", corp["created_at"])
 
     assert caller.call("GET", "/admin/api/corps").json() == {"corps": [corp]}
@@ -471,11 +479,19 @@ CONSOLE_FORMS = [
     f"/admin/corps/{CORP_A}/enable",
     f"/admin/corps/{CORP_A}/disable",
     f"/admin/corps/{CORP_A}/test",
+    f"/admin/corps/{CORP_A}/callback",
 ]
 
 
 #: What a form sends besides a CSRF token (enough for any of them).
-FORM = {"corp_id": CORP_B, "name": "x", "agent_id": "5", "secret": "abc", "enabled": "yes"}
+FORM = {
+    "corp_id": CORP_B,
+    "name": "x",
+    "agent_id": "5",
+    "secret": "abc",
+    "enabled": "yes",
+    "callback_token": "tok",
+}
 
 
 @SQLITE_ONLY
@@ -755,12 +771,12 @@ def test_an_unknown_corporations_page_is_404(admin_world: AdminWorld) -> None:
 
 
 @SQLITE_ONLY
-@pytest.mark.parametrize("suffix", ["", "/enable", "/disable", "/test"])
+@pytest.mark.parametrize("suffix", ["", "/enable", "/disable", "/test", "/callback"])
 def test_forms_on_unknown_corporations_are_404_pages(
     admin_world: AdminWorld, store: Store, suffix: str
 ) -> None:
     csrf = admin_world.csrf("/admin/corps")
-    data = {"csrf_token": csrf, "name": "x", "agent_id": "1"}
+    data = {"csrf_token": csrf, "name": "x", "agent_id": "1", "callback_token": "tok"}
     answer = admin_world.console.post(f"/admin/corps/wwnosuchcorp{suffix}", data=data)
     assert answer.status_code == 404
     assert "There is no such corporation." in answer.text
@@ -847,4 +863,326 @@ def test_the_openapi_document_describes_every_corp_operation() -> None:
         "secret",
         "trust_mobile",
         "enabled",
+        "callback_token",
+        "encoding_aes_key",
     }
+
+
+# --- the callback settings (接收事件服务器) -------------------------------------------------------
+
+TOKEN = "QDG6eK2xTuVw9Nf"
+AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+NEW_TOKEN = "ZyX987wvu"
+NEW_AES_KEY = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456"
+CALLBACK_VALUES = (TOKEN, AES_KEY, NEW_TOKEN, NEW_AES_KEY)
+EVENTS_URL = f"https://testserver/events/wecom/{CORP_B}"
+
+
+def never_shown(*answers: httpx.Response) -> None:
+    for answer in answers:
+        assert all(value not in answer.text for value in CALLBACK_VALUES), answer.text
+
+
+def never_stored_plain(store: Store) -> None:
+    stored_values = [str(value) for row in stored(store) for value in row.values()]
+    audited = [str(event.detail) for event in trail(store, "corp.added")]
+    audited += [str(event.detail) for event in trail(store, "corp.updated")]
+    for value in CALLBACK_VALUES:
+        assert all(value not in text for text in stored_values + audited), value
+
+
+def test_api_create_with_the_callback_settings(
+    caller: Caller, store: Store, box: SecretBox
+) -> None:
+    body = input_of(callback_token=TOKEN, encoding_aes_key=AES_KEY)
+    created = caller.call("POST", "/admin/api/corps", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["callback"] is True
+    assert "callback_token" not in created.json() and "encoding_aes_key" not in created.json()
+    assert caller.call("GET", f"/admin/api/corps/{CORP_B}").json()["callback"] is True
+    [row] = stored(store)
+    assert box.decrypt(row["callback_token_encrypted"]) == TOKEN
+    assert box.decrypt(row["encoding_aes_key_encrypted"]) == AES_KEY
+    [event] = trail(store, "corp.added")
+    assert event.detail["callback"] is True
+    never_shown(*caller.answers)
+    never_stored_plain(store)
+
+
+@AS_SCRIPT
+def test_api_create_without_the_callback_settings_says_false(caller: Caller) -> None:
+    created = caller.call("POST", "/admin/api/corps", json=input_of())
+    assert created.json()["callback"] is False
+
+
+#: (the callback part of a body, the field the 422 names)
+BAD_CALLBACK_INPUTS: list[tuple[dict[str, Any], str]] = [
+    ({"callback_token": TOKEN}, "encoding_aes_key"),
+    ({"encoding_aes_key": AES_KEY}, "callback_token"),
+    ({"callback_token": "", "encoding_aes_key": AES_KEY}, "callback_token"),
+    ({"callback_token": "tok-en", "encoding_aes_key": AES_KEY}, "callback_token"),
+    ({"callback_token": "t" * 33, "encoding_aes_key": AES_KEY}, "callback_token"),
+    ({"callback_token": 7, "encoding_aes_key": AES_KEY}, "callback_token"),
+    ({"callback_token": None, "encoding_aes_key": AES_KEY}, "callback_token"),
+    ({"callback_token": TOKEN, "encoding_aes_key": AES_KEY[:-1]}, "encoding_aes_key"),
+    ({"callback_token": TOKEN, "encoding_aes_key": AES_KEY[:-1] + "="}, "encoding_aes_key"),
+    ({"callback_token": TOKEN, "encoding_aes_key": AES_KEY + "\n"}, "encoding_aes_key"),
+]
+
+
+@SQLITE_ONLY
+@AS_SCRIPT
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    BAD_CALLBACK_INPUTS,
+    ids=[f"{field}-{index}" for index, (_, field) in enumerate(BAD_CALLBACK_INPUTS)],
+)
+def test_api_create_refuses_bad_callback_settings(
+    caller: Caller, store: Store, extra: dict[str, Any], field: str
+) -> None:
+    answer = caller.call("POST", "/admin/api/corps", json=input_of(**extra))
+    assert answer.status_code == 422, answer.text
+    assert (answer.json()["error"], answer.json()["field"]) == ("invalid", field)
+    never_shown(answer)
+    assert stored(store) == []
+    assert trail(store, "corp.added") == []
+
+
+def test_api_patch_sets_the_token_then_the_aes_key(
+    caller: Caller, store: Store, box: SecretBox
+) -> None:
+    caller.call("POST", "/admin/api/corps", json=input_of())
+    path = f"/admin/api/corps/{CORP_B}"
+    token_only = caller.call("PATCH", path, json={"callback_token": TOKEN})
+    assert token_only.status_code == 200, token_only.text
+    assert token_only.json()["callback"] is False  # the EncodingAESKey is still missing
+    both = caller.call("PATCH", path, json={"encoding_aes_key": AES_KEY})
+    assert both.json()["callback"] is True
+    [row] = stored(store)
+    assert box.decrypt(row["callback_token_encrypted"]) == TOKEN
+    assert box.decrypt(row["encoding_aes_key_encrypted"]) == AES_KEY
+    assert [
+        (e.actor, e.detail["changed"], e.detail["callback"]) for e in trail(store, "corp.updated")
+    ] == [
+        (caller.actor, ["callback_token"], False),
+        (caller.actor, ["encoding_aes_key"], True),
+    ]
+    never_shown(*caller.answers)
+    never_stored_plain(store)
+
+
+@AS_SCRIPT
+def test_api_patch_replaces_both_and_keeps_the_rest(
+    caller: Caller, store: Store, box: SecretBox
+) -> None:
+    caller.call(
+        "POST", "/admin/api/corps", json=input_of(callback_token=TOKEN, encoding_aes_key=AES_KEY)
+    )
+    body = {"callback_token": NEW_TOKEN, "encoding_aes_key": NEW_AES_KEY}
+    answer = caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json=body)
+    assert (answer.json()["callback"], answer.json()["name"]) == (True, "子公司B")
+    [row] = stored(store)
+    assert box.decrypt(row["callback_token_encrypted"]) == NEW_TOKEN
+    assert box.decrypt(row["encoding_aes_key_encrypted"]) == NEW_AES_KEY
+    assert box.decrypt(row["secret_encrypted"]) == SIM_B.secret
+    never_shown(*caller.answers)
+
+
+BAD_CALLBACK_PATCHES: list[tuple[dict[str, Any], str]] = [
+    ({"callback_token": ""}, "callback_token"),
+    ({"callback_token": "with space"}, "callback_token"),
+    ({"callback_token": None}, "callback_token"),
+    ({"encoding_aes_key": "short"}, "encoding_aes_key"),
+    ({"encoding_aes_key": 43}, "encoding_aes_key"),
+    ({"callback_token": NEW_TOKEN, "encoding_aes_key": "bad"}, "encoding_aes_key"),
+]
+
+
+@SQLITE_ONLY
+@AS_ADMIN
+@pytest.mark.parametrize(
+    ("body", "field"),
+    BAD_CALLBACK_PATCHES,
+    ids=[repr(body)[:40] for body, _ in BAD_CALLBACK_PATCHES],
+)
+def test_api_patch_refuses_bad_callback_settings_and_changes_nothing(
+    caller: Caller, store: Store, body: dict[str, Any], field: str
+) -> None:
+    caller.call(
+        "POST", "/admin/api/corps", json=input_of(callback_token=TOKEN, encoding_aes_key=AES_KEY)
+    )
+    before = stored(store)
+    answer = caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == field
+    assert stored(store) == before
+    assert trail(store, "corp.updated") == []
+
+
+def test_the_api_documents_the_callback_settings_as_write_only() -> None:
+    schemas = document("https://testserver")["components"]["schemas"]
+    assert schemas["Corp"]["properties"]["callback"]["type"] == "boolean"
+    assert "callback" in schemas["Corp"]["required"]
+    for name in ("CorpInput", "CorpPatch"):
+        properties = schemas[name]["properties"]
+        token, key = properties["callback_token"], properties["encoding_aes_key"]
+        assert (token["pattern"], token["writeOnly"]) == (corps.CALLBACK_TOKEN_PATTERN, True)
+        assert (key["pattern"], key["writeOnly"]) == (corps.AES_KEY_PATTERN, True)
+    assert not {"callback_token", "encoding_aes_key"} & set(schemas["Corp"]["properties"])
+    assert schemas["CorpInput"]["dependentRequired"] == {
+        "callback_token": ["encoding_aes_key"],
+        "encoding_aes_key": ["callback_token"],
+    }
+    assert "dependentRequired" not in schemas["CorpPatch"]  # each may be replaced alone
+
+
+# --- the callback settings in the console ---------------------------------------------------------
+
+
+def callback_state(page: httpx.Response) -> str:
+    match = re.search(r'<td id="callback-state">(.*?)</td>', page.text, re.S)
+    assert match, page.text
+    return match.group(1)
+
+
+def callback_form(admin_world: AdminWorld, **typed: str) -> httpx.Response:
+    path = f"/admin/corps/{CORP_B}"
+    data = {"csrf_token": admin_world.csrf(path), **typed}
+    return admin_world.console.post(f"{path}/callback", data=data)
+
+
+@SQLITE_ONLY
+def test_the_console_shows_an_unset_callback_and_the_url(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    page = admin_world.console.get(f"/admin/corps/{CORP_B}")
+    assert callback_state(page) == "Not set"
+    assert f'<code id="callback-url">{EVENTS_URL}</code>' in page.text
+    assert "Set API receiving" in page.text
+
+
+@SQLITE_ONLY
+def test_the_console_shows_the_url_and_hint_in_chinese(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    page = admin_world.console.get(f"/admin/corps/{CORP_B}?lang=zh-CN")
+    assert callback_state(page) == "未设置"
+    assert "接收事件服务器" in page.text and "设置API接收" in page.text
+    assert f'<code id="callback-url">{EVENTS_URL}</code>' in page.text
+
+
+@SQLITE_ONLY
+def test_the_console_fields_are_never_prefilled(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator, box: SecretBox
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    in_unit(
+        store,
+        corps.update_corp,
+        box,
+        CORP_B,
+        actor="admin:root",
+        callback_token=TOKEN,
+        encoding_aes_key=AES_KEY,
+    )
+    page = admin_world.console.get(f"/admin/corps/{CORP_B}")
+    assert callback_state(page) == "Set (never shown)"
+    for name in ("callback_token", "encoding_aes_key"):
+        field = re.search(rf'<input type="password" id="{name}" name="{name}"[^>]*>', page.text)
+        assert field and "value=" not in field.group(0), page.text
+    never_shown(page)
+
+
+def test_setting_the_callback_through_the_console(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator, box: SecretBox
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    answer = callback_form(admin_world, callback_token=TOKEN, encoding_aes_key=f" {AES_KEY} ")
+    path = f"/admin/corps/{CORP_B}"
+    assert (answer.status_code, answer.headers["location"]) == (303, f"{path}?done=callback")
+    page = admin_world.console.get(answer.headers["location"])
+    assert "The callback settings are saved." in page.text
+    assert callback_state(page) == "Set (never shown)"
+    assert in_unit(store, corps.callback_settings, box, CORP_B) == corps.CallbackSettings(
+        CORP_B, TOKEN, AES_KEY
+    )
+    [event] = trail(store, "corp.updated")
+    assert (event.actor, event.detail["changed"]) == (
+        "admin:root",
+        ["callback_token", "encoding_aes_key"],
+    )
+    never_shown(answer, page)
+    never_stored_plain(store)
+
+
+@SQLITE_ONLY
+def test_the_console_sets_the_token_alone_and_says_incomplete(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator, box: SecretBox
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    answer = callback_form(admin_world, callback_token=TOKEN, encoding_aes_key="")
+    assert answer.status_code == 303
+    page = admin_world.console.get(answer.headers["location"])
+    assert callback_state(page).startswith("Incomplete")
+    [row] = stored(store)
+    assert box.decrypt(row["callback_token_encrypted"]) == TOKEN
+    assert row["encoding_aes_key_encrypted"] is None
+
+
+@SQLITE_ONLY
+def test_the_console_replaces_the_aes_key_alone(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator, box: SecretBox
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    callback_form(admin_world, callback_token=TOKEN, encoding_aes_key=AES_KEY)
+    callback_form(admin_world, callback_token="", encoding_aes_key=NEW_AES_KEY)
+    assert in_unit(store, corps.callback_settings, box, CORP_B) == corps.CallbackSettings(
+        CORP_B, TOKEN, NEW_AES_KEY
+    )
+
+
+#: (what the admin typed, the field marked, its message)
+BAD_CALLBACK_FORMS = [
+    ({"callback_token": "tok-en"}, "callback_token", "Paste the Token exactly as WeCom shows it"),
+    ({"callback_token": "t" * 33}, "callback_token", "Paste the Token exactly as WeCom shows it"),
+    (
+        {"encoding_aes_key": AES_KEY[:-1]},
+        "encoding_aes_key",
+        "Paste the EncodingAESKey exactly as WeCom shows it",
+    ),
+    (
+        {"callback_token": NEW_TOKEN, "encoding_aes_key": AES_KEY + "="},
+        "encoding_aes_key",
+        "Paste the EncodingAESKey exactly as WeCom shows it",
+    ),
+    ({}, "callback_token", "Type a new Token, a new EncodingAESKey, or both."),
+]
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("typed", "field", "message"),
+    BAD_CALLBACK_FORMS,
+    ids=[f"{field}-{index}" for index, (_, field, _) in enumerate(BAD_CALLBACK_FORMS)],
+)
+def test_console_callback_errors_reshow_the_page_and_change_nothing(
+    admin_world: AdminWorld,
+    store: Store,
+    simulator: WeComSimulator,
+    typed: dict[str, str],
+    field: str,
+    message: str,
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    before = stored(store)
+    answer = callback_form(admin_world, **typed)
+    assert answer.status_code == 422
+    assert message in answer.text
+    assert f'id="{field}-error"' in answer.text and 'aria-invalid="true"' in answer.text
+    assert 'id="callback-form-error"' in answer.text and 'id="form-error"' not in answer.text
+    assert all(value not in answer.text for value in typed.values())  # nothing typed comes back
+    assert f'<code id="callback-url">{EVENTS_URL}</code>' in answer.text
+    assert stored(store) == before
+    assert trail(store, "corp.updated") == []

@@ -38,7 +38,7 @@ from iam.db.store import Store, create_db_engine
 from iam.devtools.demo_apps import DemoAppConfig, create_demo_app
 from iam.devtools.wecom_simulator import demo_corps
 from iam.secretbox import SecretBox
-from iam.services import admins, clients, corps, signing_keys, users
+from iam.services import admins, clients, corps, directory, signing_keys, users
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
@@ -360,3 +360,35 @@ def test_the_corp_form_says_what_a_trusted_mobile_may_bind(
         page.goto(world.issuer + f"/admin/corps?lang={lang}")
         expect(page.get_by_text(hint).first).to_be_visible()
         screenshot(page, f"admin-corps-{lang}-{width}.png")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_a_corporation_shows_its_callback_url_and_a_person_their_departed_link(
+    world: World, console: BrowserContext, lang: str
+) -> None:
+    """Issue #13's pages: the corporation's callback section (set or not, the URL to paste into
+    WeCom, never a stored value) and a person's link disabled because they left, with when and
+    why; read whole at desktop and phone widths."""
+    corp_a = demo_corps()[0].corp_id
+    in_unit(
+        world.store,
+        corps.update_corp,
+        SecretBox(TEST_SECRET),
+        corp_a,
+        actor="test",
+        callback_token="QDG6eK",
+        encoding_aes_key="jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+    )
+    directory.follow_member(world.store, lambda corp_id, userid: None, corp_a, "lilei_a")
+    page = console.new_page()
+    sign_in_to_console(page, world)
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(world.issuer + f"/admin/corps/{corp_a}?lang={lang}")
+        expect(page.locator("#callback-url")).to_have_text(f"{world.issuer}/events/wecom/{corp_a}")
+        assert "QDG6eK" not in page.content()
+        screenshot(page, f"admin-corp-callback-{lang}-{width}.png")
+        page.goto(world.issuer + f"/admin/users/{world.user_id}?lang={lang}")
+        departed = {"en": "left the corporation", "zh-CN": "已离职"}[lang]
+        expect(page.get_by_text(departed).first).to_be_visible()
+        screenshot(page, f"admin-user-departed-link-{lang}-{width}.png")

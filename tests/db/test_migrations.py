@@ -61,7 +61,7 @@ def _audit_count(engine: Engine) -> int:
 def test_upgrade_creates_every_model_table(empty_engine: Engine) -> None:
     migrate.upgrade(empty_engine)
     assert _tables(empty_engine) == set(Base.metadata.tables) | {"alembic_version"}
-    assert migrate.current(empty_engine) == "0006"
+    assert migrate.current(empty_engine) == "0008"
 
 
 def test_fresh_database_has_no_revision(empty_engine: Engine) -> None:
@@ -90,7 +90,7 @@ def test_upgrade_after_downgrade_works_again(empty_engine: Engine) -> None:
 def test_upgrade_is_idempotent(empty_engine: Engine) -> None:
     migrate.upgrade(empty_engine)
     migrate.upgrade(empty_engine)
-    assert migrate.current(empty_engine) == "0006"
+    assert migrate.current(empty_engine) == "0008"
 
 
 def test_migrated_schema_matches_the_models(empty_engine: Engine) -> None:
@@ -148,4 +148,37 @@ def test_migrations_run_without_deprecation_warnings(tmp_path: Path) -> None:
             migrate.upgrade(engine)
     finally:
         engine.dispose()
-    assert migrate.current(engine) == "0006"
+    assert migrate.current(engine) == "0008"
+
+
+def _corp_columns(engine: Engine) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns("wecom_corps")}
+
+
+def test_0007_adds_the_callback_settings_and_keeps_the_corporations(empty_engine: Engine) -> None:
+    """A corporation connected before 0007 has no callback settings; going back drops them and
+    keeps the corporation."""
+    migrate.upgrade(empty_engine, "0006")
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO wecom_corps (corp_id, name, agent_id, secret_encrypted, trust_mobile,"
+                " enabled, created_at, updated_at) VALUES ('wwold', 'Old', 1000002, 'sealed',"
+                " false, true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+    migrate.upgrade(empty_engine, "0007")
+    callback = {"callback_token_encrypted", "encoding_aes_key_encrypted"}
+    assert callback <= _corp_columns(empty_engine)
+    with empty_engine.connect() as connection:
+        row = connection.execute(text("SELECT * FROM wecom_corps")).one()._mapping
+    assert (row["corp_id"], row["callback_token_encrypted"], row["encoding_aes_key_encrypted"]) == (
+        "wwold",
+        None,
+        None,
+    )
+    migrate.downgrade(empty_engine, "0006")
+    assert not callback & _corp_columns(empty_engine)
+    with empty_engine.connect() as connection:
+        kept = connection.execute(text("SELECT corp_id, secret_encrypted FROM wecom_corps")).all()
+    assert [tuple(row) for row in kept] == [("wwold", "sealed")]

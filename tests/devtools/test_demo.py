@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import shlex
 from urllib.parse import parse_qs, urlsplit
 
+from sqlalchemy import select
+from starlette.testclient import TestClient
+from support.constants import CORP_A, CORP_B
+from support.constants import ISSUER as TEST_ISSUER
 from support.units import in_unit
 
+from iam.db.models import IdentityLink
 from iam.db.store import Store
 from iam.devtools.demo import (
     DEMO_CLIENT_ID,
     DEMO_PHONE,
+    connect_simulator,
     example_authorization,
     seed_demo,
 )
+from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
+from iam.federation.wecom.callbacks import CallbackCrypto
 from iam.secretbox import SecretBox
-from iam.services import clients, signing_keys, users
+from iam.services import clients, corps, signing_keys, users
 
 ISSUER = "http://127.0.0.1:8000"
 
@@ -78,3 +87,68 @@ def test_seeding_on_another_port_registers_the_new_redirect_uri(store: Store, bo
     client = in_unit(store, clients.get_client, DEMO_CLIENT_ID)
     assert client.redirect_uris == [moved.redirect_uri]
     assert client.check_client_secret(moved.client_secret)
+
+
+def test_seeding_gives_each_subsidiary_new_callback_settings(store: Store, box: SecretBox):
+    first = seed_demo(store, box, ISSUER)
+    world = seed_demo(store, box, ISSUER)
+
+    assert [callback.corp_id for callback in world.callbacks] == [CORP_A, CORP_B]
+    for callback, before in zip(world.callbacks, first.callbacks, strict=True):
+        assert callback.url == f"{ISSUER}/events/wecom/{callback.corp_id}"
+        CallbackCrypto(callback.token, callback.encoding_aes_key, callback.corp_id)  # well-formed
+        stored = in_unit(store, corps.callback_settings, box, callback.corp_id)
+        assert stored is not None
+        assert (stored.token, stored.encoding_aes_key) == (
+            callback.token,
+            callback.encoding_aes_key,
+        )
+        assert (callback.token, callback.encoding_aes_key) != (
+            before.token,
+            before.encoding_aes_key,
+        )  # new on every start, like the printed secrets
+        assert callback.token not in repr(callback)
+        assert callback.encoding_aes_key not in repr(callback)
+
+
+def test_connect_simulator_gives_the_simulator_the_same_settings(store: Store, box: SecretBox):
+    world = seed_demo(store, box, ISSUER)
+    simulator = WeComSimulator(demo_corps())
+    connect_simulator(simulator, world)
+
+    for callback in world.callbacks:
+        configured = simulator.callback(callback.corp_id)
+        assert configured is not None
+        assert (configured.url, configured.token, configured.encoding_aes_key) == (
+            callback.url,
+            callback.token,
+            callback.encoding_aes_key,
+        )
+
+
+def test_in_the_demo_the_leave_button_disables_the_link(
+    wecom_app, store: Store, box: SecretBox, simulator: WeComSimulator
+):
+    """`make demo`'s story: 张三 leaves 子公司A in the simulator's directory page, and the
+    server disables the link at once."""
+    world = seed_demo(store, box, TEST_ISSUER)
+    with TestClient(wecom_app, base_url=TEST_ISSUER) as server:
+        connect_simulator(simulator, world, sender=server)
+        with TestClient(simulator.app) as wecom:
+            page = wecom.get("/directory")
+            match = re.search(r'name="form_token" value="([^"]+)"', page.text)
+            assert match is not None
+            answer = wecom.post(
+                "/directory",
+                data={"form_token": match.group(1), "corp_id": CORP_A, "userid": "zhangsan_A"},
+            )
+    assert answer.status_code == 200
+    assert "the server answered 200" in answer.text
+    with store() as db:
+        links = {
+            link.provider_user_id: link.status
+            for link in db.scalars(
+                select(IdentityLink).where(IdentityLink.user_id == world.user_id)
+            )
+        }
+    assert links == {f"{CORP_A}/zhangsan_A": "disabled", f"{CORP_B}/zs_b": "active"}

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient
 
 from iam.devtools import wecom_simulator
 from iam.devtools.wecom_simulator import SimCorp, SimMember, WeComSimulator, demo_corps
+from iam.federation.wecom.callbacks import CallbackCrypto, WeComEvent, parse_event
 
 CORP_A = "wwsubsidiarya0001"
 CORP_B = "wwsubsidiaryb0002"
@@ -754,6 +756,331 @@ def test_concurrent_code_redemption_succeeds_exactly_once(sim: WeComSimulator):
         thread.join()
 
     assert sorted(errcodes) == [0] + [40029] * 9
+
+
+# --- change events: the directory changes, and WeCom tells the server ---
+
+CALLBACK_URL = "https://iam.test/events/wecom/" + CORP_A
+CALLBACK_TOKEN = "SimToken42"
+CALLBACK_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+
+
+class Answer:
+    def __init__(self, status_code: int, text: str) -> None:
+        self.status_code = status_code
+        self.text = text
+
+
+class RecordingSender:
+    """A sender that keeps what it is asked to POST and answers `status` (or raises `error`)."""
+
+    def __init__(self, status: int = 200, text: str = "", error: Exception | None = None):
+        self.posts: list[dict] = []
+        self.answer = Answer(status, text)
+        self.error = error
+
+    def post(self, url: str, *, content: bytes, params: dict, headers: dict) -> Answer:
+        self.posts.append({"url": url, "content": content, "params": params, "headers": headers})
+        if self.error is not None:
+            raise self.error
+        return self.answer
+
+    def opened(self, index: int = -1) -> tuple[str, WeComEvent]:
+        """The plaintext of a POSTed event (verified and decrypted as our receiver does)."""
+        sent = self.posts[index]
+        params = sent["params"]
+        plaintext = CallbackCrypto(CALLBACK_TOKEN, CALLBACK_KEY, CORP_A).open_message(
+            params["msg_signature"], params["timestamp"], params["nonce"], sent["content"]
+        )
+        return plaintext, parse_event(plaintext)
+
+
+@pytest.fixture
+def sender(sim: WeComSimulator) -> RecordingSender:
+    recording = RecordingSender()
+    sim.configure_callback(CORP_A, CALLBACK_URL, CALLBACK_TOKEN, CALLBACK_KEY, sender=recording)
+    return recording
+
+
+def test_a_leaver_is_removed_and_delete_user_is_sealed_and_posted(
+    sim: WeComSimulator, http: TestClient, sender: RecordingSender
+):
+    delivery = sim.member_leaves(CORP_A, "ZHANGSAN_A")
+
+    assert (delivery.url, delivery.status_code, delivery.accepted) == (CALLBACK_URL, 200, True)
+    (sent,) = sender.posts
+    assert sent["url"] == CALLBACK_URL
+    assert sent["headers"] == {"content-type": "text/xml"}
+    assert set(sent["params"]) == {"msg_signature", "timestamp", "nonce"}
+    assert abs(int(sent["params"]["timestamp"]) - time.time()) < 60
+    assert sent["params"]["nonce"].isdigit()
+    plaintext, event = sender.opened()
+    assert (event.msg_type, event.event, event.change_type) == (
+        "event",
+        "change_contact",
+        "delete_user",
+    )
+    assert event.user_id == "zhangsan_A"  # as WeCom spells it, whatever the caller's case
+    assert event.create_time == int(sent["params"]["timestamp"])
+    assert plaintext.startswith(
+        f"<xml><ToUserName><![CDATA[{CORP_A}]]></ToUserName>"
+        "<FromUserName><![CDATA[sys]]></FromUserName><CreateTime>"
+    )
+    assert (
+        "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_contact]]></Event>" in plaintext
+    )
+    assert (
+        "<ChangeType>delete_user</ChangeType><UserID><![CDATA[zhangsan_A]]></UserID></xml>"
+        in plaintext
+    )
+    access_token = token(http)
+    answer = api(http, "/cgi-bin/user/get", access_token=access_token, userid="zhangsan_A")
+    assert answer["errcode"] == 60111
+
+
+def test_a_rename_sends_update_user_with_the_new_userid(
+    sim: WeComSimulator, http: TestClient, sender: RecordingSender
+):
+    delivery = sim.member_renamed(CORP_A, "zhangsan_a", "zhang.san")
+
+    assert (delivery.change_type, delivery.userid) == ("update_user", "zhangsan_A")
+    _, event = sender.opened()
+    assert (event.change_type, event.user_id, event.new_user_id) == (
+        "update_user",
+        "zhangsan_A",
+        "zhang.san",
+    )
+    access_token = token(http)
+    answer = api(http, "/cgi-bin/user/get", access_token=access_token, userid="zhang.san")
+    assert (answer["errcode"], answer["position"]) == (0, "销售经理")
+
+
+def test_a_change_sends_update_user_with_the_changed_fields(
+    sim: WeComSimulator, http: TestClient, sender: RecordingSender
+):
+    sim.member_changed(CORP_A, "lisi", position="销售主管", department=[3, 2], status=5)
+
+    plaintext, event = sender.opened()
+    assert (event.change_type, event.user_id) == ("update_user", "lisi")
+    assert event.fields["Position"] == "销售主管"
+    assert (event.fields["Department"], event.fields["MainDepartment"]) == ("3,2", "3")
+    assert event.fields["Status"] == "5"
+    assert "NewUserID" not in event.fields and "Name" not in event.fields  # only what changed
+    assert "<Position><![CDATA[销售主管]]></Position>" in plaintext
+    assert "<Status>5</Status>" in plaintext and "<MainDepartment>3</MainDepartment>" in plaintext
+    answer = api(http, "/cgi-bin/user/get", access_token=token(http), userid="lisi")
+    assert (answer["position"], answer["department"], answer["status"]) == ("销售主管", [3, 2], 5)
+
+
+def test_member_changed_refuses_a_userid_and_unknown_fields(sim: WeComSimulator):
+    with pytest.raises(ValueError, match="member_renamed"):
+        sim.member_changed(CORP_A, "lisi", userid="li.si")
+    with pytest.raises(ValueError, match="unknown member fields"):
+        sim.member_changed(CORP_A, "lisi", nickname="小李")
+
+
+def test_a_rename_onto_a_taken_userid_is_refused(sim: WeComSimulator, sender: RecordingSender):
+    with pytest.raises(ValueError, match="taken"):
+        sim.member_renamed(CORP_A, "zhangsan_A", "LISI")
+    assert sender.posts == []
+    assert sim.issue_code(CORP_A, "zhangsan_A") and sim.issue_code(CORP_A, "lisi")
+
+
+def test_without_callback_settings_a_leaver_still_leaves(sim: WeComSimulator, http: TestClient):
+    delivery = sim.member_leaves(CORP_B, "zs_b")
+
+    assert (delivery.sent, delivery.url, delivery.status_code) == (False, None, None)
+    assert "no callback settings" in delivery.summary()
+    access_token = token(http, CORP_B, SECRET_B)
+    answer = api(http, "/cgi-bin/user/get", access_token=access_token, userid="zs_b")
+    assert answer["errcode"] == 60111
+
+
+def test_the_servers_refusal_is_reported(sim: WeComSimulator):
+    refusing = RecordingSender(status=400, text="refused")
+    sim.configure_callback(CORP_A, CALLBACK_URL, CALLBACK_TOKEN, CALLBACK_KEY, sender=refusing)
+
+    delivery = sim.member_leaves(CORP_A, "lisi")
+
+    assert (delivery.status_code, delivery.answer, delivery.accepted) == (400, "refused", False)
+    assert delivery.summary().endswith("the server answered 400: refused")
+
+
+def test_an_unreachable_server_is_reported(sim: WeComSimulator):
+    failing = RecordingSender(error=httpx.ConnectError("connection refused"))
+    sim.configure_callback(CORP_A, CALLBACK_URL, CALLBACK_TOKEN, CALLBACK_KEY, sender=failing)
+
+    delivery = sim.member_leaves(CORP_A, "lisi")
+
+    assert (delivery.sent, delivery.status_code, delivery.error) == (
+        True,
+        None,
+        "connection refused",
+    )
+    assert "no answer (connection refused)" in delivery.summary()
+    assert sim.issue_code(CORP_A, "zhangsan_A")
+    with pytest.raises(KeyError):  # lisi left all the same
+        sim.issue_code(CORP_A, "lisi")
+
+
+def test_the_default_sender_posts_over_http(sim: WeComSimulator, monkeypatch: pytest.MonkeyPatch):
+    seen: list[httpx.Request] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    real_client = httpx.Client
+    monkeypatch.setattr(
+        httpx,
+        "Client",
+        lambda **options: real_client(transport=httpx.MockTransport(server), **options),
+    )
+    sim.configure_callback(CORP_A, CALLBACK_URL, CALLBACK_TOKEN, CALLBACK_KEY)
+
+    assert sim.member_leaves(CORP_A, "lisi").accepted
+
+    (request,) = seen
+    assert (request.method, str(request.url).split("?")[0]) == ("POST", CALLBACK_URL)
+    assert set(request.url.params) == {"msg_signature", "timestamp", "nonce"}
+    assert request.content.startswith(b"<xml><ToUserName><![CDATA[" + CORP_A.encode())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("NOPE", CALLBACK_URL, CALLBACK_TOKEN, CALLBACK_KEY),
+        (CORP_A, CALLBACK_URL, "not a token!", CALLBACK_KEY),
+        (CORP_A, CALLBACK_URL, CALLBACK_TOKEN, CALLBACK_KEY[:-1]),
+        (CORP_A, "/events/wecom/x", CALLBACK_TOKEN, CALLBACK_KEY),
+    ],
+    ids=["unknown corp", "bad token", "short key", "relative url"],
+)
+def test_configure_callback_refuses_what_wecom_would_not_save(sim: WeComSimulator, args):
+    with pytest.raises((KeyError, ValueError)):
+        sim.configure_callback(*args)
+    assert sim.callback(CORP_A) is None
+
+
+def test_configuring_again_replaces_the_settings(sim: WeComSimulator, sender: RecordingSender):
+    sim.configure_callback(CORP_A, CALLBACK_URL + "?v=2", "Other1", CALLBACK_KEY)
+    configured = sim.callback(CORP_A)
+    assert configured is not None
+    assert (configured.url, configured.token, configured.sender) == (
+        CALLBACK_URL + "?v=2",
+        "Other1",
+        None,
+    )
+    assert CALLBACK_TOKEN not in repr(configured) and "Other1" not in repr(configured)
+
+
+def test_a_ticket_of_a_member_who_left_is_answered_60111(sim: WeComSimulator, http: TestClient):
+    code = sim.issue_code(CORP_A, "zhangsan_A", with_ticket=True)
+    access_token = token(http)
+    ticket = userinfo(http, access_token, code)["user_ticket"]
+    sim.member_leaves(CORP_A, "zhangsan_A")
+    assert userdetail(http, access_token, ticket)["errcode"] == 60111
+
+
+# --- the directory page and its button ---
+
+
+def form_token(page: str) -> str:
+    match = re.search(r'name="form_token" value="([^"]+)"', page)
+    assert match is not None, page
+    return match.group(1)
+
+
+def test_the_directory_lists_every_member_with_a_leave_button(
+    http: TestClient, sender: RecordingSender
+):
+    page = http.get("/directory")
+
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"
+    for corp in demo_corps():
+        assert corp.corp_id in page.text
+        for member in corp.members:
+            assert f'name="userid" value="{member.userid}"' in page.text
+    assert page.text.count("leaves the corporation</button>") == 8
+    assert f"Events go to {CALLBACK_URL}" in page.text  # A's settings
+    assert "No callback settings" in page.text  # B has none
+
+
+def test_the_leave_button_sends_delete_user_and_shows_the_answer(
+    sim: WeComSimulator, http: TestClient, sender: RecordingSender
+):
+    page = http.get("/directory")
+    answer = http.post(
+        "/directory",
+        data={"form_token": form_token(page.text), "corp_id": CORP_A, "userid": "lisi"},
+    )
+
+    assert answer.status_code == 200
+    assert 'class="notice"' in answer.text
+    assert f"delete_user for lisi of {CORP_A}: sent to {CALLBACK_URL}" in answer.text
+    assert 'name="userid" value="lisi"' not in answer.text  # gone from the list
+    _, event = sender.opened()
+    assert (event.change_type, event.user_id) == ("delete_user", "lisi")
+    with pytest.raises(KeyError):
+        sim.issue_code(CORP_A, "lisi")
+
+
+def test_the_leave_button_without_callback_settings_says_nothing_was_sent(
+    sim: WeComSimulator, http: TestClient
+):
+    page = http.get("/directory")
+    answer = http.post(
+        "/directory",
+        data={"form_token": form_token(page.text), "corp_id": CORP_B, "userid": "zs_b"},
+    )
+
+    assert answer.status_code == 200
+    assert 'class="error"' in answer.text and "no callback settings" in answer.text
+    with pytest.raises(KeyError):
+        sim.issue_code(CORP_B, "zs_b")
+
+
+@pytest.mark.parametrize("token_value", [None, "", "forged"], ids=["missing", "empty", "forged"])
+def test_the_leave_button_needs_the_pages_form_token(
+    sim: WeComSimulator, http: TestClient, sender: RecordingSender, token_value: str | None
+):
+    data = {"corp_id": CORP_A, "userid": "lisi"}
+    if token_value is not None:
+        data["form_token"] = token_value
+
+    answer = http.post("/directory", data=data)
+
+    assert answer.status_code == 403
+    assert sender.posts == []
+    assert sim.issue_code(CORP_A, "lisi")  # still a member
+
+
+def test_each_simulator_has_its_own_form_token(http: TestClient):
+    other = WeComSimulator(demo_corps())
+    with TestClient(other.app) as other_http:
+        assert form_token(http.get("/directory").text) != form_token(
+            other_http.get("/directory").text
+        )
+
+
+@pytest.mark.parametrize(
+    ("corp_id", "userid"),
+    [(CORP_A, "nobody"), ("NOPE", "lisi"), (CORP_B, "lisi")],
+    ids=["unknown member", "unknown corp", "member of another corp"],
+)
+def test_the_leave_button_refuses_unknown_members(
+    sim: WeComSimulator, http: TestClient, sender: RecordingSender, corp_id: str, userid: str
+):
+    page = http.get("/directory")
+    answer = http.post(
+        "/directory",
+        data={"form_token": form_token(page.text), "corp_id": corp_id, "userid": userid},
+    )
+
+    assert answer.status_code == 400
+    assert sender.posts == []
+    assert sim.issue_code(CORP_A, "lisi")
 
 
 # --- the demo world ---

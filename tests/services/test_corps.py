@@ -60,7 +60,7 @@ def test_add_corp_keeps_the_secret_encrypted(store: Store, box: SecretBox) -> No
     with store() as db:
         event = db.query(AuditEvent).one()
     assert (event.event, event.actor) == ("corp.added", "cli")
-    assert event.detail == {"corp_id": CORP_A, "trust_mobile": True}
+    assert event.detail == {"corp_id": CORP_A, "trust_mobile": True, "callback": False}
 
 
 def test_wecom_config_gives_the_connector_what_it_needs(store: Store, box: SecretBox) -> None:

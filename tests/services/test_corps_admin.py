@@ -113,6 +113,7 @@ def test_update_corp_changes_what_is_given_and_audits_it(
                 "changed": ["agent_id", "name"],
                 "enabled": True,
                 "trust_mobile": False,
+                "callback": False,
             },
         ),
         (
@@ -122,6 +123,7 @@ def test_update_corp_changes_what_is_given_and_audits_it(
                 "changed": ["enabled", "trust_mobile"],
                 "enabled": False,
                 "trust_mobile": True,
+                "callback": False,
             },
         ),
     ]

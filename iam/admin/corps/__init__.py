@@ -1,6 +1,7 @@
 """Admin: WeCom corporations. The console lists, connects, edits, disables and tests them; the
-API under /admin/api/corps does the same in JSON for scripts. An app secret goes in and never
-comes out: no page and no JSON answer carries it, the console says only that one is set.
+API under /admin/api/corps does the same in JSON for scripts. An app secret, and the app's
+callback Token and EncodingAESKey, go in and never come out: no page and no JSON answer carries
+them, the console and the API say only whether they are set.
 
 `iam.services.corps` checks every value; the API's bodies are also held to the records of
 `iam.records.corps`, whose schemas are the ones the OpenAPI document publishes."""
@@ -19,6 +20,7 @@ from iam.admin.corps.api import (
 )
 from iam.admin.corps.console import (
     add,
+    callback,
     connection_test,
     corp_page,
     disable,
@@ -40,6 +42,7 @@ routes: list[BaseRoute] = [
     Route("/corps/{corp_id}/enable", enable, methods=["POST"]),
     Route("/corps/{corp_id}/disable", disable, methods=["POST"]),
     Route("/corps/{corp_id}/test", connection_test, methods=["POST"]),
+    Route("/corps/{corp_id}/callback", callback, methods=["POST"]),
     Route("/api/corps", by_method(GET=api_list, POST=api_create), methods=["GET", "POST"]),
     Route(
         "/api/corps/{corp_id}",

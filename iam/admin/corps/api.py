@@ -51,6 +51,8 @@ async def api_create(request: Request, caller: Caller) -> Response:
             given.agent_id,
             given.secret,
             trust_mobile=given.trust_mobile,
+            callback_token=given.callback_token,
+            encoding_aes_key=given.encoding_aes_key,
             actor=caller.actor,
         ),
     )

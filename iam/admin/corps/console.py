@@ -1,5 +1,8 @@
 """Admin corporations: the console pages under /admin/corps. Each form's use case runs in one
-worker call and one unit of work; the connection test is the API's (`api.tested`)."""
+worker call and one unit of work; the connection test is the API's (`api.tested`).
+
+A corporation's page also shows its app's callback settings ("接收事件服务器"): whether they are
+set (never their values), the URL to paste into WeCom, and a form that sets or replaces them."""
 
 from __future__ import annotations
 
@@ -57,6 +60,26 @@ def _error_keys(error: ValidationError) -> dict[str, str]:
     return {error.field: f"admin.corp.invalid.{error.field}"}
 
 
+#: What the callback form says about each of its fields when the service refuses it.
+CALLBACK_ERRORS = {
+    "callback_token": "admin.corp.invalid.callback_token",
+    "encoding_aes_key": "admin.corp.invalid.encoding_aes_key",
+}
+
+
+def events_url(request: Request, corp_id: str) -> str:
+    """Where WeCom sends this corporation's events: the URL to paste into its callback
+    settings."""
+    return f"{request.app.state.settings.issuer}/events/wecom/{corp_id}"
+
+
+def _callback_state(corp: WeComCorp) -> str:
+    """`set` (both), `unset` (neither) or `partial` (one of the two is missing)."""
+    present = [corp.callback_token_encrypted, corp.encoding_aes_key_encrypted]
+    count = sum(value is not None for value in present)
+    return {0: "unset", 1: "partial", 2: "set"}[count]
+
+
 async def _list_page(
     request: Request,
     admin: Admin,
@@ -87,10 +110,14 @@ def _corp_page(
     errors: dict[str, str] | None = None,
     notice_key: str | None = None,
     test: ConnectionResult | None = None,
+    callback_errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
     context = {
         "corp": corp,
+        "callback_state": _callback_state(corp),
+        "callback_url": events_url(request, corp.corp_id),
+        "callback_errors": callback_errors or {},
         "created": corp.created_at.strftime("%Y-%m-%d %H:%M UTC"),
         "form": form
         or {
@@ -152,6 +179,7 @@ NOTICES = {
     "saved": "admin.corp.saved",
     "enabled": "admin.corp.enabled_now",
     "disabled": "admin.corp.disabled_now",
+    "callback": "admin.corp.callback_saved",
 }
 
 
@@ -191,6 +219,37 @@ async def edit(request: Request, admin: Admin, form: FormData) -> Response:
             request, admin, corp, form=values, errors=_error_keys(error), status_code=422
         )
     return see_other(f"/admin/corps/{corp_id}?done=saved")
+
+
+@area.form
+async def callback(request: Request, admin: Admin, form: FormData) -> Response:
+    """POST /admin/corps/{corp_id}/callback: a new Token, a new EncodingAESKey, or both; an
+    empty field keeps what is stored. Nothing typed is ever shown back."""
+    token = _text(form, "callback_token").strip() or None
+    key = _text(form, "encoding_aes_key").strip() or None
+    state = request.app.state
+    corp_id = request.path_params["corp_id"]
+    try:
+        if token is None and key is None:
+            raise ValidationError("callback_token", "Type a Token, an EncodingAESKey, or both.")
+        await in_worker(
+            state.store,
+            lambda db: corps.update_corp(
+                db,
+                state.box,
+                corp_id,
+                actor=_actor(admin),
+                callback_token=token,
+                encoding_aes_key=key,
+            ),
+        )
+    except ValidationError as error:
+        corp = await _corp(request)
+        nothing = token is None and key is None
+        message = "admin.corp.callback_nothing" if nothing else CALLBACK_ERRORS[error.field]
+        errors = {error.field: message}
+        return _corp_page(request, admin, corp, callback_errors=errors, status_code=422)
+    return see_other(f"/admin/corps/{corp_id}?done=callback")
 
 
 async def _switch(request: Request, admin: Admin, enabled: bool) -> Response:

@@ -77,7 +77,10 @@ PATHS: dict[str, Any] = {
         "patch": {
             "operationId": "updateCorp",
             "tags": ["corps"],
-            "summary": "Change a corporation: name, agent id, secret, trust_mobile, enabled.",
+            "summary": (
+                "Change a corporation: name, agent id, secret, trust_mobile, enabled, callback "
+                "Token, EncodingAESKey."
+            ),
             "requestBody": doc.body(CorpPatch),
             "responses": {
                 "200": doc.answer("The corporation now", Corp),

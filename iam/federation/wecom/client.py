@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ REASONS: Mapping[int, str] = {
 }
 #: The longest part of a WeCom errmsg kept in messages. Real errmsgs carry a long hint and URL.
 ERRMSG_LIMIT = 200
+#: How long a department's name is believed without asking WeCom again (a department event
+#: received by this process forgets it sooner).
+DEPARTMENT_TTL = 3600.0
 #: Keys of the legacy `user/getuserinfo` answer, and the names the current API uses for them.
 _LEGACY_KEYS = {"UserId": "userid", "OpenId": "openid", "DeviceId": "deviceid"}
 
@@ -100,6 +104,8 @@ class WeComClient:
         self._base = api_base.rstrip("/")
         self._http = http
         self._cache = cache
+        self._departments: dict[tuple[str, int], tuple[str, float]] = {}
+        self._departments_lock = threading.Lock()
 
     def access_token(self, app: WeComApp) -> str:
         return self._cache.get_or_fetch(token_key(app), lambda: self._fetch_token(app))
@@ -132,6 +138,27 @@ class WeComClient:
 
     def get_user(self, app: WeComApp, userid: str) -> dict[str, Any]:
         return self._call(app, "user/get", "GET", params={"userid": userid})
+
+    def department_name(self, app: WeComApp, department_id: int) -> str:
+        """A department's name, from this process's cache (`DEPARTMENT_TTL`) or department/get:
+        every sign-in shows its member's departments, and names seldom change (a department
+        event forgets them at once: `forget_departments`)."""
+        key = (app.corp_id, department_id)
+        with self._departments_lock:
+            cached = self._departments.get(key)
+        if cached is not None and time.monotonic() < cached[1]:
+            return cached[0]
+        department = self.get_department(app, department_id)
+        name = str(department.get("name") or department_id)
+        with self._departments_lock:
+            self._departments[key] = (name, time.monotonic() + DEPARTMENT_TTL)
+        return name
+
+    def forget_departments(self, corp_id: str) -> None:
+        """A corporation's departments changed (a department event): read them again."""
+        with self._departments_lock:
+            for key in [key for key in self._departments if key[0] == corp_id]:
+                del self._departments[key]
 
     def get_department(self, app: WeComApp, department_id: int) -> dict[str, Any]:
         body = self._call(app, "department/get", "GET", params={"id": department_id})

@@ -28,6 +28,10 @@ MAX_DEPARTMENTS = 10
 MAX_STATE = 128
 #: auth/getuserinfo's answer to a code that is unknown, used, or older than 5 minutes.
 INVALID_CODE = 40029
+#: user/get's answer for a userid the corporation does not have (left, deleted, renamed).
+NO_SUCH_MEMBER = 60111
+#: user/get's `status` of a member who may not sign in: 2 disabled, 5 left the corporation.
+GONE_STATUSES = (2, 5)
 
 
 def subject_of(corp_id: str, userid: str) -> tuple[str, str]:
@@ -116,6 +120,20 @@ class WeComConnector:
         detail = self.client.get_user_detail(self.app, ticket) if ticket else {}
         return self._identity(str(member.get("userid") or userid), member, detail)
 
+    def look_up(self, userid: str) -> Identity | None:
+        """The member as the directory shows them now (no mobile or email: user/get leaves
+        them out for apps made after 2022-06-20); None when the corporation has no such member
+        any more, or has disabled them, or they left. Other WeCom errors raise."""
+        try:
+            member = self.client.get_user(self.app, userid)
+        except WeComApiError as error:
+            if error.code == NO_SUCH_MEMBER:
+                return None
+            raise
+        if int(member.get("status") or 1) in GONE_STATUSES:
+            return None
+        return self._identity(str(member.get("userid") or userid), member, {})
+
     def _identity(
         self, userid: str, member: Mapping[str, Any], detail: Mapping[str, Any]
     ) -> Identity:
@@ -151,13 +169,11 @@ class WeComConnector:
         names = []
         for department_id in department_ids:
             try:
-                department = self.client.get_department(self.app, department_id)
+                names.append(self.client.department_name(self.app, department_id))
             except WeComApiError as error:
                 if error.code not in (60011, 60003):
                     raise
                 names.append(str(department_id))
-            else:
-                names.append(str(department.get("name") or department_id))
         return names
 
 

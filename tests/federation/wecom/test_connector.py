@@ -216,6 +216,55 @@ def test_department_names_are_read_for_ten_departments_at_most(
     assert simulator.calls["department_get"] == MAX_DEPARTMENTS
 
 
+def test_department_names_are_read_once_until_a_department_event_forgets_them(
+    simulator: WeComSimulator, client: WeComClient
+) -> None:
+    for _ in range(3):  # three sign-ins of one member
+        code = simulator.issue_code(CORP_OLD, "Old_Timer")
+        connector(client, CORP_OLD).handle_callback(CALLBACK, {"code": code})
+    assert simulator.calls["department_get"] == MAX_DEPARTMENTS
+    client.forget_departments(CORP_A)  # another corporation's event forgets nothing here
+    code = simulator.issue_code(CORP_OLD, "Old_Timer")
+    connector(client, CORP_OLD).handle_callback(CALLBACK, {"code": code})
+    assert simulator.calls["department_get"] == MAX_DEPARTMENTS
+    client.forget_departments(CORP_OLD)
+    code = simulator.issue_code(CORP_OLD, "Old_Timer")
+    connector(client, CORP_OLD).handle_callback(CALLBACK, {"code": code})
+    assert simulator.calls["department_get"] == 2 * MAX_DEPARTMENTS
+
+
+def test_a_member_the_directory_no_longer_has_is_looked_up_as_none(
+    simulator: WeComSimulator, client: WeComClient
+) -> None:
+    assert connector(client).look_up("lisi") is not None
+    simulator.remove_member(CORP_A, "lisi")
+    assert connector(client).look_up("lisi") is None
+
+
+@pytest.mark.parametrize("status", [2, 5], ids=["disabled", "left"])
+def test_a_disabled_or_departed_member_is_looked_up_as_none(
+    simulator: WeComSimulator, client: WeComClient, status: int
+) -> None:
+    simulator.update_member(CORP_A, "lisi", status=status)
+    assert connector(client).look_up("lisi") is None
+
+
+def test_a_look_up_shows_the_member_as_the_directory_has_them_now(
+    simulator: WeComSimulator, client: WeComClient
+) -> None:
+    simulator.update_member(CORP_A, "lisi", position="区域总监")
+    found = connector(client).look_up("LISI")
+    assert found is not None and found.metadata["position"] == "区域总监"
+
+
+def test_other_directory_errors_are_not_a_departure(
+    simulator: WeComSimulator, client: WeComClient
+) -> None:
+    simulator.fail_next("user_get", 45009)
+    with pytest.raises(WeComApiError):
+        connector(client).look_up("lisi")
+
+
 @pytest.mark.parametrize("errcode", [60011, 60003])
 def test_a_department_the_app_may_not_read_is_named_by_its_id(
     simulator: WeComSimulator, client: WeComClient, errcode: int
