@@ -26,7 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from iam.db.unit import in_worker
-from iam.errors import IamError
+from iam.errors import IamError, RateLimitedError
 from iam.federation.connector import UpstreamUnavailableError
 from iam.federation.wecom.callbacks import (
     CallbackCrypto,
@@ -76,9 +76,16 @@ async def _crypto(request: Request) -> CallbackCrypto | None:
     return CallbackCrypto(found.token, found.encoding_aes_key, found.corp_id)
 
 
-async def _audit_refusal(request: Request, reason: str) -> None:
+async def _audit_refusal(request: Request, reason: str) -> Response:
+    """The refusal, audited: WeCom never sends a bad signature, so these are forgeries or a
+    misconfiguration. Past a limit per corporation and per address they are only counted
+    (429), so a flood of forgeries cannot fill the audit trail."""
     corp_id = request.path_params["corp_id"]
     ip = request.client.host if request.client else None
+    try:
+        request.app.state.rate_limits.check("callback_refused", key=corp_id, ip=ip)
+    except RateLimitedError as error:
+        return _refused(429, f"too many refused callbacks; try again in {error.retry_after} s")
     log.warning("refused a WeCom callback for %s: %s", corp_id, reason)
     await in_worker(
         request.app.state.store,
@@ -91,6 +98,7 @@ async def _audit_refusal(request: Request, reason: str) -> None:
             reason=reason,
         ),
     )
+    return _refused(400, "refused")
 
 
 async def verify_url(request: Request) -> Response:
@@ -104,8 +112,7 @@ async def verify_url(request: Request) -> Response:
             params["msg_signature"], params["timestamp"], params["nonce"], params["echostr"]
         )
     except CallbackError as error:
-        await _audit_refusal(request, error.reason)
-        return _refused(400, "refused")
+        return await _audit_refusal(request, error.reason)
     return PlainTextResponse(echo, headers={"cache-control": "no-store"})
 
 
@@ -123,8 +130,7 @@ async def receive(request: Request) -> Response:
         encrypted, _to = envelope_fields(body)
         event = parse_event(plaintext)
     except CallbackError as error:
-        await _audit_refusal(request, error.reason)
-        return _refused(400, "refused")
+        return await _audit_refusal(request, error.reason)
     kind = event.change_type or event.event or event.msg_type or "unknown"
     fields: dict[str, Any] = {
         **event.fields,

@@ -61,6 +61,9 @@ DEFAULT_RULES: dict[str, Rule] = {
     # waiting for a login, a login sent to WeCom.
     "flow_start.key": Rule(60, 600),  # per browser
     "flow_start.ip": Rule(600, 600),
+    # refused WeCom callbacks (each is audited): per corporation, and per address
+    "callback_refused.key": Rule(100, 600),
+    "callback_refused.ip": Rule(100, 600),
     "admin_login.key": Rule(10, 600),  # per username (besides the lock-out after 5 failures)
     "admin_login.ip": Rule(30, 600),
     "token.key": Rule(30000, 60),  # per confidential client (500 a second)

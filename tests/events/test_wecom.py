@@ -7,19 +7,22 @@ nothing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import urlencode
 
 import jwt
 import pytest
 from httpx2 import Response
 from sqlalchemy import func, select
+from starlette.testclient import TestClient
 from support.browser import WeComFront
 from support.constants import CORP_A, CORP_B, RP_REDIRECT, TEST_SECRET
 from support.protocol import query_of
 from support.units import in_unit
-from support.wecom import META_A, META_B
+from support.wecom import META_A, META_B, connect_corp
 from support.world import World
 
+from iam.app import create_app
 from iam.db.models import AuditEvent, DirectoryEvent, IdentityLink
 from iam.db.store import Store
 from iam.devtools.wecom_simulator import WeComSimulator
@@ -27,6 +30,8 @@ from iam.federation.wecom.callbacks import CallbackCrypto
 from iam.secretbox import SecretBox
 from iam.services import clients, corps, users
 from iam.services.clients import RegisteredClient
+from iam.services.sms import ConsoleSms
+from iam.settings import Settings
 
 TOKEN = "QDG6eK"
 KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
@@ -316,3 +321,36 @@ def test_a_department_event_makes_the_next_sign_in_read_department_names_again(
     assert post(in_a, change("update_party", Id="2", Name="大客户部")).status_code == 200
     assert in_a.login_as("zhangsan_A", CORP_A).status_code == 303
     assert simulator.calls["department_get"] > before
+
+
+def test_a_flood_of_refused_callbacks_is_counted_not_audited(
+    wecom_settings: Settings, store: Store, sms: ConsoleSms, simulator: WeComSimulator
+) -> None:
+    """WeCom never sends a bad signature: past the limit, forgeries are only counted (429)."""
+    connect_corp(store, simulator, CORP_A)
+    in_unit(
+        store,
+        corps.update_corp,
+        SecretBox(TEST_SECRET),
+        CORP_A,
+        actor="test",
+        callback_token=TOKEN,
+        encoding_aes_key=KEY,
+    )
+    app = create_app(
+        replace(wecom_settings, rate_limits="callback_refused=2/600"), store=store, sms=sms
+    )
+    query = urlencode({"msg_signature": "0" * 40, "timestamp": TIMESTAMP, "nonce": NONCE})
+    with TestClient(app) as client:
+        statuses = [
+            client.post(f"/events/wecom/{CORP_A}?{query}", content=b"<xml/>").status_code
+            for _ in range(4)
+        ]
+    assert statuses == [400, 400, 429, 429]
+    with store() as db:
+        audited = db.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.event == "wecom.callback_refused")
+        )
+    assert audited == 2
