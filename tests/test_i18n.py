@@ -66,7 +66,13 @@ DYNAMIC_KEYS = {
 NOT_MESSAGE_KEYS: set[str] = set()
 #: The functions that write an audit event given as their second argument (`audit.record` and
 #: the services' helpers around it): that literal is an event, not a message.
-AUDITING = {"audit.record", "otp.record_refusal", "record_refusal", "_link_event"}
+AUDITING = {
+    "audit.record",
+    "otp.record_refusal",
+    "record_refusal",
+    "directory.link_event",
+    "link_event",
+}
 
 
 def test_query_lang_wins_over_cookie_and_header() -> None:

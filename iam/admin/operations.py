@@ -23,6 +23,17 @@ def answer(
     return {"description": description, "content": {"application/json": {"schema": shown}}, **extra}
 
 
+def created(description: str, record: type[BaseModel], what: str, **extra: Any) -> dict[str, Any]:
+    """A 201 answer: the new resource, and its URL in this API in `Location`."""
+    location = {"description": f"{what}'s URL in this API", "required": True}
+    return answer(
+        description,
+        record,
+        headers={"Location": {**location, "schema": {"type": "string"}}},
+        **extra,
+    )
+
+
 def listing(key: str, record: type[BaseModel]) -> dict[str, Any]:
     """`{"<key>": [record, ...]}`."""
     return {

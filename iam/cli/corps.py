@@ -42,6 +42,15 @@ def _box(settings: Settings) -> SecretBox:
     return SecretBox(str(settings.secret_key))
 
 
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """What `add` and `update` both take: the trusted-mobile flag and the callback settings."""
+    return {
+        "trust_mobile": args.trust_mobile,
+        "callback_token": args.callback_token,
+        "encoding_aes_key": args.encoding_aes_key,
+    }
+
+
 def _corps_add(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
     """The corporation as the admin API shows it (the `Corp` record: never the secret, nor the
     callback settings)."""
@@ -55,9 +64,7 @@ def _corps_add(args: argparse.Namespace, store: Store, settings: Settings) -> Ou
             args.name,
             args.agent_id,
             args.secret,
-            trust_mobile=args.trust_mobile,
-            callback_token=args.callback_token,
-            encoding_aes_key=args.encoding_aes_key,
+            **_options(args),
         ),
     )
     record = Corp.of(corp).to_json()
@@ -76,9 +83,7 @@ def _corps_update(args: argparse.Namespace, store: Store, settings: Settings) ->
             actor="cli",
             name=args.name,
             secret=args.secret,
-            trust_mobile=args.trust_mobile,
-            callback_token=args.callback_token,
-            encoding_aes_key=args.encoding_aes_key,
+            **_options(args),
         ),
     )
     record = Corp.of(corp).to_json()

@@ -34,12 +34,6 @@ class Linked:
     link: IdentityLink
 
 
-@dataclass(frozen=True)
-class PendingIdentity:
-    identity: Identity
-    flow_id: str | None
-
-
 def active_links(db: Session, user_id: str) -> list[IdentityLink]:
     """The user's usable identities, oldest first (the selector's order)."""
     return list(
@@ -100,7 +94,7 @@ def find_linked(
     link.link_metadata = dict(identity.metadata)
     link.provider_user_id = identity.subject
     link.last_login_at = utcnow()
-    _link_event(db, "link.used", link, ip)
+    directory.link_event(db, "link.used", link, ip=ip)
     return linked
 
 
@@ -118,6 +112,14 @@ def hold_for_binding(db: Session, browser_id: str, identity: Identity, flow_id: 
         flow_id=flow_id,
     )
     return token
+
+
+@dataclass(frozen=True)
+class PendingIdentity:
+    """An identity waiting to be bound, and the authorization request it came for."""
+
+    identity: Identity
+    flow_id: str | None
 
 
 def pending_binding(db: Session, token: str, browser_id: str) -> PendingIdentity:
@@ -298,7 +300,7 @@ def _bind_in(
         last_login_at=now,
     )
     db.add(link)
-    _link_event(db, "link.created", link, ip, method=method)
+    directory.link_event(db, "link.created", link, ip=ip, method=method)
     return Linked(user, link)
 
 
@@ -307,19 +309,6 @@ class NeedsBinding:
     """No link yet: the person must prove a phone number at /bind (token names the identity)."""
 
     token: str
-
-
-def _link_event(db: Session, event: str, link: IdentityLink, ip: str | None, **detail: Any) -> None:
-    """A link's event in the audit trail: whose, which, and the identity it holds."""
-    audit.record(
-        db.connection(),
-        event,
-        user_id=link.user_id,
-        ip=ip,
-        link_id=link.id,
-        subject=link.provider_user_id,
-        **detail,
-    )
 
 
 def resolve_identity(

@@ -94,30 +94,26 @@ def checked_agent_id(agent_id: object) -> int:
     return agent_id
 
 
+def _as_wecom_shows_it(value: object, pattern: re.Pattern[str], field: str, rule: str) -> str:
+    """A value pasted from WeCom's admin console, in its exact form; else a `ValidationError`
+    naming the field and the rule."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValidationError(field, f"{rule} (as WeCom shows it).")
+    return value
+
+
 def checked_secret(secret: object) -> str:
-    if not isinstance(secret, str) or not _SECRET.fullmatch(secret):
-        raise ValidationError("secret", "The app secret is required (as WeCom shows it).")
-    return secret
+    return _as_wecom_shows_it(secret, _SECRET, "secret", "The app secret is required")
 
 
 def checked_callback_token(token: object) -> str:
-    if not isinstance(token, str) or not _CALLBACK_TOKEN.fullmatch(token):
-        raise ValidationError(
-            "callback_token",
-            f"The callback Token is 1 to {MAX_CALLBACK_TOKEN} letters and digits "
-            "(as WeCom shows it).",
-        )
-    return token
+    rule = f"The callback Token is 1 to {MAX_CALLBACK_TOKEN} letters and digits"
+    return _as_wecom_shows_it(token, _CALLBACK_TOKEN, "callback_token", rule)
 
 
 def checked_encoding_aes_key(key: object) -> str:
-    if not isinstance(key, str) or not _AES_KEY.fullmatch(key):
-        raise ValidationError(
-            "encoding_aes_key",
-            f"The EncodingAESKey is exactly {AES_KEY_LENGTH} letters and digits "
-            "(as WeCom shows it).",
-        )
-    return key
+    rule = f"The EncodingAESKey is exactly {AES_KEY_LENGTH} letters and digits"
+    return _as_wecom_shows_it(key, _AES_KEY, "encoding_aes_key", rule)
 
 
 def checked_callback_pair(token: object, key: object) -> tuple[str, str] | None:

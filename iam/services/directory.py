@@ -47,6 +47,29 @@ from iam.services import audit, corps
 LEFT = "left"
 
 
+def link_event(
+    db: Session,
+    event: str,
+    link: IdentityLink,
+    *,
+    actor: str | None = None,
+    ip: str | None = None,
+    **detail: Any,
+) -> None:
+    """A link's event in the audit trail: whose, which, the identity it holds now, and who
+    or what did it."""
+    audit.record(
+        db.connection(),
+        event,
+        user_id=link.user_id,
+        actor=actor,
+        ip=ip,
+        link_id=link.id,
+        subject=link.provider_user_id,
+        **detail,
+    )
+
+
 def member_link(db: Session, corp_id: str, userid: str) -> IdentityLink | None:
     """The link of the member `corp_id/userid` (userids are case-insensitive), active or not."""
     _subject, key = subject_of(corp_id, userid)
@@ -106,13 +129,11 @@ def disable_link(db: Session, link: IdentityLink, reason: str, *, actor: str) ->
         )
         .values(expires_at=now)
     )
-    audit.record(
-        db.connection(),
+    link_event(
+        db,
         "link.disabled",
-        user_id=link.user_id,
+        link,
         actor=actor,
-        link_id=link.id,
-        subject=link.provider_user_id,
         reason=reason,
         sessions=lost_context,
         tokens_revoked=revoked,
@@ -128,14 +149,7 @@ def enable_link(db: Session, link: IdentityLink, *, actor: str) -> bool:
     link.status = "active"
     link.disabled_at = None
     link.disabled_reason = None
-    audit.record(
-        db.connection(),
-        "link.enabled",
-        user_id=link.user_id,
-        actor=actor,
-        link_id=link.id,
-        subject=link.provider_user_id,
-    )
+    link_event(db, "link.enabled", link, actor=actor)
     return True
 
 
@@ -155,15 +169,7 @@ def rekey_link(
     link.provider_user_id = subject
     link.provider_user_key = key
     link.link_metadata = {**(link.link_metadata or {}), "userid": new_userid}
-    audit.record(
-        db.connection(),
-        "link.rekeyed",
-        user_id=link.user_id,
-        actor=actor,
-        link_id=link.id,
-        subject=subject,
-        previous=old,
-    )
+    link_event(db, "link.rekeyed", link, actor=actor, previous=old)
     return True
 
 
@@ -179,15 +185,7 @@ def refresh_link(db: Session, link: IdentityLink, identity: Identity, *, actor: 
         if fresh.get(name) != (link.link_metadata or {}).get(name)
     )
     link.link_metadata = fresh
-    audit.record(
-        db.connection(),
-        "link.refreshed",
-        user_id=link.user_id,
-        actor=actor,
-        link_id=link.id,
-        subject=link.provider_user_id,
-        changed=changed,
-    )
+    link_event(db, "link.refreshed", link, actor=actor, changed=changed)
     return True
 
 

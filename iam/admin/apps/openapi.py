@@ -43,18 +43,7 @@ PATHS: dict[str, Any] = {
             "description": "A confidential app's secret is in this answer and nowhere else.",
             "requestBody": doc.body(AppInput),
             "responses": {
-                "201": doc.answer(
-                    "Registered",
-                    AppWithSecret,
-                    headers={
-                        "Location": {
-                            "description": "the app's URL in this API",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    },
-                    links=_LINKS,
-                ),
+                "201": doc.created("Registered", AppWithSecret, "the app", links=_LINKS),
                 "401": doc.UNAUTHORIZED,
                 **doc.BODY_ERRORS,
             },

@@ -190,28 +190,32 @@ async def corp_page(request: Request, admin: Admin) -> Response:
     return _corp_page(request, admin, corp, notice_key=notice)
 
 
+async def _update(request: Request, admin: Admin, **changes: Any) -> None:
+    """Change the corporation in the path (`corps.update_corp`), as this admin, in one unit."""
+    state = request.app.state
+    corp_id = request.path_params["corp_id"]
+    await in_worker(
+        state.store,
+        lambda db: corps.update_corp(db, state.box, corp_id, actor=_actor(admin), **changes),
+    )
+
+
 @area.form
 async def edit(request: Request, admin: Admin, form: FormData) -> Response:
     """POST /admin/corps/{corp_id}: name, agent id, flags, and a new secret if one is typed."""
     values = {**_posted(form), "enabled": "enabled" in form}
     secret = _text(form, "secret") or None
-    state = request.app.state
     corp_id = request.path_params["corp_id"]
     try:
         number = _agent_id_of(values["agent_id"])
-        await in_worker(
-            state.store,
-            lambda db: corps.update_corp(
-                db,
-                state.box,
-                corp_id,
-                actor=_actor(admin),
-                name=values["name"],
-                agent_id=number,
-                secret=secret,
-                trust_mobile=values["trust_mobile"],
-                enabled=values["enabled"],
-            ),
+        await _update(
+            request,
+            admin,
+            name=values["name"],
+            agent_id=number,
+            secret=secret,
+            trust_mobile=values["trust_mobile"],
+            enabled=values["enabled"],
         )
     except ValidationError as error:
         corp = await _corp(request)
@@ -227,22 +231,11 @@ async def callback(request: Request, admin: Admin, form: FormData) -> Response:
     empty field keeps what is stored. Nothing typed is ever shown back."""
     token = _text(form, "callback_token").strip() or None
     key = _text(form, "encoding_aes_key").strip() or None
-    state = request.app.state
     corp_id = request.path_params["corp_id"]
     try:
         if token is None and key is None:
             raise ValidationError("callback_token", "Type a Token, an EncodingAESKey, or both.")
-        await in_worker(
-            state.store,
-            lambda db: corps.update_corp(
-                db,
-                state.box,
-                corp_id,
-                actor=_actor(admin),
-                callback_token=token,
-                encoding_aes_key=key,
-            ),
-        )
+        await _update(request, admin, callback_token=token, encoding_aes_key=key)
     except ValidationError as error:
         corp = await _corp(request)
         nothing = token is None and key is None

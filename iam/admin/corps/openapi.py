@@ -45,17 +45,7 @@ PATHS: dict[str, Any] = {
             "summary": "Connect a WeCom corporation with its self-built app.",
             "requestBody": doc.body(CorpInput),
             "responses": {
-                "201": doc.answer(
-                    "Connected",
-                    Corp,
-                    headers={
-                        "Location": {
-                            "description": "the corporation's URL in this API",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    },
-                ),
+                "201": doc.created("Connected", Corp, "the corporation"),
                 "401": doc.UNAUTHORIZED,
                 "409": doc.error("A corporation with this corp id is already connected"),
                 **doc.BODY_ERRORS,
