@@ -17,7 +17,7 @@ class Identity:
     form that is unique (WeCom userids are case-insensitive). `phone` is an E.164-or-raw mobile
     number the provider gave, and `phone_trusted` says whether the provider may be believed about
     it (a WeCom corporation marked `trust_mobile`). `metadata` is what the link keeps and what the
-    context claim is made of: corp name, name, departments, position, avatar, status.
+    context claim and the selector are made of: corp name, name, departments, position, avatar.
     """
 
     provider: str
@@ -32,10 +32,15 @@ class Identity:
 
 @dataclass(frozen=True)
 class LoginHints:
-    """What a connector may know of the browser that starts a login."""
+    """What a connector may know of the browser that starts a login.
+
+    `want_private_info` asks the provider for the person's private data as well (for WeCom
+    `snsapi_privateinfo`, a consent screen): the flows set it only for a second round, when that
+    data is needed (a member not known yet, of a corporation trusted for mobiles)."""
 
     user_agent: str = ""
     lang: str = "en"
+    want_private_info: bool = False
 
 
 class ConnectorError(Exception):

@@ -60,8 +60,14 @@ class Sleeps(list[float]):
 
 
 @pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
+def sleeps(wecom_app) -> Sleeps:
+    """The sync's waits, recorded; the WeCom client's clock moves on by them (so a corporation
+    WeCom blocked for a minute is free again after a wait of a minute)."""
+    waits = Sleeps()
+    client = wecom_app.state.wecom
+    real = client._clock
+    client._clock = lambda: real() + sum(waits)
+    return waits
 
 
 def sync(store: Store, look_up: Lookup, sleeps: Sleeps, **options: object) -> SyncSummary:
@@ -141,8 +147,8 @@ def test_45009_is_waited_out_then_the_member_is_handled(
     simulator.remove_member(CORP_A, "lisi")  # the first member walked
     before = simulator.calls["user_get"]
     simulator.fail_next("user_get", 45009, "api freq out of limit", times=2)
-    summary = sync(store, look_up, sleeps, backoff=(1.0, 2.0, 3.0))
-    assert sleeps == [1.0, 2.0]
+    summary = sync(store, look_up, sleeps, backoff=(61.0, 62.0, 63.0))
+    assert sleeps == [61.0, 62.0]
     assert simulator.calls["user_get"] - before == 3 + 2  # the first member asked three times
     assert (summary.checked, summary.disabled, summary.failed) == (3, 1, 0)
     assert the_link(store, links["lisi"]).status == "disabled"
@@ -153,8 +159,9 @@ def test_45009_past_every_wait_fails_that_member_and_the_sync_goes_on(
 ) -> None:
     simulator.update_member(CORP_A, "zhangsan_A", position="销售总监")
     simulator.fail_next("user_get", 45009, "api freq out of limit", times=3)
-    summary = sync(store, look_up, sleeps, backoff=(1.0, 2.0))
-    assert sleeps == [1.0, 2.0]
+    summary = sync(store, look_up, sleeps, backoff=(61.0, 62.0))
+    # WeCom blocks the whole corporation for a minute: the next member waits it out once
+    assert sleeps == [61.0, 62.0, 61.0]
     assert outcomes(summary) == {
         "lisi": directory.FAILED,
         "wangfang": directory.UNCHANGED,

@@ -8,7 +8,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 from urllib.parse import quote, quote_plus
@@ -42,6 +42,21 @@ ERRMSG_LIMIT = 200
 #: How long a department's name is believed without asking WeCom again (a department event
 #: received by this process forgets it sooner).
 DEPARTMENT_TTL = 3600.0
+#: How long a refused gettoken (wrong corp id or secret, app closed, ...) is remembered per app,
+#: in seconds. Within it `access_token` raises the same refusal again without asking WeCom: a
+#: wrong secret would otherwise make every login a gettoken call, and WeCom blocks a corporation
+#: for an hour after about 2,000 failed calls (wecom-api.md 1). The connection test bypasses it.
+REFUSED_TOKEN_TTL = 45.0
+#: errcode -1, "system busy": WeCom says to try again, so every call is made once more after
+#: `BUSY_RETRY_PAUSE` seconds (short: a person is waiting for the login).
+SYSTEM_BUSY = -1
+BUSY_RETRY_PAUSE = 0.2
+#: "Asked too often" (45009) and "too many at once" (45033). WeCom then refuses the whole
+#: corporation for a minute (per-minute limits) or an hour (wecom-api.md 8); calling it meanwhile
+#: only keeps the block alive, so the corporation is left alone for `FREQUENCY_BLOCK` seconds.
+#: The errmsg does not reliably say which limit was hit, so this is the per-minute block.
+FREQUENCY_LIMITED = frozenset({45009, 45033})
+FREQUENCY_BLOCK = 60.0
 #: Keys of the legacy `user/getuserinfo` answer, and the names the current API uses for them.
 _LEGACY_KEYS = {"UserId": "userid", "OpenId": "openid", "DeviceId": "deviceid"}
 
@@ -76,15 +91,30 @@ def token_key(app: WeComApp) -> str:
 class WeComApiError(UpstreamRefusedError):
     """WeCom answered with a non-zero errcode."""
 
-    def __init__(self, api: str, code: int, errmsg: str) -> None:
+    def __init__(self, api: str, code: int, errmsg: str, *, detail: str | None = None) -> None:
         super().__init__(
-            f"WeCom {api} answered errcode {code} ({errmsg})",
+            detail or f"WeCom {api} answered errcode {code} ({errmsg})",
             code=code,
             reason=REASONS.get(code, "wecom.error"),
         )
         self.code: int = code
         self.api = api
         self.errmsg = errmsg
+
+
+class WeComBlockedError(WeComApiError):
+    """Not sent: WeCom limited this corporation's calls (45009 or 45033) a moment ago and the
+    block has not run out. It is that errcode, so callers treat it as WeCom's own answer (the
+    directory sync waits it out; a login says "busy")."""
+
+    def __init__(self, api: str, corp_id: str, code: int, seconds_left: float) -> None:
+        detail = (
+            f"WeCom {api} not called: WeCom limited corporation {corp_id}'s calls "
+            f"(errcode {code}) and the block runs {seconds_left:.0f} s more"
+        )
+        super().__init__(api, code, "not sent", detail=detail)
+        self.corp_id = corp_id
+        self.seconds_left = seconds_left
 
 
 class WeComUnavailableError(UpstreamUnavailableError):
@@ -98,22 +128,60 @@ class WeComUnavailableError(UpstreamUnavailableError):
 
 class WeComClient:
     """Calls WeCom for the apps it is given, with access tokens from `cache`. It is safe to use
-    from many threads."""
+    from many threads.
 
-    def __init__(self, api_base: str, http: httpx.Client, cache: TokenCache) -> None:
+    It spares WeCom's quota (wecom-api.md 8) in this process: a refused gettoken is remembered
+    per app for `REFUSED_TOKEN_TTL`, and a corporation that WeCom limited (45009, 45033) is not
+    called for `FREQUENCY_BLOCK`. `clock` (monotonic seconds) and `sleep` are for tests."""
+
+    def __init__(
+        self,
+        api_base: str,
+        http: httpx.Client,
+        cache: TokenCache,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._base = api_base.rstrip("/")
         self._http = http
         self._cache = cache
+        self._clock = clock
+        self._sleep = sleep
         self._departments: dict[tuple[str, int], tuple[str, float]] = {}
         self._departments_lock = threading.Lock()
+        # token_key(app) -> (errcode, errmsg, until) of its last refused gettoken; and
+        # corp_id -> (errcode, until) of WeCom's frequency block. Guarded by _guard_lock.
+        self._refused: dict[str, tuple[int, str, float]] = {}
+        self._blocked: dict[str, tuple[int, float]] = {}
+        self._guard_lock = threading.Lock()
 
     def access_token(self, app: WeComApp) -> str:
-        return self._cache.get_or_fetch(token_key(app), lambda: self._fetch_token(app))
+        """The app's access token, from the cache or gettoken. Within `REFUSED_TOKEN_TTL` of a
+        refused gettoken the same refusal is raised without asking WeCom again."""
+        key = token_key(app)
+        now = self._clock()
+        with self._guard_lock:
+            refused = self._refused.get(key)
+            if refused is not None and now >= refused[2]:
+                del self._refused[key]
+                refused = None
+        if refused is not None:
+            code, errmsg, _ = refused
+            raise WeComApiError("gettoken", code, errmsg)
+        return self._cache.get_or_fetch(key, lambda: self._fetch_token(app))
 
     def fetch_token(self, app: WeComApp) -> int:
         """Call gettoken now, past the cache (an admin's connection test): the new token's
         lifetime in seconds, or the error. The token itself is dropped, and the cache is left
-        alone: within its validity WeCom answers a repeat gettoken with the same token."""
+        alone: within its validity WeCom answers a repeat gettoken with the same token.
+
+        It ignores a remembered refusal (the admin may just have fixed the secret) and a
+        frequency block (one call, and the admin sees WeCom's own answer), and replaces them
+        with this answer."""
+        with self._guard_lock:
+            self._refused.pop(token_key(app), None)
+            self._blocked.pop(app.corp_id, None)
         return self._fetch_token(app)[1]
 
     def get_user_info(self, app: WeComApp, code: str) -> dict[str, Any]:
@@ -168,10 +236,20 @@ class WeComClient:
         return department
 
     def _fetch_token(self, app: WeComApp) -> tuple[str, int]:
+        """gettoken. A refusal is remembered for `REFUSED_TOKEN_TTL` (see `access_token`),
+        except "busy" answers, which say nothing about the secret; a token forgets it."""
         params = {"corpid": app.corp_id, "corpsecret": app.secret}
-        body = self._send("gettoken", "GET", params, None, hidden=(app.secret,))
+        body = self._exchange(app.corp_id, "gettoken", "GET", params, None, hidden=(app.secret,))
+        key = token_key(app)
         if body["errcode"] != 0:
-            raise _refused("gettoken", body, hidden=(app.secret,))
+            error = _refused("gettoken", body, hidden=(app.secret,))
+            if error.code not in FREQUENCY_LIMITED and error.code != SYSTEM_BUSY:
+                until = self._clock() + REFUSED_TOKEN_TTL
+                with self._guard_lock:
+                    self._refused[key] = (error.code, error.errmsg, until)
+            raise error
+        with self._guard_lock:
+            self._refused.pop(key, None)
         token, expires_in = body.get("access_token"), body.get("expires_in")
         if not isinstance(token, str) or not token or not _is_int(expires_in):
             raise WeComUnavailableError("gettoken", "answered without access_token and expires_in")
@@ -193,7 +271,8 @@ class WeComClient:
         def attempt() -> tuple[str, dict[str, Any]]:
             token = self.access_token(app)
             query = {"access_token": token, **(params or {})}
-            return token, self._send(api, method, query, payload, hidden=(token, *hidden))
+            body = self._exchange(app.corp_id, api, method, query, payload, hidden=(token, *hidden))
+            return token, body
 
         token, body = attempt()
         if body["errcode"] in RETRY_ON_TOKEN_ERRORS:
@@ -202,6 +281,48 @@ class WeComClient:
         if body["errcode"] != 0:
             raise _refused(api, body, hidden=(token, *hidden))
         return body
+
+    def _exchange(
+        self,
+        corp_id: str,
+        api: str,
+        method: str,
+        params: Mapping[str, str | int],
+        payload: Mapping[str, str] | None,
+        *,
+        hidden: tuple[str, ...],
+    ) -> dict[str, Any]:
+        """`_send` for one corporation, with WeCom's own advice on busy answers: not sent while
+        WeCom limits the corporation (`WeComBlockedError`); a 45009 or 45033 starts such a
+        block; a -1 ("system busy") is sent once more after `BUSY_RETRY_PAUSE`."""
+        self._raise_if_blocked(corp_id, api)
+        body = self._send(api, method, params, payload, hidden=hidden)
+        if body["errcode"] == SYSTEM_BUSY:
+            log.info("WeCom %s answered -1 (system busy): asking once more", api)
+            self._sleep(BUSY_RETRY_PAUSE)
+            body = self._send(api, method, params, payload, hidden=hidden)
+        if body["errcode"] in FREQUENCY_LIMITED:
+            until = self._clock() + FREQUENCY_BLOCK
+            with self._guard_lock:
+                self._blocked[corp_id] = (body["errcode"], until)
+            log.warning(
+                "WeCom limited corporation %s (errcode %d): no calls for it for %.0f s",
+                corp_id,
+                body["errcode"],
+                FREQUENCY_BLOCK,
+            )
+        return body
+
+    def _raise_if_blocked(self, corp_id: str, api: str) -> None:
+        now = self._clock()
+        with self._guard_lock:
+            blocked = self._blocked.get(corp_id)
+            if blocked is not None and now >= blocked[1]:
+                del self._blocked[corp_id]
+                blocked = None
+        if blocked is not None:
+            code, until = blocked
+            raise WeComBlockedError(api, corp_id, code, until - now)
 
     def _send(
         self,

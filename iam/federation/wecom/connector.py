@@ -4,6 +4,7 @@ department/get)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,14 @@ from iam.federation.connector import (
     NotAMemberError,
     UpstreamUnavailableError,
 )
-from iam.federation.wecom.client import WeComApiError, WeComApp, WeComClient
+from iam.federation.wecom.client import (
+    WeComApiError,
+    WeComApp,
+    WeComClient,
+    WeComUnavailableError,
+)
+
+log = logging.getLogger("iam.wecom")
 
 PROVIDER = "wecom"
 #: The WeCom client's user agent carries this token (`wxwork/4.1.x`): log in inside the app.
@@ -66,8 +74,10 @@ class WeComConnector:
         self.app = WeComApp(config.corp_id, config.agent_id, config.secret)
 
     def login_url(self, callback_url: str, state: str, hints: LoginHints) -> str:
-        """Inside the WeCom client: OAuth with `snsapi_privateinfo` (a user_ticket, so the mobile
-        can be read); in any other browser: the QR-code login page."""
+        """Inside the WeCom client: OAuth with `snsapi_base` (silent); with `snsapi_privateinfo`
+        (a consent screen, and a user_ticket so the mobile can be read) only for a corporation
+        trusted for mobiles, whose mobile binds a new member. In any other browser: the QR-code
+        login page."""
         if len(state) > MAX_STATE or not (state.isascii() and state.isalnum()):
             raise ValueError("a WeCom state is at most 128 letters and digits")
         if IN_APP_MARKER in hints.user_agent.lower():
@@ -76,7 +86,7 @@ class WeComConnector:
                     "appid": self.config.corp_id,
                     "redirect_uri": callback_url,
                     "response_type": "code",
-                    "scope": "snsapi_privateinfo",
+                    "scope": self._scope(hints),
                     "state": state,
                     "agentid": str(self.config.agent_id),
                 }
@@ -93,6 +103,12 @@ class WeComConnector:
             }
         )
         return f"{self.config.qr_url}?{query}"
+
+    def _scope(self, hints: LoginHints) -> str:
+        """The private info (mobile) is of use only where the corporation is trusted for it.
+        (Asking only for members we do not know yet, in a second consented round, is the next
+        step: `hints.want_private_info` is there for it.)"""
+        return "snsapi_privateinfo" if self.config.trust_mobile else "snsapi_base"
 
     def handle_callback(self, callback_url: str, params: Mapping[str, str]) -> Identity:
         code = params.get("code") or ""
@@ -116,9 +132,25 @@ class WeComConnector:
         if "/" in userid:  # an upstream/downstream (上下游) member of another corporation
             raise NotAMemberError(f"{userid} is a member of another corporation")
         member = self.client.get_user(self.app, userid)
-        ticket = str(info.get("user_ticket") or "")
-        detail = self.client.get_user_detail(self.app, ticket) if ticket else {}
+        detail = self._private_info(userid, str(info.get("user_ticket") or ""))
         return self._identity(str(member.get("userid") or userid), member, detail)
+
+    def _private_info(self, userid: str, ticket: str) -> Mapping[str, Any]:
+        """auth/getuserdetail, only with a ticket and only where the mobile is of use (a
+        `trust_mobile` corporation). Its failure is "no mobile" (binding goes by SMS), not a
+        failed login."""
+        if not ticket or not self.config.trust_mobile:
+            return {}
+        try:
+            return self.client.get_user_detail(self.app, ticket)
+        except (WeComApiError, WeComUnavailableError) as error:
+            log.warning(
+                "WeCom getuserdetail failed for %s/%s, going on without the mobile: %s",
+                self.config.corp_id,
+                userid,
+                error.detail,
+            )
+            return {}
 
     def look_up(self, userid: str) -> Identity | None:
         """The member as the directory shows them now (no mobile or email: user/get leaves
@@ -159,8 +191,8 @@ class WeComConnector:
                 "department": self._department_names(department_ids),
                 "department_ids": department_ids,
                 "position": str(member.get("position") or ""),
+                # the account selector shows it (templates/flows/select.html)
                 "avatar": str(detail.get("avatar") or member.get("avatar") or ""),
-                "status": int(member.get("status") or 1),
             },
         )
 

@@ -7,19 +7,26 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
+from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
 from iam.federation.connector import UpstreamRefusedError, UpstreamUnavailableError
 from iam.federation.wecom import tokens
 from iam.federation.wecom.client import (
+    BUSY_RETRY_PAUSE,
     DEFAULT_TIMEOUT,
+    FREQUENCY_BLOCK,
+    REFUSED_TOKEN_TTL,
     RETRY_ON_TOKEN_ERRORS,
     WeComApiError,
     WeComApp,
+    WeComBlockedError,
     WeComClient,
     WeComUnavailableError,
     new_http_client,
@@ -109,9 +116,30 @@ def http(fake: FakeWeCom) -> Iterator[httpx.Client]:
         yield client
 
 
+class Clock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def client(http: httpx.Client) -> WeComClient:
-    return WeComClient(API_BASE + "/", http, MemoryTokenCache())
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """The pauses the client asked for (it does not really sleep in these tests)."""
+    return []
+
+
+@pytest.fixture
+def client(http: httpx.Client, clock: Clock, sleeps: list[float]) -> WeComClient:
+    return WeComClient(API_BASE + "/", http, MemoryTokenCache(), clock=clock, sleep=sleeps.append)
 
 
 # --- the HTTP client ----------------------------------------------------------------------------
@@ -244,7 +272,8 @@ def test_errcodes_map_to_reasons(
         "auth/getuserinfo",
         "some message",
     )
-    retried = errcode in RETRY_ON_TOKEN_ERRORS
+    # -1 ("system busy") is asked once more too.
+    retried = errcode in RETRY_ON_TOKEN_ERRORS or errcode == -1
     assert len(fake.calls("auth/getuserinfo")) == (2 if retried else 1)
 
 
@@ -273,7 +302,7 @@ def test_api_error_message_keeps_200_characters_of_the_errmsg(
     ("errcode", "reason"),
     [(40013, "wecom.misconfigured"), (40001, "wecom.misconfigured"), (45009, "wecom.busy")],
 )
-def test_gettoken_errors_are_raised_without_retry_and_not_cached(
+def test_gettoken_errors_are_raised_without_retry_and_not_asked_again_at_once(
     fake: FakeWeCom, client: WeComClient, errcode: int, reason: str
 ) -> None:
     fake.script("gettoken", {"errcode": errcode, "errmsg": "refused"})
@@ -286,8 +315,11 @@ def test_gettoken_errors_are_raised_without_retry_and_not_cached(
     )
     assert len(fake.calls("gettoken")) == 1
     assert fake.calls("user/get") == []
-    client.get_user(APP, "zhangsan")  # the next call asks again
-    assert len(fake.calls("gettoken")) == 2
+    # A refused gettoken is remembered; a 45009 blocks the corporation.
+    with pytest.raises(WeComApiError) as again:
+        client.get_user(APP, "zhangsan")
+    assert (again.value.code, again.value.reason) == (errcode, reason)
+    assert len(fake.calls("gettoken")) == 1
 
 
 def test_an_unknown_secret_is_misconfigured(fake: FakeWeCom, client: WeComClient) -> None:
@@ -491,9 +523,9 @@ def test_no_secret_token_code_or_ticket_in_errors_or_logs(
     fake.script("gettoken", echo, echo_error)
     code, ticket = "THE-CODE-123", "THE-TICKET-456"
     errors: list[Exception] = []
-    for _ in range(2):
+    for _ in range(2):  # fetch_token: access_token would remember the first refusal
         with pytest.raises(WeComApiError if not errors else WeComUnavailableError) as caught:
-            client.access_token(APP)
+            client.fetch_token(APP)
         errors.append(caught.value)
     token = client.access_token(APP)
     fake.script("auth/getuserinfo", echo, *[{"errcode": 42001, "errmsg": "expired"}] * 2)
@@ -521,3 +553,207 @@ def test_no_secret_token_code_or_ticket_in_errors_or_logs(
     for value in (SECRET, token, live_token, code, ticket):
         for form in (value, quote(value, safe=""), quote_plus(value)):
             assert not [text for text in texts if form in text], form
+
+
+# --- quota and failure safety, against the simulator (issue 14 section 3) ------------------------
+
+SIM_A, SIM_B = demo_corps()[:2]
+SIM_APP_A = WeComApp(SIM_A.corp_id, SIM_A.agent_id, SIM_A.secret)
+SIM_APP_B = WeComApp(SIM_B.corp_id, SIM_B.agent_id, SIM_B.secret)
+WRONG_SECRET_A = WeComApp(SIM_A.corp_id, SIM_A.agent_id, "not-the-secret")
+
+
+@pytest.fixture
+def simulator() -> WeComSimulator:
+    return WeComSimulator(demo_corps())
+
+
+@pytest.fixture
+def sim_client(
+    simulator: WeComSimulator, clock: Clock, sleeps: list[float]
+) -> Iterator[WeComClient]:
+    with TestClient(simulator.app, base_url=API_BASE) as http:
+        yield WeComClient(API_BASE, http, MemoryTokenCache(), clock=clock, sleep=sleeps.append)
+
+
+def test_a_wrong_secret_asks_gettoken_once_per_window(
+    simulator: WeComSimulator, sim_client: WeComClient, clock: Clock
+) -> None:
+    for _ in range(50):  # fifty logins
+        with pytest.raises(WeComApiError) as caught:
+            sim_client.access_token(WRONG_SECRET_A)
+        assert (caught.value.api, caught.value.code) == ("gettoken", 40001)
+        assert caught.value.reason == "wecom.misconfigured"
+    assert simulator.calls["gettoken"] == 1
+    clock.now += REFUSED_TOKEN_TTL - 0.1
+    with pytest.raises(WeComApiError):
+        sim_client.access_token(WRONG_SECRET_A)
+    assert simulator.calls["gettoken"] == 1
+    clock.now += 0.1  # the window is over: WeCom is asked again, once
+    for _ in range(10):
+        with pytest.raises(WeComApiError):
+            sim_client.access_token(WRONG_SECRET_A)
+    assert simulator.calls["gettoken"] == 2
+
+
+def test_the_remembered_refusal_repeats_the_errmsg_not_the_secret(
+    simulator: WeComSimulator, sim_client: WeComClient
+) -> None:
+    with pytest.raises(WeComApiError) as first:
+        sim_client.access_token(WRONG_SECRET_A)
+    with pytest.raises(WeComApiError) as second:
+        sim_client.access_token(WRONG_SECRET_A)
+    assert second.value is not first.value
+    assert (second.value.code, second.value.errmsg, str(second.value)) == (
+        first.value.code,
+        first.value.errmsg,
+        str(first.value),
+    )
+    assert "not-the-secret" not in str(second.value)
+
+
+def test_a_changed_secret_is_tried_at_once(
+    simulator: WeComSimulator, sim_client: WeComClient
+) -> None:
+    with pytest.raises(WeComApiError):
+        sim_client.access_token(WRONG_SECRET_A)
+    assert sim_client.access_token(SIM_APP_A)  # the fixed configuration
+    assert simulator.calls["gettoken"] == 2
+
+
+def test_fetch_token_bypasses_and_clears_the_remembered_refusal(
+    simulator: WeComSimulator, sim_client: WeComClient
+) -> None:
+    simulator.fail_next("gettoken", 40001, "invalid credential")
+    with pytest.raises(WeComApiError):
+        sim_client.access_token(SIM_APP_A)
+    with pytest.raises(WeComApiError):
+        sim_client.access_token(SIM_APP_A)
+    assert simulator.calls["gettoken"] == 1
+    assert sim_client.fetch_token(SIM_APP_A) > 0  # the admin's connection test asks WeCom
+    assert simulator.calls["gettoken"] == 2
+    assert sim_client.access_token(SIM_APP_A)  # and logins work again at once
+    assert simulator.calls["gettoken"] == 3
+
+
+def test_a_failed_fetch_token_is_remembered_for_logins(
+    simulator: WeComSimulator, sim_client: WeComClient
+) -> None:
+    for _ in range(2):
+        with pytest.raises(WeComApiError):
+            sim_client.fetch_token(WRONG_SECRET_A)
+    assert simulator.calls["gettoken"] == 2  # never answered from the memory
+    with pytest.raises(WeComApiError):
+        sim_client.access_token(WRONG_SECRET_A)
+    assert simulator.calls["gettoken"] == 2
+
+
+def test_system_busy_is_asked_once_more_after_a_short_pause(
+    simulator: WeComSimulator, sim_client: WeComClient, sleeps: list[float]
+) -> None:
+    sim_client.access_token(SIM_APP_A)
+    simulator.fail_next("user_get", -1, "system busy")
+    assert sim_client.get_user(SIM_APP_A, "lisi")["userid"] == "lisi"
+    assert simulator.calls["user_get"] == 2
+    assert sleeps == [BUSY_RETRY_PAUSE] == [0.2]
+
+
+def test_system_busy_twice_is_raised(
+    simulator: WeComSimulator, sim_client: WeComClient, sleeps: list[float]
+) -> None:
+    sim_client.access_token(SIM_APP_A)
+    simulator.fail_next("user_get", -1, "system busy", times=2)
+    with pytest.raises(WeComApiError) as caught:
+        sim_client.get_user(SIM_APP_A, "lisi")
+    assert (caught.value.code, caught.value.reason) == (-1, "wecom.busy")
+    assert simulator.calls["user_get"] == 2
+    assert sleeps == [BUSY_RETRY_PAUSE]
+
+
+def test_system_busy_on_gettoken_is_retried_and_not_remembered(
+    simulator: WeComSimulator, sim_client: WeComClient
+) -> None:
+    simulator.fail_next("gettoken", -1, "system busy", times=2)
+    with pytest.raises(WeComApiError) as caught:
+        sim_client.access_token(SIM_APP_A)
+    assert caught.value.code == -1
+    assert simulator.calls["gettoken"] == 2
+    assert sim_client.access_token(SIM_APP_A)  # busy says nothing about the secret
+    assert simulator.calls["gettoken"] == 3
+
+
+@pytest.mark.parametrize("errcode", [45009, 45033])
+def test_a_frequency_limit_blocks_that_corporation_only(
+    simulator: WeComSimulator, sim_client: WeComClient, clock: Clock, errcode: int
+) -> None:
+    sim_client.access_token(SIM_APP_B)
+    simulator.fail_next("user_get", errcode, "api freq out of limit")
+    with pytest.raises(WeComApiError) as caught:
+        sim_client.get_user(SIM_APP_A, "lisi")
+    assert not isinstance(caught.value, WeComBlockedError)  # WeCom's own answer
+    calls = dict(simulator.calls)
+    for call in (
+        lambda: sim_client.get_user(SIM_APP_A, "lisi"),
+        lambda: sim_client.get_user_info(SIM_APP_A, "CODE"),
+    ):
+        with pytest.raises(WeComBlockedError) as blocked:
+            call()
+        # Callers see the same errcode and reason as WeCom's own answer (the directory sync
+        # waits it out, a login says "busy").
+        assert (blocked.value.code, blocked.value.reason) == (errcode, "wecom.busy")
+        assert SIM_A.corp_id in str(blocked.value)
+    assert dict(simulator.calls) == calls  # WeCom was not asked
+    assert sim_client.get_user(SIM_APP_B, "zs_b")["userid"] == "zs_b"  # another corporation
+
+
+def test_a_frequency_block_ends_after_a_minute(
+    simulator: WeComSimulator, sim_client: WeComClient, clock: Clock
+) -> None:
+    simulator.fail_next("user_get", 45009, "api freq out of limit")
+    with pytest.raises(WeComApiError):
+        sim_client.get_user(SIM_APP_A, "lisi")
+    clock.now += FREQUENCY_BLOCK - 0.1
+    with pytest.raises(WeComBlockedError) as blocked:
+        sim_client.get_user(SIM_APP_A, "lisi")
+    assert blocked.value.seconds_left == pytest.approx(0.1)
+    clock.now += 0.1
+    assert sim_client.get_user(SIM_APP_A, "lisi")["userid"] == "lisi"
+    assert simulator.calls["user_get"] == 2
+
+
+def test_a_frequency_limit_on_gettoken_blocks_the_corporation(
+    simulator: WeComSimulator, sim_client: WeComClient
+) -> None:
+    simulator.fail_next("gettoken", 45009, "api freq out of limit")
+    with pytest.raises(WeComApiError):
+        sim_client.access_token(SIM_APP_A)
+    with pytest.raises(WeComBlockedError):
+        sim_client.access_token(SIM_APP_A)
+    assert simulator.calls["gettoken"] == 1
+
+
+def test_the_memories_are_shared_safely_between_threads(
+    simulator: WeComSimulator, sim_client: WeComClient
+) -> None:
+    def login() -> str:
+        try:
+            sim_client.access_token(WRONG_SECRET_A)
+        except WeComApiError as error:
+            return str(error.code)
+        return "token"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: login(), range(200)))
+    assert set(answers) == {"40001"}
+    # The token cache lets one fetch run at a time per key; the rest see the memory.
+    assert simulator.calls["gettoken"] <= 2
+
+
+def test_fetch_token_asks_wecom_during_a_frequency_block(
+    simulator: WeComSimulator, sim_client: WeComClient
+) -> None:
+    simulator.fail_next("user_get", 45009, "api freq out of limit")
+    with pytest.raises(WeComApiError):
+        sim_client.get_user(SIM_APP_A, "lisi")
+    assert sim_client.fetch_token(SIM_APP_A) > 0  # the admin sees WeCom's own answer
+    assert sim_client.get_user(SIM_APP_A, "lisi")["userid"] == "lisi"  # and the block is over

@@ -115,17 +115,37 @@ def test_a_plain_browser_goes_to_the_qr_login(client: WeComClient) -> None:
     assert query(chinese)["lang"] == "zh"
 
 
-def test_the_wecom_client_goes_to_oauth_with_privateinfo(client: WeComClient) -> None:
-    url = connector(client, CORP_B).login_url(CALLBACK, STATE, IN_WECOM)
+def test_the_wecom_client_goes_to_silent_oauth_by_default(client: WeComClient) -> None:
+    url = connector(client, CORP_B, trust_mobile=False).login_url(CALLBACK, STATE, IN_WECOM)
     assert url.startswith(OAUTH + "?") and url.endswith("#wechat_redirect")
     assert query(url.removesuffix("#wechat_redirect")) == {
         "appid": CORP_B,
         "redirect_uri": CALLBACK,
         "response_type": "code",
-        "scope": "snsapi_privateinfo",
+        "scope": "snsapi_base",
         "state": STATE,
         "agentid": "1000003",
     }
+
+
+def test_privateinfo_only_in_a_corporation_trusted_for_mobiles(client: WeComClient) -> None:
+    """Its mobile binds a new member without an SMS code: that needs the consented scope."""
+    url = connector(client, CORP_B, trust_mobile=True).login_url(CALLBACK, STATE, IN_WECOM)
+    assert query(url.removesuffix("#wechat_redirect"))["scope"] == "snsapi_privateinfo"
+
+
+def test_no_privateinfo_for_a_corporation_not_trusted_for_mobiles(client: WeComClient) -> None:
+    hints = replace(IN_WECOM, want_private_info=True)
+    url = connector(client, CORP_B, trust_mobile=False).login_url(CALLBACK, STATE, hints)
+    assert query(url.removesuffix("#wechat_redirect"))["scope"] == "snsapi_base"
+
+
+def test_a_plain_browser_asking_for_private_info_still_goes_to_the_qr_login(
+    client: WeComClient,
+) -> None:
+    hints = LoginHints(user_agent="Mozilla/5.0", want_private_info=True)
+    url = connector(client, trust_mobile=True).login_url(CALLBACK, STATE, hints)
+    assert url.startswith(QR + "?") and "scope" not in query(url)
 
 
 def test_the_simulator_accepts_both_login_urls(
@@ -173,7 +193,6 @@ def test_a_member_by_qr_login(simulator: WeComSimulator, client: WeComClient) ->
         "department_ids": [2],
         "position": "销售经理",
         "avatar": "",
-        "status": 1,
     }
     assert simulator.calls["getuserdetail"] == 0  # no user_ticket without privateinfo
 
@@ -194,6 +213,52 @@ def test_a_member_without_a_mobile(simulator: WeComSimulator, client: WeComClien
     identity = connector(client, trust_mobile=True).handle_callback(CALLBACK, {"code": code})
     assert identity.phone is None
     assert identity.metadata["department"] == ["售后服务部"]
+
+
+def test_no_private_info_is_kept_in_the_link_metadata(
+    simulator: WeComSimulator, client: WeComClient
+) -> None:
+    code = simulator.issue_code(CORP_A, "zhangsan_A", with_ticket=True)
+    identity = connector(client, trust_mobile=True).handle_callback(CALLBACK, {"code": code})
+    assert identity.phone == "13800138000"
+    assert not {"mobile", "email", "status", "gender", "biz_mail", "address"} & set(
+        identity.metadata
+    )
+
+
+def test_a_ticket_is_not_redeemed_in_a_corporation_not_trusted_for_mobiles(
+    simulator: WeComSimulator, client: WeComClient
+) -> None:
+    code = simulator.issue_code(CORP_A, "zhangsan_A", with_ticket=True)
+    identity = connector(client, trust_mobile=False).handle_callback(CALLBACK, {"code": code})
+    assert (identity.phone, identity.email) == (None, None)
+    assert simulator.calls["getuserdetail"] == 0
+
+
+def test_a_getuserdetail_error_means_no_mobile_not_a_failed_login(
+    simulator: WeComSimulator, client: WeComClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    simulator.fail_next("getuserdetail", 60011, "no privilege to access/modify contact/party/agent")
+    code = simulator.issue_code(CORP_A, "zhangsan_A", with_ticket=True)
+    identity = connector(client, trust_mobile=True).handle_callback(CALLBACK, {"code": code})
+    assert identity.subject == f"{CORP_A}/zhangsan_A"
+    assert (identity.phone, identity.email) == (None, None)
+    assert simulator.calls["getuserdetail"] == 1
+    assert "going on without the mobile" in caplog.text
+    assert any(
+        r.levelname == "WARNING" and "without the mobile" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_an_unreachable_getuserdetail_means_no_mobile_not_a_failed_login(
+    simulator: WeComSimulator, client: WeComClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    simulator.fail_http("getuserdetail", 502)
+    code = simulator.issue_code(CORP_A, "zhangsan_A", with_ticket=True)
+    identity = connector(client, trust_mobile=True).handle_callback(CALLBACK, {"code": code})
+    assert identity.subject == f"{CORP_A}/zhangsan_A"
+    assert identity.phone is None
+    assert "going on without the mobile" in caplog.text
 
 
 def test_an_old_app_reads_private_fields_from_user_get(
