@@ -160,12 +160,7 @@ class WeComClient:
         """The app's access token, from the cache or gettoken. Within `REFUSED_TOKEN_TTL` of a
         refused gettoken the same refusal is raised without asking WeCom again."""
         key = token_key(app)
-        now = self._clock()
-        with self._guard_lock:
-            refused = self._refused.get(key)
-            if refused is not None and now >= refused[2]:
-                del self._refused[key]
-                refused = None
+        refused = self._remembered(self._refused, key)
         if refused is not None:
             code, errmsg, _ = refused
             raise WeComApiError("gettoken", code, errmsg)
@@ -314,15 +309,21 @@ class WeComClient:
         return body
 
     def _raise_if_blocked(self, corp_id: str, api: str) -> None:
-        now = self._clock()
-        with self._guard_lock:
-            blocked = self._blocked.get(corp_id)
-            if blocked is not None and now >= blocked[1]:
-                del self._blocked[corp_id]
-                blocked = None
+        blocked = self._remembered(self._blocked, corp_id)
         if blocked is not None:
             code, until = blocked
-            raise WeComBlockedError(api, corp_id, code, until - now)
+            raise WeComBlockedError(api, corp_id, code, until - self._clock())
+
+    def _remembered(self, memory: dict[str, Any], key: str) -> Any:
+        """What `memory` holds for `key` while it lasts (its last item is when it ends); an
+        entry that has ended is forgotten."""
+        now = self._clock()
+        with self._guard_lock:
+            entry = memory.get(key)
+            if entry is not None and now >= entry[-1]:
+                del memory[key]
+                entry = None
+        return entry
 
     def _send(
         self,
