@@ -31,6 +31,7 @@ from starlette.datastructures import Secret
 from starlette.types import ASGIApp
 from support.constants import TEST_SECRET
 from support.units import in_unit
+from support.wecom import set_callback
 
 from iam.app import create_app
 from iam.db import migrate
@@ -370,15 +371,7 @@ def test_a_corporation_shows_its_callback_url_and_a_person_their_departed_link(
     WeCom, never a stored value) and a person's link disabled because they left, with when and
     why; read whole at desktop and phone widths."""
     corp_a = demo_corps()[0].corp_id
-    in_unit(
-        world.store,
-        corps.update_corp,
-        SecretBox(TEST_SECRET),
-        corp_a,
-        actor="test",
-        callback_token="QDG6eK",
-        encoding_aes_key="jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
-    )
+    set_callback(world.store, corp_a, "QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C")
     directory.follow_member(world.store, lambda corp_id, userid: None, corp_a, "lilei_a")
     page = console.new_page()
     sign_in_to_console(page, world)

@@ -11,16 +11,15 @@ import re
 import pytest
 from sqlalchemy import func, select
 from support.browser import WeComFront
-from support.constants import CORP_A, CORP_B, ISSUER, TEST_SECRET
+from support.constants import CORP_A, CORP_B, ISSUER
 from support.units import in_unit
-from support.wecom import META_A, META_B
+from support.wecom import META_A, META_B, set_callback
 from support.world import World
 
 from iam.db.models import DirectoryEvent, IdentityLink
 from iam.db.store import Store
 from iam.devtools.wecom_simulator import WeComSimulator
-from iam.secretbox import SecretBox
-from iam.services import corps, users
+from iam.services import users
 
 TOKEN = "SimToken42"
 KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
@@ -33,15 +32,7 @@ def receiving(
 ) -> WeComFront:
     """Subsidiary A's app has callback settings; the simulated WeCom knows the same and POSTs
     into the app; 张三 is linked in both subsidiaries."""
-    in_unit(
-        store,
-        corps.update_corp,
-        SecretBox(TEST_SECRET),
-        CORP_A,
-        actor="test",
-        callback_token=TOKEN,
-        encoding_aes_key=KEY,
-    )
+    set_callback(store, CORP_A, TOKEN, KEY)
     simulator.configure_callback(CORP_A, URL_A, TOKEN, KEY, sender=wecom_front.client)
     in_unit(store, users.link_wecom, world.user.id, CORP_A, "zhangsan_A", META_A)
     in_unit(store, users.link_wecom, world.user.id, CORP_B, "zs_b", META_B)

@@ -15,11 +15,10 @@ import pytest
 from httpx2 import Response
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
-from support.browser import WeComFront
+from support.browser import WeComFront, refresh, tokens_of
 from support.constants import CORP_A, CORP_B, RP_REDIRECT, TEST_SECRET
-from support.protocol import query_of
 from support.units import in_unit
-from support.wecom import META_A, META_B, connect_corp
+from support.wecom import META_A, META_B, connect_corp, set_callback
 from support.world import World
 
 from iam.app import create_app
@@ -71,15 +70,7 @@ def post(
 @pytest.fixture
 def receiving(wecom_front: WeComFront, store: Store) -> WeComFront:
     """Subsidiary A's app has its callback settings."""
-    in_unit(
-        store,
-        corps.update_corp,
-        SecretBox(TEST_SECRET),
-        CORP_A,
-        actor="test",
-        callback_token=TOKEN,
-        encoding_aes_key=KEY,
-    )
+    set_callback(store, CORP_A, TOKEN, KEY)
     return wecom_front
 
 
@@ -98,29 +89,10 @@ def crm(store: Store) -> RegisteredClient:
     return in_unit(store, clients.create_client, "CRM", [RP_REDIRECT], context_policy="required")
 
 
-def tokens_of(front: WeComFront, rp: RegisteredClient) -> dict[str, str]:
-    params, verifier = front.code_params(rp.client.client_id, RP_REDIRECT)
-    answer = front.authorize(**params)
-    assert answer.status_code == 302, answer.headers.get("location")  # no page: one context
-    code = query_of(answer.headers["location"])["code"]
-    exchanged = front.exchange(code, verifier, RP_REDIRECT, rp)
-    assert exchanged.status_code == 200, exchanged.text
-    tokens: dict[str, str] = exchanged.json()
-    return tokens
-
-
 def context_of(tokens: dict[str, str]) -> dict[str, object]:
     claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
     context: dict[str, object] = claims["wecom_context"]
     return context
-
-
-def refresh(front: WeComFront, rp: RegisteredClient, token: str) -> Response:
-    return front.client.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": token},
-        auth=(rp.client.client_id, rp.client_secret or ""),
-    )
 
 
 def count(store: Store, model: type) -> int:
@@ -328,15 +300,7 @@ def test_a_flood_of_refused_callbacks_is_counted_not_audited(
 ) -> None:
     """WeCom never sends a bad signature: past the limit, forgeries are only counted (429)."""
     connect_corp(store, simulator, CORP_A)
-    in_unit(
-        store,
-        corps.update_corp,
-        SecretBox(TEST_SECRET),
-        CORP_A,
-        actor="test",
-        callback_token=TOKEN,
-        encoding_aes_key=KEY,
-    )
+    set_callback(store, CORP_A, TOKEN, KEY)
     app = create_app(
         replace(wecom_settings, rate_limits="callback_refused=2/600"), store=store, sms=sms
     )

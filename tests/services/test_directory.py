@@ -9,11 +9,9 @@ from collections.abc import Callable
 
 import jwt
 import pytest
-from httpx2 import Response
 from sqlalchemy import func, select
-from support.browser import WeComFront
+from support.browser import WeComFront, refresh, tokens_of
 from support.constants import CORP_A, RP_REDIRECT
-from support.protocol import query_of
 from support.units import in_unit
 from support.wecom import META_A
 from support.world import World
@@ -62,26 +60,6 @@ def crm(store: Store) -> RegisteredClient:
     return in_unit(store, clients.create_client, "CRM", [RP_REDIRECT], context_policy="required")
 
 
-def code_flow(front: WeComFront, rp: RegisteredClient) -> dict[str, str]:
-    params, verifier = front.code_params(rp.client.client_id, RP_REDIRECT)
-    answer = front.authorize(**params)
-    assert answer.status_code == 302, answer.text
-    exchanged = front.exchange(
-        query_of(answer.headers["location"])["code"], verifier, RP_REDIRECT, rp
-    )
-    assert exchanged.status_code == 200, exchanged.text
-    tokens: dict[str, str] = exchanged.json()
-    return tokens
-
-
-def refresh(front: WeComFront, rp: RegisteredClient, token: str) -> Response:
-    return front.client.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": token},
-        auth=(rp.client.client_id, rp.client_secret or ""),
-    )
-
-
 def the_link(store: Store, link_id: str) -> IdentityLink:
     with store() as db:
         link = db.get(IdentityLink, link_id)
@@ -97,7 +75,7 @@ def events(store: Store, name: str) -> list[AuditEvent]:
 def test_a_leaver_loses_the_link_and_everything_issued_with_it(
     in_a: WeComFront, store: Store, crm: RegisteredClient, link_a: str
 ) -> None:
-    tokens = code_flow(in_a, crm)
+    tokens = tokens_of(in_a, crm)
     assert directory.follow_member(store, gone, CORP_A, "zhangsan_A") == "disabled"
     link = the_link(store, link_a)
     assert (link.status, link.disabled_reason) == ("disabled", directory.LEFT)
@@ -129,7 +107,7 @@ def test_a_position_change_reaches_the_next_token(
 ) -> None:
     outcome = directory.follow_member(store, now_as(position="区域总监"), CORP_A, "zhangsan_A")
     assert outcome == "refreshed"
-    token = code_flow(in_a, crm)["id_token"]
+    token = tokens_of(in_a, crm)["id_token"]
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["wecom_context"]["position"] == "区域总监"
     (audited,) = events(store, "link.refreshed")

@@ -168,3 +168,24 @@ class WeComFront(Front):
 def wecom_front(wecom_app, sms: ConsoleSms, simulator: WeComSimulator) -> Iterator[WeComFront]:
     with TestClient(wecom_app, base_url=ISSUER, follow_redirects=False) as browser:
         yield WeComFront(browser, sms, simulator)
+
+
+def tokens_of(front: Front, rp: RegisteredClient) -> dict[str, str]:
+    """Authorize in the signed-in browser with no page on the way, and exchange the code."""
+    params, verifier = front.code_params(rp.client.client_id, RP_REDIRECT)
+    answer = front.authorize(**params)
+    assert answer.status_code == 302, answer.headers.get("location")
+    code = query_of(answer.headers["location"])["code"]
+    exchanged = front.exchange(code, verifier, RP_REDIRECT, rp)
+    assert exchanged.status_code == 200, exchanged.text
+    tokens: dict[str, str] = exchanged.json()
+    return tokens
+
+
+def refresh(front: Front, rp: RegisteredClient, refresh_token: str) -> Response:
+    """The refresh grant, as the app sends it."""
+    return front.client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        auth=(rp.client.client_id, rp.client_secret or ""),
+    )

@@ -79,3 +79,16 @@ def wecom_app(wecom_settings: Settings, store: Store, sms: ConsoleSms, simulator
     connect_corp(store, simulator, CORP_A)
     connect_corp(store, simulator, CORP_B)
     return create_app(wecom_settings, store=store, sms=sms, wecom_http=TestClient(simulator.app))
+
+
+def set_callback(store: Store, corp_id: str, token: str, encoding_aes_key: str) -> None:
+    """Give a connected corporation its app's callback settings (Token, EncodingAESKey)."""
+    in_unit(
+        store,
+        corps.update_corp,
+        SecretBox(TEST_SECRET),
+        corp_id,
+        actor="test",
+        callback_token=token,
+        encoding_aes_key=encoding_aes_key,
+    )
