@@ -30,7 +30,17 @@ CORP_ID = "wwsubsidiarya0001"
 SECRET = "Sx7-app-secret_0123456789abcdefghijklmnopq"
 ADD = ("corps", "add", "--corp-id", CORP_ID, "--name", "子公司A", "--agent-id", "1000002")
 #: What `--json` prints of a corporation: never the secret nor the callback values.
-RECORD_FIELDS = {"corp_id", "name", "agent_id", "trust_mobile", "enabled", "callback", "created_at"}
+RECORD_FIELDS = {
+    *("corp_id", "name", "agent_id", "trust_mobile", "enabled", "callback", "created_at"),
+    *("on_login_page", "hidden_by_test", "last_tested_at", "last_test_ok", "last_test_problems"),
+}
+#: The width of the human form's names (the longest, last_test_problems, and its colon).
+NAME_WIDTH = len("last_test_problems:")
+
+
+def described(name: str, value: object) -> str:
+    """One line of a record in the human form."""
+    return f"{name + ':':<{NAME_WIDTH}} {value}"
 
 
 @dataclass(frozen=True)
@@ -111,9 +121,9 @@ def test_corps_add_prints_the_corporation_without_its_secret(db: str, run: Run) 
 def test_corps_add_trusted_for_mobiles_in_the_human_form(db: str, run: Run) -> None:
     ran = run(*ADD, "--secret", SECRET, "--trust-mobile")
     assert (ran.code, ran.err) == (0, "")
-    assert f"corp_id:      {CORP_ID}" in ran.out
-    assert "trust_mobile: True" in ran.out
-    assert "agent_id:     1000002" in ran.out
+    assert described("corp_id", CORP_ID) in ran.out
+    assert described("trust_mobile", True) in ran.out
+    assert described("agent_id", 1000002) in ran.out
 
 
 def test_corps_add_help_says_a_trusted_mobile_does_not_bind_people_known_elsewhere(
@@ -262,7 +272,7 @@ def test_corps_add_without_callback_settings_says_so(db: str, run: Run) -> None:
 def test_corps_add_with_both_in_the_human_form(db: str, run: Run) -> None:
     ran = quiet(run(*ADD, "--secret", SECRET, *CALLBACK))
     assert ran.code == 0
-    assert "callback:     True" in ran.out
+    assert described("callback", True) in ran.out
 
 
 def test_corps_add_with_only_the_token_is_refused(db: str, run: Run) -> None:
@@ -323,8 +333,8 @@ def test_corps_update_with_both_prints_the_corporation(db: str, run: Run) -> Non
     run_json(run, *ADD, "--secret", SECRET)
     ran = quiet(run(*UPDATE, *CALLBACK))
     assert (ran.code, ran.err) == (0, "")
-    assert f"corp_id:      {CORP_ID}" in ran.out
-    assert "callback:     True" in ran.out
+    assert described("corp_id", CORP_ID) in ran.out
+    assert described("callback", True) in ran.out
 
 
 def test_corps_update_no_trust_mobile(db: str, run: Run) -> None:
@@ -458,3 +468,123 @@ def test_corps_sync_of_a_disabled_corporation_is_one_line(
     in_unit(store, corps.update_corp, SecretBox(TEST_SECRET), CORP_A, actor="t", enabled=False)
     assert_error(run("corps", "sync", CORP_A), CORP_A, "disabled")
     assert synced_world.calls["user_get"] == 0
+
+
+# --- iam corps test, and --enable / --disable ----------------------------------------------------
+
+#: What `iam corps test --json` prints: the API's ConnectionTest record and the corp id.
+TEST_FIELDS = {
+    *("corp_id", "ok", "errcode", "errmsg", "reason", "api", "problems", "seen_ip", "app_name"),
+}
+
+
+@pytest.fixture
+def wecom_world(db: str, store: Store, monkeypatch: pytest.MonkeyPatch) -> WeComSimulator:
+    """Subsidiary A connected with the simulator's secret, its app trusting the issuer's host;
+    the command reaches the simulator at IAM_WECOM_API_BASE, in-process."""
+    simulator = WeComSimulator(demo_corps())
+    simulator.configure_app(CORP_A, redirect_domain="testserver")
+    monkeypatch.setenv("IAM_WECOM_API_BASE", WECOM_BASE)
+    monkeypatch.setattr(cli_corps, "new_http_client", lambda: TestClient(simulator.app))
+    connect_corp(store, simulator, CORP_A)
+    return simulator
+
+
+def test_corps_test_that_passes_exits_0(wecom_world: WeComSimulator, run: Run) -> None:
+    record = run_json(run, "corps", "test", CORP_A)
+    assert set(record) == TEST_FIELDS
+    assert (record["corp_id"], record["ok"], record["problems"], record["app_name"]) == (
+        CORP_A,
+        True,
+        [],
+        "统一登录",
+    )
+    ran = run("corps", "test", CORP_A)
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.out.startswith(f"{CORP_A}: the connection test passed. Everything works")
+    assert "trusts testserver" in ran.out
+    assert wecom_world.calls["agent_get"] == 2
+    listed = run_json(run, "corps", "list")["corps"][0]
+    assert (listed["last_test_ok"], listed["on_login_page"]) == (True, True)
+
+
+def test_corps_test_that_fails_says_everything_and_exits_1(
+    wecom_world: WeComSimulator, store: Store, run: Run
+) -> None:
+    wecom_world.configure_app(CORP_A, closed=True, trusted_ips=["198.51.100.7"])
+    ran = run("corps", "test", CORP_A, "--json")
+    assert (ran.code, ran.err) == (1, "")
+    record = json.loads(ran.out)
+    assert (record["ok"], record["errcode"], record["seen_ip"]) == (False, 60020, "203.0.113.9")
+    assert record["problems"] == [{"reason": corps.IP_NOT_TRUSTED, "params": {"ip": "203.0.113.9"}}]
+    ran = run("corps", "test", CORP_A)
+    assert (ran.code, ran.err) == (1, "")
+    lines = ran.out.splitlines()
+    assert lines[0].startswith(f"{CORP_A}: the connection test FAILED.")
+    assert f"iam corps update {CORP_A} --enable" in lines[0]
+    assert lines[1].startswith(
+        "  - WeCom refused calls from this server's address 203.0.113.9 (60020)."
+    )
+    assert "add 203.0.113.9" in lines[1]
+    assert lines[2].startswith("  WeCom answered agent/get: errcode 60020, not allow to access")
+    assert "docs/wecom-setup.md" in lines[-1]
+
+    wecom_world.configure_app(CORP_A, trusted_ips=None, visible_departments=[])
+    ran = run("corps", "test", CORP_A)
+    assert ran.code == 1
+    problems = [line for line in ran.out.splitlines() if line.startswith("  - ")]
+    assert [line[4:30] for line in problems] == [
+        "The app is disabled in WeC",
+        "Nobody is in the app's vis",
+    ]
+    assert run("corps", "list").out == (
+        f"{CORP_A}  agent 1000002  子公司A  [hidden from the login page: its last test failed]\n"
+    )
+    hidden = run_json(run, "corps", "list")["corps"][0]
+    assert (hidden["enabled"], hidden["on_login_page"], hidden["last_test_ok"]) == (
+        True,
+        False,
+        False,
+    )
+    assert [problem["reason"] for problem in hidden["last_test_problems"]] == [
+        corps.APP_CLOSED,
+        corps.NOBODY_VISIBLE,
+    ]
+
+
+def test_corps_update_enable_shows_a_hidden_corporation(
+    wecom_world: WeComSimulator, run: Run
+) -> None:
+    wecom_world.configure_app(CORP_A, closed=True)
+    assert run("corps", "test", CORP_A).code == 1
+    record = run_json(run, *UPDATE, "--enable")
+    assert (record["enabled"], record["on_login_page"], record["hidden_by_test"]) == (
+        True,
+        True,
+        False,
+    )
+    record = run_json(run, *UPDATE, "--disable")
+    assert (record["enabled"], record["on_login_page"]) == (False, False)
+    assert run_json(run, *UPDATE, "--enable")["on_login_page"] is True
+
+
+def test_corps_update_refuses_enable_with_disable(db: str, run: Run) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*UPDATE, "--enable", "--disable"])
+    assert exited.value.code == 2
+
+
+def test_corps_test_of_an_unknown_corporation_is_one_line(
+    wecom_world: WeComSimulator, run: Run
+) -> None:
+    assert_error(run("corps", "test", "wwnosuchcorp"), "wwnosuchcorp")
+    assert wecom_world.calls["gettoken"] == 0
+
+
+def test_corps_test_help_says_what_it_checks(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["corps", "test", "--help"])
+    assert exited.value.code == 0
+    described = " ".join(capsys.readouterr().out.split())
+    assert "agent/get" in described and "exit 1 when it fails" in described
+    assert "hides the corporation from the login page" in described

@@ -20,7 +20,7 @@ from iam.i18n import LANGUAGES, MESSAGES, load_texts, negotiate, translator
 from iam.services.clients import CONTEXT_POLICIES
 
 ROOT = Path(__file__).resolve().parent.parent
-#: What a message key looks like: dotted lower-case words ("otp.wrong", "admin.corp.hint.other").
+#: What a message key looks like: dotted lower-case words ("otp.wrong", "admin.corp.problem.ip").
 KEY = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")
 #: The keys built at run time, by the literal prefix in the code and every ending it can take.
 #: The test fails on a prefix not listed here: list the endings of a new one.
@@ -43,17 +43,6 @@ DYNAMIC_KEYS = {
     # iam/admin/corps/console.py `_error_keys`: f"admin.corp.invalid.{error.field}", the fields the
     # corp services and forms check (iam/services/corps.py, iam/admin/corps/console.py).
     "admin.corp.invalid.": ["corp_id", "name", "agent_id", "secret", "trust_mobile", "enabled"],
-    # iam/admin/corps/console.py `_hint_key`: f"admin.corp.hint.{reason}" for a failed connection
-    # test; a reason without a hint shows admin.corp.hint.other, so these are the reasons with one.
-    "admin.corp.hint.": [
-        "wecom.misconfigured",
-        "wecom.busy",
-        "wecom.ip_not_trusted",
-        "wecom.timeout",
-        "wecom.unavailable",
-        "admin.corp.secret_unreadable",
-        "other",
-    ],
     # templates/admin/user.html: t("admin.user_done_" ~ done), done one of iam.admin.users.DONE.
     "admin.user_done_": list(DONE),
     # templates/admin/user.html, users.html: t("admin.user_status_" ~ status) of a user or link.
@@ -299,7 +288,7 @@ def test_the_scan_finds_keys_however_they_are_passed() -> None:
         "admin.corp.not_found",  # Area("...") of the corps console
     } <= set(found)
     assert "login.succeeded" not in found  # an audit event, not a message
-    assert {"admin.app.", "admin.corp.hint.", "admin.user_done_"} <= prefixes  # ~, f"..."
+    assert {"admin.app.", "admin.corp.invalid.", "admin.user_done_"} <= prefixes  # ~, f"..."
 
 
 def test_every_key_built_at_run_time_is_listed() -> None:

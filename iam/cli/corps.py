@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from iam import settings as iam_settings
 from iam.app import directory_lookup, shared_redis
-from iam.cli.parser import Output, command_group, describe, record_command
+from iam.cli.parser import (
+    Output,
+    command_group,
+    describe,
+    open_engine,
+    record_command,
+    require_migrated,
+)
 from iam.db.store import Store
 from iam.db.unit import one_unit
 from iam.federation.wecom.client import WeComClient, new_http_client
 from iam.federation.wecom.tokens import MemoryTokenCache, RedisTokenCache
-from iam.records.corps import Corp
+from iam.i18n import translator
+from iam.records.corps import ConnectionTest, Corp
 from iam.secretbox import SecretBox
 from iam.services import corps, directory
+from iam.services.corps import ConnectionResult
 from iam.settings import Settings
 
 if TYPE_CHECKING:
@@ -83,6 +94,7 @@ def _corps_update(args: argparse.Namespace, store: Store, settings: Settings) ->
             actor="cli",
             name=args.name,
             secret=args.secret,
+            enabled=args.enabled,
             **_options(args),
         ),
     )
@@ -95,6 +107,7 @@ def _corps_list(args: argparse.Namespace, store: Store, settings: Settings) -> O
     lines = [
         f"{r['corp_id']}  agent {r['agent_id']}  {'trusted mobile  ' if r['trust_mobile'] else ''}"
         f"{r['name']}"
+        f"{'  [hidden from the login page: its last test failed]' if r['hidden_by_test'] else ''}"
         for r in records
     ]
     return Output({"corps": records}, "\n".join(lines) or "no corporations")
@@ -114,6 +127,54 @@ def _wecom(settings: Settings) -> Iterator[WeComClient]:
         http.close()
         if shared is not None:
             shared.close()
+
+
+def _test_text(corp_id: str, result: ConnectionResult, domain: str) -> str:
+    """The connection test in plain words (the console's, in English)."""
+    t = translator("en")
+    if result.ok:
+        passed = t(
+            "admin.corp.test.ok",
+            expires_in=result.expires_in,
+            app_name=result.app_name or "",
+            domain=domain,
+        )
+        return f"{corp_id}: the connection test passed. {passed}"
+    lines = [
+        f"{corp_id}: the connection test FAILED. The login page leaves this corporation out until "
+        f"a test passes (or `iam corps update {corp_id} --enable` shows it anyway). Found:"
+    ]
+    lines += [f"  - {t(problem.reason, **problem.params)}" for problem in result.problems]
+    if result.errcode:
+        lines.append(f"  WeCom answered {result.api}: errcode {result.errcode}, {result.errmsg}")
+    if result.detail:
+        lines.append(f"  details: {result.detail}")
+    lines.append("  Setting up the app in WeCom, step by step: docs/wecom-setup.md")
+    return "\n".join(lines)
+
+
+def _corps_test(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
+    """A live gettoken and agent/get for one corporation (`corps.test_connection`), kept on the
+    corporation and audited like the console's button; the `ConnectionTest` record with its
+    `corp_id`."""
+    domain = corps.issuer_domain(settings.issuer)
+    with _wecom(settings) as wecom:
+        result = corps.test_connection(
+            store, _box(settings), wecom, args.corp_id, domain=domain, actor="cli"
+        )
+    record = {"corp_id": args.corp_id, **ConnectionTest.of(result).to_json()}
+    return Output(record, _test_text(args.corp_id, result, domain))
+
+
+def _run_test(args: argparse.Namespace) -> int:
+    """`iam corps test`: as every record command, except that a failed test (printed all the
+    same) exits 1."""
+    settings = iam_settings.load()
+    with open_engine(settings) as engine:
+        require_migrated(engine)
+        output = _corps_test(args, Store(engine), settings)
+    print(json.dumps(output.record) if args.json else output.text)
+    return 0 if output.record["ok"] else 1
 
 
 def _sync_record(summary: directory.SyncSummary) -> dict[str, Any]:
@@ -190,6 +251,31 @@ def add_commands(commands: Subcommands) -> None:
         default=None,
         help=TRUST_MOBILE_HELP + " (--no-trust-mobile: every binding proves the number by SMS)",
     )
+    switch = update.add_mutually_exclusive_group()
+    switch.add_argument(
+        "--enable",
+        dest="enabled",
+        action="store_const",
+        const=True,
+        help="enable it; also shows it on the login page when its last connection test failed",
+    )
+    switch.add_argument(
+        "--disable",
+        dest="enabled",
+        action="store_const",
+        const=False,
+        help="disable it: sign-ins through it stop at once (its links and users stay)",
+    )
+    test = record_command(
+        group,
+        "test",
+        _corps_test,
+        "test the connection now: a live gettoken, then agent/get (app enabled, trusted "
+        "domain, visible range, this server's address trusted); exit 1 when it fails. A failed "
+        "test hides the corporation from the login page, a passing one shows it again",
+    )
+    test.add_argument("corp_id", metavar="CORP_ID")
+    test.set_defaults(run=_run_test)
     sync = record_command(
         group,
         "sync",

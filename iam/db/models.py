@@ -125,6 +125,15 @@ class WeComCorp(Base):
     encoding_aes_key_encrypted: Mapped[str | None] = mapped_column(Text)
     trust_mobile: Mapped[bool] = mapped_column(Boolean, default=False)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: The last connection test (`iam corps test`, the console's button): when, whether it
+    #: passed (None: never tested), and what it found wrong (a list of {"reason", "params"}).
+    last_tested_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_test_ok: Mapped[bool | None] = mapped_column(Boolean)
+    last_test_problems: Mapped[list[Any] | None] = mapped_column(JsonType)
+    #: Left off the login page because its last test failed: a passing test, or an admin who
+    #: enables it explicitly, shows it again. A hidden corporation still syncs and takes logins
+    #: that reach it another way (a workbench link).
+    hidden_by_test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

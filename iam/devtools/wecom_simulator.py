@@ -23,6 +23,7 @@ import collections
 import copy
 import dataclasses
 import hashlib
+import ipaddress
 import json
 import re
 import secrets
@@ -48,6 +49,7 @@ from iam.web import TEMPLATES_DIR, BodyLimitMiddleware
 
 APIS = frozenset(
     {"gettoken", "getuserinfo", "getuserdetail", "user_get", "department_get", "department_list"}
+    | {"agent_get"}  # the app's own settings (the connection test asks)
 )
 CODE_TTL = 300  # OAuth codes: single use, five minutes
 TICKET_TTL = 1800  # user_ticket lifetime; reusable within it
@@ -59,6 +61,20 @@ SCOPE_PRIVATEINFO = "snsapi_privateinfo"
 _STATE_PATTERN = re.compile(r"[A-Za-z0-9_-]{0,128}")
 _TEMPLATE = "dev/wecom_sim.html"
 _DIRECTORY_TEMPLATE = "dev/wecom_directory.html"
+#: The app settings `configure_app` changes (agent/get reports them).
+APP_FIELDS = frozenset(
+    {
+        "app_name",
+        "closed",
+        "visible_users",
+        "visible_departments",
+        "visible_tags",
+        "redirect_domain",
+        "trusted_ips",
+    }
+)
+#: The address a caller without one (a test client) is seen from: TEST-NET-3 (RFC 5737).
+SIM_CALLER_IP = "203.0.113.9"
 SEND_TIMEOUT = 5.0  # seconds to wait for the server's answer to an event (WeCom waits 5 s)
 ANSWER_CHARS = 200  # how much of the server's answer a Delivery keeps
 #: A member's fields (`SimMember`) as the update_user event names them (wecom-api.md §6).
@@ -113,6 +129,19 @@ class SimCorp:
     members: list[SimMember]
     # False: an app made after 2022-06-20, whose user/get omits mobile, email, avatar, gender
     user_get_private_fields: bool = False
+    # The app's own settings, as agent/get reports them (`configure_app` changes them live):
+    app_name: str = "统一登录"
+    closed: bool = False  # the app is disabled ("close": 1)
+    # its visible range (可见范围): members, departments (1: the whole corporation), tags
+    visible_users: list[str] = field(default_factory=list)
+    visible_departments: list[int] = field(default_factory=lambda: [1])
+    visible_tags: list[int] = field(default_factory=list)
+    # its trusted domain (可信域名); None: the host its API was called at (in the demo, the
+    # server's own, which is what its redirect_uris use)
+    redirect_domain: str | None = None
+    # its trusted IPs (企业可信IP); None: not checked (an app made before 2022-06-20). Otherwise
+    # every API but gettoken called from another address answers 60020 naming that address.
+    trusted_ips: list[str] | None = None
 
 
 class HttpAnswer(Protocol):
@@ -286,6 +315,7 @@ class WeComSimulator:
             ("/cgi-bin/user/get", "user_get", self._user_get, "GET"),
             ("/cgi-bin/department/get", "department_get", self._department_get, "GET"),
             ("/cgi-bin/department/list", "department_list", self._department_list, "GET"),
+            ("/cgi-bin/agent/get", "agent_get", self._agent_get, "GET"),
         ]
         self.app = Starlette(
             routes=[
@@ -320,6 +350,18 @@ class WeComSimulator:
                 self._state.delays[api] = seconds
             else:
                 self._state.delays.pop(api, None)
+
+    def configure_app(self, corp_id: str, **changes: Any) -> None:
+        """Change a corporation's app as its admin would in WeCom's console: `SimCorp`'s app
+        fields (`closed`, `visible_users`, `visible_departments`, `visible_tags`,
+        `redirect_domain`, `trusted_ips`, `app_name`)."""
+        corp = self._corp(corp_id)
+        unknown = set(changes) - APP_FIELDS
+        if unknown:
+            raise ValueError(f"unknown app fields {sorted(unknown)}; one of {sorted(APP_FIELDS)}")
+        with self._lock:
+            for name, value in changes.items():
+                setattr(corp, name, copy.deepcopy(value))
 
     def expire_tokens(self) -> None:
         """Every access token issued so far answers 42001 from now on."""
@@ -534,7 +576,9 @@ class WeComSimulator:
             raise _ApiError(40014, "invalid access_token")
         if issued.expires_at <= _now():
             raise _ApiError(42001, "access_token expired")
-        return self._corps[issued.corp_id]
+        corp = self._corps[issued.corp_id]
+        _check_caller(corp, request)
+        return corp
 
     # --- the server API ---
 
@@ -647,6 +691,31 @@ class WeComSimulator:
         if corp.user_get_private_fields:
             answer.update(_contact_fields(member), avatar=member.avatar, gender=member.gender)
         return answer
+
+    async def _agent_get(self, request: Request) -> JsonObject:
+        """The app's settings (agent/get): its name, whether it is closed, its trusted domain
+        and its visible range."""
+        corp = self._token_corp(request)
+        if request.query_params.get("agentid", "") != str(corp.agent_id):
+            raise _ApiError(40056, "invalid agentid")
+        with self._lock:
+            users = [{"userid": userid} for userid in corp.visible_users]
+            departments, tags = list(corp.visible_departments), list(corp.visible_tags)
+            domain = corp.redirect_domain
+        return _ok(
+            agentid=corp.agent_id,
+            name=corp.app_name,
+            square_logo_url="",
+            description="",
+            allow_userinfos={"user": users},
+            allow_partys={"partyid": departments},
+            allow_tags={"tagid": tags},
+            close=1 if corp.closed else 0,
+            redirect_domain=request.headers.get("host", "") if domain is None else domain,
+            report_location_flag=0,
+            isreportenter=0,
+            home_url="",
+        )
 
     async def _department_get(self, request: Request) -> JsonObject:
         corp = self._token_corp(request)
@@ -804,6 +873,33 @@ class WeComSimulator:
         if corp is None:
             raise _PageError(f"Unknown appid (corp id) {appid!r}.")
         return corp
+
+
+def _caller_ip(request: Request) -> str:
+    """The address WeCom sees a call come from: the peer's, or `SIM_CALLER_IP` when the peer has
+    no address (a test client)."""
+    host = request.client.host if request.client else ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return SIM_CALLER_IP
+
+
+def _check_caller(corp: SimCorp, request: Request) -> None:
+    """60020, as WeCom words it, for a caller outside the app's trusted IPs (when it has a
+    list)."""
+    trusted = corp.trusted_ips
+    if trusted is None:
+        return
+    address = _caller_ip(request)
+    if address not in trusted:
+        hint = secrets.token_hex(8)
+        raise _ApiError(
+            60020,
+            f"not allow to access from your ip, hint: [{int(time.time())}_{hint}], "
+            f"from ip: {address}, more info at "
+            "https://open.work.weixin.qq.com/devtool/query?e=60020",
+        )
 
 
 def _check_api(api: str) -> None:

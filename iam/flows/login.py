@@ -93,7 +93,7 @@ async def flow_context(request: Request, flow_id: str) -> dict[str, Any]:
 async def _upstream_choices(request: Request, flow_id: str) -> list[dict[str, str]]:
     """One "log in with WeCom" button per connected corporation."""
     found = await in_worker(
-        request.app.state.store, lambda db: corps.list_corps(db, enabled_only=True)
+        request.app.state.store, lambda db: corps.list_corps(db, on_login_page=True)
     )
     suffix = f"?{urlencode({'flow': flow_id})}" if flow_id else ""
     return [

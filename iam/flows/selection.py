@@ -68,7 +68,7 @@ async def select_page(request: Request) -> Response:
         context["choices"] = [_choice(link) for link in links]
         context["current"] = signed_in.session.context_link_id
     else:
-        found_corps = await in_worker(store, lambda db: corps.list_corps(db, enabled_only=True))
+        found_corps = await in_worker(store, lambda db: corps.list_corps(db, on_login_page=True))
         query = urlencode({"flow": flow_id, "link": "1"})
         context["offers"] = [
             {"href": f"/login/wecom/{quote(corp.corp_id)}?{query}", "name": corp.name}

@@ -42,8 +42,33 @@ CALLBACK_DESCRIPTION = (
 )
 
 
+PROBLEM_DESCRIPTION = (
+    "One thing a connection test found wrong: `reason` is its message key (admin.corp.problem.*: "
+    "corp_id, secret, agent_id, closed, ip, ip_unseen, domain, domain_unset, visible_range, busy, "
+    "timeout, unavailable, refused; or admin.corp.secret_unreadable), `params` the values the "
+    "message names (ip: the address WeCom saw; domain and expected: the app's trusted domain "
+    "and the issuer's; api, errcode, errmsg: WeCom's refusal)."
+)
+ON_LOGIN_PAGE_DESCRIPTION = (
+    "Whether the login page offers it: enabled, and not hidden by a failed connection test "
+    "(never tested, passed its last test, or enabled explicitly since)."
+)
+HIDDEN_DESCRIPTION = (
+    "Its last connection test failed, so the login page leaves it out until a test passes or "
+    "an admin enables it explicitly (PATCH enabled: true)."
+)
+
+
+class CorpProblem(Record):
+    __doc__ = PROBLEM_DESCRIPTION
+
+    reason: str
+    params: dict[str, str]
+
+
 class Corp(Record):
-    """A connected WeCom corporation and its self-built app (no secret, no callback values)."""
+    """A connected WeCom corporation and its self-built app (no secret, no callback values),
+    and what its last connection test found."""
 
     corp_id: str = Field(
         description=CORP_ID_DESCRIPTION, json_schema_extra={"pattern": corps.CORP_ID_PATTERN}
@@ -53,30 +78,49 @@ class Corp(Record):
     trust_mobile: bool
     enabled: bool
     callback: bool = Field(description=CALLBACK_DESCRIPTION)
+    on_login_page: bool = Field(description=ON_LOGIN_PAGE_DESCRIPTION)
+    hidden_by_test: bool = Field(description=HIDDEN_DESCRIPTION)
+    last_tested_at: Timestamp | None = Field(description="When it was last tested (null: never).")
+    last_test_ok: bool | None = Field(description="Whether its last test passed (null: never).")
+    last_test_problems: list[CorpProblem] = Field(
+        description="What its last test found wrong (empty: nothing, or never tested)."
+    )
     created_at: Timestamp
 
     @classmethod
     def of(cls, corp: WeComCorp) -> Corp:
         """Every column but the sealed ones (the secret, the callback Token and EncodingAESKey):
         not even encrypted do they leave the server; `callback` says whether both are set."""
-        return cls.from_row(corp, callback=corps.has_callback(corp))
+        return cls.from_row(
+            corp,
+            callback=corps.has_callback(corp),
+            on_login_page=corps.shown_on_login_page(corp),
+            last_test_problems=corp.last_test_problems or [],
+        )
 
 
 class ConnectionTest(Record):
-    """What WeCom answered a live gettoken with the stored secret. A refusal has WeCom's
-    errcode and errmsg; no answer in time, or none that is WeCom's, has errcode and errmsg
-    null. `reason` is our message key (e.g. wecom.misconfigured, wecom.busy, wecom.timeout,
-    wecom.unavailable), null when ok."""
+    """What WeCom answered a live gettoken with the stored secret, then agent/get (the app's
+    settings: closed, trusted domain, visible range; WeCom checks the caller's address for it).
+    `problems` lists everything found wrong (empty when ok); `reason` is the first one's key,
+    null when ok. A refusal has WeCom's `api`, `errcode` and `errmsg` (for 60020, `seen_ip` is
+    the address WeCom saw: add it to the app's 企业可信IP); no answer in time, or none that is
+    WeCom's, has errcode and errmsg null. After agent/get answered, errcode is 0 even when the
+    app's settings have problems; `app_name` is the app's name in WeCom."""
 
     ok: bool
     errcode: int | None
     errmsg: str | None
     reason: str | None
+    api: str | None = Field(description="The WeCom API that answered last (gettoken, agent/get).")
+    problems: list[CorpProblem]
+    seen_ip: str | None = Field(description="For 60020: the address WeCom saw the call from.")
+    app_name: str | None
 
     @classmethod
     def of(cls, result: ConnectionResult) -> ConnectionTest:
         """Without `detail` (our own words for a failure, shown on the console page)."""
-        return cls.from_row(result)
+        return cls.from_row(result, problems=[problem.to_json() for problem in result.problems])
 
 
 # --- what a body may hold ---------------------------------------------------------------------

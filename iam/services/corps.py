@@ -11,13 +11,18 @@ records call them too, and publish the patterns in the OpenAPI document).
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from iam.clock import utcnow
 from iam.db.models import WeComCorp
 from iam.db.store import Store
 from iam.db.unit import one_unit
@@ -221,7 +226,10 @@ def update_corp(
     callback Token and the EncodingAESKey are replaced only when a new one is given (each may
     be given alone), because they are never read back; the audit row names them, never their
     values. Logins see the change at once: connectors are opened from the stored row on each
-    login, and the token cache is keyed by a hash of the secret."""
+    login, and the token cache is keyed by a hash of the secret.
+
+    `enabled=True` is an admin's explicit choice: it also shows on the login page a
+    corporation its last connection test hid (`hidden_by_test`), even one enabled already."""
     wanted: dict[str, object] = {}
     if name is not None:
         wanted["name"] = checked_name(name)
@@ -240,6 +248,8 @@ def update_corp(
     if encoding_aes_key is not None:
         sealed["encoding_aes_key"] = checked_encoding_aes_key(encoding_aes_key)
     corp = get_corp(db, corp_id)
+    if enabled and corp.hidden_by_test:  # enabled explicitly: shown although its test failed
+        wanted["hidden_by_test"] = False
     changed = sorted(key for key, value in wanted.items() if getattr(corp, key) != value)
     for key in changed:
         setattr(corp, key, wanted[key])
@@ -260,11 +270,17 @@ def update_corp(
     return corp
 
 
-def list_corps(db: Session, *, enabled_only: bool = False) -> list[WeComCorp]:
-    """Oldest first."""
+def list_corps(
+    db: Session, *, enabled_only: bool = False, on_login_page: bool = False
+) -> list[WeComCorp]:
+    """Oldest first; `enabled_only`: the enabled ones (hidden or not: the directory sync);
+    `on_login_page`: those the login page offers (enabled and not hidden by a failed
+    connection test, see `shown_on_login_page`)."""
     statement = select(WeComCorp).order_by(WeComCorp.created_at, WeComCorp.corp_id)
-    if enabled_only:
+    if enabled_only or on_login_page:
         statement = statement.where(WeComCorp.enabled.is_(True))
+    if on_login_page:
+        statement = statement.where(WeComCorp.hidden_by_test.is_(False))
     return list(db.scalars(statement))
 
 
@@ -309,14 +325,77 @@ def callback_settings(db: Session, box: SecretBox, corp_id: str) -> CallbackSett
     return CallbackSettings(corp.corp_id, box.decrypt(token), box.decrypt(key))
 
 
+# --- the connection test ----------------------------------------------------------------------
+# What it finds wrong: each is a message-catalogue key (the admin's words, in both languages:
+# what is wrong and what to do), with the values it names (`Problem.params`).
+
+#: gettoken refused the corp id (40013 invalid corpid, 41002 none sent).
+CORP_ID_WRONG = "admin.corp.problem.corp_id"
+#: gettoken refused the secret (40001 invalid credential, 40091 secret invalid, 41004 none).
+SECRET_WRONG = "admin.corp.problem.secret"
+#: agent/get does not know the AgentId for this app's token (40056 invalid agentid; 60011 no
+#: privilege: the Secret is another app's).
+AGENT_WRONG = "admin.corp.problem.agent_id"
+#: agent/get: the app is disabled ("close": 1).
+APP_CLOSED = "admin.corp.problem.closed"
+#: 60020: WeCom refused our server's address; {ip} is the one WeCom saw.
+IP_NOT_TRUSTED = "admin.corp.problem.ip"
+#: 60020 without an address in the errmsg.
+IP_NOT_TRUSTED_UNSEEN = "admin.corp.problem.ip_unseen"
+#: agent/get: the app's trusted domain ({domain}) is not the issuer's ({expected}).
+DOMAIN_MISMATCH = "admin.corp.problem.domain"
+#: agent/get: the app has no trusted domain at all.
+DOMAIN_UNSET = "admin.corp.problem.domain_unset"
+#: agent/get: nobody is in the app's visible range (no member, department or tag).
+NOBODY_VISIBLE = "admin.corp.problem.visible_range"
+#: WeCom is limiting or busy (45009, 45033, -1): try again in a minute.
+BUSY = "admin.corp.problem.busy"
+#: WeCom did not answer in time / could not be reached or answered something not WeCom's.
+TIMEOUT = "admin.corp.problem.timeout"
+UNAVAILABLE = "admin.corp.problem.unavailable"
+#: Problems of the moment, not of the set-up: a test that found only these leaves the login
+#: page as it was (a corporation is not hidden because WeCom was slow while an admin tested).
+PASSING_PROBLEMS = frozenset({BUSY, TIMEOUT, UNAVAILABLE})
+#: Any other refusal: WeCom's {api}, {errcode} and {errmsg}.
+REFUSED = "admin.corp.problem.refused"
+#: The reason given when the stored secret no longer decrypts (IAM_SECRET_KEY was changed).
+SECRET_UNREADABLE = "admin.corp.secret_unreadable"
+
+_BY_ERRCODE: Mapping[tuple[str, int], str] = {
+    **{("gettoken", code): CORP_ID_WRONG for code in (40013, 41002)},
+    **{("gettoken", code): SECRET_WRONG for code in (40001, 40091, 41004)},
+    **{("agent/get", code): AGENT_WRONG for code in (40056, 60011)},
+}
+_BUSY_CODES = frozenset({45009, 45033, -1})
+_IP_NOT_TRUSTED = 60020
+_SEEN_IP = re.compile(r"from ip: ?([0-9A-Fa-f.:]{2,45})")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing a connection test found wrong: its message key (`reason`) and the values the
+    message names (`params`: the address WeCom saw, the domains, WeCom's errcode, ...)."""
+
+    reason: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "params": dict(self.params)}
+
+
 @dataclass(frozen=True)
 class ConnectionResult:
-    """What WeCom answered a live gettoken for one corporation's app.
+    """What a live gettoken and then agent/get (the app's settings) told about one
+    corporation's app.
 
-    - ok: `errcode` 0, `expires_in` the new token's lifetime;
-    - WeCom refused: its `errcode` and `errmsg` (secrets scrubbed), and our `reason` key;
-    - no usable answer (timeout, unreachable, not WeCom JSON): `errcode` and `errmsg` are None,
-      `reason` is `wecom.timeout` or `wecom.unavailable`, and `detail` says what happened.
+    - ok: both answered, and the app's settings let people sign in: `errcode` 0,
+      `expires_in` the new token's lifetime, `app_name` the app's name in WeCom;
+    - otherwise `problems` says everything found wrong (several at once when agent/get
+      answered: closed *and* nobody visible), `reason` is the first one's key;
+    - WeCom refused a call: `api` (gettoken or agent/get), its `errcode` and `errmsg` (secrets
+      scrubbed); for 60020 `seen_ip` is the address WeCom saw (to add to 企业可信IP);
+    - no usable answer (timeout, unreachable, not WeCom JSON): `errcode` and `errmsg` are None
+      and `detail` says what happened.
     """
 
     ok: bool
@@ -325,28 +404,81 @@ class ConnectionResult:
     reason: str | None = None
     detail: str | None = None
     expires_in: int | None = None
+    problems: tuple[Problem, ...] = ()
+    api: str | None = None
+    seen_ip: str | None = None
+    app_name: str | None = None
 
 
-#: The reason given when the stored secret no longer decrypts (IAM_SECRET_KEY was changed).
-SECRET_UNREADABLE = "admin.corp.secret_unreadable"
+def _failed(*problems: Problem, **values: Any) -> ConnectionResult:
+    return ConnectionResult(ok=False, reason=problems[0].reason, problems=problems, **values)
+
+
+def issuer_domain(issuer: str) -> str:
+    """The trusted domain an app needs for `issuer`'s redirect URIs: its host, with the port
+    when it is not the scheme's default (wecom-api.md 4), in lower case."""
+    parts = urlsplit(issuer)
+    host = (parts.hostname or "").lower()
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    port = parts.port
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return host if port is None or port == default else f"{host}:{port}"
+
+
+def _domain_of(value: object) -> str:
+    """WeCom's redirect_domain, read leniently (a scheme or a trailing slash is dropped)."""
+    text = str(value or "").strip().lower()
+    text = text.split("://", 1)[-1]
+    return text.rstrip("/")
+
+
+def readable_errmsg(errmsg: str) -> str:
+    """WeCom's errmsg for people: without its trailing help link ("..., more info at
+    https://open.work.weixin.qq.com/devtool/query?e=60020"), which the errcode says as well and
+    which no narrow page can wrap."""
+    return re.split(r",? ?more info at ", errmsg, maxsplit=1)[0]
+
+
+def seen_ip(errmsg: str) -> str | None:
+    """The caller's address a 60020 errmsg names ("..., from ip: 1.2.3.4, more info at ...")."""
+    match = _SEEN_IP.search(errmsg)
+    if match is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(match.group(1)))
+    except ValueError:
+        return None
 
 
 def test_connection(
-    store: Store, box: SecretBox, client: WeComClient, corp_id: str, *, actor: str = "cli"
+    store: Store,
+    box: SecretBox,
+    client: WeComClient,
+    corp_id: str,
+    *,
+    domain: str,
+    actor: str = "cli",
 ) -> ConnectionResult:
-    """Ask WeCom for an access token now, past the token cache, so the answer is live (a cached
-    token would say nothing about a secret changed since). Disabled corporations may be tested
-    too: that is how an admin checks a corporation before enabling it. Audited.
+    """Ask WeCom now whether this corporation can work: a live gettoken, past the token cache
+    (a cached token would say nothing about a secret changed since), then agent/get, a data
+    API that WeCom checks the caller's address for, whose answer says whether the app is
+    closed, its trusted domain (it must be `domain`, the issuer's: `issuer_domain`) and its
+    visible range. Disabled corporations may be tested too: that is how an admin checks a
+    corporation before enabling it. The result is remembered on the corporation (a failed
+    test hides it from the login page, a passing one shows it again) and audited.
 
     Unlike the other services here this takes the store and runs two units of work of its own,
-    with the HTTP call between them: `connection_target` reads the app (one unit), WeCom is
-    asked with no transaction open, and `record_test` audits the answer (a second unit). A
-    transaction held across the call would keep a pooled connection (and, on SQLite, maybe a
-    lock) for as long as WeCom takes to answer, up to its timeout. Nothing is lost by the
-    split: the first unit only reads. It blocks (database and HTTP): call it from a worker
-    thread, never on the event loop."""
+    with the HTTP calls between them: `connection_target` reads the app (one unit), WeCom is
+    asked with no transaction open, and `record_test` keeps and audits the answer (a second
+    unit). A transaction held across the calls would keep a pooled connection (and, on
+    SQLite, maybe a lock) for as long as WeCom takes to answer, up to its timeout. It blocks
+    (database and HTTP): call it from a worker thread, never on the event loop."""
     target = one_unit(store, lambda db: connection_target(db, box, corp_id))
-    result = target if isinstance(target, ConnectionResult) else ask_wecom(client, target)
+    if isinstance(target, ConnectionResult):
+        result = target
+    else:
+        result = ask_wecom(client, target, domain=domain)
     one_unit(store, lambda db: record_test(db, corp_id, result, actor=actor))
     return result
 
@@ -358,32 +490,111 @@ def connection_target(db: Session, box: SecretBox, corp_id: str) -> WeComApp | C
     try:
         secret = box.decrypt(corp.secret_encrypted)
     except SecretBoxError as error:
-        return ConnectionResult(ok=False, reason=SECRET_UNREADABLE, detail=str(error))
+        return _failed(Problem(SECRET_UNREADABLE), detail=str(error))
     return WeComApp(corp.corp_id, corp.agent_id, secret)
 
 
-def ask_wecom(client: WeComClient, app: WeComApp) -> ConnectionResult:
-    """A live gettoken (no database): WeCom's answer, or why there was none."""
+def ask_wecom(client: WeComClient, app: WeComApp, *, domain: str) -> ConnectionResult:
+    """A live gettoken, then agent/get (no database): what is wrong, or that nothing is."""
     try:
         expires_in = client.fetch_token(app)
+        agent = client.get_agent(app)
     except WeComApiError as refused:
-        return ConnectionResult(
-            ok=False, errcode=refused.code, errmsg=refused.errmsg, reason=refused.reason
-        )
+        return _refusal(refused)
     except WeComUnavailableError as unavailable:
-        return ConnectionResult(ok=False, reason=unavailable.reason, detail=str(unavailable))
-    return ConnectionResult(ok=True, errcode=0, errmsg="ok", expires_in=expires_in)
+        problem = Problem(TIMEOUT if unavailable.reason == "wecom.timeout" else UNAVAILABLE)
+        return _failed(problem, api=unavailable.api, detail=str(unavailable))
+    problems = agent_problems(agent, domain=domain)
+    name = agent.get("name")
+    return ConnectionResult(
+        ok=not problems,
+        errcode=0,
+        errmsg="ok",
+        reason=problems[0].reason if problems else None,
+        expires_in=expires_in,
+        problems=problems,
+        api="agent/get",
+        app_name=name if isinstance(name, str) else None,
+    )
+
+
+def _refusal(refused: WeComApiError) -> ConnectionResult:
+    """The problem a refusal of gettoken or agent/get means, and WeCom's own words."""
+    code, api = refused.code, refused.api
+    address = None
+    if code == _IP_NOT_TRUSTED:
+        address = seen_ip(refused.errmsg)
+        if address is None:
+            problem = Problem(IP_NOT_TRUSTED_UNSEEN)
+        else:
+            problem = Problem(IP_NOT_TRUSTED, {"ip": address})
+    elif (api, code) in _BY_ERRCODE:
+        problem = Problem(_BY_ERRCODE[api, code])
+    elif code in _BUSY_CODES:
+        problem = Problem(BUSY, {"errcode": str(code)})
+    else:
+        words = readable_errmsg(refused.errmsg)
+        problem = Problem(REFUSED, {"api": api, "errcode": str(code), "errmsg": words})
+    return _failed(problem, errcode=code, errmsg=refused.errmsg, api=api, seen_ip=address)
+
+
+def agent_problems(agent: Mapping[str, Any], *, domain: str) -> tuple[Problem, ...]:
+    """What an agent/get answer says is wrong with the app, all of it: closed, a trusted
+    domain other than `domain`, nobody in its visible range."""
+    problems: list[Problem] = []
+    if agent.get("close") == 1:
+        problems.append(Problem(APP_CLOSED))
+    trusted = _domain_of(agent.get("redirect_domain"))
+    if not trusted:
+        problems.append(Problem(DOMAIN_UNSET, {"expected": domain}))
+    elif trusted != domain.lower():
+        problems.append(Problem(DOMAIN_MISMATCH, {"domain": trusted, "expected": domain}))
+    if not _anyone_visible(agent):
+        problems.append(Problem(NOBODY_VISIBLE))
+    return tuple(problems)
+
+
+def _anyone_visible(agent: Mapping[str, Any]) -> bool:
+    """Whether the visible range names a member, a department or a tag."""
+    ranges = (("allow_userinfos", "user"), ("allow_partys", "partyid"), ("allow_tags", "tagid"))
+    for outer, inner in ranges:
+        holder = agent.get(outer)
+        listed = holder.get(inner) if isinstance(holder, dict) else None
+        if isinstance(listed, list) and listed:
+            return True
+    return False
 
 
 def record_test(db: Session, corp_id: str, result: ConnectionResult, *, actor: str) -> None:
-    """The audit row of a connection test (`corp.tested`), in the caller's transaction."""
+    """Remember a connection test on the corporation and audit it (`corp.tested`), in the
+    caller's transaction: a test that found a set-up problem hides the corporation from the
+    login page, a passing one shows it again (`shown_on_login_page`); one that found only
+    problems of the moment (`PASSING_PROBLEMS`) leaves it as it was."""
+    corp = get_corp(db, corp_id)
+    corp.last_tested_at = utcnow()
+    corp.last_test_ok = result.ok
+    corp.last_test_problems = [problem.to_json() for problem in result.problems]
+    passing = bool(result.problems) and all(
+        problem.reason in PASSING_PROBLEMS for problem in result.problems
+    )
+    if not passing:
+        corp.hidden_by_test = not result.ok
     audit.record(
         db.connection(),
         "corp.tested",
         outcome="success" if result.ok else "failure",
         actor=actor,
         corp_id=corp_id,
+        api=result.api,
         errcode=result.errcode,
         reason=result.reason,
+        problems=[problem.reason for problem in result.problems],
+        seen_ip=result.seen_ip,
         detail=result.detail,
     )
+
+
+def shown_on_login_page(corp: WeComCorp) -> bool:
+    """Whether the login page offers this corporation: enabled, and not hidden by a failed
+    test (never tested, passed its last test, or enabled by an admin since it failed)."""
+    return corp.enabled and not corp.hidden_by_test

@@ -42,9 +42,16 @@ SECRET = "Adm1n-typed_secret-0123456789abcdefghijklmn"
 NEW_SECRET = "n3w-Secret_of-the-app-0123456789abcdefghijk"
 
 
+#: The issuer's host (https://testserver): the trusted domain the apps need.
+DOMAIN = "testserver"
+
+
 @pytest.fixture
 def app(wecom_settings: Settings, store: Store, sms: ConsoleSms, simulator: WeComSimulator):
-    """The app reaching WeCom through the simulator (admin_world signs in to this one)."""
+    """The app reaching WeCom through the simulator (admin_world signs in to this one); both
+    simulated apps trust the issuer's domain."""
+    for corp_id in (CORP_A, CORP_B):
+        simulator.configure_app(corp_id, redirect_domain=DOMAIN)
     return create_app(wecom_settings, store=store, sms=sms, wecom_http=TestClient(simulator.app))
 
 
@@ -149,10 +156,21 @@ def test_connect_list_show_and_change_a_corporation(caller: Caller, store: Store
         "trust_mobile",
         "enabled",
         "callback",
+        "on_login_page",
+        "hidden_by_test",
+        "last_tested_at",
+        "last_test_ok",
+        "last_test_problems",
         "created_at",
     }
     assert (corp["corp_id"], corp["name"], corp["agent_id"]) == (CORP_B, "子公司B", SIM_B.agent_id)
     assert (corp["trust_mobile"], corp["enabled"], corp["callback"]) == (True, True, False)
+    assert (corp["on_login_page"], corp["hidden_by_test"]) == (True, False)
+    assert (corp["last_tested_at"], corp["last_test_ok"], corp["last_test_problems"]) == (
+        None,
+        None,
+        [],
+    )
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", corp["created_at"])
 
     assert caller.call("GET", "/admin/api/corps").json() == {"corps": [corp]}
@@ -166,11 +184,12 @@ def test_connect_list_show_and_change_a_corporation(caller: Caller, store: Store
     }
     changed = caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json=patch)
     assert changed.status_code == 200, changed.text
-    assert changed.json() == {**corp, **patch}
-    assert caller.call("GET", f"/admin/api/corps/{CORP_B}").json() == {**corp, **patch}
+    now = {**corp, **patch, "on_login_page": False}
+    assert changed.json() == now
+    assert caller.call("GET", f"/admin/api/corps/{CORP_B}").json() == now
 
     replaced = caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json={"secret": NEW_SECRET})
-    assert replaced.json() == {**corp, **patch}
+    assert replaced.json() == now
     [row] = stored(store)
     assert all(SIM_B.secret not in str(v) and NEW_SECRET not in str(v) for v in row.values())
 
@@ -379,19 +398,56 @@ def test_wrong_methods_are_405_naming_the_allowed_ones(
 # --- the connection test, through the API --------------------------------------------------------
 
 
-def test_connection_ok_is_a_live_gettoken(
+#: The answer of a test that passed (subsidiary B's app, as the simulator has it).
+PASSED = {
+    "ok": True,
+    "errcode": 0,
+    "errmsg": "ok",
+    "reason": None,
+    "api": "agent/get",
+    "problems": [],
+    "seen_ip": None,
+    "app_name": "统一登录",
+}
+
+
+def test_connection_ok_is_a_live_gettoken_and_agent_get(
     caller: Caller, store: Store, simulator: WeComSimulator
 ) -> None:
     caller.call("POST", "/admin/api/corps", json=input_of())
-    for expected_calls in (1, 2):
+    for tests in (1, 2):
+        before = simulator.calls["gettoken"]
         answer = caller.call("POST", f"/admin/api/corps/{CORP_B}/test")
         assert answer.status_code == 200, answer.text
-        assert answer.json() == {"ok": True, "errcode": 0, "errmsg": "ok", "reason": None}
-        assert simulator.calls["gettoken"] == expected_calls  # never from the cache
+        assert answer.json() == PASSED
+        assert simulator.calls["gettoken"] > before  # never from the cache
+        assert simulator.calls["agent_get"] == tests
     schema = document("https://testserver")["components"]["schemas"]["ConnectionTest"]
     assert set(answer.json()) == set(schema["properties"]) == set(schema["required"])
     events = trail(store, "corp.tested")
     assert [(e.outcome, e.actor) for e in events] == [("success", caller.actor)] * 2
+    corp = caller.call("GET", f"/admin/api/corps/{CORP_B}").json()
+    assert (corp["last_test_ok"], corp["on_login_page"], corp["last_test_problems"]) == (
+        True,
+        True,
+        [],
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", corp["last_tested_at"])
+
+
+def failed(reason: str, *problems: dict[str, Any], **values: Any) -> dict[str, Any]:
+    """The answer of a failed test: `reason` first, then `problems` (each {reason, params})."""
+    return {
+        "ok": False,
+        "errcode": None,
+        "errmsg": None,
+        "reason": reason,
+        "api": None,
+        "problems": [{"reason": reason, "params": {}}, *problems],
+        "seen_ip": None,
+        "app_name": None,
+        **values,
+    }
 
 
 @AS_SCRIPT
@@ -400,49 +456,100 @@ def test_connection_failures_say_what_wecom_answered(
 ) -> None:
     caller.call("POST", "/admin/api/corps", json=input_of(secret=SECRET))
     answer = caller.call("POST", f"/admin/api/corps/{CORP_B}/test")
-    assert answer.json() == {
-        "ok": False,
-        "errcode": 40001,
-        "errmsg": "invalid credential",
-        "reason": "wecom.misconfigured",
-    }
+    assert answer.json() == failed(
+        corps.SECRET_WRONG, api="gettoken", errcode=40001, errmsg="invalid credential"
+    )
+    hidden = caller.call("GET", f"/admin/api/corps/{CORP_B}").json()
+    assert (hidden["enabled"], hidden["on_login_page"], hidden["hidden_by_test"]) == (
+        True,
+        False,
+        True,
+    )
+    assert hidden["last_test_problems"] == [{"reason": corps.SECRET_WRONG, "params": {}}]
     caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json={"secret": SIM_B.secret})
-    assert caller.call("POST", f"/admin/api/corps/{CORP_B}/test").json()["ok"] is True
+    assert caller.call("POST", f"/admin/api/corps/{CORP_B}/test").json() == PASSED
+    assert caller.call("GET", f"/admin/api/corps/{CORP_B}").json()["on_login_page"] is True
 
     simulator.fail_next("gettoken", 45009, "api freq out of limit")
     answer = caller.call("POST", f"/admin/api/corps/{CORP_B}/test")
+    busy = {"reason": corps.BUSY, "params": {"errcode": "45009"}}
     assert answer.json() == {
-        "ok": False,
-        "errcode": 45009,
-        "errmsg": "api freq out of limit",
-        "reason": "wecom.busy",
+        **failed(corps.BUSY, api="gettoken", errcode=45009, errmsg="api freq out of limit"),
+        "problems": [busy],
     }
 
     simulator.fail_http("gettoken", 502)
     answer = caller.call("POST", f"/admin/api/corps/{CORP_B}/test")
+    assert answer.json() == failed(corps.UNAVAILABLE, api="gettoken")
+
+    simulator.configure_app(CORP_B, closed=True, visible_departments=[], trusted_ips=None)
+    answer = caller.call("POST", f"/admin/api/corps/{CORP_B}/test")
     assert answer.json() == {
-        "ok": False,
-        "errcode": None,
-        "errmsg": None,
-        "reason": "wecom.unavailable",
+        **failed(
+            corps.APP_CLOSED,
+            {"reason": corps.NOBODY_VISIBLE, "params": {}},
+            api="agent/get",
+            errcode=0,
+            errmsg="ok",
+        ),
+        "app_name": "统一登录",
     }
+
+    simulator.configure_app(CORP_B, trusted_ips=["198.51.100.7"])
+    answer = caller.call("POST", f"/admin/api/corps/{CORP_B}/test")
+    refused = answer.json()
+    assert (refused["reason"], refused["seen_ip"], refused["errcode"]) == (
+        corps.IP_NOT_TRUSTED,
+        "203.0.113.9",
+        60020,
+    )
+    assert refused["problems"] == [
+        {"reason": corps.IP_NOT_TRUSTED, "params": {"ip": "203.0.113.9"}}
+    ]
+
     events = trail(store, "corp.tested")
     assert [(e.outcome, e.actor) for e in events] == [
         ("failure", caller.actor),
         ("success", caller.actor),
         ("failure", caller.actor),
         ("failure", caller.actor),
+        ("failure", caller.actor),
+        ("failure", caller.actor),
     ]
-    assert [e.detail["errcode"] for e in events] == [40001, 0, 45009, None]
+    assert [e.detail["errcode"] for e in events] == [40001, 0, 45009, None, 0, 60020]
     assert all(SECRET not in a.text and SIM_B.secret not in a.text for a in caller.answers)
+
+
+@AS_SCRIPT
+def test_an_explicit_enable_shows_a_hidden_corporation(
+    caller: Caller, store: Store, simulator: WeComSimulator
+) -> None:
+    caller.call("POST", "/admin/api/corps", json=input_of())
+    simulator.configure_app(CORP_B, redirect_domain="old.example.com")
+    answer = caller.call("POST", f"/admin/api/corps/{CORP_B}/test").json()
+    assert answer["problems"] == [
+        {
+            "reason": corps.DOMAIN_MISMATCH,
+            "params": {"domain": "old.example.com", "expected": DOMAIN},
+        }
+    ]
+    corp = caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json={"name": "B"}).json()
+    assert (corp["on_login_page"], corp["hidden_by_test"]) == (False, True)
+    corp = caller.call("PATCH", f"/admin/api/corps/{CORP_B}", json={"enabled": True}).json()
+    assert (corp["on_login_page"], corp["hidden_by_test"], corp["last_test_ok"]) == (
+        True,
+        False,
+        False,
+    )
+    assert trail(store, "corp.updated")[-1].detail["changed"] == ["hidden_by_test"]
 
 
 @SQLITE_ONLY
 @pytest.mark.parametrize(
     ("failure", "reason"),
     [
-        (httpx.ConnectTimeout("timed out"), "wecom.timeout"),
-        (httpx.ConnectError("[Errno 111] Connection refused"), "wecom.unavailable"),
+        (httpx.ConnectTimeout("timed out"), corps.TIMEOUT),
+        (httpx.ConnectError("[Errno 111] Connection refused"), corps.UNAVAILABLE),
     ],
 )
 def test_connection_to_a_wecom_that_cannot_be_reached(
@@ -463,7 +570,7 @@ def test_connection_to_a_wecom_that_cannot_be_reached(
         offline = create_app(wecom_settings, store=store, sms=sms, wecom_http=http)
         with admin_console(offline) as script:
             answer = script.post(f"/admin/api/corps/{CORP_A}/test", headers=admin_world.bearer)
-            assert answer.json() == {"ok": False, "errcode": None, "errmsg": None, "reason": reason}
+            assert answer.json() == failed(reason, api="gettoken")
             page = script.get(f"/admin/corps/{CORP_A}")  # the bearer token opens no page
             assert (page.status_code, page.headers["location"]) == (303, "/admin/login")
     [event] = trail(store, "corp.tested")
@@ -783,6 +890,15 @@ def test_forms_on_unknown_corporations_are_404_pages(
     assert stored(store) == []
 
 
+def problems_of(page: httpx.Response) -> list[str]:
+    """The problems a failed test lists on the page, as text."""
+    found = re.search(
+        r'<div class="error" role="alert" id="test-result">(.*?)</div>', page.text, re.S
+    )
+    assert found, page.text
+    return [item.strip() for item in re.findall(r"<li[^>]*>(.*?)</li>", found.group(1), re.S)]
+
+
 @SQLITE_ONLY
 def test_console_connection_test_says_what_wecom_answered(
     admin_world: AdminWorld, store: Store, simulator: WeComSimulator, box: SecretBox
@@ -794,33 +910,116 @@ def test_console_connection_test_says_what_wecom_answered(
 
     ok = console.post(f"{path}/test", data={"csrf_token": csrf})
     assert ok.status_code == 200
-    assert "WeCom answered errcode 0 (ok): the corp ID and secret work." in ok.text
+    assert "Everything works: WeCom issued an access token (valid 7200 s)" in ok.text
+    assert "its app “统一登录” is enabled, trusts testserver" in ok.text
 
     in_unit(store, corps.update_corp, box, CORP_B, actor="admin:root", secret=SECRET)
     wrong = console.post(f"{path}/test", data={"csrf_token": csrf})
+    [problem] = problems_of(wrong)
+    assert problem.startswith("WeCom refused the app secret (40001 or 40091)")
     assert "WeCom refused: errcode 40001, errmsg “invalid credential”." in wrong.text
-    assert "wecom.misconfigured" in wrong.text and "Check the corp ID and the app secret" in (
-        wrong.text
-    )
 
     in_unit(store, corps.update_corp, box, CORP_B, actor="admin:root", secret=SIM_B.secret)
     simulator.fail_next("gettoken", 45009, "api freq out of limit <b>")
     busy = console.post(f"{path}/test?lang=zh-CN", data={"csrf_token": csrf})
+    assert problems_of(busy) == [
+        "企业微信正在限制调用频率（errcode 45009）。请等待几分钟后重新测试。"
+    ]
     assert "企业微信拒绝：errcode 45009，errmsg “api freq out of limit &lt;b&gt;”" in busy.text
-    assert "企业微信正在限制调用频率" in busy.text
 
     simulator.fail_http("gettoken", 502)
     broken = console.post(f"{path}/test?lang=en", data={"csrf_token": csrf})
-    assert "WeCom could not be asked" in broken.text
+    [problem] = problems_of(broken)
+    assert problem.startswith("WeCom could not be asked")
     assert "WeCom gettoken answered HTTP 502" in broken.text
-    for answer in (ok, wrong, busy, broken):
+
+    simulator.configure_app(CORP_B, closed=True, visible_departments=[])
+    closed = console.post(f"{path}/test?lang=zh-CN", data={"csrf_token": csrf})
+    assert problems_of(closed) == [
+        "该应用在企业微信中已停用：成员无法打开它，也无法通过它登录。"
+        "请在企业微信管理后台“应用管理 → 本应用”中启用。",
+        "该应用的可见范围为空：没有任何成员、部门或标签，因此无人能通过它登录。"
+        "请在“应用管理 → 本应用 → 可见范围”中添加需要登录的部门。",
+    ]
+
+    simulator.configure_app(CORP_B, closed=False, visible_departments=[1])
+    simulator.configure_app(CORP_B, trusted_ips=["198.51.100.7"], redirect_domain="old.example")
+    untrusted = console.post(f"{path}/test?lang=en", data={"csrf_token": csrf})
+    [problem] = problems_of(untrusted)
+    assert "WeCom refused calls from this server&#39;s address 203.0.113.9 (60020)" in problem
+    assert "企业可信IP, add 203.0.113.9" in problem
+    assert "WeCom refused: errcode 60020" in untrusted.text  # its own words too
+
+    simulator.configure_app(CORP_B, trusted_ips=None)
+    domain = console.post(f"{path}/test?lang=en", data={"csrf_token": csrf})
+    [problem] = problems_of(domain)
+    assert "trusted domain (可信域名) is old.example, but sign-ins return to testserver" in problem
+    for answer in (ok, wrong, busy, broken, closed, untrusted, domain):
         assert SECRET not in answer.text and SIM_B.secret not in answer.text
     assert [(e.outcome, e.actor) for e in trail(store, "corp.tested")] == [
         ("success", "admin:root"),
-        ("failure", "admin:root"),
-        ("failure", "admin:root"),
-        ("failure", "admin:root"),
+        *[("failure", "admin:root")] * 6,
     ]
+
+
+def login_page_state(page: httpx.Response) -> str:
+    found = re.search(r'<td id="login-page-state">(.*?)</td>', page.text, re.S)
+    assert found, page.text
+    return found.group(1)
+
+
+@SQLITE_ONLY
+def test_a_hidden_corporation_says_why_and_can_be_shown_anyway(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator, box: SecretBox
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    console = admin_world.console
+    path = f"/admin/corps/{CORP_B}"
+    page = console.get(path)
+    assert login_page_state(page) == "Shown on the login page."
+    assert '<td id="last-test">Never tested</td>' in page.text
+    assert "docs/wecom-setup.md" in page.text
+    assert 'id="hidden-card"' not in page.text
+
+    simulator.configure_app(CORP_B, visible_departments=[])
+    console.post(f"{path}/test", data={"csrf_token": admin_world.csrf(path)})
+    page = console.get(path)
+    assert login_page_state(page) == "Hidden from the login page: last test failed"
+    tested = re.search(
+        r'<td id="last-test">Failed \((\d{4}-\d\d-\d\d \d\d:\d\d UTC)\)</td>', page.text
+    )
+    assert tested, page.text
+    card = re.search(r'<div class="error" id="hidden-card">(.*?)</div>\n</div>', page.text, re.S)
+    assert card, page.text
+    assert f"its last connection test failed ({tested.group(1)})" in card.group(1)
+    assert "Nobody is in the app&#39;s visible range (可见范围)" in card.group(1)
+    assert "Show on the login page anyway" in card.group(1)
+    chinese = console.get(f"{path}?lang=zh-CN")
+    assert login_page_state(chinese) == "未在登录页显示：最近一次测试未通过"
+    assert "仍在登录页显示" in chinese.text and "该应用的可见范围为空" in chinese.text
+    listing = console.get("/admin/corps?lang=en")
+    assert (
+        f"Enabled, but hidden from the login page: its last test failed ({tested.group(1)})"
+        in listing.text
+    )
+
+    # saving the form (its box ticked, as ever) is not enabling: still hidden
+    form = {"csrf_token": admin_world.csrf(path), "name": "子公司B", "agent_id": "1000003",
+            "enabled": "yes"}  # fmt: skip
+    assert console.post(path, data=form).status_code == 303
+    assert login_page_state(console.get(path)) == "Hidden from the login page: last test failed"
+
+    shown = console.post(
+        f"{path}/enable", data={"csrf_token": admin_world.csrf(path), "show": "anyway"}
+    )
+    assert (shown.status_code, shown.headers["location"]) == (303, f"{path}?done=shown")
+    page = console.get(shown.headers["location"])
+    assert "Shown on the login page again, although its last test failed." in page.text
+    assert login_page_state(page) == (
+        "Shown on the login page although its last test failed: an admin enabled it."
+    )
+    assert 'id="hidden-card"' not in page.text
+    assert in_unit(store, corps.list_corps, on_login_page=True)[0].corp_id == CORP_B
 
 
 # --- the description -----------------------------------------------------------------------------

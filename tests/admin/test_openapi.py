@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jsonschema_rs
 import pytest
@@ -189,6 +189,7 @@ def admin_api(sqlite_template: Path, tmp_path: Path) -> Iterator[AdminApi]:
         wecom_qr_url=f"{WECOM_BASE}/wwlogin/sso/login",
     )
     simulator = WeComSimulator(demo_corps())
+    simulator.configure_app(CORP_A, redirect_domain=urlsplit(ISSUER).netloc)  # its test passes
     try:
         with TestClient(simulator.app, base_url=WECOM_BASE) as wecom_http:
             sms = ConsoleSms()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
@@ -18,6 +19,14 @@ from iam.db.base import Base
 from iam.db.store import create_db_engine
 
 APPEND_ONLY = "append-only"
+
+
+def _head() -> str | None:
+    """The newest revision of migrations/ (what `iam db upgrade` reaches)."""
+    return ScriptDirectory.from_config(migrate.alembic_config(None)).get_current_head()
+
+
+HEAD = _head()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -61,7 +70,7 @@ def _audit_count(engine: Engine) -> int:
 def test_upgrade_creates_every_model_table(empty_engine: Engine) -> None:
     migrate.upgrade(empty_engine)
     assert _tables(empty_engine) == set(Base.metadata.tables) | {"alembic_version"}
-    assert migrate.current(empty_engine) == "0008"
+    assert migrate.current(empty_engine) == HEAD
 
 
 def test_fresh_database_has_no_revision(empty_engine: Engine) -> None:
@@ -90,7 +99,7 @@ def test_upgrade_after_downgrade_works_again(empty_engine: Engine) -> None:
 def test_upgrade_is_idempotent(empty_engine: Engine) -> None:
     migrate.upgrade(empty_engine)
     migrate.upgrade(empty_engine)
-    assert migrate.current(empty_engine) == "0008"
+    assert migrate.current(empty_engine) == HEAD
 
 
 def test_migrated_schema_matches_the_models(empty_engine: Engine) -> None:
@@ -148,7 +157,7 @@ def test_migrations_run_without_deprecation_warnings(tmp_path: Path) -> None:
             migrate.upgrade(engine)
     finally:
         engine.dispose()
-    assert migrate.current(engine) == "0008"
+    assert migrate.current(engine) == HEAD
 
 
 def _corp_columns(engine: Engine) -> set[str]:
@@ -182,3 +191,36 @@ def test_0007_adds_the_callback_settings_and_keeps_the_corporations(empty_engine
     with empty_engine.connect() as connection:
         kept = connection.execute(text("SELECT corp_id, secret_encrypted FROM wecom_corps")).all()
     assert [tuple(row) for row in kept] == [("wwold", "sealed")]
+
+
+def test_0009_remembers_the_last_connection_test_and_keeps_the_corporations(
+    empty_engine: Engine,
+) -> None:
+    """A corporation connected before 0009 was never tested and is not hidden from the login
+    page; going back drops the columns and keeps the corporation."""
+    migrate.upgrade(empty_engine, "0008")
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO wecom_corps (corp_id, name, agent_id, secret_encrypted, trust_mobile,"
+                " enabled, created_at, updated_at) VALUES ('wwold', 'Old', 1000002, 'sealed',"
+                " false, true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+    migrate.upgrade(empty_engine, "0009")
+    remembered = {"last_tested_at", "last_test_ok", "last_test_problems", "hidden_by_test"}
+    assert remembered <= _corp_columns(empty_engine)
+    with empty_engine.connect() as connection:
+        row = connection.execute(text("SELECT * FROM wecom_corps")).one()._mapping
+    assert (row["last_tested_at"], row["last_test_ok"], row["last_test_problems"]) == (
+        None,
+        None,
+        None,
+    )
+    assert not row["hidden_by_test"]
+    migrate.downgrade(empty_engine, "0008")
+    assert not remembered & _corp_columns(empty_engine)
+    with empty_engine.connect() as connection:
+        kept = connection.execute(text("SELECT corp_id, secret_encrypted FROM wecom_corps")).all()
+    assert [tuple(row) for row in kept] == [("wwold", "sealed")]
+

@@ -1113,3 +1113,70 @@ def test_demo_corps_describe_the_two_subsidiaries():
         assert any(m.status == 2 for m in corp.members)
         assert any(m.mobile is None for m in corp.members)
         assert all(set(m.department) <= set(corp.departments) for m in corp.members)
+
+
+# --- agent/get, and the app's trusted IPs ---
+
+
+def test_agent_get_reports_the_apps_settings(sim: WeComSimulator, http: TestClient):
+    answer = api(http, "/cgi-bin/agent/get", access_token=token(http), agentid=AGENT_A)
+    assert answer["errcode"] == 0
+    assert (answer["agentid"], answer["close"]) == (int(AGENT_A), 0)
+    assert answer["name"] == "统一登录"
+    assert answer["allow_partys"] == {"partyid": [1]}  # the whole corporation
+    assert answer["allow_userinfos"] == {"user": []}
+    assert answer["allow_tags"] == {"tagid": []}
+    # no trusted domain of its own: the host it was asked at (the demo's server)
+    assert answer["redirect_domain"] == "qyapi.test"
+    assert sim.calls["agent_get"] == 1
+
+
+def test_agent_get_follows_what_the_admin_changed(sim: WeComSimulator, http: TestClient):
+    sim.configure_app(
+        CORP_A,
+        closed=True,
+        visible_departments=[],
+        visible_users=["lisi"],
+        visible_tags=[7],
+        redirect_domain="iam.example.com",
+        app_name="登录",
+    )
+    answer = api(http, "/cgi-bin/agent/get", access_token=token(http), agentid=AGENT_A)
+    assert (answer["close"], answer["name"], answer["redirect_domain"]) == (
+        1,
+        "登录",
+        "iam.example.com",
+    )
+    assert answer["allow_userinfos"] == {"user": [{"userid": "lisi"}]}
+    assert (answer["allow_partys"], answer["allow_tags"]) == ({"partyid": []}, {"tagid": [7]})
+
+
+def test_agent_get_of_another_agent_is_40056(http: TestClient):
+    answer = api(http, "/cgi-bin/agent/get", access_token=token(http), agentid="1000099")
+    assert answer["errcode"] == 40056
+
+
+def test_configure_app_refuses_unknown_fields(sim: WeComSimulator):
+    with pytest.raises(ValueError, match="unknown app fields"):
+        sim.configure_app(CORP_A, secret="x")
+
+
+def test_an_untrusted_caller_gets_60020_with_its_address_except_from_gettoken(
+    sim: WeComSimulator, http: TestClient
+):
+    sim.configure_app(CORP_A, trusted_ips=["198.51.100.7"])
+    access_token = token(http)  # gettoken is not checked
+    for path, params in [
+        ("/cgi-bin/agent/get", {"agentid": AGENT_A}),
+        ("/cgi-bin/user/get", {"userid": "lisi"}),
+    ]:
+        answer = api(http, path, access_token=access_token, **params)
+        assert answer["errcode"] == 60020
+        assert answer["errmsg"].startswith("not allow to access from your ip, hint: [")
+        assert "from ip: 203.0.113.9, more info at " in answer["errmsg"]
+    # subsidiary B has no list: not checked
+    token_b = token(http, CORP_B, SECRET_B)
+    assert api(http, "/cgi-bin/user/get", access_token=token_b, userid="zs_b")["errcode"] == 0
+    sim.configure_app(CORP_A, trusted_ips=["198.51.100.7", wecom_simulator.SIM_CALLER_IP])
+    answer = api(http, "/cgi-bin/agent/get", access_token=access_token, agentid=AGENT_A)
+    assert answer["errcode"] == 0

@@ -27,7 +27,14 @@ async def tested(request: Request, actor: str) -> ConnectionResult:
     state = request.app.state
     corp_id = request.path_params["corp_id"]
     return await run_in_threadpool(
-        corps.test_connection, state.store, state.box, state.wecom, corp_id, actor=actor
+        lambda: corps.test_connection(
+            state.store,
+            state.box,
+            state.wecom,
+            corp_id,
+            domain=corps.issuer_domain(state.settings.issuer),
+            actor=actor,
+        )
     )
 
 

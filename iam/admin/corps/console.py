@@ -6,6 +6,7 @@ set (never their values), the URL to paste into WeCom, and a form that sets or r
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -18,7 +19,6 @@ from iam.admin.pages import Area, render, see_other
 from iam.db.models import Admin, WeComCorp
 from iam.db.unit import in_worker
 from iam.errors import ConflictError, ValidationError
-from iam.i18n import MESSAGES
 from iam.services import corps
 from iam.services.corps import ConnectionResult
 
@@ -93,12 +93,18 @@ async def _list_page(
     return render(request, "admin/corps.html", admin, context, status_code)
 
 
-def _hint_key(reason: str | None) -> str | None:
-    """What the admin may do about a failed test, by our reason key."""
-    if reason is None:
-        return None
-    key = f"admin.corp.hint.{reason}"
-    return key if key in MESSAGES else "admin.corp.hint.other"
+def _login_page_state(corp: WeComCorp) -> str:
+    """Why the login page offers the corporation or not: `shown`, `shown_anyway` (an admin
+    enabled it after a failed test), `hidden` (its last test failed) or `disabled`."""
+    if not corp.enabled:
+        return "disabled"
+    if corp.hidden_by_test:
+        return "hidden"
+    return "shown_anyway" if corp.last_test_ok is False else "shown"
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
 
 
 def _corp_page(
@@ -118,7 +124,11 @@ def _corp_page(
         "callback_state": _callback_state(corp),
         "callback_url": events_url(request, corp.corp_id),
         "callback_errors": callback_errors or {},
-        "created": corp.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "created": _when(corp.created_at),
+        "login_page": _login_page_state(corp),
+        "last_tested": _when(corp.last_tested_at),
+        "last_problems": corp.last_test_problems or [],
+        "domain": corps.issuer_domain(request.app.state.settings.issuer),
         "form": form
         or {
             "name": corp.name,
@@ -129,7 +139,9 @@ def _corp_page(
         "errors": errors or {},
         "notice_key": notice_key,
         "test": test,
-        "hint_key": _hint_key(test.reason) if test else None,
+        # WeCom's own words beside ours, unless our words already quote them
+        "refused": bool(test and test.errcode and test.reason != corps.REFUSED),
+        "wecom_words": corps.readable_errmsg(test.errmsg or "") if test else "",
     }
     return render(request, "admin/corp.html", admin, context, status_code)
 
@@ -179,6 +191,7 @@ NOTICES = {
     "saved": "admin.corp.saved",
     "enabled": "admin.corp.enabled_now",
     "disabled": "admin.corp.disabled_now",
+    "shown": "admin.corp.shown_now",
     "callback": "admin.corp.callback_saved",
 }
 
@@ -208,6 +221,9 @@ async def edit(request: Request, admin: Admin, form: FormData) -> Response:
     corp_id = request.path_params["corp_id"]
     try:
         number = _agent_id_of(values["agent_id"])
+        # The box is sent ticked on every save: only ticking it is enabling (which also shows a
+        # corporation a failed test hid); saving a name must not.
+        enabled = values["enabled"] if values["enabled"] != (await _corp(request)).enabled else None
         await _update(
             request,
             admin,
@@ -215,7 +231,7 @@ async def edit(request: Request, admin: Admin, form: FormData) -> Response:
             agent_id=number,
             secret=secret,
             trust_mobile=values["trust_mobile"],
-            enabled=values["enabled"],
+            enabled=enabled,
         )
     except ValidationError as error:
         corp = await _corp(request)
@@ -245,30 +261,32 @@ async def callback(request: Request, admin: Admin, form: FormData) -> Response:
     return see_other(f"/admin/corps/{corp_id}?done=callback")
 
 
-async def _switch(request: Request, admin: Admin, enabled: bool) -> Response:
+async def _switch(request: Request, admin: Admin, enabled: bool, done: str) -> Response:
     state = request.app.state
     corp_id = request.path_params["corp_id"]
     await in_worker(
         state.store,
         lambda db: corps.update_corp(db, state.box, corp_id, actor=_actor(admin), enabled=enabled),
     )
-    return see_other(f"/admin/corps/{corp_id}?done={'enabled' if enabled else 'disabled'}")
+    return see_other(f"/admin/corps/{corp_id}?done={done}")
 
 
 @area.form
 async def enable(request: Request, admin: Admin, form: FormData) -> Response:
-    return await _switch(request, admin, True)
+    """Enable it; an enabled corporation hidden by a failed test (the form's `show`) is shown on
+    the login page again."""
+    return await _switch(request, admin, True, "shown" if "show" in form else "enabled")
 
 
 @area.form
 async def disable(request: Request, admin: Admin, form: FormData) -> Response:
     """Logins through this corporation stop at once; its links and users stay."""
-    return await _switch(request, admin, False)
+    return await _switch(request, admin, False, "disabled")
 
 
 @area.form
 async def connection_test(request: Request, admin: Admin, form: FormData) -> Response:
-    """POST /admin/corps/{corp_id}/test: a live gettoken, and what WeCom answered."""
+    """POST /admin/corps/{corp_id}/test: a live gettoken and agent/get, and what they found."""
     result = await tested(request, _actor(admin))
     corp = await _corp(request)
     return _corp_page(request, admin, corp, test=result)

@@ -12,12 +12,14 @@ from iam.records.corps import (
     Corp,
     CorpInput,
     CorpPatch,
+    CorpProblem,
 )
 from iam.services import corps
 
 SCHEMAS: list[tuple[type[Any], Mode]] = [
     (Corp, "serialization"),
     (ConnectionTest, "serialization"),
+    (CorpProblem, "serialization"),
     (CorpInput, "validation"),
     (CorpPatch, "validation"),
 ]
@@ -85,8 +87,10 @@ PATHS: dict[str, Any] = {
         "post": {
             "operationId": "testCorp",
             "tags": ["corps"],
-            "summary": "Ask WeCom for an access token now (past the cache) and say what it "
-            "answered. Disabled corporations may be tested too. Audited as corp.tested.",
+            "summary": "Ask WeCom for an access token now (past the cache), then for the app's "
+            "settings (agent/get), and say everything found wrong. Disabled corporations may be "
+            "tested too. The result is kept on the corporation: a failed test hides it from "
+            "the login page, a passing one shows it again. Audited as corp.tested.",
             "responses": {
                 "200": doc.answer(
                     "WeCom's answer (also when it refused or did not answer)",

@@ -202,6 +202,14 @@ class WeComClient:
     def get_user(self, app: WeComApp, userid: str) -> dict[str, Any]:
         return self._call(app, "user/get", "GET", params={"userid": userid})
 
+    def get_agent(self, app: WeComApp) -> dict[str, Any]:
+        """The app's own settings as WeCom keeps them (agent/get): `name`, `close` (1: the app
+        is disabled), `redirect_domain` (its trusted domain), its visible range
+        (`allow_userinfos.user`, `allow_partys.partyid`, `allow_tags.tagid`), ... It is a data
+        API: WeCom checks the caller's address against the app's trusted IPs (60020), which
+        it may not do for gettoken (wecom-api.md 4)."""
+        return self._call(app, "agent/get", "GET", params={"agentid": app.agent_id})
+
     def department_name(self, app: WeComApp, department_id: int) -> str:
         """A department's name, from this process's cache (`DEPARTMENT_TTL`) or department/get:
         every sign-in shows its member's departments, and names seldom change (a department

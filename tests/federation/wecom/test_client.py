@@ -452,6 +452,44 @@ def test_get_user(fake: FakeWeCom, client: WeComClient) -> None:
     assert dict(request.url.params) == {"access_token": "tok-1", "userid": "zhangsan"}
 
 
+#: An agent/get answer as WeCom's doc shows it.
+AGENT = {
+    "errcode": 0,
+    "errmsg": "ok",
+    "agentid": 1000002,
+    "name": "登录助手",
+    "allow_userinfos": {"user": [{"userid": "zhangshan"}]},
+    "allow_partys": {"partyid": [1]},
+    "allow_tags": {"tagid": []},
+    "close": 0,
+    "redirect_domain": "iam.example.com",
+}
+
+
+def test_get_agent_asks_agent_get_for_the_apps_agent_id(
+    fake: FakeWeCom, client: WeComClient
+) -> None:
+    fake.script("agent/get", AGENT)
+    assert client.get_agent(APP)["redirect_domain"] == "iam.example.com"
+    [request] = fake.calls("agent/get")
+    assert request.method == "GET"
+    assert dict(request.url.params) == {"access_token": "tok-1", "agentid": "1000002"}
+
+
+def test_get_agent_refused_for_the_callers_address_is_60020(
+    fake: FakeWeCom, client: WeComClient
+) -> None:
+    errmsg = (
+        "not allow to access from your ip, hint: [1700000000_12_abc], from ip: 203.0.113.9, "
+        "more info at https://open.work.weixin.qq.com/devtool/query?e=60020"
+    )
+    fake.script("agent/get", {"errcode": 60020, "errmsg": errmsg})
+    with pytest.raises(WeComApiError) as caught:
+        client.get_agent(APP)
+    assert (caught.value.code, caught.value.reason) == (60020, "wecom.ip_not_trusted")
+    assert "from ip: 203.0.113.9" in caught.value.errmsg
+
+
 def test_get_department_gives_the_department_object(fake: FakeWeCom, client: WeComClient) -> None:
     assert client.get_department(APP, 2) == {"id": 2, "name": "广州研发中心", "parentid": 1}
     assert fake.calls("department/get")[0].url.params["id"] == "2"
