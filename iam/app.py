@@ -34,7 +34,7 @@ from iam.events import wecom as wecom_events
 from iam.federation.connector import CallbackConnector, Identity
 from iam.federation.wecom.client import WeComClient, new_http_client
 from iam.federation.wecom.tokens import MemoryTokenCache, RedisTokenCache, TokenCache
-from iam.flows import binding, dispatch, login, logout, selection
+from iam.flows import binding, dispatch, launch, login, logout, selection
 from iam.flows import upstream as upstream_flow
 from iam.oidc import endpoints
 from iam.oidc.endpoints import Oidc, discovery_document
@@ -247,6 +247,7 @@ def create_app(
         Route("/login/otp", login.send_code, methods=["POST"]),
         Route("/login/{provider}/{connector_id}", upstream_flow.start),
         Route("/callback/{provider}/{connector_id}", upstream_flow.callback),
+        Route("/launch/{client_id}/wecom/{corp_id}", launch.launch),
         Route("/bind", binding.bind_page, methods=["GET"]),
         Route("/bind", binding.submit, methods=["POST"]),
         Route("/select-identity", selection.select_page, methods=["GET"]),

@@ -28,8 +28,10 @@ class ForbiddenError(IamError):
 
 
 class RateLimitedError(IamError):
-    """Too many attempts; `retry_after` says in how many seconds to try again."""
+    """Too many attempts; `retry_after` says in how many seconds to try again, `limit` which
+    limit was full (`action.key` or `action.ip`, when a rate limit said so)."""
 
-    def __init__(self, message: str, retry_after: int) -> None:
+    def __init__(self, message: str, retry_after: int, *, limit: str = "") -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.limit = limit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -128,9 +129,9 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...]
 
 def test_db_upgrade_then_current_prints_the_head(empty_db: str, run: Run, run_json: RunJson):
     assert run("db", "current") == Ran(0, "none\n", "")
-    assert run_json("db", "upgrade") == {"revision": "0008"}
-    assert run("db", "current") == Ran(0, "0008\n", "")
-    assert run_json("db", "current") == {"revision": "0008"}
+    assert run_json("db", "upgrade") == {"revision": "0010"}
+    assert run("db", "current") == Ran(0, "0010\n", "")
+    assert run_json("db", "current") == {"revision": "0010"}
 
 
 @pytest.mark.parametrize(
@@ -303,6 +304,7 @@ def test_clients_create_confidential(db: str, run_json: RunJson):
         "id_token_ttl": 3600,
         "refresh_token_ttl": 2592000,
         "has_previous_secret": False,
+        "initiate_login_uri": None,
         "created_at": "-",
         "secret_rotated_at": None,
     }
@@ -385,6 +387,76 @@ def test_bad_context_policy(db: str, run: Run):
         "--context-policy", "sometimes",
     )  # fmt: skip
     assert_error(ran, "context_policy", "none, optional, required")
+
+
+START = "https://crm.example/start"
+
+
+def test_clients_initiate_login_uri_is_set_shown_changed_and_removed(
+    db: str, store: Store, run: Run, run_json: RunJson
+):
+    created = run_json(
+        "clients", "create", "--name", "CRM", "--redirect-uri", "https://crm.example/cb",
+        "--initiate-login-uri", START,
+    )  # fmt: skip
+    client_id = created["client_id"]
+    assert created["initiate_login_uri"] == START
+    assert run_json("clients", "show", client_id)["initiate_login_uri"] == START
+    assert run_json("clients", "list")["clients"][0]["initiate_login_uri"] == START
+    shown = run("clients", "show", client_id).out
+    assert re.search(rf"^initiate_login_uri: +{re.escape(START)}$", shown, re.M), shown
+    assert run("clients", "list").out.rstrip("\n").endswith(f"CRM  {START}")
+
+    moved = "http://127.0.0.1:8002/initiate"
+    updated = run_json("clients", "update", client_id, "--initiate-login-uri", moved)
+    assert (updated["client_id"], updated["initiate_login_uri"]) == (client_id, moved)
+    assert "client_secret" not in updated
+    assert in_unit(store, clients.get_client, client_id).initiate_login_uri == moved
+    removed = run_json("clients", "update", client_id, "--initiate-login-uri", "")
+    assert removed["initiate_login_uri"] is None
+    assert in_unit(store, clients.get_client, client_id).initiate_login_uri is None
+    assert run("clients", "list").out.rstrip("\n").endswith("CRM")  # none: nothing after
+    plain = run("clients", "update", client_id, "--initiate-login-uri", START).out
+    assert re.search(rf"^initiate_login_uri: +{re.escape(START)}$", plain, re.M), plain
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://crm.example/start",
+        "https://crm.example/start#top",
+        "crm.example/start",
+        "https://*.crm.example/start",
+    ],
+)
+def test_a_bad_initiate_login_uri_is_refused_and_nothing_changes(
+    db: str, store: Store, run: Run, run_json: RunJson, uri: str
+):
+    refused = run(
+        "clients", "create", "--name", "X", "--redirect-uri", "https://a.example/cb",
+        "--initiate-login-uri", uri,
+    )  # fmt: skip
+    assert_error(refused, "initiate_login_uri", uri)
+    assert run_json("clients", "list") == {"clients": []}
+
+    created = run_json(
+        "clients", "create", "--name", "X", "--redirect-uri", "https://a.example/cb",
+        "--initiate-login-uri", START,
+    )  # fmt: skip
+    before = in_unit(store, clients.get_client, created["client_id"])
+    assert_error(
+        run("clients", "update", created["client_id"], "--initiate-login-uri", uri),
+        "initiate_login_uri",
+        uri,
+    )
+    after = in_unit(store, clients.get_client, created["client_id"])
+    assert (after.initiate_login_uri, after.updated_at) == (START, before.updated_at)
+
+
+def test_clients_update_needs_a_change_and_a_known_client(db: str, run: Run, run_json: RunJson):
+    assert_error(run("clients", "update", "c_nobody", "--initiate-login-uri", START), "c_nobody")
+    created = run_json("clients", "create", "--name", "A", "--redirect-uri", "https://a.example/cb")
+    assert_error(run("clients", "update", created["client_id"]), "--initiate-login-uri")
 
 
 def test_public_client_has_no_secret_to_rotate(db: str, run: Run, run_json: RunJson):
@@ -575,6 +647,9 @@ def test_demo_migrates_seeds_prints_and_serves(
         "+8613800138000",
         "code_verifier (PKCE S256): ",
         f"{issuer}/token",
+        "Workbench links",
+        f"{issuer}/launch/learning-platform/wecom/wwsubsidiarya0001",
+        f"{issuer}/launch/crm/wecom/wwsubsidiaryb0002",
     ):
         assert expected in first.out
     assert demo_url(first.out).startswith(f"{issuer}/authorize?")

@@ -34,6 +34,7 @@ DYNAMIC_KEYS = {
         "name",
         "redirect_uris",
         "post_logout_redirect_uris",
+        "initiate_login_uri",
         "scopes",
         "context_policy",
         "context_claim",

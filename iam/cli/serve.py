@@ -136,6 +136,8 @@ def _demo_text(
     issuer: str,
     parties: tuple[DemoRelyingParty, ...] = (),
 ) -> str:
+    from iam.devtools.demo import workbench_lines  # dev-only, like the caller's imports
+
     apps = [f"  {p.config.title} (context policy {p.policy}): {p.config.base_url}" for p in parties]
     story = [
         "The story: open the CRM, sign in with the phone below (code in the outbox), pick 子公司A;",
@@ -145,6 +147,7 @@ def _demo_text(
         "zhangsan_A: the server disables 张三's 子公司A link at once.",
         *apps,
         "",
+        *workbench_lines(parties, issuer),
     ]
     return "\n".join(
         [

@@ -125,6 +125,7 @@ class ClientView(ClientRules):
     access_token_ttl: int
     id_token_ttl: int
     refresh_token_ttl: int
+    initiate_login_uri: str | None
     created_at: datetime
     updated_at: datetime
 

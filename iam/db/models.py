@@ -220,6 +220,9 @@ class Client(Base, ClientRules):
     access_token_ttl: Mapped[int] = mapped_column(Integer, default=600)
     id_token_ttl: Mapped[int] = mapped_column(Integer, default=3600)
     refresh_token_ttl: Mapped[int] = mapped_column(Integer, default=30 * 24 * 3600)
+    #: Where a sign-in that starts here (a WeCom workbench link, `/launch/...`) sends the browser
+    #: for the app to make its own authorization request (OIDC Core 4); None: no such links.
+    initiate_login_uri: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -278,6 +281,10 @@ class UpstreamLogin(Base):
     flow_id: Mapped[str | None] = mapped_column(String(64))
     #: Set when a signed-in person asked to link another identity: a new one is bound to them.
     link_user_id: Mapped[str | None] = mapped_column(String(36))
+    #: Where to go once signed in when no authorization request waits (a workbench launch).
+    return_to: Mapped[str | None] = mapped_column(String(4096))
+    #: The second, consented round that asks the provider for private data (WeCom's mobile).
+    private_round: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -293,6 +300,8 @@ class PendingBinding(Base):
     browser_hash: Mapped[str] = mapped_column(String(64))
     identity: Mapped[dict[str, Any]] = mapped_column(JsonType)
     flow_id: Mapped[str | None] = mapped_column(String(64))
+    #: Where to go once bound when no authorization request waits (a workbench launch).
+    return_to: Mapped[str | None] = mapped_column(String(4096))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 

@@ -126,6 +126,7 @@ def _register(
     *,
     context_policy: str = "none",
     post_logout_redirect_uris: tuple[str, ...] = (),
+    initiate_login_uri: str | None = None,
 ) -> RegisteredClient:
     """Rotate a demo app's secret (the old one was printed to a past terminal only), or register
     the app: on first run, and again when it moved (another --port) or changed since."""
@@ -139,6 +140,7 @@ def _register(
             existing is not None
             and redirect_uri in existing.redirect_uris
             and existing.context_policy == context_policy
+            and existing.initiate_login_uri == initiate_login_uri
         ):
             return clients.rotate_secret(db, client_id, keep_previous=False)
         if existing is not None:
@@ -151,6 +153,7 @@ def _register(
             client_id=client_id,
             context_policy=context_policy,
             post_logout_redirect_uris=post_logout_redirect_uris,
+            initiate_login_uri=initiate_login_uri,
         )
 
     return one_unit(store, work)
@@ -174,7 +177,8 @@ RELYING_PARTIES = (
 
 def seed_relying_parties(store: Store, issuer: str, port: int) -> tuple[DemoRelyingParty, ...]:
     """Register the learning platform (`none`) and the CRM (`required`) on the ports after the
-    server's, with fresh secrets."""
+    server's, with fresh secrets; each takes sign-ins started elsewhere (a WeCom workbench link)
+    at its `/initiate`."""
     parties = []
     for name, client_id, title, policy, offset in RELYING_PARTIES:
         base_url = f"http://127.0.0.1:{port + offset}"
@@ -185,6 +189,7 @@ def seed_relying_parties(store: Store, issuer: str, port: int) -> tuple[DemoRely
             f"{base_url}/callback",
             context_policy=policy,
             post_logout_redirect_uris=(f"{base_url}/",),
+            initiate_login_uri=f"{base_url}/initiate",
         )
         assert registered.client_secret is not None  # confidential
         config = DemoAppConfig(
@@ -197,6 +202,26 @@ def seed_relying_parties(store: Store, issuer: str, port: int) -> tuple[DemoRely
         )
         parties.append(DemoRelyingParty(config, port + offset, policy))
     return tuple(parties)
+
+
+def workbench_lines(parties: tuple[DemoRelyingParty, ...], issuer: str) -> list[str]:
+    """What `iam demo` prints of the workbench links: for each demo app, its link for each
+    demo corporation (what that corporation's WeCom workbench would open)."""
+    if not parties:
+        return []
+    lines = [
+        "Workbench links (what each subsidiary's WeCom workbench opens: signed in as the",
+        "person's identity there, then straight into the app):",
+    ]
+    width = max(len(corp.name) for corp in demo_corps())
+    for party in parties:
+        lines.append(f"  {party.config.title}:")
+        client_id = party.config.client_id
+        lines.extend(
+            f"    {corp.name:<{width}}  {clients.workbench_link(issuer, client_id, corp.corp_id)}"
+            for corp in demo_corps()
+        )
+    return [*lines, ""]
 
 
 def _demo_corps(store: Store, box: SecretBox) -> None:

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from iam.errors import IamError
 
@@ -48,6 +48,8 @@ MAX_PENDING = 5
 NO_CONTEXT = "No subsidiary context"
 TIME_CLAIMS = frozenset({"exp", "iat", "nbf", "auth_time"})
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 section 2.1
+#: What WeCom's OAuth URLs end with; a link copied from one may still carry it. Never ours.
+WECHAT_REDIRECT = "#wechat_redirect"
 _TEMPLATE = "dev/demo_app.html"
 _templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
@@ -88,7 +90,7 @@ class DemoAppConfig:
     issuer: str
     client_id: str
     client_secret: str
-    base_url: str  # redirect_uri is base_url + "/callback"
+    base_url: str  # redirect_uri is base_url + "/callback", initiate_login_uri + "/initiate"
     scope: str = "openid profile phone"
     context_claim: str = "wecom_context"
 
@@ -103,6 +105,7 @@ class _Pending:
 
     nonce: str
     code_verifier: str
+    target: str | None = None  # where to land once signed in (a workbench link's target)
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,18 @@ class _DemoApp:
             self._login, request.cookies.get(self.cookie), select_account
         )
 
+    async def initiate(self, request: Request) -> Response:
+        """The app's initiate_login_uri (OIDC Core 4): a sign-in someone else started (a WeCom
+        workbench link, through the server's `/launch/...`). GET or POST, as the spec allows."""
+        params = dict(request.query_params)
+        if request.method == "POST":
+            params |= {key: str(value) for key, value in (await request.form()).items()}
+        issuer = params.get("iss", "")
+        if issuer != self.config.issuer:  # only the server this app trusts may start one
+            return self._refuse(request, issuer)
+        target = self._own(params.get("target_link_uri", ""))
+        return await run_in_threadpool(self._login, request.cookies.get(self.cookie), False, target)
+
     async def callback(self, request: Request) -> Response:
         params = dict(request.query_params)
         return await run_in_threadpool(self._callback, request.cookies.get(self.cookie), params)
@@ -313,12 +328,18 @@ class _DemoApp:
 
     # --- the work, in worker threads (outbound HTTP is blocking) ---
 
-    def _login(self, session_id: str | None, select_account: bool) -> Response:
+    def _login(
+        self, session_id: str | None, select_account: bool, target: str | None = None
+    ) -> Response:
+        """The app's ordinary authorization request (its sign-in button, and a sign-in started
+        elsewhere): PKCE, a nonce, a state kept with where to land afterwards."""
         try:
             endpoint = self.provider.endpoint("authorization_endpoint")
         except _FAILURES as error:
             return self._fail(session_id, _describe(error))
-        pending = _Pending(nonce=generate_token(24), code_verifier=generate_token(48))
+        pending = _Pending(
+            nonce=generate_token(24), code_verifier=generate_token(48), target=target
+        )
         url, state = self.rp.create_authorization_url(
             endpoint,
             code_verifier=pending.code_verifier,
@@ -343,7 +364,7 @@ class _DemoApp:
             signed_in = self._finish(params.get("code", ""), pending)
         except _FAILURES as error:
             return self._fail(session_id, _describe(error))
-        return self._redirect("/", self.sessions.sign_in(session_id, signed_in))
+        return self._redirect(pending.target or "/", self.sessions.sign_in(session_id, signed_in))
 
     def _finish(self, code: str, pending: _Pending) -> SignedIn:
         """Redeem the code, verify both tokens, read userinfo: the checks any RP must make."""
@@ -415,6 +436,34 @@ class _DemoApp:
 
     # --- helpers ---
 
+    def _own(self, target: str) -> str | None:
+        """`target_link_uri` when it is on this app's origin (else None: the home page), without
+        a trailing `#wechat_redirect`. Anything else would make the app an open redirector."""
+        target = target.removesuffix(WECHAT_REDIRECT)
+        try:
+            parts, home = urlsplit(target), urlsplit(self.config.base_url)
+        except ValueError:
+            return None
+        same_origin = (parts.scheme, parts.netloc.lower()) == (home.scheme, home.netloc.lower())
+        return target if target and same_origin and "\\" not in target else None
+
+    def _refuse(self, request: Request, issuer: str) -> Response:
+        """A sign-in started by someone other than the server this app trusts: a page that says
+        so, and nothing else happens (no authorization request, no session)."""
+        who = repr(issuer) if issuer else "no one (iss is missing)"
+        message = (
+            f"Refused: this sign-in was started by {who}, not by {self.config.issuer}, the "
+            "identity server this app trusts."
+        )
+        signed_in, _ = self.sessions.view(request.cookies.get(self.cookie))
+        return _templates.TemplateResponse(
+            request,
+            _TEMPLATE,
+            self._page(signed_in, message),
+            status_code=400,
+            headers={**SECURITY_HEADERS, "cache-control": "no-store"},
+        )
+
     def _fail(self, session_id: str | None, message: str) -> Response:
         """Back to the home page, which shows the message once."""
         return self._redirect("/", self.sessions.flash(session_id, message))
@@ -481,6 +530,7 @@ def create_demo_app(config: DemoAppConfig, http: httpx.Client | None = None) -> 
             Route("/", demo.home),
             Route("/login", demo.login),
             Route("/callback", demo.callback),
+            Route("/initiate", demo.initiate, methods=["GET", "POST"]),
             Route("/logout", demo.logout),
             Route("/app.css", demo.stylesheet),
         ],

@@ -89,6 +89,19 @@ class NotAMemberError(ConnectorError):
     reason = "upstream.not_a_member"
 
 
+class MemberElsewhereError(NotAMemberError):
+    """The person came through this instance of the provider as a member of another instance
+    (WeCom 企业互联/上下游: `CorpId/userid`). Where that instance is configured here, the flows
+    ask it who `user_id` is (`look_up`), so the person is keyed as if they had signed in there."""
+
+    reason = "upstream.member_elsewhere"
+
+    def __init__(self, detail: str, *, connector_id: str, user_id: str) -> None:
+        super().__init__(detail)
+        self.connector_id = connector_id
+        self.user_id = user_id
+
+
 @runtime_checkable
 class CallbackConnector(Protocol):
     """A provider that logs people in by redirecting to it and back (OAuth-like)."""
@@ -101,4 +114,13 @@ class CallbackConnector(Protocol):
 
     def handle_callback(self, callback_url: str, params: Mapping[str, str]) -> Identity:
         """The identity the callback's parameters prove, or a `ConnectorError`."""
+        ...
+
+    def private_round_helps(self, identity: Identity, hints: LoginHints) -> bool:
+        """Whether a second login with `hints.want_private_info` (a consent screen) would give
+        data this one lacked and binding could use (a trusted mobile)."""
+        ...
+
+    def look_up(self, user_id: str) -> Identity | None:
+        """The member as the provider's directory shows them now; None when there is none."""
         ...

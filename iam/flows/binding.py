@@ -86,7 +86,7 @@ async def submit(request: Request) -> Response:
 
     attempt = attempt_of(request)
 
-    def bind_and_sign_in() -> tuple[NewSession, str | None]:
+    def bind_and_sign_in() -> tuple[NewSession, accounts.PendingIdentity]:
         return login.sign_in_by_binding(
             state.store,
             state.box,
@@ -98,7 +98,7 @@ async def submit(request: Request) -> Response:
         )
 
     try:
-        new, flow_id = await run_in_threadpool(bind_and_sign_in)
+        new, bound = await run_in_threadpool(bind_and_sign_in)
     except ValidationError as error:
         step = "phone" if error.field == "phone" else "code"
         return _page(request, step, token, pending, error=error, phone=phone)
@@ -110,4 +110,4 @@ async def submit(request: Request) -> Response:
         return web.error_page(request, "bind.conflict", 409)
     except NotFoundError:
         return web.error_page(request, "bind.expired")
-    return signed_in(request, new, flow_id)
+    return signed_in(request, new, bound.flow_id, return_to=bound.return_to)

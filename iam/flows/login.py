@@ -215,11 +215,14 @@ async def submit_code(request: Request) -> Response:
     return signed_in(request, new, context["flow"])
 
 
-def signed_in(request: Request, new: NewSession, flow_id: str | None) -> Response:
-    """Give the browser its new session and go back to the request it serves (or home)."""
+def signed_in(
+    request: Request, new: NewSession, flow_id: str | None, *, return_to: str | None = None
+) -> Response:
+    """Give the browser its new session and go back to the request it serves; with none, to
+    `return_to` (a workbench launch's app, set by the server) or home."""
     web: Web = request.app.state.web
     metrics.LOGINS.labels(new.session.amr[0] if new.session.amr else "-", "success").inc()
-    target = f"/flow/{quote(flow_id)}" if flow_id else "/"
+    target = f"/flow/{quote(flow_id)}" if flow_id else return_to or "/"
     response = RedirectResponse(target, status_code=303)
     web.set_session_cookie(response, new.cookie_value, int(SESSION_LIFETIME.total_seconds()))
     return response

@@ -5,6 +5,7 @@ the session's context) or sent to bind it. For WeCom, `{id}` is the corp id."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
@@ -15,9 +16,12 @@ from iam import metrics
 from iam.db.unit import in_worker, one_unit
 from iam.errors import ConflictError, ForbiddenError, NotFoundError, RateLimitedError
 from iam.federation.connector import (
+    CallbackConnector,
     CallbackRejectedError,
     ConnectorError,
+    Identity,
     LoginHints,
+    MemberElsewhereError,
     NotAMemberError,
     UpstreamUnavailableError,
 )
@@ -71,15 +75,48 @@ async def start(request: Request) -> Response:
     if request.query_params.get("link") == "1":  # "link an identity to me" (the linking offer)
         signed_in = await signed_in_person(request)
         link_user_id = signed_in.user.id if signed_in else None
+    trip = Trip(provider, connector_id, flow_id or None, link_user_id=link_user_id)
+    return await send_to_provider(request, connector, trip)
 
+
+@dataclass(frozen=True)
+class Trip:
+    """One round trip to a provider: which instance, the authorization request it serves, whom
+    to link to, where to go when no request waits, and whether it asks for private data."""
+
+    provider: str
+    connector_id: str
+    flow_id: str | None
+    link_user_id: str | None = None
+    return_to: str | None = None
+    private_round: bool = False
+
+
+def hints_of(request: Request, *, private: bool = False) -> LoginHints:
+    web: Web = request.app.state.web
+    user_agent = request.headers.get("user-agent", "")
+    return LoginHints(user_agent, web.language(request), want_private_info=private)
+
+
+async def send_to_provider(request: Request, connector: CallbackConnector, trip: Trip) -> Response:
+    """Store a fresh state for this browser's trip (counted as a flow start) and redirect."""
+    web: Web = request.app.state.web
+    store = request.app.state.store
     browser_id = web.browser_id(request)
 
     def start_login() -> upstream.StartedLogin:
         count_flow_start(request)
         return one_unit(
-            state.store,
+            store,
             lambda db: upstream.start_login(
-                db, browser_id, provider, connector_id, flow_id, link_user_id=link_user_id
+                db,
+                browser_id,
+                trip.provider,
+                trip.connector_id,
+                trip.flow_id,
+                link_user_id=trip.link_user_id,
+                return_to=trip.return_to,
+                private_round=trip.private_round,
             ),
         )
 
@@ -87,9 +124,9 @@ async def start(request: Request) -> Response:
         started = await run_in_threadpool(start_login)
     except RateLimitedError as error:
         return too_many(request, error)
-    hints = LoginHints(request.headers.get("user-agent", ""), web.language(request))
-    url = connector.login_url(_callback_url(request, provider, connector_id), started.state, hints)
-    return RedirectResponse(url, status_code=303)
+    callback_url = _callback_url(request, trip.provider, trip.connector_id)
+    hints = hints_of(request, private=trip.private_round)
+    return RedirectResponse(connector.login_url(callback_url, started.state, hints), 303)
 
 
 async def callback(request: Request) -> Response:
@@ -114,13 +151,19 @@ async def callback(request: Request) -> Response:
     except upstream.LoginStateError as error:
         await _record(request, provider, connector_id, "upstream.bad_state", str(error))
         return web.error_page(request, "upstream.bad_state", 400)
+    try:  # before the provider is asked: each answer costs calls against its quota
+        state.rate_limits.check("upstream_login", key=connector_id, ip=client_ip(request))
+    except RateLimitedError as error:
+        return _too_many_logins(request, error)
     callback_url = _callback_url(request, provider, connector_id)
     try:
-        identity = await run_in_threadpool(connector.handle_callback, callback_url, params)
+        identity = await _identity_of(request, connector, callback_url, params)
     except ConnectorError as error:
         await _record(request, provider, connector_id, error.reason, error.detail, code=error.code)
         return web.error_page(request, error.reason, _status_of(error), code=error.code or "-")
-    flow_id = used.flow_id
+    trip = Trip(provider, connector_id, used.flow_id, used.link_user_id, used.return_to)
+    if await _second_round_helps(request, connector, identity, used):
+        return await send_to_provider(request, connector, replace(trip, private_round=True))
     link_to = await _still_signed_in_as(request, used.link_user_id)
     attempt = attempt_of(request)
     try:
@@ -128,9 +171,10 @@ async def callback(request: Request) -> Response:
             lambda: login.sign_in_with_identity(
                 state.store,
                 identity,
-                flow_id,
+                trip.flow_id,
                 attempt=attempt,
                 link_to=link_to,
+                return_to=trip.return_to,
                 previous_cookie=request.cookies.get(SESSION_COOKIE),
             )
         )
@@ -142,7 +186,57 @@ async def callback(request: Request) -> Response:
         return web.error_page(request, "upstream.linked_elsewhere", 409)
     if isinstance(outcome, accounts.NeedsBinding):
         return RedirectResponse(f"/bind?binding={quote(outcome.token)}", status_code=303)
-    return signed_in(request, outcome, flow_id)
+    return signed_in(request, outcome, trip.flow_id, return_to=trip.return_to)
+
+
+async def _identity_of(
+    request: Request, connector: CallbackConnector, callback_url: str, params: dict[str, str]
+) -> Identity:
+    """Who the provider says came back. A member of another instance (WeCom 企业互联/上下游:
+    `CorpId/userid`) is that instance's member when it is configured here, looked up there, so
+    they get the same link as through their own corporation's app; `ConnectorError` else."""
+    try:
+        return await run_in_threadpool(connector.handle_callback, callback_url, params)
+    except MemberElsewhereError as elsewhere:
+        try:
+            providers: upstream.Providers = request.app.state.providers
+            home = await run_in_threadpool(
+                providers.open, connector.provider, elsewhere.connector_id
+            )
+        except NotFoundError:
+            raise elsewhere from None
+        member = await run_in_threadpool(home.look_up, elsewhere.user_id)
+        if member is None:
+            raise NotAMemberError(
+                f"{elsewhere.connector_id} has no member {elsewhere.user_id}"
+            ) from elsewhere
+        return member
+
+
+async def _second_round_helps(
+    request: Request, connector: CallbackConnector, identity: Identity, used: upstream.UsedState
+) -> bool:
+    """Whether to go back to the provider once more asking for private data (for WeCom the
+    mobile, with a consent screen): only for a member we do not know yet, where the provider
+    says it would help, and never twice or for a person who asked to link (they are known)."""
+    if used.private_round or used.link_user_id is not None:
+        return False
+    if not connector.private_round_helps(identity, hints_of(request)):
+        return False
+    known = await in_worker(request.app.state.store, lambda db: accounts.is_linked(db, identity))
+    return not known
+
+
+def _too_many_logins(request: Request, error: RateLimitedError) -> Response:
+    """429: this network's sign-ins, or (the ceiling that keeps a corporation inside WeCom's
+    quota) everyone's sign-ins through this corporation right now."""
+    web: Web = request.app.state.web
+    busy = error.limit.endswith(".key")
+    key = "upstream.corp_busy" if busy else "upstream.too_many"
+    minutes = max(1, -(-error.retry_after // 60))
+    response = web.error_page(request, key, 429, minutes=minutes)
+    response.headers["retry-after"] = str(error.retry_after)
+    return response
 
 
 async def _still_signed_in_as(request: Request, user_id: str | None) -> str | None:

@@ -29,6 +29,8 @@ URI_PATTERN = (
     r"(?::[0-9]{1,5})?(?:[/?][^\x00-\x20\x7f#*]*)?(?!\n)$"
 )
 CLAIM_PATTERN = r"^[A-Za-z0-9_:/.\-#]{1,255}(?!\n)$"
+#: A URI in the documented form, or the empty string (which removes the setting).
+URI_OR_EMPTY_PATTERN = r"^(?!\n)$|" + URI_PATTERN
 
 
 class App(Record):
@@ -49,6 +51,11 @@ class App(Record):
     id_token_ttl: int
     refresh_token_ttl: int
     has_previous_secret: bool = Field(description="a rotated-out secret still works until retired")
+    initiate_login_uri: str | None = Field(
+        description="where the app's WeCom workbench links (/launch/{client_id}/wecom/{corp_id}) "
+        "send the browser, with iss and target_link_uri, for the app to start its own sign-in "
+        "(OIDC Core 4); null: the app has no workbench links"
+    )
     created_at: Timestamp
     secret_rotated_at: Timestamp | None
 
@@ -98,6 +105,10 @@ def _uri_form(value: str) -> str:
             f"[::1]), without user info: {value[:100]!r}"
         )
     return value
+
+
+def _uri_or_empty(value: str) -> str:
+    return value and _uri_form(value)
 
 
 def _scope(value: str) -> str:
@@ -151,6 +162,18 @@ Uri = Annotated[
         "wildcard or user info.",
     ),
 ]
+InitiateLoginUri = Annotated[
+    Text,
+    by_the_service(clients.check_initiate_login_uri),
+    AfterValidator(_uri_or_empty),
+    Field(
+        json_schema_extra={"maxLength": MAX_URI_LENGTH, "pattern": URI_OR_EMPTY_PATTERN},
+        description="Where the app's WeCom workbench links send the browser for the app to start "
+        "its own sign-in (OIDC Core 4 initiate_login_uri): a redirect URI's rules (https, or "
+        "http on a loopback host; no fragment, wildcard or user info). The empty string removes "
+        "it (the app's workbench links stop); null is not accepted.",
+    ),
+]
 Scope = Annotated[
     Text, AfterValidator(_scope), Field(json_schema_extra={"enum": list(clients.SUPPORTED_SCOPES)})
 ]
@@ -194,6 +217,7 @@ class _Settings(Body):
     access_token_ttl: Annotated[WholeNumber, _lifetime("access_token_ttl")] | Absent = None
     id_token_ttl: Annotated[WholeNumber, _lifetime("id_token_ttl")] | Absent = None
     refresh_token_ttl: Annotated[WholeNumber, _lifetime("refresh_token_ttl")] | Absent = None
+    initiate_login_uri: InitiateLoginUri | Absent = None
 
 
 class AppInput(_Settings):

@@ -98,9 +98,17 @@ def find_linked(
     return linked
 
 
-def hold_for_binding(db: Session, browser_id: str, identity: Identity, flow_id: str | None) -> str:
+def hold_for_binding(
+    db: Session,
+    browser_id: str,
+    identity: Identity,
+    flow_id: str | None,
+    *,
+    return_to: str | None = None,
+) -> str:
     """Keep an unbound identity for this browser while the person proves a phone number; the
-    returned token names it (only its digest is stored)."""
+    returned token names it (only its digest is stored). `return_to`: where to go once bound
+    when no authorization request waits (a workbench launch)."""
     token = secrets.token_urlsafe(24)
     keep_for_browser(
         db,
@@ -110,16 +118,19 @@ def hold_for_binding(db: Session, browser_id: str, identity: Identity, flow_id: 
         BINDING_LIFETIME,
         identity={**asdict(identity), "metadata": dict(identity.metadata)},
         flow_id=flow_id,
+        return_to=return_to,
     )
     return token
 
 
 @dataclass(frozen=True)
 class PendingIdentity:
-    """An identity waiting to be bound, and the authorization request it came for."""
+    """An identity waiting to be bound, the authorization request it came for, and where to
+    go when none waits."""
 
     identity: Identity
     flow_id: str | None
+    return_to: str | None = None
 
 
 def pending_binding(db: Session, token: str, browser_id: str) -> PendingIdentity:
@@ -129,7 +140,7 @@ def pending_binding(db: Session, token: str, browser_id: str) -> PendingIdentity
     if row is None:
         raise NotFoundError("This binding has expired or is not yours.")
     fields: dict[str, Any] = dict(row.identity)
-    return PendingIdentity(Identity(**fields), row.flow_id)
+    return PendingIdentity(Identity(**fields), row.flow_id, row.return_to)
 
 
 def bind_with_code(
@@ -318,6 +329,7 @@ def resolve_identity(
     *,
     attempt: Attempt,
     link_to: str | None = None,
+    return_to: str | None = None,
 ) -> Linked | NeedsBinding:
     """After a provider vouched for someone: their link (refreshed); for a signed-in person who
     asked to link an identity (`link_to`), a link made at once from a trusted mobile (only for
@@ -330,4 +342,11 @@ def resolve_identity(
     linked = linked or bind_trusted_mobile(db, identity, ip=ip)
     if linked is not None:
         return linked
-    return NeedsBinding(hold_for_binding(db, attempt.browser, identity, flow_id))
+    return NeedsBinding(
+        hold_for_binding(db, attempt.browser, identity, flow_id, return_to=return_to)
+    )
+
+
+def is_linked(db: Session, identity: Identity) -> bool:
+    """Whether this identity has a link (active or not): a known member of its provider."""
+    return _link_of(db, identity) is not None

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -98,6 +98,58 @@ def check_redirect_uri(uri: str, field: str = "redirect_uri") -> str:
     return uri
 
 
+def check_initiate_login_uri(uri: str | None) -> str | None:
+    """An app's third-party-initiated login URI (OIDC Core 4): a redirect URI's rules (https
+    unless loopback, no fragment); None or empty: the app takes no such links."""
+    return check_redirect_uri(uri, "initiate_login_uri") if uri else None
+
+
+def origin_of(uri: str) -> str:
+    """`scheme://host[:port]`, lower-cased as browsers compare origins."""
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def registered_origins(client: Client) -> frozenset[str]:
+    """The origins an app has registered: those of its redirect URIs and its
+    `initiate_login_uri`. A workbench link's `target_link_uri` must be on one of them."""
+    uris = [*client.redirect_uris, *filter(None, [client.initiate_login_uri])]
+    return frozenset(origin_of(uri) for uri in uris)
+
+
+def workbench_link(issuer: str, client_id: str, corp_id: str) -> str:
+    """An app's link for one corporation's WeCom workbench (its homepage, 应用主页 there):
+    `{issuer}/launch/{client_id}/wecom/{corp_id}`, each id quoted as one path segment."""
+    return f"{issuer}/launch/{quote(client_id, safe='')}/wecom/{quote(corp_id, safe='')}"
+
+
+def initiate_login_url(
+    db: Session, client_id: str, issuer: str, target_link_uri: str | None = None
+) -> str:
+    """Where a workbench link sends the browser once signed in: the app's `initiate_login_uri`
+    with `iss` and, when given, `target_link_uri` (OIDC Core 4), which must be on one of the
+    app's registered origins (no open redirect through us). `NotFoundError` for no such app,
+    `ValidationError` for an app that takes no such links or a target elsewhere."""
+    client = _find(db, client_id)
+    if not client.initiate_login_uri:
+        raise ValidationError(
+            "initiate_login_uri", f"The app {client_id!r} has no initiate_login_uri."
+        )
+    params = {"iss": issuer}
+    if target_link_uri:
+        try:
+            on_origin = origin_of(target_link_uri) in registered_origins(client)
+        except ValueError:
+            on_origin = False
+        if not on_origin or len(target_link_uri) > 2000 or _CONTROL.search(target_link_uri):
+            raise ValidationError(
+                "target_link_uri", "target_link_uri is not on one of the app's origins."
+            )
+        params["target_link_uri"] = target_link_uri
+    separator = "&" if urlsplit(client.initiate_login_uri).query else "?"
+    return f"{client.initiate_login_uri}{separator}{urlencode(params)}"
+
+
 def check_scopes(scopes: str, *, admin: bool = False, field: str = "scopes") -> str:
     requested = list(dict.fromkeys(scopes.split()))
     allowed = (*SUPPORTED_SCOPES, ADMIN_SCOPE) if admin else SUPPORTED_SCOPES
@@ -184,6 +236,7 @@ def create_client(
     access_token_ttl: int = LIFETIMES["access_token_ttl"][0],
     id_token_ttl: int = LIFETIMES["id_token_ttl"][0],
     refresh_token_ttl: int = LIFETIMES["refresh_token_ttl"][0],
+    initiate_login_uri: str | None = None,
     actor: str = "cli",
 ) -> RegisteredClient:
     """Register a client. Confidential clients also get `client_credentials`; `actor` is who
@@ -198,6 +251,7 @@ def create_client(
     access_token_ttl = check_lifetime("access_token_ttl", access_token_ttl)
     id_token_ttl = check_lifetime("id_token_ttl", id_token_ttl)
     refresh_token_ttl = check_lifetime("refresh_token_ttl", refresh_token_ttl)
+    initiate_login_uri = check_initiate_login_uri(initiate_login_uri)
     if client_id is not None and not re.fullmatch(r"[A-Za-z0-9_\-.]{3,64}", client_id):
         raise ValidationError("client_id", "client_id must be 3-64 letters, digits, _ - .")
     if admin and public:
@@ -219,6 +273,7 @@ def create_client(
         access_token_ttl=access_token_ttl,
         id_token_ttl=id_token_ttl,
         refresh_token_ttl=refresh_token_ttl,
+        initiate_login_uri=initiate_login_uri,
     )
     if db.get(Client, client.client_id) is not None:
         # (Registered meanwhile by someone else: the unit's commit fails, it runs again and
@@ -275,6 +330,7 @@ def update_client(
     access_token_ttl: int | None = None,
     id_token_ttl: int | None = None,
     refresh_token_ttl: int | None = None,
+    initiate_login_uri: str | None = None,
 ) -> Client:
     """Change what is given (None leaves a setting as it is), with create_client's checks;
     all or nothing. An empty `context_claim` means the default, `wecom_context`.
@@ -284,7 +340,7 @@ def update_client(
     An admin client keeps `iam:admin` whatever scopes it is given (its admin flag grants it);
     any other client may not get it. A refresh token lifetime of 0 turns refresh tokens off
     (refresh tokens already issued stop working too); issued ones keep their original expiry
-    otherwise."""
+    otherwise. An empty `initiate_login_uri` removes it (the app's workbench links stop)."""
     client = _find(db, client_id)
     changes: dict[str, Any] = {}
     if name is not None:
@@ -315,6 +371,8 @@ def update_client(
     ):
         if seconds is not None:
             changes[field] = check_lifetime(field, seconds)
+    if initiate_login_uri is not None:
+        changes["initiate_login_uri"] = check_initiate_login_uri(initiate_login_uri)
     if "refresh_token_ttl" in changes:
         changes["grant_types"] = grant_types_for(
             public=client.is_public, refresh_token_ttl=changes["refresh_token_ttl"]

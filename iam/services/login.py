@@ -58,15 +58,15 @@ def sign_in_by_binding(
     *,
     attempt: Attempt,
     previous_cookie: str | None = None,
-) -> tuple[sessions.NewSession, str | None]:
+) -> tuple[sessions.NewSession, accounts.PendingIdentity]:
     """Finish an on-demand binding: check the code of the attempt's browser, bind the identity
     waiting for it to the person with that phone (made if there is none), and open a session
-    whose context is that identity; (the new session, the flow it serves).
+    whose context is that identity; (the new session, the binding: it says where to go next).
 
     One unit of work: the code used up, the person and the link made, the binding spent and the
     session opened commit together or not at all. A wrong code commits only what it spent."""
 
-    def work(db: Session, first_try: bool) -> tuple[sessions.NewSession, str | None]:
+    def work(db: Session, first_try: bool) -> tuple[sessions.NewSession, accounts.PendingIdentity]:
         linked, pending = accounts.bind_with_code(
             db, box, token, raw_phone, code, attempt=attempt.counted_on(first_try)
         )
@@ -78,7 +78,7 @@ def sign_in_by_binding(
             context_link_id=linked.link.id,
             previous_cookie=previous_cookie,
         )
-        return new, pending.flow_id
+        return new, pending
 
     return in_one_unit(store, work)
 
@@ -90,18 +90,21 @@ def sign_in_with_identity(
     *,
     attempt: Attempt,
     link_to: str | None = None,
+    return_to: str | None = None,
     previous_cookie: str | None = None,
 ) -> sessions.NewSession | accounts.NeedsBinding:
     """After a provider vouched for someone: sign in through their link (made now for a person
     who asked to link one, or from a trusted mobile), with that identity as the session's
     context; or hold the identity for the attempt's browser, for a binding to finish by SMS
-    (`NeedsBinding`).
+    (`NeedsBinding`, which keeps `return_to` for when it is done).
 
     One unit of work: the link refreshed or made, the person made, the binding held, the
     session opened and another person's session ended commit together or not at all."""
 
     def work(db: Session, _first_try: bool) -> sessions.NewSession | accounts.NeedsBinding:
-        outcome = accounts.resolve_identity(db, identity, flow_id, attempt=attempt, link_to=link_to)
+        outcome = accounts.resolve_identity(
+            db, identity, flow_id, attempt=attempt, link_to=link_to, return_to=return_to
+        )
         if isinstance(outcome, accounts.NeedsBinding):
             return outcome
         return open_session(

@@ -64,6 +64,12 @@ DEFAULT_RULES: dict[str, Rule] = {
     # refused WeCom callbacks (each is audited): per corporation, and per address
     "callback_refused.key": Rule(100, 600),
     "callback_refused.ip": Rule(100, 600),
+    # WeCom logins coming back (each costs WeCom API calls: user/get, department/get): per
+    # corporation, a ceiling well below WeCom's 10,000 calls a minute per API, which blocks
+    # the whole corporation when passed (45009); and per address (one office's NAT is many
+    # people: the starts are limited per browser too, as `flow_start`).
+    "upstream_login.key": Rule(2000, 60),
+    "upstream_login.ip": Rule(300, 60),
     "admin_login.key": Rule(10, 600),  # per username (besides the lock-out after 5 failures)
     "admin_login.ip": Rule(30, 600),
     "token.key": Rule(30000, 60),  # per confidential client (500 a second)
@@ -231,7 +237,9 @@ class RateLimits:
                     self._counter.refund(hit)
                 metrics.RATE_LIMITED.labels(name).inc()
                 wait = window_start + rule.window - now
-                raise RateLimitedError(f"Too many attempts. Try again in {wait} seconds.", wait)
+                raise RateLimitedError(
+                    f"Too many attempts. Try again in {wait} seconds.", wait, limit=name
+                )
             if batch <= 1:
                 counted.append(counter)
 

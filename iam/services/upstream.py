@@ -53,10 +53,14 @@ class StartedLogin:
 
 @dataclass(frozen=True)
 class UsedState:
-    """What the spent state said: the request the login serves, and whom to link to."""
+    """What the spent state said: the request the login serves, whom to link to, where to go
+    when no request waits (a workbench launch), and whether this was the second, consented
+    round that asked for private data."""
 
     flow_id: str | None
     link_user_id: str | None
+    return_to: str | None = None
+    private_round: bool = False
 
 
 def start_login(
@@ -67,10 +71,13 @@ def start_login(
     flow_id: str | None,
     *,
     link_user_id: str | None = None,
+    return_to: str | None = None,
+    private_round: bool = False,
 ) -> StartedLogin:
     """A fresh state for this browser's trip to the provider, in the caller's transaction;
     expired ones are swept. `link_user_id`: a signed-in person asked to link the identity they
-    come back with."""
+    come back with; `return_to`: where to go once signed in when no request waits (set by the
+    server, never taken from the browser); `private_round`: this trip asks for private data."""
     state = secrets.token_hex(24)  # WeCom accepts letters and digits only
     keep_for_browser(
         db,
@@ -82,6 +89,8 @@ def start_login(
         connector_id=connector_id,
         flow_id=flow_id or None,
         link_user_id=link_user_id,
+        return_to=return_to,
+        private_round=private_round,
     )
     return StartedLogin(state)
 
@@ -110,9 +119,14 @@ def use_state(
     if rowcount(spent) != 1:
         raise LoginStateError("The state is unknown, used, expired or another browser's.")
     row = db.execute(
-        select(UpstreamLogin.flow_id, UpstreamLogin.link_user_id).where(UpstreamLogin.id == key)
+        select(
+            UpstreamLogin.flow_id,
+            UpstreamLogin.link_user_id,
+            UpstreamLogin.return_to,
+            UpstreamLogin.private_round,
+        ).where(UpstreamLogin.id == key)
     ).one()
-    return UsedState(row.flow_id, row.link_user_id)
+    return UsedState(row.flow_id, row.link_user_id, row.return_to, row.private_round)
 
 
 def record_failure(

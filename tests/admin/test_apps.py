@@ -14,7 +14,8 @@ from support.units import in_unit
 
 from iam.db.models import AuditEvent, Client
 from iam.db.store import Store
-from iam.services import clients
+from iam.secretbox import SecretBox
+from iam.services import clients, corps
 
 pytestmark = pytest.mark.usefixtures("reused_signing_key")
 
@@ -183,6 +184,9 @@ CREATE_ERRORS = [
     ("access_token_ttl", {"access_token_ttl": "59"}),
     ("id_token_ttl", {"id_token_ttl": "1h"}),
     ("refresh_token_ttl", {"refresh_token_ttl": "-1"}),
+    ("initiate_login_uri", {"initiate_login_uri": "http://crm.example.com/start"}),
+    ("initiate_login_uri", {"initiate_login_uri": "https://crm.example.com/start#top"}),
+    ("initiate_login_uri", {"initiate_login_uri": "crm.example.com/start"}),
 ]
 
 
@@ -247,6 +251,116 @@ def test_an_invalid_field_reshows_the_edit_form_and_changes_nothing(
         before.updated_at,
     )
     assert _events(store, client_id) == [("client.created", "cli")]
+
+
+START = "https://crm.example.com/start"
+
+
+def test_the_form_sets_changes_and_removes_the_initiate_login_uri(
+    admin_world: AdminWorld, store
+) -> None:
+    created = _followed(
+        admin_world, _post(admin_world, "/admin/apps", {**FORM, "initiate_login_uri": START})
+    )
+    assert created.status_code == 200, created.text
+    (client,) = [c for c in _apps(store).values() if c.name == "CRM"]
+    assert client.initiate_login_uri == START
+    page = f"/admin/apps/{client.client_id}"
+    assert f'name="initiate_login_uri" value="{START}"' in admin_world.console.get(page).text
+
+    moved = START + "?from=workbench"
+    answer = _post(admin_world, page, {**FORM, "initiate_login_uri": f" {moved} "}, page)
+    assert answer.status_code == 303, answer.text
+    assert in_unit(store, clients.get_client, client.client_id).initiate_login_uri == moved
+    answer = _post(admin_world, page, {**FORM, "initiate_login_uri": ""}, page)
+    assert answer.status_code == 303, answer.text
+    assert in_unit(store, clients.get_client, client.client_id).initiate_login_uri is None
+    assert [event for event, _ in _events(store, client.client_id)] == [
+        "client.created",
+        "client.updated",
+        "client.updated",
+    ]
+
+
+def test_the_form_explains_the_initiate_login_uri_in_both_languages(
+    admin_world: AdminWorld,
+) -> None:
+    english = admin_world.console.get("/admin/apps").text
+    assert 'id="initiate_login_uri"' in english
+    assert "Where a WeCom workbench link sends people to sign in to this app" in english
+    assert 'aria-describedby="initiate_login_uri-hint"' in english
+    chinese = admin_world.console.get("/admin/apps", headers={"accept-language": "zh-CN"}).text
+    assert "工作台" in chinese and "initiate_login_uri" in chinese
+
+
+def _connect(store: Store, box: SecretBox, corp_id: str, name: str, *, enabled: bool = True):
+    in_unit(store, corps.add_corp, box, corp_id, name, 1000002, "s" * 43)
+    if not enabled:
+        in_unit(store, corps.update_corp, box, corp_id, actor="test", enabled=False)
+
+
+def _workbench_links(page: str) -> list[str]:
+    return re.findall(r'<code class="link" id="launch-[^"]*">([^<]*)</code>', page)
+
+
+def test_the_app_page_lists_a_workbench_link_for_each_enabled_corporation(
+    admin_world: AdminWorld, store, box: SecretBox
+) -> None:
+    _connect(store, box, "wwsubsidiarya0001", "子公司A")
+    _connect(store, box, "wwsubsidiaryc0003", "子公司C (gone)", enabled=False)
+    _connect(store, box, "wwsubsidiaryb0002", "子公司B")
+    client_id = in_unit(
+        store, clients.create_client, "CRM", [RP_REDIRECT], initiate_login_uri=START
+    ).client.client_id
+
+    page = admin_world.console.get(f"/admin/apps/{client_id}").text
+
+    assert 'id="workbench-title"' in page and "Workbench links" in page
+    assert _workbench_links(page) == [
+        f"https://testserver/launch/{client_id}/wecom/wwsubsidiarya0001",
+        f"https://testserver/launch/{client_id}/wecom/wwsubsidiaryb0002",
+    ]
+    assert "子公司A" in page and "子公司B" in page
+    assert "子公司C" not in page and "wwsubsidiaryc0003" not in page
+    for corp_id in ("wwsubsidiarya0001", "wwsubsidiaryb0002"):
+        assert f'data-copy="launch-{corp_id}"' in page  # its copy button
+    assert '<script src="/static/admin-copy.js" defer></script>' in page
+    chinese = admin_world.console.get(
+        f"/admin/apps/{client_id}", headers={"accept-language": "zh-CN"}
+    ).text
+    assert "工作台链接" in chinese and len(_workbench_links(chinese)) == 2
+
+
+def test_without_an_initiate_login_uri_the_page_says_the_links_need_one(
+    admin_world: AdminWorld, store, box: SecretBox
+) -> None:
+    _connect(store, box, "wwsubsidiarya0001", "子公司A")
+    client_id = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT]).client.client_id
+
+    page = admin_world.console.get(f"/admin/apps/{client_id}").text
+
+    assert 'id="workbench-title"' in page
+    assert _workbench_links(page) == [] and "/launch/" not in page
+    assert 'id="workbench-needs-uri"' in page
+    assert "Workbench links need a sign-in start URI" in page
+
+
+def test_without_an_enabled_corporation_the_page_says_so(
+    admin_world: AdminWorld, store, box: SecretBox
+) -> None:
+    _connect(store, box, "wwsubsidiarya0001", "子公司A", enabled=False)
+    client_id = in_unit(
+        store, clients.create_client, "CRM", [RP_REDIRECT], initiate_login_uri=START
+    ).client.client_id
+    page = admin_world.console.get(f"/admin/apps/{client_id}").text
+    assert _workbench_links(page) == [] and 'id="workbench-no-corps"' in page
+
+
+def test_the_copy_script_is_served_and_allowed_by_the_policy(admin_world: AdminWorld) -> None:
+    script = admin_world.console.get("/static/admin-copy.js")
+    assert script.status_code == 200 and "navigator.clipboard" in script.text
+    page = admin_world.console.get("/admin/apps")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
 
 
 def test_rotating_in_the_console_shows_the_new_secret_and_retiring_ends_the_old(
@@ -415,6 +529,44 @@ def _api_round_trip(api: TestClient, headers: dict[str, str], actor: str, store:
     ]
 
 
+def test_the_api_sets_changes_and_removes_the_initiate_login_uri(
+    admin_world: AdminWorld, store
+) -> None:
+    api = admin_world.console
+    plain = api.post(API, json=APP).json()
+    assert plain["initiate_login_uri"] is None
+    created = api.post(API, json={**APP, "initiate_login_uri": START})
+    assert created.status_code == 201, created.text
+    client_id = created.json()["client_id"]
+    assert created.json()["initiate_login_uri"] == START
+    assert api.get(f"{API}/{client_id}").json()["initiate_login_uri"] == START
+
+    moved = "http://127.0.0.1:8765/start?from=workbench"
+    changed = api.patch(f"{API}/{client_id}", json={"initiate_login_uri": moved})
+    assert (changed.status_code, changed.json()["initiate_login_uri"]) == (200, moved)
+    untouched = api.patch(f"{API}/{client_id}", json={"name": "CRM 2"})
+    assert untouched.json()["initiate_login_uri"] == moved  # not sent: kept
+    removed = api.patch(f"{API}/{client_id}", json={"initiate_login_uri": ""})
+    assert (removed.status_code, removed.json()["initiate_login_uri"]) == (200, None)
+    assert in_unit(store, clients.get_client, client_id).initiate_login_uri is None
+    empty = api.post(API, json={**APP, "initiate_login_uri": ""})
+    assert (empty.status_code, empty.json()["initiate_login_uri"]) == (201, None)
+
+
+def test_the_description_says_how_to_remove_the_initiate_login_uri(
+    admin_world: AdminWorld,
+) -> None:
+    schemas = admin_world.console.get("/admin/api/openapi.json").json()["components"]["schemas"]
+    answered = schemas["App"]["properties"]["initiate_login_uri"]
+    assert [kind["type"] for kind in answered["anyOf"]] == ["string", "null"]
+    for name in ("AppInput", "AppPatch"):
+        field = schemas[name]["properties"]["initiate_login_uri"]
+        assert field["type"] == "string" and "null" not in str(field.get("anyOf", ""))
+        assert "empty string removes" in field["description"], name
+        assert re.search(field["pattern"], "") and re.search(field["pattern"], START)
+        assert not re.search(field["pattern"], "http://crm.example.com/start")
+
+
 def test_a_public_app_gets_no_secret_from_the_api(admin_world: AdminWorld) -> None:
     api = admin_world.console
     created = api.post(API, json={**APP, "public": True})
@@ -525,6 +677,13 @@ API_ERRORS: list[tuple[str, dict[str, Any]]] = [
     ("id_token_ttl", {"id_token_ttl": 3600.5}),
     ("refresh_token_ttl", {"refresh_token_ttl": True}),
     ("refresh_token_ttl", {"refresh_token_ttl": 90 * 86400 + 1}),
+    ("initiate_login_uri", {"initiate_login_uri": None}),
+    ("initiate_login_uri", {"initiate_login_uri": 7}),
+    ("initiate_login_uri", {"initiate_login_uri": [START]}),
+    ("initiate_login_uri", {"initiate_login_uri": "http://crm.example.com/start"}),
+    ("initiate_login_uri", {"initiate_login_uri": "https://crm.example.com/start#x"}),
+    ("initiate_login_uri", {"initiate_login_uri": "/start"}),
+    ("initiate_login_uri", {"initiate_login_uri": " "}),
     ("client_id", {"client_id": "chosen"}),
     ("client_secret", {"client_secret": "mine"}),
     ("admin", {"admin": True}),

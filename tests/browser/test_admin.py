@@ -33,11 +33,11 @@ from support.constants import TEST_SECRET
 from support.units import in_unit
 from support.wecom import set_callback
 
-from iam.app import create_app
+from iam.app import SIMULATOR_PATH, create_app
 from iam.db import migrate
 from iam.db.store import Store, create_db_engine
 from iam.devtools.demo_apps import DemoAppConfig, create_demo_app
-from iam.devtools.wecom_simulator import demo_corps
+from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
 from iam.secretbox import SecretBox
 from iam.services import admins, clients, corps, directory, signing_keys, users
 from iam.services.sms import ConsoleSms
@@ -117,6 +117,7 @@ class World:
     sms: ConsoleSms
     user_id: str  # 李雷, linked to a member of each demo subsidiary
     rp_port: int  # free, for the relying party the test registers
+    simulator: WeComSimulator  # the WeCom the server calls (mounted, as in the demo)
 
     @property
     def rp_base(self) -> str:
@@ -169,12 +170,17 @@ def world(migrated_database: Path, tmp_path: Path) -> Iterator[World]:
     port, rp_port = free_ports(2)
     issuer = f"http://127.0.0.1:{port}"
     settings = Settings(
-        secret_key=Secret(TEST_SECRET), issuer=issuer, database_url=database_url, dev_mode=True
+        secret_key=Secret(TEST_SECRET),
+        issuer=issuer,
+        database_url=database_url,
+        dev_mode=True,
+        wecom_api_base=issuer + SIMULATOR_PATH,  # as `iam demo`: the mounted simulator
     )
     sms = ConsoleSms()
+    app = create_app(settings, store=store, sms=sms)
     try:
-        with serving(create_app(settings, store=store, sms=sms), port):
-            yield World(issuer, store, sms, user_id, rp_port)
+        with serving(app, port):
+            yield World(issuer, store, sms, user_id, rp_port, app.state.simulator)
     finally:
         engine.dispose()
 
@@ -385,3 +391,114 @@ def test_a_corporation_shows_its_callback_url_and_a_person_their_departed_link(
         departed = {"en": "left the corporation", "zh-CN": "已离职"}[lang]
         expect(page.get_by_text(departed).first).to_be_visible()
         screenshot(page, f"admin-user-departed-link-{lang}-{width}.png")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_an_apps_page_gives_a_workbench_link_for_each_enabled_corporation(
+    world: World, console: BrowserContext, lang: str
+) -> None:
+    """Issue #14: the app's sign-in start URI on its form, and its `/launch/...` link for each
+    enabled corporation, readable and selectable as text, with a copy button; read whole at
+    desktop and phone widths."""
+    box = SecretBox(TEST_SECRET)
+    in_unit(world.store, corps.add_corp, box, "wwsubsidiaryc0003", "子公司C", 1000002, "s" * 43)
+    in_unit(world.store, corps.update_corp, box, "wwsubsidiaryc0003", actor="test", enabled=False)
+    start = "https://expenses.example.com/oidc/initiate"
+    client_id = in_unit(
+        world.store,
+        clients.create_client,
+        APP_NAME,
+        ["https://expenses.example.com/oidc/callback"],
+        initiate_login_uri=start,
+    ).client.client_id
+    links = {
+        corp.name: f"{world.issuer}/launch/{client_id}/wecom/{corp.corp_id}"
+        for corp in demo_corps()
+    }
+    console.grant_permissions(["clipboard-read", "clipboard-write"], origin=world.issuer)
+    page = console.new_page()
+    sign_in_to_console(page, world)
+    title = {"en": "Workbench links", "zh-CN": "工作台链接"}[lang]
+    copied = {"en": "Copied", "zh-CN": "已复制"}[lang]
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(world.issuer + f"/admin/apps/{client_id}?lang={lang}")
+        expect(page.locator("#initiate_login_uri")).to_have_value(start)
+        section = page.locator("section[aria-labelledby=workbench-title]")
+        expect(section.locator("h2")).to_have_text(title)
+        expect(section.locator("code.link")).to_have_text(list(links.values()))
+        expect(section).not_to_contain_text("子公司C")
+        for code in section.locator("code.link").all():  # nothing runs off the page
+            box_ = code.bounding_box()
+            assert box_ is not None and box_["x"] + box_["width"] <= width, (width, box_)
+        button = section.locator("button.copy").first
+        expect(button).to_be_visible()
+        button.click()
+        expect(button).to_have_text(copied)
+        assert page.evaluate("navigator.clipboard.readText()") == links["子公司A"]
+        page.evaluate("window.scrollTo(0, 0)")
+        section.scroll_into_view_if_needed()
+        screenshot(page, f"admin-app-workbench-links-{lang}-{width}.png")
+        section.screenshot(path=str(ARTIFACTS / f"admin-app-workbench-section-{lang}-{width}.png"))
+
+    # Without a sign-in start URI the section says what the links need, and lists none.
+    in_unit(world.store, clients.update_client, client_id, actor="test", initiate_login_uri="")
+    page.set_viewport_size({"width": 390, "height": 900})
+    page.goto(world.issuer + f"/admin/apps/{client_id}?lang={lang}")
+    expect(page.locator("#workbench-needs-uri")).to_be_visible()
+    expect(page.locator("code.link")).to_have_count(0)
+    screenshot(page, f"admin-app-workbench-needs-uri-{lang}-390.png")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_a_failed_connection_test_says_every_problem_and_hides_the_corporation(
+    world: World, console: BrowserContext, lang: str
+) -> None:
+    """Issue #14 §5: the test finds the app closed, trusting another domain and visible to
+    nobody, says all three in words with what to do, and the corporation's page then says it
+    is hidden from the login page, and why, with a button to show it anyway; then WeCom
+    refuses the server's address (60020), and the page names the address WeCom saw. Read whole
+    at desktop and phone widths."""
+    corp_a = demo_corps()[0]
+    world.simulator.configure_app(
+        corp_a.corp_id, closed=True, visible_departments=[], redirect_domain="old.example.com"
+    )
+    page = console.new_page()
+    sign_in_to_console(page, world)
+    test_button = {"en": "Test connection", "zh-CN": "测试连接"}[lang]
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(world.issuer + f"/admin/corps/{corp_a.corp_id}?lang={lang}")
+        page.get_by_role("button", name=test_button).click()
+        result = page.locator("#test-result li")
+        expect(result).to_have_count(3)
+        expect(result.nth(1)).to_contain_text("old.example.com")
+        screenshot(page, f"admin-corp-test-failed-{lang}-{width}.png")
+        page.goto(world.issuer + f"/admin/corps/{corp_a.corp_id}?lang={lang}")
+        expect(page.locator("#hidden-card li")).to_have_count(3)
+        show = {"en": "Show on the login page anyway", "zh-CN": "仍在登录页显示"}[lang]
+        expect(page.get_by_role("button", name=show)).to_be_visible()
+        screenshot(page, f"admin-corp-hidden-{lang}-{width}.png")
+        page.goto(world.issuer + f"/admin/corps?lang={lang}")
+        hidden = {"en": "Hidden from the login page", "zh-CN": "未在登录页显示"}[lang]
+        expect(page.get_by_text(hidden).first).to_be_visible()
+        screenshot(page, f"admin-corps-hidden-{lang}-{width}.png")
+    world.simulator.configure_app(
+        corp_a.corp_id,
+        closed=False,
+        visible_departments=[1],
+        redirect_domain=None,
+        trusted_ips=["198.51.100.7"],
+    )
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(world.issuer + f"/admin/corps/{corp_a.corp_id}?lang={lang}")
+        page.get_by_role("button", name=test_button).click()
+        expect(page.locator("#test-result li")).to_contain_text("127.0.0.1")
+        screenshot(page, f"admin-corp-test-60020-{lang}-{width}.png")
+    world.simulator.configure_app(corp_a.corp_id, trusted_ips=None)
+    page.goto(world.issuer + f"/admin/corps/{corp_a.corp_id}?lang={lang}")
+    page.get_by_role("button", name=test_button).click()
+    expect(page.locator("#test-result")).to_contain_text(world.issuer.split("//")[1])
+    expect(page.locator("#login-page-state")).not_to_contain_text(hidden)
+    screenshot(page, f"admin-corp-test-passed-{lang}-390.png")

@@ -566,3 +566,76 @@ def test_the_selector_in_chinese_and_on_a_phone(world: World, browser: Browser) 
         crm_shows(page, world, ACTING_B)
     finally:
         chinese.close()
+
+
+# --- the WeCom workbench ---
+
+IN_WECOM_PHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like"
+    " Gecko) Mobile/15E148 wxwork/4.1.22 MicroMessenger/7.0.1 Language/zh"
+)
+
+
+@pytest.mark.parametrize(
+    ("locale", "width"), [("en-US", 1280), ("zh-CN", 390)], ids=["en-1280", "zh-390"]
+)
+def test_a_workbench_link_opens_the_crm_as_that_subsidiary_without_a_page(
+    world: World, browser: Browser, locale: str, width: int
+) -> None:
+    """Seed 003: tap the CRM in 子公司B's workbench (WeCom's in-app browser); the person, who has
+    identities in both subsidiaries, lands in the CRM acting as B: no login page, no selector,
+    only WeCom's own silent OAuth in between. Then 子公司A's workbench link makes it A."""
+    in_wecom = new_context(
+        browser,
+        locale=locale,
+        user_agent=IN_WECOM_PHONE,
+        viewport={"width": width, "height": 844},
+    )
+    try:
+        page = in_wecom.new_page()
+        for corp_id, who, acting in ((CORP_B, "zs_b", ACTING_B), (CORP_A, "zhangsan_A", ACTING_A)):
+            link = f"{world.issuer}/launch/{world.crm.client_id}/wecom/{corp_id}"
+            with pages_shown(page) as shown:
+                page.goto(link)
+                expect(page).to_have_url(re.compile(re.escape(world.issuer + "/_sim/wecom/")))
+                assert "scope=snsapi_base" in page.url  # silent in the real WeCom
+                page.get_by_role("button", name=re.compile(re.escape(f"· {who}"))).click()
+                # (the browser keeps WeCom's `#wechat_redirect` through the redirects)
+                app_home = re.escape(world.crm.base_url + "/") + "(#wechat_redirect)?$"
+                expect(page).to_have_url(re.compile(app_home))
+                expect(page.locator("#error")).to_have_count(0)
+                expect(page.locator("#sub")).to_have_text(world.user_id)
+                if locale == "en-US":
+                    expect(page.locator("#context")).to_have_text(acting)
+                else:
+                    expect(page.locator("#context")).to_contain_text(who)
+            ours = [url for url in shown if url.startswith(world.issuer)]
+            assert all("/_sim/wecom/" in url for url in ours), shown  # no page of ours
+            width_used = page.evaluate("document.scrollingElement.scrollWidth")
+            assert width_used <= width, f"the CRM scrolls sideways: {width_used}px"
+            screenshot(page, f"workbench-{corp_id[-4:]}-{locale}-{width}.png")
+    finally:
+        in_wecom.close()
+
+
+def test_a_workbench_link_of_an_app_without_one_says_so(world: World, browser: Browser) -> None:
+    for locale, width, words in (
+        ("en-US", 1280, "initiate_login_uri"),
+        ("zh-CN", 390, "尚不能从企业微信工作台直接打开"),
+    ):
+        context = new_context(browser, locale=locale, viewport={"width": width, "height": 844})
+        try:
+            page = context.new_page()
+            answer = page.goto(f"{world.issuer}/launch/c_nosuchapp/wecom/{CORP_A}")
+            assert answer is not None and answer.status == 404
+            expect(page.locator(".error")).to_be_visible()
+            screenshot(page, f"workbench-unknown-app-{locale}-{width}.png")
+            page.goto(
+                f"{world.issuer}/launch/{world.crm.client_id}/wecom/{CORP_A}"
+                "?target_link_uri=https://evil.example/"
+            )
+            expect(page.locator(".error")).to_be_visible()
+            screenshot(page, f"workbench-bad-target-{locale}-{width}.png")
+            expect(page.locator(".error")).not_to_contain_text(words)  # (another refusal)
+        finally:
+            context.close()

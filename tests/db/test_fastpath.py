@@ -53,6 +53,7 @@ def client_values(**changes: object) -> dict[str, object]:
         "access_token_ttl": 600,
         "id_token_ttl": 3600,
         "refresh_token_ttl": 86400,
+        "initiate_login_uri": None,
         "created_at": WHEN,
         "updated_at": WHEN,
     }

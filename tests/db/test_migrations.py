@@ -224,3 +224,44 @@ def test_0009_remembers_the_last_connection_test_and_keeps_the_corporations(
         kept = connection.execute(text("SELECT corp_id, secret_encrypted FROM wecom_corps")).all()
     assert [tuple(row) for row in kept] == [("wwold", "sealed")]
 
+
+def _columns(engine: Engine, table: str) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns(table)}
+
+
+def test_0010_adds_workbench_launch_columns_and_keeps_the_rows(empty_engine: Engine) -> None:
+    """An app registered before 0010 has no initiate_login_uri (no workbench links); a login
+    in flight is the first round, going nowhere special; going back keeps both rows."""
+    migrate.upgrade(empty_engine, "0009")
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO clients (client_id, name, is_public, is_admin, redirect_uris,"
+                " post_logout_redirect_uris, grant_types, allowed_scopes, context_policy,"
+                " context_claim, access_token_ttl, id_token_ttl, refresh_token_ttl, created_at,"
+                " updated_at) VALUES ('crm', 'CRM', false, false, '[]', '[]', '[]', 'openid',"
+                " 'none', 'wecom_context', 600, 3600, 86400, CURRENT_TIMESTAMP,"
+                " CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO upstream_logins (id, browser_hash, provider, connector_id,"
+                " created_at, expires_at) VALUES ('s', 'b', 'wecom', 'wwa', CURRENT_TIMESTAMP,"
+                " CURRENT_TIMESTAMP)"
+            )
+        )
+    migrate.upgrade(empty_engine, "0010")
+    assert "initiate_login_uri" in _columns(empty_engine, "clients")
+    assert {"return_to", "private_round"} <= _columns(empty_engine, "upstream_logins")
+    assert "return_to" in _columns(empty_engine, "pending_bindings")
+    with empty_engine.connect() as connection:
+        client = connection.execute(text("SELECT initiate_login_uri FROM clients")).one()
+        login = connection.execute(text("SELECT return_to, private_round FROM upstream_logins"))
+        assert tuple(client) == (None,)
+        assert tuple(login.one()) in ((None, False), (None, 0))
+    migrate.downgrade(empty_engine, "0009")
+    assert "initiate_login_uri" not in _columns(empty_engine, "clients")
+    assert not {"return_to", "private_round"} & _columns(empty_engine, "upstream_logins")
+    with empty_engine.connect() as connection:
+        assert connection.execute(text("SELECT client_id FROM clients")).scalars().all() == ["crm"]

@@ -22,6 +22,8 @@ from iam.devtools.demo import (
     connect_simulator,
     example_authorization,
     seed_demo,
+    seed_relying_parties,
+    workbench_lines,
 )
 from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
 from iam.federation.wecom.callbacks import CallbackCrypto
@@ -152,3 +154,39 @@ def test_in_the_demo_the_leave_button_disables_the_link(
             )
         }
     assert links == {f"{CORP_A}/zhangsan_A": "disabled", f"{CORP_B}/zs_b": "active"}
+
+
+def test_the_demo_apps_take_sign_ins_started_elsewhere_at_their_initiate_endpoint(
+    store: Store, box: SecretBox
+):
+    seed_demo(store, box, ISSUER)
+    first = seed_relying_parties(store, ISSUER, 8000)
+    for party in first:
+        client = in_unit(store, clients.get_client, party.config.client_id)
+        assert client.initiate_login_uri == f"{party.config.base_url}/initiate"
+        assert party.config.base_url == f"http://127.0.0.1:{party.port}"
+    # A database of an older demo, whose apps had none: the next start registers it.
+    in_unit(store, clients.update_client, "crm", actor="test", initiate_login_uri="")
+    again = {party.config.name: party for party in seed_relying_parties(store, ISSUER, 8000)}
+    crm = in_unit(store, clients.get_client, "crm")
+    assert crm.initiate_login_uri == "http://127.0.0.1:8002/initiate"
+    assert crm.check_client_secret(again["crm"].config.client_secret)
+
+
+def test_the_printed_workbench_links_are_grouped_by_app(store: Store, box: SecretBox):
+    seed_demo(store, box, ISSUER)
+    parties = seed_relying_parties(store, ISSUER, 8000)
+
+    lines = workbench_lines(parties, ISSUER)
+
+    text = "\n".join(lines)
+    assert lines[0].startswith("Workbench links")
+    learning, crm = text.index("学习平台 Learning platform:"), text.index("CRM 客户管理:")
+    assert learning < crm
+    for start, end, client_id in ((learning, crm, "learning-platform"), (crm, len(text), "crm")):
+        group = text[start:end]
+        for corp_id, name in ((CORP_A, "子公司A"), (CORP_B, "子公司B")):
+            link = f"{ISSUER}/launch/{client_id}/wecom/{corp_id}"
+            assert re.search(rf"^ +{name} +{re.escape(link)}$", group, re.M), group
+    assert text.count("/launch/") == 4
+    assert workbench_lines((), ISSUER) == []

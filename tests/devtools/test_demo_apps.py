@@ -470,3 +470,110 @@ def test_a_sign_in_that_fails_a_check_is_refused_with_the_reason(
 
     assert message in text_of(page, "error")
     assert text_of(page, "who") is None and 'id="sign-in"' in page
+
+
+# --- sign-ins started elsewhere (a WeCom workbench link): the app's initiate_login_uri ---
+
+
+def test_a_sign_in_started_at_initiate_completes_silently_in_the_sso_session(demo: Demo) -> None:
+    """The server's `/launch/...` ends at the app's /initiate with `iss`: the app makes its own
+    authorization request, which the SSO session answers without asking anything."""
+    app = demo.learning
+    with httpx.Client() as browser:
+        sign_in(browser, demo, demo.crm)  # the SSO session, made at the other app
+        started = browser.get(app.base_url + "/initiate", params={"iss": demo.issuer})
+        assert started.status_code == 303
+        assert started.headers["location"].startswith(demo.issuer + "/authorize?")
+        page = walk(browser, started)
+
+    assert (str(page.url), page.status_code) == (app.base_url + "/", 200)
+    assert text_of(page.text, "error") is None
+    assert text_of(page.text, "sub") == demo.user.id
+
+
+def _finish(crm: TestClient, provider: ScriptedProvider, location: str) -> httpx.Response:
+    """Answer the authorization request at `location` as the provider would: the callback."""
+    request = query_of(location)
+    provider.challenge = request["code_challenge"]
+    provider.id_claims.setdefault("nonce", request["nonce"])
+    return crm.get("/callback", params={"code": "the-code", "state": request["state"]})
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_initiate_starts_the_apps_ordinary_authorization_request(
+    crm: TestClient, provider: ScriptedProvider, method: str
+) -> None:
+    ordinary = query_of(crm.get("/login").headers["location"])
+    if method == "GET":
+        started = crm.get("/initiate", params={"iss": OP})
+    else:
+        started = crm.post("/initiate", data={"iss": OP})
+
+    assert started.status_code == 303
+    location = started.headers["location"]
+    assert location.startswith(f"{OP}/authorization?")  # the scripted discovery's endpoint
+    request = query_of(location)
+    assert set(request) == set(ordinary)
+    for name in ("response_type", "client_id", "redirect_uri", "scope", "code_challenge_method"):
+        assert request[name] == ordinary[name], name
+    assert (request["client_id"], request["redirect_uri"]) == (
+        CLIENT_ID,
+        CRM.base_url + "/callback",
+    )
+    assert request["state"] != ordinary["state"] and request["nonce"] != ordinary["nonce"]
+    answer = _finish(crm, provider, location)
+    assert (answer.status_code, answer.headers["location"]) == (303, "/")
+    assert text_of(crm.get("/").text, "who") == NAME
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"iss": "https://evil.example"}, {"iss": OP + "/"}, {"iss": ""}, {}],
+    ids=["another-issuer", "trailing-slash", "empty", "missing"],
+)
+def test_initiate_refuses_a_sign_in_started_by_another_issuer(
+    crm: TestClient, provider: ScriptedProvider, params: dict[str, str]
+) -> None:
+    answer = crm.get("/initiate", params={**params, "target_link_uri": CRM.base_url + "/"})
+
+    assert answer.status_code == 400
+    assert "location" not in answer.headers and "set-cookie" not in answer.headers
+    error = text_of(answer.text, "error")
+    assert error is not None and error.startswith("Refused: this sign-in was started by")
+    assert f"not by {OP}, the identity server this app trusts" in error
+    assert 'id="sign-in"' in answer.text  # the ordinary way in is still offered
+    assert provider.requests == []  # nothing was asked of any server
+
+
+@pytest.mark.parametrize(
+    ("target", "lands"),
+    [
+        (CRM.base_url + "/?tab=deals", CRM.base_url + "/?tab=deals"),
+        (CRM.base_url + "/deals#wechat_redirect", CRM.base_url + "/deals"),
+        ("HTTP://127.0.0.1:8002/x", "HTTP://127.0.0.1:8002/x"),
+        ("https://evil.example/", "/"),
+        ("http://127.0.0.1:8003/", "/"),
+        ("//evil.example/", "/"),
+        ("/deals", "/"),
+        ("http://127.0.0.1:8002\\@evil.example/", "/"),
+        ("http://[", "/"),
+    ],
+    ids=[
+        "same-origin",
+        "wechat-redirect-stripped",
+        "case",
+        "other-host",
+        "other-port",
+        "scheme-relative",
+        "relative",
+        "backslash",
+        "unparsable",
+    ],
+)
+def test_a_workbench_target_is_followed_only_on_the_apps_own_origin(
+    crm: TestClient, provider: ScriptedProvider, target: str, lands: str
+) -> None:
+    started = crm.get("/initiate", params={"iss": OP, "target_link_uri": target})
+    assert started.status_code == 303
+    answer = _finish(crm, provider, started.headers["location"])
+    assert (answer.status_code, answer.headers["location"]) == (303, lands)

@@ -260,6 +260,7 @@ def test_trusted_mobile_binds_a_new_person_without_sms(
 ) -> None:
     started = trusting_front.start(CORP_A, **IN_WECOM)
     answer = trusting_front.client.get(trusting_front.pick(started, "lisi"))
+    answer = trusting_front.consent(answer, "lisi")
     assert answer.status_code == 303 and answer.headers["location"] == "/", answer.text
     assert sms.messages() == []
     link = the_link(store)
@@ -281,23 +282,67 @@ def test_trusted_mobile_links_to_the_person_with_that_phone(
     user = in_unit(store, users.create_user, "张三 Zhang San", PHONE)
     started = trusting_front.start(CORP_A, **IN_WECOM)
     answer = trusting_front.client.get(trusting_front.pick(started, "zhangsan_A"))
+    answer = trusting_front.consent(answer, "zhangsan_A")
     assert answer.status_code == 303 and answer.headers["location"] == "/", answer.text
     assert sms.messages() == []
     assert the_link(store).user_id == user.id
     assert counts(store) == (1, 1, 1)
 
 
+def test_a_known_member_of_a_trusting_corporation_signs_in_silently_in_one_round(
+    trusting_front: WeComFront, store: Store, simulator: WeComSimulator
+) -> None:
+    """Least privilege: the consent screen only for a member we do not know yet."""
+    person = in_unit(store, users.create_user, "李四", LISI_PHONE)
+    in_unit(store, users.link_wecom, person.id, CORP_A, "lisi")
+    started = trusting_front.start(CORP_A, **IN_WECOM)
+    assert query_of(started.headers["location"].split("#")[0])["scope"] == "snsapi_base"
+    answer = trusting_front.client.get(trusting_front.pick(started, "lisi"))
+    assert answer.status_code == 303 and answer.headers["location"] == "/", answer.text
+    assert simulator.calls["getuserdetail"] == 0
+    assert the_session(store).user_id == person.id
+
+
+def test_a_failed_getuserdetail_in_the_consented_round_binds_by_sms(
+    trusting_front: WeComFront, store: Store, simulator: WeComSimulator
+) -> None:
+    started = trusting_front.start(CORP_A, **IN_WECOM)
+    answer = trusting_front.client.get(trusting_front.pick(started, "lisi"))
+    simulator.fail_next("getuserdetail", 48002, "api forbidden")
+    answer = trusting_front.consent(answer, "lisi")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/bind?")
+    assert simulator.calls["getuserdetail"] == 1
+    assert counts(store) == (0, 0, 0)
+    bound = trusting_front.bind(answer, phone=LISI_PHONE)
+    assert bound.status_code == 303, bound.text
+    assert [e.detail["method"] for e in events(store, "link.created")] == ["sms"]
+
+
+def test_the_consented_round_is_asked_once(
+    trusting_front: WeComFront, store: Store, simulator: WeComSimulator
+) -> None:
+    """A member WeCom has no mobile for comes back from the second round with none: binding by
+    SMS, not a third trip."""
+    started = trusting_front.start(CORP_A, **IN_WECOM)
+    answer = trusting_front.consent(
+        trusting_front.client.get(trusting_front.pick(started, "wangfang")), "wangfang"
+    )
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/bind?")
+
+
 def test_without_a_trusted_mobile_the_person_binds_by_sms(
     trusting_front: WeComFront, store: Store
 ) -> None:
-    cases = [
-        (CORP_A, "wangfang", IN_WECOM, "+8613100131001"),  # WeCom knows no mobile for her
-        (CORP_A, "lisi", {}, "+8613100131002"),  # QR login: no user_ticket, no mobile read
-        (CORP_B, "zs_b", IN_WECOM, "+8613100131003"),  # a corporation not trusted for mobiles
+    cases = [  # corporation, member, user agent, phone, asked again with consent
+        (CORP_A, "wangfang", IN_WECOM, "+8613100131001", True),  # WeCom knows no mobile for her
+        (CORP_A, "lisi", {}, "+8613100131002", False),  # QR login: no consented round, no mobile
+        (CORP_B, "zs_b", IN_WECOM, "+8613100131003", False),  # a corporation not trusted for them
     ]
-    for number, (corp_id, userid, headers, phone) in enumerate(cases, start=1):
+    for number, (corp_id, userid, headers, phone, consented) in enumerate(cases, start=1):
         started = trusting_front.start(corp_id, **headers)
         answer = trusting_front.client.get(trusting_front.pick(started, userid))
+        if consented:
+            answer = trusting_front.consent(answer, userid)
         assert answer.status_code == 303, userid
         assert answer.headers["location"].startswith("/bind?"), userid
         assert counts(store)[1] == number - 1, userid
@@ -322,6 +367,7 @@ def test_a_trusted_mobile_does_not_take_over_a_person_linked_in_another_corporat
 
     started = trusting_front.start(CORP_A, **IN_WECOM)
     answer = trusting_front.client.get(trusting_front.pick(started, "mallory"))
+    answer = trusting_front.consent(answer, "mallory")
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"].startswith("/bind?")
     assert counts(store) == (1, 1, 0)  # no session, no link for the member
@@ -370,6 +416,7 @@ def test_a_trusted_mobile_binds_a_person_whose_links_elsewhere_are_disabled(
     before = last_event(store)
     started = trusting_front.start(CORP_A, **IN_WECOM)
     answer = trusting_front.client.get(trusting_front.pick(started, "zhangsan_A"))
+    answer = trusting_front.consent(answer, "zhangsan_A")
     assert answer.status_code == 303 and answer.headers["location"] == "/", answer.text
     assert sms.messages() == []
     assert counts(store) == (1, 2, 1)
@@ -404,18 +451,51 @@ def test_declining_at_wecom_is_a_clear_page(wecom_front: WeComFront, store: Stor
     assert wecom_front.simulator.calls["getuserinfo"] == 0
 
 
-def test_an_upstream_member_of_another_corporation_is_not_a_member(
+def test_a_member_of_a_corporation_not_connected_here_gets_a_clear_page(
     wecom_front: WeComFront, simulator: WeComSimulator, store: Store
 ) -> None:
-    """上下游: auth/getuserinfo answers `CorpId/userid` for a member of a downstream corp."""
+    """企业互联/上下游: auth/getuserinfo answers `CorpId/userid` for a member of a downstream
+    corporation; that corporation is not connected here."""
     simulator.add_member(CORP_A, SimMember("wwdownstream/xiaoming", "小明", [2]))
     started = wecom_front.start(CORP_A)
     code = simulator.issue_code(CORP_A, "wwdownstream/xiaoming")
     answer = callback(wecom_front, CORP_A, code=code, state=state_of(started))
     assert answer.status_code == 403
+    assert "企业互联/上下游" in answer.text and "not connected to group sign-in" in answer.text
+    assert counts(store) == (0, 0, 0)
+    assert only_failure(store)["reason"] == "upstream.member_elsewhere"
+    assert simulator.calls["user_get"] == 0
+
+
+def test_a_member_of_a_connected_corporation_is_their_own_link(
+    wecom_front: WeComFront, simulator: WeComSimulator, store: Store
+) -> None:
+    """The same person through subsidiary A's shared app (as `CORP_B/zs_b`) and through B's own
+    app is one link: B's, looked up in B's directory with B's app."""
+    person = in_unit(store, users.create_user, "张三", PHONE)
+    link = in_unit(store, users.link_wecom, person.id, CORP_B, "zs_b")
+    simulator.add_member(CORP_A, SimMember(f"{CORP_B}/zs_b", "张三", [2]))
+    started = wecom_front.start(CORP_A)
+    code = simulator.issue_code(CORP_A, f"{CORP_B}/zs_b")
+    answer = callback(wecom_front, CORP_A, code=code, state=state_of(started))
+    assert answer.status_code == 303 and answer.headers["location"] == "/", answer.text
+    assert counts(store) == (1, 1, 1)
+    session = the_session(store)
+    assert (session.user_id, session.context_link_id) == (person.id, link.id)
+    assert the_link(store).link_metadata["corpid"] == CORP_B
+    assert simulator.calls["user_get"] == 1
+
+
+def test_a_member_a_connected_corporation_does_not_have_is_not_a_member(
+    wecom_front: WeComFront, simulator: WeComSimulator, store: Store
+) -> None:
+    simulator.add_member(CORP_A, SimMember(f"{CORP_B}/nobody", "某人", [2]))
+    started = wecom_front.start(CORP_A)
+    code = simulator.issue_code(CORP_A, f"{CORP_B}/nobody")
+    answer = callback(wecom_front, CORP_A, code=code, state=state_of(started))
+    assert answer.status_code == 403 and "not a member" in answer.text
     assert counts(store) == (0, 0, 0)
     assert only_failure(store)["reason"] == "upstream.not_a_member"
-    assert simulator.calls["user_get"] == 0
 
 
 @pytest.mark.parametrize("disable", ["link", "user"])

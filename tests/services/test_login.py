@@ -204,7 +204,7 @@ def test_a_binding_that_fails_at_any_step_leaves_nothing_half_made(
     in_unit(store, otp.request_code, box, sms, NEW_PHONE, "bind", attempt=ATTEMPT)
     code = sms.messages()[0].code
 
-    def finish() -> tuple[sessions.NewSession, str | None]:
+    def finish() -> tuple[sessions.NewSession, accounts.PendingIdentity]:
         return login_service.sign_in_by_binding(store, box, token, NEW_PHONE, code, attempt=ATTEMPT)
 
     with monkeypatch.context() as patched:
@@ -218,8 +218,8 @@ def test_a_binding_that_fails_at_any_step_leaves_nothing_half_made(
         "binding held": True,
         "sessions": 0,
     }
-    new, flow_id = finish()  # nothing was spent: the same code finishes it
-    assert flow_id == "flow-1" and new.session.context_link_id is not None
+    new, bound = finish()  # nothing was spent: the same code finishes it
+    assert bound.flow_id == "flow-1" and new.session.context_link_id is not None
     assert _bind_state(store, token) == {
         "code used": True,
         "people": 1,

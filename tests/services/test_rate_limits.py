@@ -113,7 +113,7 @@ def test_overrides_leave_the_default_table_alone() -> None:
 def test_an_unknown_name_is_refused_listing_the_known_ones(text: str) -> None:
     with pytest.raises(ValueError, match="unknown rate limit") as refused:
         parse_rules(text)
-    known = "admin_login, callback_refused, flow_start, otp_send, otp_verify, token"
+    known = "admin_login, callback_refused, flow_start, otp_send, otp_verify, token, upstream_login"
     assert known in str(refused.value)
 
 

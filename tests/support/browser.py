@@ -130,6 +130,9 @@ class WeComFront(Front):
         self.wecom = TestClient(simulator.app, base_url=WECOM_BASE, follow_redirects=False)
 
     def start(self, corp_id: str = CORP_A, flow: str = "", **headers: str) -> Response:
+        """Start a WeCom login; a `user-agent` given stays the browser's for the whole trip
+        (the callback too, as in a real browser); without one, the test client's own."""
+        self.client.headers["user-agent"] = headers.pop("user-agent", "testclient")
         params = {"flow": flow} if flow else {}
         return self.client.get(f"/login/wecom/{corp_id}", params=params, headers=headers)
 
@@ -143,6 +146,16 @@ class WeComFront(Front):
         answer = self.wecom.post(location, data={"pick": pick})
         assert answer.status_code == 302, answer.text
         return answer.headers["location"]
+
+    def consent(self, answer: Response, pick: str) -> Response:
+        """The second, consented round (a new member of a corporation trusted for mobiles, in
+        the WeCom client): `answer` sends the browser back to WeCom asking for
+        `snsapi_privateinfo`; be `pick` there again. The callback's answer."""
+        assert answer.status_code == 303, answer.text
+        location = answer.headers["location"]
+        assert location.startswith(WECOM_BASE), location
+        assert query_of(location.split("#")[0])["scope"] == "snsapi_privateinfo", location
+        return self.client.get(self.pick(answer, pick))
 
     def login_as(self, userid: str, corp_id: str = CORP_A, flow: str = "") -> Response:
         """The whole trip: start, pick at WeCom, come back; the callback's answer."""

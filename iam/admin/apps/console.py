@@ -1,5 +1,6 @@
 """Admin apps: the console pages under /admin/apps."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -12,7 +13,7 @@ from iam.admin.pages import Area, message, render, see_other
 from iam.db.models import Admin, Client
 from iam.errors import ValidationError
 from iam.secretbox import SecretBox, SecretBoxError
-from iam.services import clients
+from iam.services import clients, corps
 
 # --- the console -----------------------------------------------------------------------------
 
@@ -61,7 +62,13 @@ def _handed_over(request: Request, client_id: str) -> str | None:
     return secret if owner == client_id and secret else None
 
 
-FORM_FIELDS = ("name", "redirect_uris", "post_logout_redirect_uris", "context_policy")
+FORM_FIELDS = (
+    "name",
+    "redirect_uris",
+    "post_logout_redirect_uris",
+    "initiate_login_uri",
+    "context_policy",
+)
 
 
 def _actor(admin: Admin) -> str:
@@ -83,6 +90,7 @@ def new_app_values() -> dict[str, Any]:
         "name": "",
         "redirect_uris": "",
         "post_logout_redirect_uris": "",
+        "initiate_login_uri": "",
         "public": False,
         "scopes": clients.DEFAULT_SCOPES.split(),
         "context_policy": "none",
@@ -97,6 +105,7 @@ def values_of(client: Client) -> dict[str, Any]:
         "name": client.name,
         "redirect_uris": "\n".join(client.redirect_uris),
         "post_logout_redirect_uris": "\n".join(client.post_logout_redirect_uris),
+        "initiate_login_uri": client.initiate_login_uri or "",
         "public": client.is_public,
         "scopes": client.allowed_scopes.split(),
         "context_policy": client.context_policy,
@@ -127,6 +136,8 @@ def parsed(values: dict[str, Any]) -> dict[str, Any]:
         "name": values["name"],
         "redirect_uris": _lines(values["redirect_uris"]),
         "post_logout_redirect_uris": _lines(values["post_logout_redirect_uris"]),
+        # Empty: none (on an app's form, clearing the field removes it).
+        "initiate_login_uri": values["initiate_login_uri"].strip(),
         "scopes": values["scopes"],
         "context_policy": values["context_policy"],
         "context_claim": values["context_claim"],
@@ -157,7 +168,28 @@ def _with_form(
     return render(request, template, admin, {"errors": {}, **_choices(), **context}, status_code)
 
 
-def _app_page(
+@dataclass(frozen=True)
+class WorkbenchLink:
+    """An app's link for one corporation's WeCom workbench (its `/launch/...` URL)."""
+
+    corp_id: str
+    corp_name: str
+    url: str
+
+
+async def _workbench_links(request: Request, client: Client) -> list[WorkbenchLink]:
+    """The app's link for each enabled corporation, oldest first."""
+    enabled = await run_action(request, lambda db: corps.list_corps(db, enabled_only=True))
+    issuer: str = request.app.state.settings.issuer
+    return [
+        WorkbenchLink(
+            corp.corp_id, corp.name, clients.workbench_link(issuer, client.client_id, corp.corp_id)
+        )
+        for corp in enabled
+    ]
+
+
+async def _app_page(
     request: Request,
     admin: Admin,
     client: Client,
@@ -165,6 +197,7 @@ def _app_page(
     **context: Any,
 ) -> Response:
     context.setdefault("values", values_of(client))
+    context["workbench_links"] = await _workbench_links(request, client)
     return _with_form(request, admin, "admin/app.html", {"app": client, **context}, status_code)
 
 
@@ -214,7 +247,7 @@ async def app_page(request: Request, admin: Admin) -> Response:
     client = await _client(request)
     notice = NOTICES.get(request.query_params.get("done", ""))
     secret = _handed_over(request, client.client_id)
-    response = _app_page(request, admin, client, notice=notice, secret=secret)
+    response = await _app_page(request, admin, client, notice=notice, secret=secret)
     if SECRET_COOKIE in request.cookies:  # shown once: gone with this answer
         response.delete_cookie(SECRET_COOKIE, path=f"/admin/apps/{client.client_id}")
     return response
@@ -232,7 +265,7 @@ async def update_app(request: Request, admin: Admin, form: FormData) -> Response
     except ValidationError as error:
         client = await _client(request)
         errors = {error.field: str(error)}
-        return _app_page(request, admin, client, 422, values=values, errors=errors)
+        return await _app_page(request, admin, client, 422, values=values, errors=errors)
     return see_other(f"/admin/apps/{client_id}?done=saved")
 
 
@@ -265,7 +298,7 @@ async def retire_secret(request: Request, admin: Admin, form: FormData) -> Respo
 @area.page
 async def confirm_delete(request: Request, admin: Admin) -> Response:
     """GET /admin/apps/{id}/delete: the question, before the POST that deletes."""
-    return _app_page(request, admin, await _client(request), confirm_delete=True)
+    return await _app_page(request, admin, await _client(request), confirm_delete=True)
 
 
 @area.form

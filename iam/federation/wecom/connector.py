@@ -15,6 +15,7 @@ from iam.federation.connector import (
     CallbackRejectedError,
     Identity,
     LoginHints,
+    MemberElsewhereError,
     NotAMemberError,
     UpstreamUnavailableError,
 )
@@ -105,10 +106,23 @@ class WeComConnector:
         return f"{self.config.qr_url}?{query}"
 
     def _scope(self, hints: LoginHints) -> str:
-        """The private info (mobile) is of use only where the corporation is trusted for it.
-        (Asking only for members we do not know yet, in a second consented round, is the next
-        step: `hints.want_private_info` is there for it.)"""
-        return "snsapi_privateinfo" if self.config.trust_mobile else "snsapi_base"
+        """`snsapi_base` (silent) unless the flows ask for private info (a second, consented
+        round for a member we do not know yet) and the corporation is trusted for mobiles:
+        nowhere else is the mobile of use."""
+        private = hints.want_private_info and self.config.trust_mobile
+        return "snsapi_privateinfo" if private else "snsapi_base"
+
+    def private_round_helps(self, identity: Identity, hints: LoginHints) -> bool:
+        """A consented round gives a mobile only inside the WeCom client (the QR login has no
+        `snsapi_privateinfo`), only for a corporation trusted for mobiles, only for a member of
+        this corporation (上下游 members come with no user_ticket), and only when this round
+        gave none."""
+        return (
+            IN_APP_MARKER in hints.user_agent.lower()
+            and self.config.trust_mobile
+            and identity.metadata.get("corpid") == self.config.corp_id
+            and not identity.phone
+        )
 
     def handle_callback(self, callback_url: str, params: Mapping[str, str]) -> Identity:
         code = params.get("code") or ""
@@ -129,8 +143,13 @@ class WeComConnector:
             if info.get("openid"):
                 raise NotAMemberError(f"not a member of {self.config.corp_id} (an openid)")
             raise UpstreamUnavailableError("auth/getuserinfo answered neither userid nor openid")
-        if "/" in userid:  # an upstream/downstream (上下游) member of another corporation
-            raise NotAMemberError(f"{userid} is a member of another corporation")
+        if "/" in userid:  # 企业互联/上下游: a member of another corporation, `CorpId/userid`
+            corp_id, _, member_id = userid.partition("/")
+            raise MemberElsewhereError(
+                f"{userid} came through {self.config.corp_id} as a member of {corp_id}",
+                connector_id=corp_id,
+                user_id=member_id,
+            )
         member = self.client.get_user(self.app, userid)
         detail = self._private_info(userid, str(info.get("user_ticket") or ""))
         return self._identity(str(member.get("userid") or userid), member, detail)

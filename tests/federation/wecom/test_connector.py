@@ -15,7 +15,9 @@ from iam.devtools.wecom_simulator import SimCorp, SimMember, WeComSimulator, dem
 from iam.federation.connector import (
     CallbackRejectedError,
     ConnectorError,
+    Identity,
     LoginHints,
+    MemberElsewhereError,
     NotAMemberError,
     UpstreamUnavailableError,
 )
@@ -128,10 +130,39 @@ def test_the_wecom_client_goes_to_silent_oauth_by_default(client: WeComClient) -
     }
 
 
-def test_privateinfo_only_in_a_corporation_trusted_for_mobiles(client: WeComClient) -> None:
-    """Its mobile binds a new member without an SMS code: that needs the consented scope."""
-    url = connector(client, CORP_B, trust_mobile=True).login_url(CALLBACK, STATE, IN_WECOM)
-    assert query(url.removesuffix("#wechat_redirect"))["scope"] == "snsapi_privateinfo"
+def test_privateinfo_only_when_asked_in_a_corporation_trusted_for_mobiles(
+    client: WeComClient,
+) -> None:
+    """Its mobile binds a new member without an SMS code: that needs the consented scope, which
+    the flows ask for in a second round only (the first is silent, even there)."""
+    trusting = connector(client, CORP_B, trust_mobile=True)
+    first = trusting.login_url(CALLBACK, STATE, IN_WECOM)
+    assert query(first.removesuffix("#wechat_redirect"))["scope"] == "snsapi_base"
+    asked = trusting.login_url(CALLBACK, STATE, replace(IN_WECOM, want_private_info=True))
+    assert query(asked.removesuffix("#wechat_redirect"))["scope"] == "snsapi_privateinfo"
+
+
+def _member_of(corp_id: str, phone: str | None = None) -> Identity:
+    return Identity(
+        "wecom", f"{corp_id}/m", f"{corp_id}/m", phone=phone, metadata={"corpid": corp_id}
+    )
+
+
+@pytest.mark.parametrize(
+    ("trust_mobile", "hints", "member", "helps"),
+    [
+        (True, IN_WECOM, _member_of(CORP_B), True),
+        (True, LoginHints("Mozilla/5.0 Chrome/120"), _member_of(CORP_B), False),  # QR: no scope
+        (False, IN_WECOM, _member_of(CORP_B), False),  # the mobile would be of no use
+        (True, IN_WECOM, _member_of(CORP_B, "+8613800138000"), False),  # already has one
+        (True, IN_WECOM, _member_of(CORP_A), False),  # 上下游: no user_ticket for them
+    ],
+)
+def test_a_consented_round_helps_only_where_it_gives_a_usable_mobile(
+    client: WeComClient, trust_mobile: bool, hints: LoginHints, member: Identity, helps: bool
+) -> None:
+    opened = connector(client, CORP_B, trust_mobile=trust_mobile)
+    assert opened.private_round_helps(member, hints) is helps
 
 
 def test_no_privateinfo_for_a_corporation_not_trusted_for_mobiles(client: WeComClient) -> None:
@@ -467,3 +498,17 @@ def test_a_token_wecom_calls_invalid_credential_is_replaced(
 
 def test_subject_of_keeps_the_spelling_and_keys_by_lower_case() -> None:
     assert subject_of(CORP_A, "ZhangSan_A") == (f"{CORP_A}/ZhangSan_A", f"{CORP_A}/zhangsan_a")
+
+
+def test_a_member_of_another_corporation_is_named_not_looked_up(
+    client: WeComClient, simulator: WeComSimulator
+) -> None:
+    """企业互联/上下游: `CorpId/userid` is that corporation's member; the connector says whose,
+    and the flows decide (it knows no other corporation)."""
+    simulator.add_member(CORP_B, SimMember(f"{CORP_A}/zhangsan_A", "张三", [2]))
+    code = simulator.issue_code(CORP_B, f"{CORP_A}/zhangsan_A")
+    with pytest.raises(MemberElsewhereError) as elsewhere:
+        connector(client, CORP_B).handle_callback(CALLBACK, {"code": code})
+    assert (elsewhere.value.connector_id, elsewhere.value.user_id) == (CORP_A, "zhangsan_A")
+    assert isinstance(elsewhere.value, NotAMemberError)
+    assert simulator.calls["user_get"] == 0
