@@ -20,7 +20,15 @@ from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 from support.browser import WeComFront
 from support.clocks import Clock
-from support.constants import CORP_A, CORP_B, ISSUER, PHONE, RP_REDIRECT, WECOM_BASE
+from support.constants import (
+    CORP_A,
+    CORP_B,
+    ISSUER,
+    PHONE,
+    RP_REDIRECT,
+    TEST_SECRET,
+    WECOM_BASE,
+)
 from support.databases import flushed_redis
 from support.protocol import query_of
 from support.units import in_unit
@@ -32,7 +40,8 @@ from iam.db.models import AuditEvent, IdentityLink, OtpChallenge, SsoSession, Us
 from iam.db.store import Store
 from iam.devtools.wecom_simulator import SimMember, WeComSimulator
 from iam.federation.wecom.tokens import RedisTokenCache
-from iam.services import clients, rows, upstream, users
+from iam.secretbox import SecretBox
+from iam.services import clients, corps, rows, upstream, users
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
@@ -914,3 +923,36 @@ def test_a_known_member_goes_straight_back_to_the_authorization(
     assert answer.status_code == 303 and answer.headers["location"] == f"/flow/{flow}"
     to_rp = wecom_front.client.get(answer.headers["location"])
     assert to_rp.status_code == 302 and to_rp.headers["location"].startswith(RP_REDIRECT)
+
+
+# --- quota safety, through HTTP (issue #14 §3) ---------------------------------------------------
+
+
+def test_a_wrong_secret_costs_one_gettoken_for_many_logins(
+    wecom_front: WeComFront, store: Store, simulator: WeComSimulator
+) -> None:
+    """A refused gettoken is remembered for a while: twenty people meeting a wrong secret are
+    twenty clear pages, not twenty calls that count against the corporation's quota."""
+    in_unit(
+        store,
+        corps.update_corp,
+        SecretBox(TEST_SECRET),
+        CORP_A,
+        actor="cli",
+        secret="a-secret-that-was-rotated-in-wecom-0000000",
+    )
+    for _ in range(20):
+        answer = wecom_front.login_as("zhangsan_A")
+        assert answer.status_code == 502 and "40001" in answer.text
+    assert simulator.calls["gettoken"] == 1
+    assert simulator.calls["getuserinfo"] == 0
+    assert counts(store) == (0, 0, 0)
+
+
+def test_wecom_busy_is_asked_once_more_and_the_login_goes_on(
+    wecom_front: WeComFront, store: Store, simulator: WeComSimulator
+) -> None:
+    simulator.fail_next("user_get", -1, "system busy")
+    answer = wecom_front.login_as("zhangsan_A")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/bind?")
+    assert simulator.calls["user_get"] == 2
