@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+NPM    := $(shell command -v npm 2>/dev/null)
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install interop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# The Node packages of the openid-client interop test (tests/interop), again when the lock file
+# changes; without npm nothing is installed and `make test` skips that test.
+tests/interop/node_modules/.package-lock.json: tests/interop/package-lock.json
+	$(NPM) ci --prefix tests/interop --no-audit --no-fund
+	touch $@
+
+interop: $(if $(NPM),tests/interop/node_modules/.package-lock.json)
+
 demo: $(VENV)/.installed-demo
 	$(BIN)/iam demo --port 8000
 
@@ -33,8 +42,8 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(VENV)/.installed-test lint
+test: $(VENV)/.installed-test lint interop
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache tests/interop/node_modules

@@ -37,6 +37,9 @@ from iam.federation.wecom.tokens import MemoryTokenCache, RedisTokenCache, Token
 from iam.flows import binding, dispatch, launch, login, logout, selection
 from iam.flows import upstream as upstream_flow
 from iam.oidc import endpoints
+from iam.oidc.backchannel import BackchannelWorker
+from iam.oidc.client_auth import ClientAssertion, JwksCache, MemoryReplays, RedisReplays
+from iam.oidc.cors import AllowedOrigins, CorsMiddleware
 from iam.oidc.endpoints import Oidc, discovery_document
 from iam.oidc.keys import KeyRing
 from iam.oidc.server import Runner, Server
@@ -177,6 +180,13 @@ def directory_lookup(
     return look_up
 
 
+def client_assertion(settings: Settings, shared: redis.Redis | None) -> ClientAssertion:
+    """private_key_jwt: used `jti`s in Redis when there is one (every instance sees them), in
+    this process otherwise; clients' `jwks_uri`s fetched by their own short-timeout client."""
+    replays = RedisReplays(shared) if shared else MemoryReplays()
+    return ClientAssertion(settings.issuer, replays, JwksCache(httpx.Client()))
+
+
 def _sms_sender(settings: Settings, store: Store) -> SmsSender:
     """The configured SMS backend; `console` prints codes and numbers, so only in dev mode."""
     settings_module.refuse_console_sms(settings)
@@ -216,18 +226,23 @@ def create_app(
         # No more threads than database connections: a thread never waits for a connection.
         anyio.to_thread.current_default_thread_limiter().total_tokens = DB_THREADS
         await in_worker(store, lambda db: signing_keys.ensure_key(db, box))
+        sending = backchannel.start()  # logout tokens queued before this start go out too
         yield
+        await backchannel.stop(sending)
         if wecom_http is None:
             http.close()
+        assertion.jwks.close()
         if isinstance(sms, DeliveryQueue):  # send what is queued before the process ends
             await run_in_threadpool(sms.close)
         if shared is not None:
             shared.close()
 
     keys = KeyRing(store, box)
+    assertion = client_assertion(settings, shared)
+    backchannel = BackchannelWorker(store, keys, settings.issuer)
     oidc = Oidc(
         issuer=settings.issuer,
-        server=Server(settings.issuer, keys, rate_limits),
+        server=Server(settings.issuer, keys, rate_limits, assertion),
         runner=Runner(store),
         keys=keys,
         discovery=discovery_document(settings.issuer),
@@ -235,7 +250,7 @@ def create_app(
     routes = [
         Route("/.well-known/openid-configuration", endpoints.openid_configuration),
         Route("/jwks.json", endpoints.jwks),
-        Route("/authorize", dispatch.authorize),
+        Route("/authorize", dispatch.authorize, methods=["GET", "POST"]),
         Route("/flow/{flow_id}", dispatch.resume),
         Route("/token", endpoints.token, methods=["POST"]),
         Route("/userinfo", endpoints.userinfo, methods=["GET", "POST"]),
@@ -278,6 +293,8 @@ def create_app(
             secret_key=str(settings.secret_key),
             secure_cookies=settings.issuer_is_https,
         ),
+        # Inside the security headers: they stay on CORS answers and preflights.
+        Middleware(CorsMiddleware, origins=AllowedOrigins(store)),
         Middleware(BodyLimitMiddleware),
         Middleware(EdgeMiddleware),  # inside the body limit: it reads form bodies
     ]
@@ -299,6 +316,7 @@ def create_app(
     app.state.wecom = wecom
     app.state.redis = shared
     app.state.rate_limits = rate_limits
+    app.state.backchannel = backchannel
     for name, value in app_state.items():
         setattr(app.state, name, value)
     return app

@@ -129,9 +129,9 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...]
 
 def test_db_upgrade_then_current_prints_the_head(empty_db: str, run: Run, run_json: RunJson):
     assert run("db", "current") == Ran(0, "none\n", "")
-    assert run_json("db", "upgrade") == {"revision": "0010"}
-    assert run("db", "current") == Ran(0, "0010\n", "")
-    assert run_json("db", "current") == {"revision": "0010"}
+    assert run_json("db", "upgrade") == {"revision": "0013"}
+    assert run("db", "current") == Ran(0, "0013\n", "")
+    assert run_json("db", "current") == {"revision": "0013"}
 
 
 @pytest.mark.parametrize(
@@ -305,6 +305,11 @@ def test_clients_create_confidential(db: str, run_json: RunJson):
         "refresh_token_ttl": 2592000,
         "has_previous_secret": False,
         "initiate_login_uri": None,
+        "backchannel_logout_uri": None,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "jwks": None,
+        "jwks_uri": None,
+        "allowed_origins": [],
         "created_at": "-",
         "secret_rotated_at": None,
     }

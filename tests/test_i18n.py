@@ -34,11 +34,17 @@ DYNAMIC_KEYS = {
         "name",
         "redirect_uris",
         "post_logout_redirect_uris",
+        "allowed_origins",
         "initiate_login_uri",
+        "token_endpoint_auth_method",
+        "jwks",
+        "jwks_uri",
         "scopes",
         "context_policy",
         "context_claim",
     ],
+    # templates/admin/app.html: t("admin.app.auth_method." ~ method) for the methods offered.
+    "admin.app.auth_method.": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
     # templates/admin/app.html: t("admin.app.policy." ~ policy) for the choices offered.
     "admin.app.policy.": list(CONTEXT_POLICIES),
     # iam/admin/corps/console.py `_error_keys`: f"admin.corp.invalid.{error.field}", the fields the

@@ -11,7 +11,7 @@ from iam.db.unit import one_unit
 from iam.errors import IamError
 from iam.records.apps import App, AppWithSecret
 from iam.services import clients
-from iam.services.clients import CONTEXT_POLICIES
+from iam.services.clients import AUTH_METHODS, CONTEXT_POLICIES
 from iam.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +31,11 @@ def _clients_create(args: argparse.Namespace, store: Store, settings: Settings) 
             admin=args.admin,
             post_logout_redirect_uris=args.post_logout_redirect_uri,
             initiate_login_uri=args.initiate_login_uri,
+            backchannel_logout_uri=args.backchannel_logout_uri,
+            token_endpoint_auth_method=args.token_endpoint_auth_method,
+            jwks=args.jwks,
+            jwks_uri=args.jwks_uri,
+            allowed_origins=args.allowed_origins,
         ),
     )
     record = AppWithSecret.registered(registered).to_json()
@@ -54,7 +59,14 @@ def _clients_show(args: argparse.Namespace, store: Store, settings: Settings) ->
 
 
 #: `iam clients update`'s options: (flag, update_client's keyword).
-UPDATE_OPTIONS = (("--initiate-login-uri", "initiate_login_uri"),)
+UPDATE_OPTIONS = (
+    ("--initiate-login-uri", "initiate_login_uri"),
+    ("--backchannel-logout-uri", "backchannel_logout_uri"),
+    ("--token-endpoint-auth-method", "token_endpoint_auth_method"),
+    ("--jwks", "jwks"),
+    ("--jwks-uri", "jwks_uri"),
+    ("--allowed-origin", "allowed_origins"),
+)
 
 
 def _clients_update(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
@@ -67,6 +79,8 @@ def _clients_update(args: argparse.Namespace, store: Store, settings: Settings) 
     if not changes:
         flags = ", ".join(flag for flag, _keyword in UPDATE_OPTIONS)
         raise IamError(f"nothing to change: give {flags}")
+    if "allowed_origins" in changes:  # the list given replaces the app's; '' alone clears it
+        changes["allowed_origins"] = [origin for origin in changes["allowed_origins"] if origin]
     client = one_unit(
         store,
         lambda db: clients.update_client(db, args.client_id, actor="cli", **changes),
@@ -93,6 +107,34 @@ INITIATE_LOGIN_URI_HELP = (
     "the app's OIDC initiate_login_uri (https, or http on loopback; no fragment)"
 )
 
+BACKCHANNEL_LOGOUT_URI_HELP = (
+    "where the app receives a logout_token (OIDC Back-Channel Logout 1.0) when a session it has "
+    "tokens from ends (https, or http on loopback; no fragment)"
+)
+
+
+AUTH_METHOD_HELP = (
+    "how the app authenticates at /token, /revoke and /introspect (default: none for a public "
+    "app, client_secret_basic otherwise, which also takes client_secret_post); private_key_jwt "
+    "(RFC 7523) needs --jwks or --jwks-uri and has no secret"
+)
+JWKS_HELP = "the app's public keys for private_key_jwt, as a JWK Set (JSON; RSA or EC P-256)"
+ALLOWED_ORIGIN_HELP = (
+    "an origin (scheme://host[:port], https unless on loopback, no path) a single-page app calls "
+    "/token, /userinfo and /revoke from with CORS, besides its redirect URIs' origins"
+)
+JWKS_URI_HELP = "where the app publishes its JWK Set for private_key_jwt (https; http on loopback)"
+
+
+def _add_auth_options(command: argparse.ArgumentParser, removable: str = "") -> None:
+    """--token-endpoint-auth-method and one of --jwks / --jwks-uri."""
+    command.add_argument(
+        "--token-endpoint-auth-method", metavar="|".join(AUTH_METHODS), help=AUTH_METHOD_HELP
+    )
+    keys = command.add_mutually_exclusive_group()
+    keys.add_argument("--jwks", metavar="JSON", help=JWKS_HELP + removable)
+    keys.add_argument("--jwks-uri", metavar="URI", help=JWKS_URI_HELP + removable)
+
 
 def add_commands(commands: Subcommands) -> None:
     group = command_group(commands, "clients", "relying parties (apps)")
@@ -114,6 +156,16 @@ def add_commands(commands: Subcommands) -> None:
     )
     create.add_argument("--post-logout-redirect-uri", action="append", default=[], metavar="URI")
     create.add_argument("--initiate-login-uri", metavar="URI", help=INITIATE_LOGIN_URI_HELP)
+    create.add_argument("--backchannel-logout-uri", metavar="URI", help=BACKCHANNEL_LOGOUT_URI_HELP)
+    _add_auth_options(create)
+    create.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        dest="allowed_origins",
+        metavar="ORIGIN",
+        help=ALLOWED_ORIGIN_HELP + " (repeatable)",
+    )
     record_command(group, "list", _clients_list, "list apps")
     update = record_command(group, "update", _clients_update, "change an app's settings")
     update.add_argument("client_id", metavar="ID")
@@ -121,6 +173,19 @@ def add_commands(commands: Subcommands) -> None:
         "--initiate-login-uri",
         metavar="URI",
         help=INITIATE_LOGIN_URI_HELP + "; an empty value ('') removes it",
+    )
+    update.add_argument(
+        "--backchannel-logout-uri",
+        metavar="URI",
+        help=BACKCHANNEL_LOGOUT_URI_HELP + "; an empty value ('') removes it",
+    )
+    _add_auth_options(update, "; an empty value ('') removes it")
+    update.add_argument(
+        "--allowed-origin",
+        action="append",
+        dest="allowed_origins",
+        metavar="ORIGIN",
+        help=ALLOWED_ORIGIN_HELP + " (repeatable: the list replaces the app's; '' alone clears it)",
     )
     for name, action, help_text in (
         ("show", _clients_show, "show an app"),

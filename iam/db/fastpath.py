@@ -126,6 +126,11 @@ class ClientView(ClientRules):
     id_token_ttl: int
     refresh_token_ttl: int
     initiate_login_uri: str | None
+    backchannel_logout_uri: str | None
+    token_endpoint_auth_method: str
+    jwks: dict[str, Any] | None
+    jwks_uri: str | None
+    allowed_origins: tuple[str, ...]
     created_at: datetime
     updated_at: datetime
 
@@ -217,14 +222,23 @@ CONSUME_CODE = (
     .values(consumed_at=bindparam("now"))
 )
 #: The nonce check of every authorization request.
+#: A nonce is taken while a live code (unexpired, unconsumed) of the same client and user
+#: carries it: a replayed authorization response; an expired code frees it again.
 LIVE_CODE_WITH_NONCE = (
     select(_codes.c.id)
     .where(
         _codes.c.client_id == bindparam("client_id"),
         _codes.c.nonce == bindparam("nonce"),
+        _codes.c.user_id == bindparam("user_id"),
         _codes.c.consumed_at.is_(None),
+        _codes.c.expires_at > bindparam("now"),
     )
     .limit(1)
+)
+
+#: Whether a session is still on (a refresh without offline_access needs it).
+LIVE_SESSION = select(_sessions.c.id).where(
+    _sessions.c.id == bindparam("sid"), _sessions.c.expires_at > bindparam("now")
 )
 
 INSERT_ACCESS_TOKEN = insert(_access_tokens)

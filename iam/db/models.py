@@ -138,6 +138,10 @@ class WeComCorp(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
+#: The client authentication methods that send the secret itself (RFC 6749 2.3.1).
+SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
 class ClientRules(ClientMixin):
     """What Authlib asks of a client (its `ClientMixin`), answered from the client's own values:
     for the model and for the hot path's frozen view of it (`iam.db.fastpath.ClientView`)
@@ -151,6 +155,7 @@ class ClientRules(ClientMixin):
     post_logout_redirect_uris: Sequence[str]
     grant_types: Sequence[str]
     allowed_scopes: str
+    token_endpoint_auth_method: str
 
     # --- authlib ClientMixin (rfc6749/models.py) ---
     def get_client_id(self) -> str:
@@ -182,9 +187,13 @@ class ClientRules(ClientMixin):
         return any(matches)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """Only the registered method; the two ways of sending a secret are one method."""
         if self.is_public:
             return method == "none"
-        return method in ("client_secret_basic", "client_secret_post")
+        registered = self.token_endpoint_auth_method or SECRET_AUTH_METHODS[0]  # unsaved: default
+        if registered in SECRET_AUTH_METHODS:
+            return method in SECRET_AUTH_METHODS
+        return method == registered
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code" and "authorization_code" in self.grant_types
@@ -223,6 +232,20 @@ class Client(Base, ClientRules):
     #: Where a sign-in that starts here (a WeCom workbench link, `/launch/...`) sends the browser
     #: for the app to make its own authorization request (OIDC Core 4); None: no such links.
     initiate_login_uri: Mapped[str | None] = mapped_column(String(2000))
+    #: Where the app receives logout tokens when a session it has tokens from ends (OIDC
+    #: Back-Channel Logout 1.0); None: the app is not told.
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
+    #: How the client proves itself at /token, /revoke and /introspect (RFC 7591 2): `none`
+    #: (public), `client_secret_basic` or `client_secret_post` (either is taken), or
+    #: `private_key_jwt` (RFC 7523; no secret), whose public keys are `jwks` or at `jwks_uri`.
+    token_endpoint_auth_method: Mapped[str] = mapped_column(
+        String(32), default="client_secret_basic", server_default="client_secret_basic"
+    )
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    jwks_uri: Mapped[str | None] = mapped_column(String(2000))
+    #: Origins (`scheme://host[:port]`) a single-page app calls the token endpoints from, besides
+    #: its redirect URIs' origins: they get CORS answers (`iam.oidc.cors`).
+    allowed_origins: Mapped[list[str]] = mapped_column(JsonType, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -517,3 +540,29 @@ class AuditEvent(Base):
     actor: Mapped[str | None] = mapped_column(String(100))
     ip: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+
+
+class BackchannelLogout(Base):
+    """One logout token to deliver to one app when a session it has tokens from ended (OIDC
+    Back-Channel Logout 1.0): written in the unit that ends the session, sent after it commits
+    by the worker (`iam.oidc.backchannel`), which claims a due row by moving `next_attempt_at`
+    (a lease), so two instances never send it both. `status`: pending, sent, given_up."""
+
+    __tablename__ = "backchannel_logouts"
+    __table_args__ = (
+        UniqueConstraint("sid", "client_id", name="uq_backchannel_logouts_sid_client_id"),
+        Index("ix_backchannel_logouts_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    sid: Mapped[str] = mapped_column(String(36))
+    #: The person's `sub` (kept here: the person may be removed before the token is sent).
+    user_id: Mapped[str] = mapped_column(String(36))
+    reason: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -59,6 +59,7 @@ class Situation:
     active_links: tuple[str, ...] = ()  # the user's active links (ids), oldest first
     chose_during_request: bool = False  # the context was set after this request started
     denied: bool = False  # the person cancelled at the selector or the linking offer
+    hint_names_another: bool = False  # id_token_hint names someone other than the session's
 
 
 def next_step(situation: Situation) -> Step:
@@ -77,11 +78,15 @@ def _sign_in_step(situation: Situation) -> Step | None:
         and situation.now - situation.signed_in_at > timedelta(seconds=situation.max_age)
     )
     fresh = situation.logged_in_during_request
+    # OIDC Core 3.1.2.1: an id_token_hint naming another person than the one signed in: say
+    # so to a silent request; ask anyone else to sign in (as whoever they are: the app sees
+    # the `sub` it gets).
+    other = situation.hint_names_another and not fresh
     if "none" in situation.prompt:
-        return Fail("login_required") if not signed_in or too_old else None
+        return Fail("login_required") if not signed_in or too_old or other else None
     if not signed_in:
         return Login()
-    if "login" in situation.prompt and not fresh:
+    if ("login" in situation.prompt or other) and not fresh:
         return Login()
     if too_old and not fresh:
         return Login()

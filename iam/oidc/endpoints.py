@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authlib.oauth2.rfc6749.errors import InsecureTransportError
+from authlib.oauth2.rfc9207 import AuthorizationServerMetadata as IssuerMetadata
 from authlib.oidc.discovery import OpenIDProviderMetadata
 from authlib.oidc.rpinitiated import OpenIDProviderMetadata as LogoutMetadata
 from starlette.concurrency import run_in_threadpool
@@ -15,8 +16,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from iam.oidc.client_auth import ALGORITHMS as ASSERTION_ALGORITHMS
 from iam.oidc.keys import KeyRing
-from iam.oidc.requests import snapshot
+from iam.oidc.requests import FORM_URLENCODED, snapshot
 from iam.oidc.server import Runner, Server
 from iam.services.clients import SUPPORTED_SCOPES
 from iam.web import MAX_BODY_BYTES
@@ -53,19 +55,27 @@ def discovery_document(issuer: str) -> dict[str, Any]:
         token_endpoint_auth_methods_supported=[
             "client_secret_basic",
             "client_secret_post",
+            "private_key_jwt",
             "none",
         ],
+        token_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),
         revocation_endpoint_auth_methods_supported=[
             "client_secret_basic",
             "client_secret_post",
+            "private_key_jwt",
             "none",
         ],
+        revocation_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),
         introspection_endpoint_auth_methods_supported=[
             "client_secret_basic",
             "client_secret_post",
+            "private_key_jwt",
         ],
+        introspection_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),
         code_challenge_methods_supported=["S256"],
-        prompt_values_supported=["none", "login", "consent", "select_account"],
+        # `consent` is not offered: first-party apps, no consent page (a request that sends it
+        # is served as if it had not)
+        prompt_values_supported=["none", "login", "select_account"],
         claims_supported=[
             "sub",
             "iss",
@@ -88,8 +98,11 @@ def discovery_document(issuer: str) -> dict[str, Any]:
         request_parameter_supported=False,
         request_uri_parameter_supported=False,
         frontchannel_logout_supported=False,
+        backchannel_logout_supported=True,  # OIDC Back-Channel Logout 1.0 (iam.oidc.backchannel)
+        backchannel_logout_session_supported=True,
     )
-    metadata.validate(metadata_classes=[LogoutMetadata])
+    metadata["authorization_response_iss_parameter_supported"] = True  # RFC 9207
+    metadata.validate(metadata_classes=[LogoutMetadata, IssuerMetadata])
     return dict(metadata)
 
 
@@ -113,11 +126,22 @@ def _announces_too_much(request: Request) -> bool:
     return length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES)
 
 
+#: Endpoints whose requests are forms by definition (RFC 6749 3.2, RFC 7009 2.1, RFC 7662 2.1).
+FORM_ENDPOINTS = (None, "revocation", "introspection")
+
+
+def _not_a_form(request: Request) -> bool:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media_type != FORM_URLENCODED
+
+
 async def _protocol(request: Request, endpoint: str | None) -> Response:
     """Snapshot, then run Authlib: the token endpoint, or a named endpoint."""
     oidc = _oidc(request)
     if request.method == "POST" and _announces_too_much(request):
         return _unreadable()
+    if endpoint in FORM_ENDPOINTS and request.method == "POST" and _not_a_form(request):
+        return _unreadable(400, f"The body must be {FORM_URLENCODED}.")
     try:
         oauth_request = await snapshot(request, oidc.issuer)
     except InsecureTransportError:

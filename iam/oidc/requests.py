@@ -72,7 +72,7 @@ async def snapshot(request: Request, issuer: str, *, read_form: bool = True) -> 
     """Read the body (for POST forms) and freeze the request for Authlib."""
     form: list[tuple[str, str]] = []
     if read_form and request.method == "POST":
-        form = await _form_pairs(request)
+        form = await form_pairs(request)
     raw_query = request.scope["query_string"].decode("latin-1")
     return from_parts(
         request.method,
@@ -85,7 +85,7 @@ async def snapshot(request: Request, issuer: str, *, read_form: bool = True) -> 
     )
 
 
-async def _form_pairs(request: Request) -> list[tuple[str, str]]:
+async def form_pairs(request: Request) -> list[tuple[str, str]]:
     """The posted fields. A urlencoded body (what OAuth clients send) is split here: the
     general form parser costs several times more on the token endpoint's hot path."""
     if request.headers.get("content-type", "").split(";")[0].strip() != FORM_URLENCODED:

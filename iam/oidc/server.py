@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import anyio
+import httpx
 from authlib.oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import OAuth2Request
@@ -21,6 +22,7 @@ from authlib.oauth2.rfc6749.errors import (
     OAuth2Error,
     UnsupportedResponseTypeError,
 )
+from authlib.oauth2.rfc9207 import IssuerParameter
 from joserfc.jws import extract_compact
 from starlette.responses import Response
 
@@ -39,7 +41,7 @@ from iam.db.unit import (
     unbind,
 )
 from iam.errors import RateLimitedError
-from iam.oidc import grants
+from iam.oidc import client_auth, grants
 from iam.oidc.context import Principal
 from iam.oidc.keys import KeyRing
 from iam.oidc.requests import readable_basic_credentials
@@ -103,14 +105,48 @@ class SlowDownError(OAuth2Error):
         return [*super().get_headers(), ("Retry-After", str(self.retry_after))]
 
 
+#: A form `client_id` that is not the client the credentials proved (RFC 6749 2.3: one
+#: client, one authentication).
+OTHER_CLIENT_NAMED = "client_id names another client than the credentials."
+
+
+class Issuer(IssuerParameter):
+    """RFC 9207: `iss` in every authorization response, success and error (Authlib's
+    extension, told our issuer)."""
+
+    def __init__(self, issuer: str) -> None:
+        self.issuer = issuer
+
+    def get_issuer(self) -> str:
+        return self.issuer
+
+
+class _Located:
+    """What Authlib's authorization-response hooks read and write: a `location`."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+
+
 class Server(AuthorizationServer):
     """The OAuth 2.0 / OIDC server: grants, token generator and endpoints registered once."""
 
-    def __init__(self, issuer: str, keys: KeyRing, limits: RateLimits) -> None:
+    def __init__(
+        self,
+        issuer: str,
+        keys: KeyRing,
+        limits: RateLimits,
+        assertion: client_auth.ClientAssertion | None = None,
+    ) -> None:
         super().__init__(scopes_supported=[*SUPPORTED_SCOPES, ADMIN_SCOPE])
         self.issuer = issuer
         self.keys = keys
         self.limits = limits
+        # private_key_jwt (RFC 7523); unless given, used `jti`s are kept in this process.
+        self.client_assertion = assertion or client_auth.ClientAssertion(
+            issuer, client_auth.MemoryReplays(), client_auth.JwksCache(httpx.Client())
+        )
+        self.register_client_auth_method("private_key_jwt", self.client_assertion)
         self.register_token_generator("default", grants.AccessTokenGenerator(issuer, keys))
         self.register_grant(
             grants.AuthorizationCodeGrant,
@@ -123,7 +159,9 @@ class Server(AuthorizationServer):
         self.register_endpoint(Revocation(keys, issuer))
         self.register_endpoint(Introspection(keys, issuer))
         self.register_endpoint(UserInfo(self, self.resource_protector))
-        self.register_endpoint(EndSession(keys))
+        self.end_session = EndSession(keys)
+        self.register_endpoint(self.end_session)
+        self.register_extension(Issuer(issuer))
 
     def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
         """Authlib's client authentication, then the token endpoint's per-client rate limit,
@@ -132,7 +170,14 @@ class Server(AuthorizationServer):
         credentials Authlib cannot read are refused first (401, as RFC 6749 5.2 asks)."""
         if not readable_basic_credentials(request.headers):
             raise InvalidClientError(status_code=401, description=UNREADABLE_CREDENTIALS)
+        if "client_secret_basic" in methods or "client_secret_post" in methods:
+            # Wherever a confidential client authenticates, it may with an assertion, tried
+            # first: a request that carries one is judged by it (`iam.oidc.client_auth`).
+            methods = [*client_auth.JWT_METHODS, *methods]
         client = super().authenticate_client(request, methods, endpoint)
+        named = request.payload.data.get("client_id")
+        if named is not None and named != client.client_id:  # who is asking, twice, differently
+            raise InvalidClientError(status_code=401, description=OTHER_CLIENT_NAMED)
         if endpoint == "token" and not client.is_public:
             try:
                 self.limits.check("token", key=client.client_id, ip=None)
@@ -173,6 +218,20 @@ class Server(AuthorizationServer):
             error.state = request.payload.state
             response = self.handle_error_response(request, error)
         grant.execute_hook("after_authorization_response", response)
+        return self._to_the_client(response)
+
+    def _to_the_client(self, response: Response) -> Response:
+        """An authorization response (a redirect to the client, success or error): with `iss`
+        (RFC 9207, through the registered extension's hook), and never cached: it may carry a
+        code (RFC 6749 5.1 asks the same of token responses)."""
+        location = response.headers.get("location")
+        if location is None:
+            return response
+        located = _Located(location)
+        self.execute_hook("after_create_authorization_response", located)
+        response.headers["location"] = located.location
+        response.headers["cache-control"] = "no-store"
+        response.headers["pragma"] = "no-cache"
         return response
 
     # --- storage hooks ---
@@ -280,7 +339,7 @@ class Server(AuthorizationServer):
             description=error.description,
         )
         response = super().handle_error_response(request, error)
-        return response
+        return self._to_the_client(response)
 
 
 def _claimed_client_id(payload: Any) -> str | None:

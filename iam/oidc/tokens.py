@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
-from authlib.oauth2.rfc6750 import BearerTokenValidator, InvalidTokenError
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, MissingAuthorizationError
+from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError, InvalidTokenError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfoEndpoint
@@ -190,11 +190,33 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):
         return status, body, NO_STORE
 
 
+class NoBearerTokenError(MissingAuthorizationError):
+    """RFC 6750 3.1: a request with no authentication information at all gets a bare
+    challenge, no error code (Authlib's says `missing_authorization`, which is no code RFC
+    6750 registers)."""
+
+    def __call__(self, uri: str | None = None) -> tuple[int, Any, list[tuple[str, str]]]:
+        return 401, {}, [*NO_STORE, ("WWW-Authenticate", "Bearer")]
+
+
+class OpenIdScopeRequiredError(InsufficientScopeError):
+    """RFC 6750 3: 403 with the challenge that names the error and the scope needed."""
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        challenge = 'Bearer error="insufficient_scope", scope="openid"'
+        return [*NO_STORE, ("WWW-Authenticate", challenge)]
+
+
 class UserInfo(UserInfoEndpoint):
     """OIDC Core 5.3: the claims the token's scope releases, for an active user."""
 
     def __call__(self, request: Any) -> tuple[int, Any, list[tuple[str, str]]]:
-        token: PresentedToken = self.resource_protector.validate_request(["openid"], request)
+        try:
+            token: PresentedToken = self.resource_protector.validate_request(["openid"], request)
+        except MissingAuthorizationError:
+            raise NoBearerTokenError() from None
+        except InsufficientScopeError:
+            raise OpenIdScopeRequiredError() from None
         user, client, record = token.user, token.client, token.record
         if user is None or not user.is_active:
             raise InvalidTokenError()
@@ -247,6 +269,18 @@ class EndSession(EndSessionEndpoint):
                 extract_compact(hint.encode()).protected, validated.id_token_claims
             )
         return validated
+
+    def hint_claims(self, hint: str) -> dict[str, Any]:
+        """The claims of an `id_token_hint` we issued (its signature checked against our keys;
+        an expired one is fine: OIDC Core 3.1.2.1); `InvalidRequestError` otherwise. The
+        authorization endpoint uses it too."""
+        claims: dict[str, Any] = self._validate_id_token_hint(hint)
+        try:
+            header = extract_compact(hint.encode()).protected
+        except ValueError:  # (the signature check above read it already)
+            raise InvalidRequestError("id_token_hint is not an ID token.") from None
+        self._check_id_token(header, claims)
+        return claims
 
     def _check_id_token(self, header: dict[str, Any], claims: dict[str, Any]) -> None:
         typ = header.get("typ")

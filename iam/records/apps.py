@@ -29,6 +29,13 @@ URI_PATTERN = (
     r"(?::[0-9]{1,5})?(?:[/?][^\x00-\x20\x7f#*]*)?(?!\n)$"
 )
 CLAIM_PATTERN = r"^[A-Za-z0-9_:/.\-#]{1,255}(?!\n)$"
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+#: An origin as browsers send it: https with a plain ASCII host, or http on a loopback host;
+#: an optional port; nothing after it (not even "/").
+ORIGIN_PATTERN = (
+    r"^(?:https://(?:[A-Za-z0-9.-]+|\[::1\])"
+    rf"|http://(?:localhost|127\.{_OCTET}\.{_OCTET}\.{_OCTET}|\[::1\]))(?::{_PORT})?(?!\n)$"
+)
 #: A URI in the documented form, or the empty string (which removes the setting).
 URI_OR_EMPTY_PATTERN = r"^(?!\n)$|" + URI_PATTERN
 
@@ -55,6 +62,26 @@ class App(Record):
         description="where the app's WeCom workbench links (/launch/{client_id}/wecom/{corp_id}) "
         "send the browser, with iss and target_link_uri, for the app to start its own sign-in "
         "(OIDC Core 4); null: the app has no workbench links"
+    )
+    backchannel_logout_uri: str | None = Field(
+        description="where the app receives a logout_token when a session it has tokens from "
+        "ends (OIDC Back-Channel Logout 1.0); null: the app is not told"
+    )
+    token_endpoint_auth_method: str = Field(
+        json_schema_extra={"enum": list(clients.AUTH_METHODS)},
+        description="how the app authenticates at /token, /revoke and /introspect: none (a "
+        "public app), client_secret_basic or client_secret_post (either is taken), or "
+        "private_key_jwt (RFC 7523: an assertion signed with one of its keys; no secret)",
+    )
+    jwks: dict[str, Any] | None = Field(
+        description="a private_key_jwt app's public keys (a JWK Set), when registered here"
+    )
+    jwks_uri: str | None = Field(
+        description="where a private_key_jwt app publishes its JWK Set, when fetched from there"
+    )
+    allowed_origins: list[str] = Field(
+        description="origins (scheme://host[:port]) the app's browser code calls /token, "
+        "/userinfo and /revoke from (CORS), besides its redirect URIs' origins"
     )
     created_at: Timestamp
     secret_rotated_at: Timestamp | None
@@ -103,6 +130,15 @@ def _uri_form(value: str) -> str:
         raise ValueError(
             "use https with a plain ASCII host name (http only on 127.0.0.1, localhost or "
             f"[::1]), without user info: {value[:100]!r}"
+        )
+    return value
+
+
+def _origin_form(value: str) -> str:
+    if not re.search(ORIGIN_PATTERN, value):
+        raise ValueError(
+            "an origin is https://host[:port] with a plain ASCII host name (http only on "
+            f"127.0.0.1, localhost or [::1]), without a path: {value[:100]!r}"
         )
     return value
 
@@ -174,6 +210,29 @@ InitiateLoginUri = Annotated[
         "it (the app's workbench links stop); null is not accepted.",
     ),
 ]
+BackchannelLogoutUri = Annotated[
+    Text,
+    by_the_service(clients.check_backchannel_logout_uri),
+    AfterValidator(_uri_or_empty),
+    Field(
+        json_schema_extra={"maxLength": MAX_URI_LENGTH, "pattern": URI_OR_EMPTY_PATTERN},
+        description="Where the app receives a logout_token (a POST, OIDC Back-Channel Logout "
+        "1.0) when a session it has tokens from ends: a redirect URI's rules (https, or http on "
+        "a loopback host; no fragment, wildcard or user info). The empty string removes it (the "
+        "app is no longer told); null is not accepted.",
+    ),
+]
+Origin = Annotated[
+    Text,
+    by_the_service(clients.check_origin),
+    AfterValidator(_origin_form),
+    Field(
+        json_schema_extra={"maxLength": 300, "pattern": ORIGIN_PATTERN},
+        description="An origin the app's browser code calls the token endpoints from (CORS): "
+        "scheme://host[:port], https unless on a loopback host, without a path (not even /), "
+        "query, fragment or wildcard.",
+    ),
+]
 Scope = Annotated[
     Text, AfterValidator(_scope), Field(json_schema_extra={"enum": list(clients.SUPPORTED_SCOPES)})
 ]
@@ -218,6 +277,8 @@ class _Settings(Body):
     id_token_ttl: Annotated[WholeNumber, _lifetime("id_token_ttl")] | Absent = None
     refresh_token_ttl: Annotated[WholeNumber, _lifetime("refresh_token_ttl")] | Absent = None
     initiate_login_uri: InitiateLoginUri | Absent = None
+    backchannel_logout_uri: BackchannelLogoutUri | Absent = None
+    allowed_origins: Annotated[list[Origin], Field(max_length=clients.MAX_ORIGINS)] | Absent = None
 
 
 class AppInput(_Settings):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import secrets
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from sqlalchemy import select
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
@@ -104,6 +109,101 @@ def check_initiate_login_uri(uri: str | None) -> str | None:
     return check_redirect_uri(uri, "initiate_login_uri") if uri else None
 
 
+def check_backchannel_logout_uri(uri: str | None) -> str | None:
+    """Where an app takes logout tokens (OIDC Back-Channel Logout 1.0): a redirect URI's rules
+    (https unless loopback, no fragment); None or empty: the app is not told."""
+    return check_redirect_uri(uri, "backchannel_logout_uri") if uri else None
+
+
+#: How a client proves itself at the token, revocation and introspection endpoints (RFC 7591
+#: 2): a public client with none; a confidential one with its secret (`client_secret_basic`,
+#: the default, or `client_secret_post`: either is taken) or with an assertion signed by one of
+#: its keys (`private_key_jwt`, RFC 7523; such a client has no secret).
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+DEFAULT_AUTH_METHOD = "client_secret_basic"
+#: Key types and curves an assertion may be signed with (RS256, ES256).
+_KEY_TYPES = {"RSA": None, "EC": "P-256"}
+#: Members of a JWK that only a private key has (RFC 7518 6.2.2, 6.3.2; 6.4 for `k`).
+PRIVATE_KEY_MEMBERS = frozenset(["d", "p", "q", "dp", "dq", "qi", "oth", "k"])
+MAX_JWKS_KEYS = 10
+MAX_JWKS_BYTES = 32 * 1024
+
+
+def check_auth_method(method: str | None, *, public: bool) -> str:
+    """The client's token endpoint authentication method: `none` for a public client and only
+    for it; the default for a confidential one is `client_secret_basic`."""
+    method = method or ("none" if public else DEFAULT_AUTH_METHOD)
+    if method not in AUTH_METHODS:
+        raise ValidationError(
+            "token_endpoint_auth_method",
+            f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}",
+        )
+    if public != (method == "none"):
+        raise ValidationError(
+            "token_endpoint_auth_method",
+            "A public client authenticates with none, and only a public client does.",
+        )
+    return method
+
+
+def check_jwks(jwks: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    """A JWK Set of public RSA or P-256 keys (RFC 7517 5), given as JSON text or its value; a
+    private key (`d`, ...) is refused: the client keeps it. None or empty: no key set."""
+    if jwks is None or jwks == "":
+        return None
+    value: Any = jwks
+    if isinstance(value, str):
+        if len(value) > MAX_JWKS_BYTES:
+            raise ValidationError("jwks", "jwks is too long.")
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            raise ValidationError("jwks", "jwks is not JSON.") from None
+    keys = value.get("keys") if isinstance(value, dict) else None
+    if not isinstance(keys, list) or not 1 <= len(keys) <= MAX_JWKS_KEYS:
+        raise ValidationError(
+            "jwks", f'jwks must be a JWK Set: {{"keys": [...]}} with 1 to {MAX_JWKS_KEYS} keys.'
+        )
+    for key in keys:
+        if not isinstance(key, dict):
+            raise ValidationError("jwks", "Each key of jwks must be a JSON object.")
+        if PRIVATE_KEY_MEMBERS & key.keys():
+            raise ValidationError(
+                "jwks", "jwks holds a private or secret key: give the public keys only."
+            )
+        kty = key.get("kty")
+        if not isinstance(kty, str) or kty not in _KEY_TYPES or key.get("crv") != _KEY_TYPES[kty]:
+            raise ValidationError("jwks", "jwks keys must be RSA or EC P-256 public keys.")
+    key_set = {"keys": keys}
+    if len(json.dumps(key_set)) > MAX_JWKS_BYTES:
+        raise ValidationError("jwks", "jwks is too long.")
+    try:
+        KeySet.import_key_set(key_set)  # type: ignore[arg-type]
+    except (JoseError, ValueError, TypeError) as error:
+        raise ValidationError("jwks", f"jwks has a key that cannot be read: {error}") from None
+    return key_set
+
+
+def check_jwks_uri(uri: str | None) -> str | None:
+    """Where a client's JWK Set is fetched: https (http only on loopback), no fragment; None or
+    empty: none."""
+    return check_redirect_uri(uri, "jwks_uri") if uri else None
+
+
+def check_client_keys(method: str, jwks: dict[str, Any] | None, jwks_uri: str | None) -> None:
+    """A `private_key_jwt` client has exactly one of `jwks` and `jwks_uri`; another has none."""
+    if method == "private_key_jwt":
+        if jwks is not None and jwks_uri is not None:
+            raise ValidationError("jwks", "Give jwks or jwks_uri, not both.")
+        if jwks is None and jwks_uri is None:
+            raise ValidationError("jwks", "A private_key_jwt client needs jwks or jwks_uri.")
+    elif jwks is not None or jwks_uri is not None:
+        raise ValidationError(
+            "jwks" if jwks is not None else "jwks_uri",
+            "Only a private_key_jwt client has jwks or jwks_uri.",
+        )
+
+
 def origin_of(uri: str) -> str:
     """`scheme://host[:port]`, lower-cased as browsers compare origins."""
     parts = urlsplit(uri)
@@ -115,6 +215,95 @@ def registered_origins(client: Client) -> frozenset[str]:
     `initiate_login_uri`. A workbench link's `target_link_uri` must be on one of them."""
     uris = [*client.redirect_uris, *filter(None, [client.initiate_login_uri])]
     return frozenset(origin_of(uri) for uri in uris)
+
+
+#: The default port of each scheme an origin may have: a browser's `Origin` leaves it out.
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+MAX_ORIGINS = 20
+
+
+def browser_origin(uri: str) -> str | None:
+    """The origin a browser on `uri` sends (`Origin`, RFC 6454): `scheme://host[:port]`,
+    lower-cased, the host in ASCII (IDNA), without userinfo and the scheme's default port; None
+    for what has no such origin (not http(s), no host)."""
+    try:
+        parts = urlsplit(uri)
+        host, port = parts.hostname, parts.port
+        if parts.scheme.lower() not in _DEFAULT_PORTS or not host:
+            return None
+        host = host.encode("idna").decode("ascii").lower() if not host.isascii() else host
+    except (ValueError, UnicodeError):
+        return None
+    scheme = parts.scheme.lower()
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, _DEFAULT_PORTS[scheme]) else "")
+
+
+def check_origin(origin: str, field: str = "allowed_origins") -> str:
+    """An origin a single-page app calls from: `scheme://host[:port]`, https unless on a
+    loopback host, without path (not even `/`), query, fragment, userinfo or wildcard. Given
+    back as browsers send it (`browser_origin`)."""
+    problem = f"{field}: an origin is scheme://host[:port] (https, or http on loopback), "
+    problem += f"without a path, query, fragment or wildcard: {origin[:100]!r}"
+    if not origin or _CONTROL.search(origin) or " " in origin or len(origin) > 300:
+        raise ValidationError(field, problem)
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - a port out of range raises here
+    except ValueError:
+        raise ValidationError(field, problem) from None
+    normal = browser_origin(origin)
+    if (
+        normal is None
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or any(mark in origin for mark in "?#*@")
+        or (normal.startswith("http:") and not is_loopback_host(parts.hostname or ""))
+    ):
+        raise ValidationError(field, problem)
+    return normal
+
+
+def check_allowed_origins(origins: Sequence[str]) -> list[str]:
+    """Each origin checked (`check_origin`), duplicates dropped, order kept."""
+    if isinstance(origins, str):  # one origin, not its characters
+        origins = [origins]
+    checked = [check_origin(origin) for origin in origins]
+    if len(checked) > MAX_ORIGINS:
+        raise ValidationError("allowed_origins", f"At most {MAX_ORIGINS} allowed origins.")
+    return list(dict.fromkeys(checked))
+
+
+def cors_origins(db: Session) -> frozenset[str]:
+    """Every origin a browser may call the token endpoints from (`iam.oidc.cors`): those of all
+    clients' redirect URIs and all their `allowed_origins`."""
+    origins: set[str] = set()
+    for redirect_uris, allowed in db.execute(select(Client.redirect_uris, Client.allowed_origins)):
+        origins.update(filter(None, map(browser_origin, redirect_uris or ())))
+        origins.update(allowed or ())
+    return frozenset(origins)
+
+
+#: Per database (engine), a new number each time a unit that changed a client commits in this
+#: process: `iam.oidc.cors` reads its set of origins again when the number moves.
+_CHANGES: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+_TICKS = itertools.count(1)
+
+
+def changes_seen(engine: Engine) -> int:
+    """The number of the last committed change of a client on `engine` (0: none yet)."""
+    return _CHANGES.get(engine, 0)
+
+
+def _changed(db: Session) -> None:
+    """Mark a change of a client, once the unit commits (a unit rolled back changed nothing)."""
+    engine = db.get_bind().engine
+
+    def committed(_session: Session) -> None:
+        _CHANGES[engine] = next(_TICKS)
+
+    event.listen(db, "after_commit", committed, once=True)
 
 
 def workbench_link(issuer: str, client_id: str, corp_id: str) -> str:
@@ -237,6 +426,11 @@ def create_client(
     id_token_ttl: int = LIFETIMES["id_token_ttl"][0],
     refresh_token_ttl: int = LIFETIMES["refresh_token_ttl"][0],
     initiate_login_uri: str | None = None,
+    backchannel_logout_uri: str | None = None,
+    token_endpoint_auth_method: str | None = None,
+    jwks: str | dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    allowed_origins: Sequence[str] = (),
     actor: str = "cli",
 ) -> RegisteredClient:
     """Register a client. Confidential clients also get `client_credentials`; `actor` is who
@@ -252,12 +446,17 @@ def create_client(
     id_token_ttl = check_lifetime("id_token_ttl", id_token_ttl)
     refresh_token_ttl = check_lifetime("refresh_token_ttl", refresh_token_ttl)
     initiate_login_uri = check_initiate_login_uri(initiate_login_uri)
+    backchannel_logout_uri = check_backchannel_logout_uri(backchannel_logout_uri)
+    auth_method = check_auth_method(token_endpoint_auth_method, public=public)
+    key_set, key_set_uri = check_jwks(jwks), check_jwks_uri(jwks_uri)
+    check_client_keys(auth_method, key_set, key_set_uri)
+    origins = check_allowed_origins(allowed_origins)
     if client_id is not None and not re.fullmatch(r"[A-Za-z0-9_\-.]{3,64}", client_id):
         raise ValidationError("client_id", "client_id must be 3-64 letters, digits, _ - .")
     if admin and public:
         raise ValidationError("admin", "An admin client must be confidential (client_credentials).")
     grant_types = grant_types_for(public=public, refresh_token_ttl=refresh_token_ttl)
-    secret = None if public else _new_secret()
+    secret = None if public or auth_method == "private_key_jwt" else _new_secret()
     client = Client(
         client_id=client_id or _new_client_id(),
         name=name,
@@ -274,12 +473,18 @@ def create_client(
         id_token_ttl=id_token_ttl,
         refresh_token_ttl=refresh_token_ttl,
         initiate_login_uri=initiate_login_uri,
+        backchannel_logout_uri=backchannel_logout_uri,
+        token_endpoint_auth_method=auth_method,
+        jwks=key_set,
+        jwks_uri=key_set_uri,
+        allowed_origins=origins,
     )
     if db.get(Client, client.client_id) is not None:
         # (Registered meanwhile by someone else: the unit's commit fails, it runs again and
         # lands here.)
         raise ConflictError(f"client_id {client.client_id!r} is taken.")
     db.add(client)
+    _changed(db)
     audit.record(db.connection(), "client.created", client_id=client.client_id, actor=actor)
     return RegisteredClient(client, secret)
 
@@ -303,6 +508,8 @@ def rotate_secret(
     client = _find(db, client_id)
     if client.is_public:
         raise ValidationError("client_id", "A public client has no secret to rotate.")
+    if client.token_endpoint_auth_method == "private_key_jwt":
+        raise ValidationError("client_id", "A private_key_jwt client has keys, not a secret.")
     secret = _new_secret()
     client.previous_secret_hash = client.secret_hash if keep_previous else None
     client.secret_hash = digest(secret)
@@ -313,6 +520,7 @@ def rotate_secret(
 
 def delete_client(db: Session, client_id: str, *, actor: str = "cli") -> None:
     db.delete(_find(db, client_id))
+    _changed(db)
     audit.record(db.connection(), "client.deleted", client_id=client_id, actor=actor)
 
 
@@ -331,6 +539,11 @@ def update_client(
     id_token_ttl: int | None = None,
     refresh_token_ttl: int | None = None,
     initiate_login_uri: str | None = None,
+    backchannel_logout_uri: str | None = None,
+    token_endpoint_auth_method: str | None = None,
+    jwks: str | dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    allowed_origins: Sequence[str] | None = None,
 ) -> Client:
     """Change what is given (None leaves a setting as it is), with create_client's checks;
     all or nothing. An empty `context_claim` means the default, `wecom_context`.
@@ -340,7 +553,9 @@ def update_client(
     An admin client keeps `iam:admin` whatever scopes it is given (its admin flag grants it);
     any other client may not get it. A refresh token lifetime of 0 turns refresh tokens off
     (refresh tokens already issued stop working too); issued ones keep their original expiry
-    otherwise. An empty `initiate_login_uri` removes it (the app's workbench links stop)."""
+    otherwise. An empty `initiate_login_uri` removes it (the app's workbench links stop); so
+    does an empty `backchannel_logout_uri` (the app is no longer told of logouts).
+    `allowed_origins` replaces the list (empty: none)."""
     client = _find(db, client_id)
     changes: dict[str, Any] = {}
     if name is not None:
@@ -373,6 +588,11 @@ def update_client(
             changes[field] = check_lifetime(field, seconds)
     if initiate_login_uri is not None:
         changes["initiate_login_uri"] = check_initiate_login_uri(initiate_login_uri)
+    if backchannel_logout_uri is not None:
+        changes["backchannel_logout_uri"] = check_backchannel_logout_uri(backchannel_logout_uri)
+    changes.update(_auth_changes(client, token_endpoint_auth_method, jwks, jwks_uri))
+    if allowed_origins is not None:
+        changes["allowed_origins"] = check_allowed_origins(allowed_origins)
     if "refresh_token_ttl" in changes:
         changes["grant_types"] = grant_types_for(
             public=client.is_public, refresh_token_ttl=changes["refresh_token_ttl"]
@@ -382,10 +602,45 @@ def update_client(
         return client
     for key, value in changed.items():
         setattr(client, key, value)
+    _changed(db)
     audit.record(
         db.connection(), "client.updated", client_id=client_id, actor=actor, changed=sorted(changed)
     )
     return client
+
+
+def _auth_changes(
+    client: Client,
+    method: str | None,
+    jwks: str | dict[str, Any] | None,
+    jwks_uri: str | None,
+) -> dict[str, Any]:
+    """What changes in how the client authenticates, checked as a whole. Leaving
+    `private_key_jwt` drops the keys not given anew; moving to it drops the secrets (the client
+    gets one again by a rotation once it uses a secret method again)."""
+    changes: dict[str, Any] = {}
+    if method is not None:
+        changes["token_endpoint_auth_method"] = check_auth_method(method, public=client.is_public)
+    if jwks is not None:
+        changes["jwks"] = check_jwks(jwks)
+    if jwks_uri is not None:
+        changes["jwks_uri"] = check_jwks_uri(jwks_uri)
+    if not changes:
+        return changes
+    final_method = changes.get("token_endpoint_auth_method", client.token_endpoint_auth_method)
+    if final_method != "private_key_jwt" and method is not None:
+        changes.setdefault("jwks", None)
+        changes.setdefault("jwks_uri", None)
+    elif changes.get("jwks") is not None:  # one kind of keys replaces the other
+        changes.setdefault("jwks_uri", None)
+    elif changes.get("jwks_uri") is not None:
+        changes.setdefault("jwks", None)
+    check_client_keys(
+        final_method, changes.get("jwks", client.jwks), changes.get("jwks_uri", client.jwks_uri)
+    )
+    if final_method == "private_key_jwt":
+        changes.update(secret_hash=None, previous_secret_hash=None)
+    return changes
 
 
 def retire_previous_secret(db: Session, client_id: str, *, actor: str) -> Client:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import Delete, Exists, delete, exists, select
+from sqlalchemy import ColumnElement, Delete, Exists, delete, exists, select
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
@@ -24,6 +24,7 @@ from iam.db.models import (
     AccessToken,
     AdminSession,
     AuthorizationCode,
+    Client,
     OtpChallenge,
     PendingAuthorization,
     PendingBinding,
@@ -32,11 +33,15 @@ from iam.db.models import (
     UpstreamLogin,
 )
 from iam.db.store import rowcount
+from iam.services import backchannel
 
 log = logging.getLogger("iam.retention")
 
 #: One-time codes are counted by the daily sending limit for this long after they were sent.
 OTP_KEPT_FOR = timedelta(days=1)
+#: Pruning these loses what says which apps an expired session gave tokens to: the logout
+#: tokens owed for expired sessions are queued first (back-channel logout).
+SESSION_TOKEN_TABLES = ("access_tokens", "refresh_tokens", "sso_sessions")
 
 
 def _live_family_token(model: type[AccessToken] | type[RefreshToken], now: datetime) -> Exists:
@@ -51,6 +56,19 @@ def _live_family_token(model: type[AccessToken] | type[RefreshToken], now: datet
     return exists(select(model.family_id).where(*alive))
 
 
+def _owed_a_logout(now: datetime) -> ColumnElement[bool]:
+    """An access token of a live session to an app told of logouts: it is what says that app
+    is owed a logout token when the session expires (back-channel logout), so it stays until
+    the session has ended."""
+    return exists(
+        select(SsoSession.id).where(SsoSession.id == AccessToken.sid, SsoSession.expires_at > now)
+    ) & exists(
+        select(Client.client_id).where(
+            Client.client_id == AccessToken.client_id, Client.backchannel_logout_uri.is_not(None)
+        )
+    )
+
+
 def _statements(now: datetime) -> dict[str, Delete]:
     """What each table loses, by table name (in the order they are pruned)."""
     return {
@@ -59,7 +77,9 @@ def _statements(now: datetime) -> dict[str, Delete]:
             ~_live_family_token(RefreshToken, now),
             ~_live_family_token(AccessToken, now),
         ),
-        "access_tokens": delete(AccessToken).where(AccessToken.expires_at <= now),
+        "access_tokens": delete(AccessToken).where(
+            AccessToken.expires_at <= now, ~_owed_a_logout(now)
+        ),
         "refresh_tokens": delete(RefreshToken).where(RefreshToken.expires_at <= now),
         "sso_sessions": delete(SsoSession).where(SsoSession.expires_at <= now),
         "otp_challenges": delete(OtpChallenge).where(
@@ -71,6 +91,7 @@ def _statements(now: datetime) -> dict[str, Delete]:
         "upstream_logins": delete(UpstreamLogin).where(UpstreamLogin.expires_at <= now),
         "pending_bindings": delete(PendingBinding).where(PendingBinding.expires_at <= now),
         "admin_sessions": delete(AdminSession).where(AdminSession.expires_at <= now),
+        "backchannel_logouts": backchannel.finished_before(now),
     }
 
 
@@ -85,6 +106,7 @@ TABLES = (
     "upstream_logins",
     "pending_bindings",
     "admin_sessions",
+    "backchannel_logouts",
 )
 
 
@@ -94,9 +116,12 @@ def prune(
     """Delete what has expired from `tables` (all by default), in the caller's transaction; the
     number of rows deleted, by table. `iam db prune` gives each table a unit of work of its
     own, so no lock is held across the whole run and an interrupted run keeps its progress."""
-    statements = _statements(now or utcnow())
+    now = now or utcnow()
+    statements = _statements(now)
     deleted: dict[str, int] = {}
     for table in tables:
+        if table in SESSION_TOKEN_TABLES:  # before the rows that say whom to tell go
+            backchannel.enqueue_expired(db, now)
         statement = statements[table].execution_options(synchronize_session=False)
         deleted[table] = rowcount(db.execute(statement))
     return deleted

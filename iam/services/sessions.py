@@ -15,7 +15,7 @@ from iam.db.fastpath import UserView
 from iam.db.models import AccessToken, IdentityLink, RefreshToken, SsoSession, User, new_id
 from iam.errors import ForbiddenError
 from iam.secretbox import digest
-from iam.services import audit
+from iam.services import audit, backchannel
 
 SESSION_LIFETIME = timedelta(hours=12)
 #: Only write `last_seen_at` this often, not on every request.
@@ -113,16 +113,34 @@ def find_in(connection: Connection, cookie_value: str | None) -> SignedIn | None
     return SignedIn(sso, user)
 
 
+#: The scope that asks for refresh tokens that outlive the session (OIDC Core 11).
+OFFLINE_ACCESS = "offline_access"
+
+
 def end(db: Session, sid: str, *, ip: str | None = None, reason: str = "logout") -> None:
-    """End a session and revoke the tokens bound to it (refresh tokens and access tokens), in
-    the caller's transaction."""
+    """End a session and revoke the tokens bound to it (its access tokens, and its refresh
+    tokens but those granted `offline_access`, which outlive it), in the caller's transaction;
+    the apps it gave tokens to that asked to be told get a logout token (`backchannel`),
+    queued in the same transaction."""
     now = utcnow()
     user_id = db.scalar(select(SsoSession.user_id).where(SsoSession.id == sid))
+    if user_id is not None:
+        backchannel.enqueue(db, [sid], reason)
     db.execute(delete(SsoSession).where(SsoSession.id == sid))
-    for table in (RefreshToken, AccessToken):
-        db.execute(
-            update(table).where(table.sid == sid, table.revoked_at.is_(None)).values(revoked_at=now)
+    db.execute(
+        update(AccessToken)
+        .where(AccessToken.sid == sid, AccessToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    db.execute(  # refresh tokens granted `offline_access` outlive the session (OIDC Core 11)
+        update(RefreshToken)
+        .where(
+            RefreshToken.sid == sid,
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.scope.not_like(f"%{OFFLINE_ACCESS}%"),
         )
+        .values(revoked_at=now)
+    )
     if user_id is not None:
         audit.record(
             db.connection(), "session.ended", user_id=user_id, ip=ip, sid=sid, reason=reason

@@ -27,7 +27,7 @@ from iam.db.models import (
 )
 from iam.db.store import rowcount
 from iam.errors import ConflictError, NotFoundError, ValidationError
-from iam.services import audit
+from iam.services import audit, backchannel
 from iam.services.phones import normalize_phone
 from iam.services.rows import found
 
@@ -232,8 +232,11 @@ def user_detail(db: Session, user_id: str) -> UserDetail:
 
 def _end_sessions(db: Session, user: User, now: datetime, *, every_token: bool) -> int:
     """Revoke the user's tokens (those bound to a session, or `every_token`), then delete every
-    session of theirs; how many live sessions ended."""
+    session of theirs; how many live sessions ended. The apps those sessions gave tokens to
+    that asked to be told get a logout token (`backchannel`), queued in the same unit."""
     of_user = select(SsoSession.id).where(SsoSession.user_id == user.id)
+    reason = "user disabled" if every_token else "sessions ended by an admin"
+    backchannel.enqueue(db, db.scalars(of_user).all(), reason)
     live = db.scalar(
         select(func.count())
         .select_from(SsoSession)

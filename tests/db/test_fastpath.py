@@ -54,6 +54,11 @@ def client_values(**changes: object) -> dict[str, object]:
         "id_token_ttl": 3600,
         "refresh_token_ttl": 86400,
         "initiate_login_uri": None,
+        "backchannel_logout_uri": None,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "jwks": None,
+        "jwks_uri": None,
+        "allowed_origins": [],
         "created_at": WHEN,
         "updated_at": WHEN,
     }

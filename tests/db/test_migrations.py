@@ -265,3 +265,84 @@ def test_0010_adds_workbench_launch_columns_and_keeps_the_rows(empty_engine: Eng
     assert not {"return_to", "private_round"} & _columns(empty_engine, "upstream_logins")
     with empty_engine.connect() as connection:
         assert connection.execute(text("SELECT client_id FROM clients")).scalars().all() == ["crm"]
+
+
+def test_0012_adds_the_backchannel_logout_queue_and_keeps_the_apps(empty_engine: Engine) -> None:
+    """An app registered before 0012 has no backchannel_logout_uri (it is told nothing); the
+    queue of logout tokens is new, and going back removes both and keeps the app."""
+    script = ScriptDirectory.from_config(migrate.alembic_config(None))
+    before = script.get_revision("0012").down_revision
+    assert isinstance(before, str)
+    migrate.upgrade(empty_engine, before)
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO clients (client_id, name, is_public, is_admin, redirect_uris,"
+                " post_logout_redirect_uris, grant_types, allowed_scopes, context_policy,"
+                " context_claim, access_token_ttl, id_token_ttl, refresh_token_ttl, created_at,"
+                " updated_at) VALUES ('crm', 'CRM', false, false, '[]', '[]', '[]', 'openid',"
+                " 'none', 'wecom_context', 600, 3600, 86400, CURRENT_TIMESTAMP,"
+                " CURRENT_TIMESTAMP)"
+            )
+        )
+    assert "backchannel_logouts" not in _tables(empty_engine)
+    migrate.upgrade(empty_engine, "0012")
+    assert "backchannel_logout_uri" in _columns(empty_engine, "clients")
+    assert "backchannel_logouts" in _tables(empty_engine)
+    with empty_engine.begin() as connection:
+        assert connection.execute(text("SELECT backchannel_logout_uri FROM clients")).one() == (
+            None,
+        )
+        connection.execute(
+            text(
+                "INSERT INTO backchannel_logouts (id, client_id, sid, user_id, reason, status,"
+                " attempts, next_attempt_at, created_at) VALUES ('q', 'crm', 's', 'u', 'logout',"
+                " 'pending', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+    migrate.downgrade(empty_engine, before)
+    assert "backchannel_logouts" not in _tables(empty_engine)
+    assert "backchannel_logout_uri" not in _columns(empty_engine, "clients")
+    with empty_engine.connect() as connection:
+        assert connection.execute(text("SELECT client_id FROM clients")).scalars().all() == ["crm"]
+
+
+def test_0011_gives_each_app_its_authentication_method_and_keeps_the_apps(
+    empty_engine: Engine,
+) -> None:
+    """Apps registered before 0011 authenticate as they did: a confidential one with its secret
+    (`client_secret_basic`), a public one with none; none has keys. Going back keeps them."""
+    migrate.upgrade(empty_engine, "0010")
+    with empty_engine.begin() as connection:
+        for client_id, public in (("crm", False), ("spa", True)):
+            connection.execute(
+                text(
+                    "INSERT INTO clients (client_id, name, is_public, is_admin, redirect_uris,"
+                    " post_logout_redirect_uris, grant_types, allowed_scopes, context_policy,"
+                    " context_claim, access_token_ttl, id_token_ttl, refresh_token_ttl,"
+                    " created_at, updated_at) VALUES (:id, 'App', :public, false, '[]', '[]',"
+                    " '[]', 'openid', 'none', 'wecom_context', 600, 3600, 86400,"
+                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"id": client_id, "public": public},
+            )
+    migrate.upgrade(empty_engine, "0011")
+    with empty_engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT client_id, token_endpoint_auth_method, jwks, jwks_uri FROM clients"
+                " ORDER BY client_id"
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("crm", "client_secret_basic", None, None),
+        ("spa", "none", None, None),
+    ]
+    migrate.downgrade(empty_engine, "0010")
+    assert not {"token_endpoint_auth_method", "jwks", "jwks_uri"} & _columns(
+        empty_engine, "clients"
+    )
+    with empty_engine.connect() as connection:
+        assert connection.execute(
+            text("SELECT client_id FROM clients ORDER BY client_id")
+        ).scalars().all() == ["crm", "spa"]

@@ -4,6 +4,8 @@ check once did, and each authorization got slower as codes piled up)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from sqlalchemy import Delete, Executable, Select, Update, event, text
 from support.units import in_unit
@@ -16,7 +18,11 @@ from iam.services import audit
 #: INSERTs find nothing), with parameters.
 HOT_STATEMENTS = {
     "client by id": (fastpath.CLIENT_BY_ID, {"client_id": "c"}),
-    "live code with nonce": (fastpath.LIVE_CODE_WITH_NONCE, {"client_id": "c", "nonce": "n"}),
+    "live session": (fastpath.LIVE_SESSION, {"sid": "s", "now": datetime(2026, 1, 1)}),
+    "live code with nonce": (
+        fastpath.LIVE_CODE_WITH_NONCE,
+        {"client_id": "c", "nonce": "n", "user_id": "u", "now": datetime(2026, 1, 1)},
+    ),
     "code and its user": (fastpath.CODE_AND_USER, {"code_hash": "h"}),
     "consume code": (fastpath.CONSUME_CODE, {"code_id": "i", "now": None}),
     "rotate refresh token": (fastpath.ROTATE_REFRESH_TOKEN, {"token_id": "i", "now": None}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -46,6 +47,22 @@ def situation(prompt: str, max_age: int | None, session_age: int | None, fresh: 
 )
 def test_next_step(prompt, max_age, session_age, fresh, expected) -> None:
     assert next_step(situation(prompt, max_age, session_age, fresh)) == expected
+
+
+@pytest.mark.parametrize(
+    ("prompt", "session_age", "fresh", "expected"),
+    [
+        # an id_token_hint naming someone other than the session's person (OIDC Core 3.1.2.1)
+        ("none", 30, False, Fail("login_required")),
+        ("", 30, False, Login()),
+        ("", 0, True, Issue()),  # whoever signed in for this request: the app sees its sub
+        ("none", NO_SESSION, False, Fail("login_required")),
+        ("", NO_SESSION, False, Login()),
+    ],
+)
+def test_a_hint_naming_another_person(prompt, session_age, fresh, expected) -> None:
+    hinted = replace(situation(prompt, None, session_age, fresh), hint_names_another=True)
+    assert next_step(hinted) == expected
 
 
 # --- the SSO pre-flight check (product.md flows 3 and 4), by table ------------------------------

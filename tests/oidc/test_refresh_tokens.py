@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import jwt
 import pytest
 from sqlalchemy import update
@@ -11,7 +13,8 @@ from support.constants import RP_REDIRECT
 from support.units import in_unit
 from support.world import World
 
-from iam.db.models import User
+from iam.clock import utcnow
+from iam.db.models import SsoSession, User
 from iam.db.store import Store
 from iam.services import clients
 
@@ -230,3 +233,57 @@ def test_public_client_refreshes_with_its_client_id_only(front: Front, world: Wo
     body = answer.json()
     assert body["refresh_token"] != first["refresh_token"]
     assert verify(front.client, body["id_token"], client_id)["sub"] == world.user.id
+
+
+# --- offline_access (OIDC Core 11; issue #15) -----------------------------------------------------
+
+
+def _sign_out(front: Front) -> None:
+    csrf = front.csrf("/logout")
+    assert front.client.post("/logout", data={"csrf_token": csrf}).status_code in (200, 303)
+
+
+def test_without_offline_access_refresh_ends_with_the_session(front: Front, world: World) -> None:
+    tokens = front.tokens(world, scope="openid profile")
+    assert "offline_access" not in tokens["scope"].split()
+    _sign_out(front)
+    assert_oauth_error(refresh(front.client, world, tokens["refresh_token"]), "invalid_grant")
+
+
+def test_without_offline_access_an_expired_session_ends_refresh(
+    front: Front, world: World, store: Store
+) -> None:
+    tokens = front.tokens(world, scope="openid profile")
+    with store() as db:
+        db.execute(update(SsoSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.commit()
+    assert_oauth_error(refresh(front.client, world, tokens["refresh_token"]), "invalid_grant")
+
+
+def test_offline_access_outlives_the_session(front: Front, world: World, store: Store) -> None:
+    tokens = front.tokens(world, scope="openid profile offline_access")
+    assert "offline_access" in tokens["scope"].split()
+    _sign_out(front)
+    again = refreshed(front.client, world, tokens["refresh_token"])
+    assert again["access_token"] and again["refresh_token"] != tokens["refresh_token"]
+    with store() as db:  # and so does the rotated one, though the session is long gone
+        db.execute(update(SsoSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.commit()
+    assert refreshed(front.client, world, again["refresh_token"])["access_token"]
+
+
+def test_a_disabled_person_loses_even_offline_access(
+    front: Front, world: World, store: Store
+) -> None:
+    tokens = front.tokens(world, scope="openid profile offline_access")
+    with store() as db:
+        db.execute(update(User).values(status="disabled"))
+        db.commit()
+    assert_oauth_error(refresh(front.client, world, tokens["refresh_token"]), "invalid_grant")
+
+
+def test_discovery_does_not_offer_a_consent_prompt(client: TestClient) -> None:
+    """No consent page (first-party apps): `prompt=consent` is not advertised."""
+    document = client.get("/.well-known/openid-configuration").json()
+    assert "consent" not in document["prompt_values_supported"]
+    assert "offline_access" in document["scopes_supported"]

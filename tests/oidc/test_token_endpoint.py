@@ -423,3 +423,35 @@ def test_a_form_with_too_many_fields_is_refused(client: TestClient, world: World
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_request"
     assert "Too many fields" in answer.json()["error_description"]
+
+
+# --- request shapes (issue #15) ----------------------------------------------------------------
+
+
+def test_a_json_body_is_invalid_request(client: TestClient, world: World) -> None:
+    """RFC 6749 3.2: the token endpoint takes application/x-www-form-urlencoded only."""
+    answer = client.post(
+        "/token",
+        json={"grant_type": "client_credentials"},
+        auth=(world.rp.client.client_id, world.rp.client_secret),
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "invalid_request"
+
+
+def test_basic_credentials_and_another_form_client_id_are_refused(
+    client: TestClient, world: World
+) -> None:
+    answer = client.post(
+        "/token",
+        data={"grant_type": "client_credentials", "client_id": world.public_rp.client.client_id},
+        auth=(world.rp.client.client_id, world.rp.client_secret),
+    )
+    assert answer.status_code in (400, 401), answer.text
+    assert answer.json()["error"] in ("invalid_request", "invalid_client")
+    same = client.post(
+        "/token",
+        data={"grant_type": "client_credentials", "client_id": world.rp.client.client_id},
+        auth=(world.rp.client.client_id, world.rp.client_secret),
+    )
+    assert same.status_code == 200, same.text

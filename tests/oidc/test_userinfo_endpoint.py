@@ -207,3 +207,28 @@ def test_token_without_openid_scope_is_insufficient_scope(front: Front, world: W
     answer = call(front.client, "GET", tokens["access_token"])
     assert answer.status_code == 403, answer.text
     assert answer.json()["error"] == "insufficient_scope"
+
+
+# --- error shapes (RFC 6750 3, 3.1; issue #15) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_no_token_is_a_bare_bearer_challenge(client: TestClient, world: World, method: str) -> None:
+    """RFC 6750 3.1: a request without any authentication information gets no error code."""
+    answer = call(client, method, None)
+    assert answer.status_code == 401, answer.text
+    challenge = answer.headers["www-authenticate"]
+    assert challenge.lower().startswith("bearer") and "error=" not in challenge
+    assert answer.headers["cache-control"] == "no-store"
+
+
+def test_insufficient_scope_carries_its_challenge(front: Front, world: World) -> None:
+    params, verifier = front.code_params(world.rp.client.client_id, RP_REDIRECT, scope="profile")
+    answer = front.follow_to_client(front.authorize(**params))
+    code = query_of(answer.headers["location"])["code"]
+    tokens = front.exchange(code, verifier, RP_REDIRECT, world.rp).json()
+    refused = call(front.client, "GET", tokens["access_token"])
+    assert refused.status_code == 403
+    challenge = refused.headers["www-authenticate"]
+    assert challenge.lower().startswith("bearer")
+    assert 'error="insufficient_scope"' in challenge and 'scope="openid"' in challenge

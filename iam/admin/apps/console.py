@@ -1,5 +1,6 @@
 """Admin apps: the console pages under /admin/apps."""
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,9 @@ FORM_FIELDS = (
     "name",
     "redirect_uris",
     "post_logout_redirect_uris",
+    "allowed_origins",
     "initiate_login_uri",
+    "backchannel_logout_uri",
     "context_policy",
 )
 
@@ -81,6 +84,7 @@ def _choices() -> dict[str, Any]:
         "all_scopes": clients.SUPPORTED_SCOPES,
         "lifetimes": {name: clients.LIFETIMES[name] for name in LIFETIME_FIELDS},
         "default_claim": clients.DEFAULT_CONTEXT_CLAIM,
+        "auth_methods": [m for m in clients.AUTH_METHODS if m != "none"],
     }
 
 
@@ -90,8 +94,13 @@ def new_app_values() -> dict[str, Any]:
         "name": "",
         "redirect_uris": "",
         "post_logout_redirect_uris": "",
+        "allowed_origins": "",
         "initiate_login_uri": "",
+        "backchannel_logout_uri": "",
         "public": False,
+        "token_endpoint_auth_method": clients.DEFAULT_AUTH_METHOD,
+        "jwks": "",
+        "jwks_uri": "",
         "scopes": clients.DEFAULT_SCOPES.split(),
         "context_policy": "none",
         "context_claim": "",
@@ -105,8 +114,13 @@ def values_of(client: Client) -> dict[str, Any]:
         "name": client.name,
         "redirect_uris": "\n".join(client.redirect_uris),
         "post_logout_redirect_uris": "\n".join(client.post_logout_redirect_uris),
+        "allowed_origins": "\n".join(client.allowed_origins),
         "initiate_login_uri": client.initiate_login_uri or "",
+        "backchannel_logout_uri": client.backchannel_logout_uri or "",
         "public": client.is_public,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "jwks": json.dumps(client.jwks, indent=2) if client.jwks else "",
+        "jwks_uri": client.jwks_uri or "",
         "scopes": client.allowed_scopes.split(),
         "context_policy": client.context_policy,
         "context_claim": client.context_claim,
@@ -119,6 +133,8 @@ def form_values(form: FormData) -> dict[str, Any]:
     values: dict[str, Any] = {name: str(form.get(name) or "") for name in FORM_FIELDS}
     values["context_claim"] = str(form.get("context_claim") or "").strip()
     values["public"] = form.get("public") == "on"
+    for name in ("token_endpoint_auth_method", "jwks", "jwks_uri"):
+        values[name] = str(form.get(name) or "")
     values["scopes"] = [str(scope) for scope in form.getlist("scopes")]
     for name in LIFETIME_FIELDS:
         values[name] = str(form.get(name) or "").strip()
@@ -136,11 +152,19 @@ def parsed(values: dict[str, Any]) -> dict[str, Any]:
         "name": values["name"],
         "redirect_uris": _lines(values["redirect_uris"]),
         "post_logout_redirect_uris": _lines(values["post_logout_redirect_uris"]),
+        "allowed_origins": _lines(values["allowed_origins"]),
         # Empty: none (on an app's form, clearing the field removes it).
         "initiate_login_uri": values["initiate_login_uri"].strip(),
+        "backchannel_logout_uri": values["backchannel_logout_uri"].strip(),
         "scopes": values["scopes"],
         "context_policy": values["context_policy"],
         "context_claim": values["context_claim"],
+        # A public app's method is none, fixed: its form has no such field.
+        "token_endpoint_auth_method": (
+            None if values["public"] else values["token_endpoint_auth_method"] or None
+        ),
+        "jwks": values["jwks"].strip(),
+        "jwks_uri": values["jwks_uri"].strip(),
     }
     for name in LIFETIME_FIELDS:
         try:
