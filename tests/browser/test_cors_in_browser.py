@@ -6,24 +6,19 @@ browser sends the preflight, gets through and reads the answers (an OAuth error,
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 from starlette.applications import Starlette
 from starlette.datastructures import Secret
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 from support.constants import TEST_SECRET
+from support.servers import free_ports, serving
 from support.units import in_unit
 
 from iam.app import create_app
@@ -58,39 +53,6 @@ FETCH = """async ([url, init]) => {
         return {blocked: String(error)};
     }
 }"""
-
-
-def free_ports(count: int) -> list[int]:
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-
-
-@contextmanager
-def serving(apps: dict[int, ASGIApp]) -> Iterator[None]:
-    servers = [
-        uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-        )
-        for port, app in apps.items()
-    ]
-    threads = [threading.Thread(target=server.run, daemon=True) for server in servers]
-    for thread in threads:
-        thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not all(server.started for server in servers):
-            assert time.monotonic() < deadline, "a server did not start"
-            assert all(thread.is_alive() for thread in threads), "a server stopped at start"
-            time.sleep(0.02)
-        yield
-    finally:
-        for server in servers:
-            server.should_exit = True
-        for thread in threads:
-            thread.join(timeout=10)
 
 
 async def blank_page(request: Request) -> Response:

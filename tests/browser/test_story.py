@@ -11,15 +11,12 @@ import os
 import re
 import shutil
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import (
     APIResponse,
     Browser,
@@ -34,6 +31,7 @@ from sqlalchemy import select
 from starlette.datastructures import Secret
 from starlette.types import ASGIApp
 from support.constants import TEST_SECRET
+from support.servers import serving
 from support.units import in_unit
 
 from iam.app import create_app
@@ -103,32 +101,6 @@ def free_base_port(tries: int = 20) -> int:
             if all(held):
                 return port
     raise RuntimeError("no three consecutive free ports on 127.0.0.1")
-
-
-@contextmanager
-def serving(apps: dict[int, ASGIApp]) -> Iterator[None]:
-    """Each app under its own uvicorn on its port, started together and stopped together."""
-    servers = [
-        uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-        )
-        for port, app in apps.items()
-    ]
-    threads = [threading.Thread(target=server.run, daemon=True) for server in servers]
-    for thread in threads:
-        thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not all(server.started for server in servers):
-            assert time.monotonic() < deadline, "a server did not start"
-            assert all(thread.is_alive() for thread in threads), "a server stopped at start"
-            time.sleep(0.02)
-        yield
-    finally:
-        for server in servers:
-            server.should_exit = True
-        for thread in threads:
-            thread.join(timeout=10)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,8 @@ import base64
 import hashlib
 import html
 import re
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urljoin
@@ -20,13 +17,12 @@ from urllib.parse import parse_qsl, unquote, urljoin
 import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
-from starlette.types import ASGIApp
 from support.constants import PHONE, TEST_SECRET
 from support.protocol import query_of
+from support.servers import free_ports, serving
 from support.units import in_unit
 
 from iam.app import create_app
@@ -37,40 +33,6 @@ from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
 NAME = "张三"
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports (all held open while chosen, so none is picked twice)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-
-
-@contextmanager
-def serving(apps: dict[int, ASGIApp]) -> Iterator[None]:
-    """Each app under its own uvicorn on its port, started together and stopped together."""
-    servers = [
-        uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-        )
-        for port, app in apps.items()
-    ]
-    threads = [threading.Thread(target=server.run, daemon=True) for server in servers]
-    for thread in threads:
-        thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not all(server.started for server in servers):
-            assert time.monotonic() < deadline, "a server did not start"
-            time.sleep(0.02)
-        yield
-    finally:
-        for server in servers:
-            server.should_exit = True
-        for thread in threads:
-            thread.join(timeout=10)
 
 
 @dataclass(frozen=True)
