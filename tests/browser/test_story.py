@@ -611,3 +611,25 @@ def test_a_workbench_link_of_an_app_without_one_says_so(world: World, browser: B
             expect(page.locator(".error")).not_to_contain_text(words)  # (another refusal)
         finally:
             context.close()
+
+
+def test_the_logout_page_says_what_it_ends(world: World, page: Page) -> None:
+    """The confirmation and the done page name both the group sign-in and the apps that
+    support back-channel logout: English on a desktop, Chinese on a phone."""
+    sign_in_by_phone(page, world, world.learning)
+    expect(page).to_have_url(world.learning.base_url + "/")
+    page.set_viewport_size({"width": 1280, "height": 844})
+    page.goto(world.issuer + "/logout?lang=en")
+    expect(page.locator("main")).to_contain_text("apps that support it")
+    screenshot(page, "logout-confirm-en-1280.png")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(world.issuer + "/logout?lang=zh-CN")
+    expect(page.locator("main")).to_contain_text("支持统一退出的应用")
+    screenshot(page, "logout-confirm-zh-CN-390.png")
+    page.get_by_role("button", name="退出", exact=True).click()
+    expect(page.locator("h1")).to_have_text("已退出")
+    expect(page.locator("main")).to_contain_text("支持统一退出的应用")
+    width_used = page.evaluate("document.scrollingElement.scrollWidth")
+    assert width_used <= 390, f"the logout page scrolls sideways: {width_used}px"
+    screenshot(page, "logout-done-zh-CN-390.png")
+    assert world.session_contexts() == {}
