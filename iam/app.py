@@ -180,11 +180,14 @@ def directory_lookup(
     return look_up
 
 
-def client_assertion(settings: Settings, shared: redis.Redis | None) -> ClientAssertion:
-    """private_key_jwt: used `jti`s in Redis when there is one (every instance sees them), in
-    this process otherwise; clients' `jwks_uri`s fetched by their own short-timeout client."""
+def client_assertion(
+    settings: Settings, shared: redis.Redis | None, box: SecretBox
+) -> ClientAssertion:
+    """private_key_jwt and client_secret_jwt: used `jti`s in Redis when there is one (every
+    instance sees them), in this process otherwise; clients' `jwks_uri`s fetched by their own
+    short-timeout client; `client_secret_jwt` secrets decrypted with `box`."""
     replays = RedisReplays(shared) if shared else MemoryReplays()
-    return ClientAssertion(settings.issuer, replays, JwksCache(httpx.Client()))
+    return ClientAssertion(settings.issuer, replays, JwksCache(httpx.Client()), box)
 
 
 def _sms_sender(settings: Settings, store: Store) -> SmsSender:
@@ -238,7 +241,7 @@ def create_app(
             shared.close()
 
     keys = KeyRing(store, box)
-    assertion = client_assertion(settings, shared)
+    assertion = client_assertion(settings, shared, box)
     backchannel = BackchannelWorker(store, keys, settings.issuer)
     oidc = Oidc(
         issuer=settings.issuer,

@@ -10,6 +10,7 @@ from iam.db.store import Store
 from iam.db.unit import one_unit
 from iam.errors import IamError
 from iam.records.apps import App, AppWithSecret
+from iam.secretbox import SecretBox
 from iam.services import clients
 from iam.services.clients import AUTH_METHODS, CONTEXT_POLICIES
 from iam.settings import Settings
@@ -36,6 +37,7 @@ def _clients_create(args: argparse.Namespace, store: Store, settings: Settings) 
             jwks=args.jwks,
             jwks_uri=args.jwks_uri,
             allowed_origins=args.allowed_origins,
+            box=SecretBox(str(settings.secret_key)),
         ),
     )
     record = AppWithSecret.registered(registered).to_json()
@@ -90,7 +92,8 @@ def _clients_update(args: argparse.Namespace, store: Store, settings: Settings) 
 
 
 def _clients_rotate_secret(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
-    registered = one_unit(store, lambda db: clients.rotate_secret(db, args.client_id))
+    box = SecretBox(str(settings.secret_key))
+    registered = one_unit(store, lambda db: clients.rotate_secret(db, args.client_id, box=box))
     record = AppWithSecret.registered(registered).to_json()
     return Output(record, str(registered.client_secret))
 
@@ -115,8 +118,9 @@ BACKCHANNEL_LOGOUT_URI_HELP = (
 
 AUTH_METHOD_HELP = (
     "how the app authenticates at /token, /revoke and /introspect (default: none for a public "
-    "app, client_secret_basic otherwise, which also takes client_secret_post); private_key_jwt "
-    "(RFC 7523) needs --jwks or --jwks-uri and has no secret"
+    "app, client_secret_basic otherwise, which also takes client_secret_post); client_secret_jwt "
+    "(RFC 7523) signs with the secret (moving an app to it: rotate-secret then gives it one); "
+    "private_key_jwt (RFC 7523) needs --jwks or --jwks-uri and has no secret"
 )
 JWKS_HELP = "the app's public keys for private_key_jwt, as a JWK Set (JSON; RSA or EC P-256)"
 ALLOWED_ORIGIN_HELP = (

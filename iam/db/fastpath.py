@@ -116,6 +116,8 @@ class ClientView(ClientRules):
     secret_hash: str | None
     previous_secret_hash: str | None
     secret_rotated_at: datetime | None
+    secret_encrypted: str | None
+    previous_secret_encrypted: str | None
     redirect_uris: tuple[str, ...]
     post_logout_redirect_uris: tuple[str, ...]
     grant_types: tuple[str, ...]

@@ -220,6 +220,10 @@ class Client(Base, ClientRules):
     secret_hash: Mapped[str | None] = mapped_column(String(64))
     previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
     secret_rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: A `client_secret_jwt` client's current and previous secret, encrypted: the HMAC of its
+    #: assertions is keyed by the secret itself. None for every other client.
+    secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     redirect_uris: Mapped[list[str]] = mapped_column(JsonType, default=list)
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JsonType, default=list)
     grant_types: Mapped[list[str]] = mapped_column(JsonType, default=list)
@@ -236,8 +240,9 @@ class Client(Base, ClientRules):
     #: Back-Channel Logout 1.0); None: the app is not told.
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
     #: How the client proves itself at /token, /revoke and /introspect (RFC 7591 2): `none`
-    #: (public), `client_secret_basic` or `client_secret_post` (either is taken), or
-    #: `private_key_jwt` (RFC 7523; no secret), whose public keys are `jwks` or at `jwks_uri`.
+    #: (public), `client_secret_basic` or `client_secret_post` (either is taken),
+    #: `client_secret_jwt` (RFC 7523, an HMAC keyed by the secret), or `private_key_jwt` (RFC
+    #: 7523; no secret), whose public keys are `jwks` or at `jwks_uri`.
     token_endpoint_auth_method: Mapped[str] = mapped_column(
         String(32), default="client_secret_basic", server_default="client_secret_basic"
     )

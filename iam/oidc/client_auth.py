@@ -1,13 +1,22 @@
-"""Client authentication with a signed JWT: `private_key_jwt` (RFC 7523 2.2, OIDC Core 9).
+"""Client authentication with a signed JWT: `private_key_jwt` and `client_secret_jwt` (RFC 7523
+2.2, OIDC Core 9).
 
-A client registered with `private_key_jwt` proves itself at `/token`, `/revoke` and
-`/introspect` with `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
-and a `client_assertion` signed (RS256 or ES256) by one of its keys: the JWK Set registered with
-it, or the one its `jwks_uri` publishes. Authlib's `JWTBearerClientAssertion` reads and checks
-the assertion; this module adds what it leaves to us:
+A client registered with one of them proves itself at `/token`, `/revoke` and `/introspect`
+with `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer` and a
+`client_assertion` signed by
 
-- the client must be registered with this method: any other client sending an assertion, or a
-  request that also carries a secret, is refused (`invalid_client`, one method per request);
+- `private_key_jwt`: one of its keys (RS256 or ES256): the JWK Set registered with it, or the
+  one its `jwks_uri` publishes;
+- `client_secret_jwt`: an HMAC (HS256) keyed by its secret (the UTF-8 octets of the secret, as
+  OIDC Core 9 says), which the server keeps encrypted for such a client; during a rotation the
+  previous secret signs too.
+
+Authlib's `JWTBearerClientAssertion` reads and checks the assertion; this module adds what it
+leaves to us:
+
+- the client must be registered with the method the assertion is judged for: any other client
+  sending an assertion, or a request that also carries a secret, is refused (`invalid_client`,
+  one method per request);
 - `aud` is the token endpoint or the issuer (or the revocation or introspection endpoint when
   that is the one called); `exp` is required and at most `MAX_LIFETIME` ahead; `iat`, when sent,
   not in the future; clock skew `LEEWAY`;
@@ -35,12 +44,14 @@ import httpx
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
-from joserfc.jwk import ECKey, Key, KeySet, RSAKey
+from joserfc import jws
+from joserfc.errors import BadSignatureError
+from joserfc.jwk import ECKey, Key, KeySet, OctKey, RSAKey
 from redis import Redis, RedisError
 
 from iam.db.fastpath import ClientView
 from iam.errors import ValidationError
-from iam.secretbox import digest
+from iam.secretbox import SecretBox, SecretBoxError, digest
 from iam.services.clients import check_jwks
 
 log = logging.getLogger("iam.oidc")
@@ -48,9 +59,13 @@ log = logging.getLogger("iam.oidc")
 ASSERTION_TYPE = JWTBearerClientAssertion.CLIENT_ASSERTION_TYPE
 #: The methods of this module, tried before the secret ones so that a request carrying an
 #: assertion is judged by it.
-JWT_METHODS = ("private_key_jwt",)
-#: Algorithms an assertion may be signed with, and the key type each needs.
+JWT_METHODS = ("private_key_jwt", "client_secret_jwt")
+#: Algorithms a `private_key_jwt` assertion may be signed with, and the key type each needs.
 ALGORITHMS = {"RS256": RSAKey, "ES256": ECKey}
+#: The algorithm of a `client_secret_jwt` assertion.
+SECRET_ALGORITHMS = ("HS256",)
+#: Every algorithm an assertion may be signed with (discovery says these).
+SIGNING_ALGORITHMS = (*ALGORITHMS, *SECRET_ALGORITHMS)
 #: Seconds of clock skew allowed on `exp` and `iat`.
 LEEWAY = 30
 #: The furthest ahead an assertion's `exp` may be (seconds): a short-lived, single-use proof.
@@ -182,28 +197,35 @@ class JwksCache:
 
 
 class ClientAssertion(JWTBearerClientAssertion):
-    """Authlib's JWT client assertion (RFC 7523 3), for clients registered with
-    `CLIENT_AUTH_METHOD`; see the module's docstring for what is checked besides."""
+    """Authlib's JWT client assertion (RFC 7523 3), for clients registered with one of
+    `JWT_METHODS`; see the module's docstring for what is checked besides. Authlib names the
+    method a client authenticated with by the function that accepted it: `authenticator`
+    gives one function per method."""
 
-    CLIENT_AUTH_METHOD = "private_key_jwt"
-
-    def __init__(self, issuer: str, replays: Replays, jwks: JwksCache) -> None:
+    def __init__(self, issuer: str, replays: Replays, jwks: JwksCache, box: SecretBox) -> None:
         super().__init__(validate_jti=True, leeway=LEEWAY)
         self.issuer = issuer
         self.replays = replays
         self.jwks = jwks
+        self.box = box
 
-    def __call__(self, query_client: Any, request: Any) -> ClientView | None:
+    def authenticator(self, method: str) -> Callable[[Any, Any], ClientView | None]:
+        """Authlib's client authentication function for `method` (one of `JWT_METHODS`)."""
+        return lambda query_client, request: self.authenticate(method, query_client, request)
+
+    def authenticate(self, method: str, query_client: Any, request: Any) -> ClientView | None:
+        """The client the request's assertion proves, if it is registered with `method`; None
+        for a request without an assertion or a client registered with the other method."""
         form = request.form
         if "client_assertion" not in form and "client_assertion_type" not in form:
             return None
         try:
-            return self._authenticate(query_client, request)
+            return self._authenticate(method, query_client, request)
         except InvalidClientError as error:
             error.status_code = 401
             raise
 
-    def _authenticate(self, query_client: Any, request: Any) -> ClientView | None:
+    def _authenticate(self, method: str, query_client: Any, request: Any) -> ClientView | None:
         form = request.form
         if form.get("client_assertion_type") != ASSERTION_TYPE or not form.get("client_assertion"):
             raise refused(f"client_assertion_type must be {ASSERTION_TYPE}, with an assertion.")
@@ -222,12 +244,17 @@ class ClientAssertion(JWTBearerClientAssertion):
         registered = client.token_endpoint_auth_method
         if client.is_public or registered not in JWT_METHODS:
             raise refused(f"The client authenticates with {registered}, not an assertion.")
-        if registered != self.CLIENT_AUTH_METHOD:
+        if registered != method:
             return None
         request.client = client
         token = _audiences.set(self._audiences_for(request))
+        resolver = (
+            self._secret_resolver(client, assertion)
+            if method == "client_secret_jwt"
+            else self._key_resolver(client)
+        )
         try:
-            self.process_assertion_claims(assertion, self._key_resolver(client))
+            self.process_assertion_claims(assertion, resolver)
         finally:
             _audiences.reset(token)
         return client
@@ -266,6 +293,33 @@ class ClientAssertion(JWTBearerClientAssertion):
                     else "The client has several such keys: the assertion must name its kid."
                 )
             return matching[0]
+
+        return resolve
+
+    def _secret_resolver(self, client: ClientView, assertion: str) -> Callable[[Any], Key]:
+        """joserfc's key callback for a `client_secret_jwt` assertion: the client's secret (the
+        previous one when that is the one that signed it)."""
+
+        def resolve(obj: Any) -> Key:
+            if obj.headers().get("alg") not in SECRET_ALGORITHMS:
+                raise refused(
+                    f"The assertion must be signed with {' or '.join(SECRET_ALGORITHMS)}."
+                )
+            stored = [s for s in (client.secret_encrypted, client.previous_secret_encrypted) if s]
+            if not stored:
+                raise refused("The client has no secret yet: an administrator rotates it.")
+            try:
+                keys = [OctKey.import_key(self.box.decrypt(each).encode()) for each in stored]
+            except SecretBoxError as error:
+                log.error("client %s: its secret does not decrypt: %s", client.client_id, error)
+                raise refused("The client's secret cannot be read on this server.") from None
+            for key in keys[:-1]:
+                try:
+                    jws.deserialize_compact(assertion, key, algorithms=list(SECRET_ALGORITHMS))
+                except BadSignatureError:
+                    continue
+                return key
+            return keys[-1]
 
         return resolve
 

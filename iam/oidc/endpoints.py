@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from iam.oidc.client_auth import ALGORITHMS as ASSERTION_ALGORITHMS
+from iam.oidc.client_auth import SIGNING_ALGORITHMS as ASSERTION_ALGORITHMS
 from iam.oidc.keys import KeyRing
 from iam.oidc.requests import FORM_URLENCODED, snapshot
 from iam.oidc.server import Runner, Server
@@ -55,6 +55,7 @@ def discovery_document(issuer: str) -> dict[str, Any]:
         token_endpoint_auth_methods_supported=[
             "client_secret_basic",
             "client_secret_post",
+            "client_secret_jwt",
             "private_key_jwt",
             "none",
         ],
@@ -62,6 +63,7 @@ def discovery_document(issuer: str) -> dict[str, Any]:
         revocation_endpoint_auth_methods_supported=[
             "client_secret_basic",
             "client_secret_post",
+            "client_secret_jwt",
             "private_key_jwt",
             "none",
         ],
@@ -69,6 +71,7 @@ def discovery_document(issuer: str) -> dict[str, Any]:
         introspection_endpoint_auth_methods_supported=[
             "client_secret_basic",
             "client_secret_post",
+            "client_secret_jwt",
             "private_key_jwt",
         ],
         introspection_endpoint_auth_signing_alg_values_supported=list(ASSERTION_ALGORITHMS),

@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import anyio
-import httpx
 from authlib.oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import OAuth2Request
@@ -136,17 +135,16 @@ class Server(AuthorizationServer):
         issuer: str,
         keys: KeyRing,
         limits: RateLimits,
-        assertion: client_auth.ClientAssertion | None = None,
+        assertion: client_auth.ClientAssertion,
     ) -> None:
         super().__init__(scopes_supported=[*SUPPORTED_SCOPES, ADMIN_SCOPE])
         self.issuer = issuer
         self.keys = keys
         self.limits = limits
-        # private_key_jwt (RFC 7523); unless given, used `jti`s are kept in this process.
-        self.client_assertion = assertion or client_auth.ClientAssertion(
-            issuer, client_auth.MemoryReplays(), client_auth.JwksCache(httpx.Client())
-        )
-        self.register_client_auth_method("private_key_jwt", self.client_assertion)
+        # private_key_jwt and client_secret_jwt (RFC 7523)
+        self.client_assertion = assertion
+        for method in client_auth.JWT_METHODS:
+            self.register_client_auth_method(method, assertion.authenticator(method))
         self.register_token_generator("default", grants.AccessTokenGenerator(issuer, keys))
         self.register_grant(
             grants.AuthorizationCodeGrant,

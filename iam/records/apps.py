@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, JsonValue, model_validator
 
 from iam.db.models import Client
 from iam.errors import ValidationError
@@ -70,8 +70,10 @@ class App(Record):
     token_endpoint_auth_method: str = Field(
         json_schema_extra={"enum": list(clients.AUTH_METHODS)},
         description="how the app authenticates at /token, /revoke and /introspect: none (a "
-        "public app), client_secret_basic or client_secret_post (either is taken), or "
-        "private_key_jwt (RFC 7523: an assertion signed with one of its keys; no secret)",
+        "public app), client_secret_basic or client_secret_post (either is taken), "
+        "client_secret_jwt (RFC 7523: an assertion signed with an HMAC, HS256, keyed by its "
+        "secret), or private_key_jwt (RFC 7523: an assertion signed with one of its keys; no "
+        "secret)",
     )
     jwks: dict[str, Any] | None = Field(
         description="a private_key_jwt app's public keys (a JWK Set), when registered here"
@@ -95,7 +97,8 @@ class AppWithSecret(App):
     """An app with its new secret: in this answer and nowhere else."""
 
     client_secret: str | None = Field(
-        description="shown this once (null for a public app); only its digest is kept"
+        description="shown this once (null for a public app or one that signs with its keys); "
+        "only its digest is kept (and, for a client_secret_jwt app, the secret encrypted)"
     )
 
     @classmethod
@@ -153,6 +156,12 @@ def _scope(value: str) -> str:
             f"one of {', '.join(clients.SUPPORTED_SCOPES)} ({clients.ADMIN_SCOPE} comes with an "
             "admin client and cannot be granted here)."
         )
+    return value
+
+
+def _one_of(value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"one of {', '.join(allowed)}.")
     return value
 
 
@@ -222,6 +231,88 @@ BackchannelLogoutUri = Annotated[
         "app is no longer told); null is not accepted.",
     ),
 ]
+#: base64url, unpadded (RFC 7515 2), of a whole number of bytes (no length 4k+1).
+BASE64URL_PATTERN = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?(?!\n)$"
+_PUBLIC_JWK_MEMBERS = {
+    "kid": {"type": "string", "maxLength": 200},
+    "use": {"type": "string", "enum": ["sig"]},
+    "alg": {"type": "string", "maxLength": 20},
+}
+#: A JWK Set of public keys, as `clients.check_jwks` takes it. (What a schema cannot say: that
+#: an RSA modulus or an EC point is one; a key that is not is refused with 422.)
+JWKS_SCHEMA = {
+    "type": "object",
+    "required": ["keys"],
+    "additionalProperties": False,
+    "properties": {
+        "keys": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": clients.MAX_JWKS_KEYS,
+            "items": {
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "required": ["kty", "n", "e"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kty": {"const": "RSA"},
+                            "n": {
+                                "type": "string",
+                                "pattern": BASE64URL_PATTERN,
+                                "minLength": -(-clients.MIN_RSA_BITS // 6),
+                                "maxLength": -(-clients.MAX_RSA_BITS // 6),
+                            },
+                            "e": {"type": "string", "pattern": BASE64URL_PATTERN, "minLength": 2},
+                            **_PUBLIC_JWK_MEMBERS,
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "required": ["kty", "crv", "x", "y"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kty": {"const": "EC"},
+                            "crv": {"const": "P-256"},
+                            "x": {"type": "string", "pattern": BASE64URL_PATTERN, "minLength": 2},
+                            "y": {"type": "string", "pattern": BASE64URL_PATTERN, "minLength": 2},
+                            **_PUBLIC_JWK_MEMBERS,
+                        },
+                    },
+                ]
+            },
+        }
+    },
+}
+AuthMethod = Annotated[
+    Text,
+    AfterValidator(lambda method: _one_of(method, clients.AUTH_METHODS)),
+    Field(
+        json_schema_extra={"enum": list(clients.AUTH_METHODS)},
+        description="How the app authenticates at /token, /revoke and /introspect: none for a "
+        "public app and only for it; client_secret_basic (the default) or client_secret_post; "
+        "client_secret_jwt; private_key_jwt with jwks or jwks_uri.",
+    ),
+]
+Jwks = Annotated[
+    dict[str, Any],
+    by_the_service(clients.check_jwks),
+    Field(
+        json_schema_extra=JWKS_SCHEMA,
+        description="A private_key_jwt app's public keys (RSA or EC P-256), as a JWK Set; never a "
+        "private key.",
+    ),
+]
+JwksUri = Annotated[
+    Text,
+    by_the_service(clients.check_jwks_uri),
+    AfterValidator(_uri_form),
+    Field(
+        json_schema_extra={"maxLength": MAX_URI_LENGTH, "pattern": URI_PATTERN},
+        description="Where a private_key_jwt app publishes its JWK Set (https, or http on a "
+        "loopback host); fetched when needed, kept five minutes.",
+    ),
+]
 Origin = Annotated[
     Text,
     by_the_service(clients.check_origin),
@@ -281,8 +372,67 @@ class _Settings(Body):
     allowed_origins: Annotated[list[Origin], Field(max_length=clients.MAX_ORIGINS)] | Absent = None
 
 
+def _given(name: str) -> dict[str, Any]:
+    return {"required": [name]}
+
+
+def _method_is(method: str) -> dict[str, Any]:
+    return {
+        "required": ["token_endpoint_auth_method"],
+        "properties": {"token_endpoint_auth_method": {"const": method}},
+    }
+
+
+#: Keys come with private_key_jwt and only with it, one kind of them.
+_KEYS_RULES: list[JsonValue] = [
+    {"not": {"required": ["jwks", "jwks_uri"]}},
+    {
+        "if": {"required": ["token_endpoint_auth_method"]},
+        "then": {
+            "if": _method_is("private_key_jwt"),
+            "then": {},
+            "else": {"not": {"anyOf": [_given("jwks"), _given("jwks_uri")]}},
+        },
+    },
+]
+
+
+def _check_keys_rules(body: AppInput | AppPatch, *, new: bool) -> None:
+    """What `_KEYS_RULES` (and, for a new app, `_NEW_APP_RULES`) say, checked."""
+    method = body.token_endpoint_auth_method
+    keys = [name for name in ("jwks", "jwks_uri") if getattr(body, name) is not None]
+    if len(keys) == 2:
+        raise ValidationError("jwks", "Give jwks or jwks_uri, not both.")
+    if keys and method != "private_key_jwt" and (new or method is not None):
+        raise ValidationError(keys[0], "Only a private_key_jwt app has jwks or jwks_uri.")
+    if new and method == "private_key_jwt" and not keys:
+        raise ValidationError("jwks", "A private_key_jwt app needs jwks or jwks_uri.")
+    if isinstance(body, AppInput) and method is not None and (method == "none") != body.public:
+        raise ValidationError(
+            "token_endpoint_auth_method",
+            "A public app authenticates with none, and only a public app does.",
+        )
+
+
+#: A new app: keys exactly when private_key_jwt; `none` exactly when public.
+_NEW_APP_RULES: list[JsonValue] = [
+    {
+        "if": _method_is("private_key_jwt"),
+        "then": {"oneOf": [_given("jwks"), _given("jwks_uri")]},
+        "else": {"not": {"anyOf": [_given("jwks"), _given("jwks_uri")]}},
+    },
+    {
+        "if": {"required": ["public"], "properties": {"public": {"const": True}}},
+        "then": {"properties": {"token_endpoint_auth_method": {"const": "none"}}},
+        "else": {"properties": {"token_endpoint_auth_method": {"not": {"const": "none"}}}},
+    },
+]
+
+
 class AppInput(_Settings):
     """A new app."""
+
+    model_config = ConfigDict(json_schema_extra={"allOf": [*_KEYS_RULES, *_NEW_APP_RULES]})
 
     name: Name
     redirect_uris: RedirectUris
@@ -291,13 +441,33 @@ class AppInput(_Settings):
         description="a public app (mobile, single-page) has no secret and must use PKCE; this "
         "cannot change later",
     )
+    token_endpoint_auth_method: AuthMethod | Absent = None
+    jwks: Jwks | Absent = None
+    jwks_uri: JwksUri | Absent = None
+
+    @model_validator(mode="after")
+    def _keys(self) -> AppInput:
+        _check_keys_rules(self, new=True)
+        return self
 
 
 class AppPatch(_Settings):
-    """Only the fields sent change. Public/confidential cannot change."""
+    """Only the fields sent change. Public/confidential cannot change. What conflicts with the
+    app as it is (private_key_jwt without keys for an app that has none, keys for an app that
+    uses a secret, a method that does not fit a public or a confidential app) is a 409."""
+
+    model_config = ConfigDict(json_schema_extra={"allOf": _KEYS_RULES})
 
     name: Name | Absent = None
     redirect_uris: RedirectUris | Absent = None
+    token_endpoint_auth_method: AuthMethod | Absent = None
+    jwks: Jwks | Absent = None
+    jwks_uri: JwksUri | Absent = None
+
+    @model_validator(mode="after")
+    def _keys(self) -> AppPatch:
+        _check_keys_rules(self, new=False)
+        return self
 
     @model_validator(mode="before")
     @classmethod

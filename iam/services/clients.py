@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 import json
 import re
@@ -20,7 +22,7 @@ from sqlalchemy.orm import Session
 from iam.clock import utcnow
 from iam.db.models import Client
 from iam.errors import ConflictError, ValidationError
-from iam.secretbox import digest
+from iam.secretbox import SecretBox, digest
 from iam.services import audit
 from iam.services.rows import found
 from iam.settings import is_loopback_host
@@ -117,15 +119,28 @@ def check_backchannel_logout_uri(uri: str | None) -> str | None:
 
 #: How a client proves itself at the token, revocation and introspection endpoints (RFC 7591
 #: 2): a public client with none; a confidential one with its secret (`client_secret_basic`,
-#: the default, or `client_secret_post`: either is taken) or with an assertion signed by one of
-#: its keys (`private_key_jwt`, RFC 7523; such a client has no secret).
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+#: the default, or `client_secret_post`: either is taken), with an assertion signed by an HMAC
+#: keyed by its secret (`client_secret_jwt`, RFC 7523; the secret is then also kept encrypted),
+#: or with an assertion signed by one of its keys (`private_key_jwt`; such a client has no
+#: secret).
+AUTH_METHODS = (
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "none",
+)
+#: The method whose secret the server must know, not only its digest.
+SECRET_JWT = "client_secret_jwt"
 DEFAULT_AUTH_METHOD = "client_secret_basic"
 #: Key types and curves an assertion may be signed with (RS256, ES256).
 _KEY_TYPES = {"RSA": None, "EC": "P-256"}
 #: Members of a JWK that only a private key has (RFC 7518 6.2.2, 6.3.2; 6.4 for `k`).
 PRIVATE_KEY_MEMBERS = frozenset(["d", "p", "q", "dp", "dq", "qi", "oth", "k"])
 MAX_JWKS_KEYS = 10
+#: RSA key sizes taken: NIST SP 800-131A's floor, and a ceiling against costly verifications.
+MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 8192
 MAX_JWKS_BYTES = 32 * 1024
 
 
@@ -174,6 +189,10 @@ def check_jwks(jwks: str | dict[str, Any] | None) -> dict[str, Any] | None:
         kty = key.get("kty")
         if not isinstance(kty, str) or kty not in _KEY_TYPES or key.get("crv") != _KEY_TYPES[kty]:
             raise ValidationError("jwks", "jwks keys must be RSA or EC P-256 public keys.")
+        if kty == "RSA" and not MIN_RSA_BITS <= _modulus_bits(key.get("n")) <= MAX_RSA_BITS:
+            raise ValidationError(
+                "jwks", f"jwks RSA keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits."
+            )
     key_set = {"keys": keys}
     if len(json.dumps(key_set)) > MAX_JWKS_BYTES:
         raise ValidationError("jwks", "jwks is too long.")
@@ -182,6 +201,17 @@ def check_jwks(jwks: str | dict[str, Any] | None) -> dict[str, Any] | None:
     except (JoseError, ValueError, TypeError) as error:
         raise ValidationError("jwks", f"jwks has a key that cannot be read: {error}") from None
     return key_set
+
+
+def _modulus_bits(n: Any) -> int:
+    """The size of an RSA key's modulus (base64url `n`); 0 when it is not one."""
+    if not isinstance(n, str) or len(n) > 2 * MAX_RSA_BITS // 6:
+        return 0
+    try:
+        value = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
+    except (ValueError, binascii.Error):
+        return 0
+    return int.from_bytes(value, "big").bit_length()
 
 
 def check_jwks_uri(uri: str | None) -> str | None:
@@ -410,6 +440,13 @@ def _new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def _encrypted(box: SecretBox | None, secret: str) -> str:
+    """A `client_secret_jwt` client's secret as kept: encrypted with the at-rest key."""
+    if box is None:
+        raise TypeError("a client_secret_jwt client's secret is kept encrypted: pass box")
+    return box.encrypt(secret)
+
+
 def create_client(
     db: Session,
     name: str,
@@ -432,9 +469,11 @@ def create_client(
     jwks_uri: str | None = None,
     allowed_origins: Sequence[str] = (),
     actor: str = "cli",
+    box: SecretBox | None = None,
 ) -> RegisteredClient:
     """Register a client. Confidential clients also get `client_credentials`; `actor` is who
-    did it, for the audit trail (`cli`, `admin:<username>`, `client:<client_id>`)."""
+    did it, for the audit trail (`cli`, `admin:<username>`, `client:<client_id>`). `box`
+    encrypts a `client_secret_jwt` client's secret (no other client needs it)."""
     name = check_name(name)
     uris = check_redirect_uris(redirect_uris, "redirect_uri", required=True)
     logout_uris = check_redirect_uris(
@@ -457,12 +496,14 @@ def create_client(
         raise ValidationError("admin", "An admin client must be confidential (client_credentials).")
     grant_types = grant_types_for(public=public, refresh_token_ttl=refresh_token_ttl)
     secret = None if public or auth_method == "private_key_jwt" else _new_secret()
+    kept = _encrypted(box, secret) if secret and auth_method == SECRET_JWT else None
     client = Client(
         client_id=client_id or _new_client_id(),
         name=name,
         is_public=public,
         is_admin=admin,
         secret_hash=digest(secret) if secret else None,
+        secret_encrypted=kept,
         redirect_uris=uris,
         post_logout_redirect_uris=logout_uris,
         grant_types=grant_types,
@@ -502,9 +543,15 @@ def list_clients(db: Session) -> list[Client]:
 
 
 def rotate_secret(
-    db: Session, client_id: str, keep_previous: bool = True, *, actor: str = "cli"
+    db: Session,
+    client_id: str,
+    keep_previous: bool = True,
+    *,
+    box: SecretBox | None = None,
+    actor: str = "cli",
 ) -> RegisteredClient:
-    """A new secret; the current one stays valid as the previous until retired."""
+    """A new secret; the current one stays valid as the previous until retired. (The first
+    secret of a client that moved to `client_secret_jwt` comes this way too.)"""
     client = _find(db, client_id)
     if client.is_public:
         raise ValidationError("client_id", "A public client has no secret to rotate.")
@@ -513,6 +560,9 @@ def rotate_secret(
     secret = _new_secret()
     client.previous_secret_hash = client.secret_hash if keep_previous else None
     client.secret_hash = digest(secret)
+    if client.token_endpoint_auth_method == SECRET_JWT:
+        client.previous_secret_encrypted = client.secret_encrypted if keep_previous else None
+        client.secret_encrypted = _encrypted(box, secret)
     client.secret_rotated_at = utcnow()
     audit.record(db.connection(), "client.secret_rotated", client_id=client_id, actor=actor)
     return RegisteredClient(client, secret)
@@ -617,9 +667,20 @@ def _auth_changes(
 ) -> dict[str, Any]:
     """What changes in how the client authenticates, checked as a whole. Leaving
     `private_key_jwt` drops the keys not given anew; moving to it drops the secrets (the client
-    gets one again by a rotation once it uses a secret method again)."""
+    gets one again by a rotation once it uses a secret method again). Moving to
+    `client_secret_jwt` drops the secrets too (only their digests are known): a rotation gives
+    the client its first secret for it; leaving it keeps the secret (its digest).
+
+    A conflict with what the client has (keys asked for that it was not given, keys given to a
+    client that uses a secret) is a `ConflictError`; a change inconsistent in itself, a
+    `ValidationError`."""
     changes: dict[str, Any] = {}
     if method is not None:
+        if method in AUTH_METHODS and (method == "none") != client.is_public:
+            kind = "public" if client.is_public else "confidential"
+            raise ConflictError(
+                f"The app is {kind}, fixed at creation: it cannot authenticate with {method}."
+            )
         changes["token_endpoint_auth_method"] = check_auth_method(method, public=client.is_public)
     if jwks is not None:
         changes["jwks"] = check_jwks(jwks)
@@ -635,11 +696,21 @@ def _auth_changes(
         changes.setdefault("jwks_uri", None)
     elif changes.get("jwks_uri") is not None:
         changes.setdefault("jwks", None)
-    check_client_keys(
-        final_method, changes.get("jwks", client.jwks), changes.get("jwks_uri", client.jwks_uri)
-    )
-    if final_method == "private_key_jwt":
-        changes.update(secret_hash=None, previous_secret_hash=None)
+    both_given = changes.get("jwks") is not None and changes.get("jwks_uri") is not None
+    if both_given or method is not None and final_method != "private_key_jwt":
+        check_client_keys(final_method, changes.get("jwks"), changes.get("jwks_uri"))
+    try:
+        check_client_keys(
+            final_method,
+            changes.get("jwks", client.jwks),
+            changes.get("jwks_uri", client.jwks_uri),
+        )
+    except ValidationError as error:
+        raise ConflictError(f"{error} (The app authenticates with {final_method}.)") from None
+    if final_method != client.token_endpoint_auth_method:
+        if final_method in ("private_key_jwt", SECRET_JWT):
+            changes.update(secret_hash=None, previous_secret_hash=None)
+        changes.update(secret_encrypted=None, previous_secret_encrypted=None)
     return changes
 
 
@@ -652,6 +723,7 @@ def retire_previous_secret(db: Session, client_id: str, *, actor: str) -> Client
     if client.previous_secret_hash is None:
         return client
     client.previous_secret_hash = None
+    client.previous_secret_encrypted = None
     audit.record(
         db.connection(), "client.previous_secret_retired", client_id=client_id, actor=actor
     )

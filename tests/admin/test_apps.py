@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+import secrets
+import time
 from typing import Any
 
 import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey, OctKey
 from sqlalchemy import select
 from starlette.testclient import TestClient
 from support.admin import AdminWorld, admin_console
-from support.constants import RP_REDIRECT
+from support.constants import ISSUER, RP_REDIRECT
 from support.units import in_unit
 
 from iam.db.models import AuditEvent, Client
@@ -825,3 +829,135 @@ def test_every_answer_is_what_the_description_says(admin_world: AdminWorld) -> N
                 assert "404" in operation["responses"], (method, path)
             if "requestBody" in operation:
                 assert {"400", "415", "422"} <= set(operation["responses"]), (method, path)
+
+
+# --- how an app authenticates, through the API ----------------------------------------------
+
+EC_KEY = ECKey.generate_key("P-256", parameters={"kid": "api-ec"})
+KEYS = {"keys": [EC_KEY.as_dict(private=False)]}
+
+
+def _signed_by(key: Any, client_id: str, alg: str) -> dict[str, str]:
+    """A client_credentials form authenticated with an RFC 7523 assertion."""
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": f"{ISSUER}/token",
+        "iat": now,
+        "exp": now + 60,
+        "jti": secrets.token_urlsafe(12),
+    }
+    return {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": jwt.encode({"alg": alg}, claims, key, algorithms=[alg]),
+    }
+
+
+def test_the_api_registers_apps_that_sign_their_requests(admin_world: AdminWorld, app) -> None:
+    api = admin_world.console
+    keyed = api.post(
+        API, json={**APP, "token_endpoint_auth_method": "private_key_jwt", "jwks": KEYS}
+    )
+    assert keyed.status_code == 201, keyed.text
+    record = keyed.json()
+    assert (record["token_endpoint_auth_method"], record["jwks"], record["client_secret"]) == (
+        "private_key_jwt",
+        KEYS,
+        None,
+    )
+    with TestClient(app, base_url=ISSUER) as client:
+        answer = client.post("/token", data=_signed_by(EC_KEY, record["client_id"], "ES256"))
+        assert answer.status_code == 200, answer.text
+        hmac = api.post(API, json={**APP, "token_endpoint_auth_method": "client_secret_jwt"})
+        assert hmac.status_code == 201, hmac.text
+        secret = OctKey.import_key(hmac.json()["client_secret"].encode())
+        answer = client.post("/token", data=_signed_by(secret, hmac.json()["client_id"], "HS256"))
+        assert answer.status_code == 200, answer.text
+        at = api.post(
+            API,
+            json={
+                **APP,
+                "token_endpoint_auth_method": "private_key_jwt",
+                "jwks_uri": "https://crm.example.com/jwks",
+            },
+        )
+        assert (at.status_code, at.json()["jwks_uri"]) == (201, "https://crm.example.com/jwks")
+
+
+SMALL_RSA = {"keys": [{"kty": "RSA", "n": "AQAB" * 64, "e": "AQAB"}]}  # 1,536 bits
+PRIVATE = {"keys": [EC_KEY.as_dict(private=True)]}
+REGISTRATION_ERRORS = [
+    ("jwks", {"token_endpoint_auth_method": "private_key_jwt"}),
+    ("jwks", {"token_endpoint_auth_method": "private_key_jwt", "jwks": PRIVATE}),
+    ("jwks", {"token_endpoint_auth_method": "private_key_jwt", "jwks": SMALL_RSA}),
+    (
+        "jwks",
+        {
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": KEYS,
+            "jwks_uri": "https://a.example/k",
+        },
+    ),
+    ("jwks", {"token_endpoint_auth_method": "client_secret_basic", "jwks": KEYS}),
+    ("jwks_uri", {"jwks_uri": "https://a.example/k"}),
+    ("jwks_uri", {"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "ftp://a.example"}),
+    ("token_endpoint_auth_method", {"token_endpoint_auth_method": "none"}),
+    (
+        "token_endpoint_auth_method",
+        {"public": True, "token_endpoint_auth_method": "client_secret_jwt"},
+    ),
+    ("token_endpoint_auth_method", {"token_endpoint_auth_method": "tls_client_auth"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "change"), REGISTRATION_ERRORS, ids=map(_case, REGISTRATION_ERRORS)
+)
+def test_an_app_that_cannot_authenticate_so_is_not_registered(
+    admin_world: AdminWorld, store, field: str, change: dict[str, Any]
+) -> None:
+    before = set(_apps(store))
+    answer = admin_world.console.post(API, json={**APP, **change})
+    assert (answer.status_code, answer.json()["field"]) == (422, field), answer.text
+    assert set(_apps(store)) == before
+
+
+def test_the_api_moves_an_app_to_keys_and_refuses_what_conflicts_with_it(
+    admin_world: AdminWorld, store
+) -> None:
+    """What a change cannot do with the app as it is: 409, and nothing changes."""
+    api = admin_world.console
+    target = api.post(API, json=APP).json()["client_id"]
+    public = api.post(API, json={**APP, "public": True}).json()["client_id"]
+    before = {client_id: client.updated_at for client_id, client in _apps(store).items()}
+    for client_id, body in [
+        (target, {"token_endpoint_auth_method": "private_key_jwt"}),  # keys it does not have
+        (target, {"jwks": KEYS}),  # keys for an app that uses a secret
+        (target, {"token_endpoint_auth_method": "none"}),  # a confidential app
+        (public, {"token_endpoint_auth_method": "client_secret_basic"}),  # a public one
+    ]:
+        answer = api.patch(f"{API}/{client_id}", json=body)
+        assert (answer.status_code, answer.json()["error"]) == (409, "conflict"), body
+    after = {client_id: client.updated_at for client_id, client in _apps(store).items()}
+    assert after == before
+    both = api.patch(f"{API}/{target}", json={"jwks": KEYS, "jwks_uri": "https://a.example/k"})
+    assert (both.status_code, both.json()["field"]) == (422, "jwks")
+    moved = api.patch(
+        f"{API}/{target}", json={"token_endpoint_auth_method": "private_key_jwt", "jwks": KEYS}
+    )
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["token_endpoint_auth_method"], moved.json()["jwks"]) == (
+        "private_key_jwt",
+        KEYS,
+    )
+    uri = api.patch(f"{API}/{target}", json={"jwks_uri": "https://crm.example.com/jwks"})
+    assert (uri.json()["jwks"], uri.json()["jwks_uri"]) == (None, "https://crm.example.com/jwks")
+    back = api.patch(f"{API}/{target}", json={"token_endpoint_auth_method": "client_secret_post"})
+    assert (back.json()["token_endpoint_auth_method"], back.json()["jwks_uri"]) == (
+        "client_secret_post",
+        None,
+    )
+    rotated = api.post(f"{API}/{target}/secret")
+    assert rotated.status_code == 200 and rotated.json()["client_secret"]

@@ -30,8 +30,10 @@ from urllib.parse import quote, urlsplit
 import jsonschema_rs
 import pytest
 import schemathesis
+from joserfc.jwk import ECKey, RSAKey
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err, Ok
+from schemathesis.generation.modes import GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -160,6 +162,26 @@ def seed(store: Store) -> Seeded:
     return Seeded(app.client.client_id, public.client.client_id, user.id, link.id, other.id, CORP_A)
 
 
+#: A JWK Set whose keys are keys: what a schema-valid `jwks` cannot be made to hold (an RSA
+#: modulus, a point on P-256) and what the API rightly refuses otherwise (422).
+REAL_KEYS = {
+    "keys": [
+        ECKey.generate_key("P-256", parameters={"kid": "api-1"}).as_dict(private=False),
+        RSAKey.generate_key(2048, parameters={"kid": "api-2"}).as_dict(private=False),
+    ]
+}
+
+
+def with_real_keys(context: Any, case: Any) -> Any:
+    """schemathesis' `map_case` hook: a schema-valid body's `jwks` becomes real keys; every
+    other part of the body stays as generated (invalid bodies are left alone)."""
+    body = case.body
+    positive = case.meta is None or case.meta.generation.mode == GenerationMode.POSITIVE
+    if positive and isinstance(body, dict) and isinstance(body.get("jwks"), dict):
+        case.body = {**body, "jwks": REAL_KEYS}
+    return case
+
+
 @dataclass(frozen=True)
 class AdminApi:
     schema: Any  # schemathesis' OpenApiSchema, loaded from the app
@@ -206,6 +228,7 @@ def admin_api(sqlite_template: Path, tmp_path: Path) -> Iterator[AdminApi]:
                 assert served.status_code == 200, served.text
                 assert served.headers["content-type"] == "application/json"
                 schema = schemathesis.openapi.from_asgi(DOCUMENT, app, config=config(token))
+                schema.hook("map_case")(with_real_keys)
                 yield AdminApi(
                     schema,
                     served.json(),

@@ -44,6 +44,8 @@ def client_values(**changes: object) -> dict[str, object]:
         "secret_hash": "a" * 64,
         "previous_secret_hash": None,
         "secret_rotated_at": None,
+        "secret_encrypted": None,
+        "previous_secret_encrypted": None,
         "redirect_uris": ["https://crm.example/cb"],
         "post_logout_redirect_uris": ["https://crm.example/bye"],
         "grant_types": ["authorization_code", "refresh_token"],

@@ -7,7 +7,7 @@
 // performs GET /authorize itself with that cookie and takes the 302's Location as the callback.
 //
 //   node rp.mjs --issuer http://127.0.0.1:8000 --client-id ID [--client-secret S]
-//               --auth basic|post|none --redirect-uri URI --cookie 'name=value; ...'
+//               --auth basic|post|jwt|none --redirect-uri URI --cookie 'name=value; ...'
 //               [--scope 'openid profile']
 //
 // Every option can also come from the environment: RP_ISSUER, RP_CLIENT_ID, RP_CLIENT_SECRET,
@@ -49,10 +49,12 @@ function clientAuth(given) {
       return client.ClientSecretBasic(given.clientSecret);
     case "post":
       return client.ClientSecretPost(given.clientSecret);
+    case "jwt":
+      return client.ClientSecretJwt(given.clientSecret);
     case "none":
       return client.None();
     default:
-      throw new Error(`unknown --auth ${given.auth} (basic, post or none)`);
+      throw new Error(`unknown --auth ${given.auth} (basic, post, jwt or none)`);
   }
 }
 

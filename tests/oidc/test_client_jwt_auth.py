@@ -1,6 +1,7 @@
-"""private_key_jwt (RFC 7523 2.2, OIDC Core 9): a client proves itself at /token, /revoke and
-/introspect with an assertion signed by one of its keys, registered as a JWK Set or published at
-its jwks_uri; each assertion once, briefly, for us."""
+"""private_key_jwt and client_secret_jwt (RFC 7523 2.2, OIDC Core 9): a client proves itself at
+/token, /revoke and /introspect with an assertion signed by one of its keys, registered as a JWK
+Set or published at its jwks_uri, or by an HMAC keyed by its secret; each assertion once,
+briefly, for us."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from authlib.oauth2.rfc7523 import private_key_jwt_sign
+from authlib.oauth2.rfc7523 import client_secret_jwt_sign, private_key_jwt_sign
 from joserfc import jwt
-from joserfc.jwk import ECKey, Key, RSAKey
+from joserfc.jwk import ECKey, Key, OctKey, RSAKey
 from starlette.testclient import TestClient
 from support.admin import AdminWorld
 from support.browser import Front
@@ -30,7 +31,8 @@ from support.world import World
 from iam.app import create_app
 from iam.cli import main
 from iam.db.store import Store
-from iam.errors import ValidationError
+from iam.errors import ConflictError, ValidationError
+from iam.secretbox import SecretBox
 from iam.services import clients
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
@@ -73,7 +75,9 @@ def assertion(
         "jti": secrets.token_urlsafe(16),
         **claims,
     }
-    header = {"alg": alg or ("ES256" if isinstance(key, ECKey) else "RS256"), "kid": key.kid}
+    header = {"alg": alg or ("ES256" if isinstance(key, ECKey) else "RS256")}
+    if key.kid:
+        header["kid"] = key.kid
     payload = {k: v for k, v in values.items() if k not in omit}
     return jwt.encode(header, payload, key, algorithms=[header["alg"]])
 
@@ -376,13 +380,15 @@ def test_an_unreachable_jwks_uri_refuses_the_client(client: TestClient, store: S
 # --- discovery -------------------------------------------------------------------------------
 
 
-def test_discovery_announces_private_key_jwt(client: TestClient) -> None:
+def test_discovery_announces_jwt_client_authentication(client: TestClient) -> None:
     document = client.get("/.well-known/openid-configuration").json()
     for endpoint in ("token", "revocation", "introspection"):
-        assert "private_key_jwt" in document[f"{endpoint}_endpoint_auth_methods_supported"]
+        methods = document[f"{endpoint}_endpoint_auth_methods_supported"]
+        assert {"private_key_jwt", "client_secret_jwt"} <= set(methods)
         assert document[f"{endpoint}_endpoint_auth_signing_alg_values_supported"] == [
             "RS256",
             "ES256",
+            "HS256",
         ]
 
 
@@ -453,7 +459,7 @@ def test_a_client_moves_to_keys_and_back(store: Store, world: World) -> None:
         store, clients.update_client, rp, actor="test", jwks=json.dumps(public_set(EC_KEY))
     )
     assert (replaced.jwks, replaced.jwks_uri) == (public_set(EC_KEY), None)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConflictError):  # keys it needs, taken away
         in_unit(store, clients.update_client, rp, actor="test", jwks="", jwks_uri="")
     back = in_unit(
         store,
@@ -553,7 +559,7 @@ def test_the_cli_update_refuses_a_private_key_and_changes_nothing(
     code, _out, err = cli("clients", "update", signed, "--jwks", private)
     assert code == 1 and "private" in err
     code, _out, err = cli("clients", "update", signed, "--token-endpoint-auth-method", "none")
-    assert code == 1 and "public" in err
+    assert code == 1 and "confidential, fixed at creation" in err
     after = in_unit(store, clients.get_client, signed)
     assert (after.jwks, after.token_endpoint_auth_method, after.updated_at) == (
         before.jwks,
@@ -610,3 +616,175 @@ def test_the_console_registers_a_signed_app_and_refuses_a_private_key(
     assert answer.status_code == 303, answer.text
     after = in_unit(store, clients.get_client, app.client_id)
     assert (after.jwks, after.jwks_uri) == (None, "https://rp.example/jwks.json")
+
+
+# --- client_secret_jwt -----------------------------------------------------------------------
+# The same assertion, signed with an HMAC (HS256) keyed by the client's secret (OIDC Core 9).
+
+
+def secret_key(secret: str) -> OctKey:
+    return OctKey.import_key(secret.encode())
+
+
+def secret_client(store: Store) -> clients.RegisteredClient:
+    return in_unit(
+        store,
+        clients.create_client,
+        "HMAC",
+        [RP_REDIRECT],
+        token_endpoint_auth_method="client_secret_jwt",
+        box=SecretBox(TEST_SECRET),
+    )
+
+
+def rotate(store: Store, client_id: str, **options: Any) -> str:
+    rotated = in_unit(
+        store, clients.rotate_secret, client_id, box=SecretBox(TEST_SECRET), **options
+    )
+    assert rotated.client_secret
+    return rotated.client_secret
+
+
+def test_client_secret_jwt_at_every_endpoint(client: TestClient, store: Store) -> None:
+    registered = secret_client(store)
+    client_id, secret = registered.client.client_id, registered.client_secret or ""
+    key = secret_key(secret)
+    answer = client_credentials(client, assertion(key, client_id, alg="HS256"), scope="profile")
+    assert answer.status_code == 200, answer.text
+    access_token = answer.json()["access_token"]
+    introspected = client.post(
+        "/introspect",
+        data=assertion_form(
+            assertion(key, client_id, alg="HS256", aud=f"{ISSUER}/introspect"),
+            token=access_token,
+        ),
+    )
+    assert introspected.json()["active"] is True
+    revoked = client.post(
+        "/revoke",
+        data=assertion_form(
+            assertion(key, client_id, alg="HS256", aud=f"{ISSUER}/revoke"), token=access_token
+        ),
+    )
+    assert revoked.status_code == 200, revoked.text
+    # Authlib's own client-side signing (its default lifetime, an hour, is too long for us)
+    signed_jwt = client_secret_jwt_sign(
+        key, client_id=client_id, token_endpoint=TOKEN_ENDPOINT, expires_in=120
+    )
+    assert client_credentials(client, signed_jwt).status_code == 200
+
+
+def test_client_secret_jwt_keeps_the_secret_encrypted(store: Store) -> None:
+    registered = secret_client(store)
+    secret = registered.client_secret or ""
+    row = in_unit(store, clients.get_client, registered.client.client_id)
+    assert row.secret_encrypted and secret not in row.secret_encrypted
+    assert SecretBox(TEST_SECRET).decrypt(row.secret_encrypted) == secret
+    basic = in_unit(store, clients.create_client, "Basic", [RP_REDIRECT])
+    assert basic.client.secret_encrypted is None  # only who needs it
+
+
+@pytest.mark.parametrize(
+    ("case", "make"),
+    [
+        ("another secret", lambda c, s: assertion(secret_key("x" * 43), c, alg="HS256")),
+        ("HS384", lambda c, s: assertion(secret_key(s), c, alg="HS384")),
+        ("RS256 with a key", lambda c, s: assertion(RSA_KEY, c)),
+        ("replayed", None),
+        ("expired", lambda c, s: assertion(secret_key(s), c, alg="HS256", lifetime=-120)),
+        ("wrong aud", lambda c, s: assertion(secret_key(s), c, alg="HS256", aud=ISSUER + "/x")),
+    ],
+)
+def test_a_bad_secret_assertion_is_refused(
+    client: TestClient, store: Store, case: str, make
+) -> None:
+    registered = secret_client(store)
+    client_id, secret = registered.client.client_id, registered.client_secret or ""
+    if make is None:
+        once = assertion(secret_key(secret), client_id, alg="HS256")
+        assert client_credentials(client, once).status_code == 200
+        refused(client_credentials(client, once))
+    else:
+        refused(client_credentials(client, make(client_id, secret)))
+
+
+def test_a_secret_jwt_client_cannot_send_its_secret_itself(
+    client: TestClient, store: Store, signed: str
+) -> None:
+    registered = secret_client(store)
+    client_id, secret = registered.client.client_id, registered.client_secret or ""
+    form = {"grant_type": "client_credentials"}
+    refused(client.post("/token", data=form, auth=(client_id, secret)))
+    refused(client.post("/token", data={**form, "client_id": client_id, "client_secret": secret}))
+    # and a private_key_jwt client cannot sign with an HMAC of anything
+    refused(client_credentials(client, assertion(secret_key(secret), signed, alg="HS256")))
+
+
+def test_a_rotation_keeps_the_previous_secret_until_it_is_retired(
+    client: TestClient, store: Store
+) -> None:
+    registered = secret_client(store)
+    client_id, old = registered.client.client_id, registered.client_secret or ""
+    new = rotate(store, client_id)
+    for secret in (old, new):
+        signed_jwt = assertion(secret_key(secret), client_id, alg="HS256")
+        assert client_credentials(client, signed_jwt).status_code == 200, secret
+    in_unit(store, clients.retire_previous_secret, client_id, actor="test")
+    refused(client_credentials(client, assertion(secret_key(old), client_id, alg="HS256")))
+    assert (
+        client_credentials(client, assertion(secret_key(new), client_id, alg="HS256")).status_code
+        == 200
+    )
+
+
+def test_a_client_moves_to_client_secret_jwt_with_a_rotation_and_back(
+    client: TestClient, store: Store, world: World
+) -> None:
+    """Only a digest of a basic client's secret is known: the move drops it, and a rotation
+    gives the client its secret for signing. Moving back keeps that secret (as a digest)."""
+    rp, form = world.rp.client.client_id, {"grant_type": "client_credentials"}
+    old = world.rp.client_secret or ""
+    moved = in_unit(
+        store,
+        clients.update_client,
+        rp,
+        actor="test",
+        token_endpoint_auth_method="client_secret_jwt",
+    )
+    assert (moved.secret_hash, moved.secret_encrypted) == (None, None)
+    answer = client_credentials(client, assertion(secret_key(old), rp, alg="HS256"))
+    refused(answer)
+    assert "no secret yet" in answer.json()["error_description"]
+    refused(client.post("/token", data=form, auth=(rp, old)))
+    new = rotate(store, rp, keep_previous=False)
+    assert (
+        client_credentials(client, assertion(secret_key(new), rp, alg="HS256")).status_code == 200
+    )
+    back = in_unit(
+        store,
+        clients.update_client,
+        rp,
+        actor="test",
+        token_endpoint_auth_method="client_secret_basic",
+    )
+    assert back.secret_encrypted is None and back.secret_hash
+    assert client.post("/token", data=form, auth=(rp, new)).status_code == 200
+
+
+def test_the_cli_registers_a_client_secret_jwt_client(cli, client: TestClient) -> None:
+    code, out, err = cli(
+        "clients", "create", "--name", "HMAC", "--redirect-uri", RP_REDIRECT,
+        "--token-endpoint-auth-method", "client_secret_jwt", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["token_endpoint_auth_method"] == "client_secret_jwt"
+    key = secret_key(record["client_secret"])
+    signed_jwt = assertion(key, record["client_id"], alg="HS256")
+    assert client_credentials(client, signed_jwt).status_code == 200
+    code, out, err = cli("clients", "rotate-secret", record["client_id"], "--json")
+    assert code == 0, err
+    rotated = assertion(
+        secret_key(json.loads(out)["client_secret"]), record["client_id"], alg="HS256"
+    )
+    assert client_credentials(client, rotated).status_code == 200

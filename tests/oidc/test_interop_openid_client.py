@@ -2,8 +2,8 @@
 (Node, tests/interop/rp.mjs) drives the live server as an RP would. Discovery, the code flow with
 PKCE S256, state and nonce, the token exchange (the ID token's signature checked against
 jwks_uri, its iss, aud and nonce, and RFC 9207's `iss` authorization response parameter),
-userinfo, refresh and revocation; with `client_secret_basic`, `client_secret_post` and a public
-client (`none`).
+userinfo, refresh and revocation; with `client_secret_basic`, `client_secret_post`,
+`client_secret_jwt` (the library's own HS256 assertion) and a public client (`none`).
 
 The server runs under uvicorn on loopback over a fresh SQLite database; a person signs in by SMS
 through httpx, and the script gets the browser's cookies to perform GET /authorize itself.
@@ -39,6 +39,7 @@ from iam.db.store import Store, create_db_engine
 from iam.services import clients, users
 from iam.services.clients import RegisteredClient
 from iam.services.sms import ConsoleSms
+from iam.secretbox import SecretBox
 from iam.settings import Settings
 
 INTEROP = Path(__file__).resolve().parents[1] / "interop"
@@ -65,6 +66,7 @@ class Live:
     basic: RegisteredClient  # confidential, client_secret_basic
     post: RegisteredClient  # confidential, client_secret_post
     public: RegisteredClient  # public: none + PKCE
+    hmac: RegisteredClient  # confidential, client_secret_jwt
 
 
 def _sign_in(issuer: str, sms: ConsoleSms) -> str:
@@ -113,6 +115,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     public = in_unit(
         store, clients.create_client, "Certified RP (public)", [PUBLIC_REDIRECT], public=True
     )
+    hmac = in_unit(
+        store,
+        clients.create_client,
+        "Certified RP (client_secret_jwt)",
+        [RP_REDIRECT],
+        token_endpoint_auth_method="client_secret_jwt",
+        box=SecretBox(TEST_SECRET),
+    )
     sms = ConsoleSms()
     settings = Settings(secret_key=Secret(TEST_SECRET), issuer=issuer, database_url=database_url)
     server = uvicorn.Server(
@@ -128,7 +138,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             assert time.monotonic() < deadline, "the server did not start"
             assert thread.is_alive(), "the server stopped at start"
             time.sleep(0.02)
-        yield Live(issuer, user.id, _sign_in(issuer, sms), basic, post, public)
+        yield Live(issuer, user.id, _sign_in(issuer, sms), basic, post, public, hmac)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -181,12 +191,13 @@ STEPS = [
 ]
 
 
-@pytest.mark.parametrize("auth", ["basic", "post", "none"])
+@pytest.mark.parametrize("auth", ["basic", "post", "none", "jwt"])
 def test_openid_client_completes_the_flow(live: Live, auth: str) -> None:
     registered, redirect_uri = {
         "basic": (live.basic, RP_REDIRECT),
         "post": (live.post, RP_REDIRECT),
         "none": (live.public, PUBLIC_REDIRECT),
+        "jwt": (live.hmac, RP_REDIRECT),
     }[auth]
     code, summary = run_rp(live, registered, auth, redirect_uri)
     shown = json.dumps(summary, indent=2, ensure_ascii=False)

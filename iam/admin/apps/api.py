@@ -67,6 +67,7 @@ async def api_create(request: Request, caller: Caller) -> Response:
             values["name"],
             values["redirect_uris"],
             actor=caller.actor,
+            box=request.app.state.box,
             **create_args(values),
         ),
     )
@@ -104,7 +105,10 @@ async def api_rotate(request: Request, caller: Caller) -> Response:
     client_id = request.path_params["client_id"]
     try:
         registered = await run_action(
-            request, lambda db: clients.rotate_secret(db, client_id, actor=caller.actor)
+            request,
+            lambda db: clients.rotate_secret(
+                db, client_id, actor=caller.actor, box=request.app.state.box
+            ),
         )
     except ValidationError as error:  # a public app: it has no secret
         raise ApiError(409, "conflict", str(error)) from None

@@ -12,7 +12,7 @@ from iam.admin.apps.api import LIFETIME_FIELDS, create_args, run_action, update_
 from iam.admin.auth import Caller
 from iam.admin.pages import Area, message, render, see_other
 from iam.db.models import Admin, Client
-from iam.errors import ValidationError
+from iam.errors import ConflictError, ValidationError
 from iam.secretbox import SecretBox, SecretBoxError
 from iam.services import clients, corps
 
@@ -257,6 +257,7 @@ async def create_app(request: Request, admin: Admin, form: FormData) -> Response
                 args["name"],
                 args["redirect_uris"],
                 actor=_actor(admin),
+                box=request.app.state.box,
                 **create_args(args),
             ),
         )
@@ -286,9 +287,10 @@ async def update_app(request: Request, admin: Admin, form: FormData) -> Response
         await run_action(
             request, lambda db: clients.update_client(db, client_id, actor=_actor(admin), **args)
         )
-    except ValidationError as error:
+    except (ValidationError, ConflictError) as error:
         client = await _client(request)
-        errors = {error.field: str(error)}
+        # A conflict here: private_key_jwt chosen without keys, for an app that has none.
+        errors = {getattr(error, "field", "jwks"): str(error)}
         return await _app_page(request, admin, client, 422, values=values, errors=errors)
     return see_other(f"/admin/apps/{client_id}?done=saved")
 
@@ -299,7 +301,10 @@ async def rotate_secret(request: Request, admin: Admin, form: FormData) -> Respo
     client_id = request.path_params["client_id"]
     try:
         registered = await run_action(
-            request, lambda db: clients.rotate_secret(db, client_id, actor=_actor(admin))
+            request,
+            lambda db: clients.rotate_secret(
+                db, client_id, actor=_actor(admin), box=request.app.state.box
+            ),
         )
     except ValidationError:  # a public app
         return _no_secret(request, admin)

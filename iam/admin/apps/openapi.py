@@ -15,7 +15,12 @@ SCHEMAS: list[tuple[type[Any], Mode]] = [
 
 _CLIENT_ID = doc.path_parameter("client_id")
 _NOT_FOUND = doc.error("No such app")
-_NO_SECRET = doc.error("A public app has no secret")
+_NO_SECRET = doc.error("A public app, or one that signs with its keys, has no secret")
+_CONFLICT = doc.error(
+    "The change does not fit the app as it is: private_key_jwt for an app without keys, keys "
+    "for an app that uses a secret, none for a confidential app or a secret method for a public "
+    "one"
+)
 _LINK = {"client_id": "$response.body#/client_id"}
 _LINKS = {
     "GetApp": {"operationId": "getApp", "parameters": _LINK},
@@ -70,6 +75,7 @@ PATHS: dict[str, Any] = {
                 "200": doc.answer("The app as it is now", App),
                 "401": doc.UNAUTHORIZED,
                 "404": _NOT_FOUND,
+                "409": _CONFLICT,
                 **doc.BODY_ERRORS,
             },
         },
