@@ -213,7 +213,11 @@ def create_app(
     client and token cache used to reach WeCom."""
     store = store or Store(create_db_engine(settings.database_url))
     box = SecretBox(str(settings.secret_key))
-    web = Web(str(settings.secret_key), secure_cookies=settings.issuer_is_https)
+    web = Web(
+        str(settings.secret_key),
+        secure_cookies=settings.issuer_is_https,
+        timezone=settings.timezone,
+    )
     sms = sms or _sms_sender(settings, store)
     http = wecom_http or new_http_client()
     shared = shared_redis(settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from starlette.datastructures import Secret
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
 DEFAULT_DATABASE_URL = "sqlite:///./var/iam.db"
 DEFAULT_SECRET_FILE = Path("var/secret.key")
+DEFAULT_TIMEZONE = "Asia/Shanghai"
 MIN_SECRET_KEY_LENGTH = 32
 LOOPBACK_CIDRS = "127.0.0.0/8,::1/128"
 
@@ -58,6 +60,8 @@ class Settings:
     #: Overrides of the rate-limit table, `action[.key|.ip]=N/SECONDS,...` (checked by the
     #: rate-limit service when the app is built).
     rate_limits: str = ""
+    #: The time zone the admin console shows times in (an IANA name); stored times are UTC.
+    timezone: str = DEFAULT_TIMEZONE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "issuer", _check_issuer(self.issuer))
@@ -65,6 +69,7 @@ class Settings:
         _check_database_url(self.database_url)
         if self.redis_url is not None:
             _check_url("IAM_REDIS_URL", self.redis_url, ("redis", "rediss", "unix"))
+        _check_timezone(self.timezone)
         _check_url("IAM_WECOM_API_BASE", self.wecom_api_base, ("http", "https"))
         _check_url("IAM_WECOM_OAUTH_URL", self.wecom_oauth_url, ("http", "https"))
         _check_url("IAM_WECOM_QR_URL", self.wecom_qr_url, ("http", "https"))
@@ -121,7 +126,17 @@ def load(environ: Mapping[str, str] | None = None, env_file: str | Path = ".env"
         ),
         log_format=text("LOG_FORMAT", "text") or "text",
         rate_limits=text("RATE_LIMITS", "") or "",
+        timezone=text("TIMEZONE", DEFAULT_TIMEZONE) or DEFAULT_TIMEZONE,
     )
+
+
+def _check_timezone(name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"IAM_TIMEZONE must be an IANA time zone such as Asia/Shanghai or UTC, not {name!r}"
+        ) from None
 
 
 def _secret_from_file(path: Path) -> str:

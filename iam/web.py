@@ -12,7 +12,9 @@ import base64
 import hashlib
 import hmac
 import secrets
+import zoneinfo
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -68,10 +70,24 @@ class FormRefusedError(Exception):
 class Web:
     """What every page needs: render with language and CSRF, check CSRF, set cookies."""
 
-    def __init__(self, secret_key: str, secure_cookies: bool) -> None:
+    def __init__(
+        self, secret_key: str, secure_cookies: bool, timezone: str = "Asia/Shanghai"
+    ) -> None:
         self.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+        self.timezone = zoneinfo.ZoneInfo(timezone)
+        # `{{ moment | local_time }}`: a stored (UTC) time as the console shows it.
+        self.templates.env.filters["local_time"] = self.local_time
+        self.templates.env.globals["timezone_name"] = timezone
         self.secure_cookies = secure_cookies
         self._csrf_key = hashlib.sha256(b"iam:csrf\x00" + secret_key.encode()).digest()
+
+    def local_time(self, moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        """A stored time (naive UTC, or aware) in the configured zone; "" for none."""
+        if moment is None:
+            return ""
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(self.timezone).strftime(fmt)
 
     @staticmethod
     def browser_id(request: Request) -> str:

@@ -264,3 +264,12 @@ def test_secret_key_from_environment_creates_no_file(
     monkeypatch.chdir(tmp_path)
     load(environ={"IAM_SECRET_KEY": SECRET}, env_file=tmp_path / ".env")
     assert not (tmp_path / "var" / "secret.key").exists()
+
+
+def test_the_timezone_is_asia_shanghai_unless_set_and_must_be_a_real_zone() -> None:
+    assert load({"IAM_SECRET_KEY": "k" * 32}, env_file="/nonexistent").timezone == "Asia/Shanghai"
+    assert (
+        load({"IAM_SECRET_KEY": "k" * 32, "IAM_TIMEZONE": "UTC"}, env_file="/x").timezone == "UTC"
+    )
+    with pytest.raises(SettingsError, match="IAM_TIMEZONE"):
+        load({"IAM_SECRET_KEY": "k" * 32, "IAM_TIMEZONE": "Mars/Olympus"}, env_file="/x")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,7 +19,7 @@ from iam.app import create_app
 from iam.db.store import Store
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
-from iam.web import BROWSER_COOKIE, SECURE_BROWSER_COOKIE, BrowserIds
+from iam.web import BROWSER_COOKIE, SECURE_BROWSER_COOKIE, BrowserIds, Web
 
 pytestmark = pytest.mark.usefixtures("reused_signing_key")
 
@@ -189,3 +190,16 @@ def test_a_csrf_token_with_non_ascii_characters_is_refused_not_an_error(client: 
     client.get("/login")
     answer = client.post("/login/otp", data={"csrf_token": "é" * 64, "phone": "13800138000"})
     assert answer.status_code == 403
+
+
+def test_local_time_shows_a_stored_utc_time_in_the_configured_zone() -> None:
+    shanghai = Web(TEST_SECRET, secure_cookies=False)  # the default zone
+    stored = datetime(2026, 12, 6, 16, 30)  # naive: UTC, as the database keeps it
+    assert shanghai.local_time(stored) == "2026-12-07 00:30"
+    assert shanghai.local_time(stored.replace(tzinfo=UTC), "%H:%M") == "00:30"
+    assert shanghai.local_time(None) == ""
+    assert Web(TEST_SECRET, secure_cookies=False, timezone="UTC").local_time(stored) == (
+        "2026-12-06 16:30"
+    )
+    template = shanghai.templates.env.from_string("{{ when | local_time }} {{ timezone_name }}")
+    assert template.render(when=stored) == "2026-12-07 00:30 Asia/Shanghai"
