@@ -34,8 +34,11 @@ tests/interop/node_modules/.package-lock.json: tests/interop/package-lock.json
 
 interop: $(if $(NPM),tests/interop/node_modules/.package-lock.json)
 
+#: `make demo PORT=9000`: the server on PORT, its two demo apps on PORT+1 and PORT+2.
+PORT ?= 8000
+
 demo: $(VENV)/.installed-demo
-	$(BIN)/iam demo --port 8000
+	$(BIN)/iam demo --port $(PORT)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check iam tests migrations

@@ -66,6 +66,7 @@ def empty_db(
 ) -> str:
     """A database without any table, named in IAM_DATABASE_URL."""
     if request.param == "sqlite":
+        (tmp_path / "empty.db").touch()  # an empty file is a SQLite database without tables
         url = f"sqlite:///{tmp_path / 'empty.db'}"
     else:
         url = request.getfixturevalue("fresh_postgres_database")()
@@ -132,6 +133,42 @@ def test_db_upgrade_then_current_prints_the_head(empty_db: str, run: Run, run_js
     assert run_json("db", "upgrade") == {"revision": "0014"}
     assert run("db", "current") == Ran(0, "0014\n", "")
     assert run_json("db", "current") == {"revision": "0014"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["clients", "list"],
+        ["users", "list"],
+        ["db", "current"],
+        ["db", "prune"],
+        ["keys", "rotate"],
+        ["serve"],
+    ],
+)
+def test_a_command_run_elsewhere_makes_no_second_database(
+    tmp_path: Path, run: Run, argv: list[str], uvicorn_calls: list[Any], monkeypatch
+) -> None:
+    """The default database, ./var/iam.db, is relative: from another directory there is none.
+    Every command but `db upgrade` says where it looked, and creates nothing."""
+    monkeypatch.delenv("IAM_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    ran = run(*argv)
+    assert ran.code == 1, ran
+    assert f"no database at {tmp_path / 'var' / 'iam.db'}" in ran.err
+    assert f"relative to the working directory {tmp_path}" in ran.err
+    assert "IAM_DATABASE_URL" in ran.err
+    assert not (tmp_path / "var" / "iam.db").exists()
+    assert uvicorn_calls == []
+
+
+def test_db_upgrade_says_when_it_made_a_new_database(tmp_path: Path, run: Run, monkeypatch):
+    path = tmp_path / "new.db"
+    monkeypatch.setenv("IAM_DATABASE_URL", f"sqlite:///{path}")
+    first = run("db", "upgrade")
+    assert first.code == 0 and f"a new database, created at {path}" in first.out
+    again = run("db", "upgrade")
+    assert again.code == 0 and "new database" not in again.out
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,13 @@ if TYPE_CHECKING:
 
 
 def _db_upgrade(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
+    """Migrate; a SQLite file made by this run is named, so that a second database made by
+    mistake in another directory does not go unnoticed."""
+    created = args.database_was_missing
     migrate.upgrade(store.engine)
     revision = migrate.current(store.engine)
-    return Output({"revision": revision}, f"database at revision {revision}")
+    note = f" (a new database, created at {created})" if created else ""
+    return Output({"revision": revision}, f"database at revision {revision}{note}")
 
 
 def _db_current(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
@@ -43,7 +47,14 @@ def _db_prune(args: argparse.Namespace, store: Store, settings: Settings) -> Out
 
 def add_commands(commands: Subcommands) -> None:
     db = command_group(commands, "db", "database schema")
-    record_command(db, "upgrade", _db_upgrade, "migrate to the newest schema", needs_schema=False)
+    record_command(
+        db,
+        "upgrade",
+        _db_upgrade,
+        "migrate to the newest schema (a SQLite file is created if there is none)",
+        needs_schema=False,
+        creates_database=True,
+    )
     record_command(db, "current", _db_current, "print the schema revision", needs_schema=False)
     record_command(
         db, "prune", _db_prune, "delete expired codes, tokens, sessions and one-time codes"

@@ -14,10 +14,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from iam import settings as iam_settings
@@ -84,9 +86,39 @@ def require_migrated(engine: Engine) -> None:
         raise IamError(NOT_MIGRATED)
 
 
+def missing_database(database_url: str) -> Path | None:
+    """Where a SQLite database file should be and is not (its absolute path); None when it
+    exists or the database is not a SQLite file."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    path = Path(str(url.database)).absolute()
+    return None if path.exists() else path
+
+
+def refuse_missing_database(settings: Settings) -> None:
+    """A relative SQLite path (the default, `./var/iam.db`) is read from the working directory:
+    an `iam` command run from another directory would make a second, empty database there.
+    Refuse instead, saying where it looked and how to point at the real one."""
+    path = missing_database(settings.database_url)
+    if path is None:
+        return
+    relative = not Path(str(make_url(settings.database_url).database)).is_absolute()
+    raise IamError(
+        f"no database at {path} (IAM_DATABASE_URL={settings.database_url}"
+        + (f", relative to the working directory {Path.cwd()}" if relative else "")
+        + "): run iam in the directory the server runs in (where its .env and var/ are), or "
+        "set IAM_DATABASE_URL to the server's database; 'iam db upgrade' creates a new one"
+    )
+
+
 def _run_action(args: argparse.Namespace) -> int:
-    """Settings, engine, schema check, the command's one service call, then the output."""
+    """Settings, engine, schema check, the command's one service call, then the output. Only
+    `iam db upgrade` may create a SQLite database file; every other command refuses to."""
     settings = iam_settings.load()
+    if not args.creates_database:
+        refuse_missing_database(settings)
+    args.database_was_missing = missing_database(settings.database_url)
     with open_engine(settings) as engine:
         if args.needs_schema:
             require_migrated(engine)
@@ -132,9 +164,20 @@ def command_group(commands: Subcommands, name: str, help_text: str) -> Subcomman
 
 
 def record_command(
-    commands: Subcommands, name: str, action: Action, help_text: str, *, needs_schema: bool = True
+    commands: Subcommands,
+    name: str,
+    action: Action,
+    help_text: str,
+    *,
+    needs_schema: bool = True,
+    creates_database: bool = False,
 ) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, help=help_text, description=help_text)
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
-    parser.set_defaults(run=_run_action, action=action, needs_schema=needs_schema)
+    parser.set_defaults(
+        run=_run_action,
+        action=action,
+        needs_schema=needs_schema,
+        creates_database=creates_database,
+    )
     return parser

@@ -15,7 +15,7 @@ import uvicorn
 
 from iam import settings as iam_settings
 from iam.app import SIMULATOR_PATH, create_app
-from iam.cli.parser import open_engine, require_migrated
+from iam.cli.parser import open_engine, refuse_missing_database, require_migrated
 from iam.db import migrate
 from iam.db.store import Store
 from iam.errors import IamError, ValidationError
@@ -45,6 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
     rules_from(settings)
     iam_settings.refuse_console_sms(settings)
+    refuse_missing_database(settings)
     with open_engine(settings) as engine:
         require_migrated(engine)
     with _shared_metrics(args.workers):
