@@ -171,14 +171,22 @@ class Web:
         return response
 
     def error_page(
-        self, request: Request, message_key: str, status_code: int = 400, **params: Any
+        self,
+        request: Request,
+        message_key: str,
+        status_code: int = 400,
+        *,
+        back: str = "/login",
+        back_app: str | None = None,
+        **params: Any,
     ) -> Response:
-        return self.render(
-            request,
-            "errors/error.html",
-            {"message_key": message_key, "params": params},
-            status_code=status_code,
-        )
+        """The error page; its link goes `back` (a path on this site, else `/login`), named
+        after the app whose sign-in it returns to when `back_app` is given."""
+        odd = any(c.isspace() or c == "\\" or c < " " for c in back)  # browsers drop or bend
+        on_site = back[:1] == "/" and back[1:2] != "/" and not odd
+        context = {"message_key": message_key, "params": params, "back_app": back_app}
+        context["back"] = back if on_site else "/login"
+        return self.render(request, "errors/error.html", context, status_code=status_code)
 
     def set_session_cookie(self, response: Response, value: str, max_age: int) -> None:
         response.set_cookie(

@@ -130,9 +130,9 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...]
 
 def test_db_upgrade_then_current_prints_the_head(empty_db: str, run: Run, run_json: RunJson):
     assert run("db", "current") == Ran(0, "none\n", "")
-    assert run_json("db", "upgrade") == {"revision": "0014"}
-    assert run("db", "current") == Ran(0, "0014\n", "")
-    assert run_json("db", "current") == {"revision": "0014"}
+    assert run_json("db", "upgrade") == {"revision": "0015"}
+    assert run("db", "current") == Ran(0, "0015\n", "")
+    assert run_json("db", "current") == {"revision": "0015"}
 
 
 @pytest.mark.parametrize(

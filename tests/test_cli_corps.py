@@ -222,6 +222,7 @@ def test_corps_list_in_both_forms(db: str, run: Run) -> None:
 def test_an_unmigrated_database_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: Run
 ) -> None:
+    (tmp_path / "empty.db").touch()  # an empty file is a SQLite database without tables
     monkeypatch.setenv("IAM_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     assert_error(run(*ADD, "--secret", SECRET), "not migrated")
     assert_error(run("corps", "list"), "not migrated")

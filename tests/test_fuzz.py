@@ -358,7 +358,7 @@ def test_the_pages_never_fail_on_hostile_input(scene: Scene) -> None:
     }
     fuzz.query("GET", "/logout", logout, [*logout, "lang"])
     fuzz.form("/logout", {**csrf, **logout}, [*logout, "csrf_token"])
-    fuzz.query("GET", "/login", {"flow": scene.flow}, ["flow", "lang"])
+    fuzz.query("GET", "/login", {"flow": scene.flow}, ["flow", "step", "problem", "wait", "lang"])
     login = {**csrf, "phone": PHONE, "flow": scene.flow}
     fuzz.form("/login/otp", login, ["phone", "flow", "csrf_token"])
     fuzz.form("/login", {**login, "code": "123456"}, ["phone", "code", "flow"])
@@ -367,7 +367,8 @@ def test_the_pages_never_fail_on_hostile_input(scene: Scene) -> None:
     bind = {**csrf, "binding": scene.binding, "phone": "+8613900139000"}
     fuzz.form("/bind", bind, ["binding", "phone"])
     fuzz.form("/bind", {**bind, "code": "123456"}, ["binding", "phone", "code"])
-    fuzz.query("GET", "/select-identity", {"flow": scene.flow}, ["flow", "lang"])
+    fuzz.form("/bind/confirm", {**csrf, "binding": scene.binding}, ["binding", "confirm"])
+    fuzz.query("GET", "/select-identity", {"flow": scene.flow}, ["flow", "problem", "lang"])
     select = {**csrf, "flow": scene.flow, "link_id": "x"}
     fuzz.form("/select-identity", select, ["flow", "link_id", "cancel"])
     fuzz.paths("/flow/{}")

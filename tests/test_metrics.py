@@ -49,12 +49,12 @@ def test_a_phone_sign_in_and_a_code_flow_are_counted(front: Front, world: World)
 def test_a_wrong_code_is_counted_as_a_failed_sms_sign_in(front: Front, world: World) -> None:
     failures = {"method": "sms", "result": "failure"}
     before = value(front.client, "iam_logins_total", **failures)
-    assert front.send_code().status_code == 200
+    assert front.send_code().status_code == 303
     wrong = "000000" if front.last_code() != "000000" else "111111"
     answer = front.client.post(
         "/login", data={"csrf_token": front.csrf(), "phone": PHONE, "code": wrong, "flow": ""}
     )
-    assert answer.status_code == 400
+    assert answer.headers["location"] == "/login?step=code&problem=wrong_code"
     assert value(front.client, "iam_logins_total", **failures) == before + 1
 
 

@@ -122,7 +122,7 @@ def test_log_lines_of_a_request_carry_its_id(
     assert sms_lines and sms_lines[-1].request_id == request_id
     access = [r for r in stamped.records if r.name == "iam.access"]
     assert access[-1].request_id == request_id
-    assert '"POST /login/otp" 200' in access[-1].getMessage()
+    assert '"POST /login/otp" 303' in access[-1].getMessage()
     logging.getLogger("iam").info("between requests")
     assert stamped.records[-1].request_id == "-"
 

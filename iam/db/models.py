@@ -483,6 +483,13 @@ class OtpChallenge(Base):
         Index(
             "ix_otp_challenges_phone_browser_hash_created_at", "phone", "browser_hash", "created_at"
         ),
+        # the code step of a page: this browser's latest code for a purpose (`otp.code_step`)
+        Index(
+            "ix_otp_challenges_browser_hash_purpose_created_at",
+            "browser_hash",
+            "purpose",
+            "created_at",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

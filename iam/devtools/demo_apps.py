@@ -79,6 +79,13 @@ th, td { text-align: left; vertical-align: top; padding: 6px 8px; border: 1px so
 th { width: 12em; font-family: ui-monospace, monospace; }
 td { font-family: ui-monospace, monospace; word-break: break-all; }
 """
+#: The page's one script (the CSP allows no inline script): WeCom's `#wechat_redirect` reaches
+#: the app's pages through every redirect after a workbench link; it is no address of ours.
+SCRIPT = """\
+if (location.hash === "#wechat_redirect") {
+  history.replaceState(null, "", location.pathname + location.search);
+}
+"""
 
 
 @dataclass(frozen=True)
@@ -326,6 +333,9 @@ class _DemoApp:
     async def stylesheet(self, request: Request) -> Response:
         return Response(STYLESHEET, media_type="text/css")
 
+    async def script(self, request: Request) -> Response:
+        return Response(SCRIPT, media_type="text/javascript")
+
     # --- the work, in worker threads (outbound HTTP is blocking) ---
 
     def _login(
@@ -533,6 +543,7 @@ def create_demo_app(config: DemoAppConfig, http: httpx.Client | None = None) -> 
             Route("/initiate", demo.initiate, methods=["GET", "POST"]),
             Route("/logout", demo.logout),
             Route("/app.css", demo.stylesheet),
+            Route("/app.js", demo.script),
         ],
         lifespan=lifespan,
     )

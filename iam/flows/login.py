@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
@@ -15,10 +16,12 @@ from iam.db.unit import in_one_unit, in_worker, one_unit
 from iam.errors import IamError, NotFoundError, RateLimitedError, ValidationError
 from iam.services import authorizations, clients, corps, login, otp, sessions
 from iam.services.attempts import Attempt
+from iam.services.phones import display_phone, normalize_phone
 from iam.services.sessions import SESSION_LIFETIME, NewSession, SignedIn
 from iam.web import SESSION_COOKIE, FormRefusedError, Web
 
 TEMPLATE = "flows/login.html"
+MAX_FLOW = 64
 T = TypeVar("T")
 
 
@@ -101,17 +104,85 @@ async def _upstream_choices(request: Request, flow_id: str) -> list[dict[str, st
     ]
 
 
-def error_message(error: IamError) -> tuple[str, dict[str, Any], int]:
-    """The catalogue key, its parameters and the status for a failed step."""
-    if isinstance(error, RateLimitedError):
-        if error.retry_after > 3600:
-            return "otp.daily_limit", {}, 429
-        return "otp.wait", {"seconds": error.retry_after}, 429
-    if isinstance(error, ValidationError):
-        return ("otp.phone_invalid" if error.field == "phone" else "otp.code_invalid"), {}, 400
-    if isinstance(error, otp.OtpError) and error.tries_left > 0:
-        return "otp.wrong", {"tries_left": error.tries_left}, 400
-    return "otp.dead", {}, 400
+#: Why a step sent the browser back: the short code in the query (`problem=`) -> its message.
+#: Only these travel; anything else in the query is ignored.
+PROBLEMS = {
+    "phone_invalid": "otp.phone_invalid",
+    "code_invalid": "otp.code_invalid",
+    "wrong_code": "otp.wrong",
+    "code_dead": "otp.dead",
+    "too_many_tries": "otp.too_many_tries",
+    "not_sent": "otp.not_sent",
+    "not_resent": "otp.not_resent",
+    "daily_limit": "otp.daily_limit",
+}
+MAX_WAIT = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What went wrong at a step, as it travels in the query of the page shown after the POST:
+    a code of `PROBLEMS` and, for a refusal, the seconds to wait."""
+
+    code: str
+    wait: int = 0
+
+    @classmethod
+    def of(cls, error: IamError, *, sending: bool = False) -> Problem:
+        """The problem of a refused step: sending a code (`sending`) or checking one."""
+        if isinstance(error, RateLimitedError):
+            if sending:
+                code = "daily_limit" if error.retry_after > 3600 else "not_sent"
+            else:
+                code = "too_many_tries"
+            return cls(code, min(max(error.retry_after, 0), MAX_WAIT))
+        if isinstance(error, ValidationError):
+            return cls("phone_invalid" if error.field == "phone" else "code_invalid")
+        if isinstance(error, otp.OtpError) and error.tries_left > 0:
+            return cls("wrong_code")
+        return cls("code_dead")
+
+    @classmethod
+    def from_query(cls, request: Request) -> Problem | None:
+        """The problem named in this GET's query, if it is one of `PROBLEMS`."""
+        code = request.query_params.get("problem", "")
+        if code not in PROBLEMS:
+            return None
+        wait = request.query_params.get("wait", "")
+        seconds = int(wait) if wait.isdigit() and len(wait) < 7 else 0
+        return cls(code, min(seconds, MAX_WAIT))
+
+    def params(self) -> dict[str, str]:
+        """Its query parameters."""
+        return {"problem": self.code, **({"wait": str(self.wait)} if self.wait else {})}
+
+    def message(self, tries_left: int = 0) -> tuple[str, dict[str, Any]]:
+        """The catalogue key and its parameters; waits in whole minutes, rounded up."""
+        minutes = max(1, -(-self.wait // 60))
+        return PROBLEMS[self.code], {"minutes": minutes, "tries_left": tries_left}
+
+
+def after_post(path: str, params: dict[str, str]) -> Response:
+    """The answer to every POST step: 303 to the GET page that shows the outcome (`params`,
+    empty values left out), so that Back and reload never post again."""
+    query = urlencode({key: value for key, value in params.items() if value})
+    response = RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+def code_context(step: otp.CodeStep, problem: Problem | None) -> dict[str, Any]:
+    """What the code form shows: the number (hidden field: E.164; text: masked), the seconds
+    before another code may be asked for, and the problem of the last try."""
+    context: dict[str, Any] = {
+        "phone": step.phone,
+        "shown_phone": display_phone(step.phone),
+        "resend_in": step.resend_in,
+    }
+    if problem is not None:
+        key, params = problem.message(step.tries_left)
+        context.update(error_key=key, error_params=params)
+    return context
 
 
 def otp_page(
@@ -120,43 +191,102 @@ def otp_page(
     step: str,
     context: dict[str, Any],
     *,
-    error: IamError | None = None,
+    problem: Problem | None = None,
     **extra: Any,
 ) -> Response:
-    """A phone-then-code page (login, binding) at `step`, with the failure of the last try."""
+    """A phone-then-code page (login, binding) at `step`, with the problem of the last try
+    (from the query of the page shown after a POST, see `after_post`)."""
     web: Web = request.app.state.web
-    status = 200
-    if error is not None:
-        key, params, status = error_message(error)
+    if problem is not None and "error_key" not in extra:
+        key, params = problem.message()
         extra.update(error_key=key, error_params=params)
-    response = web.render(request, template, {"step": step, **context, **extra}, status)
-    if isinstance(error, RateLimitedError):
-        response.headers["retry-after"] = str(error.retry_after)
-    return response
+    return web.render(request, template, {"step": step, **context, **extra})
+
+
+async def already_signed_in(request: Request, flow_id: str) -> str | None:
+    """Where a login page goes on to instead of asking again, when this browser signed in
+    meanwhile (another tab, Back after signing in): the request (`/flow/<id>`) if it is live
+    and the session is newer than it, home if the request is gone (or there is none); None
+    when nobody is signed in, or the request asks for a sign-in newer than the session's."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    web: Web = request.app.state.web
+    browser_id = web.browser_id(request)
+
+    def look(db: Any, _first: bool) -> str | None:
+        found = sessions.find_in(db.connection(), cookie)
+        if found is None:
+            return None
+        if not flow_id:
+            return "/"
+        try:
+            pending = authorizations.get(db, flow_id, browser_id)
+        except NotFoundError:
+            return "/"
+        fresh = found.session.auth_time >= pending.created_at
+        return f"/flow/{quote(flow_id)}" if fresh else None
+
+    return await in_unit(request, look)
+
+
+def _live_code(request: Request, purpose: str) -> Callable[[Any], otp.CodeStep | None]:
+    web: Web = request.app.state.web
+    browser_id = web.browser_id(request)
+    return lambda db: otp.code_step(db, browser_id, purpose)
+
+
+async def live_code(request: Request, purpose: str) -> otp.CodeStep | None:
+    """The code this browser waits for (`otp.code_step`), in a unit of its own."""
+    return await in_worker(request.app.state.store, _live_code(request, purpose))
 
 
 async def login_page(request: Request) -> Response:
+    """GET /login?flow=&step=code&problem=: the phone step, or the code step when this browser
+    waits for a code; or on to the app when it is signed in already."""
     web: Web = request.app.state.web
+    flow_id = request.query_params.get("flow", "")[:MAX_FLOW]
+    onward = await already_signed_in(request, flow_id)
+    if onward is not None:
+        return after_post(onward, {})
     try:
-        context = await flow_context(request, request.query_params.get("flow", ""))
+        context = await flow_context(request, flow_id)
     except FlowGoneError:
         return web.error_page(request, "error.flow_expired")
+    problem = Problem.from_query(request)
+    if request.query_params.get("step") == "code":
+        step = await live_code(request, "login")
+        if step is None:  # used, expired or never sent: ask for a number again
+            return after_post("/login", {"flow": flow_id, **(problem.params() if problem else {})})
+        return otp_page(request, TEMPLATE, "code", {**context, **code_context(step, problem)})
     choices = await _upstream_choices(request, context["flow"])
-    return otp_page(request, TEMPLATE, "phone", context, phone="", upstream=choices)
+    return otp_page(
+        request, TEMPLATE, "phone", context, problem=problem, phone="", upstream=choices
+    )
 
 
-async def _posted(request: Request) -> tuple[Any, dict[str, Any], str] | Response:
-    """The form, its flow's page context and the phone; or the error page to answer with when
-    the form is refused (size, CSRF) or the flow is gone."""
+def _to_step(flow_id: str, step: str, problem: Problem | None = None) -> Response:
+    params = {"flow": flow_id, "step": "code" if step == "code" else ""}
+    return after_post("/login", {**params, **(problem.params() if problem else {})})
+
+
+async def _posted(request: Request) -> tuple[Any, str] | Response:
+    """The form and its flow id; or the answer when the form is refused (size, CSRF: its error
+    page), the browser signed in meanwhile (on to the app), or the flow is gone."""
     web: Web = request.app.state.web
     try:
         form = await web.read_form(request)
-        context = await flow_context(request, str(form.get("flow") or ""))
     except FormRefusedError as refused:
         return web.error_page(request, refused.message_key, refused.status_code)
+    flow_id = str(form.get("flow") or "")[:MAX_FLOW]
+    onward = await already_signed_in(request, flow_id)
+    if onward is not None:
+        return after_post(onward, {})
+    try:
+        await flow_context(request, flow_id)
     except FlowGoneError:
-        return web.error_page(request, "error.flow_expired")
-    return form, context, str(form.get("phone") or "")[:40]
+        return after_post("/login", {"flow": flow_id})  # its GET says the request expired
+    return form, flow_id
 
 
 def request_code(request: Request, phone: str, purpose: str) -> otp.CodeSent:
@@ -170,27 +300,49 @@ def request_code(request: Request, phone: str, purpose: str) -> otp.CodeSent:
     )
 
 
+async def refused_send(request: Request, phone: str, error: RateLimitedError, purpose: str) -> str:
+    """The step to show after a refused code request: the code step when this browser still
+    waits for a code to the same number (its countdown says when), else the phone step."""
+    step = await live_code(request, purpose)
+    try:
+        same = step is not None and step.phone == normalize_phone(phone)
+    except ValidationError:
+        same = False
+    return "code" if same and error.retry_after <= 3600 else "phone"
+
+
 async def send_code(request: Request) -> Response:
-    """POST /login/otp: send a code; the answer is the same whether the number is known."""
+    """POST /login/otp: send a code, then the code step; the answer is the same whether the
+    number is known."""
     posted = await _posted(request)
     if isinstance(posted, Response):
         return posted
-    form, context, phone = posted
+    form, flow_id = posted
+    phone = str(form.get("phone") or "")[:40]
     try:
-        sent = await run_in_threadpool(request_code, request, phone, "login")
+        await run_in_threadpool(request_code, request, phone, "login")
     except ValidationError as error:
-        return otp_page(request, TEMPLATE, "phone", context, error=error, phone=phone)
+        return _to_step(flow_id, "phone", Problem.of(error))
     except RateLimitedError as error:
-        return otp_page(request, TEMPLATE, "code", context, error=error, phone=phone)
-    return otp_page(request, TEMPLATE, "code", context, phone=sent.phone, sent=True)
+        step = await refused_send(request, phone, error, "login")
+        problem = Problem("not_resent") if step == "code" else Problem.of(error, sending=True)
+        return _to_step(flow_id, step, problem)
+    return _to_step(flow_id, "code")
 
 
 async def submit_code(request: Request) -> Response:
-    """POST /login: check the code, start the session, go back to the request (or home)."""
+    """POST /login: check the code, start the session, go back to the request (or home). The
+    number is the form's (`phone`), else the one this browser's live code went to."""
     posted = await _posted(request)
     if isinstance(posted, Response):
         return posted
-    form, context, phone = posted
+    form, flow_id = posted
+    phone = str(form.get("phone") or "")[:40]
+    if not phone:
+        step = await live_code(request, "login")
+        if step is None:
+            return _to_step(flow_id, "phone", Problem("code_dead"))
+        phone = step.phone
     state = request.app.state
     attempt = attempt_of(request)
 
@@ -207,12 +359,11 @@ async def submit_code(request: Request) -> Response:
     try:
         new = await run_in_threadpool(sign_in)
     except ValidationError as error:
-        step = "phone" if error.field == "phone" else "code"
-        return otp_page(request, TEMPLATE, step, context, error=error, phone=phone)
+        return _to_step(flow_id, "phone" if error.field == "phone" else "code", Problem.of(error))
     except (otp.OtpError, RateLimitedError) as error:
         metrics.LOGINS.labels("sms", "failure").inc()
-        return otp_page(request, TEMPLATE, "code", context, error=error, phone=phone)
-    return signed_in(request, new, context["flow"])
+        return _to_step(flow_id, "code", Problem.of(error))
+    return signed_in(request, new, flow_id)
 
 
 def signed_in(

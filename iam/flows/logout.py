@@ -1,4 +1,4 @@
-"""RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) and the home page."""
+"""RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0), the home page and its icon."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ from collections.abc import Mapping
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oidc.rpinitiated.end_session import EndSessionRequest
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 
+from iam.db.unit import in_worker
 from iam.flows.login import in_unit, signed_in_person
 from iam.oidc.endpoints import Oidc
 from iam.oidc.requests import from_parts
-from iam.services import sessions
+from iam.services import session_apps, sessions
 from iam.services.sessions import SignedIn
-from iam.web import FormRefusedError, Web
+from iam.web import STATIC_DIR, FormRefusedError, Web
 
 LOGOUT_PARAMS = ("id_token_hint", "post_logout_redirect_uri", "state", "client_id", "ui_locales")
 MAX_PARAM = 4096
@@ -93,6 +94,23 @@ async def logout(request: Request) -> Response:
 
 
 async def home(request: Request) -> Response:
+    """`/`: who is signed in here, and the apps this session signed into (a sign-in that ended
+    here, not in the app, can go on to them)."""
     web: Web = request.app.state.web
     signed_in = await signed_in_person(request)
-    return web.render(request, "flows/home.html", {"user": signed_in.user if signed_in else None})
+    if signed_in is None:
+        return web.render(request, "flows/home.html", {"user": None})
+    sid, issuer = signed_in.session.id, request.app.state.settings.issuer
+    apps = await in_worker(
+        request.app.state.store, lambda db: session_apps.apps_of_session(db, sid, issuer)
+    )
+    return web.render(request, "flows/home.html", {"user": signed_in.user, "apps": apps})
+
+
+async def favicon(request: Request) -> Response:
+    """`/favicon.ico`, which browsers ask every site for: the icon, cached for a day."""
+    return FileResponse(
+        STATIC_DIR / "favicon.ico",
+        media_type="image/x-icon",
+        headers={"cache-control": "public, max-age=86400"},
+    )

@@ -1,5 +1,9 @@
 """The identity selector (`/select-identity`): which of the person's identities an app that needs
-one gets. With no identity at all, the same page offers to link one through WeCom."""
+one gets. With no identity at all, the same page offers to link one through WeCom.
+
+Its POST answers 303 in every case (on to the request, or back to the GET page with the
+problem), so Back and reload never post again; a form refused before reading (CSRF, size)
+answers its error page."""
 
 from __future__ import annotations
 
@@ -7,12 +11,19 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from iam.db.models import IdentityLink
 from iam.db.unit import in_worker
 from iam.errors import ForbiddenError
-from iam.flows.login import FlowGoneError, client_ip, flow_context, in_unit, signed_in_person
+from iam.flows.login import (
+    FlowGoneError,
+    after_post,
+    client_ip,
+    flow_context,
+    in_unit,
+    signed_in_person,
+)
 from iam.services import accounts, authorizations, corps, sessions
 from iam.web import FormRefusedError, Web
 
@@ -20,8 +31,16 @@ TEMPLATE = "flows/select.html"
 MAX_FLOW = 64
 
 
+#: The selector's problems (`problem=` in the query after a refused POST) -> their message.
+PROBLEMS = {"forbidden": "select.forbidden"}
+
+
 def _to_flow(flow_id: str) -> Response:
-    return RedirectResponse(f"/flow/{quote(flow_id)}", status_code=303)
+    return after_post(f"/flow/{quote(flow_id)}", {})
+
+
+def _back_to_page(flow_id: str, problem: str = "") -> Response:
+    return after_post("/select-identity", {"flow": flow_id, "problem": problem})
 
 
 def _choice(link: IdentityLink) -> dict[str, Any]:
@@ -37,19 +56,17 @@ def _choice(link: IdentityLink) -> dict[str, Any]:
     }
 
 
-async def _context(request: Request, flow_id: str) -> tuple[sessions.SignedIn, str] | None:
-    """The session and the app name, when `flow_id` is this browser's live request and the
-    browser is signed in; None otherwise."""
+async def _context(request: Request, flow_id: str) -> tuple[sessions.SignedIn | None, str | None]:
+    """The browser's session (None: nobody is signed in) and the app name of `flow_id` (None:
+    it is not this browser's live request)."""
+    signed_in = await signed_in_person(request)
     if not flow_id:
-        return None
+        return signed_in, None
     try:
         app_name = (await flow_context(request, flow_id))["app_name"]
     except FlowGoneError:
-        return None
-    signed_in = await signed_in_person(request)
-    if signed_in is None:
-        return None
-    return signed_in, app_name
+        return signed_in, None
+    return signed_in, str(app_name)
 
 
 async def select_page(request: Request) -> Response:
@@ -57,13 +74,19 @@ async def select_page(request: Request) -> Response:
     web: Web = request.app.state.web
     store = request.app.state.store
     flow_id = request.query_params.get("flow", "")[:MAX_FLOW]
-    found = await _context(request, flow_id)
-    if found is None:
+    signed_in, app_name = await _context(request, flow_id)
+    if signed_in is None or app_name is None:
+        if signed_in is not None:  # Back after the request was answered: home
+            return after_post("/", {})
+        if app_name is not None:  # signed out meanwhile: sign in for the request
+            return after_post("/login", {"flow": flow_id})
         return web.error_page(request, "error.flow_expired")
-    signed_in, app_name = found
     user_id = signed_in.user.id
     links = await in_unit(request, lambda db, _first: accounts.active_links(db, user_id))
     context: dict[str, Any] = {"flow": flow_id, "app_name": app_name}
+    problem = request.query_params.get("problem", "")
+    if problem in PROBLEMS:
+        context["error_key"] = PROBLEMS[problem]
     if links:
         context["choices"] = [_choice(link) for link in links]
         context["current"] = signed_in.session.context_link_id
@@ -87,10 +110,9 @@ async def submit(request: Request) -> Response:
     except FormRefusedError as refused:
         return web.error_page(request, refused.message_key, refused.status_code)
     flow_id = str(form.get("flow") or "")[:MAX_FLOW]
-    found = await _context(request, flow_id)
-    if found is None:
-        return web.error_page(request, "error.flow_expired")
-    signed_in, _app_name = found
+    signed_in, app_name = await _context(request, flow_id)
+    if signed_in is None or app_name is None:
+        return _back_to_page(flow_id)  # its GET says where to go
     if form.get("cancel") is not None:
         browser_id = web.browser_id(request)
         await in_worker(store, lambda db: authorizations.deny(db, flow_id, browser_id))
@@ -100,5 +122,5 @@ async def submit(request: Request) -> Response:
         sid, ip = signed_in.session.id, client_ip(request)
         await in_unit(request, lambda db, _first: sessions.choose_context(db, sid, link_id, ip=ip))
     except ForbiddenError:
-        return web.error_page(request, "select.forbidden", 403)
+        return _back_to_page(flow_id, "forbidden")
     return _to_flow(flow_id)

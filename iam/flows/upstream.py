@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -65,12 +66,13 @@ async def start(request: Request) -> Response:
     connector_id = request.path_params["connector_id"]
     flow_id = request.query_params.get("flow", "")
     try:
-        await flow_context(request, flow_id)
-        connector = await run_in_threadpool(state.providers.open, provider, connector_id)
+        flow = await flow_context(request, flow_id)
     except FlowGoneError:
         return web.error_page(request, "error.flow_expired")
+    try:
+        connector = await run_in_threadpool(state.providers.open, provider, connector_id)
     except NotFoundError:
-        return web.error_page(request, "upstream.unknown", 404)
+        return web.error_page(request, "upstream.unknown", 404, **_back_to(flow))
     link_user_id = None
     if request.query_params.get("link") == "1":  # "link an identity to me" (the linking offer)
         signed_in = await signed_in_person(request)
@@ -139,28 +141,31 @@ async def callback(request: Request) -> Response:
     if len(request.url.query) > MAX_CALLBACK_QUERY:
         return web.error_page(request, "error.too_large", 413)
     params = dict(request.query_params)
+    browser_id, offered = web.browser_id(request), params.get("state", "")
     try:
         connector = await run_in_threadpool(state.providers.open, provider, connector_id)
-        browser_id, offered = web.browser_id(request), params.get("state", "")
         used = await in_worker(
             state.store,
             lambda db: upstream.use_state(db, browser_id, provider, connector_id, offered),
         )
     except NotFoundError:
-        return web.error_page(request, "upstream.unknown", 404)
+        return web.error_page(request, "upstream.unknown", 404, **await _way_back(request))
     except upstream.LoginStateError as error:
         await _record(request, provider, connector_id, "upstream.bad_state", str(error))
-        return web.error_page(request, "upstream.bad_state", 400)
+        back = await _way_back(request)
+        return web.error_page(request, "upstream.bad_state", 400, **back)
     try:  # before the provider is asked: each answer costs calls against its quota
         state.rate_limits.check("upstream_login", key=connector_id, ip=client_ip(request))
     except RateLimitedError as error:
-        return _too_many_logins(request, error)
+        return _too_many_logins(request, error, await _way_back(request, used))
     callback_url = _callback_url(request, provider, connector_id)
     try:
         identity = await _identity_of(request, connector, callback_url, params)
     except ConnectorError as error:
         await _record(request, provider, connector_id, error.reason, error.detail, code=error.code)
-        return web.error_page(request, error.reason, _status_of(error), code=error.code or "-")
+        back = await _way_back(request, used)
+        status = _status_of(error)
+        return web.error_page(request, error.reason, status, code=error.code or "-", **back)
     trip = Trip(provider, connector_id, used.flow_id, used.link_user_id, used.return_to)
     if await _second_round_helps(request, connector, identity, used):
         return await send_to_provider(request, connector, replace(trip, private_round=True))
@@ -180,10 +185,12 @@ async def callback(request: Request) -> Response:
         )
     except ForbiddenError as error:
         await _record(request, provider, connector_id, "upstream.disabled", str(error))
-        return web.error_page(request, "upstream.disabled", 403)
+        back = await _way_back(request, used)
+        return web.error_page(request, "upstream.disabled", 403, **back)
     except ConflictError as error:
         await _record(request, provider, connector_id, "upstream.linked_elsewhere", str(error))
-        return web.error_page(request, "upstream.linked_elsewhere", 409)
+        back = await _way_back(request, used)
+        return web.error_page(request, "upstream.linked_elsewhere", 409, **back)
     if isinstance(outcome, accounts.NeedsBinding):
         return RedirectResponse(f"/bind?binding={quote(outcome.token)}", status_code=303)
     return signed_in(request, outcome, trip.flow_id, return_to=trip.return_to)
@@ -227,16 +234,45 @@ async def _second_round_helps(
     return not known
 
 
-def _too_many_logins(request: Request, error: RateLimitedError) -> Response:
+def _too_many_logins(request: Request, error: RateLimitedError, back: dict[str, Any]) -> Response:
     """429: this network's sign-ins, or (the ceiling that keeps a corporation inside WeCom's
     quota) everyone's sign-ins through this corporation right now."""
     web: Web = request.app.state.web
     busy = error.limit.endswith(".key")
     key = "upstream.corp_busy" if busy else "upstream.too_many"
     minutes = max(1, -(-error.retry_after // 60))
-    response = web.error_page(request, key, 429, minutes=minutes)
+    response = web.error_page(request, key, 429, minutes=minutes, **back)
     response.headers["retry-after"] = str(error.retry_after)
     return response
+
+
+def _back_to(flow: dict[str, Any], *, linking: bool = False) -> dict[str, Any]:
+    """An error page's way back to the sign-in of a live request (`flow_context`), named after
+    its app: the login page, or the identity selector for a person who asked to link. None
+    waits: the error page's own (`/login`)."""
+    if not flow["flow"]:
+        return {}
+    page = "/select-identity" if linking else "/login"
+    return {"back": f"{page}?{urlencode({'flow': flow['flow']})}", "back_app": flow["app_name"]}
+
+
+async def _way_back(request: Request, used: upstream.UsedState | None = None) -> dict[str, Any]:
+    """`_back_to` the request a WeCom trip served: the spent state's (`used`), else the one
+    this browser's callback carries, spent, expired or refused. A request that has ended since
+    has no way back but the login page."""
+    if used is None:
+        browser_id = request.app.state.web.browser_id(request)
+        offered = request.query_params.get("state", "")
+        used = await in_worker(
+            request.app.state.store, lambda db: upstream.held_state(db, browser_id, offered)
+        )
+    if used is None or not used.flow_id:
+        return {}
+    try:
+        flow = await flow_context(request, used.flow_id)
+    except FlowGoneError:
+        return {}
+    return _back_to(flow, linking=used.link_user_id is not None)
 
 
 async def _still_signed_in_as(request: Request, user_id: str | None) -> str | None:

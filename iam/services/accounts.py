@@ -4,12 +4,13 @@ core user with a proven phone number (made if there is none yet)."""
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
@@ -19,19 +20,30 @@ from iam.federation.connector import Identity
 from iam.secretbox import SecretBox, digest
 from iam.services import audit, directory, otp
 from iam.services.attempts import Attempt
-from iam.services.phones import mask_phone, normalize_phone
+from iam.services.phones import display_phone, mask_phone, normalize_phone
 from iam.services.rows import keep_for_browser, kept_for_browser
 from iam.services.users import MAX_NAME, find_user_by_phone
 
 BINDING_LIFETIME = timedelta(minutes=10)
+#: How long a proven phone waits for the person to confirm linking to a differently named
+#: account, and a new account's notice stays readable.
+AFTERWARDS_LIFETIME = timedelta(minutes=5)
+#: The stages of a held binding after the phone step, kept in its row's JSON under this key
+#: (next to the identity, so that no schema change was needed): `confirm` (a person with
+#: another name waits to be confirmed: `user_id`, `method` of the proof) and `created` (bound
+#: to a person made for it: the notice to show).
+STAGE_KEY = "_stage"
+CONFIRM = "confirm"
+CREATED = "created"
 
 
 @dataclass(frozen=True)
 class Linked:
-    """A core user and the link this login came through."""
+    """A core user and the link this login came through; `new_user`: made by this binding."""
 
     user: User
     link: IdentityLink
+    new_user: bool = False
 
 
 def active_links(db: Session, user_id: str) -> list[IdentityLink]:
@@ -105,12 +117,14 @@ def hold_for_binding(
     flow_id: str | None,
     *,
     return_to: str | None = None,
+    confirm_for: str | None = None,
 ) -> str:
     """Keep an unbound identity for this browser while the person proves a phone number; the
     returned token names it (only its digest is stored). `return_to`: where to go once bound
-    when no authorization request waits (a workbench launch)."""
+    when no authorization request waits (a workbench launch). `confirm_for`: a signed-in
+    person who asked to link it, whose name is not the member's: held at the linking question."""
     token = secrets.token_urlsafe(24)
-    keep_for_browser(
+    row = keep_for_browser(
         db,
         PendingBinding,
         digest(token),
@@ -120,27 +134,96 @@ def hold_for_binding(
         flow_id=flow_id,
         return_to=return_to,
     )
+    if confirm_for is not None:
+        _advance(row, CONFIRM, confirm_for, "session")
     return token
 
 
 @dataclass(frozen=True)
 class PendingIdentity:
     """An identity waiting to be bound, the authorization request it came for, and where to
-    go when none waits."""
+    go when none waits; past the phone step, its `stage` (`confirm`, `created`), the person
+    (`user_id`) and how they proved it (`method`: `sms`, `session`)."""
 
     identity: Identity
     flow_id: str | None
     return_to: str | None = None
+    stage: str | None = None
+    user_id: str | None = None
+    method: str | None = None
 
 
-def pending_binding(db: Session, token: str, browser_id: str) -> PendingIdentity:
-    """The identity waiting under `token` for this browser; else `NotFoundError`."""
+def _held(db: Session, token: str, browser_id: str) -> PendingBinding:
     key = digest(token) if token and len(token) <= 64 else ""
     row = kept_for_browser(db, PendingBinding, key, browser_id)
     if row is None:
         raise NotFoundError("This binding has expired or is not yours.")
+    return row
+
+
+def _pending_of(row: PendingBinding) -> PendingIdentity:
     fields: dict[str, Any] = dict(row.identity)
-    return PendingIdentity(Identity(**fields), row.flow_id, row.return_to)
+    stage: dict[str, str] = fields.pop(STAGE_KEY, None) or {}
+    return PendingIdentity(
+        Identity(**fields),
+        row.flow_id,
+        row.return_to,
+        stage=stage.get("stage"),
+        user_id=stage.get("user_id"),
+        method=stage.get("method"),
+    )
+
+
+def _advance(row: PendingBinding, stage: str, user_id: str, method: str) -> None:
+    """Move a held binding past the phone step, for a few minutes at most."""
+    row.identity = {
+        **row.identity,
+        STAGE_KEY: {"stage": stage, "user_id": user_id, "method": method},
+    }
+    row.expires_at = min(row.expires_at, utcnow() + AFTERWARDS_LIFETIME)
+
+
+def pending_binding(db: Session, token: str, browser_id: str) -> PendingIdentity:
+    """The identity waiting under `token` for this browser; else `NotFoundError`."""
+    return _pending_of(_held(db, token, browser_id))
+
+
+def same_name(one: str, other: str) -> bool:
+    """Whether two names name one person for the linking question: equal once width, case and
+    spaces are ignored, or one is a word of the other (张三 and 张三 Zhang San)."""
+
+    def words(name: str) -> list[str]:
+        return unicodedata.normalize("NFKC", name).casefold().replace("·", " ").split()
+
+    a, b = words(one), words(other)
+    return bool(a and b) and ("".join(a) == "".join(b) or " ".join(a) in b or " ".join(b) in a)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What the linking question shows: the member, and the person it would be linked to."""
+
+    pending: PendingIdentity
+    person_name: str
+    person_phone: str | None
+
+
+def confirmation(db: Session, token: str, browser_id: str) -> Confirmation:
+    """The linking question of a binding at its `confirm` or `created` stage (`NotFoundError`
+    at another stage or for a person gone meanwhile)."""
+    pending = pending_binding(db, token, browser_id)
+    user = db.get(User, pending.user_id) if pending.user_id else None
+    if pending.stage not in (CONFIRM, CREATED) or user is None:
+        raise NotFoundError("This binding waits for no confirmation.")
+    return Confirmation(pending, user.name, display_phone(user.phone) if user.phone else None)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A finished binding: the link, and the binding it finished (where to go next)."""
+
+    linked: Linked
+    pending: PendingIdentity
 
 
 def bind_with_code(
@@ -151,18 +234,76 @@ def bind_with_code(
     code: str,
     *,
     attempt: Attempt,
-) -> tuple[Linked, PendingIdentity]:
-    """Check the SMS code for the phone, bind the identity waiting for the attempt's browser to
-    the person with that phone (made if there is none) and spend the binding, in the caller's
-    transaction. A wrong code commits only what it spent (`otp.checked_or_committed`)."""
-    pending = pending_binding(db, token, attempt.browser)
+) -> Bound | PendingIdentity:
+    """Check the SMS code for the phone, then bind the identity waiting for the attempt's
+    browser to the person with that phone (made if there is none), in the caller's
+    transaction; a binding to a person made now stays as the new account's notice, another is
+    spent. When that person's name is not the member's, nothing is bound: the binding waits
+    for the person to confirm (the answer is it, at its `confirm` stage). A wrong code commits
+    only what it spent (`otp.checked_or_committed`)."""
+    row = _held(db, token, attempt.browser)
+    pending = _pending_of(row)
+    if pending.stage is not None:
+        raise NotFoundError("This binding is past its phone step.")
     phone = otp.checked_or_committed(
         db, lambda: otp.check_code(db, box, raw_phone, "bind", code, attempt=attempt)
     )
-    owner = _owner_by_phone(pending.identity, phone, attempt.ip, unproven=False)
-    linked = _bind_in(db, pending.identity, owner, method="sms", ip=attempt.ip)
-    db.execute(delete(PendingBinding).where(PendingBinding.id == digest(token)))
-    return linked, pending
+    known = find_user_by_phone(db, phone)
+    if (
+        known is not None
+        and known.is_active
+        and _link_of(db, pending.identity) is None
+        and not same_name(known.name, pending.identity.display_name)
+    ):
+        _advance(row, CONFIRM, known.id, "sms")
+        return _pending_of(row)
+    linked = _bind_in(
+        db,
+        pending.identity,
+        _owner_by_phone(pending.identity, phone, attempt.ip, unproven=False),
+        method="sms",
+        ip=attempt.ip,
+    )
+    _finish(db, row, linked)
+    return Bound(linked, pending)
+
+
+def _finish(db: Session, row: PendingBinding, linked: Linked) -> None:
+    """Spend a held binding once bound; one that made a person stays, as its notice."""
+    if linked.new_user:
+        _advance(row, CREATED, linked.user.id, "sms")
+    else:
+        db.delete(row)
+
+
+def confirm_binding(
+    db: Session, token: str, *, attempt: Attempt, signed_in_user_id: str | None
+) -> Bound:
+    """The person confirmed the linking question: bind the identity to the person it named and
+    spend the binding, in the caller's transaction. Only the browser that proved the person,
+    once, and while the question is live; a link made by a signed-in person's session needs
+    that person still signed in. `NotFoundError` else (nothing is touched)."""
+    row = _held(db, token, attempt.browser)
+    pending = _pending_of(row)
+    if pending.stage != CONFIRM or pending.user_id is None:
+        raise NotFoundError("This binding waits for no confirmation.")
+    if pending.method == "session" and signed_in_user_id != pending.user_id:
+        raise NotFoundError("The person who asked to link is no longer signed in here.")
+    method = "session" if pending.method == "session" else "sms"
+    linked = bind_to_user(db, pending.identity, pending.user_id, ip=attempt.ip, method=method)
+    if method == "sms" and linked.user.phone_verified_at is None:
+        linked.user.phone_verified_at = utcnow()
+    db.delete(row)
+    return Bound(linked, pending)
+
+
+def drop_binding(db: Session, token: str, browser_id: str) -> PendingIdentity:
+    """The person cancelled the linking question: the held binding is dropped, nothing is
+    linked; the answer says where the sign-in came from."""
+    row = _held(db, token, browser_id)
+    pending = _pending_of(row)
+    db.delete(row)
+    return pending
 
 
 class _SmsRequiredError(Exception):
@@ -218,14 +359,16 @@ def bind(db: Session, identity: Identity, phone: str, *, method: str, ip: str | 
     return _bind_in(db, identity, owner, method=method, ip=ip)
 
 
-def _owner_by_phone(
-    identity: Identity, phone: str, ip: str | None, *, unproven: bool
-) -> Callable[[Session], User]:
+#: Finds (or makes) the person a link is for: (the person, whether made now).
+Owner = Callable[[Session], tuple[User, bool]]
+
+
+def _owner_by_phone(identity: Identity, phone: str, ip: str | None, *, unproven: bool) -> Owner:
     """The core user with this phone, made if there is none. `unproven`: the phone was only
     asserted by the provider, so `_SmsRequiredError` for a person with links elsewhere (checked
     in the binding's own transaction, just before the link is made)."""
 
-    def owner(db: Session) -> User:
+    def owner(db: Session) -> tuple[User, bool]:
         user = find_user_by_phone(db, phone)
         if user is None:
             user = User(
@@ -240,7 +383,7 @@ def _owner_by_phone(
             audit.record(
                 db.connection(), "user.created", user_id=user.id, ip=ip, via=identity.provider
             )
-            return user
+            return user, True
         if not user.is_active:
             raise ForbiddenError("The account with this phone number is disabled.")
         if unproven:
@@ -249,7 +392,7 @@ def _owner_by_phone(
                 raise _SmsRequiredError(user.id, elsewhere)
         if user.phone_verified_at is None:
             user.phone_verified_at = utcnow()
-        return user
+        return user, False
 
     return owner
 
@@ -270,17 +413,20 @@ def _active_links_elsewhere(db: Session, user_id: str, identity: Identity) -> li
     ]
 
 
-def bind_to_user(db: Session, identity: Identity, user_id: str, *, ip: str | None) -> Linked:
-    """Link the identity to the signed-in person who asked to link one (the linking offer):
-    they proved both who they are here and the identity at the provider, in one browser."""
+def bind_to_user(
+    db: Session, identity: Identity, user_id: str, *, ip: str | None, method: str = "session"
+) -> Linked:
+    """Link the identity to a person who proved who they are here: the signed-in person who
+    asked to link one (the linking offer), or the one whose phone was proven by SMS and who
+    confirmed the linking question; `ConflictError` if it is linked to someone else."""
 
-    def owner(db: Session) -> User:
+    def owner(db: Session) -> tuple[User, bool]:
         user = db.get(User, user_id)
         if user is None or not user.is_active:
             raise ForbiddenError("The account to link to is disabled.")
-        return user
+        return user, False
 
-    linked = _bind_in(db, identity, owner, method="session", ip=ip)
+    linked = _bind_in(db, identity, owner, method=method, ip=ip)
     if linked.user.id != user_id:
         raise ConflictError(f"{identity.subject} is linked to another account.")
     return linked
@@ -289,7 +435,7 @@ def bind_to_user(db: Session, identity: Identity, user_id: str, *, ip: str | Non
 def _bind_in(
     db: Session,
     identity: Identity,
-    owner: Callable[[Session], User],
+    owner: Owner,
     *,
     method: str,
     ip: str | None,
@@ -299,7 +445,7 @@ def _bind_in(
     if existing is not None:
         return _usable(db, existing)  # bound meanwhile (another tab, the same person)
     now = utcnow()
-    user = owner(db)
+    user, made = owner(db)
     link = IdentityLink(
         id=new_id(),
         user_id=user.id,
@@ -312,7 +458,7 @@ def _bind_in(
     )
     db.add(link)
     directory.link_event(db, "link.created", link, ip=ip, method=method)
-    return Linked(user, link)
+    return Linked(user, link, new_user=made)
 
 
 @dataclass(frozen=True)
@@ -332,12 +478,23 @@ def resolve_identity(
     return_to: str | None = None,
 ) -> Linked | NeedsBinding:
     """After a provider vouched for someone: their link (refreshed); for a signed-in person who
-    asked to link an identity (`link_to`), a link made at once from a trusted mobile (only for
-    a new person or one with no active link elsewhere); or else a binding to finish by SMS, held
-    for the attempt's browser."""
+    asked to link an identity (`link_to`), a link made at once, or, when their name is not the
+    member's, a binding held at its `confirm` stage (the linking question); a link made at once
+    from a trusted mobile (only for a new person or one with no active link elsewhere); or else
+    a binding to finish by SMS, held for the attempt's browser."""
     ip = attempt.ip
     linked = find_linked(db, identity, ip=ip, owner_id=link_to)
     if linked is None and link_to is not None:
+        asker = db.get(User, link_to)
+        if (
+            asker is not None
+            and asker.is_active
+            and not same_name(asker.name, identity.display_name)
+        ):
+            held = hold_for_binding(
+                db, attempt.browser, identity, flow_id, return_to=return_to, confirm_for=link_to
+            )
+            return NeedsBinding(held)
         linked = bind_to_user(db, identity, link_to, ip=ip)
     linked = linked or bind_trusted_mobile(db, identity, ip=ip)
     if linked is not None:

@@ -58,29 +58,63 @@ def sign_in_by_binding(
     *,
     attempt: Attempt,
     previous_cookie: str | None = None,
-) -> tuple[sessions.NewSession, accounts.PendingIdentity]:
+) -> tuple[sessions.NewSession, accounts.Bound] | accounts.PendingIdentity:
     """Finish an on-demand binding: check the code of the attempt's browser, bind the identity
     waiting for it to the person with that phone (made if there is none), and open a session
     whose context is that identity; (the new session, the binding: it says where to go next).
+    When that person's name is not the member's, nothing is bound and no session opened: the
+    binding, now waiting for the person to confirm, is the answer (`confirm_binding`).
 
-    One unit of work: the code used up, the person and the link made, the binding spent and the
-    session opened commit together or not at all. A wrong code commits only what it spent."""
+    One unit of work: the code used up, the person and the link made, the binding spent (or
+    moved to its next stage) and the session opened commit together or not at all. A wrong
+    code commits only what it spent."""
 
-    def work(db: Session, first_try: bool) -> tuple[sessions.NewSession, accounts.PendingIdentity]:
-        linked, pending = accounts.bind_with_code(
+    def work(
+        db: Session, first_try: bool
+    ) -> tuple[sessions.NewSession, accounts.Bound] | accounts.PendingIdentity:
+        bound = accounts.bind_with_code(
             db, box, token, raw_phone, code, attempt=attempt.counted_on(first_try)
         )
-        new = open_session(
-            db,
-            linked.user,
-            [pending.identity.provider],
-            attempt=attempt,
-            context_link_id=linked.link.id,
-            previous_cookie=previous_cookie,
-        )
-        return new, pending
+        if isinstance(bound, accounts.PendingIdentity):
+            return bound
+        return _open_bound(db, bound, attempt, previous_cookie), bound
 
     return in_one_unit(store, work)
+
+
+def confirm_binding(
+    store: Store, token: str, *, attempt: Attempt, previous_cookie: str | None = None
+) -> tuple[sessions.NewSession, accounts.Bound]:
+    """The person confirmed the linking question: bind the identity to the person it named and
+    open a session whose context is that identity (the same person's session is renewed).
+
+    One unit of work: the link made, the binding spent and the session opened commit together
+    or not at all."""
+
+    def work(db: Session, _first_try: bool) -> tuple[sessions.NewSession, accounts.Bound]:
+        previous = sessions.find_in(db.connection(), previous_cookie)
+        bound = accounts.confirm_binding(
+            db,
+            token,
+            attempt=attempt,
+            signed_in_user_id=previous.user.id if previous is not None else None,
+        )
+        return _open_bound(db, bound, attempt, previous_cookie), bound
+
+    return in_one_unit(store, work)
+
+
+def _open_bound(
+    db: Session, bound: accounts.Bound, attempt: Attempt, previous_cookie: str | None
+) -> sessions.NewSession:
+    return open_session(
+        db,
+        bound.linked.user,
+        [bound.pending.identity.provider],
+        attempt=attempt,
+        context_link_id=bound.linked.link.id,
+        previous_cookie=previous_cookie,
+    )
 
 
 def sign_in_with_identity(

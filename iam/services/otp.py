@@ -17,7 +17,7 @@ import secrets
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import event, func, select, update
@@ -59,6 +59,53 @@ class CodeSent:
     resend_after: int
 
 
+@dataclass(frozen=True)
+class CodeStep:
+    """The code a browser is waiting for: where it went (E.164), how many seconds until
+    another may be asked for (0: now), and how many wrong tries it still takes."""
+
+    phone: str
+    resend_in: int
+    tries_left: int
+
+
+def _resend_in(last_sent: datetime | None, now: datetime) -> int:
+    """Seconds until the next code may be sent (0: now), by the 60 s rule of `request_code`."""
+    if last_sent is None or now - last_sent >= RESEND_AFTER:
+        return 0
+    return int((RESEND_AFTER - (now - last_sent)).total_seconds()) + 1
+
+
+def code_step(db: Session, browser_id: str, purpose: str) -> CodeStep | None:
+    """The live code (unexpired, not used up) this browser last asked for `purpose`, or None:
+    what the code step of a page shows, so that the phone never travels in a URL."""
+    browser_hash = digest(browser_id)
+    now = utcnow()
+    challenge = db.scalar(
+        select(OtpChallenge)
+        .where(OtpChallenge.browser_hash == browser_hash, OtpChallenge.purpose == purpose)
+        .order_by(OtpChallenge.created_at.desc())
+        .limit(1)
+    )
+    if (
+        challenge is None
+        or challenge.consumed_at is not None
+        or challenge.expires_at <= now
+        or challenge.failed_attempts >= MAX_FAILED_ATTEMPTS
+    ):
+        return None
+    last_sent = db.scalar(
+        select(func.max(OtpChallenge.created_at)).where(
+            OtpChallenge.phone == challenge.phone, OtpChallenge.browser_hash == browser_hash
+        )
+    )
+    return CodeStep(
+        challenge.phone,
+        _resend_in(last_sent, now),
+        MAX_FAILED_ATTEMPTS - challenge.failed_attempts,
+    )
+
+
 def _spend(attempt: Attempt, action: str, key: str | None) -> None:
     """Count the attempt against its limits, if it has any (`RateLimitedError` past a limit; a
     refused attempt spends nothing)."""
@@ -85,8 +132,8 @@ def request_code(
     now = utcnow()
     mine = (OtpChallenge.phone == phone, OtpChallenge.browser_hash == browser_hash)
     last_sent = db.scalar(select(func.max(OtpChallenge.created_at)).where(*mine))
-    if last_sent is not None and now - last_sent < RESEND_AFTER:
-        wait = int((RESEND_AFTER - (now - last_sent)).total_seconds()) + 1
+    wait = _resend_in(last_sent, now)
+    if wait:
         raise RateLimitedError(f"Wait {wait} seconds before asking for another code.", wait)
     sent_today = db.scalar(
         select(func.count())

@@ -129,6 +129,18 @@ def use_state(
     return UsedState(row.flow_id, row.link_user_id, row.return_to, row.private_round)
 
 
+def held_state(db: Session, browser_id: str, state: str) -> UsedState | None:
+    """What a state this browser was given was for, spent or not, live or not (None for one it
+    was not given): after a refused callback, only to lead the person back to the sign-in they
+    were on. Nothing is spent."""
+    if not state or len(state) > MAX_STATE:
+        return None
+    row = db.get(UpstreamLogin, digest(state))
+    if row is None or not secrets.compare_digest(row.browser_hash, digest(browser_id)):
+        return None
+    return UsedState(row.flow_id, row.link_user_id, row.return_to, row.private_round)
+
+
 def record_failure(
     db: Session,
     provider: str,

@@ -416,16 +416,18 @@ def test_forged_stale_and_cross_browser_selector_posts_change_nothing(
     before = world.session_contexts()
     assert list(before.values()) == [None]
 
-    # Another person's identity, submitted from the page (a doctored button): a 403 page, and
-    # the session keeps no context.
+    # Another person's identity, submitted from the page (a doctored button): back to the
+    # selector (303), which says so, and the session keeps no context.
     choice(page, "子公司A").evaluate("(button, id) => { button.value = id; }", forged)
     with page.expect_response(lambda r: r.request.method == "POST") as posted:
         choice(page, "子公司A").click()
-    assert posted.value.status == 403
+    assert posted.value.status == 303
     expect(page.get_by_role("alert")).to_contain_text("That identity is not one of yours")
+    expect(page.locator("button[name=link_id]")).to_have_count(2)
     assert world.session_contexts() == before
     answer = post_selector(context, world, {"csrf_token": csrf, "flow": flow, "link_id": forged})
-    assert answer.status == 403, answer.text()
+    assert answer.status == 303, answer.text()
+    assert answer.headers["location"].endswith("&problem=forbidden")
     assert world.session_contexts() == before
 
     # No CSRF token, or a wrong one: refused before anything is read.
@@ -445,16 +447,18 @@ def test_forged_stale_and_cross_browser_selector_posts_change_nothing(
         sign_in_by_wecom(intruder_page, world, world.crm, "子公司A", "zhangsan_A")
         crm_shows(intruder_page, world, ACTING_A)
         before = world.session_contexts()
-        intruder_page.goto(world.issuer + "/login")
+        intruder_page.goto(world.issuer + "/logout")  # signed in: /login goes on home
         intruder_csrf = intruder_page.locator("input[name=csrf_token]").first.input_value()
         assert intruder_csrf != csrf  # the token is bound to the browser
         for token in (intruder_csrf, csrf):
             form = {"csrf_token": token, "flow": flow, "link_id": link_b}
             answer = post_selector(intruder, world, form)
-            assert 400 <= answer.status < 500, (token, answer.status)
+            assert answer.status in (303, 403), (token, answer.status)
             assert world.session_contexts() == before
         answer = post_selector(intruder, world, {"csrf_token": intruder_csrf, "flow": flow})
-        assert "expired or belongs to another browser" in answer.text()
+        assert answer.status == 303, answer.status
+        intruder_page.goto(world.issuer + answer.headers["location"])
+        expect(intruder_page).to_have_url(world.issuer + "/")  # not its request: home
 
     # The refusals left the request alive: the selector, open in two tabs, takes the person's
     # own choice in the first.
@@ -466,14 +470,14 @@ def test_forged_stale_and_cross_browser_selector_posts_change_nothing(
     after = world.session_contexts()
     assert link_a in after.values() and link_b not in after.values()
 
-    # The second tab's choice comes too late: that request is finished. Expired, no change.
+    # The second tab's choice comes too late: that request is finished. No change, and the
+    # tab goes home (the person is signed in) instead of showing an expired request.
     with other_tab.expect_response(lambda r: r.request.method == "POST") as posted:
         choice(other_tab, "子公司B").click()
-    assert posted.value.status == 400
-    expect(other_tab.get_by_role("alert")).to_contain_text("expired")
+    assert posted.value.status == 303
+    expect(other_tab).to_have_url(world.issuer + "/")
     stale = post_selector(context, world, {"csrf_token": csrf, "flow": flow, "link_id": link_b})
-    assert stale.status == 400, stale.status
-    assert "expired" in stale.text()
+    assert stale.status == 303, stale.status
     assert world.session_contexts() == after
     page.reload()
     crm_shows(page, world, ACTING_A)

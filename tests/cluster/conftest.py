@@ -277,7 +277,7 @@ class Browser:
         form = {"csrf_token": self.csrf(at), "phone": phone}
         seen = self.cluster.sms.count_for(phone)
         sent = self.request("POST", "/login/otp", at, data=form)
-        assert sent.status_code == 200, sent.text
+        assert sent.status_code == 303, sent.text  # to the code step
         form["code"] = self.cluster.sms.code_for(phone, seen)
         done = self.request("POST", "/login", at, data=form)
         assert done.status_code == 303 and "iam_session" in done.cookies, done.text

@@ -104,7 +104,7 @@ def sign_in(browser: httpx.Client, demo: Demo, app: DemoAppConfig) -> httpx.Resp
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     flow = re.search(r'name="flow" value="([^"]+)"', page.text).group(1)
     form = {"csrf_token": csrf, "phone": PHONE, "flow": flow}
-    assert browser.post(demo.issuer + "/login/otp", data=form).status_code == 200
+    assert browser.post(demo.issuer + "/login/otp", data=form).status_code == 303  # to the code
     answer = browser.post(
         demo.issuer + "/login", data={**form, "code": demo.sms.messages()[0].code}
     )
@@ -390,6 +390,11 @@ def test_the_crm_shows_the_subsidiary_context_it_receives(
     assert 'id="sign-in"' in first.text
     assert "style-src 'self'" in first.headers["content-security-policy"]
     assert crm.get("/app.css").headers["content-type"].startswith("text/css")
+    assert '<script src="/app.js" defer></script>' in first.text  # a file: no inline script
+    assert "script-src 'self'" in first.headers["content-security-policy"]
+    script = crm.get("/app.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert '"#wechat_redirect"' in script.text and "history.replaceState" in script.text
     assert provider.requests == []  # discovery is read on first use, not before
 
     page = scripted_sign_in(crm, provider)

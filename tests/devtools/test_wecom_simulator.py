@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from iam.devtools import wecom_simulator
 from iam.devtools.wecom_simulator import SimCorp, SimMember, WeComSimulator, demo_corps
 from iam.federation.wecom.callbacks import CallbackCrypto, WeComEvent, parse_event
+from iam.web import STATIC_DIR
 
 CORP_A = "wwsubsidiarya0001"
 CORP_B = "wwsubsidiaryb0002"
@@ -441,6 +442,15 @@ def test_the_oauth_page_lists_the_active_members(http: TestClient):
     assert "someone outside the corporation" in page.text and "decline" in page.text
     assert re.search(r"<form method=\"post\">", page.text)
     assert "<script" not in page.text and "style=" not in page.text and "<style" not in page.text
+
+
+def test_a_long_return_address_wraps_on_a_phone(http: TestClient):
+    """The address is one long word: it may break anywhere (no sideways scroll at 390 px)."""
+    long_uri = RP + "?" + "x" * 300
+    page = http.get(OAUTH, params=oauth_params(redirect_uri=long_uri))
+    assert f'<span class="url">{long_uri}</span>' in page.text
+    stylesheet = (STATIC_DIR / "iam.css").read_text()
+    assert ".url { overflow-wrap: anywhere; }" in stylesheet
 
 
 def test_picking_a_member_redirects_with_a_code_and_the_state(
@@ -1003,7 +1013,7 @@ def test_the_directory_lists_every_member_with_a_leave_button(
         for member in corp.members:
             assert f'name="userid" value="{member.userid}"' in page.text
     assert page.text.count("leaves the corporation</button>") == 8
-    assert f"Events go to {CALLBACK_URL}" in page.text  # A's settings
+    assert f'Events go to <span class="url">{CALLBACK_URL}</span>' in page.text  # A's settings
     assert "No callback settings" in page.text  # B has none
 
 

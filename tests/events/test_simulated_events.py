@@ -112,7 +112,7 @@ def test_the_leave_button_disables_the_link(
 ) -> None:
     page = receiving.wecom.get("/directory")
     assert page.status_code == 200
-    assert f"Events go to {URL_A}" in page.text
+    assert f'Events go to <span class="url">{URL_A}</span>' in page.text
     match = re.search(r'name="form_token" value="([^"]+)"', page.text)
     assert match is not None
     answer = receiving.wecom.post(

@@ -50,15 +50,36 @@ class Binding:
         self.token = query_of(self.page)["binding"]
         self.csrf = front.csrf(self.page)
 
-    def post(self, client: TestClient | None = None, **fields: str) -> Any:
+    def post(self, client: TestClient | None = None, path: str = "/bind", **fields: str) -> Any:
         data = {"csrf_token": self.csrf, "binding": self.token, **fields}
-        return (client or self.front.client).post("/bind", data=data)
+        return (client or self.front.client).post(path, data=data)
 
     def send_code(self, phone: str = PHONE) -> Any:
         return self.post(phone=phone)
 
     def submit(self, code: str, phone: str = PHONE) -> Any:
         return self.post(phone=phone, code=code)
+
+    def confirm(self, client: TestClient | None = None, **fields: str) -> Any:
+        return self.post(client, "/bind/confirm", confirm="1", **fields)
+
+    def cancel(self) -> Any:
+        return self.post(None, "/bind/confirm", cancel="1")
+
+    def shown(self, answer: Any) -> Any:
+        """The page a POST's 303 leads to (a step of this binding: no number in its URL)."""
+        assert answer.status_code == 303, answer.text
+        location = answer.headers["location"]
+        assert location.startswith("/bind?"), location
+        query = query_of(location)
+        assert query["binding"] == self.token
+        assert set(query) <= {"binding", "step", "problem", "wait"}, location
+        return self.front.client.get(location)
+
+
+def problem_of(answer: Any) -> str | None:
+    """The problem code a step's 303 names."""
+    return query_of(answer.headers["location"]).get("problem")
 
 
 def counts(store: Store) -> tuple[int, int, int]:
@@ -115,9 +136,13 @@ def test_binding_an_existing_phone_links_that_person(wecom_front: WeComFront, st
     user = in_unit(store, users.create_user, "张三 Zhang San", PHONE, "zhangsan@example.com")
     binding = Binding(wecom_front)
     sent = binding.send_code()
-    assert sent.status_code == 200
-    assert "A 6-digit code was sent to +8613800138000" in sent.text
+    assert query_of(sent.headers["location"])["step"] == "code"
+    code_step = binding.shown(sent)
+    assert "A 6-digit code was sent to +86 138****8000" in code_step.text
+    assert 'name="code"' in code_step.text
     assert [m.purpose for m in wecom_front.sms.messages()] == ["bind"]
+    assert wecom_front.client.get(sent.headers["location"]).status_code == 200  # a reload
+    assert len(wecom_front.sms.messages()) == 1  # sends nothing
 
     bound = binding.submit(wecom_front.last_code())
     assert bound.status_code == 303 and bound.headers["location"] == "/", bound.text
@@ -149,7 +174,14 @@ def test_binding_a_new_phone_makes_the_person_with_wecoms_name(
     binding = Binding(wecom_front, "lisi")
     binding.send_code("13900139000")  # the mainland form is read as +86
     bound = binding.submit(wecom_front.last_code(), "13900139000")
-    assert bound.status_code == 303 and bound.headers["location"] == "/", bound.text
+    assert SESSION_COOKIE in bound.headers["set-cookie"]
+    notice = binding.shown(bound)  # signed in; the page says an account was made
+    assert notice.status_code == 200
+    assert "A new account was created for +86 139****9000 with the name 李四." in notice.text
+    assert "子公司A · 李四 (lisi) is linked to it" in notice.text
+    assert '<a class="button primary" href="/">Continue</a>' in notice.text
+    chinese = wecom_front.client.get(binding.page + "&lang=zh-CN")
+    assert "已为 +86 139****9000 新建账号" in chinese.text
     with store() as db:
         user = db.scalars(select(User)).one()
         link = db.scalars(select(IdentityLink)).one()
@@ -174,14 +206,16 @@ def test_a_wrong_code_shows_the_tries_left_and_binds_nothing(
     right = wecom_front.last_code()
     for tries_left in (4, 3):
         answer = binding.submit(wrong(right))
-        assert answer.status_code == 400
-        assert f"The code is wrong. {tries_left} tries left." in answer.text
-        assert 'name="code"' in answer.text  # still on the code step
+        assert problem_of(answer) == "wrong_code"
+        page = binding.shown(answer)
+        assert f"The code is wrong. {tries_left} tries left." in page.text
+        assert 'name="code"' in page.text  # still on the code step
+        assert "+86 138****8000" in page.text  # and the number it went to
         assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
     assert counts(store) == (0, 0, 0)
     for malformed in ("12345", "abcdef"):
-        assert binding.submit(malformed).status_code == 400
-    assert binding.submit(right).status_code == 303
+        assert problem_of(binding.submit(malformed)) == "code_invalid"
+    assert binding.submit(right).headers["location"] == binding.page  # the new account
     assert counts(store) == (1, 1, 1)
 
 
@@ -192,7 +226,9 @@ def test_five_wrong_codes_kill_the_code(wecom_front: WeComFront, store: Store) -
     for _ in range(5):
         binding.submit(wrong(right))
     dead = binding.submit(right)
-    assert dead.status_code == 400
+    assert problem_of(dead) == "code_dead"
+    phone_step = wecom_front.client.get(dead.headers["location"], follow_redirects=True)
+    assert 'name="phone"' in phone_step.text
     assert counts(store) == (0, 0, 0)
 
 
@@ -204,7 +240,7 @@ def test_a_login_code_does_not_bind(wecom_front: WeComFront, store: Store) -> No
     wecom_front.send_code(PHONE)  # the sign-in page's code, purpose "login"
     assert [m.purpose for m in wecom_front.sms.messages()] == ["login"]
     answer = binding.submit(wecom_front.last_code())
-    assert answer.status_code == 400
+    assert problem_of(answer) == "code_dead"
     assert counts(store) == (1, 0, 0)
 
 
@@ -212,21 +248,23 @@ def test_an_invalid_phone_is_refused_clearly(wecom_front: WeComFront, store: Sto
     binding = Binding(wecom_front)
     for phone in ["", "12345", "not a phone", "+0123456789", "1" * 40]:
         answer = binding.send_code(phone)
-        assert answer.status_code == 400, phone
-        assert "international number" in answer.text
-        assert 'name="phone"' in answer.text  # back on the phone step
-        assert binding.submit("123456", phone).status_code == 400, phone
+        assert problem_of(answer) == "phone_invalid", phone
+        page = binding.shown(answer)
+        assert "international number" in page.text
+        assert 'name="phone"' in page.text  # back on the phone step
+        assert problem_of(binding.submit("123456", phone)) in ("phone_invalid", "code_dead")
     assert wecom_front.sms.messages() == []
     assert counts(store) == (0, 0, 0)
 
 
 def test_a_second_code_within_a_minute_is_refused(wecom_front: WeComFront) -> None:
     binding = Binding(wecom_front)
-    assert binding.send_code().status_code == 200
+    assert binding.send_code().status_code == 303
     again = binding.send_code()
-    assert again.status_code == 429
-    assert 0 < int(again.headers["retry-after"]) <= 60
-    assert re.search(r"Wait \d+ seconds", again.text)
+    assert problem_of(again) == "not_resent"
+    page = binding.shown(again)
+    assert "No new code was sent" in page.text and 'name="code"' in page.text
+    assert re.search(r'data-resend-in="\d+"', page.text)
     assert len(wecom_front.sms.messages()) == 1
 
 
@@ -313,10 +351,11 @@ def test_a_binding_is_finished_once(wecom_front: WeComFront, store: Store) -> No
     binding.send_code()
     code = wecom_front.last_code()
     assert binding.submit(code).status_code == 303
-    replay = binding.submit(code)
-    assert replay.status_code == 400
-    assert "expired or belongs to another browser" in replay.text
+    replay = binding.submit(code)  # Back to the code step and submit again
+    assert replay.headers["location"] == binding.page  # only the new account's notice again
     assert counts(store) == (1, 1, 1)
+    with store() as db:
+        assert db.scalar(select(func.count()).select_from(OtpChallenge)) == 1
 
 
 def test_a_disabled_person_with_that_phone_cannot_be_bound(
@@ -378,5 +417,186 @@ def test_a_binding_that_loses_two_races_still_signs_in(
 
     monkeypatch.setattr(accounts, "find_user_by_phone", racing)
     bound = binding.submit(code)
-    assert bound.status_code == 303 and bound.headers["location"] == "/"
+    assert bound.status_code == 303 and bound.headers["location"] == "/"  # no new account
     assert counts(store) == (1, 1, 1)
+
+
+# --- the linking question: another name asks first ----------------------------------------------
+
+WANGWU_PHONE = "+8613300132222"
+
+
+def links(store: Store) -> list[tuple[str, str]]:
+    with store() as db:
+        return [(link.provider_user_id, link.user_id) for link in db.scalars(select(IdentityLink))]
+
+
+def asked(front: WeComFront, store: Store) -> tuple[Binding, User]:
+    """王芳 of 子公司A at /bind proves the phone of 王五: the page asks first."""
+    wangwu = in_unit(store, users.create_user, "王五", WANGWU_PHONE)
+    binding = Binding(front, "wangfang")
+    binding.send_code(WANGWU_PHONE)
+    answer = binding.submit(front.last_code(), WANGWU_PHONE)
+    assert answer.status_code == 303 and answer.headers["location"] == binding.page
+    assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")  # nobody signed in
+    return binding, wangwu
+
+
+def test_the_same_name_links_without_asking(wecom_front: WeComFront, store: Store) -> None:
+    person = in_unit(store, users.create_user, "王芳", WANGWU_PHONE)
+    binding = Binding(wecom_front, "wangfang")
+    binding.send_code(WANGWU_PHONE)
+    bound = binding.submit(wecom_front.last_code(), WANGWU_PHONE)
+    assert bound.status_code == 303 and bound.headers["location"] == "/"
+    assert links(store) == [(f"{CORP_A}/wangfang", person.id)]
+
+
+def test_another_name_asks_first_and_links_nothing_before_the_answer(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    binding, wangwu = asked(wecom_front, store)
+    page = wecom_front.client.get(binding.page)
+    assert page.status_code == 200
+    assert "Link 子公司A · 王芳 (wangfang) to 王五 (+86 133****2222)?" in page.text
+    assert "The names differ: WeCom says 王芳, the account belongs to 王五." in page.text
+    form = re.search(r'<form method="post" action="/bind/confirm".*?</form>', page.text, re.S)
+    assert form, page.text
+    assert 'name="csrf_token"' in form.group(0)
+    assert re.search(r'<button type="submit" name="confirm"[^>]*>Link to 王五', form.group(0))
+    assert re.search(r'<button type="submit" name="cancel"[^>]*>Cancel', form.group(0))
+    chinese = wecom_front.client.get(binding.page + "&lang=zh-CN").text
+    assert "将子公司A · 王芳（wangfang）绑定到王五（+86 133****2222）？" in chinese
+    assert "姓名不一致" in chinese and ">取消" in chinese
+    assert page.headers["cache-control"] == "no-store"
+
+    assert links(store) == [] and counts(store) == (1, 0, 0)
+    assert "link.created" not in event_names(store)
+    with store() as db:
+        assert db.scalars(select(OtpChallenge)).one().consumed_at is not None  # the code is spent
+    # Back to the code step and the code again, or a new code: the question stays
+    assert binding.submit(wecom_front.last_code(), WANGWU_PHONE).headers["location"] == binding.page
+    assert binding.send_code(WANGWU_PHONE).headers["location"] == binding.page
+    assert len(wecom_front.sms.messages()) == 1
+    assert links(store) == []
+
+
+def test_confirming_links_and_signs_in(wecom_front: WeComFront, store: Store) -> None:
+    binding, wangwu = asked(wecom_front, store)
+    confirmed = binding.confirm()
+    assert confirmed.status_code == 303 and confirmed.headers["location"] == "/"
+    assert SESSION_COOKIE in confirmed.headers["set-cookie"]
+    assert links(store) == [(f"{CORP_A}/wangfang", wangwu.id)]
+    with store() as db:
+        sso = db.scalars(select(SsoSession)).one()
+        link = db.scalars(select(IdentityLink)).one()
+        created = db.scalars(select(AuditEvent).where(AuditEvent.event == "link.created")).one()
+        assert db.scalars(select(PendingBinding)).all() == []
+    assert (sso.user_id, sso.context_link_id) == (wangwu.id, link.id)
+    assert created.detail["method"] == "sms"
+    assert counts(store) == (1, 1, 1)
+
+    replayed = binding.confirm()  # Back and confirm again
+    assert replayed.status_code == 400
+    assert "expired or belongs to another browser" in replayed.text
+    assert counts(store) == (1, 1, 1)
+
+
+def test_cancelling_links_nothing_and_drops_the_binding(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    binding, _ = asked(wecom_front, store)
+    cancelled = binding.cancel()
+    assert cancelled.status_code == 303 and cancelled.headers["location"] == "/"
+    assert SESSION_COOKIE not in cancelled.headers.get("set-cookie", "")
+    assert counts(store) == (1, 0, 0)
+    with store() as db:
+        assert db.scalars(select(PendingBinding)).all() == []
+    assert binding.confirm().status_code == 400  # nothing left to confirm
+    assert wecom_front.client.get(binding.page).status_code == 400
+    assert counts(store) == (1, 0, 0)
+
+
+def test_only_this_browser_can_answer_and_only_with_its_csrf_token(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    binding, wangwu = asked(wecom_front, store)
+    with TestClient(wecom_front.client.app, base_url=ISSUER, follow_redirects=False) as other:
+        assert other.get(binding.page).status_code == 400
+        csrf = WeComFront(other, wecom_front.sms, wecom_front.simulator).csrf()
+        stolen = {"csrf_token": csrf, "binding": binding.token}
+        assert other.post("/bind/confirm", data=stolen).status_code == 400
+        assert other.post("/bind/confirm", data={**stolen, "cancel": "1"}).status_code == 400
+    plain = {"binding": binding.token, "confirm": "1"}
+    assert wecom_front.client.post("/bind/confirm", data=plain).status_code == 403
+    forged = {**plain, "csrf_token": "0" * 64}
+    assert wecom_front.client.post("/bind/confirm", data=forged).status_code == 403
+    assert counts(store) == (1, 0, 0)
+    assert binding.confirm().status_code == 303  # still the rightful browser's question
+    assert links(store) == [(f"{CORP_A}/wangfang", wangwu.id)]
+
+
+def test_the_question_is_short_lived(
+    wecom_front: WeComFront, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock().install(monkeypatch, accounts, rows)
+    binding, _ = asked(wecom_front, store)
+    clock.advance(minutes=6)
+    assert wecom_front.client.get(binding.page).status_code == 400
+    assert binding.confirm().status_code == 400
+    assert counts(store) == (1, 0, 0)
+
+
+def test_a_person_disabled_before_the_answer_is_not_linked(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    binding, _ = asked(wecom_front, store)
+    with store() as db:
+        db.execute(update(User).values(status="disabled"))
+        db.commit()
+    refused = binding.confirm()
+    assert refused.status_code == 403
+    assert counts(store) == (1, 0, 0)
+
+
+def test_the_signed_in_person_who_asks_to_link_another_name_is_asked_first(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    """The linking offer: 王五, signed in, links WeCom's 王芳: the same question, and the answer
+    needs 王五 still signed in in this browser."""
+    wangwu = in_unit(store, users.create_user, "王五", WANGWU_PHONE)
+    assert wecom_front.login(WANGWU_PHONE).status_code == 303
+    started = wecom_front.client.get(f"/login/wecom/{CORP_A}", params={"link": "1"})
+    came_back = wecom_front.client.get(wecom_front.pick(started, "wangfang"))
+    assert came_back.status_code == 303 and came_back.headers["location"].startswith("/bind?")
+    page = wecom_front.client.get(came_back.headers["location"])
+    assert "Link 子公司A · 王芳 (wangfang) to 王五 (+86 133****2222)?" in page.text
+    assert links(store) == []
+    token = query_of(came_back.headers["location"])["binding"]
+    csrf = wecom_front.csrf(came_back.headers["location"])
+    confirmed = wecom_front.client.post(
+        "/bind/confirm", data={"csrf_token": csrf, "binding": token, "confirm": "1"}
+    )
+    assert confirmed.status_code == 303 and confirmed.headers["location"] == "/"
+    assert links(store) == [(f"{CORP_A}/wangfang", wangwu.id)]
+    with store() as db:
+        created = db.scalars(select(AuditEvent).where(AuditEvent.event == "link.created")).one()
+        sso = db.scalars(select(SsoSession)).one()  # the same person's session, renewed
+    assert created.detail["method"] == "session"
+    assert sso.user_id == wangwu.id and sso.context_link_id is not None
+
+
+def test_a_question_for_a_signed_in_person_needs_them_still_signed_in(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    in_unit(store, users.create_user, "王五", WANGWU_PHONE)
+    assert wecom_front.login(WANGWU_PHONE).status_code == 303
+    started = wecom_front.client.get(f"/login/wecom/{CORP_A}", params={"link": "1"})
+    came_back = wecom_front.client.get(wecom_front.pick(started, "wangfang"))
+    token = query_of(came_back.headers["location"])["binding"]
+    csrf = wecom_front.csrf(came_back.headers["location"])
+    wecom_front.client.cookies.delete(SESSION_COOKIE)  # signed out meanwhile
+    refused = wecom_front.client.post(
+        "/bind/confirm", data={"csrf_token": csrf, "binding": token, "confirm": "1"}
+    )
+    assert refused.status_code == 400
+    assert links(store) == []

@@ -13,14 +13,14 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from starlette.testclient import TestClient
 from support.browser import Front
-from support.constants import ISSUER, RP_LOGOUT, RP_REDIRECT
+from support.constants import ISSUER, PUBLIC_REDIRECT, RP_LOGOUT, RP_REDIRECT
 from support.protocol import query_of
 from support.units import in_unit
 from support.world import World
 
 from iam.db.store import Store
 from iam.oidc import grants
-from iam.services import users
+from iam.services import clients, users
 from iam.web import SESSION_COOKIE
 
 OTHER_PHONE = "+8613900139000"
@@ -314,3 +314,67 @@ def test_confirming_a_logout_asked_for_with_another_hint(front: Front, world: Wo
     assert (done.status_code, done.headers.get("location")) == (303, RP_LOGOUT)
     assert not signed_in(front)
     assert not active(front, world, tokens["refresh_token"])
+
+
+# --- the home page (issue #16 §1, §7) -----------------------------------------------------------
+
+
+def apps_on_home(front: Front) -> list[tuple[str, str]]:
+    """(link, name) of each app the home page offers, in its order."""
+    page = front.client.get("/")
+    assert page.status_code == 200
+    return [
+        (href.replace("&amp;", "&"), name)
+        for href, name in re.findall(
+            r'<li><a class="button" href="([^"]+)">([^<]+)</a></li>', page.text
+        )
+    ]
+
+
+def test_the_home_page_offers_the_apps_this_session_signed_into(
+    front: Front, world: World, store: Store
+) -> None:
+    in_unit(
+        store,
+        clients.update_client,
+        world.rp.client.client_id,
+        actor="test",
+        initiate_login_uri="https://rp.example/start",
+    )
+    front.tokens(world)  # CRM: tokens
+    front.get_code(world.public_rp.client.client_id, PUBLIC_REDIRECT)  # a code, not yet used
+    assert apps_on_home(front) == [
+        ("https://rp.example/start?iss=https%3A%2F%2Ftestserver", "CRM"),
+        ("http://127.0.0.1:8765/", "Mobile app"),
+    ]
+    home = front.client.get("/", params={"lang": "zh-CN"}).text
+    assert "继续前往您已登录的应用" in home and "Continue to" not in home
+
+
+def test_the_home_page_offers_nothing_without_apps_or_signed_out(
+    front: Front, world: World
+) -> None:
+    assert "apps-title" not in front.client.get("/").text  # signed out
+    front.login()  # signed in here, not through an app
+    page = front.client.get("/")
+    assert "Zhang San" in page.text and "apps-title" not in page.text
+
+
+def test_the_home_page_offers_only_this_sessions_apps(
+    front: Front, world: World, client: TestClient
+) -> None:
+    front.tokens(world)
+    with TestClient(client.app, base_url=ISSUER, follow_redirects=False) as other_browser:
+        other = Front(other_browser, front.sms)
+        other.login()  # the same person, another session
+        assert apps_on_home(other) == []
+    assert apps_on_home(front) == [("https://rp.example/", "CRM")]
+
+
+def test_the_favicon_is_an_icon_browsers_may_keep(client: TestClient) -> None:
+    answer = client.get("/favicon.ico")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "image/x-icon"
+    assert answer.content[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    assert "public" in answer.headers["cache-control"]
+    assert "set-cookie" not in answer.headers

@@ -17,6 +17,9 @@ import pytest
 import redis
 import uvicorn
 from sqlalchemy import func, select, update
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
 from support.browser import WeComFront
 from support.clocks import Clock
@@ -394,12 +397,13 @@ def test_a_trusted_mobile_does_not_take_over_a_person_linked_in_another_corporat
     csrf = trusting_front.csrf(answer.headers["location"])
     form = {"csrf_token": csrf, "binding": token, "phone": PHONE}
     sent = trusting_front.client.post("/bind", data=form)
-    assert sent.status_code == 200, sent.text
+    assert sent.status_code == 303, sent.text
     right = trusting_front.last_code()
     guessed = trusting_front.client.post(
         "/bind", data={**form, "code": f"{(int(right) + 1) % 10**6:06d}"}
     )
-    assert guessed.status_code == 400 and 'name="code"' in guessed.text  # the code step again
+    assert query_of(guessed.headers["location"])["step"] == "code"  # the code step again
+    assert 'name="code"' in trusting_front.client.get(guessed.headers["location"]).text
     assert counts(store) == (1, 1, 0)
 
     bound = trusting_front.client.post("/bind", data={**form, "code": right})
@@ -772,13 +776,16 @@ def test_a_wecom_that_does_not_answer_in_time_is_a_timeout_page(
         app = create_app(settings, store=store, sms=sms, wecom_http=http)
         with TestClient(app, base_url=ISSUER, follow_redirects=False) as browser:
             front = WeComFront(browser, sms, simulator)
-            callback_url = front.pick(front.start(CORP_A), "zhangsan_A")
+            flow, _ = crm_flow(front, store)
+            mark = last_event(store)
+            callback_url = front.pick(front.start(CORP_A, flow), "zhangsan_A")
             simulator.delay("getuserinfo", 1.5)  # three times the read timeout
             answer = front.client.get(callback_url)
             simulator.delay("getuserinfo", 0)
     assert answer.status_code == 502
     assert "did not answer in time" in answer.text  # not WeCom's (late) answer
-    detail = only_failure(store)
+    assert back_link(answer) == f"/login?flow={flow}"  # the same sign-in, for the same app
+    detail = only_failure(store, after=mark)
     assert detail["reason"] == "wecom.timeout"
     assert counts(store) == (0, 0, 0)
 
@@ -956,3 +963,166 @@ def test_wecom_busy_is_asked_once_more_and_the_login_goes_on(
     answer = wecom_front.login_as("zhangsan_A")
     assert answer.status_code == 303 and answer.headers["location"].startswith("/bind?")
     assert simulator.calls["user_get"] == 2
+
+
+# --- the way back after an error (issue #16 §1) -------------------------------------------------
+
+
+def back_link(page: Any) -> str:
+    """Where the error page's way back ("Back to sign-in") goes."""
+    found = re.search(r'<a id="back" href="([^"]+)">', page.text)
+    assert found, page.text
+    return found.group(1).replace("&amp;", "&")
+
+
+def crm_flow(front: WeComFront, store: Store) -> tuple[str, dict[str, str]]:
+    """An app's authorization request waiting at the login page: (its flow, its parameters)."""
+    rp = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT])
+    params, _ = front.code_params(rp.client.client_id, RP_REDIRECT)
+    return query_of(front.authorize(**params).headers["location"])["flow"], params
+
+
+def _declined(front: WeComFront, store: Store, flow: str) -> Any:
+    return front.login_as("__decline__", flow=flow)
+
+
+def _not_a_member(front: WeComFront, store: Store, flow: str) -> Any:
+    return front.login_as("__outsider__", flow=flow)
+
+
+def _wecom_down(front: WeComFront, store: Store, flow: str) -> Any:
+    front.simulator.fail_http("getuserinfo", 502)
+    return front.login_as("zhangsan_A", flow=flow)
+
+
+def _wecom_busy(front: WeComFront, store: Store, flow: str) -> Any:
+    front.simulator.fail_next("getuserinfo", 45009)
+    return front.login_as("zhangsan_A", flow=flow)
+
+
+def _no_privilege(front: WeComFront, store: Store, flow: str) -> Any:
+    front.simulator.fail_next("user_get", 60011)
+    return front.login_as("zhangsan_A", flow=flow)
+
+
+def _disabled(front: WeComFront, store: Store, flow: str) -> Any:
+    user = in_unit(store, users.create_user, "张三", PHONE)
+    in_unit(store, users.link_wecom, user.id, CORP_A, "zhangsan_A")
+    in_unit(store, users.set_user_status, user.id, False, actor="test")
+    return front.login_as("zhangsan_A", flow=flow)
+
+
+def _replayed(front: WeComFront, store: Store, flow: str) -> Any:
+    callback_url = front.pick(front.start(CORP_A, flow), "__decline__")
+    front.client.get(callback_url)
+    return front.client.get(callback_url)
+
+
+#: A WeCom error of each kind, made during a sign-in (for `flow`, or none): (how, status, says).
+ERROR_KINDS = {
+    "declined": (_declined, 400, "cancelled"),
+    "not_a_member": (_not_a_member, 403, "not a member"),
+    "wecom_down": (_wecom_down, 502, "could not be reached"),
+    "wecom_busy": (_wecom_busy, 502, "WeCom is busy"),
+    "no_privilege": (_no_privilege, 502, "may not read your member details"),
+    "disabled": (_disabled, 403, "disabled"),
+    "replayed_state": (_replayed, 400, "already used"),
+}
+
+
+@pytest.mark.parametrize("kind", list(ERROR_KINDS))
+def test_an_error_leads_back_to_the_same_sign_in_for_the_same_app(
+    wecom_front: WeComFront, store: Store, kind: str
+) -> None:
+    make_error, status, says = ERROR_KINDS[kind]
+    flow, params = crm_flow(wecom_front, store)
+    page = make_error(wecom_front, store, flow)
+    assert page.status_code == status, page.text
+    assert says in page.text
+    assert back_link(page) == f"/login?flow={flow}"
+    assert "Back to sign-in for CRM" in page.text
+
+    # and signing in there goes on to the app, with the request it made
+    again = wecom_front.client.get(back_link(page))
+    assert again.status_code == 200 and "CRM" in again.text
+    in_unit(store, users.create_user, "李四", LISI_PHONE)
+    signed_in = wecom_front.login(LISI_PHONE, flow)
+    assert signed_in.headers["location"] == f"/flow/{flow}", signed_in.text
+    to_app = wecom_front.client.get(signed_in.headers["location"])
+    assert to_app.status_code == 302 and to_app.headers["location"].startswith(RP_REDIRECT)
+    assert query_of(to_app.headers["location"])["state"] == params["state"]
+
+
+@pytest.mark.parametrize("kind", list(ERROR_KINDS))
+def test_an_error_without_an_app_leads_back_to_the_login_page(
+    wecom_front: WeComFront, store: Store, kind: str
+) -> None:
+    make_error, status, says = ERROR_KINDS[kind]
+    page = make_error(wecom_front, store, "")
+    assert page.status_code == status and says in page.text
+    assert back_link(page) == "/login"
+    assert ">Back to sign-in</a>" in page.text
+
+
+def test_a_foreign_state_or_an_ended_request_leads_back_to_the_login_page(
+    wecom_front: WeComFront, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flow, _ = crm_flow(wecom_front, store)
+    with TestClient(wecom_front.client.app, base_url=ISSUER, follow_redirects=False) as other:
+        elsewhere = WeComFront(other, wecom_front.sms, wecom_front.simulator)
+        foreign = elsewhere.pick(elsewhere.start(CORP_A), "zhangsan_A")
+    refused = wecom_front.client.get(foreign)  # a state this browser was never given
+    assert refused.status_code == 400 and back_link(refused) == "/login"
+
+    callback_url = wecom_front.pick(wecom_front.start(CORP_A, flow), "__decline__")
+    clock = Clock().install(monkeypatch, upstream, rows)
+    clock.advance(minutes=31)  # the app's request ends, and the state with it
+    ended = wecom_front.client.get(callback_url)
+    assert ended.status_code == 400 and back_link(ended) == "/login"
+
+
+def test_a_person_who_asked_to_link_is_led_back_to_the_selector(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    flow, _ = crm_flow(wecom_front, store)
+    in_unit(store, users.create_user, "李四", LISI_PHONE)
+    assert wecom_front.login(LISI_PHONE, flow).status_code == 303
+    started = wecom_front.client.get(f"/login/wecom/{CORP_A}", params={"flow": flow, "link": "1"})
+    page = wecom_front.client.get(wecom_front.pick(started, "__decline__"))
+    assert page.status_code == 400
+    assert back_link(page) == f"/select-identity?flow={flow}"
+
+
+def test_an_unknown_corporation_at_the_start_leads_back_to_the_same_sign_in(
+    wecom_front: WeComFront, store: Store
+) -> None:
+    flow, _ = crm_flow(wecom_front, store)
+    page = wecom_front.start("wwnosuchcorp", flow)
+    assert page.status_code == 404 and back_link(page) == f"/login?flow={flow}"
+
+
+def test_the_error_page_in_chinese_names_the_app(wecom_front: WeComFront, store: Store) -> None:
+    flow, _ = crm_flow(wecom_front, store)
+    wecom_front.client.cookies.set("iam_lang", "zh-CN")
+    page = wecom_front.login_as("__decline__", flow=flow)
+    assert "企业微信登录已取消" in page.text, page.text
+    assert "返回「CRM」的登录" in page.text
+    assert back_link(page) == f"/login?flow={flow}"
+
+
+@pytest.mark.parametrize(
+    "back",
+    ["https://evil.example/", "//evil.example/", "/\\evil.example", "/\t/evil.example", "login"],
+)
+def test_the_way_back_is_only_ever_a_path_on_this_site(wecom_front: WeComFront, back: str) -> None:
+    """An error page's link is a path here: anything else (never built from input, but a
+    mistake must not become an open redirect) is the login page."""
+    app = wecom_front.client.app
+
+    async def page(request: Request) -> Response:
+        return app.state.web.error_page(request, "error.not_found", 404, back=back, back_app="X")
+
+    app.router.routes.insert(0, Route("/test-way-back", page))
+    answer = wecom_front.client.get("/test-way-back")
+    assert answer.status_code == 404
+    assert '<a id="back" href="/login">' in answer.text

@@ -79,7 +79,7 @@ def browser_sign_in(browser: httpx.Client, sms: ConsoleSms, authorize_url: str) 
     sent = browser.post(
         "/login/otp", data={"csrf_token": csrf, "phone": "13800138000", "flow": flow}
     )
-    assert sent.status_code == 200
+    assert sent.status_code == 303 and sent.headers["location"] == f"/login?flow={flow}&step=code"
     code = sms.messages()[0].code
     answer = browser.post(
         "/login", data={"csrf_token": csrf, "phone": PHONE, "code": code, "flow": flow}

@@ -36,10 +36,10 @@ from support.units import in_unit
 from iam.app import create_app
 from iam.db import migrate
 from iam.db.store import Store, create_db_engine
+from iam.secretbox import SecretBox
 from iam.services import clients, users
 from iam.services.clients import RegisteredClient
 from iam.services.sms import ConsoleSms
-from iam.secretbox import SecretBox
 from iam.settings import Settings
 
 INTEROP = Path(__file__).resolve().parents[1] / "interop"
@@ -81,7 +81,7 @@ def _sign_in(issuer: str, sms: ConsoleSms) -> str:
             return match.group(1)
 
         sent = browser.post("/login/otp", data={"csrf_token": csrf(), "phone": PHONE, "flow": ""})
-        assert sent.status_code == 200, sent.text
+        assert sent.status_code == 303, sent.text
         code = sms.messages()[0].code
         answer = browser.post(
             "/login",

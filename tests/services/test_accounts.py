@@ -180,11 +180,12 @@ def test_a_held_identity_expires_after_ten_minutes_and_is_swept(
 def bind_with_code(
     store: Store, box: SecretBox, token: str, browser: str, phone: str, code: str
 ) -> tuple[accounts.Linked, str | None]:
-    """`accounts.bind_with_code` in a unit of work of its own: (link, flow id)."""
-    linked, pending = in_unit(
+    """`accounts.bind_with_code` in a unit of work of its own, when it binds: (link, flow id)."""
+    bound = in_unit(
         store, accounts.bind_with_code, box, token, phone, code, attempt=Attempt(browser)
     )
-    return linked, pending.flow_id
+    assert isinstance(bound, accounts.Bound), bound
+    return bound.linked, bound.pending.flow_id
 
 
 def _code(store: Store, box: SecretBox, sms: ConsoleSms, phone: str = PHONE) -> str:
@@ -201,7 +202,8 @@ def test_bind_with_code_links_and_spends_the_binding(
     assert flow_id == "flow-7"
     assert linked.user.phone == PHONE
     assert linked.link.provider_user_id == f"{CORP_A}/zhangsan_A"
-    assert count(store, PendingBinding) == 0
+    # a new person: the binding stays, past its phone step, as the new account's notice
+    assert count(store, PendingBinding) == 1
     with pytest.raises(NotFoundError):
         bind_with_code(store, box, token, BROWSER, PHONE, code)
 

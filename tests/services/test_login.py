@@ -204,7 +204,7 @@ def test_a_binding_that_fails_at_any_step_leaves_nothing_half_made(
     in_unit(store, otp.request_code, box, sms, NEW_PHONE, "bind", attempt=ATTEMPT)
     code = sms.messages()[0].code
 
-    def finish() -> tuple[sessions.NewSession, accounts.PendingIdentity]:
+    def finish() -> Any:
         return login_service.sign_in_by_binding(store, box, token, NEW_PHONE, code, attempt=ATTEMPT)
 
     with monkeypatch.context() as patched:
@@ -219,14 +219,57 @@ def test_a_binding_that_fails_at_any_step_leaves_nothing_half_made(
         "sessions": 0,
     }
     new, bound = finish()  # nothing was spent: the same code finishes it
-    assert bound.flow_id == "flow-1" and new.session.context_link_id is not None
+    assert bound.pending.flow_id == "flow-1" and new.session.context_link_id is not None
+    assert bound.linked.new_user
     assert _bind_state(store, token) == {
         "code used": True,
         "people": 1,
         "links": 1,
-        "binding held": False,
+        "binding held": True,  # as the new account's notice
         "sessions": 1,
     }
+    assert in_unit(store, accounts.pending_binding, token, BROWSER).stage == accounts.CREATED
+
+
+CONFIRM_STEPS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
+    "audit the new link": lambda mp: _fail_audit_of("link.created", mp),
+    "start the session": lambda mp: mp.setattr(sessions, "start", _raise),
+    "audit the login": lambda mp: _fail_audit_of("login.succeeded", mp),
+}
+
+
+@pytest.mark.parametrize("step", list(CONFIRM_STEPS))
+def test_a_confirmed_binding_that_fails_at_any_step_leaves_nothing_half_made(
+    store: Store,
+    box: SecretBox,
+    sms: ConsoleSms,
+    monkeypatch: pytest.MonkeyPatch,
+    person: User,
+    step: str,
+) -> None:
+    """Zhang San's phone, proven for the member 张三 (another name): the code leaves the binding
+    waiting for the answer; the answer links, or, failing at any step, leaves the question."""
+    token = in_unit(store, accounts.hold_for_binding, BROWSER, _member(), "flow-1")
+    in_unit(store, otp.request_code, box, sms, PHONE, "bind", attempt=ATTEMPT)
+    code = sms.messages()[0].code
+    waiting = login_service.sign_in_by_binding(store, box, token, PHONE, code, attempt=ATTEMPT)
+    assert isinstance(waiting, accounts.PendingIdentity) and waiting.stage == accounts.CONFIRM
+    assert waiting.user_id == person.id
+
+    def confirm() -> tuple[sessions.NewSession, accounts.Bound]:
+        return login_service.confirm_binding(store, token, attempt=ATTEMPT)
+
+    with monkeypatch.context() as patched:
+        CONFIRM_STEPS[step](patched)
+        with pytest.raises(InjectedError):
+            confirm()
+    asked = {"code used": True, "people": 1, "links": 0, "binding held": True, "sessions": 0}
+    assert _bind_state(store, token) == asked
+    assert in_unit(store, accounts.pending_binding, token, BROWSER).stage == accounts.CONFIRM
+    new, bound = confirm()
+    assert bound.linked.user.id == person.id and new.session.context_link_id == bound.linked.link.id
+    done = {"code used": True, "people": 1, "links": 1, "binding held": False, "sessions": 1}
+    assert _bind_state(store, token) == done
 
 
 # --- signing in through an outside identity (the WeCom callback) -----------------------------

@@ -518,3 +518,55 @@ def test_checks_without_a_live_code_spend_only_the_address_budget(
     code = _last_code(sms)
     other_address = Attempt(BROWSER, ip="10.0.0.2", limits=limits)
     assert verify_code(store, box, KNOWN, "login", code, attempt=other_address) == KNOWN
+
+
+# --- the code step a page shows -----------------------------------------------------------
+
+
+def _step(store: Store, purpose: str = "login", browser: str = BROWSER) -> otp.CodeStep | None:
+    with store() as db:
+        return otp.code_step(db, browser, purpose)
+
+
+def test_no_code_asked_for_is_no_code_step(store: Store) -> None:
+    assert _step(store) is None
+
+
+def test_the_code_step_names_the_number_the_wait_and_the_tries(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User, clock: Clock
+) -> None:
+    _request(store, box, sms, "138 0013 8000")
+    assert _step(store) == otp.CodeStep(phone=KNOWN, resend_in=61, tries_left=5)
+    clock.advance(seconds=45)
+    with pytest.raises(otp.OtpError):
+        verify_code(store, box, KNOWN, "login", _wrong(_last_code(sms)), attempt=ATTEMPT)
+    assert _step(store) == otp.CodeStep(phone=KNOWN, resend_in=16, tries_left=4)
+    clock.advance(seconds=20)
+    assert _step(store) == otp.CodeStep(phone=KNOWN, resend_in=0, tries_left=4)
+
+
+def test_the_code_step_is_per_purpose_and_per_browser(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User
+) -> None:
+    _request(store, box, sms, purpose="bind")
+    assert _step(store, "login") is None
+    assert _step(store, "bind", browser="another-browser") is None
+    step = _step(store, "bind")
+    assert step is not None and step.phone == KNOWN
+
+
+def test_a_used_expired_or_spent_code_is_no_code_step(
+    store: Store, box: SecretBox, sms: ConsoleSms, known_user: User, clock: Clock
+) -> None:
+    _request(store, box, sms)
+    verify_code(store, box, KNOWN, "login", _last_code(sms), attempt=ATTEMPT)
+    assert _step(store) is None  # used
+    clock.advance(seconds=61)
+    _request(store, box, sms)
+    clock.advance(minutes=5, seconds=1)
+    assert _step(store) is None  # expired
+    _request(store, box, sms)
+    for _ in range(otp.MAX_FAILED_ATTEMPTS):
+        with pytest.raises(otp.OtpError):
+            verify_code(store, box, KNOWN, "login", _wrong(_last_code(sms)), attempt=ATTEMPT)
+    assert _step(store) is None  # spent

@@ -19,6 +19,33 @@ def test_e164_number_is_kept(raw: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "raw",
+    [
+        "8613800138000",
+        "86 138 0013 8000",
+        "0086 138-0013-8000",
+        "008613800138000",
+        "+86 138 0013 8000",
+        "+86-138-0013-8000",
+        "(+86) 138 0013 8000",
+        "+86 (138) 0013-8000",
+        "１３８００１３８０００",  # full-width digits
+        "＋８６ １３８ ００１３ ８０００",  # full-width plus and ideographic spaces
+        "（＋８６）１３８－００１３－８０００",  # full-width brackets and dash
+        "138.0013.8000",
+        "138—0013—8000",  # em dash
+    ],
+)
+def test_mainland_numbers_as_typed_in_china(raw: str) -> None:
+    assert normalize_phone(raw) == "+8613800138000"
+
+
+def test_double_zero_is_the_international_prefix() -> None:
+    assert normalize_phone("001 415 555 2671") == "+14155552671"
+    assert normalize_phone("00852 9123 4567") == "+85291234567"
+
+
+@pytest.mark.parametrize(
     ("raw", "expected"),
     [
         ("138 0013 8000", "+8613800138000"),
@@ -46,7 +73,8 @@ def test_separators_are_stripped(raw: str, expected: str) -> None:
         "+86",
         "+123",  # too short
         "+1234567890123456",  # longer than E.164 allows
-        "8613800138000",  # international without +
+        "86138001380",  # 86 and too few digits
+        "000861380013800",  # 000 is no prefix
         "+86 138 0013 800O",  # letter O
         "13800138000;drop",
     ],

@@ -3,6 +3,7 @@ flows; `WeComFront` also visits the WeCom simulator's pages."""
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
 from collections.abc import Iterator
@@ -27,7 +28,11 @@ class Front:
         self.sms = sms
 
     def csrf(self, path: str = "/login") -> str:
+        """This browser's CSRF token, from the form at `path` (the sign-out form when `path`
+        sends a signed-in browser on)."""
         page = self.client.get(path)
+        if page.is_redirect and path == "/login":
+            page = self.client.get("/logout")
         match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
         assert match, page.text
         return match.group(1)
@@ -43,7 +48,8 @@ class Front:
     def login(self, phone: str = PHONE, flow: str = "") -> Response:
         """Ask for a code, read it from the outbox, submit it: the 303 after login."""
         sent = self.send_code(phone, flow)
-        assert sent.status_code == 200, sent.text
+        assert sent.status_code == 303, sent.text
+        assert "step=code" in sent.headers["location"], sent.headers["location"]
         return self.client.post(
             "/login",
             data={
@@ -162,7 +168,9 @@ class WeComFront(Front):
         return self.client.get(self.pick(self.start(corp_id, flow), userid))
 
     def bind(self, answer: Response, phone: str = PHONE) -> Response:
-        """At /bind (where `answer` redirects): prove `phone` by SMS code; the 303 after binding."""
+        """At /bind (where `answer` redirects): prove `phone` by SMS code; the 303 onward after
+        binding. A binding that made a new account shows its notice first: it is read, and the
+        answer is its continue link (as a 303 with the session cookie)."""
         assert answer.status_code == 303 and answer.headers["location"].startswith("/bind?")
         page = answer.headers["location"]
         token = query_of(page)["binding"]
@@ -170,11 +178,20 @@ class WeComFront(Front):
         sent = self.client.post(
             "/bind", data={"csrf_token": csrf, "binding": token, "phone": phone}
         )
-        assert sent.status_code == 200, sent.text
-        return self.client.post(
+        assert sent.status_code == 303 and "step=code" in sent.headers["location"], sent.text
+        bound = self.client.post(
             "/bind",
             data={"csrf_token": csrf, "binding": token, "phone": phone, "code": self.last_code()},
         )
+        if bound.status_code != 303 or bound.headers["location"] != page:
+            return bound
+        notice = self.client.get(page)
+        onward = re.search(
+            r'id="account-created".*?<a class="button primary" href="([^"]+)"', notice.text, re.S
+        )
+        assert onward, notice.text
+        headers = {"location": html.unescape(onward.group(1))}
+        return Response(303, headers={**headers, "set-cookie": bound.headers["set-cookie"]})
 
 
 @pytest.fixture
