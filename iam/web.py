@@ -78,6 +78,7 @@ class Web:
         # `{{ moment | local_time }}`: a stored (UTC) time as the console shows it.
         self.templates.env.filters["local_time"] = self.local_time
         self.templates.env.globals["timezone_name"] = timezone
+        self.templates.env.globals["timezone_offset"] = self.timezone_offset
         self.secure_cookies = secure_cookies
         self._csrf_key = hashlib.sha256(b"iam:csrf\x00" + secret_key.encode()).digest()
 
@@ -88,6 +89,15 @@ class Web:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         return moment.astimezone(self.timezone).strftime(fmt)
+
+    def timezone_offset(self) -> str:
+        """The configured zone's offset now, as people read it: "UTC+8", "UTC-4:30", "UTC"."""
+        offset = datetime.now(self.timezone).utcoffset()
+        minutes = int(offset.total_seconds() // 60) if offset else 0
+        if minutes == 0:
+            return "UTC"
+        hours, rest = divmod(abs(minutes), 60)
+        return f"UTC{'+' if minutes > 0 else '-'}{hours}" + (f":{rest:02d}" if rest else "")
 
     @staticmethod
     def browser_id(request: Request) -> str:
@@ -106,13 +116,14 @@ class Web:
         # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
         return hmac.compare_digest(offered.encode(), self.csrf_token(request).encode())
 
-    async def read_form(self, request: Request) -> FormData:
-        """The posted form, if it is small and carries our CSRF token (`FormRefusedError`)."""
+    async def read_form(self, request: Request, max_fields: int = MAX_FORM_FIELDS) -> FormData:
+        """The posted form, if it is small (in bytes and in fields) and carries our CSRF token
+        (`FormRefusedError`)."""
         length = request.headers.get("content-length", "")
         if not length.isdigit() or int(length) > MAX_FORM_BYTES:
             raise FormRefusedError("error.too_large", 413)
         try:
-            form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+            form = await request.form(max_files=0, max_fields=max_fields)
         except HTTPException:
             raise FormRefusedError("error.too_large", 413) from None
         if not self.check_csrf(request, form):

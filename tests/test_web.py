@@ -203,3 +203,8 @@ def test_local_time_shows_a_stored_utc_time_in_the_configured_zone() -> None:
     )
     template = shanghai.templates.env.from_string("{{ when | local_time }} {{ timezone_name }}")
     assert template.render(when=stored) == "2026-12-07 00:30 Asia/Shanghai"
+    assert shanghai.timezone_offset() == "UTC+8"
+    assert Web(TEST_SECRET, secure_cookies=False, timezone="Asia/Kolkata").timezone_offset() == (
+        "UTC+5:30"
+    )
+    assert Web(TEST_SECRET, secure_cookies=False, timezone="UTC").timezone_offset() == "UTC"

@@ -23,9 +23,13 @@ from iam.records.keys import SigningKey
 from iam.services import signing_keys
 
 
-async def _keys(request: Request) -> list[dict[str, Any]]:
+async def _records(request: Request) -> list[SigningKey]:
     found = await in_worker(request.app.state.store, signing_keys.list_keys)
-    return [key.to_json() for key in SigningKey.all_of(found, utcnow())]
+    return SigningKey.all_of(found, utcnow())
+
+
+async def _keys(request: Request) -> list[dict[str, Any]]:
+    return [key.to_json() for key in await _records(request)]
 
 
 async def _rotate(request: Request, actor: str) -> dict[str, Any]:
@@ -53,16 +57,6 @@ async def api_rotate(request: Request, caller: Caller) -> Response:
 # --- the console -------------------------------------------------------------------------------
 
 
-def _readable(value: str | None) -> str | None:
-    return None if value is None else value.replace("T", " ").replace("Z", " UTC")
-
-
-def _shown(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The same facts, with times for people."""
-    times = ("created_at", "retired_at", "publish_until")
-    return [{**view, **{name: _readable(view[name]) for name in times}} for view in views]
-
-
 async def _keys_page(
     request: Request,
     admin: Admin,
@@ -72,7 +66,7 @@ async def _keys_page(
     status_code: int = 200,
 ) -> Response:
     context = {
-        "keys": _shown(await _keys(request)),
+        "keys": await _records(request),  # its times shown in the console's zone
         "notice_key": notice_key,
         "error_key": error_key,
     }

@@ -88,11 +88,16 @@ def message(request: Request, admin: Admin, message_key: str, status_code: int) 
     return render(request, "admin/message.html", admin, context, status_code)
 
 
+#: The console's forms are longer than the sign-in pages' (`iam.web.MAX_FORM_FIELDS`): an
+#: app's holds some 20 fields, a lifetime's unit beside each lifetime, and one per scope.
+MAX_CONSOLE_FORM_FIELDS = 60
+
+
 async def console_form(request: Request, admin: Admin) -> FormData | Response:
     """The posted form, CSRF-checked; or the page that refuses it."""
     web: Web = request.app.state.web
     try:
-        return await web.read_form(request)
+        return await web.read_form(request, max_fields=MAX_CONSOLE_FORM_FIELDS)
     except FormRefusedError as refused:
         return message(request, admin, refused.message_key, refused.status_code)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
@@ -51,16 +51,19 @@ class AuditPage(Record):
 # --- what a search may ask --------------------------------------------------------------------
 
 
-def parse_moment(raw: str) -> datetime:
-    """ISO 8601 (`2026-05-01T08:00:00Z`, an offset, or none: then it is UTC; the console's
-    datetime-local fields send none) as naive UTC, how times are stored. An instant past the
-    ends of the calendar (year 1 at +01:00) is clamped to that end. `ValueError` otherwise."""
+def parse_moment(raw: str, zone: tzinfo | None = None) -> datetime:
+    """ISO 8601 (`2026-05-01T08:00:00Z`, an offset, or none: then it is in `zone`, UTC unless
+    given; the console's datetime-local fields send none and mean the console's zone) as naive
+    UTC, how times are stored. An instant past the ends of the calendar (year 1 at +01:00) is
+    clamped to that end. `ValueError` otherwise."""
     try:
         value = datetime.fromisoformat(raw.strip().upper())
     except ValueError:
         raise ValueError("must be an ISO 8601 date and time (2026-05-01T08:00:00Z).") from None
     if value.tzinfo is None:
-        return value
+        if zone is None:
+            return value
+        value = value.replace(tzinfo=zone)
     try:
         return value.astimezone(UTC).replace(tzinfo=None)
     except OverflowError:

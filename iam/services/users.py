@@ -7,13 +7,14 @@ together or not at all (`iam.db.unit.one_unit`, `in_worker`)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
@@ -27,6 +28,7 @@ from iam.db.models import (
 )
 from iam.db.store import rowcount
 from iam.errors import ConflictError, NotFoundError, ValidationError
+from iam.federation.connector import Identity
 from iam.services import audit, backchannel
 from iam.services.phones import normalize_phone
 from iam.services.rows import found
@@ -54,21 +56,76 @@ def _check_email(email: str | None) -> str | None:
     return email
 
 
-def create_user(db: Session, name: str, phone: str, email: str | None = None) -> User:
+class PhoneTakenError(ConflictError):
+    """The phone belongs to another person, `user_id` (a page may name them)."""
+
+    def __init__(self, phone: str, user_id: str) -> None:
+        super().__init__(f"A user with phone {phone} already exists.")
+        self.user_id = user_id
+
+
+class LinkTakenError(ConflictError):
+    """The identity is linked already, to `user_id` (this person or someone else)."""
+
+    def __init__(self, subject: str, user_id: str) -> None:
+        super().__init__(f"WeCom member {subject} is already linked to user {user_id}.")
+        self.user_id = user_id
+
+
+def invalid_details(name: str, phone: str, email: str, *, phone_required: bool) -> list[str]:
+    """The fields of a person's details (name, phone, email) that are malformed, all of them
+    at once, so a form can mark each; the use cases below check them again."""
+    checks: list[tuple[str, Callable[[], object]]] = [
+        ("name", partial(_check_name, name)),
+        ("phone", partial(_check_phone, phone, required=phone_required)),
+        ("email", partial(_check_email, email)),
+    ]
+    invalid = []
+    for field, check in checks:
+        try:
+            check()
+        except ValidationError:
+            invalid.append(field)
+    return invalid
+
+
+def _check_phone(phone: str | None, *, required: bool) -> str | None:
+    if not required and not (phone or "").strip():
+        return None
+    return normalize_phone(phone or "")
+
+
+def _phone_free(db: Session, phone: str | None, user_id: str | None = None) -> None:
+    """Refuse a phone that belongs to someone else (one phone, one person)."""
+    if phone is None:
+        return
+    owner = db.scalar(select(User.id).where(User.phone == phone))
+    if owner is not None and owner != user_id:
+        raise PhoneTakenError(phone, owner)
+
+
+def create_user(
+    db: Session,
+    name: str,
+    phone: str,
+    email: str | None = None,
+    *,
+    actor: str = "cli",
+    ip: str | None = None,
+) -> User:
     """A new core user; the phone must not belong to anyone yet. The insert is flushed here, so
     a concurrent one of the same phone fails now (`IntegrityError`): the unit of work runs
-    again from the start and this check then finds that person (a `ConflictError`)."""
+    again from the start and this check then finds that person (a `PhoneTakenError`)."""
     user = User(
         id=new_id(),  # known before the flush, so the audit event can name it
         name=_check_name(name),
         phone=normalize_phone(phone),
         email=_check_email(email),
     )
-    if db.scalar(select(User.id).where(User.phone == user.phone)):
-        raise ConflictError(f"A user with phone {user.phone} already exists.")
+    _phone_free(db, user.phone)
     db.add(user)
     db.flush()
-    audit.record(db.connection(), "user.created", user_id=user.id, actor="cli")
+    audit.record(db.connection(), "user.created", user_id=user.id, actor=actor, ip=ip)
     return user
 
 
@@ -99,33 +156,63 @@ def link_wecom(
 ) -> IdentityLink:
     """Bind the WeCom member `corp_id/userid` to a core user; one member, one user. Flushed
     here (the link has its id and times when this returns); a concurrent link of the same
-    member fails the flush, and the unit run again finds it (a `ConflictError`)."""
+    member fails the flush, and the unit run again finds it (a `LinkTakenError`)."""
     provider_user_id, key = wecom_subject(corp_id, userid)
     if metadata is not None and not isinstance(metadata, Mapping):
         raise ValidationError("metadata", "Link metadata must be a JSON object.")
     get_user(db, user_id)
+    return _add_link(db, user_id, WECOM, provider_user_id, key, metadata or {}, actor="cli")
+
+
+def link_member(
+    db: Session, user_id: str, identity: Identity, *, actor: str, ip: str | None = None
+) -> IdentityLink:
+    """Link by hand an identity the provider has just vouched for (an admin typed a WeCom
+    userid and the corporation's directory knows them): its spelling and metadata are the
+    provider's. One identity, one person, as `link_wecom`."""
+    user = _get_user(db, user_id)
+    return _add_link(
+        db,
+        user.id,
+        identity.provider,
+        identity.subject,
+        identity.subject_key,
+        identity.metadata,
+        actor=actor,
+        ip=ip,
+    )
+
+
+def _add_link(
+    db: Session,
+    user_id: str,
+    provider: str,
+    provider_user_id: str,
+    key: str,
+    metadata: Mapping[str, Any],
+    *,
+    actor: str,
+    ip: str | None = None,
+) -> IdentityLink:
     existing = db.scalar(
         select(IdentityLink).where(
-            IdentityLink.provider == WECOM, IdentityLink.provider_user_key == key
+            IdentityLink.provider == provider, IdentityLink.provider_user_key == key
         )
     )
     if existing is not None:
-        raise ConflictError(
-            f"WeCom member {existing.provider_user_id} is already linked "
-            f"to user {existing.user_id}."
-        )
+        raise LinkTakenError(existing.provider_user_id, existing.user_id)
     link = IdentityLink(
         user_id=user_id,
-        provider=WECOM,
+        provider=provider,
         provider_user_id=provider_user_id,
         provider_user_key=key,
-        link_metadata=dict(metadata or {}),
+        link_metadata=dict(metadata),
         status="active",
     )
     db.add(link)
     db.flush()
     audit.record(
-        db.connection(), "link.created", user_id=user_id, actor="cli", link=provider_user_id
+        db.connection(), "link.created", user_id=user_id, actor=actor, ip=ip, link=provider_user_id
     )
     return link
 
@@ -160,15 +247,45 @@ class UserSummary:
     link_count: int
 
 
-def search_users(db: Session, query: str | None, *, limit: int, offset: int) -> list[UserSummary]:
-    """Users whose name, email, phone or linked WeCom userid contains `query` (literally: `%`
-    and `_` are no wildcards; case-insensitive), oldest first. A phone may be typed as the
-    person would (`138 0013 8000`). One statement: the link count is a correlated subquery."""
+def _matching(query: str | None) -> ColumnElement[bool] | None:
+    """Who a search finds: those whose name, email, phone or linked WeCom userid contains
+    `query` (literally: `%` and `_` are no wildcards; case-insensitive); None: everyone. A
+    phone may be typed as the person would (`138 0013 8000`)."""
     query = (query or "").strip()
     if len(query) > MAX_QUERY:
         raise ValidationError("q", f"Search for at most {MAX_QUERY} characters.")
     if "\x00" in query:  # matches nothing, and PostgreSQL refuses NUL in text
-        return []
+        return false()
+    if not query:
+        return None
+    needle = query.lower()
+    matches_link = (
+        select(IdentityLink.id)
+        .where(
+            IdentityLink.user_id == User.id,
+            or_(
+                IdentityLink.provider_user_key.contains(needle, autoescape=True),
+                func.lower(IdentityLink.provider_user_id).contains(needle, autoescape=True),
+            ),
+        )
+        .correlate(User)
+        .exists()
+    )
+    conditions = [
+        func.lower(User.name).contains(needle, autoescape=True),
+        func.lower(User.email).contains(needle, autoescape=True),
+        User.phone.contains(query, autoescape=True),
+        matches_link,
+    ]
+    with suppress(ValidationError):  # not a phone number: the other keys still apply
+        conditions.append(User.phone == normalize_phone(query))
+    return or_(*conditions)
+
+
+def search_users(db: Session, query: str | None, *, limit: int, offset: int) -> list[UserSummary]:
+    """Users a search finds (`_matching`), oldest first. One statement: the link count is a
+    correlated subquery."""
+    matching = _matching(query)
     link_count = (
         select(func.count(IdentityLink.id))
         .where(IdentityLink.user_id == User.id)
@@ -178,30 +295,18 @@ def search_users(db: Session, query: str | None, *, limit: int, offset: int) -> 
     statement = (
         select(User, link_count).order_by(User.created_at, User.id).limit(limit).offset(offset)
     )
-    if query:
-        needle = query.lower()
-        matches_link = (
-            select(IdentityLink.id)
-            .where(
-                IdentityLink.user_id == User.id,
-                or_(
-                    IdentityLink.provider_user_key.contains(needle, autoescape=True),
-                    func.lower(IdentityLink.provider_user_id).contains(needle, autoescape=True),
-                ),
-            )
-            .correlate(User)
-            .exists()
-        )
-        conditions = [
-            func.lower(User.name).contains(needle, autoescape=True),
-            func.lower(User.email).contains(needle, autoescape=True),
-            User.phone.contains(query, autoescape=True),
-            matches_link,
-        ]
-        with suppress(ValidationError):  # not a phone number: the other keys still apply
-            conditions.append(User.phone == normalize_phone(query))
-        statement = statement.where(or_(*conditions))
+    if matching is not None:
+        statement = statement.where(matching)
     return [UserSummary(user, count) for user, count in db.execute(statement)]
+
+
+def count_users(db: Session, query: str | None) -> int:
+    """How many users a search finds in all (a COUNT, for "1–50 of 1,234")."""
+    matching = _matching(query)
+    statement = select(func.count()).select_from(User)
+    if matching is not None:
+        statement = statement.where(matching)
+    return db.scalar(statement) or 0
 
 
 @dataclass(frozen=True)
@@ -230,22 +335,26 @@ def user_detail(db: Session, user_id: str) -> UserDetail:
     return UserDetail(user, tuple(links), tuple(live))
 
 
-def _end_sessions(db: Session, user: User, now: datetime, *, every_token: bool) -> int:
+def _end_sessions(
+    db: Session, user: User, now: datetime, *, every_token: bool, sid: str | None = None
+) -> int:
     """Revoke the user's tokens (those bound to a session, or `every_token`), then delete every
-    session of theirs; how many live sessions ended. The apps those sessions gave tokens to
-    that asked to be told get a logout token (`backchannel`), queued in the same unit."""
-    of_user = select(SsoSession.id).where(SsoSession.user_id == user.id)
+    session of theirs (or only `sid`); how many live sessions ended. The apps those sessions
+    gave tokens to that asked to be told get a logout token (`backchannel`), queued in the
+    same unit."""
+    which = SsoSession.user_id == user.id
+    if sid is not None:
+        which = which & (SsoSession.id == sid)
+    of_user = select(SsoSession.id).where(which)
     reason = "user disabled" if every_token else "sessions ended by an admin"
     backchannel.enqueue(db, db.scalars(of_user).all(), reason)
     live = db.scalar(
-        select(func.count())
-        .select_from(SsoSession)
-        .where(SsoSession.user_id == user.id, SsoSession.expires_at > now)
+        select(func.count()).select_from(SsoSession).where(which, SsoSession.expires_at > now)
     )
     for table in (RefreshToken, AccessToken):
         bound = table.user_id == user.id if every_token else table.sid.in_(of_user)
         db.execute(update(table).where(bound, table.revoked_at.is_(None)).values(revoked_at=now))
-    db.execute(delete(SsoSession).where(SsoSession.user_id == user.id))
+    db.execute(delete(SsoSession).where(which))
     return live or 0
 
 
@@ -310,3 +419,59 @@ def end_user_sessions(db: Session, user_id: str, *, actor: str, ip: str | None =
         db.connection(), "user.sessions_ended", user_id=user.id, actor=actor, ip=ip, count=ended
     )
     return ended
+
+
+def end_user_session(
+    db: Session, user_id: str, sid: str, *, actor: str, ip: str | None = None
+) -> None:
+    """End one live session of a person (one browser) and revoke the tokens bound to it, in
+    the caller's unit with its audit row; a session that is not theirs, or not live, is not
+    found."""
+    user = _get_user(db, user_id)
+    live = db.get(SsoSession, sid) if _plausible_id(sid) else None
+    if live is None or live.user_id != user.id or live.expires_at <= utcnow():
+        raise NotFoundError(f"User {user.id} has no live session {sid!r}.")
+    _end_sessions(db, user, utcnow(), every_token=False, sid=sid)
+    audit.record(
+        db.connection(), "user.session_ended", user_id=user.id, actor=actor, ip=ip, sid=sid
+    )
+
+
+#: The fields of a person an admin may change, in the order a form shows them.
+DETAILS = ("name", "phone", "email")
+
+
+def update_user(
+    db: Session,
+    user_id: str,
+    *,
+    name: str,
+    phone: str,
+    email: str,
+    actor: str,
+    ip: str | None = None,
+) -> list[str]:
+    """Change a person's name, phone and email (an empty phone or email removes it), in the
+    caller's unit with its audit row `user.updated`, which names the fields changed, never
+    their values. A phone that belongs to someone else is refused (`PhoneTakenError`); a new
+    phone is not verified until the person signs in with it. Returns the fields changed (none:
+    nothing is written)."""
+    user = _get_user(db, user_id)
+    wanted = {
+        "name": _check_name(name),
+        "phone": _check_phone(phone, required=False),
+        "email": _check_email(email),
+    }
+    changed = [field for field in DETAILS if getattr(user, field) != wanted[field]]
+    if not changed:
+        return []
+    if "phone" in changed:
+        _phone_free(db, wanted["phone"], user.id)
+        user.phone_verified_at = None
+    for field in changed:
+        setattr(user, field, wanted[field])
+    db.flush()  # a concurrent taker of the phone fails here; the rerun finds them
+    audit.record(
+        db.connection(), "user.updated", user_id=user.id, actor=actor, ip=ip, fields=changed
+    )
+    return changed

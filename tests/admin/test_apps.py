@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from datetime import UTC
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from joserfc import jwt
@@ -13,7 +15,7 @@ from joserfc.jwk import ECKey, OctKey
 from sqlalchemy import select
 from starlette.testclient import TestClient
 from support.admin import AdminWorld, admin_console
-from support.constants import ISSUER, RP_REDIRECT
+from support.constants import ISSUER, RP_REDIRECT, TEST_SECRET
 from support.units import in_unit
 
 from iam.db.models import AuditEvent, Client
@@ -961,3 +963,182 @@ def test_the_api_moves_an_app_to_keys_and_refuses_what_conflicts_with_it(
     )
     rotated = api.post(f"{API}/{target}/secret")
     assert rotated.status_code == 200 and rotated.json()["client_secret"]
+
+
+# --- the console: asking first, lifetimes in units, endpoints (issue #16) -----------------------
+
+
+def _copyable(page: str) -> dict[str, str]:
+    """Each value the page offers to copy (by its element id), each with its copy button."""
+    values = dict(re.findall(r'<code class="(?:link|value)" id="([^"]+)">([^<]*)</code>', page))
+    assert set(values) == set(re.findall(r'data-copy="([^"]+)"', page)), page
+    return values
+
+
+@pytest.mark.parametrize("action", ["rotate", "retire"])
+def test_rotating_and_retiring_a_secret_ask_first_with_a_red_button(
+    admin_world: AdminWorld, store, action: str
+) -> None:
+    registered = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT])
+    client_id = registered.client.client_id
+    in_unit(store, clients.rotate_secret, client_id, box=SecretBox(TEST_SECRET))  # two secrets
+    page = f"/admin/apps/{client_id}"
+    shown = admin_world.console.get(page).text
+    # the page's red button is a link to the question; no form on the page posts the action
+    assert f'<a class="button danger" href="{page}?confirm={action}"' in shown
+    assert f'action="{page}/{action}"' not in shown
+    question = admin_world.console.get(f"{page}?confirm={action}")
+    title = {"rotate": "Rotate the secret of CRM?", "retire": "Retire the previous secret of CRM?"}
+    assert title[action] in question.text
+    assert re.search(
+        rf'<form method="post" action="{page}/{action}">\s*<input[^>]+>\s*'
+        r'<button type="submit" class="danger">',
+        question.text,
+    ), question.text
+    assert f'<a class="button secondary" href="{page}">Cancel</a>' in question.text
+    assert _events(store, client_id)[-1][0] == "client.secret_rotated"  # asking did nothing
+    assert 'id="confirm"' not in admin_world.console.get(f"{page}?confirm=explode").text
+
+
+def test_deleting_asks_with_a_red_button(admin_world: AdminWorld, store) -> None:
+    client_id = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT]).client.client_id
+    page = f"/admin/apps/{client_id}"
+    assert f'<a class="button danger" href="{page}/delete">' in admin_world.console.get(page).text
+    question = admin_world.console.get(f"{page}/delete").text
+    assert '<button type="submit" class="danger">Delete permanently</button>' in question
+
+
+@pytest.mark.parametrize("action", ["rotate", "retire", "delete"])
+def test_a_get_on_an_apps_form_url_goes_to_its_page(
+    admin_world: AdminWorld, store, action: str
+) -> None:
+    """A reload or a typed address of a form's URL finds the app's page; `/delete` is the
+    question itself. The JSON API keeps its 405."""
+    client_id = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT]).client.client_id
+    answer = admin_world.console.get(f"/admin/apps/{client_id}/{action}")
+    if action == "delete":
+        assert answer.status_code == 200 and "Delete CRM?" in answer.text
+    else:
+        expected = (303, f"/admin/apps/{client_id}")
+        assert (answer.status_code, answer.headers["location"]) == expected
+    assert client_id in _apps(store)
+    api = admin_world.console.get(f"{API}/{client_id}/secret", headers=admin_world.bearer)
+    assert api.status_code == 405
+
+
+def test_lifetimes_are_shown_and_entered_in_minutes_hours_and_days(
+    admin_world: AdminWorld, store
+) -> None:
+    form = admin_world.console.get("/admin/apps").text
+    # the defaults: 10 minutes, 1 hour, 30 days; the bounds in the same units
+    for name, number, unit in [
+        ("access_token_ttl", "10", "minutes"),
+        ("id_token_ttl", "1", "hours"),
+        ("refresh_token_ttl", "30", "days"),
+    ]:
+        assert re.search(rf'id="{name}" name="{name}" value="{number}"', form), name
+        assert re.search(
+            rf'<select id="{name}_unit"[^>]*>(?:(?!</select>).)*'
+            rf'<option value="{unit}" selected>{unit}</option>',
+            form,
+            re.S,
+        ), name
+    assert 'id="access_token_ttl-hint">1 minute to 1 day.</p>' in form
+    assert "0 minutes to 90 days; 0 means the app gets no refresh tokens." in form
+    assert '<option value="seconds"' not in form  # whole minutes: no seconds offered
+    chinese = admin_world.console.get("/admin/apps?lang=zh-CN").text
+    assert 'id="access_token_ttl-hint">1 分钟 至 1 天。</p>' in chinese
+
+    units = {"access_token_ttl_unit": "hours", "id_token_ttl_unit": "minutes"}
+    typed = {"access_token_ttl": "2", "id_token_ttl": "45", "refresh_token_ttl": "7"}
+    answer = _post(
+        admin_world, "/admin/apps", {**FORM, **typed, **units, "refresh_token_ttl_unit": "days"}
+    )
+    assert answer.status_code == 303, answer.text
+    client_id = answer.headers["location"].split("/")[3].split("?")[0]
+    client = in_unit(store, clients.get_client, client_id)
+    assert (client.access_token_ttl, client.id_token_ttl, client.refresh_token_ttl) == (
+        7200,
+        2700,
+        7 * 86400,
+    )
+    page = admin_world.console.get(f"/admin/apps/{client_id}?lang=en").text
+    assert re.search(r'id="id_token_ttl" name="id_token_ttl" value="45"', page)
+
+    # a lifetime the API set in seconds is shown in seconds, and kept on a save
+    admin_world.console.patch(
+        f"{API}/{client_id}", json={"access_token_ttl": 61}, headers=admin_world.bearer
+    )
+    page = admin_world.console.get(f"/admin/apps/{client_id}").text
+    assert re.search(r'id="access_token_ttl" name="access_token_ttl" value="61"', page)
+    assert '<option value="seconds" selected>seconds</option>' in page
+
+
+@pytest.mark.parametrize(
+    ("typed", "unit"),
+    [("25", "hours"), ("0", "minutes"), ("1.5", "hours"), ("10", "weeks"), ("", "minutes")],
+)
+def test_a_lifetime_out_of_bounds_says_the_bounds_in_units(
+    admin_world: AdminWorld, store, typed: str, unit: str
+) -> None:
+    before = set(_apps(store))
+    form = {**FORM, "access_token_ttl": typed, "access_token_ttl_unit": unit}
+    answer = _post(admin_world, "/admin/apps?lang=zh-CN", form)
+    assert answer.status_code == 422
+    error = re.search(r'<p class="error" id="access_token_ttl-error">(.*?)</p>', answer.text, re.S)
+    assert error, answer.text
+    assert error.group(1) == "请输入整数：1 分钟 至 1 天。"  # the service's English stays out
+    assert set(_apps(store)) == before
+
+
+def test_the_app_pages_show_the_endpoints_with_copy_buttons(admin_world: AdminWorld, store) -> None:
+    uris = [RP_REDIRECT, "https://crm.example.com/cb"]
+    client_id = in_unit(store, clients.create_client, "CRM", uris).client.client_id
+    discovery = f"{ISSUER}/.well-known/openid-configuration"
+    listing = admin_world.console.get("/admin/apps").text
+    assert _copyable(listing) == {"issuer": ISSUER, "discovery-url": discovery}
+    page = admin_world.console.get(f"/admin/apps/{client_id}").text
+    assert _copyable(page) == {
+        "issuer": ISSUER,
+        "discovery-url": discovery,
+        "client-id": client_id,
+        "redirect-uri-1": RP_REDIRECT,
+        "redirect-uri-2": "https://crm.example.com/cb",
+    }
+    assert '<script src="/static/admin-copy.js" defer></script>' in page
+    assert admin_world.console.get(discovery).json()["issuer"] == ISSUER  # the URL is right
+
+
+def test_the_rotation_time_is_shown_in_the_configured_zone(admin_world: AdminWorld, store) -> None:
+    client_id = in_unit(store, clients.create_client, "CRM", [RP_REDIRECT]).client.client_id
+    in_unit(store, clients.rotate_secret, client_id, box=SecretBox(TEST_SECRET))
+    rotated = in_unit(store, clients.get_client, client_id).secret_rotated_at
+    shanghai = rotated.replace(tzinfo=UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    page = admin_world.console.get(f"/admin/apps/{client_id}").text
+    assert f"Last rotated {shanghai:%Y-%m-%d %H:%M}." in page
+
+
+def test_the_whole_app_form_fits_the_consoles_field_limit(admin_world: AdminWorld, store) -> None:
+    """Every field of the create form, each lifetime with its unit and every scope ticked: more
+    fields than a sign-in page's form may have, all taken; a form far longer is refused."""
+    whole = {
+        **FORM,
+        "post_logout_redirect_uris": "https://crm.example.com/bye",
+        "allowed_origins": "https://spa.example.com",
+        "initiate_login_uri": "https://crm.example.com/start",
+        "backchannel_logout_uri": "https://crm.example.com/bc",
+        "token_endpoint_auth_method": "client_secret_basic",
+        "jwks": "",
+        "jwks_uri": "",
+        "scopes": list(clients.SUPPORTED_SCOPES),
+        **{f"{name}_unit": "minutes" for name in ("access_token_ttl", "id_token_ttl")},
+        "access_token_ttl": "5",
+        "id_token_ttl": "15",
+        "refresh_token_ttl_unit": "days",
+    }
+    assert len(whole) + len(clients.SUPPORTED_SCOPES) > 21
+    answer = _post(admin_world, "/admin/apps", whole)
+    assert answer.status_code == 303, answer.text
+    flood = {**whole, **{f"x{n}": "1" for n in range(60)}}
+    refused = _post(admin_world, "/admin/apps", flood)
+    assert refused.status_code == 413

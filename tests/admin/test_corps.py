@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import jwt
@@ -25,7 +27,7 @@ from iam.db.models import AuditEvent
 from iam.db.store import Store
 from iam.devtools.wecom_simulator import WeComSimulator, demo_corps
 from iam.secretbox import SecretBox
-from iam.services import corps
+from iam.services import clients, corps
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
@@ -660,7 +662,7 @@ def test_the_list_shows_every_corporation(
     in_unit(store, corps.update_corp, box, CORP_B, actor="admin:root", enabled=False)
     page = admin_world.console.get("/admin/corps")
     rows = re.findall(r"<tr>\s*(.*?)\s*</tr>", page.text, re.S)
-    cells = [re.findall(r"<td>(.*?)</td>", row, re.S) for row in rows[1:]]
+    cells = [re.findall(r"<td data-label=[^>]*>(.*?)</td>", row, re.S) for row in rows[1:]]
     assert cells == [
         [f'<a href="/admin/corps/{CORP_A}">{CORP_A}</a>', "子公司A", "1000002", "Yes", "Enabled"],
         [f'<a href="/admin/corps/{CORP_B}">{CORP_B}</a>', "子公司B", "1000003", "No", "Disabled"],
@@ -796,14 +798,17 @@ def test_editing_through_the_console(
     assert box.decrypt(row["secret_encrypted"]) == NEW_SECRET
     assert NEW_SECRET not in console.get(path).text
 
-    unticked = {key: value for key, value in form.items() if key not in ("enabled",)}
-    console.post(path, data=unticked)
-    assert in_unit(store, corps.get_corp, CORP_B).enabled is False
+    # The form has no enabled box: saving never disables (disabling asks first, below the
+    # form), whatever a posted form says.
+    assert 'name="enabled"' not in console.get(path).text
+    for enabled in ({}, {"enabled": ""}, {"enabled": "yes"}):
+        unticked = {key: value for key, value in form.items() if key != "enabled"}
+        assert console.post(path, data=unticked | enabled).status_code == 303
+        assert in_unit(store, corps.get_corp, CORP_B).enabled is True
     events = trail(store, "corp.updated")
     assert [(e.actor, e.detail["changed"]) for e in events] == [
         ("admin:root", ["agent_id", "name", "trust_mobile"]),
         ("admin:root", ["secret"]),
-        ("admin:root", ["enabled"]),
     ]
 
 
@@ -850,12 +855,27 @@ def test_disable_and_enable_buttons(
     console = admin_world.console
     path = f"/admin/corps/{CORP_A}"
     page = console.get(path)
-    assert f'action="{path}/disable"' in page.text and f'action="{path}/enable"' not in page.text
+    # Disabling asks first: the page's red button is a link to the question, whose red
+    # button posts; asking changes nothing, and cancelling goes back to the page.
+    assert (
+        f'action="{path}/disable"' not in page.text and f'action="{path}/enable"' not in page.text
+    )
+    assert f'<a class="button danger" href="{path}?confirm=disable">Disable</a>' in page.text
+    page = console.get(f"{path}?confirm=disable")
+    assert "Disable 子公司A?" in page.text
+    assert re.search(
+        rf'<form method="post" action="{path}/disable">\s*<input[^>]+>\s*'
+        r'<button type="submit" class="danger">Disable sign-ins</button>',
+        page.text,
+    ), page.text
+    assert f'<a class="button secondary" href="{path}">Cancel</a>' in page.text
+    assert in_unit(store, corps.get_corp, CORP_A).enabled is True
     answer = console.post(f"{path}/disable", data={"csrf_token": csrf_of(page)})
     assert (answer.status_code, answer.headers["location"]) == (303, f"{path}?done=disabled")
     page = console.get(answer.headers["location"])
     assert "Disabled: nobody can sign in through this corporation." in page.text
     assert f'action="{path}/enable"' in page.text
+    assert 'id="confirm"' not in console.get(f"{path}?confirm=disable").text  # nothing to ask
     assert in_unit(store, corps.list_corps, enabled_only=True) == []
     assert console.get(f"/login/wecom/{CORP_A}").status_code == 404  # no sign-in through it
 
@@ -985,9 +1005,7 @@ def test_a_hidden_corporation_says_why_and_can_be_shown_anyway(
     console.post(f"{path}/test", data={"csrf_token": admin_world.csrf(path)})
     page = console.get(path)
     assert login_page_state(page) == "Hidden from the login page: last test failed"
-    tested = re.search(
-        r'<td id="last-test">Failed \((\d{4}-\d\d-\d\d \d\d:\d\d UTC)\)</td>', page.text
-    )
+    tested = re.search(r'<td id="last-test">Failed \((\d{4}-\d\d-\d\d \d\d:\d\d)\)</td>', page.text)
     assert tested, page.text
     card = re.search(r'<div class="error" id="hidden-card">(.*?)</div>\n</div>', page.text, re.S)
     assert card, page.text
@@ -999,9 +1017,9 @@ def test_a_hidden_corporation_says_why_and_can_be_shown_anyway(
     assert "仍在登录页显示" in chinese.text and "该应用的可见范围为空" in chinese.text
     listing = console.get("/admin/corps?lang=en")
     assert (
-        f"Enabled, but hidden from the login page: its last test failed ({tested.group(1)})"
-        in listing.text
-    )
+        'Enabled <span class="badge danger">Hidden from the login page: test failed</span> '
+        f'<span class="hint">{tested.group(1)}</span>'
+    ) in listing.text
 
     # saving the form (its box ticked, as ever) is not enabling: still hidden
     form = {"csrf_token": admin_world.csrf(path), "name": "子公司B", "agent_id": "1000003",
@@ -1257,7 +1275,7 @@ def test_the_console_shows_an_unset_callback_and_the_url(
     connect_corp(store, simulator, CORP_B)
     page = admin_world.console.get(f"/admin/corps/{CORP_B}")
     assert callback_state(page) == "Not set"
-    assert f'<code id="callback-url">{EVENTS_URL}</code>' in page.text
+    assert f'id="callback-url">{EVENTS_URL}</code>' in page.text
     assert "Set API receiving" in page.text
 
 
@@ -1269,7 +1287,7 @@ def test_the_console_shows_the_url_and_hint_in_chinese(
     page = admin_world.console.get(f"/admin/corps/{CORP_B}?lang=zh-CN")
     assert callback_state(page) == "未设置"
     assert "接收事件服务器" in page.text and "设置API接收" in page.text
-    assert f'<code id="callback-url">{EVENTS_URL}</code>' in page.text
+    assert f'id="callback-url">{EVENTS_URL}</code>' in page.text
 
 
 @SQLITE_ONLY
@@ -1382,6 +1400,143 @@ def test_console_callback_errors_reshow_the_page_and_change_nothing(
     assert f'id="{field}-error"' in answer.text and 'aria-invalid="true"' in answer.text
     assert 'id="callback-form-error"' in answer.text and 'id="form-error"' not in answer.text
     assert all(value not in answer.text for value in typed.values())  # nothing typed comes back
-    assert f'<code id="callback-url">{EVENTS_URL}</code>' in answer.text
+    assert f'id="callback-url">{EVENTS_URL}</code>' in answer.text
     assert stored(store) == before
     assert trail(store, "corp.updated") == []
+
+
+# --- the corporation page: what to set in WeCom (issue #16) -------------------------------------
+
+
+def copyable_values(page: httpx.Response) -> dict[str, str]:
+    """Each value the page offers to copy (by its element id), each with its copy button."""
+    values = dict(
+        re.findall(r'<code class="(?:link|value)" id="([^"]+)">([^<]*)</code>', page.text)
+    )
+    buttons = set(re.findall(r'data-copy="([^"]+)"', page.text))
+    assert set(values) == buttons, (values, buttons)
+    return values
+
+
+@SQLITE_ONLY
+def test_the_corporation_page_says_what_to_set_in_wecom_with_copy_buttons(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    launched = in_unit(
+        store,
+        clients.create_client,
+        "OA 办公",
+        ["https://oa.example.com/cb"],
+        initiate_login_uri="https://oa.example.com/oidc/initiate",
+    ).client.client_id
+    in_unit(store, clients.create_client, "No workbench", ["https://nw.example.com/cb"])
+    path = f"/admin/corps/{CORP_B}"
+    page = admin_world.console.get(path)
+    assert copyable_values(page) == {
+        "wecom-domain": DOMAIN,
+        "wecom-return": f"https://testserver/callback/wecom/{CORP_B}",
+        "wecom-events": EVENTS_URL,
+        "callback-url": EVENTS_URL,
+        f"launch-{launched}": f"https://testserver/launch/{launched}/wecom/{CORP_B}",
+    }
+    assert "What to set in WeCom" in page.text and "Trusted domain (可信域名)" in page.text
+    assert f'id="launch-{launched}-name">OA 办公</span>' in page.text
+    assert "docs/wecom-setup.md" in page.text
+    assert '<script src="/static/admin-copy.js" defer></script>' in page.text
+
+    chinese = admin_world.console.get(f"{path}?lang=zh-CN")
+    assert "需在企业微信中填写的内容" in chinese.text and "工作台链接" in chinese.text
+    assert copyable_values(chinese) == copyable_values(page)
+
+
+@SQLITE_ONLY
+def test_without_workbench_apps_the_corporation_page_says_how_to_get_links(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    page = admin_world.console.get(f"/admin/corps/{CORP_B}")
+    assert 'id="wecom-workbench-none"' in page.text
+    assert not any(name.startswith("launch-") for name in copyable_values(page))
+
+
+@SQLITE_ONLY
+def test_a_corporation_that_failed_its_test_is_marked_and_kept_off_the_login_page(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_A)
+    connect_corp(store, simulator, CORP_B)
+    console = admin_world.console
+    path = f"/admin/corps/{CORP_B}"
+    assert 'class="badge' not in console.get("/admin/corps").text
+    assert f"/login/wecom/{CORP_B}" in console.get("/login").text
+
+    simulator.configure_app(CORP_B, visible_departments=[])
+    console.post(f"{path}/test", data={"csrf_token": admin_world.csrf(path)})
+    listing = console.get("/admin/corps")
+    badges = re.findall(r'<span class="badge danger">([^<]+)</span>', listing.text)
+    assert badges == ["Hidden from the login page: test failed"]  # B only, not A
+    page = console.get(path)
+    assert '<span class="badge danger" id="hidden-badge">' in page.text
+    assert 'id="hidden-card"' in page.text
+    login = console.get("/login").text
+    assert f"/login/wecom/{CORP_B}" not in login and f"/login/wecom/{CORP_A}" in login
+    chinese = console.get(f"{path}?lang=zh-CN")
+    assert "未在登录页显示：测试未通过" in chinese.text
+
+    # shown anyway: still marked (its last test failed), on the login page again
+    console.post(f"{path}/enable", data={"csrf_token": admin_world.csrf(path), "show": "anyway"})
+    page = console.get(f"{path}?lang=en")
+    assert '<span class="badge warn" id="failed-badge">Last test failed</span>' in page.text
+    listing = console.get("/admin/corps").text
+    assert '<span class="badge warn">Last test failed</span>' in listing
+    assert f"/login/wecom/{CORP_B}" in console.get("/login").text
+
+
+@SQLITE_ONLY
+def test_the_corporation_pages_show_times_in_the_configured_zone(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    created = in_unit(store, corps.get_corp, CORP_B).created_at
+    shanghai = created.replace(tzinfo=UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    page = admin_world.console.get(f"/admin/corps/{CORP_B}")
+    assert f"<td>{shanghai:%Y-%m-%d %H:%M}</td>" in page.text
+    assert " UTC" not in page.text
+
+
+@SQLITE_ONLY
+def test_a_failed_tests_english_detail_stays_off_the_chinese_page(
+    admin_world: AdminWorld, wecom_settings: Settings, store: Store, sms: ConsoleSms,
+    simulator: WeComSimulator,
+) -> None:  # fmt: skip
+    """What the HTTP library said (English) is on the English page only; the Chinese page says
+    what happened in Chinese."""
+    connect_corp(store, simulator, CORP_B)
+    path = f"/admin/corps/{CORP_B}"
+
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Name or service not known")
+
+    with httpx.Client(transport=httpx.MockTransport(unreachable)) as http:
+        offline = create_app(wecom_settings, store=store, sms=sms, wecom_http=http)
+        with admin_console(offline) as console:
+            console.cookies = admin_world.console.cookies  # the same signed-in admin
+            csrf = admin_world.csrf(path)
+            english = console.post(f"{path}/test?lang=en", data={"csrf_token": csrf})
+            chinese = console.post(f"{path}/test?lang=zh-CN", data={"csrf_token": csrf})
+    assert english.status_code == chinese.status_code == 200
+    assert "(ConnectError: Name or service not known)" in english.text
+    assert "Name or service not known" not in chinese.text
+    assert 'data-reason="admin.corp.problem.unavailable"' in chinese.text
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("action", ["enable", "disable", "test", "callback"])
+def test_a_get_on_a_corporation_form_url_goes_to_its_page(
+    admin_world: AdminWorld, store: Store, simulator: WeComSimulator, action: str
+) -> None:
+    connect_corp(store, simulator, CORP_B)
+    answer = admin_world.console.get(f"/admin/corps/{CORP_B}/{action}")
+    assert (answer.status_code, answer.headers["location"]) == (303, f"/admin/corps/{CORP_B}")
+    assert in_unit(store, corps.get_corp, CORP_B).enabled is True  # nothing done

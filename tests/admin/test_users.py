@@ -1,6 +1,8 @@
 """Admin: users. The search page and `GET /admin/api/users`, a person's page and
 `GET|PATCH /admin/api/users/{id}`, removing a link, ending sessions; with the console session
-and with an admin bearer token."""
+and with an admin bearer token. And the console's own actions: adding and editing a person,
+linking a WeCom member by hand (asked of the simulator), ending one session, asking before
+anything destructive."""
 
 from __future__ import annotations
 
@@ -17,12 +19,17 @@ from support.browser import Front
 from support.clocks import Clock
 from support.constants import CORP_A, CORP_B, PHONE
 from support.units import in_unit
+from support.wecom import connect_corp
 from support.world import World
 
 from admin.test_audit import Caller, callers, conforms
+from iam.app import create_app
 from iam.db.models import AuditEvent, IdentityLink, SsoSession, User
 from iam.db.store import Store
+from iam.devtools.wecom_simulator import WeComSimulator
 from iam.services import otp, users
+from iam.services.sms import ConsoleSms
+from iam.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("reused_signing_key")
 
@@ -50,6 +57,13 @@ def linked(world: World, store: Store) -> tuple[IdentityLink, IdentityLink]:
         in_unit(store, users.link_wecom, world.user.id, CORP_A, "ZhangSan_A", META_A),
         in_unit(store, users.link_wecom, world.user.id, CORP_B, "zs_b", META_B),
     )
+
+
+@pytest.fixture
+def app(wecom_settings: Settings, store: Store, sms: ConsoleSms, simulator: WeComSimulator):
+    """The app reaching WeCom through the simulator (admin_world signs in to this one); no
+    corporation is connected until a test connects one."""
+    return create_app(wecom_settings, store=store, sms=sms, wecom_http=TestClient(simulator.app))
 
 
 @pytest.fixture
@@ -242,7 +256,7 @@ def test_disabling_signs_out_kills_refresh_and_refuses_login(
     tokens = front.tokens(world)  # signs in: a session, a refresh token
     assert _sessions(store, world.user.id)
     clock.advance(seconds=61)
-    assert front.send_code().status_code == 200  # asked for while still active
+    assert front.send_code().status_code == 303  # asked for while still active: the code step
     code = front.last_code()
 
     answer = caller.call("PATCH", f"/users/{world.user.id}", json={"status": "disabled"})
@@ -256,7 +270,10 @@ def test_disabling_signs_out_kills_refresh_and_refuses_login(
     refused = front.client.post(
         "/login", data={"csrf_token": front.csrf(), "phone": PHONE, "code": code}
     )
-    assert refused.status_code != 303
+    assert (refused.status_code, refused.headers["location"]) == (
+        303,
+        "/login?step=code&problem=code_dead",  # back to the code step, refused
+    )
     assert "iam_session=" not in refused.headers.get("set-cookie", "")
     assert _sessions(store, world.user.id) == []
 
@@ -467,3 +484,390 @@ def test_the_console_needs_a_sign_in(app, world: World, method: str, path: str) 
         options = {"data": {}} if method == "POST" else {}
         answer = anonymous.request(method, path.format(user=world.user.id), **options)
     assert (answer.status_code, answer.headers["location"]) == (303, "/admin/login")
+
+
+# --- the console: a list with totals, adding and editing a person ------------------------------
+
+
+def _users(store: Store) -> list[tuple[str, str | None, str | None]]:
+    with store() as db:
+        rows = db.scalars(select(User).order_by(User.created_at, User.id))
+        return [(user.name, user.phone, user.email) for user in rows]
+
+
+def _text(page) -> str:
+    return html.unescape(re.sub(r"\s+", " ", page.text))
+
+
+def test_the_console_pages_with_totals_and_keeps_the_search(
+    admin_world, store: Store, world: World
+) -> None:
+    for number in range(53):
+        in_unit(store, users.create_user, f"Page person {number}", f"+86137{number:08d}")
+    console = admin_world.console
+    first = console.get("/admin/users", params={"q": "page person"})
+    assert "1–50 of 53" in _text(first)
+    assert first.text.count('<a href="/admin/users/') == 50
+    assert 'rel="prev"' not in first.text
+    [next_url] = re.findall(r'href="([^"]+)" rel="next"', first.text)
+    assert html.unescape(next_url) == "?q=page+person&offset=50"
+    second = console.get("/admin/users" + html.unescape(next_url))
+    assert "51–53 of 53" in _text(second)
+    assert second.text.count('<a href="/admin/users/') == 3
+    assert 'rel="next"' not in second.text
+    [previous] = re.findall(r'href="([^"]+)" rel="prev"', second.text)
+    assert html.unescape(previous) == "?q=page+person&offset=0"
+    everyone = console.get("/admin/users")
+    assert "1–50 of 54" in _text(everyone)  # and 张三
+    assert "No user matches." in console.get("/admin/users", params={"q": "nobody"}).text
+    chinese = console.get("/admin/users", params={"q": "page person", "lang": "zh-CN"})
+    assert "第 1–50 个，共 53 个" in _text(chinese)
+
+
+def test_the_console_adds_a_person(admin_world, store: Store, world: World) -> None:
+    console = admin_world.console
+    form = console.get("/admin/users/new")
+    assert form.status_code == 200
+    assert 'action="/admin/users"' in form.text
+    csrf = _csrf(console, "/admin/users/new")
+
+    added = console.post(
+        "/admin/users",
+        data={"csrf_token": csrf, "name": " 王五 ", "phone": "133 3333 3333", "email": ""},
+    )
+
+    assert added.status_code == 303, added.text
+    user_id = added.headers["location"].removeprefix("/admin/users/").split("?")[0]
+    assert added.headers["location"] == f"/admin/users/{user_id}?done=created"
+    assert ("王五", "+8613333333333", None) in _users(store)
+    assert "The user is added." in console.get(added.headers["location"]).text
+    assert _audit(store, "user.created")[-1] == (user_id, "admin:root", {})
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "marked", "said"),
+    [
+        ({"name": ""}, 422, ["name"], "Enter a name of 1 to 200 characters."),
+        ({"phone": ""}, 422, ["phone"], "Enter a mainland mobile number"),
+        ({"phone": "12345"}, 422, ["phone"], "Enter a mainland mobile number"),
+        ({"email": "not-an-address"}, 422, ["email"], "Enter an email address"),
+        ({"name": "", "email": "x@"}, 422, ["name", "email"], "Check the marked fields."),
+        ({"phone": "138-0013-8000"}, 409, ["phone"], "already belongs to another user"),
+    ],
+)
+def test_the_console_refuses_a_new_person_and_says_why(
+    admin_world,
+    store: Store,
+    world: World,
+    fields: dict[str, str],
+    status: int,
+    marked: list[str],
+    said: str,
+) -> None:
+    console = admin_world.console
+    before = _users(store)
+    data = {"name": "王五", "phone": "13333333333", "email": "wang@example.com", **fields}
+    refused = console.post(
+        "/admin/users", data={"csrf_token": _csrf(console, "/admin/users/new"), **data}
+    )
+    assert refused.status_code == status
+    assert said in _text(refused)
+    assert re.findall(r'id="(name|phone|email)-error"', refused.text) == marked
+    assert f'value="{html.escape(data["name"])}"' in refused.text  # what was typed stays
+    if status == 409:
+        assert f'href="/admin/users/{world.user.id}"' in refused.text  # who has that phone
+    assert _users(store) == before
+    assert len(_audit(store, "user.created")) == len(before)  # the world's person only
+    chinese = console.post(
+        "/admin/users?lang=zh-CN",
+        data={"csrf_token": _csrf(console, "/admin/users/new"), **data},
+        headers={"accept-language": "zh-CN"},
+    )
+    assert not re.search(r"admin\.\w", chinese.text.replace("/admin.css", ""))
+
+
+def test_the_console_refuses_a_form_without_its_token(admin_world, store: Store, world) -> None:
+    console, path = admin_world.console, f"/admin/users/{world.user.id}"
+    before = _users(store)
+    data = {"name": "X", "phone": "13333333333", "email": ""}
+    for action in ("/admin/users", f"{path}/edit"):
+        assert console.post(action, data=data).status_code == 403
+    assert (
+        console.post(f"{path}/links", data={"corp_id": CORP_A, "userid": "lisi"}).status_code == 403
+    )
+    assert _users(store) == before
+    assert in_unit(store, users.user_detail, world.user.id).links == ()
+
+
+def test_the_console_edits_a_person(admin_world, store: Store, world: World) -> None:
+    console, path = admin_world.console, f"/admin/users/{world.user.id}"
+    page = console.get(path)
+    assert f'action="{path}/edit"' in page.text and 'value="zhangsan@example.com"' in page.text
+    csrf = _csrf(console, path)
+
+    saved = console.post(
+        f"{path}/edit",
+        data={"csrf_token": csrf, "name": "张三", "phone": "13300133000", "email": ""},
+    )
+
+    assert (saved.status_code, saved.headers["location"]) == (303, f"{path}?done=saved")
+    assert ("张三", "+8613300133000", None) in _users(store)
+    assert "The changes are saved." in console.get(saved.headers["location"]).text
+    assert _audit(store, "user.updated") == [
+        (world.user.id, "admin:root", {"fields": ["name", "phone", "email"]})
+    ]
+    same = console.post(
+        f"{path}/edit",
+        data={"csrf_token": csrf, "name": "张三", "phone": "+8613300133000", "email": ""},
+    )
+    assert same.headers["location"] == f"{path}?done=unchanged"
+    assert len(_audit(store, "user.updated")) == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "marked"),
+    [
+        ({"name": "  "}, 422, ["name"]),
+        ({"phone": "0"}, 422, ["phone"]),
+        ({"email": "a@b"}, 422, ["email"]),
+        ({"phone": "13700137000"}, 409, ["phone"]),  # 王's
+    ],
+)
+def test_the_console_refuses_an_edit_and_changes_nothing(
+    admin_world,
+    store: Store,
+    world: World,
+    fields: dict[str, str],
+    status: int,
+    marked: list[str],
+) -> None:
+    wang = in_unit(store, users.create_user, "王", "+8613700137000")
+    console, path = admin_world.console, f"/admin/users/{world.user.id}"
+    before = _users(store)
+    data = {"name": "New", "phone": PHONE, "email": "new@example.com", **fields}
+    refused = console.post(f"{path}/edit", data={"csrf_token": _csrf(console, path), **data})
+    assert refused.status_code == status
+    assert re.findall(r'id="(name|phone|email)-error"', refused.text) == marked
+    assert '<details class="card edit" open>' in refused.text  # the form stays open
+    if status == 409:
+        assert f'href="/admin/users/{wang.id}"' in refused.text
+    assert _users(store) == before
+    assert _audit(store, "user.updated") == []
+
+
+def test_the_console_does_not_find_an_unknown_person(admin_world, store: Store) -> None:
+    console, path = admin_world.console, f"/admin/users/{NOBODY}"
+    csrf = _csrf(console, "/admin/users/new")
+    for action, data in [
+        (f"{path}/edit", {"name": "X", "phone": "", "email": ""}),
+        (f"{path}/links", {"corp_id": CORP_A, "userid": "lisi"}),
+        (f"{path}/sessions/{NOBODY}/end", {}),
+        (f"{path}/status", {"status": "disabled"}),
+    ]:
+        answer = console.post(action, data={"csrf_token": csrf, **data})
+        assert answer.status_code == 404, action
+        assert "There is no such user." in answer.text
+    for page in (path, f"{path}/disable", f"{path}/sessions/end", f"{path}/sessions/{NOBODY}/end"):
+        assert console.get(page).status_code == 404, page
+    assert _users(store) == []
+
+
+# --- the console: linking a WeCom member by hand ------------------------------------------------
+
+
+def _links(store: Store) -> list[tuple[str, str, dict[str, Any]]]:
+    with store() as db:
+        rows = db.scalars(select(IdentityLink).order_by(IdentityLink.created_at))
+        return [(link.user_id, link.provider_user_id, dict(link.link_metadata)) for link in rows]
+
+
+def _link(console: TestClient, user_id: str, corp_id: str, userid: str):
+    path = f"/admin/users/{user_id}"
+    data = {"csrf_token": _csrf(console, path), "corp_id": corp_id, "userid": userid}
+    return console.post(f"{path}/links", data=data)
+
+
+def test_the_console_links_a_member_wecom_knows(
+    admin_world, store: Store, world: World, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_A)
+    console, path = admin_world.console, f"/admin/users/{world.user.id}"
+    page = console.get(path)
+    assert f'<option value="{CORP_A}">子公司A ({CORP_A})</option>' in page.text
+
+    linked = _link(console, world.user.id, CORP_A, "LiSi")  # userids are case-insensitive
+
+    assert (linked.status_code, linked.headers["location"]) == (303, f"{path}?done=linked")
+    [(owner, subject, metadata)] = _links(store)
+    assert (owner, subject) == (world.user.id, f"{CORP_A}/lisi")  # as WeCom spells it
+    assert (metadata["corp_name"], metadata["name"], metadata["position"]) == (
+        "子公司A",
+        "李四",
+        "销售代表",
+    )
+    assert "The WeCom member is linked." in console.get(linked.headers["location"]).text
+    assert _audit(store, "link.created") == [
+        (world.user.id, "admin:root", {"link": f"{CORP_A}/lisi"})
+    ]
+
+
+@pytest.mark.parametrize(
+    ("corp_id", "userid", "status", "said"),
+    [
+        (CORP_A, "nobody", 422, "WeCom has no member nobody in this corporation"),
+        (CORP_A, "zhaoliu", 422, "WeCom has no member zhaoliu"),  # disabled in WeCom
+        (CORP_A, "two words", 422, "Enter the member's WeCom userid"),
+        (CORP_A, "", 422, "Enter the member's WeCom userid"),
+        (CORP_B, "zs_b", 422, "Choose a connected, enabled corporation."),  # not connected
+        ("", "lisi", 422, "Choose a connected, enabled corporation."),
+    ],
+)
+def test_the_console_refuses_a_member_wecom_does_not_vouch_for(
+    admin_world,
+    store: Store,
+    world: World,
+    simulator: WeComSimulator,
+    corp_id: str,
+    userid: str,
+    status: int,
+    said: str,
+) -> None:
+    connect_corp(store, simulator, CORP_A)
+    refused = _link(admin_world.console, world.user.id, corp_id, userid)
+    assert refused.status_code == status
+    assert said in _text(refused)
+    assert f'value="{html.escape(userid)}"' in refused.text  # typed stays
+    assert _links(store) == []
+    assert _audit(store, "link.created") == []
+
+
+def test_the_console_links_nothing_when_wecom_cannot_say(
+    admin_world, store: Store, world: World, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_A)
+    simulator.fail_next("user_get", 60011, "no privilege to access/modify contact")
+    refused = _link(admin_world.console, world.user.id, CORP_A, "lisi")
+    assert refused.status_code == 502
+    assert "WeCom refused to look up the member (errcode 60011)" in _text(refused)
+    simulator.fail_http("user_get", 502, times=5)  # every try the client makes
+    down = _link(admin_world.console, world.user.id, CORP_A, "lisi")
+    assert down.status_code == 503
+    assert "WeCom could not be reached" in _text(down)
+    chinese = admin_world.console.get(f"/admin/users/{world.user.id}", params={"lang": "zh-CN"})
+    assert chinese.status_code == 200
+    assert _links(store) == []
+
+
+def test_the_console_refuses_a_member_linked_already(
+    admin_world, store: Store, world: World, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_A)
+    console = admin_world.console
+    wang = in_unit(store, users.create_user, "王", "+8613700137000")
+    assert _link(console, world.user.id, CORP_A, "lisi").status_code == 303
+
+    elsewhere = _link(console, wang.id, CORP_A, "LISI")
+    assert elsewhere.status_code == 409
+    assert "already linked to another user" in _text(elsewhere)
+    assert f'href="/admin/users/{world.user.id}"' in elsewhere.text
+    here = _link(console, world.user.id, CORP_A, "lisi")
+    assert here.status_code == 409
+    assert "already linked to this user" in _text(here)
+    assert [owner for owner, _, _ in _links(store)] == [world.user.id]
+    assert len(_audit(store, "link.created")) == 1
+
+
+# --- the console: asking before anything destructive ----------------------------------------------
+
+
+def _danger_form(page_text: str) -> tuple[str, dict[str, str]]:
+    """The confirmation's form: where its red button posts, and its hidden fields."""
+    form = re.search(r'<form method="post" action="([^"]+)">(.*?)</form>', page_text, re.S)
+    assert form, page_text
+    assert 'class="danger"' in form.group(2)
+    fields = dict(re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', form.group(2)))
+    return form.group(1), fields
+
+
+def test_the_console_ends_one_session_after_asking(
+    admin_world, front: Front, world: World, store: Store, clock: Clock
+) -> None:
+    console, path = admin_world.console, f"/admin/users/{world.user.id}"
+    assert front.login().status_code == 303
+    front.client.cookies.clear()  # a second browser
+    clock.advance(seconds=61)
+    assert front.login().status_code == 303
+    first, second = (sso.id for sso in _sessions(store, world.user.id))
+    assert f'href="{path}/sessions/{first}/end"' in console.get(path).text
+
+    ask = console.get(f"{path}/sessions/{first}/end")
+    assert ask.status_code == 200
+    assert "End this session of 张三 Zhang San (from testclient)?" in _text(ask)
+    action, fields = _danger_form(ask.text)
+    assert action == f"{path}/sessions/{first}/end"
+    assert len(_sessions(store, world.user.id)) == 2  # asking changes nothing
+
+    assert console.post(action, data={}).status_code == 403
+    ended = console.post(action, data=fields)
+    assert (ended.status_code, ended.headers["location"]) == (303, f"{path}?done=session_ended")
+    assert [sso.id for sso in _sessions(store, world.user.id)] == [second]
+    assert _audit(store, "user.session_ended") == [(world.user.id, "admin:root", {"sid": first})]
+    again = console.post(action, data=fields)
+    assert again.status_code == 404
+    assert "That session has already ended." in again.text
+    assert console.get(f"{path}/sessions/{first}/end").status_code == 404
+
+
+def test_the_console_asks_before_disabling_and_ending_every_session(
+    admin_world, front: Front, world: World, store: Store
+) -> None:
+    console, path = admin_world.console, f"/admin/users/{world.user.id}"
+    assert front.login().status_code == 303
+    page = console.get(path).text
+    assert f'class="button danger" href="{path}/disable"' in page
+    assert f'class="button danger" href="{path}/sessions/end"' in page
+
+    ask = console.get(f"{path}/disable")
+    assert "Disable 张三 Zhang San?" in _text(ask)
+    action, fields = _danger_form(ask.text)
+    assert (action, fields["status"]) == (f"{path}/status", "disabled")
+    ask_all = console.get(f"{path}/sessions/end")
+    assert "End all 1 live sessions of 张三 Zhang San?" in _text(ask_all)
+    assert _danger_form(ask_all.text)[0] == f"{path}/sessions/end"
+    assert _status(store, world.user.id) == "active"
+    assert len(_sessions(store, world.user.id)) == 1
+
+    assert console.post(action, data=fields).headers["location"] == f"{path}?done=disabled"
+    assert _status(store, world.user.id) == "disabled"
+    disabled = console.get(path).text
+    assert f"{path}/disable" not in disabled and 'name="status" value="active"' in disabled
+
+
+@pytest.mark.parametrize("below", ["status", "links", "edit"])
+def test_a_get_on_a_form_url_goes_to_the_persons_page(admin_world, world, below: str) -> None:
+    path = f"/admin/users/{world.user.id}"
+    answer = admin_world.console.get(f"{path}/{below}")
+    assert (answer.status_code, answer.headers["location"]) == (303, path)
+
+
+def test_the_console_shows_no_raw_key_in_chinese(
+    admin_world, front: Front, world: World, linked, store: Store, simulator: WeComSimulator
+) -> None:
+    connect_corp(store, simulator, CORP_A)
+    assert front.login().status_code == 303
+    console, path = admin_world.console, f"/admin/users/{world.user.id}"
+    [sid] = [sso.id for sso in _sessions(store, world.user.id)]
+    pages = [
+        "/admin/users",
+        "/admin/users/new",
+        path,
+        f"{path}/disable",
+        f"{path}/sessions/end",
+        f"{path}/sessions/{sid}/end",
+        f"{path}/links/{linked[0].id}/remove",
+    ]
+    for page in pages:
+        answer = console.get(page, params={"lang": "zh-CN"})
+        assert answer.status_code == 200, page
+        assert not re.search(r"admin\.\w", answer.text.replace("/admin.css", "")), page
+    assert "停用该用户" in console.get(f"{path}/disable", params={"lang": "zh-CN"}).text

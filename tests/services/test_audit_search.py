@@ -13,7 +13,7 @@ from support.units import in_unit
 from iam.db.models import AuditEvent
 from iam.db.store import Store
 from iam.errors import ValidationError
-from iam.services import audit
+from iam.services import audit, users
 
 T0 = datetime(2026, 5, 1, 8, 0, 0)
 EVENTS = 65  # more than one page of 50
@@ -141,3 +141,37 @@ def test_the_trail_stays_append_only(store: Store) -> None:
     _seed(store, 1)
     with store() as db, pytest.raises(DBAPIError):
         db.execute(text("UPDATE audit_events SET outcome = 'forged'"))
+
+
+def test_the_person_filter_matches_names_and_phones_literally(store: Store) -> None:
+    """`%` and `_` are letters in a name, not patterns; a NUL finds nothing (PostgreSQL would
+    refuse it); a number finds its owner however it is written, and by its last digits."""
+    percent = in_unit(store, users.create_user, "100% 王_五", "+8613700137000")
+    other = in_unit(store, users.create_user, "100 王A五", "+8613800138000")
+    with store() as db:
+        for person in (percent, other):
+            audit.record(db.connection(), "session.started", user_id=person.id)
+        db.commit()
+
+    def found(person: str) -> set[str]:
+        page = in_unit(store, audit.search, event="session.started", person=person)
+        return {event.user_id for event in page.events if event.user_id}
+
+    assert found("0%") == {percent.id}
+    assert found("王_") == {percent.id}
+    assert found("\x00") == set()
+    assert found("１３７ ００１３ ７０００") == {percent.id}  # full-width, as input methods type
+    assert found("38000") == {other.id}
+    assert found("000") == set()  # too few digits to mean a number, in no name
+    assert found("8000") == {other.id}
+
+
+def test_names_are_read_in_one_query_a_kind(store: Store) -> None:
+    person = in_unit(store, users.create_user, "王五", "+8613700137000")
+    events = [
+        AuditEvent(event="x.y", user_id=person.id, client_id="gone", detail={"corp_id": "ww1"}),
+        AuditEvent(event="x.y", user_id="gone", detail={"corp_id": 7}),
+    ]
+    names = in_unit(store, audit.names_of, events)
+    assert names == audit.Names(users={person.id: "王五"}, clients={}, corps={})
+    assert in_unit(store, audit.names_of, []) == audit.Names()

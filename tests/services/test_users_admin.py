@@ -351,6 +351,147 @@ def test_ending_sessions_revokes_their_tokens_and_counts(
     ]
 
 
+def test_ending_one_session_keeps_the_others(
+    store: Store, zhang: User, li: User, client_id: str
+) -> None:
+    first, second = _start_session(store, zhang), _start_session(store, zhang)
+    _add_tokens(store, zhang, client_id, first, "first")
+    _add_tokens(store, zhang, client_id, second, "second")
+    other = _start_session(store, li)
+
+    in_unit(store, users.end_user_session, zhang.id, first, actor=ACTOR, ip="192.0.2.9")
+
+    assert [sso.id for sso in _sessions_of(store, zhang)] == [second]
+    assert _revoked(store) == {"first": True, "second": False}
+    assert _audit(store, "user.session_ended") == [(zhang.id, ACTOR, {"sid": first})]
+    for user, sid in [(zhang, first), (zhang, other), (li, second), (zhang, "x" * 37)]:
+        with pytest.raises(NotFoundError):  # gone, someone else's, or no id at all
+            in_unit(store, users.end_user_session, user.id, sid, actor=ACTOR)
+    assert [sso.id for sso in _sessions_of(store, li)] == [other]
+    assert len(_audit(store, "user.session_ended")) == 1
+
+
+# --- creating and editing a person -------------------------------------------------------------
+
+
+def test_an_admin_creates_a_person_and_is_named_in_the_trail(store: Store, li: User) -> None:
+    wang = in_unit(
+        store, users.create_user, " 王五 ", "133 3333 3333", "", actor=ACTOR, ip="192.0.2.9"
+    )
+    assert (wang.name, wang.phone, wang.email) == ("王五", "+8613333333333", None)
+    assert _audit(store, "user.created")[-1] == (wang.id, ACTOR, {})
+    with pytest.raises(users.PhoneTakenError) as taken:
+        in_unit(store, users.create_user, "Another", "13900139000", actor=ACTOR)
+    assert taken.value.user_id == li.id
+    assert in_unit(store, users.count_users, None) == 2
+
+
+def test_editing_changes_only_what_differs_and_names_the_fields(
+    store: Store, zhang: User, li: User
+) -> None:
+    with store() as db:
+        users.mark_phone_verified(db, db.get(User, zhang.id))
+        db.commit()
+    same = in_unit(
+        store,
+        users.update_user,
+        zhang.id,
+        name=zhang.name,
+        phone="138 0013 8000",  # the same number, as typed
+        email="zhangsan@example.com",
+        actor=ACTOR,
+    )
+    assert same == []
+    assert _audit(store, "user.updated") == []
+
+    changed = in_unit(
+        store,
+        users.update_user,
+        zhang.id,
+        name="张三",
+        phone="+8613300133000",
+        email="",
+        actor=ACTOR,
+        ip="192.0.2.9",
+    )
+    assert changed == ["name", "phone", "email"]
+    user = in_unit(store, users.get_user, zhang.id)
+    assert (user.name, user.phone, user.email) == ("张三", "+8613300133000", None)
+    assert user.phone_verified_at is None  # nobody has shown they hold the new number
+    assert _audit(store, "user.updated") == [
+        (zhang.id, ACTOR, {"fields": ["name", "phone", "email"]})
+    ]
+
+
+@pytest.mark.parametrize(
+    ("details", "error"),
+    [
+        ({"name": " "}, ValidationError),
+        ({"phone": "12345"}, ValidationError),
+        ({"email": "not an address"}, ValidationError),
+        ({"phone": "13900139000"}, users.PhoneTakenError),  # 李四's
+    ],
+)
+def test_an_edit_that_is_refused_changes_nothing(
+    store: Store, zhang: User, li: User, details: dict[str, str], error: type[Exception]
+) -> None:
+    wanted = {"name": "New name", "phone": PHONE, "email": "new@example.com", **details}
+    with pytest.raises(error):
+        in_unit(store, users.update_user, zhang.id, **wanted, actor=ACTOR)
+    user = in_unit(store, users.get_user, zhang.id)
+    assert (user.name, user.phone, user.email) == (zhang.name, PHONE, "zhangsan@example.com")
+    assert _audit(store, "user.updated") == []
+
+
+def test_invalid_details_names_every_bad_field() -> None:
+    assert users.invalid_details("", "123", "x@", phone_required=True) == [
+        "name",
+        "phone",
+        "email",
+    ]
+    assert users.invalid_details("A", "", "", phone_required=False) == []
+    assert users.invalid_details("A", "", "", phone_required=True) == ["phone"]
+
+
+def test_counting_finds_what_the_search_finds(store: Store, zhang: User, li: User) -> None:
+    for query in [None, "", "zhang", "li si", "nobody", "%", "\x00"]:
+        assert in_unit(store, users.count_users, query) == len(_search(store, query)), query
+    with pytest.raises(ValidationError):
+        in_unit(store, users.count_users, "x" * 201)
+
+
+# --- linking by hand ---------------------------------------------------------------------------
+
+
+def _member(corp_id: str, userid: str) -> Identity:
+    subject, key = subject_of(corp_id, userid)
+    return Identity(
+        provider="wecom",
+        subject=subject,
+        subject_key=key,
+        display_name="李四",
+        metadata={"corpid": corp_id, "userid": userid, "name": "李四"},
+    )
+
+
+def test_an_admin_links_a_member_the_directory_knows(store: Store, zhang: User, li: User) -> None:
+    link = in_unit(store, users.link_member, li.id, _member(CORP_A, "lisi"), actor=ACTOR)
+    assert (link.user_id, link.provider_user_id, link.provider_user_key) == (
+        li.id,
+        f"{CORP_A}/lisi",
+        f"{CORP_A}/lisi",
+    )
+    assert link.link_metadata == {"corpid": CORP_A, "userid": "lisi", "name": "李四"}
+    assert _audit(store, "link.created")[-1] == (li.id, ACTOR, {"link": f"{CORP_A}/lisi"})
+    for owner in (li, zhang):  # a member is linked to one person only
+        with pytest.raises(users.LinkTakenError) as taken:
+            in_unit(store, users.link_member, owner.id, _member(CORP_A, "LiSi"), actor=ACTOR)
+        assert taken.value.user_id == li.id
+    with pytest.raises(NotFoundError):
+        in_unit(store, users.link_member, "nobody", _member(CORP_B, "x"), actor=ACTOR)
+    assert len(in_unit(store, users.user_detail, li.id).links) == 1
+
+
 # --- all or nothing: a change and its audit row are one unit ---------------------------------
 
 
@@ -359,7 +500,15 @@ class AuditDown(Exception):
 
 
 #: The admin actions' events; others (a session started) are written as usual.
-ADMIN_EVENTS = ("user.disabled", "link.removed", "user.sessions_ended")
+ADMIN_EVENTS = (
+    "user.disabled",
+    "link.removed",
+    "user.sessions_ended",
+    "user.session_ended",
+    "user.updated",
+    "user.created",
+    "link.created",
+)
 
 
 @pytest.fixture
@@ -408,3 +557,29 @@ def test_no_sessions_end_without_their_audit_row(
         in_unit(store, users.end_user_sessions, zhang.id, actor=ACTOR)
     assert [sso.id for sso in _sessions_of(store, zhang)] == [sid]
     assert _revoked(store) == {"session": False}
+
+
+def test_no_session_ends_without_its_audit_row(
+    store: Store, zhang: User, client_id: str, audit_down: None
+) -> None:
+    sid = _start_session(store, zhang)
+    _add_tokens(store, zhang, client_id, sid, "session")
+    with pytest.raises(AuditDown):
+        in_unit(store, users.end_user_session, zhang.id, sid, actor=ACTOR)
+    assert [sso.id for sso in _sessions_of(store, zhang)] == [sid]
+    assert _revoked(store) == {"session": False}
+
+
+def test_no_edit_creation_or_link_without_its_audit_row(
+    store: Store, zhang: User, audit_down: None
+) -> None:
+    with pytest.raises(AuditDown):
+        in_unit(store, users.update_user, zhang.id, name="X", phone="", email="", actor=ACTOR)
+    with pytest.raises(AuditDown):
+        in_unit(store, users.create_user, "王五", "+8613333333333", actor=ACTOR)
+    with pytest.raises(AuditDown):
+        in_unit(store, users.link_member, zhang.id, _member(CORP_A, "lisi"), actor=ACTOR)
+    user = in_unit(store, users.get_user, zhang.id)
+    assert (user.name, user.phone) == (zhang.name, PHONE)
+    assert in_unit(store, users.count_users, None) == 1
+    assert len(in_unit(store, users.user_detail, zhang.id).links) == 2

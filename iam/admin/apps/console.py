@@ -1,6 +1,7 @@
 """Admin apps: the console pages under /admin/apps."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,14 +79,70 @@ def _actor(admin: Admin) -> str:
     return Caller(admin.username, "admin").actor
 
 
+#: The units a token lifetime is entered in, largest first, in seconds (the service keeps
+#: seconds). Seconds are offered only for a lifetime that is not a whole number of minutes
+#: (one set through the API).
+UNITS = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
+#: Each unit's words: a lifetime of one, of several, and the unit select's label.
+UNIT_WORDS = {
+    "days": ("admin.duration.days.one", "admin.duration.days.many", "admin.duration.unit.days"),
+    "hours": ("admin.duration.hours.one", "admin.duration.hours.many", "admin.duration.unit.hours"),
+    "minutes": (
+        "admin.duration.minutes.one",
+        "admin.duration.minutes.many",
+        "admin.duration.unit.minutes",
+    ),
+    "seconds": (
+        "admin.duration.seconds.one",
+        "admin.duration.seconds.many",
+        "admin.duration.unit.seconds",
+    ),
+}
+
+
+def in_units(seconds: int) -> tuple[int, str]:
+    """A lifetime as people say it: the largest unit that holds it whole (600 → 10 minutes,
+    2592000 → 30 days); 0 is 0 minutes."""
+    for unit, size in UNITS.items():
+        if seconds and seconds % size == 0:
+            return seconds // size, unit
+    return seconds, "minutes" if seconds == 0 else "seconds"
+
+
+def _lifetimes() -> dict[str, dict[str, tuple[int, str]]]:
+    """Each lifetime field's default and bounds, in units (the form's hints and errors)."""
+    return {
+        name: {
+            "default": in_units(default),
+            "least": in_units(least),
+            "most": in_units(most),
+        }
+        for name, (default, least, most) in ((n, clients.LIFETIMES[n]) for n in LIFETIME_FIELDS)
+    }
+
+
+def _lifetime_values(name: str, seconds: int) -> dict[str, str]:
+    number, unit = in_units(seconds)
+    return {name: str(number), f"{name}_unit": unit}
+
+
 def _choices() -> dict[str, Any]:
     return {
         "policies": clients.CONTEXT_POLICIES,
         "all_scopes": clients.SUPPORTED_SCOPES,
-        "lifetimes": {name: clients.LIFETIMES[name] for name in LIFETIME_FIELDS},
+        "lifetimes": _lifetimes(),
+        "units": UNITS,
+        "unit_words": UNIT_WORDS,
         "default_claim": clients.DEFAULT_CONTEXT_CLAIM,
         "auth_methods": [m for m in clients.AUTH_METHODS if m != "none"],
     }
+
+
+def _all_lifetime_values(seconds_of: Callable[[str], int]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name in LIFETIME_FIELDS:
+        values |= _lifetime_values(name, seconds_of(name))
+    return values
 
 
 def new_app_values() -> dict[str, Any]:
@@ -104,7 +161,7 @@ def new_app_values() -> dict[str, Any]:
         "scopes": clients.DEFAULT_SCOPES.split(),
         "context_policy": "none",
         "context_claim": "",
-        **{name: str(clients.LIFETIMES[name][0]) for name in LIFETIME_FIELDS},
+        **_all_lifetime_values(lambda name: clients.LIFETIMES[name][0]),
     }
 
 
@@ -124,7 +181,7 @@ def values_of(client: Client) -> dict[str, Any]:
         "scopes": client.allowed_scopes.split(),
         "context_policy": client.context_policy,
         "context_claim": client.context_claim,
-        **{name: str(getattr(client, name)) for name in LIFETIME_FIELDS},
+        **_all_lifetime_values(lambda name: int(getattr(client, name))),
     }
 
 
@@ -138,6 +195,8 @@ def form_values(form: FormData) -> dict[str, Any]:
     values["scopes"] = [str(scope) for scope in form.getlist("scopes")]
     for name in LIFETIME_FIELDS:
         values[name] = str(form.get(name) or "").strip()
+        # No unit posted (a script's form): seconds, as the API takes them.
+        values[f"{name}_unit"] = str(form.get(f"{name}_unit") or "seconds")
     return values
 
 
@@ -167,12 +226,27 @@ def parsed(values: dict[str, Any]) -> dict[str, Any]:
         "jwks_uri": values["jwks_uri"].strip(),
     }
     for name in LIFETIME_FIELDS:
-        try:
-            result[name] = int(values[name], 10)
-        except ValueError:
-            raise ValidationError(name, f"{name} must be a whole number of seconds.") from None
+        result[name] = _seconds(name, values[name], values[f"{name}_unit"])
     return result
 
+
+def _seconds(name: str, number: str, unit: str) -> int:
+    """A lifetime typed as a whole number of a unit, in seconds (the service checks bounds)."""
+    if unit not in UNITS or not (number.isascii() and number.isdigit() and len(number) <= 9):
+        raise ValidationError(name, f"{name} must be a whole number of minutes, hours or days.")
+    return int(number, 10) * UNITS[unit]
+
+
+#: Where an app reads everything else about this provider (OpenID Connect Discovery).
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+
+#: The question asked before each action that cannot be undone (`?confirm=rotate` on an app's
+#: page, its own page for deleting): its title, its warning, its red button.
+CONFIRMATIONS = {
+    "rotate": ("admin.app.rotate_title", "admin.app.rotate_warning", "admin.app.rotate_confirm"),
+    "retire": ("admin.app.retire_title", "admin.app.retire_warning", "admin.app.retire_confirm"),
+    "delete": ("admin.app.delete_title", "admin.app.delete_warning", "admin.app.delete_confirm"),
+}
 
 #: An app that is gone answers "no such app", 404, on any page that names it.
 area = Area("admin.app.not_found")
@@ -188,8 +262,12 @@ def _with_form(
     request: Request, admin: Admin, template: str, context: dict[str, Any], status_code: int
 ) -> Response:
     """A page that holds the app form (the list's create form, an app's edit form): the form's
-    choices, and no errors unless `context` has some."""
-    return render(request, template, admin, {"errors": {}, **_choices(), **context}, status_code)
+    choices, the endpoints an app is configured with, and no errors unless `context` has
+    some."""
+    issuer: str = request.app.state.settings.issuer
+    endpoints = {"issuer": issuer, "discovery_url": f"{issuer}{DISCOVERY_PATH}"}
+    context = {"errors": {}, **_choices(), **endpoints, **context}
+    return render(request, template, admin, context, status_code)
 
 
 @dataclass(frozen=True)
@@ -221,6 +299,7 @@ async def _app_page(
     **context: Any,
 ) -> Response:
     context.setdefault("values", values_of(client))
+    context["confirmations"] = CONFIRMATIONS
     context["workbench_links"] = await _workbench_links(request, client)
     return _with_form(request, admin, "admin/app.html", {"app": client, **context}, status_code)
 
@@ -272,7 +351,11 @@ async def app_page(request: Request, admin: Admin) -> Response:
     client = await _client(request)
     notice = NOTICES.get(request.query_params.get("done", ""))
     secret = _handed_over(request, client.client_id)
-    response = await _app_page(request, admin, client, notice=notice, secret=secret)
+    asked = request.query_params.get("confirm", "")
+    confirm = asked if asked in CONFIRMATIONS and asked != "delete" else None
+    response = await _app_page(
+        request, admin, client, notice=notice, secret=secret, confirm=confirm
+    )
     if SECRET_COOKIE in request.cookies:  # shown once: gone with this answer
         response.delete_cookie(SECRET_COOKIE, path=f"/admin/apps/{client.client_id}")
     return response
@@ -289,7 +372,8 @@ async def update_app(request: Request, admin: Admin, form: FormData) -> Response
         )
     except (ValidationError, ConflictError) as error:
         client = await _client(request)
-        # A conflict here: private_key_jwt chosen without keys, for an app that has none.
+        # A conflict here: private_key_jwt chosen without keys, for an app that has none. The
+        # page says what is wrong in its own words: the service's English stays out of it.
         errors = {getattr(error, "field", "jwks"): str(error)}
         return await _app_page(request, admin, client, 422, values=values, errors=errors)
     return see_other(f"/admin/apps/{client_id}?done=saved")
@@ -327,7 +411,7 @@ async def retire_secret(request: Request, admin: Admin, form: FormData) -> Respo
 @area.page
 async def confirm_delete(request: Request, admin: Admin) -> Response:
     """GET /admin/apps/{id}/delete: the question, before the POST that deletes."""
-    return await _app_page(request, admin, await _client(request), confirm_delete=True)
+    return await _app_page(request, admin, await _client(request), confirm="delete")
 
 
 @area.form

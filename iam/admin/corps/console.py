@@ -6,8 +6,9 @@ set (never their values), the URL to paste into WeCom, and a form that sets or r
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -19,7 +20,7 @@ from iam.admin.pages import Area, render, see_other
 from iam.db.models import Admin, WeComCorp
 from iam.db.unit import in_worker
 from iam.errors import ConflictError, ValidationError
-from iam.services import corps
+from iam.services import clients, corps
 from iam.services.corps import ConnectionResult
 
 #: Longest agent id the console reads (2**63 - 1 has 19 digits).
@@ -73,6 +74,34 @@ def events_url(request: Request, corp_id: str) -> str:
     return f"{request.app.state.settings.issuer}/events/wecom/{corp_id}"
 
 
+def sign_in_return_url(request: Request, corp_id: str) -> str:
+    """Where WeCom sends people back after they sign in (OAuth's redirect_uri): its host must
+    be the app's trusted domain (可信域名)."""
+    return f"{request.app.state.settings.issuer}/callback/wecom/{quote(corp_id, safe='')}"
+
+
+@dataclass(frozen=True)
+class WorkbenchLink:
+    """One app's link for this corporation's WeCom workbench (the app homepage, 应用主页)."""
+
+    client_id: str
+    app_name: str
+    url: str
+
+
+async def _workbench_links(request: Request, corp_id: str) -> list[WorkbenchLink]:
+    """The link of each app that takes workbench sign-ins (has an `initiate_login_uri`)."""
+    apps = await in_worker(request.app.state.store, clients.list_clients)
+    issuer: str = request.app.state.settings.issuer
+    return [
+        WorkbenchLink(
+            app.client_id, app.name, clients.workbench_link(issuer, app.client_id, corp_id)
+        )
+        for app in apps
+        if app.initiate_login_uri
+    ]
+
+
 def _callback_state(corp: WeComCorp) -> str:
     """`set` (both), `unset` (neither) or `partial` (one of the two is missing)."""
     present = [corp.callback_token_encrypted, corp.encoding_aes_key_encrypted]
@@ -103,11 +132,11 @@ def _login_page_state(corp: WeComCorp) -> str:
     return "shown_anyway" if corp.last_test_ok is False else "shown"
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+#: `?confirm=` on a corporation's page: the question asked before that action's POST.
+CONFIRMATIONS = ("disable",)
 
 
-def _corp_page(
+async def _corp_page(
     request: Request,
     admin: Admin,
     corp: WeComCorp,
@@ -117,24 +146,25 @@ def _corp_page(
     notice_key: str | None = None,
     test: ConnectionResult | None = None,
     callback_errors: dict[str, str] | None = None,
+    confirm: str | None = None,
     status_code: int = 200,
 ) -> Response:
     context = {
         "corp": corp,
         "callback_state": _callback_state(corp),
         "callback_url": events_url(request, corp.corp_id),
+        "return_url": sign_in_return_url(request, corp.corp_id),
+        "workbench_links": await _workbench_links(request, corp.corp_id),
         "callback_errors": callback_errors or {},
-        "created": _when(corp.created_at),
         "login_page": _login_page_state(corp),
-        "last_tested": _when(corp.last_tested_at),
         "last_problems": corp.last_test_problems or [],
+        "confirm": confirm,
         "domain": corps.issuer_domain(request.app.state.settings.issuer),
         "form": form
         or {
             "name": corp.name,
             "agent_id": str(corp.agent_id),
             "trust_mobile": corp.trust_mobile,
-            "enabled": corp.enabled,
         },
         "errors": errors or {},
         "notice_key": notice_key,
@@ -200,7 +230,9 @@ NOTICES = {
 async def corp_page(request: Request, admin: Admin) -> Response:
     corp = await _corp(request)
     notice = NOTICES.get(request.query_params.get("done", ""))
-    return _corp_page(request, admin, corp, notice_key=notice)
+    asked = request.query_params.get("confirm", "")
+    confirm = asked if asked in CONFIRMATIONS and corp.enabled else None
+    return await _corp_page(request, admin, corp, notice_key=notice, confirm=confirm)
 
 
 async def _update(request: Request, admin: Admin, **changes: Any) -> None:
@@ -215,15 +247,14 @@ async def _update(request: Request, admin: Admin, **changes: Any) -> None:
 
 @area.form
 async def edit(request: Request, admin: Admin, form: FormData) -> Response:
-    """POST /admin/corps/{corp_id}: name, agent id, flags, and a new secret if one is typed."""
-    values = {**_posted(form), "enabled": "enabled" in form}
+    """POST /admin/corps/{corp_id}: name, agent id, the trusted-mobile flag, and a new secret
+    if one is typed. Enabling and disabling are not here: disabling asks first (the status
+    card's buttons), and saving a name must never show a corporation a failed test hid."""
+    values = _posted(form)
     secret = _text(form, "secret") or None
     corp_id = request.path_params["corp_id"]
     try:
         number = _agent_id_of(values["agent_id"])
-        # The box is sent ticked on every save: only ticking it is enabling (which also shows a
-        # corporation a failed test hid); saving a name must not.
-        enabled = values["enabled"] if values["enabled"] != (await _corp(request)).enabled else None
         await _update(
             request,
             admin,
@@ -231,11 +262,10 @@ async def edit(request: Request, admin: Admin, form: FormData) -> Response:
             agent_id=number,
             secret=secret,
             trust_mobile=values["trust_mobile"],
-            enabled=enabled,
         )
     except ValidationError as error:
         corp = await _corp(request)
-        return _corp_page(
+        return await _corp_page(
             request, admin, corp, form=values, errors=_error_keys(error), status_code=422
         )
     return see_other(f"/admin/corps/{corp_id}?done=saved")
@@ -257,7 +287,7 @@ async def callback(request: Request, admin: Admin, form: FormData) -> Response:
         nothing = token is None and key is None
         message = "admin.corp.callback_nothing" if nothing else CALLBACK_ERRORS[error.field]
         errors = {error.field: message}
-        return _corp_page(request, admin, corp, callback_errors=errors, status_code=422)
+        return await _corp_page(request, admin, corp, callback_errors=errors, status_code=422)
     return see_other(f"/admin/corps/{corp_id}?done=callback")
 
 
@@ -289,4 +319,4 @@ async def connection_test(request: Request, admin: Admin, form: FormData) -> Res
     """POST /admin/corps/{corp_id}/test: a live gettoken and agent/get, and what they found."""
     result = await tested(request, _actor(admin))
     corp = await _corp(request)
-    return _corp_page(request, admin, corp, test=result)
+    return await _corp_page(request, admin, corp, test=result)

@@ -1,5 +1,6 @@
-"""Admin: users. Find a person, see their linked identities and live sessions, disable them,
-remove a link, sign them out everywhere; as console pages (`console.py`) and as the JSON API
+"""Admin: users. Find a person, add one, edit their details, see their linked identities and
+live sessions, link a WeCom member by hand, disable them, remove a link, sign them out of one
+browser or everywhere; as console pages (`console.py`) and as the JSON API
 (`api.py`, described in `openapi.py`, its records in `iam.records.users`)."""
 
 from __future__ import annotations
@@ -18,8 +19,17 @@ from iam.admin.users.api import (
 )
 from iam.admin.users.console import (
     DONE,
+    add_link_form,
+    back_to_user,
+    confirm_disable_page,
+    confirm_end_session_page,
+    confirm_end_sessions_page,
     confirm_remove_page,
+    create_form,
+    edit_form,
+    end_session_form,
     end_sessions_form,
+    new_user_page,
     remove_link_form,
     status_form,
     user_page,
@@ -36,10 +46,35 @@ __all__ = [
 ]
 
 routes: list[BaseRoute] = [
-    Route("/users", users_page, methods=["GET"]),
+    Route("/users", by_method(GET=users_page, POST=create_form), methods=["GET", "POST"]),
+    Route("/users/new", new_user_page, methods=["GET"]),
     Route("/users/{user_id}", user_page, methods=["GET"]),
-    Route("/users/{user_id}/status", status_form, methods=["POST"]),
-    Route("/users/{user_id}/sessions/end", end_sessions_form, methods=["POST"]),
+    Route(
+        "/users/{user_id}/edit",
+        by_method(GET=back_to_user, POST=edit_form),
+        methods=["GET", "POST"],
+    ),
+    Route(
+        "/users/{user_id}/status",
+        by_method(GET=back_to_user, POST=status_form),
+        methods=["GET", "POST"],
+    ),
+    Route("/users/{user_id}/disable", confirm_disable_page, methods=["GET"]),
+    Route(
+        "/users/{user_id}/sessions/end",
+        by_method(GET=confirm_end_sessions_page, POST=end_sessions_form),
+        methods=["GET", "POST"],
+    ),
+    Route(
+        "/users/{user_id}/sessions/{sid}/end",
+        by_method(GET=confirm_end_session_page, POST=end_session_form),
+        methods=["GET", "POST"],
+    ),
+    Route(
+        "/users/{user_id}/links",
+        by_method(GET=back_to_user, POST=add_link_form),
+        methods=["GET", "POST"],
+    ),
     Route(
         "/users/{user_id}/links/{link_id}/remove",
         by_method(GET=confirm_remove_page, POST=remove_link_form),

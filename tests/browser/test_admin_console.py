@@ -1,0 +1,310 @@
+"""The admin console as an admin sees it (issue #16 items 10-12), in headless Chromium through
+Playwright: home, the apps list, an app, the corporations list, a corporation (one whose
+connection test failed: marked, kept off the login page) and the signing keys, at 1280 and
+390 px, in English and Chinese. No page scrolls sideways; a copy button copies; an app is
+deleted through its question, and a secret's rotation and a corporation's disabling ask first.
+
+The identity server runs in dev mode (the WeCom simulator mounted, as in `iam demo`) under
+uvicorn on loopback, on a fresh SQLite database. Screenshots go to `test-artifacts/`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from starlette.datastructures import Secret
+from support.constants import TEST_SECRET
+from support.servers import free_ports, serving
+from support.units import in_unit
+
+from iam.app import SIMULATOR_PATH, create_app
+from iam.db import migrate
+from iam.db.store import Store, create_db_engine
+from iam.devtools.wecom_simulator import demo_corps
+from iam.secretbox import SecretBox
+from iam.services import admins, clients, corps, signing_keys
+from iam.services.sms import ConsoleSms
+from iam.settings import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+if not CHROMIUM.exists():
+    _MISSING = f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
+    if os.environ.get("CI"):
+        pytest.fail(_MISSING + "; CI must run the browser tests", pytrace=False)
+    pytest.skip(_MISSING, allow_module_level=True)
+
+ADMIN, PASSWORD = "ops-admin", "a long console passphrase"
+APP_NAME = "OA 办公自动化"
+TIMEOUT_MS = 10_000
+WIDTHS = (1280, 390)
+CORP_A, CORP_B = (corp.corp_id for corp in demo_corps()[:2])
+
+
+@dataclass(frozen=True)
+class World:
+    issuer: str
+    store: Store
+    client_id: str  # an app with workbench links and two secrets
+
+
+@pytest.fixture(scope="module")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("admin-console-template") / "iam.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    in_unit(Store(engine), signing_keys.ensure_key, SecretBox(TEST_SECRET))
+    engine.dispose()
+    return path
+
+
+def seed(store: Store) -> str:
+    """The admin, both demo subsidiaries, and an app with a sign-in start URI (so each
+    corporation lists its workbench link) whose secret was rotated once."""
+    in_unit(store, admins.create_admin, ADMIN, PASSWORD)
+    box = SecretBox(TEST_SECRET)
+    for corp in demo_corps()[:2]:
+        in_unit(store, corps.add_corp, box, corp.corp_id, corp.name, corp.agent_id, corp.secret)
+    client_id = in_unit(
+        store,
+        clients.create_client,
+        APP_NAME,
+        ["https://oa.example.com/oidc/callback", "https://oa.example.com/oidc/callback-2"],
+        initiate_login_uri="https://oa.example.com/oidc/initiate",
+    ).client.client_id
+    in_unit(store, clients.rotate_secret, client_id, box=box)
+    return client_id
+
+
+@pytest.fixture
+def world(migrated_database: Path, tmp_path: Path) -> Iterator[World]:
+    path = tmp_path / "iam.db"
+    shutil.copy(migrated_database, path)
+    database_url = f"sqlite:///{path}"
+    engine = create_db_engine(database_url)
+    store = Store(engine)
+    client_id = seed(store)
+    [port] = free_ports(1)
+    issuer = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        secret_key=Secret(TEST_SECRET),
+        issuer=issuer,
+        database_url=database_url,
+        dev_mode=True,
+        wecom_api_base=issuer + SIMULATOR_PATH,
+    )
+    app = create_app(settings, store=store, sms=ConsoleSms())
+    # B's app is visible to nobody: its connection test fails and hides it.
+    app.state.simulator.configure_app(CORP_B, visible_departments=[])
+    try:
+        with serving({port: app}):
+            yield World(issuer, store, client_id)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def console(world: World, browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context(locale="en-US")
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=world.issuer)
+    yield context
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def sign_in(page: Page, world: World) -> None:
+    page.goto(world.issuer + "/admin/login?lang=en")
+    page.fill("#username", ADMIN)
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name="Admin sign-in").click()
+    expect(page.locator("header .who")).to_have_text(ADMIN)
+
+
+def no_sideways_scroll(page: Page, width: int, name: str) -> None:
+    """The page is no wider than the window (a wide table scrolls in its own box)."""
+    wide = page.evaluate("document.documentElement.scrollWidth")
+    assert wide <= width, (name, width, wide)
+
+
+def header_words_whole(page: Page) -> None:
+    """Each link and label of the header sits on one line (no word broken across lines)."""
+    for item in page.locator("header nav a, header .brand, header .who").all():
+        box = item.bounding_box()
+        line = float(item.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || 24"))
+        assert box is not None and box["height"] <= line * 1.5, (item.inner_text(), box)
+
+
+def fail_corp_b_test(page: Page, world: World) -> None:
+    page.goto(world.issuer + f"/admin/corps/{CORP_B}?lang=en")
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#test-result")).to_be_visible()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_every_console_page_fits_a_phone_and_a_desktop(
+    world: World, console: BrowserContext, lang: str
+) -> None:
+    page = console.new_page()
+    sign_in(page, world)
+    fail_corp_b_test(page, world)
+    pages = {
+        "home": "/admin/",
+        "apps": "/admin/apps",
+        "app": f"/admin/apps/{world.client_id}",
+        "corps": "/admin/corps",
+        "corp": f"/admin/corps/{CORP_A}",
+        "corp-hidden": f"/admin/corps/{CORP_B}",
+        "keys": "/admin/keys",
+    }
+    hidden = {
+        "en": "Hidden from the login page: test failed",
+        "zh-CN": "未在登录页显示：测试未通过",
+    }
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        for name, path in pages.items():
+            page.goto(f"{world.issuer}{path}?lang={lang}")
+            expect(page.locator("html")).to_have_attribute("lang", lang)
+            no_sideways_scroll(page, width, name)
+            header_words_whole(page)
+            if name in ("corps", "corp-hidden"):
+                expect(page.locator(".badge.danger").first).to_have_text(hidden[lang])
+            screenshot(page, f"admin-console-{name}-{lang}-{width}.png")
+
+
+def test_the_corporation_page_copies_what_wecom_needs(
+    world: World, console: BrowserContext
+) -> None:
+    page = console.new_page()
+    sign_in(page, world)
+    page.set_viewport_size({"width": 390, "height": 900})
+    page.goto(f"{world.issuer}/admin/corps/{CORP_A}?lang=zh-CN")
+    card = page.locator("section[aria-labelledby=wecom-title]")
+    expect(card.locator("h2")).to_have_text("需在企业微信中填写的内容")
+    expected = {
+        "wecom-domain": world.issuer.split("//")[1],  # host and port, as the test checks
+        "wecom-return": f"{world.issuer}/callback/wecom/{CORP_A}",
+        "wecom-events": f"{world.issuer}/events/wecom/{CORP_A}",
+        f"launch-{world.client_id}": f"{world.issuer}/launch/{world.client_id}/wecom/{CORP_A}",
+    }
+    for element, value in expected.items():
+        expect(page.locator(f"#{element}")).to_have_text(value)
+        button = page.locator(f"button[data-copy='{element}']")
+        button.click()
+        expect(button).to_have_text("已复制")
+        assert page.evaluate("navigator.clipboard.readText()") == value
+    card.scroll_into_view_if_needed()
+    card.screenshot(path=str(ARTIFACTS / "admin-console-corp-wecom-card-zh-CN-390.png"))
+
+
+def test_the_app_page_copies_its_endpoints(world: World, console: BrowserContext) -> None:
+    page = console.new_page()
+    sign_in(page, world)
+    page.goto(f"{world.issuer}/admin/apps/{world.client_id}?lang=en")
+    card = page.locator("section[aria-labelledby=endpoints-title]")
+    expect(card.locator("code.value")).to_have_text(
+        [
+            world.issuer,
+            f"{world.issuer}/.well-known/openid-configuration",
+            world.client_id,
+            "https://oa.example.com/oidc/callback",
+            "https://oa.example.com/oidc/callback-2",
+        ]
+    )
+    button = page.locator("button[data-copy='discovery-url']")
+    button.click()
+    expect(button).to_have_text("Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == f"{world.issuer}/.well-known/openid-configuration"
+    # the lifetimes read in units
+    expect(page.locator("#access_token_ttl")).to_have_value("10")
+    expect(page.locator("#access_token_ttl_unit")).to_have_value("minutes")
+    expect(page.locator("#refresh_token_ttl")).to_have_value("30")
+    expect(page.locator("#refresh_token_ttl_unit")).to_have_value("days")
+    expect(page.locator("#access_token_ttl-hint")).to_have_text("1 minute to 1 day.")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_what_cannot_be_undone_asks_first(world: World, console: BrowserContext, lang: str) -> None:
+    """Rotating a secret and disabling a corporation ask first (cancel changes nothing);
+    deleting an app goes through its question to the list."""
+    words = {
+        "en": {
+            "rotate": "Rotate secret",
+            "cancel": "Cancel",
+            "disable": "Disable",
+            "delete": "Delete this app…",
+            "delete_confirm": "Delete permanently",
+            "deleted": "The app is deleted.",
+        },
+        "zh-CN": {
+            "rotate": "轮换密钥",
+            "cancel": "取消",
+            "disable": "停用",
+            "delete": "删除此应用…",
+            "delete_confirm": "永久删除",
+            "deleted": "应用已删除。",
+        },
+    }[lang]
+    page = console.new_page()
+    sign_in(page, world)
+    page.set_viewport_size({"width": 390, "height": 900})
+    app = f"{world.issuer}/admin/apps/{world.client_id}"
+
+    page.goto(f"{app}?lang={lang}")
+    page.get_by_role("link", name=words["rotate"], exact=True).click()
+    expect(page).to_have_url(re.compile(r"\?confirm=rotate$"))
+    confirm = page.locator("#confirm")
+    expect(confirm.locator("button.danger")).to_be_visible()
+    no_sideways_scroll(page, 390, "rotate question")
+    screenshot(page, f"admin-console-rotate-question-{lang}-390.png")
+    confirm.get_by_role("link", name=words["cancel"]).click()
+    expect(page).to_have_url(app)
+    expect(page.locator("#confirm")).to_have_count(0)
+
+    corp = f"{world.issuer}/admin/corps/{CORP_A}"
+    page.goto(f"{corp}?lang={lang}")
+    page.get_by_role("link", name=words["disable"], exact=True).click()
+    expect(page.locator("#confirm button.danger")).to_be_visible()
+    screenshot(page, f"admin-console-disable-question-{lang}-390.png")
+    assert in_unit(world.store, corps.get_corp, CORP_A).enabled  # asking changed nothing
+
+    page.goto(f"{app}?lang={lang}")
+    page.get_by_role("link", name=words["delete"]).click()
+    expect(page).to_have_url(f"{app}/delete")
+    screenshot(page, f"admin-console-delete-question-{lang}-390.png")
+    page.locator("#confirm").get_by_role("button", name=words["delete_confirm"]).click()
+    expect(page).to_have_url(f"{world.issuer}/admin/apps?done=deleted")
+    expect(page.locator(".notice")).to_have_text(words["deleted"])
+    assert in_unit(world.store, clients.list_clients) == []
+    screenshot(page, f"admin-console-deleted-{lang}-390.png")

@@ -1,0 +1,268 @@
+"""The admin console's users pages in a real browser (headless Chromium through Playwright): an
+admin pages through the list, adds a person (after a refused phone number), edits them, links
+a WeCom member by hand (the mounted simulator vouches for them), ends one session of another
+person and disables them after the confirmation page. Then each page is looked at in English
+and Chinese at 1280 and 390 px: the list with its pages, a person, the new-person form with an
+error, the disable confirmation; nothing is wider than the phone's screen.
+
+The identity server runs in dev mode under uvicorn on loopback, on a fresh SQLite database per
+test, with the WeCom simulator mounted (as `iam demo`). Screenshots go to `test-artifacts/`."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from sqlalchemy import select
+from starlette.datastructures import Secret
+from support.constants import TEST_SECRET
+from support.servers import free_ports, serving
+from support.units import in_unit
+
+from iam.app import SIMULATOR_PATH, create_app
+from iam.db import migrate
+from iam.db.models import SsoSession
+from iam.db.store import Store, create_db_engine
+from iam.devtools.wecom_simulator import demo_corps
+from iam.secretbox import SecretBox
+from iam.services import admins, corps, sessions, signing_keys, users
+from iam.services.sms import ConsoleSms
+from iam.settings import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+if not CHROMIUM.exists():
+    _MISSING = f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
+    if os.environ.get("CI"):
+        pytest.fail(_MISSING + "; CI must run the browser tests", pytrace=False)
+    pytest.skip(_MISSING, allow_module_level=True)
+
+ADMIN, PASSWORD = "ops-admin", "a long console passphrase"
+PERSON = "韩梅梅 Han Meimei"
+FILLERS = 52  # with 韩梅梅: 53 people, two pages
+TIMEOUT_MS = 10_000
+WIDTHS = (1280, 390)
+
+
+@dataclass(frozen=True)
+class World:
+    issuer: str
+    store: Store
+    person_id: str  # 韩梅梅, with one live session
+
+    def live_sessions(self, user_id: str) -> list[str]:
+        with self.store() as db:
+            return list(db.scalars(select(SsoSession.id).where(SsoSession.user_id == user_id)))
+
+
+def seed(store: Store) -> str:
+    """The admin, both demo subsidiaries, a page and a bit of people, and 韩梅梅 signed in on
+    one browser."""
+    in_unit(store, admins.create_admin, ADMIN, PASSWORD)
+    box = SecretBox(TEST_SECRET)
+    for corp in demo_corps():
+        in_unit(store, corps.add_corp, box, corp.corp_id, corp.name, corp.agent_id, corp.secret)
+    person = in_unit(store, users.create_user, PERSON, "+8613100131000", "hanmeimei@example.com")
+    for number in range(FILLERS):
+        in_unit(store, users.create_user, f"员工 {number:02d}", f"+86135{number:08d}")
+    in_unit(store, lambda db: sessions.start(db, person, ["sms"], ip="198.51.100.7"))
+    return person.id
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """The identity server in dev mode, with the simulator mounted, on a fresh database."""
+    database_url = f"sqlite:///{tmp_path / 'iam.db'}"
+    engine = create_db_engine(database_url)
+    migrate.upgrade(engine)
+    store = Store(engine)
+    in_unit(store, signing_keys.ensure_key, SecretBox(TEST_SECRET))
+    person_id = seed(store)
+    [port] = free_ports(1)
+    issuer = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        secret_key=Secret(TEST_SECRET),
+        issuer=issuer,
+        database_url=database_url,
+        dev_mode=True,
+        wecom_api_base=issuer + SIMULATOR_PATH,
+    )
+    app = create_app(settings, store=store, sms=ConsoleSms())
+    try:
+        with serving({port: app}):
+            yield World(issuer, store, person_id)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def console(world: World, browser: Browser) -> Iterator[BrowserContext]:
+    """The admin's browser profile, closed before the server stops."""
+    context = browser.new_context(locale="en-US")
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    yield context
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def no_sideways_scroll(page: Page) -> None:
+    """The page is no wider than the window (a wide table scrolls inside its own box)."""
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], (page.url, width)
+
+
+def sign_in(page: Page, world: World) -> None:
+    page.goto(world.issuer + "/admin/login")
+    page.fill("#username", ADMIN)
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name="Admin sign-in").click()
+    expect(page.locator("header .who")).to_have_text(ADMIN)
+
+
+def test_an_admin_adds_edits_links_signs_out_and_disables(
+    world: World, console: BrowserContext
+) -> None:
+    page = console.new_page()
+    sign_in(page, world)
+    page.get_by_role("link", name="Users").first.click()
+    expect(page.locator("#user-count")).to_have_text("1–50 of 53")
+    page.get_by_role("link", name="Next page").click()
+    expect(page.locator("#user-count")).to_have_text("51–53 of 53")
+    page.fill("#q", "员工")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("#user-count")).to_have_text("1–50 of 52")
+    page.get_by_role("link", name="Next page").click()
+    expect(page.locator("#user-count")).to_have_text("51–52 of 52")
+    expect(page.locator("#q")).to_have_value("员工")  # the search stays across pages
+
+    # A new person: a refused phone first, then the person.
+    page.get_by_role("link", name="New user").click()
+    page.fill("#name", "王五")
+    page.fill("#phone", "1234")
+    page.get_by_role("button", name="Add user").click()
+    expect(page.locator("#phone-error")).to_contain_text("Enter a mainland mobile number")
+    expect(page.locator("#name")).to_have_value("王五")
+    page.fill("#phone", "133 3333 3333")
+    page.get_by_role("button", name="Add user").click()
+    expect(page.get_by_role("status")).to_have_text("The user is added.")
+    expect(page.locator("h1")).to_have_text("王五")
+
+    # Edit: the name and an email.
+    page.get_by_text("Edit name, phone, email").click()
+    page.fill("#name", "王五 Wang Wu")
+    page.fill("#email", "wangwu@example.com")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("The changes are saved.")
+    expect(page.locator("h1")).to_have_text("王五 Wang Wu")
+
+    # A WeCom member by hand: WeCom (the simulator) knows 王芳 in 子公司A.
+    page.select_option("#corp_id", demo_corps()[0].corp_id)
+    page.fill("#userid", "nobody_here")
+    page.get_by_role("button", name="Check and link").click()
+    expect(page.locator("#link-error")).to_contain_text("WeCom has no member nobody_here")
+    page.fill("#userid", "wangfang")
+    page.get_by_role("button", name="Check and link").click()
+    expect(page.get_by_role("status")).to_have_text("The WeCom member is linked.")
+    expect(page.get_by_text(f"{demo_corps()[0].corp_id}/wangfang")).to_be_visible()
+    expect(page.get_by_role("cell", name="售后工程师")).to_be_visible()
+
+    # 韩梅梅's one session, ended after asking; then disabled after asking.
+    page.goto(world.issuer + f"/admin/users/{world.person_id}")
+    page.get_by_role("link", name="End", exact=True).click()
+    expect(page.locator("h1")).to_have_text("End this session")
+    assert len(world.live_sessions(world.person_id)) == 1  # asking changes nothing
+    page.get_by_role("button", name="End the session").click()
+    expect(page.get_by_role("status")).to_have_text("The session is ended. Its tokens are revoked.")
+    assert world.live_sessions(world.person_id) == []
+    page.get_by_role("link", name="Disable").click()
+    expect(page.locator("h1")).to_have_text("Disable this user")
+    expect(page.locator("#user-status")).to_have_count(0)
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.locator("#user-status")).to_have_text("Active")
+    page.get_by_role("link", name="Disable").click()
+    page.get_by_role("button", name="Disable").click()
+    expect(page.locator("#user-status")).to_have_text("Disabled")
+    expect(page.get_by_role("button", name="Enable")).to_be_visible()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_the_users_pages_read_whole_at_each_width(
+    world: World, console: BrowserContext, lang: str
+) -> None:
+    """The list with its pages, a person (with a link and a session), the new-person form with
+    an error, the edit form with an error, the disable confirmation: at 1280 and 390 px, in
+    `lang`."""
+    in_unit(
+        world.store,
+        users.link_wecom,
+        world.person_id,
+        demo_corps()[1].corp_id,
+        "hanmeimei_b",
+        {"corp_name": "子公司B", "department": ["市场部"], "position": "市场专员"},
+    )
+    page = console.new_page()
+    sign_in(page, world)
+    person = f"{world.issuer}/admin/users/{world.person_id}"
+    shown = {
+        "en": ("1–50 of 53", "Enter a mainland mobile number", "Disable this user"),
+        "zh-CN": ("第 1–50 个，共 53 个", "请输入中国大陆手机号", "停用该用户"),
+    }[lang]
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{world.issuer}/admin/users?lang={lang}")
+        expect(page.locator("#user-count")).to_have_text(shown[0])
+        no_sideways_scroll(page)
+        screenshot(page, f"admin-users-list-{lang}-{width}.png")
+
+        page.goto(f"{person}?lang={lang}")
+        expect(page.locator("h1")).to_have_text(PERSON)
+        no_sideways_scroll(page)
+        screenshot(page, f"admin-user-page-{lang}-{width}.png")
+        page.locator("details.edit summary").click()
+        page.fill("#email", "not-an-address")
+        page.locator("form[action$='/edit'] button[type=submit]").click()
+        expect(page.locator("#email-error")).to_be_visible()
+        no_sideways_scroll(page)
+        screenshot(page, f"admin-user-edit-error-{lang}-{width}.png")
+
+        page.goto(f"{world.issuer}/admin/users/new?lang={lang}")
+        page.fill("#name", "王五")
+        page.fill("#phone", "1234")
+        page.locator("form[action='/admin/users'] button[type=submit]").click()
+        expect(page.locator("#phone-error")).to_contain_text(shown[1])
+        no_sideways_scroll(page)
+        screenshot(page, f"admin-user-new-error-{lang}-{width}.png")
+
+        page.goto(f"{person}/disable?lang={lang}")
+        expect(page.locator("h1")).to_have_text(shown[2])
+        expect(page.locator("button.danger")).to_be_visible()
+        no_sideways_scroll(page)
+        screenshot(page, f"admin-user-disable-confirm-{lang}-{width}.png")
+    assert not re.search(r"admin\.\w", page.content().replace("/admin.css", ""))
