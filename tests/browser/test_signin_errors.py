@@ -29,6 +29,8 @@ LEARNING_NAME = "学习平台 Learning platform"
 #: (locale, viewport width, what the WeCom page is picked, words of the error, of the way back)
 CASES = [
     ("en-US", 1280, "decline", "cancelled", f"Back to sign-in for {CRM_NAME}"),
+    ("en-US", 390, "someone outside the corporation", "not", f"Back to sign-in for {CRM_NAME}"),
+    ("zh-CN", 1280, "decline", "取消", f"返回「{CRM_NAME}」的登录"),
     ("zh-CN", 390, "someone outside the corporation", "不是", f"返回「{CRM_NAME}」的登录"),
 ]
 
@@ -46,7 +48,9 @@ def at_wecom_as(page: Page, world: World, corp: str, pick: str, *, wecom_label: 
 
 
 @pytest.mark.parametrize(
-    ("locale", "width", "pick", "says", "back"), CASES, ids=["declined-en-1280", "outsider-zh-390"]
+    ("locale", "width", "pick", "says", "back"),
+    CASES,
+    ids=["declined-en-1280", "outsider-en-390", "declined-zh-1280", "outsider-zh-390"],
 )
 def test_an_error_page_leads_back_to_the_same_sign_in_and_on_into_the_app(
     world: World, browser: Browser, locale: str, width: int, pick: str, says: str, back: str
