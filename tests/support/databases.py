@@ -147,36 +147,3 @@ def store(database_url: str) -> Iterator[Store]:
     engine = create_db_engine(database_url)
     yield Store(engine)
     engine.dispose()
-
-
-#: Folders whose tests are about HTTP and pages, not storage: they run on SQLite only. What
-#: their pages do with the data is one service call each, and `tests/services/` runs every
-#: service on both databases (search, counts, audit filters included); `make test` stays
-#: within its 10 minutes. A test here that needs PostgreSQL too says so with
-#: `@pytest.mark.both_databases`.
-SQLITE_ONLY_FOLDERS = ("admin",)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the PostgreSQL variant of the tests of `SQLITE_ONLY_FOLDERS`."""
-    tests = Path(__file__).resolve().parent.parent
-    kept, dropped = [], []
-    for item in items:
-        folder = (
-            item.path.resolve().relative_to(tests).parts[0]
-            if tests in item.path.resolve().parents
-            else ""
-        )
-        callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and callspec.params.get("database_url") == "postgresql"
-        if (
-            on_postgres
-            and folder in SQLITE_ONLY_FOLDERS
-            and not item.get_closest_marker("both_databases")
-        ):
-            dropped.append(item)
-        else:
-            kept.append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
