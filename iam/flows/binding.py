@@ -19,6 +19,7 @@ from iam.db.unit import in_worker
 from iam.errors import (
     ConflictError,
     ForbiddenError,
+    IamError,
     NotFoundError,
     RateLimitedError,
     ValidationError,
@@ -30,8 +31,7 @@ from iam.flows.login import (
     code_context,
     live_code,
     otp_page,
-    refused_send,
-    request_code,
+    send_for_step,
     signed_in,
 )
 from iam.services import accounts, login, otp
@@ -46,6 +46,17 @@ def _to_bind(token: str, step: str = "", problem: Problem | None = None) -> Resp
     """303 to the binding's page (at the code step, with the problem of the last try)."""
     params = {"binding": token, "step": "code" if step == "code" else ""}
     return after_post("/bind", {**params, **(problem.params() if problem else {})})
+
+
+def _refused(request: Request, error: IamError) -> Response:
+    """The dead end of a binding step: a disabled person, an identity linked meanwhile to
+    someone else, or a binding gone (expired, used, another browser's)."""
+    web: Web = request.app.state.web
+    if isinstance(error, ForbiddenError):
+        return web.error_page(request, "upstream.disabled", 403)
+    if isinstance(error, ConflictError):
+        return web.error_page(request, "bind.conflict", 409)
+    return web.error_page(request, "bind.expired")
 
 
 def _onward(pending: accounts.PendingIdentity) -> str:
@@ -140,19 +151,11 @@ async def submit(request: Request) -> Response:
 
 
 async def _send_code(request: Request, token: str, phone: str) -> Response:
-    try:
-        await run_in_threadpool(request_code, request, phone, "bind")
-    except ValidationError as error:
-        return _to_bind(token, "", Problem.of(error))
-    except RateLimitedError as error:
-        step = await refused_send(request, phone, error, "bind")
-        problem = Problem("not_resent") if step == "code" else Problem.of(error, sending=True)
-        return _to_bind(token, step, problem)
-    return _to_bind(token, "code")
+    step, problem = await send_for_step(request, phone, "bind")
+    return _to_bind(token, step, problem)
 
 
 async def _check_code(request: Request, token: str, phone: str, code: str) -> Response:
-    web: Web = request.app.state.web
     state = request.app.state
     attempt = attempt_of(request)
 
@@ -173,12 +176,8 @@ async def _check_code(request: Request, token: str, phone: str, code: str) -> Re
         return _to_bind(token, "" if error.field == "phone" else "code", Problem.of(error))
     except (otp.OtpError, RateLimitedError) as error:
         return _to_bind(token, "code", Problem.of(error))
-    except ForbiddenError:
-        return web.error_page(request, "upstream.disabled", 403)
-    except ConflictError:
-        return web.error_page(request, "bind.conflict", 409)
-    except NotFoundError:
-        return web.error_page(request, "bind.expired")
+    except (ForbiddenError, ConflictError, NotFoundError) as error:
+        return _refused(request, error)
     if isinstance(outcome, accounts.PendingIdentity):  # another name: ask first
         return _to_bind(token)
     new, bound = outcome
@@ -213,10 +212,6 @@ async def confirm(request: Request) -> Response:
                 previous_cookie=request.cookies.get(SESSION_COOKIE),
             )
         )
-    except ForbiddenError:
-        return web.error_page(request, "upstream.disabled", 403)
-    except ConflictError:
-        return web.error_page(request, "bind.conflict", 409)
-    except NotFoundError:
-        return web.error_page(request, "bind.expired")
+    except (ForbiddenError, ConflictError, NotFoundError) as error:
+        return _refused(request, error)
     return signed_in(request, new, bound.pending.flow_id, return_to=bound.pending.return_to)

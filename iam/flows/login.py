@@ -318,16 +318,21 @@ async def send_code(request: Request) -> Response:
     if isinstance(posted, Response):
         return posted
     form, flow_id = posted
-    phone = str(form.get("phone") or "")[:40]
+    step, problem = await send_for_step(request, str(form.get("phone") or "")[:40], "login")
+    return _to_step(flow_id, step, problem)
+
+
+async def send_for_step(request: Request, phone: str, purpose: str) -> tuple[str, Problem | None]:
+    """Send a code for `purpose` (login, binding): the step to show next ("phone" or "code")
+    and what went wrong, if anything."""
     try:
-        await run_in_threadpool(request_code, request, phone, "login")
+        await run_in_threadpool(request_code, request, phone, purpose)
     except ValidationError as error:
-        return _to_step(flow_id, "phone", Problem.of(error))
+        return "phone", Problem.of(error)
     except RateLimitedError as error:
-        step = await refused_send(request, phone, error, "login")
-        problem = Problem("not_resent") if step == "code" else Problem.of(error, sending=True)
-        return _to_step(flow_id, step, problem)
-    return _to_step(flow_id, "code")
+        step = await refused_send(request, phone, error, purpose)
+        return step, Problem("not_resent") if step == "code" else Problem.of(error, sending=True)
+    return "code", None
 
 
 async def submit_code(request: Request) -> Response:
