@@ -13,23 +13,18 @@ Screenshots are saved under `test-artifacts/` at the repository root.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from starlette.datastructures import Secret
-from starlette.types import ASGIApp
+from support.chromium import ARTIFACTS, launched, new_context, require_chromium, screenshot
 from support.constants import TEST_SECRET
+from support.servers import free_ports, serving
 from support.units import in_unit
 from support.wecom import set_callback
 
@@ -43,60 +38,15 @@ from iam.services import admins, clients, corps, directory, signing_keys, users
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-if not CHROMIUM.exists():
-    _MISSING = f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
-    if os.environ.get("CI"):
-        pytest.fail(_MISSING + "; CI must run the browser tests", pytrace=False)
-    pytest.skip(_MISSING, allow_module_level=True)
+require_chromium()
 
 ADMIN, PASSWORD = "ops-admin", "a long console passphrase"
 PERSON = "李雷 Li Lei"
 PHONE_TYPED, PHONE = "13900139000", "+8613900139000"
 APP_NAME = "Expenses 报销"
-TIMEOUT_MS = 10_000
 
 
 # --- the servers -----------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 now (each bound at once, so they differ)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-
-
-@contextmanager
-def serving(app: ASGIApp, port: int) -> Iterator[None]:
-    """The app under uvicorn on 127.0.0.1:port until the block ends."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, f"the server on port {port} did not start"
-            assert thread.is_alive(), f"the server on port {port} stopped at start"
-            time.sleep(0.02)
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +129,7 @@ def world(migrated_database: Path, tmp_path: Path) -> Iterator[World]:
     sms = ConsoleSms()
     app = create_app(settings, store=store, sms=sms)
     try:
-        with serving(app, port):
+        with serving({port: app}):
             yield World(issuer, store, sms, user_id, rp_port, app.state.simulator)
     finally:
         engine.dispose()
@@ -188,32 +138,12 @@ def world(migrated_database: Path, tmp_path: Path) -> Iterator[World]:
 # --- the browser -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-def new_context(browser: Browser) -> BrowserContext:
-    context = browser.new_context(locale="en-US")
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    return context
-
-
 @pytest.fixture
 def console(world: World, browser: Browser) -> Iterator[BrowserContext]:
     """The admin's browser profile, closed before the servers stop."""
     context = new_context(browser)
     yield context
     context.close()
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 def sign_in_to_console(page: Page, world: World) -> None:
@@ -280,7 +210,7 @@ def test_an_app_registered_in_the_console_takes_a_sign_in_with_a_context(
         client_secret=secret,
         base_url=world.rp_base,
     )
-    with serving(create_demo_app(rp), world.rp_port):
+    with serving({world.rp_port: create_demo_app(rp)}):
         # 5. A person, in a browser of their own, signs in to it by phone and SMS code...
         person = new_context(browser)
         try:
@@ -502,3 +432,9 @@ def test_a_failed_connection_test_says_every_problem_and_hides_the_corporation(
     expect(page.locator("#test-result")).to_contain_text(world.issuer.split("//")[1])
     expect(page.locator("#login-page-state")).not_to_contain_text(hidden)
     screenshot(page, f"admin-corp-test-passed-{lang}-390.png")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launched() as chromium:
+        yield chromium

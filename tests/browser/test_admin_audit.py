@@ -12,15 +12,20 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from starlette.datastructures import Secret
+from support.chromium import (
+    ARTIFACTS,
+    launched,
+    new_context,
+    require_chromium,
+)
 from support.constants import TEST_SECRET
 from support.servers import free_ports, serving
 from support.units import in_unit
@@ -34,28 +39,12 @@ from iam.services import admins, audit, clients, corps, signing_keys, users
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-if not CHROMIUM.exists():
-    _MISSING = f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
-    if os.environ.get("CI"):
-        pytest.fail(_MISSING + "; CI must run the browser tests", pytrace=False)
-    pytest.skip(_MISSING, allow_module_level=True)
+require_chromium()
 
 ADMIN, PASSWORD = "ops-admin", "a long console passphrase"
 PERSON, PHONE = "李雷 Li Lei", "+8613900139000"
 OTHER = "韩梅梅 Han Meimei"
 APP_NAME = "Expenses 报销"
-TIMEOUT_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -119,19 +108,9 @@ def world(tmp_path: Path) -> Iterator[World]:
         engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def console(world: World, browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(locale="en-US", accept_downloads=True)
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
+    context = new_context(browser, accept_downloads=True)
     yield context
     context.close()
 
@@ -237,3 +216,9 @@ def test_an_admin_finds_a_persons_events_and_downloads_them(
     page.get_by_role("button", name="筛选").click()
     expect(rows).to_have_count(3)
     look_at(page, "admin-audit-person-zh")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launched() as chromium:
+        yield chromium

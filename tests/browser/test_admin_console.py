@@ -10,7 +10,6 @@ uvicorn on loopback, on a fresh SQLite database. Screenshots go to `test-artifac
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -18,8 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from starlette.datastructures import Secret
+from support.chromium import (
+    ARTIFACTS,
+    launched,
+    new_context,
+    no_sideways_scroll,
+    require_chromium,
+    screenshot,
+)
 from support.constants import TEST_SECRET
 from support.servers import free_ports, serving
 from support.units import in_unit
@@ -33,26 +40,10 @@ from iam.services import admins, clients, corps, signing_keys
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-if not CHROMIUM.exists():
-    _MISSING = f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
-    if os.environ.get("CI"):
-        pytest.fail(_MISSING + "; CI must run the browser tests", pytrace=False)
-    pytest.skip(_MISSING, allow_module_level=True)
+require_chromium()
 
 ADMIN, PASSWORD = "ops-admin", "a long console passphrase"
 APP_NAME = "OA 办公自动化"
-TIMEOUT_MS = 10_000
 WIDTHS = (1280, 390)
 CORP_A, CORP_B = (corp.corp_id for corp in demo_corps()[:2])
 
@@ -119,27 +110,12 @@ def world(migrated_database: Path, tmp_path: Path) -> Iterator[World]:
         engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def console(world: World, browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(locale="en-US")
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
+    context = new_context(browser)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=world.issuer)
     yield context
     context.close()
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 def sign_in(page: Page, world: World) -> None:
@@ -148,12 +124,6 @@ def sign_in(page: Page, world: World) -> None:
     page.fill("#password", PASSWORD)
     page.get_by_role("button", name="Admin sign-in").click()
     expect(page.locator("header .who")).to_have_text(ADMIN)
-
-
-def no_sideways_scroll(page: Page, width: int, name: str) -> None:
-    """The page is no wider than the window (a wide table scrolls in its own box)."""
-    wide = page.evaluate("document.documentElement.scrollWidth")
-    assert wide <= width, (name, width, wide)
 
 
 def header_words_whole(page: Page) -> None:
@@ -195,7 +165,7 @@ def test_every_console_page_fits_a_phone_and_a_desktop(
         for name, path in pages.items():
             page.goto(f"{world.issuer}{path}?lang={lang}")
             expect(page.locator("html")).to_have_attribute("lang", lang)
-            no_sideways_scroll(page, width, name)
+            no_sideways_scroll(page, width)
             header_words_whole(page)
             if name in ("corps", "corp-hidden"):
                 expect(page.locator(".badge.danger").first).to_have_text(hidden[lang])
@@ -286,7 +256,7 @@ def test_what_cannot_be_undone_asks_first(world: World, console: BrowserContext,
     expect(page).to_have_url(re.compile(r"\?confirm=rotate$"))
     confirm = page.locator("#confirm")
     expect(confirm.locator("button.danger")).to_be_visible()
-    no_sideways_scroll(page, 390, "rotate question")
+    no_sideways_scroll(page, 390)
     screenshot(page, f"admin-console-rotate-question-{lang}-390.png")
     confirm.get_by_role("link", name=words["cancel"]).click()
     expect(page).to_have_url(app)
@@ -308,3 +278,9 @@ def test_what_cannot_be_undone_asks_first(world: World, console: BrowserContext,
     expect(page.locator(".notice")).to_have_text(words["deleted"])
     assert in_unit(world.store, clients.list_clients) == []
     screenshot(page, f"admin-console-deleted-{lang}-390.png")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launched() as chromium:
+        yield chromium

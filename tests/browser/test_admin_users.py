@@ -10,16 +10,22 @@ test, with the WeCom simulator mounted (as `iam demo`). Screenshots go to `test-
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import select
 from starlette.datastructures import Secret
+from support.chromium import (
+    launched,
+    new_context,
+    no_sideways_scroll,
+    require_chromium,
+    screenshot,
+)
 from support.constants import TEST_SECRET
 from support.servers import free_ports, serving
 from support.units import in_unit
@@ -34,27 +40,11 @@ from iam.services import admins, corps, sessions, signing_keys, users
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-if not CHROMIUM.exists():
-    _MISSING = f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
-    if os.environ.get("CI"):
-        pytest.fail(_MISSING + "; CI must run the browser tests", pytrace=False)
-    pytest.skip(_MISSING, allow_module_level=True)
+require_chromium()
 
 ADMIN, PASSWORD = "ops-admin", "a long console passphrase"
 PERSON = "韩梅梅 Han Meimei"
 FILLERS = 52  # with 韩梅梅: 53 people, two pages
-TIMEOUT_MS = 10_000
 WIDTHS = (1280, 390)
 
 
@@ -109,33 +99,12 @@ def world(tmp_path: Path) -> Iterator[World]:
         engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def console(world: World, browser: Browser) -> Iterator[BrowserContext]:
     """The admin's browser profile, closed before the server stops."""
-    context = browser.new_context(locale="en-US")
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
+    context = new_context(browser)
     yield context
     context.close()
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-
-
-def no_sideways_scroll(page: Page) -> None:
-    """The page is no wider than the window (a wide table scrolls inside its own box)."""
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= page.viewport_size["width"], (page.url, width)
 
 
 def sign_in(page: Page, world: World) -> None:
@@ -266,3 +235,9 @@ def test_the_users_pages_read_whole_at_each_width(
         no_sideways_scroll(page)
         screenshot(page, f"admin-user-disable-confirm-{lang}-{width}.png")
     assert not re.search(r"admin\.\w", page.content().replace("/admin.css", ""))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launched() as chromium:
+        yield chromium

@@ -5,18 +5,18 @@ browser sends the preflight, gets through and reads the answers (an OAuth error,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from starlette.applications import Starlette
 from starlette.datastructures import Secret
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from support.chromium import TIMEOUT_MS, launched, require_chromium
 from support.constants import TEST_SECRET
 from support.servers import free_ports, serving
 from support.units import in_unit
@@ -29,15 +29,7 @@ from iam.services import clients, signing_keys
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-TIMEOUT_MS = 10_000
-
-if not CHROMIUM.exists():
-    _MISSING = f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
-    if os.environ.get("CI"):
-        pytest.fail(_MISSING + "; CI must run the browser tests", pytrace=False)
-    pytest.skip(_MISSING, allow_module_level=True)
+require_chromium()
 
 #: What the page runs: one fetch, and what the page could read of its answer (or that the
 #: browser refused to hand it over).
@@ -87,14 +79,6 @@ def servers(tmp_path: Path) -> Iterator[dict[str, str]]:
             yield {"issuer": settings.issuer, "spa": spa, "stranger": stranger}
     finally:
         engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def page_on(browser: Browser, origin: str) -> Page:
@@ -151,3 +135,9 @@ def test_another_origin_is_blocked_by_the_browser(
     for name, (url, init) in calls(servers["issuer"]).items():
         result = fetched(page, url, **init)
         assert "blocked" in result, (name, result)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launched() as chromium:
+        yield chromium

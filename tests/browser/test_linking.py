@@ -17,8 +17,9 @@ import pytest
 import test_story
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
+from support.chromium import new_context, no_sideways_scroll, screenshot
 from support.units import in_unit
-from test_story import World, new_context, screenshot, start_sign_in
+from test_story import World, start_sign_in
 
 from iam.db.models import IdentityLink, User
 from iam.services import users
@@ -26,7 +27,6 @@ from iam.services import users
 # The story's world and browser, as this module's fixtures too (pytest looks them up by name).
 migrated_database = test_story.migrated_database
 world = test_story.world
-playwright = test_story.playwright
 browser = test_story.browser
 
 WANGWU_TYPED, WANGWU = "133 0013 2222", "+8613300132222"
@@ -51,11 +51,6 @@ CASES = [
     ),
 ]
 CASES += [(c[0], 390 if c[1] == 1280 else 1280, *c[2:]) for c in list(CASES)]
-
-
-def no_sideways_scroll(page: Page, width: int) -> None:
-    used = page.evaluate("document.scrollingElement.scrollWidth")
-    assert used <= width, f"{page.url} scrolls sideways: {used}px wide at {width}px"
 
 
 def wangfang_links(world: World) -> list[str]:

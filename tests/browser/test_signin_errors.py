@@ -14,12 +14,12 @@ import re
 import pytest
 import test_story
 from playwright.sync_api import Browser, BrowserContext, Page, expect
-from test_story import ACTING_A, World, crm_shows, new_context, screenshot, start_sign_in
+from support.chromium import new_context, no_sideways_scroll, screenshot
+from test_story import ACTING_A, World, crm_shows, start_sign_in
 
 # The story's world and browser, as this module's fixtures too (pytest looks them up by name).
 migrated_database = test_story.migrated_database
 world = test_story.world
-playwright = test_story.playwright
 browser = test_story.browser
 context = test_story.context
 page = test_story.page
@@ -33,11 +33,6 @@ CASES = [
     ("zh-CN", 1280, "decline", "取消", f"返回「{CRM_NAME}」的登录"),
     ("zh-CN", 390, "someone outside the corporation", "不是", f"返回「{CRM_NAME}」的登录"),
 ]
-
-
-def no_sideways_scroll(page: Page, width: int) -> None:
-    used = page.evaluate("document.scrollingElement.scrollWidth")
-    assert used <= width, f"{page.url} scrolls sideways: {used}px wide at {width}px"
 
 
 def at_wecom_as(page: Page, world: World, corp: str, pick: str, *, wecom_label: str) -> None:

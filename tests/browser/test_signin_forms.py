@@ -9,21 +9,19 @@ stands alone). Screenshots at 1280 and 390 px, English and Chinese, go to `test-
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from starlette.datastructures import Secret
 from starlette.types import ASGIApp
+from support.chromium import launched, new_context, no_sideways_scroll, require_chromium, screenshot
 from support.constants import TEST_SECRET
-from support.servers import serving
+from support.servers import free_base_port, serving
 
 from iam.app import create_app
 from iam.db import migrate
@@ -34,22 +32,7 @@ from iam.secretbox import SecretBox
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-if not CHROMIUM.exists():
-    _MISSING = f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
-    if os.environ.get("CI"):
-        pytest.fail(_MISSING + "; CI must run the browser tests", pytrace=False)
-    pytest.skip(_MISSING, allow_module_level=True)
+require_chromium()
 
 PHONE_TYPED = "0086 138-0013-8000"  # as people in China type it
 PHONE = "+8613800138000"  # the demo person's, as stored
@@ -58,7 +41,6 @@ STRANGER = "139 0013 9000"
 #: Small limits, so that a test reaches them in a few steps: 3 code checks per number and
 #: browser, 1 code sent per address (each test has a server of its own).
 LIMITS = "otp_verify.key=3/600,otp_send.ip=1/600"
-TIMEOUT_MS = 10_000
 
 TEXT = {
     "en-US": {
@@ -137,54 +119,6 @@ def world(migrated_database: Path, tmp_path: Path) -> Iterator[World]:
         engine.dispose()
 
 
-def _free(port: int) -> socket.socket | None:
-    sock = socket.socket()
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError:
-        sock.close()
-        return None
-    return sock
-
-
-def free_base_port(tries: int = 20) -> int:
-    """A free port whose next two are free as well (the demo apps go on port+1 and port+2)."""
-    for _ in range(tries):
-        with ExitStack() as stack:
-            base = stack.enter_context(socket.socket())
-            base.bind(("127.0.0.1", 0))
-            port = int(base.getsockname()[1])
-            if port + 2 > 65535:
-                continue
-            held = [_free(port + 1), _free(port + 2)]
-            for sock in held:
-                if sock is not None:
-                    stack.enter_context(sock)
-            if all(held):
-                return port
-    raise RuntimeError("no three consecutive free ports on 127.0.0.1")
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    yield chromium
-    chromium.close()
-
-
-def new_context(browser: Browser, locale: str = "en-US", width: int = 1280) -> BrowserContext:
-    context = browser.new_context(locale=locale, viewport={"width": width, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    return context
-
-
 @pytest.fixture
 def context(world: World, browser: Browser) -> Iterator[BrowserContext]:
     fresh = new_context(browser)
@@ -195,17 +129,6 @@ def context(world: World, browser: Browser) -> Iterator[BrowserContext]:
 @pytest.fixture
 def page(context: BrowserContext) -> Page:
     return context.new_page()
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-
-
-def no_sideways_scroll(page: Page) -> None:
-    width = page.evaluate("document.scrollingElement.scrollWidth")
-    viewport = page.viewport_size
-    assert viewport is not None and width <= viewport["width"], f"{width}px wide"
 
 
 # --- steps ---
@@ -358,3 +281,9 @@ def test_the_steps_say_what_happened(
         assert len(world.sms.messages()) == 1
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launched() as chromium:
+        yield chromium

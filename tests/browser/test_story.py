@@ -7,10 +7,8 @@ Screenshots of the selector and the apps are saved under `test-artifacts/` at th
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -23,15 +21,14 @@ from playwright.sync_api import (
     BrowserContext,
     Locator,
     Page,
-    Playwright,
     expect,
-    sync_playwright,
 )
 from sqlalchemy import select
 from starlette.datastructures import Secret
 from starlette.types import ASGIApp
+from support.chromium import launched, new_context, require_chromium, screenshot
 from support.constants import TEST_SECRET
-from support.servers import serving
+from support.servers import free_base_port, serving
 from support.units import in_unit
 
 from iam.app import create_app
@@ -45,22 +42,7 @@ from iam.services import users
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-if not CHROMIUM.exists():
-    _MISSING = f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
-    if os.environ.get("CI"):
-        pytest.fail(_MISSING + "; CI must run the browser tests", pytrace=False)
-    pytest.skip(_MISSING, allow_module_level=True)
+require_chromium()
 
 PHONE_TYPED = "13800138000"  # as a person types it
 PHONE = "+8613800138000"  # the demo person's, as stored and shown in the outbox
@@ -69,38 +51,9 @@ CRM_QUESTION = "Which identity do you want to use for CRM 客户管理?"
 CRM_QUESTION_ZH = "您要以哪个身份使用 CRM 客户管理？"
 ACTING_A = "Acting as: 子公司A · 销售经理 (zhangsan_A)"
 ACTING_B = "Acting as: 子公司B · 售后顾问 (zs_b)"
-TIMEOUT_MS = 10_000
 
 
 # --- the world: the server and the two demo apps, on a fresh database per test ---
-
-
-def _free(port: int) -> socket.socket | None:
-    sock = socket.socket()
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError:
-        sock.close()
-        return None
-    return sock
-
-
-def free_base_port(tries: int = 20) -> int:
-    """A free port whose next two are free as well (the demo apps go on port+1 and port+2)."""
-    for _ in range(tries):
-        with ExitStack() as stack:
-            base = stack.enter_context(socket.socket())
-            base.bind(("127.0.0.1", 0))
-            port = int(base.getsockname()[1])
-            if port + 2 > 65535:
-                continue
-            held = [_free(port + 1), _free(port + 2)]
-            for sock in held:
-                if sock is not None:
-                    stack.enter_context(sock)
-            if all(held):
-                return port
-    raise RuntimeError("no three consecutive free ports on 127.0.0.1")
 
 
 @dataclass(frozen=True)
@@ -173,26 +126,6 @@ def world(migrated_database: Path, tmp_path: Path) -> Iterator[World]:
 # --- the browser ---
 
 
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    yield chromium
-    chromium.close()
-
-
-def new_context(browser: Browser, **options) -> BrowserContext:
-    context = browser.new_context(**{"locale": "en-US", **options})
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    return context
-
-
 @pytest.fixture
 def context(world: World, browser: Browser) -> Iterator[BrowserContext]:
     """A fresh browser profile (no cookies) per test, closed before the servers stop."""
@@ -204,11 +137,6 @@ def context(world: World, browser: Browser) -> Iterator[BrowserContext]:
 @pytest.fixture
 def page(context: BrowserContext) -> Page:
     return context.new_page()
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 @contextmanager
@@ -637,3 +565,9 @@ def test_the_logout_page_says_what_it_ends(world: World, page: Page) -> None:
     assert width_used <= 390, f"the logout page scrolls sideways: {width_used}px"
     screenshot(page, "logout-done-zh-CN-390.png")
     assert world.session_contexts() == {}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launched() as chromium:
+        yield chromium

@@ -22,6 +22,35 @@ def free_ports(count: int) -> list[int]:
         return [int(sock.getsockname()[1]) for sock in sockets]
 
 
+def _held(port: int) -> socket.socket | None:
+    """A socket bound to `port` (free now), or None when it is taken."""
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def free_base_port(tries: int = 20) -> int:
+    """A free port whose next two are free as well (the demo apps go on port+1 and port+2)."""
+    for _ in range(tries):
+        with ExitStack() as stack:
+            base = stack.enter_context(socket.socket())
+            base.bind(("127.0.0.1", 0))
+            port = int(base.getsockname()[1])
+            if port + 2 > 65535:
+                continue
+            held = [_held(port + 1), _held(port + 2)]
+            for sock in held:
+                if sock is not None:
+                    stack.enter_context(sock)
+            if all(held):
+                return port
+    raise RuntimeError("no three consecutive free ports on 127.0.0.1")
+
+
 @contextmanager
 def serving(apps: dict[int, ASGIApp]) -> Iterator[None]:
     """Each app under its own uvicorn on its port, started together and stopped together."""
