@@ -826,7 +826,7 @@ def test_one_access_token_per_corporation_across_many_logins(
 
 @pytest.fixture
 def shared_redis() -> Iterator[redis.Redis]:
-    with flushed_redis() as client:
+    with flushed_redis(10) as client:  # test_tokens.py has the default one
         yield client
 
 

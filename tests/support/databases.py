@@ -1,6 +1,8 @@
 """The database servers of the tests. Database tests run on SQLite and on PostgreSQL (`store`
 is parametrized); PostgreSQL tests skip with the reason when the server is unreachable, and
-must run on CI. Redis suites each flush a database of their own on the test server."""
+must run on CI. Redis suites each flush a database of their own on the test server; under
+pytest-xdist (`make test` runs two workers) each worker has its own PostgreSQL databases (made
+per run) and its own range of Redis database numbers."""
 
 from __future__ import annotations
 
@@ -24,7 +26,21 @@ from iam.db.store import Store, create_db_engine
 POSTGRES_URL = os.environ.get(
     "IAM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("IAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+_REDIS_BASE_URL = os.environ.get("IAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Suites name Redis databases 10-15; worker gwN of pytest-xdist shifts them down by 6*N, so two
+# workers (10-15 and 4-9) never flush each other's.
+_WORKER_SHIFT = 6 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+if _WORKER_SHIFT > 6:
+    raise RuntimeError("the Redis test databases cover two pytest-xdist workers at most")
+
+
+def _shifted(url: str) -> str:
+    parts = urlsplit(url)
+    database = int(parts.path.lstrip("/") or 0)
+    return parts._replace(path=f"/{database - _WORKER_SHIFT}").geturl()
+
+
+REDIS_URL = _shifted(_REDIS_BASE_URL)
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
@@ -44,7 +60,7 @@ def redis_url(database: int | None = None) -> str:
     """The test Redis server's URL, on `database` (default: the one IAM_TEST_REDIS_URL names)."""
     if database is None:
         return REDIS_URL
-    return urlsplit(REDIS_URL)._replace(path=f"/{database}").geturl()
+    return _shifted(urlsplit(_REDIS_BASE_URL)._replace(path=f"/{database}").geturl())
 
 
 @contextmanager
