@@ -4,6 +4,7 @@ the routes from `Settings`. Imported only by the CLI and the ASGI entry point.""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -146,6 +147,17 @@ def shared_redis(settings: Settings) -> redis.Redis | None:
     )
 
 
+def _local_database(store: Store, shared: redis.Redis | None) -> bool:
+    """Whether a protocol unit touches only this process and a local file: SQLite, no Redis,
+    one worker (`iam serve --workers N` shares metrics through a directory when N > 1). Such a
+    unit runs on the event loop (`iam.oidc.server.Runner`)."""
+    return (
+        store.engine.dialect.name == "sqlite"
+        and shared is None
+        and not os.environ.get(metrics_module.MULTIPROC_DIR_VARIABLE)
+    )
+
+
 def _providers(
     settings: Settings, store: Store, box: SecretBox, wecom: WeComClient
 ) -> upstream.Providers:
@@ -250,7 +262,7 @@ def create_app(
     oidc = Oidc(
         issuer=settings.issuer,
         server=Server(settings.issuer, keys, rate_limits, assertion),
-        runner=Runner(store),
+        runner=Runner(store, local_database=_local_database(store, shared)),
         keys=keys,
         discovery=discovery_document(settings.issuer),
     )

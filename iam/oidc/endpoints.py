@@ -151,10 +151,16 @@ async def _protocol(request: Request, endpoint: str | None) -> Response:
         return JSONResponse({"error": "insecure_transport"}, status_code=400)
     except HTTPException as refused:  # too large while read, or a malformed multipart body
         return _unreadable(refused.status_code, refused.detail)
+    # A client assertion's keys may have to be fetched from its jwks_uri: not on the event loop.
+    local = "client_assertion" not in oauth_request.form
     if endpoint is None:
         ip = request.client.host if request.client else None
-        return await oidc.runner(oidc.server.create_limited_token_response, oauth_request, ip)
-    return await oidc.runner(oidc.server.create_endpoint_response, endpoint, oauth_request)
+        return await oidc.runner(
+            oidc.server.create_limited_token_response, oauth_request, ip, local=local
+        )
+    return await oidc.runner(
+        oidc.server.create_endpoint_response, endpoint, oauth_request, local=local
+    )
 
 
 async def token(request: Request) -> Response:
