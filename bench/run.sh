@@ -10,9 +10,11 @@
 #   bench/run.sh cost [DB]...    # server CPU per endpoint at concurrency 1, with and without log lines
 #                                  (PROFILE=1: and py-spy each endpoint into bench/var/prof-DB-VARIANT/)
 #   bench/run.sh report          # markdown tables from bench/results/*.jsonl
+#   bench/run.sh scale [ARGS]    # 1k vs 1M users on PostgreSQL (bench/scale.py; seeds iam_scale_small
+#                                  and iam_scale once, minutes) -> results/scale-postgres.jsonl
 #
 # Env: N_FLOW=500 C_FLOW=16 N_REQ=2000 C_REQ=32 REPEAT=3 MAX_SECONDS=30 WAIT_QUIET=10
-#      PORT=8100 PEER_PORT=3000 PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432
+#      PORT=8100 PEER_PORT=3000 PEER_REDIS_PORT=3001 (0: no peer on Redis; its database PEER_REDIS_URL=redis://127.0.0.1:6379/3, flushed) PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432
 #      BENCH_PEER_DIR (default ../shared/bench-peer from the repo root)
 # Layout: one worker: server on CPU 0 (taskset), driver on CPU 1; two workers: unpinned.
 set -euo pipefail
@@ -239,6 +241,10 @@ cost() {  # per-endpoint server CPU at concurrency 1 (bench/endpoint_cost.py), s
 
 report() { "$DRV" bench/report.py "$RES"/*.jsonl; }
 
+scale() {  # the same service calls with 1,000 and 1,000,000 people (PostgreSQL at PG_URL)
+  PG_URL=$PG_URL "$IAM_PY" bench/scale.py --json "$RES/scale-postgres.jsonl" "$@"
+}
+
 cmd=${1:-all}; [ $# -gt 0 ] && shift
 case $cmd in
   setup) setup ;;
@@ -247,6 +253,7 @@ case $cmd in
   profile) setup; profile "$@" ;;
   cost) setup; cost "$@" ;;
   report) report ;;
+  scale) scale "$@" ;;
   all) setup; ours; compare sqlite; report ;;
-  *) sed -n 2,16p "$0"; exit 2 ;;
+  *) sed -n 2,18p "$0"; exit 2 ;;
 esac

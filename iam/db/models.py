@@ -21,6 +21,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.expression import false
@@ -49,10 +51,28 @@ class UserRules:
         return self.id
 
 
+def _trigram(name: str, column: str, *, lower: bool = True) -> Index:
+    """A PostgreSQL trigram index (pg_trgm, GIN) on `lower(column)` (or the column itself) for
+    `LIKE '%...%'`: what the admin's searches run. PostgreSQL only (SQLite scans, fine at its
+    sizes), and made by `migrations/versions/0016_scale_indexes.py` where it could make the
+    extension."""
+    expression: Any = func.lower(text(column)).label(column) if lower else column
+    return Index(
+        name, expression, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"}
+    ).ddl_if(dialect="postgresql")
+
+
 class User(Base, UserRules):
     """A core user: one per natural person. `id` is the `sub` of every token."""
 
     __tablename__ = "users"
+    __table_args__ = (
+        #: The users list's order and its keyset pages (`iam.services.users.search_users`).
+        Index("ix_users_created_at_id", "created_at", "id"),
+        _trigram("ix_users_name_trgm", "name"),
+        _trigram("ix_users_email_trgm", "email"),
+        _trigram("ix_users_phone_trgm", "phone", lower=False),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
@@ -75,6 +95,8 @@ class IdentityLink(Base):
     __table_args__ = (
         UniqueConstraint("provider", "provider_user_key"),
         UniqueConstraint("provider", "provider_user_id"),
+        #: The admin's search by WeCom userid (`provider_user_key` is this, lowercased).
+        _trigram("ix_identity_links_provider_user_id_trgm", "provider_user_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -536,16 +558,24 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (
         Index("ix_audit_events_occurred_at", "occurred_at"),
-        Index("ix_audit_events_user_id", "user_id"),
-        #: The trail of one app, newest first (the admin console's filter and its paging).
+        #: The trail of one app, one person, one event (or events of a prefix, `login.`: the
+        #: pattern operators serve LIKE whatever the collation), newest first: the admin
+        #: console's filters and their keyset pages.
         Index("ix_audit_events_client_id_id", "client_id", "id"),
+        Index("ix_audit_events_user_id_id", "user_id", "id"),
+        Index(
+            "ix_audit_events_event_id",
+            "event",
+            "id",
+            postgresql_ops={"event": "varchar_pattern_ops"},
+        ),
     )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
     occurred_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    event: Mapped[str] = mapped_column(String(64), index=True)
+    event: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16), default="success")
     user_id: Mapped[str | None] = mapped_column(String(36))
     client_id: Mapped[str | None] = mapped_column(String(64))

@@ -9,7 +9,16 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from iam.db import models
-from iam.records.base import FROM_TEXT, Absent, Body, Record, Text, Timestamp
+from iam.records.base import (
+    FROM_TEXT,
+    Absent,
+    Body,
+    Record,
+    Text,
+    Timestamp,
+    by_the_service,
+    documented,
+)
 from iam.services import users
 
 #: What a person or a link may be; a disabled one never signs in (or is never offered).
@@ -117,7 +126,14 @@ class UserPage(Record):
     """One page of a search, and where the next one starts."""
 
     users: list[User]
-    next_offset: int | None = Field(description="`offset` of the next page; null on the last one")
+    next_after: str | None = Field(
+        description="`after` of the next page (a cursor: the same cost at any depth, and exact "
+        "while people are added); null on the last one"
+    )
+    next_offset: int | None = Field(
+        description="`offset` of the next page, for callers that page by offset; null on the "
+        "last one, past the deepest offset, and when paging by `after`"
+    )
 
 
 class SessionsEnded(Record):
@@ -140,12 +156,26 @@ class UserPatch(Body):
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT), FROM_TEXT]
 #: Rows skipped.
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET), FROM_TEXT]
+#: Where a page starts: the `next_after` of the page before.
+After = Annotated[
+    Text,
+    by_the_service(users.Cursor.read),
+    documented(
+        "the `next_after` of the page before",
+        minLength=1,
+        maxLength=users.MAX_CURSOR,
+        pattern=f"^{users.CURSOR.pattern}$",
+    ),
+]
 
 
 class UserQuery(Body):
     """The search's query parameters. `q` is matched literally (no wildcards),
-    case-insensitively; empty means everyone."""
+    case-insensitively; empty means everyone. A page starts `after` the last row of the one
+    before (its `next_after`) or, for older callers, at an `offset` (deep offsets cost a read of
+    every row skipped; with `after`, the rows skipped after the cursor)."""
 
     q: Annotated[Text, Field(max_length=users.MAX_QUERY)] | Absent = None
     limit: Limit = PAGE_SIZE
     offset: Offset = 0
+    after: After | Absent = None

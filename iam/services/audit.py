@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, func, or_, select
@@ -85,8 +85,8 @@ def search(
     `until` exclusive (naive UTC). `person` is what an admin types to find someone: a part of
     their name, their phone number as people write it, or its last digits (see `people`).
     The order is the primary key's and every filter has an index (`client_id` with the id, for
-    its pages in order), so a page is `limit + 1` rows from an index scan, never a sort of the
-    whole trail."""
+    its pages in order; a time range is made an id range first, see `id_range`), so a page is
+    `limit + 1` rows from an index scan, never a sort of the whole trail."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationError("limit", f"limit must be between 1 and {MAX_PAGE}.")
     filters = Filters(user_id, client_id, event, since, until, person)
@@ -107,21 +107,80 @@ class Filters:
 
 def page_of(db: Session, filters: Filters, *, limit: int, before: int | None) -> AuditPage:
     """`limit` events below `before` that pass `filters`, newest first: a page of `search`, or
-    a batch of the CSV export (larger than a page, and never all of the trail at once)."""
+    a batch of the CSV export (larger than a page, and never all of the trail at once).
+
+    A time range is first made an id range (`id_range`), so its page is read backwards along
+    the primary key (or the person's, app's or event's index) from the range's end, not from
+    the newest event; the times themselves stay conditions of the page, which decide."""
     if before is not None and not 1 <= before <= MAX_ID:
         raise ValidationError("before", "before must be an event id from a previous page.")
     texts = (filters.user_id, filters.client_id, filters.event, filters.person)
     if any(text is not None and "\x00" in text for text in texts):
         return AuditPage([], None)  # matches nothing, and PostgreSQL refuses NUL in text
+    ids = id_range(db, filters.since, filters.until)
+    if ids is None:
+        return AuditPage([], None)
+    above, below = ids
+    if before is not None:
+        below = before if below is None else min(below, before)
+    if above is not None and below is not None and below - above <= 1:
+        return AuditPage([], None)  # no id between them: no query
     statement = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit + 1)
     for condition in _conditions(filters):
         statement = statement.where(condition)
-    if before is not None:
-        statement = statement.where(AuditEvent.id < before)
+    if above is not None:
+        statement = statement.where(AuditEvent.id > above)
+    if below is not None:
+        statement = statement.where(AuditEvent.id < below)
     events = list(db.scalars(statement))
     more = len(events) > limit
     events = events[:limit]
     return AuditPage(events, events[-1].id if more else None)
+
+
+#: How far apart in time two events may have been written in the opposite order of their ids.
+#: `record` reads the clock (`occurred_at`'s default) as it builds its INSERT, and the database
+#: gives the id as it runs it, so an event may get a lower id than one that read the clock a
+#: little earlier: by the time between the two, microseconds on one server. A minute also
+#: covers the clocks of several servers writing one trail, if they agree to within it.
+CLOCK_MARGIN = timedelta(minutes=1)
+
+
+def id_range(
+    db: Session, since: datetime | None, until: datetime | None
+) -> tuple[int | None, int | None] | None:
+    """Ids (`above`, `below`), either None for no bound, such that every event with `since` <=
+    occurred_at < `until` has `above` < id < `below`; None when no event can (`until` is not
+    after `since`). Two lookups on the occurred_at index, one row each: the last event more
+    than `CLOCK_MARGIN` before `since`, and the first one at least `CLOCK_MARGIN` after `until`.
+
+    This relies on ids growing with `occurred_at` to within the margin, as `record` writes them
+    (see `CLOCK_MARGIN`): an event of the range read the clock more than the margin after the
+    first of those two and before the second, so it got its id after the one and before the
+    other. The ids only narrow the search. The page keeps the exact conditions on
+    `occurred_at`, so an event between the bounds but outside the range (one of the margin's)
+    is never shown. An event written out of order by more than the margin (a server's clock
+    set back, or a row given an `occurred_at` of the past) could be missed by a time range. (The
+    nearest events inside the margin instead, `ORDER BY occurred_at LIMIT 1` at `since -
+    margin`, would not do: an event of the range may have an id below that one's.)"""
+    if since is not None and until is not None and since >= until:
+        return None
+    above = below = None
+    if since is not None and since - datetime.min > CLOCK_MARGIN:  # else no room: open
+        above = db.scalar(
+            select(AuditEvent.id)
+            .where(AuditEvent.occurred_at < since - CLOCK_MARGIN)
+            .order_by(AuditEvent.occurred_at.desc())
+            .limit(1)
+        )
+    if until is not None and datetime.max - until > CLOCK_MARGIN:
+        below = db.scalar(
+            select(AuditEvent.id)
+            .where(AuditEvent.occurred_at >= until + CLOCK_MARGIN)
+            .order_by(AuditEvent.occurred_at)
+            .limit(1)
+        )
+    return above, below
 
 
 def _conditions(filters: Filters) -> Iterable[ColumnElement[bool]]:

@@ -10,11 +10,23 @@ import re
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, delete, false, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    delete,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    union,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
@@ -250,7 +262,14 @@ class UserSummary:
 def _matching(query: str | None) -> ColumnElement[bool] | None:
     """Who a search finds: those whose name, email, phone or linked WeCom userid contains
     `query` (literally: `%` and `_` are no wildcards; case-insensitive); None: everyone. A
-    phone may be typed as the person would (`138 0013 8000`)."""
+    phone may be typed as the person would (`138 0013 8000`).
+
+    From three characters on, one `id IN (... UNION ...)` of a select per key, each a
+    `lower(column) LIKE '%x%'` that a PostgreSQL trigram index answers (`ix_users_*_trgm`,
+    `ix_identity_links_provider_user_id_trgm`, migration 0016): an OR of the keys on one row
+    (and a correlated EXISTS over the links) is read by scanning every person. A link's
+    `provider_user_key` is its `provider_user_id` with the userid lowercased, so the lowercased
+    id finds whatever the key would."""
     query = (query or "").strip()
     if len(query) > MAX_QUERY:
         raise ValidationError("q", f"Search for at most {MAX_QUERY} characters.")
@@ -259,31 +278,76 @@ def _matching(query: str | None) -> ColumnElement[bool] | None:
     if not query:
         return None
     needle = query.lower()
-    matches_link = (
-        select(IdentityLink.id)
-        .where(
-            IdentityLink.user_id == User.id,
-            or_(
-                IdentityLink.provider_user_key.contains(needle, autoescape=True),
-                func.lower(IdentityLink.provider_user_id).contains(needle, autoescape=True),
-            ),
-        )
-        .correlate(User)
-        .exists()
-    )
-    conditions = [
+    keys = [
         func.lower(User.name).contains(needle, autoescape=True),
         func.lower(User.email).contains(needle, autoescape=True),
         User.phone.contains(query, autoescape=True),
-        matches_link,
     ]
     with suppress(ValidationError):  # not a phone number: the other keys still apply
-        conditions.append(User.phone == normalize_phone(query))
-    return or_(*conditions)
+        keys.append(User.phone == normalize_phone(query))
+    linked = select(IdentityLink.user_id).where(
+        func.lower(IdentityLink.provider_user_id).contains(needle, autoescape=True)
+    )
+    if len(needle) < TRIGRAM:
+        # No trigram in it: every key reads every row, so once, as a filter on the list's own
+        # order (which stops at a page when matches are frequent), not once per key.
+        return or_(*keys, User.id.in_(linked))
+    return User.id.in_(union(*(select(User.id).where(key) for key in keys), linked))
 
 
-def search_users(db: Session, query: str | None, *, limit: int, offset: int) -> list[UserSummary]:
-    """Users a search finds (`_matching`), oldest first. One statement: the link count is a
+#: The shortest search a trigram index answers.
+TRIGRAM = 3
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of the users list starts or ends: a row's place in the list's order
+    (`created_at`, then `id`), so the next page is the rows after it whatever was added or
+    removed meanwhile (keyset pagination on `ix_users_created_at_id`: a page costs the same
+    at the millionth row as at the first). Outside, an opaque string (`text`, `read`)."""
+
+    created_at: datetime
+    id: str
+
+    @classmethod
+    def of(cls, user: User) -> Cursor:
+        return cls(user.created_at, user.id)
+
+    @property
+    def text(self) -> str:
+        """`<microseconds since 1970>_<id>`: every string of that shape is a place in the list."""
+        micros = (self.created_at - _EPOCH) // timedelta(microseconds=1)
+        return f"{micros}_{self.id}"
+
+    @classmethod
+    def read(cls, text: str, field: str = "after") -> Cursor:
+        """The cursor `text` names; a `ValidationError` on `field` for anything else (a cursor
+        only says where to start: a forged one shows another page, nothing more)."""
+        shape = CURSOR.fullmatch(text)
+        if shape is None:
+            raise ValidationError(field, f"{field} must be a cursor from a previous page.")
+        micros, user_id = shape.groups()
+        return cls(_EPOCH + timedelta(microseconds=int(micros)), user_id)
+
+
+#: A cursor's text: a time (microseconds since 1970, UTC: 16 digits reach 2286) and an id.
+CURSOR = re.compile(rf"([0-9]{{1,16}})_([A-Za-z0-9-]{{1,{MAX_ID}}})")
+MAX_CURSOR = 16 + 1 + MAX_ID
+_EPOCH = datetime(1970, 1, 1)  # noqa: DTZ001 - naive UTC, as every stored time
+
+
+def search_users(
+    db: Session,
+    query: str | None,
+    *,
+    limit: int,
+    offset: int = 0,
+    after: Cursor | None = None,
+    before: Cursor | None = None,
+) -> list[UserSummary]:
+    """Users a search finds (`_matching`), oldest first: the first `limit` after `offset` rows
+    (deep offsets read every row skipped), after the row `after` names, or the last `limit`
+    before the row `before` names (in the same order). One statement: the link count is a
     correlated subquery."""
     matching = _matching(query)
     link_count = (
@@ -292,21 +356,56 @@ def search_users(db: Session, query: str | None, *, limit: int, offset: int) -> 
         .correlate(User)
         .scalar_subquery()
     )
-    statement = (
-        select(User, link_count).order_by(User.created_at, User.id).limit(limit).offset(offset)
-    )
+    place = tuple_(User.created_at, User.id)
+    statement = select(User, link_count).limit(limit).offset(offset)
     if matching is not None:
         statement = statement.where(matching)
+    if after is not None:
+        statement = statement.where(place > tuple_(literal(after.created_at), literal(after.id)))
+    if before is not None:
+        statement = statement.where(place < tuple_(literal(before.created_at), literal(before.id)))
+        statement = statement.order_by(User.created_at.desc(), User.id.desc())
+        return [UserSummary(user, count) for user, count in reversed(db.execute(statement).all())]
+    statement = statement.order_by(User.created_at, User.id)
     return [UserSummary(user, count) for user, count in db.execute(statement)]
 
 
-def count_users(db: Session, query: str | None) -> int:
-    """How many users a search finds in all (a COUNT, for "1–50 of 1,234")."""
+#: Past this many, a search's total is not counted on ("more than 10,000"): counting every
+#: match of a broad search is a scan. The whole list's total is then PostgreSQL's estimate.
+COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True)
+class Total:
+    """How many users a search finds: `exact`, `about` (the planner's estimate of the whole
+    table) or `more_than` (at least `value` + 1: counting stopped there)."""
+
+    value: int
+    kind: Literal["exact", "about", "more_than"] = "exact"
+
+
+def count_users(db: Session, query: str | None) -> Total:
+    """How many users a search finds in all, for "1–50 of 1,234". On PostgreSQL counted up to
+    `COUNT_CAP` (an index-only scan of that many entries at most); past it, "about" the table's
+    size as PostgreSQL last measured it (`pg_class.reltuples`, kept by autovacuum's ANALYZE) for
+    the whole list, or "more than" the cap for a search: COUNT(*) of a million rows reads them
+    all (some 100 ms), on every page view. SQLite, for small deployments, counts the whole list
+    exactly and a search up to the cap as well."""
     matching = _matching(query)
-    statement = select(func.count()).select_from(User)
+    postgres = db.get_bind().dialect.name == "postgresql"
+    if matching is None and not postgres:
+        return Total(db.scalar(select(func.count()).select_from(User)) or 0)
+    capped = select(literal(1)).select_from(User).limit(COUNT_CAP + 1)
     if matching is not None:
-        statement = statement.where(matching)
-    return db.scalar(statement) or 0
+        capped = capped.where(matching)
+    found = db.scalar(select(func.count()).select_from(capped.subquery())) or 0
+    if found <= COUNT_CAP:
+        return Total(found)
+    if matching is None:
+        estimate = db.scalar(text("SELECT reltuples FROM pg_class WHERE oid = 'users'::regclass"))
+        if estimate is not None and estimate > COUNT_CAP:
+            return Total(int(estimate), "about")
+    return Total(COUNT_CAP, "more_than")
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,57 @@ def test_the_api_pages(caller: Caller, store: Store, world: World, linked) -> No
     assert [u["link_count"] for u in everyone["users"]] == [2]
     assert everyone["next_offset"] == 1
     rest = caller.get("/users", limit=1, offset=1).json()
-    assert (len(rest["users"]), rest["next_offset"]) == (1, None)
+    assert (len(rest["users"]), rest["next_offset"], rest["next_after"]) == (1, None, None)
+    by_cursor = caller.get("/users", limit=1, after=everyone["next_after"]).json()
+    assert by_cursor["users"] == rest["users"]
+    assert (by_cursor["next_after"], by_cursor["next_offset"]) == (None, None)
+
+
+def test_the_api_pages_by_cursor_each_person_once_while_people_are_added(
+    caller: Caller, store: Store, world: World
+) -> None:
+    for number in range(5):
+        in_unit(store, users.create_user, f"Api person {number}", f"+86137{number:08d}")
+    seen: list[str] = []
+    page = caller.get("/users", limit=2).json()
+    for added in range(10):
+        seen += [user["name"] for user in page["users"]]
+        if page["next_after"] is None:
+            break
+        assert page["next_offset"] is None or page["next_offset"] == len(seen)
+        if added < 2:
+            in_unit(store, users.create_user, f"Added {added}", f"+86136{added:08d}")
+        answer = caller.get("/users", limit=2, after=page["next_after"])
+        conforms(caller.client, answer, "GET", "/users")
+        page = answer.json()
+        assert page["next_offset"] is None  # paging by cursor
+    expected = [ZHANG, *(f"Api person {n}" for n in range(5)), "Added 0", "Added 1"]
+    assert seen == expected
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"after": "garbage!"},
+        {"after": "AAAA"},
+        {"after": "1" * 17 + "_abc"},
+        {"after": "1_" + "a" * 37},
+        {"after": ""},
+    ],
+)
+def test_the_api_refuses_a_forged_cursor(caller: Caller, params: dict[str, str]) -> None:
+    answer = caller.get("/users", **params)
+    assert (answer.status_code, answer.json().get("field")) == (422, "after")
+    conforms(caller.client, answer, "GET", "/users")
+
+
+def test_the_api_skips_an_offset_after_a_cursor(caller: Caller, store: Store, world: World) -> None:
+    for number in range(3):
+        in_unit(store, users.create_user, f"Skip {number}", f"+86137{number:08d}")
+    after = caller.get("/users", limit=1).json()["next_after"]
+    answer = caller.get("/users", limit=1, after=after, offset=1).json()
+    assert [user["name"] for user in answer["users"]] == ["Skip 1"]
+    assert answer["next_offset"] is None
 
 
 @pytest.mark.parametrize(
@@ -499,29 +549,100 @@ def _text(page) -> str:
     return html.unescape(re.sub(r"\s+", " ", page.text))
 
 
+def _page_link(page, rel: str) -> str:
+    [url] = re.findall(rf'href="([^"]+)" rel="{rel}"', page.text)
+    return "/admin/users" + html.unescape(url)
+
+
 def test_the_console_pages_with_totals_and_keeps_the_search(
     admin_world, store: Store, world: World
 ) -> None:
-    for number in range(53):
+    for number in range(103):
         in_unit(store, users.create_user, f"Page person {number}", f"+86137{number:08d}")
     console = admin_world.console
     first = console.get("/admin/users", params={"q": "page person"})
-    assert "1–50 of 53" in _text(first)
+    assert "1–50 of 103" in _text(first)
     assert first.text.count('<a href="/admin/users/') == 50
     assert 'rel="prev"' not in first.text
-    [next_url] = re.findall(r'href="([^"]+)" rel="next"', first.text)
-    assert html.unescape(next_url) == "?q=page+person&offset=50"
-    second = console.get("/admin/users" + html.unescape(next_url))
-    assert "51–53 of 53" in _text(second)
-    assert second.text.count('<a href="/admin/users/') == 3
-    assert 'rel="next"' not in second.text
-    [previous] = re.findall(r'href="([^"]+)" rel="prev"', second.text)
-    assert html.unescape(previous) == "?q=page+person&offset=0"
+    next_url = _page_link(first, "next")
+    assert next_url.startswith("/admin/users?q=page+person&after=")
+    assert next_url.endswith("&n=51")
+    second = console.get(next_url)
+    assert "51–100 of 103" in _text(second)
+    assert "Page person 50<" in second.text
+    third = console.get(_page_link(second, "next"))
+    assert "101–103 of 103" in _text(third)
+    assert third.text.count('<a href="/admin/users/') == 3
+    assert 'rel="next"' not in third.text
+    back = console.get(_page_link(third, "prev"))
+    assert "51–100 of 103" in _text(back)
+    assert _names_shown(back) == _names_shown(second)
+    start = console.get(_page_link(back, "prev"))
+    assert "1–50 of 103" in _text(start)
+    assert _names_shown(start) == _names_shown(first)
+    assert 'rel="prev"' not in start.text
     everyone = console.get("/admin/users")
-    assert "1–50 of 54" in _text(everyone)  # and 张三
+    assert "1–50 of 104" in _text(everyone)  # and 张三
     assert "No user matches." in console.get("/admin/users", params={"q": "nobody"}).text
     chinese = console.get("/admin/users", params={"q": "page person", "lang": "zh-CN"})
-    assert "第 1–50 个，共 53 个" in _text(chinese)
+    assert "第 1–50 个，共 103 个" in _text(chinese)
+
+
+def _names_shown(page) -> list[str]:
+    return re.findall(r'<a href="/admin/users/[^"]+">([^<]+)</a>', page.text)
+
+
+def test_the_console_pages_back_to_a_whole_first_page(
+    admin_world, store: Store, world: World
+) -> None:
+    """People added before the first page meanwhile: "previous" from a page that starts less
+    than a page in shows the first page, whole, numbered from 1."""
+    for number in range(60):
+        in_unit(store, users.create_user, f"Early {number}", f"+86137{number:08d}")
+    console = admin_world.console
+    rows = _names_shown(console.get("/admin/users"))
+    second = console.get(_page_link(console.get("/admin/users"), "next"))
+    earlier = _page_link(second, "prev").replace("&n=1", "&n=7")  # as if 6 rows were added
+    back = console.get(earlier)
+    assert "1–50 of 61" in _text(back)
+    assert _names_shown(back) == rows
+
+
+def test_the_console_says_about_or_more_than_for_big_totals(
+    admin_world, store: Store, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for number in range(3):
+        in_unit(store, users.create_user, f"Many {number}", f"+86137{number:08d}")
+    monkeypatch.setattr(users, "COUNT_CAP", 2)
+    console = admin_world.console
+    assert "1–3 of more than 2" in _text(console.get("/admin/users", params={"q": "many"}))
+    chinese = console.get("/admin/users", params={"q": "many", "lang": "zh-CN"})
+    assert "第 1–3 个，共超过 2 个" in _text(chinese)
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE users")
+        assert "1–4 of about 4" in _text(console.get("/admin/users", params={"lang": "en"}))
+        chinese = console.get("/admin/users", params={"lang": "zh-CN"})
+        assert "第 1–4 个，共约 4 个" in _text(chinese)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"after": "garbage!"},
+        {"after": "AAAA"},
+        {"before": "x" * 101},
+        {"before": "MjAyNi0xMi0wNnxub3BlCg"},
+        {"after": "", "before": "%%"},
+    ],
+)
+def test_the_console_refuses_a_forged_page_link(
+    admin_world, world: World, params: dict[str, str]
+) -> None:
+    page = admin_world.console.get("/admin/users", params={"q": "zhang", **params})
+    assert page.status_code == 400
+    assert "That page link is not valid" in _text(page)
+    assert 'value="zhang"' in page.text  # the search box keeps the search
 
 
 def test_the_console_adds_a_person(admin_world, store: Store, world: World) -> None:

@@ -183,11 +183,12 @@ def test_an_admin_adds_edits_links_signs_out_and_disables(
 
 @pytest.mark.parametrize("lang", ["en", "zh-CN"])
 def test_the_users_pages_read_whole_at_each_width(
-    world: World, console: BrowserContext, lang: str
+    world: World, console: BrowserContext, lang: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The list with its pages, a person (with a link and a session), the new-person form with
-    an error, the edit form with an error, the disable confirmation: at 1280 and 390 px, in
-    `lang`."""
+    """The list with its pages (the second, reached by its cursor link; a search whose total
+    is past the count's cap; a forged page link), a person (with a link and a session), the
+    new-person form with an error, the edit form with an error, the disable confirmation: at
+    1280 and 390 px, in `lang`."""
     in_unit(
         world.store,
         users.link_wecom,
@@ -203,12 +204,31 @@ def test_the_users_pages_read_whole_at_each_width(
         "en": ("1–50 of 53", "Enter a mainland mobile number", "Disable this user"),
         "zh-CN": ("第 1–50 个，共 53 个", "请输入中国大陆手机号", "停用该用户"),
     }[lang]
+    pages = {
+        "en": ("51–53 of 53", "1–50 of more than 20", "That page link is not valid"),
+        "zh-CN": ("第 51–53 个，共 53 个", "第 1–50 个，共超过 20 个", "该翻页链接无效"),
+    }[lang]
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
         page.goto(f"{world.issuer}/admin/users?lang={lang}")
         expect(page.locator("#user-count")).to_have_text(shown[0])
         no_sideways_scroll(page)
         screenshot(page, f"admin-users-list-{lang}-{width}.png")
+        page.locator("a[rel=next]").click()
+        expect(page.locator("#user-count")).to_have_text(pages[0])
+        expect(page.locator("a[rel=prev]")).to_be_visible()
+        no_sideways_scroll(page)
+        screenshot(page, f"admin-users-list-page2-{lang}-{width}.png")
+        monkeypatch.setattr(users, "COUNT_CAP", 20)
+        page.goto(f"{world.issuer}/admin/users?q=%E5%91%98%E5%B7%A5&lang={lang}")  # 员工
+        expect(page.locator("#user-count")).to_have_text(pages[1])
+        no_sideways_scroll(page)
+        screenshot(page, f"admin-users-list-capped-{lang}-{width}.png")
+        monkeypatch.undo()
+        page.goto(f"{world.issuer}/admin/users?after=forged&lang={lang}")
+        expect(page.get_by_role("alert")).to_contain_text(pages[2])
+        no_sideways_scroll(page)
+        screenshot(page, f"admin-users-list-forged-{lang}-{width}.png")
 
         page.goto(f"{person}?lang={lang}")
         expect(page.locator("h1")).to_have_text(PERSON)

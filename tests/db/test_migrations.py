@@ -3,6 +3,7 @@ matches the models exactly, and keeps the audit trail append-only in the databas
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,12 +12,16 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from support.units import in_unit
 
 from iam.db import migrate
 from iam.db.base import Base
-from iam.db.store import create_db_engine
+from iam.db.models import User
+from iam.db.store import Store, create_db_engine
+from iam.services import users
 
 APPEND_ONLY = "append-only"
 
@@ -47,9 +52,22 @@ def _tables(engine: Engine) -> set[str]:
 
 
 def _diff(engine: Engine) -> list[object]:
-    with engine.connect() as connection:
+    with engine.connect() as connection, warnings.catch_warnings():
+        # The trigram indexes are PostgreSQL's only (`ddl_if`, which Alembic does not read):
+        # on SQLite they are missing, and those on an expression Alembic skips, saying so.
+        # PostgreSQL compares them all.
+        warnings.filterwarnings(
+            "ignore", r"autogenerate skipping metadata-specified expression-based index '\w+_trgm'"
+        )
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(context, Base.metadata))
+        found = compare_metadata(context, Base.metadata)
+    if engine.dialect.name != "sqlite":
+        return list(found)
+    return [
+        change
+        for change in found
+        if not (change[0] == "add_index" and change[1].name.endswith("_trgm"))
+    ]
 
 
 def _insert_audit_event(engine: Engine) -> None:

@@ -184,6 +184,91 @@ def test_search_pages_oldest_first(store: Store, zhang: User, li: User) -> None:
     assert _search(store, None, limit=2, offset=3) == []
 
 
+def _pages(store: Store, query: str | None, size: int, *, between: Any = None) -> list[str]:
+    """Every name of a search, page by page by cursor (`between(number)` runs after each)."""
+    seen: list[str] = []
+    after = None
+    for number in range(100):
+        found = in_unit(store, users.search_users, query, limit=size, after=after)
+        seen += _names(found)
+        if len(found) < size:
+            return seen
+        after = users.Cursor.of(found[-1].user)
+        if between is not None:
+            between(number)
+    raise AssertionError("the pages never ended")
+
+
+def test_search_pages_by_cursor_each_row_once(store: Store, zhang: User, li: User) -> None:
+    made = [in_unit(store, users.create_user, f"Page {n}", f"+86137{n:08d}").name for n in range(7)]
+    assert _pages(store, None, 2) == [zhang.name, li.name, *made]
+    assert _pages(store, "page", 3) == made
+    assert _pages(store, "nobody", 3) == []
+
+
+def test_search_pages_by_cursor_lose_no_row_when_people_are_added(
+    store: Store, zhang: User, li: User
+) -> None:
+    """People added while an admin pages come last (the order is oldest first): each row is
+    seen once, the new ones on the last pages, none lost."""
+    added: list[str] = []
+
+    def add(number: int) -> None:
+        if number < 3:  # after each of the first three pages
+            person = in_unit(store, users.create_user, f"New {number}", f"+86136{number:08d}")
+            added.append(person.name)
+
+    seen = _pages(store, None, 1, between=add)
+    assert len(added) == 3
+    assert len(seen) == len(set(seen))
+    assert set(seen) == {zhang.name, li.name, *added}
+
+
+def test_search_pages_back_before_a_cursor(store: Store, zhang: User, li: User) -> None:
+    made = [in_unit(store, users.create_user, f"Back {n}", f"+86135{n:08d}") for n in range(4)]
+    last = users.Cursor.of(made[-1])
+    found = in_unit(store, users.search_users, None, limit=2, before=last)
+    assert _names(found) == [made[1].name, made[2].name]  # oldest first, as every page
+    first = in_unit(store, users.search_users, None, limit=5, before=users.Cursor.of(li))
+    assert _names(first) == [zhang.name]
+
+
+def test_a_cursor_reads_back_and_refuses_anything_else(zhang: User) -> None:
+    cursor = users.Cursor.of(zhang)
+    assert users.Cursor.read(cursor.text) == cursor
+    forged = [
+        "",
+        "not a cursor",
+        "%%%",
+        "123",  # no id
+        "_" + zhang.id,  # no time
+        "12345678901234567_" + zhang.id,  # past 2286
+        "-5_" + zhang.id,
+        f"123_{'a' * 37}",  # no id is that long
+        "123_a b",
+        "123_a\x00b",
+        "MjAyNi0xMi0wNnxub3BlCg",
+    ]
+    for text in forged:
+        with pytest.raises(ValidationError) as refused:
+            users.Cursor.read(text, "before")
+        assert refused.value.field == "before", text
+
+
+def test_counting_stops_at_the_cap_and_says_so(
+    store: Store, zhang: User, li: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(users, "COUNT_CAP", 1)
+    assert in_unit(store, users.count_users, "zhang") == users.Total(1)
+    assert in_unit(store, users.count_users, "i") == users.Total(1, "more_than")  # both
+    if store.engine.dialect.name == "sqlite":
+        assert in_unit(store, users.count_users, None) == users.Total(2)  # counted, all
+    else:  # PostgreSQL's estimate of the table, as ANALYZE left it
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE users")
+        assert in_unit(store, users.count_users, None) == users.Total(2, "about")
+
+
 def test_search_refuses_a_long_query_and_finds_nothing_for_nul(store: Store, zhang: User) -> None:
     with pytest.raises(ValidationError) as refused:
         in_unit(store, users.search_users, "x" * 201, limit=10, offset=0)
@@ -383,7 +468,7 @@ def test_an_admin_creates_a_person_and_is_named_in_the_trail(store: Store, li: U
     with pytest.raises(users.PhoneTakenError) as taken:
         in_unit(store, users.create_user, "Another", "13900139000", actor=ACTOR)
     assert taken.value.user_id == li.id
-    assert in_unit(store, users.count_users, None) == 2
+    assert in_unit(store, users.count_users, None) == users.Total(2)
 
 
 def test_editing_changes_only_what_differs_and_names_the_fields(
@@ -455,7 +540,9 @@ def test_invalid_details_names_every_bad_field() -> None:
 
 def test_counting_finds_what_the_search_finds(store: Store, zhang: User, li: User) -> None:
     for query in [None, "", "zhang", "li si", "nobody", "%", "\x00"]:
-        assert in_unit(store, users.count_users, query) == len(_search(store, query)), query
+        assert in_unit(store, users.count_users, query) == users.Total(
+            len(_search(store, query))
+        ), query
     with pytest.raises(ValidationError):
         in_unit(store, users.count_users, "x" * 201)
 
@@ -581,5 +668,5 @@ def test_no_edit_creation_or_link_without_its_audit_row(
         in_unit(store, users.link_member, zhang.id, _member(CORP_A, "lisi"), actor=ACTOR)
     user = in_unit(store, users.get_user, zhang.id)
     assert (user.name, user.phone) == (zhang.name, PHONE)
-    assert in_unit(store, users.count_users, None) == 1
+    assert in_unit(store, users.count_users, None) == users.Total(1)
     assert len(in_unit(store, users.user_detail, zhang.id).links) == 2

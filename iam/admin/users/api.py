@@ -23,17 +23,22 @@ from iam.services import users
 
 @api
 async def api_list(request: Request, caller: Caller) -> Response:
-    """GET /admin/api/users?q=&limit=&offset=: one page, and the offset of the next."""
+    """GET /admin/api/users?q=&limit=&after= (or &offset=): one page, and the cursor (and, when
+    paging by offset, the offset) of the next."""
     query = read_query(records.UserQuery, request)
     limit, offset = query.limit, query.offset
+    after = users.Cursor.read(query.after) if query.after is not None else None  # checked
     found = await in_worker(
         request.app.state.store,
-        lambda db: users.search_users(db, query.q, limit=limit + 1, offset=offset),
+        lambda db: users.search_users(db, query.q, limit=limit + 1, offset=offset, after=after),
     )
     more = len(found) > limit
+    shown = found[:limit]
+    by_offset = after is None and offset + limit <= records.MAX_OFFSET
     page = records.UserPage(
-        users=[records.User.of(row.user, row.link_count) for row in found[:limit]],
-        next_offset=offset + limit if more and offset + limit <= records.MAX_OFFSET else None,
+        users=[records.User.of(row.user, row.link_count) for row in shown],
+        next_after=users.Cursor.of(shown[-1].user).text if more else None,
+        next_offset=offset + limit if more and by_offset else None,
     )
     return no_store_json(page.to_json())
 

@@ -7,6 +7,7 @@ own page (`confirm.html`, no script needed), whose red button posts the action."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -23,7 +24,7 @@ from iam.db.unit import in_worker
 from iam.errors import NotFoundError, ValidationError
 from iam.federation.connector import Identity, UpstreamUnavailableError
 from iam.federation.wecom.client import WeComApiError
-from iam.records.users import MAX_OFFSET, PAGE_SIZE
+from iam.records.users import PAGE_SIZE
 from iam.services import corps, users
 
 STATUSES = ("active", "disabled")
@@ -65,49 +66,102 @@ def _user_path(user_id: str) -> str:
 # --- the list and a new person ---------------------------------------------------------------
 
 
+#: How the list says its total: exactly, about (an estimate), more than (a capped count).
+RANGE_KEYS = {
+    "exact": "admin.user_range",
+    "about": "admin.user_range_about",
+    "more_than": "admin.user_range_more",
+}
+
+
 @dataclass(frozen=True)
 class Pages:
-    """Where one page of results sits among all: "1–50 of 1,234", and the links around it."""
+    """Where one page of results sits among all: "1–50 of 1,234" (or "of about 1,000,000",
+    "of more than 10,000"), and the links around it. The links carry a cursor (the row the page
+    starts after, or ends before) and the number of its first row, which only numbers the rows
+    shown: the rows themselves come from the cursor."""
 
     first: int
     last: int
-    total: int
+    total: users.Total
     previous_url: str | None
     next_url: str | None
 
-    @classmethod
-    def of(cls, query: str, offset: int, shown: int, total: int) -> Pages:
-        def url(at: int) -> str:
-            return "?" + urlencode({**({"q": query} if query else {}), "offset": at})
+    @property
+    def range_key(self) -> str:
+        return RANGE_KEYS[self.total.kind]
 
-        more = offset + shown < total and offset + PAGE_SIZE <= MAX_OFFSET
+    @classmethod
+    def of(cls, query: str, page: Page, total: users.Total) -> Pages:
+        def url(**where: str | int) -> str:
+            return "?" + urlencode({**({"q": query} if query else {}), **where})
+
+        rows, first = page.rows, page.first
         return cls(
-            first=offset + 1 if shown else 0,
-            last=offset + shown,
+            first=first if rows else 0,
+            last=first + len(rows) - 1 if rows else 0,
             total=total,
-            previous_url=url(max(0, offset - PAGE_SIZE)) if offset else None,
-            next_url=url(offset + PAGE_SIZE) if more else None,
+            previous_url=(
+                url(before=users.Cursor.of(rows[0].user).text, n=max(1, first - PAGE_SIZE))
+                if rows and page.earlier
+                else None
+            ),
+            next_url=(
+                url(after=users.Cursor.of(rows[-1].user).text, n=first + len(rows))
+                if rows and page.later
+                else None
+            ),
         )
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the list: its rows, the number of the first, and whether rows come before
+    and after it."""
+
+    rows: list[users.UserSummary]
+    first: int
+    earlier: bool
+    later: bool
+
+
+def _page(db: Any, query: str, params: Mapping[str, str]) -> Page:
+    """The page the links ask for: after a row (`after`), before one (`before`: the previous
+    page; the first page when fewer than a page's rows come before), or the first. `n` is the
+    number of its first row."""
+    number = max(1, _count(params.get("n")))
+    after, before = params.get("after"), params.get("before")
+    if before:
+        end = users.Cursor.read(before, "before")
+        found = users.search_users(db, query, limit=PAGE_SIZE + 1, before=end)
+        if len(found) > PAGE_SIZE:
+            return Page(found[1:], max(2, number), earlier=True, later=True)
+        after = None  # the start of the list: the first page, whole
+    start = users.Cursor.read(after) if after else None
+    found = users.search_users(db, query, limit=PAGE_SIZE + 1, after=start)
+    first = number if start else 1
+    return Page(found[:PAGE_SIZE], first, earlier=start is not None, later=len(found) > PAGE_SIZE)
 
 
 @area.page
 async def users_page(request: Request, admin: Admin) -> Response:
     """The search box, one page of results, how many in all, and the way to add a person."""
     query = request.query_params.get("q", "")
-    offset = min(_count(request.query_params.get("offset")), MAX_OFFSET)
     context: dict[str, Any] = {"q": query, "rows": [], "pages": None}
 
-    def found(db: Any) -> tuple[list[users.UserSummary], int]:
-        rows = users.search_users(db, query, limit=PAGE_SIZE, offset=offset)
-        return rows, users.count_users(db, query)
+    def found(db: Any) -> tuple[Page, users.Total]:
+        page = _page(db, query, request.query_params)
+        return page, users.count_users(db, query)
 
     try:
-        rows, total = await in_worker(request.app.state.store, found)
-    except ValidationError:
-        context["error_key"] = "admin.user_query_too_long"
+        page, total = await in_worker(request.app.state.store, found)
+    except ValidationError as refused:
+        context["error_key"] = (
+            "admin.user_query_too_long" if refused.field == "q" else "admin.user_bad_page"
+        )
         return render(request, "admin/users.html", admin, context, 400)
-    context["rows"] = rows
-    context["pages"] = Pages.of(query, offset, len(rows), total)
+    context["rows"] = page.rows
+    context["pages"] = Pages.of(query, page, total)
     return render(request, "admin/users.html", admin, context)
 
 
