@@ -130,9 +130,9 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...]
 
 def test_db_upgrade_then_current_prints_the_head(empty_db: str, run: Run, run_json: RunJson):
     assert run("db", "current") == Ran(0, "none\n", "")
-    assert run_json("db", "upgrade") == {"revision": "0015"}
-    assert run("db", "current") == Ran(0, "0015\n", "")
-    assert run_json("db", "current") == {"revision": "0015"}
+    assert run_json("db", "upgrade") == {"revision": "0017"}
+    assert run("db", "current") == Ran(0, "0017\n", "")
+    assert run_json("db", "current") == {"revision": "0017"}
 
 
 @pytest.mark.parametrize(
@@ -347,6 +347,7 @@ def test_clients_create_confidential(db: str, run_json: RunJson):
         "jwks": None,
         "jwks_uri": None,
         "allowed_origins": [],
+        "access_token_signing_alg": "RS256",
         "created_at": "-",
         "secret_rotated_at": None,
     }
@@ -495,6 +496,32 @@ def test_a_bad_initiate_login_uri_is_refused_and_nothing_changes(
     assert (after.initiate_login_uri, after.updated_at) == (START, before.updated_at)
 
 
+def test_clients_access_token_alg_is_set_shown_and_changed(
+    db: str, store: Store, run: Run, run_json: RunJson
+):
+    created = run_json(
+        "clients", "create", "--name", "M2M", "--redirect-uri", "https://m2m.example/cb",
+        "--access-token-alg", "ES256",
+    )  # fmt: skip
+    client_id = created["client_id"]
+    assert created["access_token_signing_alg"] == "ES256"
+    assert in_unit(store, clients.get_client, client_id).access_token_signing_alg == "ES256"
+    shown = run("clients", "show", client_id).out
+    assert re.search(r"^access_token_signing_alg: +ES256$", shown, re.M), shown
+    updated = run_json("clients", "update", client_id, "--access-token-alg", "RS256")
+    assert updated["access_token_signing_alg"] == "RS256"
+    assert_error(
+        run("clients", "update", client_id, "--access-token-alg", "HS256"),
+        "access_token_signing_alg",
+    )
+    refused = run(
+        "clients", "create", "--name", "X", "--redirect-uri", "https://x.example/cb",
+        "--access-token-alg", "none",
+    )  # fmt: skip
+    assert_error(refused, "access_token_signing_alg", "RS256, ES256")
+    assert [c["client_id"] for c in run_json("clients", "list")["clients"]] == [client_id]
+
+
 def test_clients_update_needs_a_change_and_a_known_client(db: str, run: Run, run_json: RunJson):
     assert_error(run("clients", "update", "c_nobody", "--initiate-login-uri", START), "c_nobody")
     created = run_json("clients", "create", "--name", "A", "--redirect-uri", "https://a.example/cb")
@@ -614,20 +641,38 @@ def test_bad_email(db: str, run: Run):
 
 
 def test_keys_rotate_and_list(db: str, run: Run, run_json: RunJson):
+    """A rotation makes a new key of each algorithm (RS256, ES256); the list shows both, which
+    one signs for each, and the retired ones."""
     assert run_json("keys", "list") == {"keys": []}
     first = run_json("keys", "rotate")
-    assert set(first) == {  # the admin API's record
-        *("kid", "alg", "created_at", "retired_at", "publish_until"),
-        *("signing", "published", "public_jwk"),
-    }
-    assert "d" not in first["public_jwk"]  # never the private key
-    assert (first["alg"], first["retired_at"]) == ("RS256", None)
-    second_kid = run("keys", "rotate").out.strip()
+    assert set(first) == {"keys"}
+    for key in first["keys"]:
+        assert set(key) == {  # the admin API's record
+            *("kid", "alg", "created_at", "retired_at", "publish_until"),
+            *("signing", "published", "public_jwk"),
+        }
+        assert "d" not in key["public_jwk"]  # never the private key
+    assert [(k["alg"], k["public_jwk"]["kty"], k["signing"]) for k in first["keys"]] == [
+        ("RS256", "RSA", True),
+        ("ES256", "EC", True),
+    ]
+    lines = run("keys", "rotate").out.strip().splitlines()
+    second = [line.split()[0] for line in lines]
+    assert [line.split()[1] for line in lines] == ["RS256", "ES256"]
     listed = run_json("keys", "list")["keys"]
-    assert [key["kid"] for key in listed] == [second_kid, first["kid"]]
-    assert listed[0]["retired_at"] is None
-    assert listed[1]["retired_at"] is not None and listed[1]["publish_until"] is not None
-    assert all(set(key) == set(first) for key in listed)  # no private material, ever
+    assert {key["kid"] for key in listed[:2]} == set(second)
+    assert {key["kid"] for key in listed[2:]} == {key["kid"] for key in first["keys"]}
+    assert [(key["signing"], key["retired_at"] is None) for key in listed] == [
+        (True, True),
+        (True, True),
+        (False, False),
+        (False, False),
+    ]
+    assert all(key["publish_until"] is not None for key in listed[2:])
+    assert sorted(key["alg"] for key in listed) == ["ES256", "ES256", "RS256", "RS256"]
+    text = run("keys", "list").out
+    assert text.count("signing") == 2 and text.count("retired") == 2
+    assert all(set(key) == set(first["keys"][0]) for key in listed)  # no private material
 
 
 def test_admin_create(db: str, run: Run, run_json: RunJson):

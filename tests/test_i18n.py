@@ -17,7 +17,7 @@ from iam import i18n
 from iam.admin.apps.api import LIFETIME_FIELDS
 from iam.admin.users import DONE
 from iam.i18n import LANGUAGES, MESSAGES, load_texts, negotiate, translator
-from iam.services.clients import CONTEXT_POLICIES
+from iam.services.clients import ACCESS_TOKEN_ALGS, CONTEXT_POLICIES
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What a message key looks like: dotted lower-case words ("otp.wrong", "admin.corp.problem.ip").
@@ -42,7 +42,10 @@ DYNAMIC_KEYS = {
         "scopes",
         "context_policy",
         "context_claim",
+        "access_token_signing_alg",
     ],
+    # templates/admin/app.html: t("admin.app.access_token_alg." ~ alg) for the choices offered.
+    "admin.app.access_token_alg.": list(ACCESS_TOKEN_ALGS),
     # templates/admin/app.html: t("admin.app.auth_method." ~ method) for the methods offered.
     "admin.app.auth_method.": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
     # templates/admin/app.html: t("admin.app.policy." ~ policy) for the choices offered.

@@ -33,12 +33,13 @@ async def _keys(request: Request) -> list[dict[str, Any]]:
 
 
 async def _rotate(request: Request, actor: str) -> dict[str, Any]:
-    """Rotate, then drop this instance's cached key ring so it signs with the new key at once
-    (other instances pick it up within the ring's few seconds)."""
+    """Rotate (a new key of each algorithm), then drop this instance's cached key ring so it
+    signs with the new keys at once (other instances pick them up within the ring's few
+    seconds). The answer is the new RS256 key, as before ES256 keys came; the list has both."""
     state = request.app.state
-    key = await in_worker(state.store, lambda db: signing_keys.rotate(db, state.box, actor=actor))
+    keys = await in_worker(state.store, lambda db: signing_keys.rotate(db, state.box, actor=actor))
     state.oidc.keys.invalidate()
-    return SigningKey.all_of([key], utcnow())[0].to_json()
+    return SigningKey.all_of(keys, utcnow())[0].to_json()
 
 
 # --- the API -----------------------------------------------------------------------------------
@@ -108,10 +109,11 @@ PATHS: dict[str, Any] = {
     "/keys/rotate": {
         "post": {
             "operationId": "rotateKey",
-            "summary": "A new key signs from now on; the previous one stays published until the "
-            "tokens it signed have expired. No request body.",
+            "summary": "A new key of each algorithm (RS256, ES256) signs from now on; the "
+            "previous ones stay published until the tokens they signed have expired. No request "
+            "body.",
             "responses": {
-                "201": answer("The new signing key.", SigningKey),
+                "201": answer("The new RS256 signing key (GET /keys lists both).", SigningKey),
                 "401": UNAUTHORIZED,
             },
         }

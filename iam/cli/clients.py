@@ -12,7 +12,7 @@ from iam.errors import IamError
 from iam.records.apps import App, AppWithSecret
 from iam.secretbox import SecretBox
 from iam.services import clients
-from iam.services.clients import AUTH_METHODS, CONTEXT_POLICIES
+from iam.services.clients import ACCESS_TOKEN_ALGS, AUTH_METHODS, CONTEXT_POLICIES
 from iam.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def _clients_create(args: argparse.Namespace, store: Store, settings: Settings) 
             jwks_uri=args.jwks_uri,
             allowed_origins=args.allowed_origins,
             box=SecretBox(str(settings.secret_key)),
+            access_token_signing_alg=args.access_token_signing_alg,
         ),
     )
     record = AppWithSecret.registered(registered).to_json()
@@ -68,6 +69,7 @@ UPDATE_OPTIONS = (
     ("--jwks", "jwks"),
     ("--jwks-uri", "jwks_uri"),
     ("--allowed-origin", "allowed_origins"),
+    ("--access-token-alg", "access_token_signing_alg"),
 )
 
 
@@ -127,6 +129,10 @@ ALLOWED_ORIGIN_HELP = (
     "an origin (scheme://host[:port], https unless on loopback, no path) a single-page app calls "
     "/token, /userinfo and /revoke from with CORS, besides its redirect URIs' origins"
 )
+ACCESS_TOKEN_ALG_HELP = (
+    "what the app's access tokens are signed with: RS256 (default, widest support) or ES256 "
+    "(faster; the app's resource servers must support it); ID tokens are RS256 either way"
+)
 JWKS_URI_HELP = "where the app publishes its JWK Set for private_key_jwt (https; http on loopback)"
 
 
@@ -138,6 +144,15 @@ def _add_auth_options(command: argparse.ArgumentParser, removable: str = "") -> 
     keys = command.add_mutually_exclusive_group()
     keys.add_argument("--jwks", metavar="JSON", help=JWKS_HELP + removable)
     keys.add_argument("--jwks-uri", metavar="URI", help=JWKS_URI_HELP + removable)
+
+
+def _add_access_token_alg(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--access-token-alg",
+        dest="access_token_signing_alg",
+        metavar="|".join(ACCESS_TOKEN_ALGS),
+        help=ACCESS_TOKEN_ALG_HELP,
+    )
 
 
 def add_commands(commands: Subcommands) -> None:
@@ -170,6 +185,7 @@ def add_commands(commands: Subcommands) -> None:
         metavar="ORIGIN",
         help=ALLOWED_ORIGIN_HELP + " (repeatable)",
     )
+    _add_access_token_alg(create)
     record_command(group, "list", _clients_list, "list apps")
     update = record_command(group, "update", _clients_update, "change an app's settings")
     update.add_argument("client_id", metavar="ID")
@@ -191,6 +207,7 @@ def add_commands(commands: Subcommands) -> None:
         metavar="ORIGIN",
         help=ALLOWED_ORIGIN_HELP + " (repeatable: the list replaces the app's; '' alone clears it)",
     )
+    _add_access_token_alg(update)
     for name, action, help_text in (
         ("show", _clients_show, "show an app"),
         ("rotate-secret", _clients_rotate_secret, "new secret; the previous one stays valid"),

@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 
 
 def _keys_rotate(args: argparse.Namespace, store: Store, settings: Settings) -> Output:
+    """A new key of each algorithm: `kid  alg` a line (RS256 first)."""
     box = SecretBox(str(settings.secret_key))
-    key = one_unit(store, lambda db: signing_keys.rotate(db, box))
-    return Output(SigningKey.all_of([key], utcnow())[0].to_json(), key.kid)
+    keys = one_unit(store, lambda db: signing_keys.rotate(db, box))
+    records = [key.to_json() for key in SigningKey.all_of(keys, utcnow())]
+    return Output({"keys": records}, "\n".join(f"{key.kid}  {key.alg}" for key in keys))
 
 
 def _keys_list(args: argparse.Namespace, store: Store, settings: Settings) -> Output:

@@ -133,6 +133,7 @@ class ClientView(ClientRules):
     jwks: dict[str, Any] | None
     jwks_uri: str | None
     allowed_origins: tuple[str, ...]
+    access_token_signing_alg: str
     created_at: datetime
     updated_at: datetime
 

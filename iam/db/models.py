@@ -273,6 +273,12 @@ class Client(Base, ClientRules):
     #: Origins (`scheme://host[:port]`) a single-page app calls the token endpoints from, besides
     #: its redirect URIs' origins: they get CORS answers (`iam.oidc.cors`).
     allowed_origins: Mapped[list[str]] = mapped_column(JsonType, default=list, server_default="[]")
+    #: What the app's access tokens are signed with: RS256 (the default, widest support) or
+    #: ES256 (cheaper to sign; the app's resource servers must support it). ID tokens are
+    #: RS256 whatever this says.
+    access_token_signing_alg: Mapped[str] = mapped_column(
+        String(10), default="RS256", server_default="RS256"
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

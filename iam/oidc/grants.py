@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from iam.oidc.keys import KeyRing
 from iam.secretbox import digest
 from iam.services.clients import ADMIN_SCOPE
 from iam.services.sessions import OFFLINE_ACCESS
+from iam.services.signing_keys import ALGORITHMS
 
 CODE_LIFETIME = timedelta(seconds=60)
 UNREGISTERED_REDIRECT_URI = "The redirect URI is not registered for this client."
@@ -250,7 +252,8 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
 
 
 class AccessTokenGenerator(JWTBearerTokenGenerator):
-    """JWT access tokens (RFC 9068), signed with the key ring's active key."""
+    """JWT access tokens (RFC 9068), signed with the app's algorithm (RS256 by default, or
+    ES256) by the key ring's active key of that algorithm."""
 
     def __init__(self, issuer: str, keys: KeyRing) -> None:
         super().__init__(
@@ -260,9 +263,29 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
             expires_generator=lambda client, grant_type: client.access_token_ttl,
         )
         self.keys = keys
+        #: Authlib reads the algorithm (`alg`) and the key (`get_jwks`) from the generator: one
+        #: generator per algorithm, made once, shared by every request.
+        self.signers = {alg: self._signing_with(alg) for alg in ALGORITHMS}
+
+    def _signing_with(self, alg: str) -> AccessTokenGenerator:
+        if alg == self.alg:
+            return self
+        signer = copy.copy(self)
+        signer.alg = alg
+        return signer
 
     def get_jwks(self) -> Any:
-        return self.keys.current().signing
+        return self.keys.current().signing_for(self.alg)
+
+    def access_token_generator(
+        self, client: ClientView, grant_type: str, user: Any, scope: str
+    ) -> str:
+        """Authlib's token, by the generator of the app's algorithm."""
+        signer = self.signers[client.access_token_signing_alg]
+        token: str = JWTBearerTokenGenerator.access_token_generator(
+            signer, client, grant_type, user, scope
+        )
+        return token
 
     def get_jti(self, client: ClientView, grant_type: str, user: Any, scope: str) -> str:
         return secrets.token_urlsafe(16)  # 128 random bits

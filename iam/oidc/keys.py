@@ -1,4 +1,5 @@
-"""The key ring: the private key that signs now and the published public keys, cached briefly.
+"""The key ring: the private keys that sign now (one per algorithm: RS256, ES256) and the
+published public keys, cached briefly.
 
 A few seconds of cache keeps the database and the RSA import off the hot path. A key rotated by
 another process (the CLI, another instance) signs here within `ttl` seconds; meanwhile the
@@ -30,9 +31,18 @@ from iam.services.signing_keys import ALGORITHM, is_published, load_material, pu
 
 @dataclass(frozen=True)
 class LoadedKeys:
-    signing: KeySet  # exactly one private key, so joserfc writes its kid
+    by_algorithm: Mapping[str, KeySet]  # each exactly one private key, so joserfc writes its kid
     verifying: KeySet  # every published public key
     kids: frozenset[str]  # of the published keys
+
+    @property
+    def signing(self) -> KeySet:
+        """The RS256 key: ID tokens and logout tokens (contract), default access tokens."""
+        return self.by_algorithm[ALGORITHM]
+
+    def signing_for(self, alg: str) -> KeySet:
+        """The active key of `alg` (KeyError for an algorithm we do not sign with)."""
+        return self.by_algorithm[alg]
 
 
 class KeyRing:
@@ -73,7 +83,10 @@ class KeyRing:
     def _load(self) -> LoadedKeys:
         material = one_unit(self._store, lambda db: load_material(db, self._box))
         return LoadedKeys(
-            signing=KeySet.import_key_set(_key_set([material.active_private_jwk])),
+            by_algorithm={
+                alg: KeySet.import_key_set(_key_set([jwk]))
+                for alg, jwk in material.active_private_jwks.items()
+            },
             verifying=KeySet.import_key_set(_key_set(material.published)),
             kids=frozenset(str(key["kid"]) for key in material.published),
         )

@@ -34,14 +34,25 @@ NO_STORE = [
 ]
 
 
+#: The one algorithm a key of each type of ours signs with.
+ALGORITHM_OF_KEY_TYPE = {"RSA": "RS256", "EC": "ES256"}
+
+
 def decode_access_token(token_string: str, keys: KeyRing, issuer: str) -> dict[str, Any] | None:
-    """The claims of a JWT access token we signed (expired or not), else None."""
+    """The claims of a JWT access token we signed (expired or not), else None. The key is the
+    published one its `kid` names, and only that key's algorithm is taken (RS256 for an RSA
+    key, ES256 for an EC key): no `none`, no HMAC, no algorithm of another key type."""
     if token_string.count(".") != 2 or len(token_string) > 8192:
         return None
     try:
         kid = extract_compact(token_string.encode()).protected.get("kid")
-        verifying = keys.verifying(kid if isinstance(kid, str) else None)
-        token = jwt.decode(token_string, verifying, algorithms=[keys.algorithm])
+        if not isinstance(kid, str):
+            return None
+        key = keys.verifying(kid).get_by_kid(kid)
+        alg = ALGORITHM_OF_KEY_TYPE.get(key.key_type)
+        if alg is None:
+            return None
+        token = jwt.decode(token_string, key, algorithms=[alg])
     except (JoseError, ValueError):
         return None
     if token.header.get("typ") != "at+jwt" or token.claims.get("iss") != issuer:

@@ -85,6 +85,12 @@ class App(Record):
         description="origins (scheme://host[:port]) the app's browser code calls /token, "
         "/userinfo and /revoke from (CORS), besides its redirect URIs' origins"
     )
+    access_token_signing_alg: str = Field(
+        json_schema_extra={"enum": list(clients.ACCESS_TOKEN_ALGS)},
+        description="what the app's access tokens are signed with: RS256 (the default, widest "
+        "support) or ES256 (faster; the app's resource servers must support it); its ID tokens "
+        "are RS256 either way",
+    )
     created_at: Timestamp
     secret_rotated_at: Timestamp | None
 
@@ -324,6 +330,19 @@ Origin = Annotated[
         "query, fragment or wildcard.",
     ),
 ]
+AccessTokenAlg = Annotated[
+    Text,
+    AfterValidator(lambda alg: _one_of(alg, clients.ACCESS_TOKEN_ALGS)),
+    Field(
+        json_schema_extra={
+            "enum": list(clients.ACCESS_TOKEN_ALGS),
+            "default": clients.DEFAULT_ACCESS_TOKEN_ALG,
+        },
+        description="What the app's access tokens are signed with: RS256 (the default, widest "
+        "support) or ES256 (faster to sign; the app's resource servers must support it). ID "
+        "tokens are RS256 whatever this says.",
+    ),
+]
 Scope = Annotated[
     Text, AfterValidator(_scope), Field(json_schema_extra={"enum": list(clients.SUPPORTED_SCOPES)})
 ]
@@ -370,6 +389,7 @@ class _Settings(Body):
     initiate_login_uri: InitiateLoginUri | Absent = None
     backchannel_logout_uri: BackchannelLogoutUri | Absent = None
     allowed_origins: Annotated[list[Origin], Field(max_length=clients.MAX_ORIGINS)] | Absent = None
+    access_token_signing_alg: AccessTokenAlg | Absent = None
 
 
 def _given(name: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from iam.db.models import SigningKey as SigningKeyRow
 from iam.records.base import Record, Timestamp
+from iam.services.signing_keys import signing_kids
 
 
 class PublicJwk(BaseModel):
@@ -33,20 +34,23 @@ class SigningKey(Record):
         description="A retired key stays in JWKS until then (the longest token lifetime after "
         "its retirement, an hour at least)."
     )
-    signing: bool = Field(description="This key signs new tokens.")
+    signing: bool = Field(
+        description="This key signs new tokens (one key per algorithm: RS256 signs ID tokens "
+        "and access tokens by default, ES256 the access tokens of apps that chose it)."
+    )
     published: bool = Field(description="This key is in /jwks.json.")
     public_jwk: PublicJwk
 
     @classmethod
     def all_of(cls, keys: Sequence[SigningKeyRow], now: datetime) -> list[SigningKey]:
         """The keys (newest first) with what the issuer makes of them: the newest unretired
-        key signs (as `signing_keys.load_material` picks it); a key is in JWKS until
-        `publish_until`."""
-        signing = next((key.kid for key in keys if key.retired_at is None), None)
+        key of each algorithm signs (as `signing_keys.load_material` picks it); a key is in
+        JWKS until `publish_until`."""
+        signing = set(signing_kids(list(keys)).values())
         return [
             cls.from_row(
                 key,
-                signing=key.kid == signing,
+                signing=key.kid in signing,
                 published=key.retired_at is None
                 or (key.publish_until is not None and key.publish_until > now),
                 public_jwk=PublicJwk(**_jwk(key)),

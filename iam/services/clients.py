@@ -161,6 +161,24 @@ def check_auth_method(method: str | None, *, public: bool) -> str:
     return method
 
 
+#: What an app's access tokens may be signed with: RS256 (the default: every JWT library
+#: verifies it) or ES256 (cheaper to sign; the app's resource servers must support it). ID
+#: tokens are RS256 for every app.
+ACCESS_TOKEN_ALGS = ("RS256", "ES256")
+DEFAULT_ACCESS_TOKEN_ALG = "RS256"
+
+
+def check_access_token_alg(alg: str | None) -> str:
+    """The app's access token signing algorithm; None or empty: the default, RS256."""
+    alg = alg or DEFAULT_ACCESS_TOKEN_ALG
+    if alg not in ACCESS_TOKEN_ALGS:
+        raise ValidationError(
+            "access_token_signing_alg",
+            f"access_token_signing_alg must be one of {', '.join(ACCESS_TOKEN_ALGS)}",
+        )
+    return alg
+
+
 def check_jwks(jwks: str | dict[str, Any] | None) -> dict[str, Any] | None:
     """A JWK Set of public RSA or P-256 keys (RFC 7517 5), given as JSON text or its value; a
     private key (`d`, ...) is refused: the client keeps it. None or empty: no key set."""
@@ -468,6 +486,7 @@ def create_client(
     jwks: str | dict[str, Any] | None = None,
     jwks_uri: str | None = None,
     allowed_origins: Sequence[str] = (),
+    access_token_signing_alg: str | None = None,
     actor: str = "cli",
     box: SecretBox | None = None,
 ) -> RegisteredClient:
@@ -490,6 +509,7 @@ def create_client(
     key_set, key_set_uri = check_jwks(jwks), check_jwks_uri(jwks_uri)
     check_client_keys(auth_method, key_set, key_set_uri)
     origins = check_allowed_origins(allowed_origins)
+    alg = check_access_token_alg(access_token_signing_alg)
     if client_id is not None and not re.fullmatch(r"[A-Za-z0-9_\-.]{3,64}", client_id):
         raise ValidationError("client_id", "client_id must be 3-64 letters, digits, _ - .")
     if admin and public:
@@ -507,6 +527,7 @@ def create_client(
         redirect_uris=uris,
         post_logout_redirect_uris=logout_uris,
         grant_types=grant_types,
+        access_token_signing_alg=alg,
         allowed_scopes=check_scopes(f"{scopes} {ADMIN_SCOPE}" if admin else scopes, admin=admin),
         context_policy=context_policy,
         context_claim=claim,
@@ -594,6 +615,7 @@ def update_client(
     jwks: str | dict[str, Any] | None = None,
     jwks_uri: str | None = None,
     allowed_origins: Sequence[str] | None = None,
+    access_token_signing_alg: str | None = None,
 ) -> Client:
     """Change what is given (None leaves a setting as it is), with create_client's checks;
     all or nothing. An empty `context_claim` means the default, `wecom_context`.
@@ -643,6 +665,8 @@ def update_client(
     changes.update(_auth_changes(client, token_endpoint_auth_method, jwks, jwks_uri))
     if allowed_origins is not None:
         changes["allowed_origins"] = check_allowed_origins(allowed_origins)
+    if access_token_signing_alg is not None:
+        changes["access_token_signing_alg"] = check_access_token_alg(access_token_signing_alg)
     if "refresh_token_ttl" in changes:
         changes["grant_types"] = grant_types_for(
             public=client.is_public, refresh_token_ttl=changes["refresh_token_ttl"]

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
+from joserfc.jws import extract_compact
 from sqlalchemy import select
 from starlette.testclient import TestClient
 from support.admin import AdminWorld, admin_console
@@ -193,6 +194,7 @@ CREATE_ERRORS = [
     ("initiate_login_uri", {"initiate_login_uri": "http://crm.example.com/start"}),
     ("initiate_login_uri", {"initiate_login_uri": "https://crm.example.com/start#top"}),
     ("initiate_login_uri", {"initiate_login_uri": "crm.example.com/start"}),
+    ("access_token_signing_alg", {"access_token_signing_alg": "HS256"}),
 ]
 
 
@@ -694,6 +696,12 @@ API_ERRORS: list[tuple[str, dict[str, Any]]] = [
     ("client_secret", {"client_secret": "mine"}),
     ("admin", {"admin": True}),
     ("grant_types", {"grant_types": ["password"]}),
+    ("access_token_signing_alg", {"access_token_signing_alg": "HS256"}),
+    ("access_token_signing_alg", {"access_token_signing_alg": "none"}),
+    ("access_token_signing_alg", {"access_token_signing_alg": "es256"}),
+    ("access_token_signing_alg", {"access_token_signing_alg": ""}),
+    ("access_token_signing_alg", {"access_token_signing_alg": None}),
+    ("access_token_signing_alg", {"access_token_signing_alg": ["ES256"]}),
 ]
 
 
@@ -1142,3 +1150,77 @@ def test_the_whole_app_form_fits_the_consoles_field_limit(admin_world: AdminWorl
     flood = {**whole, **{f"x{n}": "1" for n in range(60)}}
     refused = _post(admin_world, "/admin/apps", flood)
     assert refused.status_code == 413
+
+
+# --- the access token signature (issue #17) ---------------------------------------------------
+
+
+def _alg_of(token: str) -> str:
+    return str(extract_compact(token.encode()).protected["alg"])
+
+
+def test_the_api_sets_and_changes_the_access_token_signature(
+    admin_world: AdminWorld, store: Store
+) -> None:
+    """RS256 unless ES256 is asked for; a change is audited and signs the next token."""
+    api = admin_world.console
+    default = api.post(API, json=APP)
+    assert default.status_code == 201 and default.json()["access_token_signing_alg"] == "RS256"
+    created = api.post(API, json={**APP, "name": "M2M", "access_token_signing_alg": "ES256"})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    client_id, secret = body["client_id"], body["client_secret"]
+    assert body["access_token_signing_alg"] == "ES256"
+    assert in_unit(store, clients.get_client, client_id).access_token_signing_alg == "ES256"
+    assert api.get(f"{API}/{client_id}").json()["access_token_signing_alg"] == "ES256"
+
+    def token() -> str:
+        answer = api.post(
+            "/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["access_token"])
+
+    assert _alg_of(token()) == "ES256"
+    patched = api.patch(f"{API}/{client_id}", json={"access_token_signing_alg": "RS256"})
+    assert patched.status_code == 200 and patched.json()["access_token_signing_alg"] == "RS256"
+    assert _alg_of(token()) == "RS256"
+    with store() as db:
+        [updated] = db.scalars(
+            select(AuditEvent).where(
+                AuditEvent.client_id == client_id, AuditEvent.event == "client.updated"
+            )
+        )
+    assert (updated.actor, updated.detail) == (
+        "admin:root",
+        {"changed": ["access_token_signing_alg"]},
+    )
+
+
+def test_the_form_offers_and_saves_the_access_token_signature(
+    admin_world: AdminWorld, store: Store
+) -> None:
+    listing = admin_world.console.get("/admin/apps?lang=en").text
+    assert '<select id="access_token_signing_alg" name="access_token_signing_alg"' in listing
+    assert '<option value="RS256" selected>RS256 (default, widest support)</option>' in listing
+    assert "ES256 (faster; the app&#39;s resource servers must support it)" in listing
+    chinese = admin_world.console.get("/admin/apps?lang=zh-CN").text
+    assert "访问令牌签名算法" in chinese and "RS256（默认，支持最广）" in chinese
+
+    created = _post(
+        admin_world, "/admin/apps", {**FORM, "name": "M2M", "access_token_signing_alg": "ES256"}
+    )
+    assert created.status_code == 303, created.text
+    (client,) = [c for c in _apps(store).values() if c.name == "M2M"]
+    assert client.access_token_signing_alg == "ES256"
+    page = admin_world.console.get(f"/admin/apps/{client.client_id}").text
+    assert '<option value="ES256" selected>' in page
+
+    path = f"/admin/apps/{client.client_id}"
+    saved = _post(admin_world, path, {**FORM, "access_token_signing_alg": "RS256"}, path)
+    assert saved.status_code == 303, saved.text
+    assert in_unit(store, clients.get_client, client.client_id).access_token_signing_alg == "RS256"
+    assert _events(store, client.client_id)[-1] == ("client.updated", "admin:root")
+    unsent = _post(admin_world, path, {**FORM, "name": "M2M 2"}, path)  # a script's form
+    assert unsent.status_code == 303
+    assert in_unit(store, clients.get_client, client.client_id).access_token_signing_alg == "RS256"

@@ -589,19 +589,25 @@ def test_times_are_shown_and_typed_in_the_configured_zone(
         return re.findall(r"<dt>Key ID</dt><dd>(\w+)</dd>", page.text)
 
     page = console.get("/admin/audit", params={"event": "key.rotated"})
-    assert '<time datetime="2026-05-01T04:00:00-04:00">2026-05-01 04:00:00</time>' in page.text
+    assert '<time datetime="2126-05-01T04:00:00-04:00">2126-05-01 04:00:00</time>' in page.text
     assert "Times: America/New_York" in page.text and "Time (America/New_York)" in page.text
-    assert kids(since="2026-05-01T04:00", until="2026-05-01T04:00:01") == ["k1"]
-    assert kids(since="2026-05-01T04:00:01") == []
-    assert kids(until="2026-05-01T04:00") == []
+    assert kids(since="2126-05-01T04:00", until="2126-05-01T04:00:01") == ["k1"]
+    assert kids(since="2126-05-01T04:00:01") == []
+    assert kids(until="2126-05-01T04:00") == []
     [row] = _csv(console.get("/admin/audit.csv", params={"event": "key.rotated"}))[1:]
-    assert row[0] == "2026-05-01 04:00:00-04:00"
+    assert row[0] == "2126-05-01 04:00:00-04:00"
     with store() as db:
-        [created] = db.scalars(select(SigningKey.created_at)).all()
+        [created] = db.scalars(
+            select(SigningKey.created_at).where(SigningKey.alg == "RS256")
+        ).all()
     local = created.replace(tzinfo=UTC).astimezone(ZoneInfo("America/New_York"))
     keys = console.get("/admin/keys").text
     assert local.strftime("%Y-%m-%d %H:%M:%S") in keys
     assert "Times: America/New_York" in keys and "UTC</td>" not in keys
+
+
+#: An instant after every event the fixtures write (of now), in New York's summer time.
+LATER = datetime(2126, 5, 1, 8, 0, 0)
 
 
 def in_unit_record_at(store: Store, when: datetime, event: str, **detail: Any) -> None:

@@ -28,9 +28,11 @@ SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth"}
 
 
-def kids(store: Store) -> list[str]:
+def kids(store: Store, alg: str | None = "RS256") -> list[str]:
+    """The kids of one algorithm's keys (the RS256 ones by default), oldest first; None: all."""
+    query = select(SigningKey.kid).order_by(SigningKey.created_at)
     with store() as db:
-        return list(db.scalars(select(SigningKey.kid).order_by(SigningKey.created_at)))
+        return list(db.scalars(query if alg is None else query.where(SigningKey.alg == alg)))
 
 
 def rotations(store: Store) -> list[AuditEvent]:
@@ -85,7 +87,13 @@ def test_rotation_through_the_api(admin_world: AdminWorld, app, store: Store, ho
         )
         listed = client.get("/admin/api/keys", headers=headers)
         assert listed.status_code == 200, listed.text
-        [key] = listed.json()["keys"]
+        [key] = [key for key in listed.json()["keys"] if key["alg"] == "RS256"]
+        [ec] = [key for key in listed.json()["keys"] if key["alg"] == "ES256"]
+        assert (ec["kid"], ec["signing"], ec["public_jwk"]["kty"]) == (
+            kids(store, "ES256")[0],
+            True,
+            "EC",
+        )
         assert_public(key)
         assert (key["kid"], key["alg"], key["signing"], key["published"]) == (
             old_kid,
@@ -102,8 +110,10 @@ def test_rotation_through_the_api(admin_world: AdminWorld, app, store: Store, ho
         assert new["kid"] != old_kid and (new["signing"], new["published"]) == (True, True)
         assert rotated.headers["cache-control"] == "no-store"
 
-        newest, previous = client.get("/admin/api/keys", headers=headers).json()["keys"]
+        listed = client.get("/admin/api/keys", headers=headers).json()["keys"]
+        newest, previous = [key for key in listed if key["alg"] == "RS256"]
         assert newest == new
+        assert [key["signing"] for key in listed if key["alg"] == "ES256"] == [True, False]
         assert (previous["kid"], previous["signing"], previous["published"]) == (
             old_kid,
             False,
@@ -113,7 +123,7 @@ def test_rotation_through_the_api(admin_world: AdminWorld, app, store: Store, ho
 
         # This instance signs with the new key at once; the old key still verifies.
         jwks = {key["kid"] for key in client.get("/jwks.json").json()["keys"]}
-        assert jwks == {old_kid, new["kid"]}
+        assert jwks == set(kids(store, None)) and {old_kid, new["kid"]} <= jwks
         token = fresh_admin_token(client, store)
         assert jwt.get_unverified_header(token)["kid"] == new["kid"]
         assert jwt.get_unverified_header(admin_world.token)["kid"] == old_kid
@@ -121,8 +131,9 @@ def test_rotation_through_the_api(admin_world: AdminWorld, app, store: Store, ho
             answer = script.get("/admin/api/keys", headers={"authorization": f"Bearer {bearer}"})
             assert answer.status_code == 200
     assert kids(store) == [old_kid, new["kid"]]
-    [event] = rotations(store)
-    assert event.detail == {"kid": new["kid"]}
+    [event] = [event for event in rotations(store) if event.detail["alg"] == "RS256"]
+    assert event.detail == {"kid": new["kid"], "alg": "RS256"}
+    assert len(rotations(store)) == 2  # and the ES256 key's
     assert event.actor == ("admin:root" if how == "console" else f"client:{script_id(store)}")
 
 
@@ -158,11 +169,15 @@ def test_rotating_in_the_console_needs_the_confirmation(
     page = console.get(answer.headers["location"])
     assert "Rotated: the new key below signs from now on." in page.text
     rows = re.findall(r"<tr( class=\"signing\"[^>]*)?>\s*<td class=\"kid\">([^<]+)</td>", page.text)
-    assert rows == [(' class="signing" aria-current="true"', new_kid), ("", old_kid)]
+    [new_ec, old_ec] = kids(store, "ES256")[::-1]
+    signing = ' class="signing" aria-current="true"'
+    assert sorted(rows) == sorted(
+        [(signing, new_kid), (signing, new_ec), ("", old_kid), ("", old_ec)]
+    )
     assert "Published (verifies older tokens)" in page.text
     token = fresh_admin_token(console, store)
     assert jwt.get_unverified_header(token)["kid"] == new_kid
-    assert [event.detail for event in rotations(store)] == [{"kid": new_kid}]
+    assert sorted(event.detail["kid"] for event in rotations(store)) == sorted([new_kid, new_ec])
 
 
 def test_the_openapi_document_describes_the_key_operations() -> None:

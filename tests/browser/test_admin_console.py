@@ -284,3 +284,57 @@ def test_what_cannot_be_undone_asks_first(world: World, console: BrowserContext,
 def browser() -> Iterator[Browser]:
     with launched() as chromium:
         yield chromium
+
+
+#: The app form's access token signature (issue #17): its label, the default's and ES256's
+#: option, the save button, in each language.
+SIGNATURE = {
+    "en": (
+        "Access token signature",
+        "RS256 (default, widest support)",
+        "ES256 (faster; the app's resource servers must support it)",
+        "Save changes",
+    ),
+    "zh-CN": (
+        "访问令牌签名算法",
+        "RS256（默认，支持最广）",
+        "ES256（更快；应用的资源服务器须支持）",
+        "保存修改",
+    ),
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_the_app_form_offers_the_access_token_signature(
+    world: World, console: BrowserContext, lang: str
+) -> None:
+    label, default, es256, save = SIGNATURE[lang]
+    page = console.new_page()
+    sign_in(page, world)
+    choice = page.locator("#access_token_signing_alg")
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{world.issuer}/admin/apps/{world.client_id}?lang={lang}")
+        expect(page.locator("label[for=access_token_signing_alg]")).to_have_text(label)
+        expect(choice.locator("option:checked")).to_have_text(default)
+        expect(choice.locator("option")).to_have_text([default, es256])
+        no_sideways_scroll(page, width)
+        choice.scroll_into_view_if_needed()
+        top = page.locator("label[for=access_token_signing_alg]").bounding_box()
+        hint = page.locator("#access_token_signing_alg-hint").bounding_box()
+        assert top is not None and hint is not None
+        page.screenshot(
+            path=str(ARTIFACTS / f"admin-app-access-token-alg-{lang}-{width}.png"),
+            clip={
+                "x": 0,
+                "y": max(top["y"] - 160, 0),
+                "width": width,
+                "height": hint["y"] + hint["height"] - top["y"] + 320,
+            },
+        )
+    choice.select_option("ES256")
+    page.get_by_role("button", name=save).click()
+    expect(page).to_have_url(re.compile(r"\?done=saved$"))
+    expect(choice.locator("option:checked")).to_have_text(es256)
+    client = in_unit(world.store, clients.get_client, world.client_id)
+    assert client.access_token_signing_alg == "ES256"

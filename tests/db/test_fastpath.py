@@ -61,6 +61,7 @@ def client_values(**changes: object) -> dict[str, object]:
         "jwks": None,
         "jwks_uri": None,
         "allowed_origins": [],
+        "access_token_signing_alg": "RS256",
         "created_at": WHEN,
         "updated_at": WHEN,
     }

@@ -364,3 +364,139 @@ def test_0011_gives_each_app_its_authentication_method_and_keeps_the_apps(
         assert connection.execute(
             text("SELECT client_id FROM clients ORDER BY client_id")
         ).scalars().all() == ["crm", "spa"]
+
+
+def _indexes(engine: Engine, table: str) -> set[str]:
+    return {index["name"] for index in inspect(engine).get_indexes(table) if index["name"]}
+
+
+TRIGRAM = {
+    "users": {"ix_users_name_trgm", "ix_users_email_trgm", "ix_users_phone_trgm"},
+    "identity_links": {"ix_identity_links_provider_user_id_trgm"},
+}
+
+
+def test_0016_adds_the_scale_indexes_and_keeps_the_rows(empty_engine: Engine) -> None:
+    """The users list's order, the audit filters' (event, id) and (user_id, id), and on
+    PostgreSQL the trigram indexes of the search; going back restores the indexes of 0015."""
+    migrate.upgrade(empty_engine, "0015")
+    _insert_audit_event(empty_engine)
+    migrate.upgrade(empty_engine, "0016")
+    postgres = empty_engine.dialect.name == "postgresql"
+    assert "ix_users_created_at_id" in _indexes(empty_engine, "users")
+    audit_indexes = _indexes(empty_engine, "audit_events")
+    assert {"ix_audit_events_event_id", "ix_audit_events_user_id_id"} <= audit_indexes
+    assert not {"ix_audit_events_event", "ix_audit_events_user_id"} & audit_indexes
+    for table, names in TRIGRAM.items():
+        assert (names <= _indexes(empty_engine, table)) is postgres, table
+    assert _audit_count(empty_engine) == 1
+    migrate.downgrade(empty_engine, "0015")
+    assert "ix_users_created_at_id" not in _indexes(empty_engine, "users")
+    audit_indexes = _indexes(empty_engine, "audit_events")
+    assert {"ix_audit_events_event", "ix_audit_events_user_id"} <= audit_indexes
+    assert not {"ix_audit_events_event_id", "ix_audit_events_user_id_id"} & audit_indexes
+    for table, names in TRIGRAM.items():
+        assert not names & _indexes(empty_engine, table), table
+    assert _audit_count(empty_engine) == 1
+    migrate.upgrade(empty_engine)
+    assert _diff(empty_engine) == []
+
+
+@pytest.mark.postgres
+def test_0016_goes_on_without_trigram_indexes_where_pg_trgm_cannot_be_made(
+    fresh_postgres_database: Callable[[], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A role that may not create extensions (no CREATE on the database, not its owner):
+    the upgrade completes, warns with what a superuser runs, and the search still answers."""
+    url = fresh_postgres_database()
+    database = make_url(url).database
+    role = f"iam_limited_{database}"
+    owner = create_db_engine(url)
+    with owner.begin() as connection:
+        connection.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        connection.execute(text(f'ALTER SCHEMA public OWNER TO "{role}"'))
+        connection.execute(text(f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC'))
+    limited = create_db_engine(make_url(url).set(username=role).render_as_string(False))
+    try:
+        with caplog.at_level(logging.WARNING):
+            migrate.upgrade(limited)
+        assert migrate.current(limited) == HEAD
+        assert "pg_trgm could not be created" in caplog.text
+        assert "CREATE INDEX ix_users_name_trgm" in caplog.text
+        assert not TRIGRAM["users"] & _indexes(limited, "users")
+        assert "ix_users_created_at_id" in _indexes(limited, "users")
+        store = Store(limited)
+        in_unit(store, users.create_user, "张三 Zhang San", "+8613800138000")
+        found = in_unit(store, users.search_users, "zhang", limit=5)
+        assert [row.user.name for row in found] == ["张三 Zhang San"]
+        migrate.downgrade(limited, "0015")  # the trigram indexes it never made: no error
+        assert migrate.current(limited) == "0015"
+    finally:
+        limited.dispose()
+        with owner.begin() as connection:
+            connection.execute(text(f'DROP OWNED BY "{role}" CASCADE'))
+        owner.dispose()
+        server = create_db_engine(make_url(url).set(database="postgres").render_as_string(False))
+        with server.begin() as connection:
+            connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        server.dispose()
+
+
+@pytest.mark.postgres
+def test_the_search_can_use_the_trigram_indexes(
+    fresh_postgres_database: Callable[[], str],
+) -> None:
+    """Each key of the users search is a `LIKE '%x%'` a trigram index answers (asked with
+    sequential scans off: the planner reads a tiny table whole anyway)."""
+    engine = create_db_engine(fresh_postgres_database())
+    migrate.upgrade(engine)
+    store = Store(engine)
+    try:
+        with store() as db:
+            db.execute(text("SET LOCAL enable_seqscan = off"))
+            statement = select(User.id).where(users._matching("zhangsan"))  # noqa: SLF001
+            compiled = statement.compile(engine, compile_kwargs={"literal_binds": True})
+            plan = "\n".join(db.execute(text(f"EXPLAIN {compiled}")).scalars())
+        for index in set().union(*TRIGRAM.values()):
+            assert index in plan, plan
+    finally:
+        engine.dispose()
+
+
+def test_0017_gives_each_app_rs256_access_tokens_and_keeps_the_apps(empty_engine: Engine) -> None:
+    """Apps registered before 0017 keep RS256 access tokens; a new one may say ES256; going
+    back removes the setting and keeps the apps."""
+    migrate.upgrade(empty_engine, "0016")
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO clients (client_id, name, is_public, is_admin, redirect_uris,"
+                " post_logout_redirect_uris, grant_types, allowed_scopes, context_policy,"
+                " context_claim, access_token_ttl, id_token_ttl, refresh_token_ttl, created_at,"
+                " updated_at) VALUES ('crm', 'CRM', false, false, '[]', '[]', '[]', 'openid',"
+                " 'none', 'wecom_context', 600, 3600, 86400, CURRENT_TIMESTAMP,"
+                " CURRENT_TIMESTAMP)"
+            )
+        )
+    migrate.upgrade(empty_engine, "0017")
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO clients (client_id, name, is_public, is_admin, redirect_uris,"
+                " post_logout_redirect_uris, grant_types, allowed_scopes, context_policy,"
+                " context_claim, access_token_ttl, id_token_ttl, refresh_token_ttl, created_at,"
+                " updated_at, access_token_signing_alg) VALUES ('m2m', 'M2M', false, false,"
+                " '[]', '[]', '[]', 'openid', 'none', 'wecom_context', 600, 3600, 86400,"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'ES256')"
+            )
+        )
+        rows = connection.execute(
+            text("SELECT client_id, access_token_signing_alg FROM clients ORDER BY client_id")
+        ).all()
+    assert [tuple(row) for row in rows] == [("crm", "RS256"), ("m2m", "ES256")]
+    migrate.downgrade(empty_engine, "0016")
+    assert "access_token_signing_alg" not in _columns(empty_engine, "clients")
+    with empty_engine.connect() as connection:
+        assert connection.execute(
+            text("SELECT client_id FROM clients ORDER BY client_id")
+        ).scalars().all() == ["crm", "m2m"]

@@ -53,9 +53,10 @@ def userinfo_status(client: TestClient, access_token: str) -> int:
 
 
 def rotate(app, store: Store) -> str:
-    key = in_unit(store, signing_keys.rotate, SecretBox(TEST_SECRET))
+    """Rotate both keys; the new RS256 one's kid (the ID tokens' and default access tokens')."""
+    rsa, _ec = in_unit(store, signing_keys.rotate, SecretBox(TEST_SECRET))
     app.state.oidc.keys.invalidate()
-    return key.kid
+    return rsa.kid
 
 
 def end_publication(app, store: Store, kid: str) -> None:
@@ -114,13 +115,15 @@ def test_advertised_jwks_uri_serves_the_keys(client: TestClient) -> None:
 # --- JWKS ---
 
 
-def test_jwks_has_public_rsa_keys_only(client: TestClient) -> None:
+def test_jwks_has_public_keys_only_rsa_and_p256(client: TestClient) -> None:
+    """The RS256 key (ID tokens, default access tokens) and the ES256 key (the access tokens
+    of apps that chose it)."""
     keys = client.get("/jwks.json").json()["keys"]
-    assert keys
+    assert sorted((key["kty"], key["alg"]) for key in keys) == [("EC", "ES256"), ("RSA", "RS256")]
     for key in keys:
-        assert key["kty"] == "RSA"
-        assert key["kid"]
-        assert {"n", "e"} <= set(key)
+        assert key["kid"] and key["use"] == "sig"
+        assert {"n", "e"} <= set(key) if key["kty"] == "RSA" else {"crv", "x", "y"} <= set(key)
+        assert key.get("crv", "P-256") == "P-256"
         assert not PRIVATE_MEMBERS & set(key), sorted(key)
 
 
@@ -162,7 +165,7 @@ def test_tokens_signed_before_rotation_still_work(
 def test_old_key_stays_published_while_its_tokens_live(
     app, client: TestClient, world: World, store: Store
 ) -> None:
-    old_kid = next(iter(published_kids(client)))
+    old_kid = next(iter(published_kids(client)))  # (either key: each is retired alike)
     rotate(app, store)
     with store() as db:
         old = db.scalars(select(SigningKey).where(SigningKey.kid == old_kid)).one()
@@ -175,9 +178,13 @@ def test_old_key_leaves_jwks_after_its_publication_ends(
 ) -> None:
     before = front.tokens(world)
     old_kid = kid_of(before["id_token"])
+    old_kids = published_kids(front.client)
     new_kid = rotate(app, store)
-    end_publication(app, store, old_kid)
-    assert published_kids(front.client) == {new_kid}
+    for kid in old_kids:
+        end_publication(app, store, kid)
+    new_kids = published_kids(front.client)
+    assert new_kid in new_kids and len(new_kids) == 2 and not new_kids & old_kids
+    assert old_kid in old_kids
     assert userinfo_status(front.client, before["access_token"]) == 401
     after = front.tokens(world)
     assert userinfo_status(front.client, after["access_token"]) == 200

@@ -75,19 +75,25 @@ def signing_kid(ring: KeyRing) -> str:
     return next(iter(kids(ring.current().signing)))
 
 
+def rotated(store: Store, box: SecretBox, **kwargs: str) -> tuple[str, str]:
+    """Rotate (as the CLI or another instance does): the new RS256 and ES256 kids."""
+    rsa, ec = in_unit(store, signing_keys.rotate, box, **kwargs)
+    return rsa.kid, ec.kid
+
+
 def test_a_key_rotated_elsewhere_verifies_here_before_the_ttl(
     store: Store, box: SecretBox, clock: Monotonic
 ) -> None:
     here, elsewhere = KeyRing(store, box), KeyRing(store, box)
-    old = signing_kid(here)
+    old = here.current().kids
     clock.advance(2)  # far from the 10 s ttl
-    new = in_unit(store, signing_keys.rotate, box).kid
+    new, new_ec = rotated(store, box)
     clock.advance(2)
     assert new not in here.current().kids  # still cached
     token = signed_by(elsewhere)  # loads now, so signs with the new key
     assert signing_kid(elsewhere) == new
     assert decode_access_token(token, here, ISSUER) == {"iss": ISSUER, "sub": "someone"}
-    assert kids(here.verifying(new)) == {old, new}
+    assert kids(here.verifying(new)) == old | {new, new_ec}
 
 
 def test_the_signing_key_changes_when_the_ttl_ends(
@@ -95,13 +101,14 @@ def test_the_signing_key_changes_when_the_ttl_ends(
 ) -> None:
     """Meanwhile the old key still signs; its tokens stay valid, it stays published."""
     ring = KeyRing(store, box, ttl=10)
-    old = signing_kid(ring)
-    new = in_unit(store, signing_keys.rotate, box).kid
+    old, published = signing_kid(ring), ring.current().kids
+    new, new_ec = rotated(store, box)
     clock.advance(10)
     assert signing_kid(ring) == old
     clock.advance(0.5)
     assert signing_kid(ring) == new
-    assert ring.current().kids == {old, new}
+    assert kids(ring.current().signing_for("ES256")) == {new_ec}
+    assert ring.current().kids == published | {new, new_ec}
 
 
 def test_forged_kids_never_reload_the_ring(
@@ -109,14 +116,14 @@ def test_forged_kids_never_reload_the_ring(
 ) -> None:
     """An unknown kid costs one lookup of that kid; only a published one reloads the ring."""
     ring = KeyRing(store, box, ttl=10)
-    known = signing_kid(ring)
+    known = ring.current().kids
     for forged in ("forged", "another forgery", "x" * 500):
-        assert kids(ring.verifying(forged)) == {known}
-        ring.verifying(known)
+        assert kids(ring.verifying(forged)) == known
+        ring.verifying(signing_kid(ring))
         ring.verifying(None)
     assert len(loads) == 1
-    new = in_unit(store, signing_keys.rotate, box).kid
-    assert kids(ring.verifying(new)) == {known, new}
+    new, new_ec = rotated(store, box)
+    assert kids(ring.verifying(new)) == known | {new, new_ec}
     assert len(loads) == 2
     ring.verifying(new)
     assert len(loads) == 2
@@ -124,10 +131,10 @@ def test_forged_kids_never_reload_the_ring(
 
 def test_published_keys_are_read_fresh(store: Store, box: SecretBox, clock: Monotonic) -> None:
     ring = KeyRing(store, box)
-    old = signing_kid(ring)
-    new = in_unit(store, signing_keys.rotate, box).kid
+    old = ring.current().kids
+    new, new_ec = rotated(store, box)
     published = ring.published_jwks()["keys"]
-    assert {key["kid"] for key in published} == {old, new}
+    assert {key["kid"] for key in published} == old | {new, new_ec}
     assert all("d" not in key for key in published)
     assert new not in ring.current().kids  # the signing cache is another matter
 
@@ -138,8 +145,8 @@ def test_jwks_lists_a_key_rotated_elsewhere_at_once(
     with TestClient(create_app(settings, store=store, sms=ConsoleSms()), base_url=ISSUER) as app:
         old = {key["kid"] for key in app.get("/jwks.json").json()["keys"]}
         app.get("/jwks.json")
-        new = in_unit(store, signing_keys.rotate, box).kid  # the CLI, or another instance
-        assert {key["kid"] for key in app.get("/jwks.json").json()["keys"]} == old | {new}
+        new = set(rotated(store, box))  # the CLI, or another instance
+        assert {key["kid"] for key in app.get("/jwks.json").json()["keys"]} == old | new
 
 
 def test_a_token_from_another_instance_is_accepted_at_once(
@@ -153,7 +160,7 @@ def test_a_token_from_another_instance_is_accepted_at_once(
         warm = b.post("/token", data=credentials, auth=auth).json()["access_token"]
         assert b.post("/introspect", data={"token": warm}, auth=auth).json()["active"] is True
         clock.advance(2)
-        new = in_unit(store, signing_keys.rotate, box, actor="admin:root").kid
+        new, _ = rotated(store, box, actor="admin:root")
         app_a.state.oidc.keys.invalidate()  # as A's admin console does after rotating
         token = a.post("/token", data=credentials, auth=auth).json()["access_token"]
         assert extract_compact(token.encode()).protected["kid"] == new

@@ -4,6 +4,7 @@ client over HTTPS."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher, profiles
@@ -21,7 +22,7 @@ from iam.settings import Settings
 from support.constants import ISSUER, TEST_SECRET
 from support.units import in_unit
 
-_SIGNING_KEY: dict[str, object] = {}
+_SIGNING_KEYS: list[dict[str, Any]] = []
 
 
 #: argon2 at its cheapest (t=1, 8 KiB): the tests hash admin passwords often, and the real
@@ -39,21 +40,24 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def reused_signing_key(store: Store) -> None:
-    """One RSA key, made once per run, put into each test's database before the app starts:
-    `ensure_key` then finds it instead of generating a key per test (the protocol suites)."""
-    if not _SIGNING_KEY:
+    """One key of each algorithm (RSA, EC), made once per run, put into each test's database
+    before the app starts: `ensure_key` then finds them instead of generating keys per test
+    (the protocol suites)."""
+    if not _SIGNING_KEYS:
         in_unit(store, signing_keys.ensure_key, SecretBox(TEST_SECRET))
         with store() as db:
-            key = db.scalars(select(SigningKey)).one()
-            _SIGNING_KEY.update(
-                kid=key.kid,
-                alg=key.alg,
-                private_jwk_encrypted=key.private_jwk_encrypted,
-                public_jwk=key.public_jwk,
-            )
+            for key in db.scalars(select(SigningKey)):
+                _SIGNING_KEYS.append(
+                    dict(
+                        kid=key.kid,
+                        alg=key.alg,
+                        private_jwk_encrypted=key.private_jwk_encrypted,
+                        public_jwk=key.public_jwk,
+                    )
+                )
         return
     with store() as db:
-        db.add(SigningKey(**_SIGNING_KEY))
+        db.add_all(SigningKey(**key) for key in _SIGNING_KEYS)
         db.commit()
 
 

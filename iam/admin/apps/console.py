@@ -72,6 +72,7 @@ FORM_FIELDS = (
     "initiate_login_uri",
     "backchannel_logout_uri",
     "context_policy",
+    "access_token_signing_alg",
 )
 
 
@@ -135,6 +136,7 @@ def _choices() -> dict[str, Any]:
         "unit_words": UNIT_WORDS,
         "default_claim": clients.DEFAULT_CONTEXT_CLAIM,
         "auth_methods": [m for m in clients.AUTH_METHODS if m != "none"],
+        "access_token_algs": clients.ACCESS_TOKEN_ALGS,
     }
 
 
@@ -158,6 +160,7 @@ def new_app_values() -> dict[str, Any]:
         "token_endpoint_auth_method": clients.DEFAULT_AUTH_METHOD,
         "jwks": "",
         "jwks_uri": "",
+        "access_token_signing_alg": clients.DEFAULT_ACCESS_TOKEN_ALG,
         "scopes": clients.DEFAULT_SCOPES.split(),
         "context_policy": "none",
         "context_claim": "",
@@ -178,6 +181,7 @@ def values_of(client: Client) -> dict[str, Any]:
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
         "jwks": json.dumps(client.jwks, indent=2) if client.jwks else "",
         "jwks_uri": client.jwks_uri or "",
+        "access_token_signing_alg": client.access_token_signing_alg,
         "scopes": client.allowed_scopes.split(),
         "context_policy": client.context_policy,
         "context_claim": client.context_claim,
@@ -224,6 +228,8 @@ def parsed(values: dict[str, Any]) -> dict[str, Any]:
         ),
         "jwks": values["jwks"].strip(),
         "jwks_uri": values["jwks_uri"].strip(),
+        # Not posted (a script's form): the default on a new app, unchanged on an app's.
+        "access_token_signing_alg": values["access_token_signing_alg"] or None,
     }
     for name in LIFETIME_FIELDS:
         result[name] = _seconds(name, values[name], values[f"{name}_unit"])
