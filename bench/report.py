@@ -104,6 +104,30 @@ def endpoint_costs(paths: list[str]) -> list[str]:
     ]
 
 
+def memory(paths: list[str]) -> list[str]:
+    """run.sh's `rss` lines: one server process's resident memory at rest, at its peak under the
+    load (VmHWM) and after it."""
+    rows = []
+    for path in paths:
+        for raw in Path(path).read_text().splitlines():
+            if '"rss"' in raw:
+                m = json.loads(raw)["rss"]
+                rows.append(
+                    f"| {m['label']} | {m['server']} | {m['at_rest_mb']} | {m['peak_mb']} "
+                    f"| {m['after_mb']} |"
+                )
+    if not rows:
+        return []
+    return [
+        "Resident memory of one server process, MB:",
+        "",
+        "| run | server | at rest | peak under load | after |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def main(paths: list[str]) -> int:
     if not paths:
         print(__doc__)
@@ -111,6 +135,7 @@ def main(paths: list[str]) -> int:
     print("\n".join(summary(paths)))
     print()
     print("\n".join(endpoint_costs(paths)))
+    print("\n".join(memory(paths)))
     return peer_report.main(paths)
 
 

@@ -29,7 +29,7 @@ VAR=$ROOT/bench/var
 RES=$ROOT/bench/results
 N_FLOW=${N_FLOW:-500} C_FLOW=${C_FLOW:-16} N_REQ=${N_REQ:-2000} C_REQ=${C_REQ:-32}
 REPEAT=${REPEAT:-3} MAX_SECONDS=${MAX_SECONDS:-30} WAIT_QUIET=${WAIT_QUIET:-10}
-PORT=${PORT:-8100} PEER_PORT=${PEER_PORT:-3000}
+PORT=${PORT:-8100} PEER_PORT=${PEER_PORT:-3000} PEER_REDIS_PORT=${PEER_REDIS_PORT:-3001}
 PG_URL=${PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432}
 BASE=http://127.0.0.1:$PORT
 PEER_BASE=http://127.0.0.1:$PEER_PORT
@@ -42,10 +42,13 @@ export IAM_LOG_FORMAT=text
 export IAM_SMS_BACKEND=${IAM_SMS_BACKEND:-webhook:http://127.0.0.1:9/sms}
 # The token endpoint's rate limit (per client and per IP) would throttle the load itself.
 export IAM_RATE_LIMITS=${IAM_RATE_LIMITS:-token=100000000/60}
-SERVER= PEER=
+SERVER= PEER= PEER_REDIS=
 
 stop_server() { if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; SERVER=; fi; }
-stop_peer() { if [ -n "$PEER" ]; then kill "$PEER" 2>/dev/null || true; wait "$PEER" 2>/dev/null || true; PEER=; fi; }
+stop_peer() {
+  local p; for p in $PEER $PEER_REDIS; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  PEER= PEER_REDIS=
+}
 trap 'stop_server; stop_peer' EXIT
 
 setup() {
@@ -98,10 +101,16 @@ start_server() {  # $1 workers, $2 log file; one worker is pinned to CPU 0
   wait_url "$BASE/readyz" "iam"
 }
 
-start_peer() {  # pinned to CPU 0
+start_peer() {  # pinned to CPU 0; and the same peer keeping every artifact in Redis (PEER_ADAPTER=redis)
   (cd "$VAR/peer-node" && QUIET=1 PORT=$PEER_PORT exec taskset -c 0 node server.mjs) >"$VAR/peer.log" 2>&1 &
   PEER=$!
   wait_url "$PEER_BASE/.well-known/openid-configuration" "peer"
+  if [ "$PEER_REDIS_PORT" != 0 ]; then
+    (cd "$VAR/peer-node" && QUIET=1 PORT=$PEER_REDIS_PORT PEER_ADAPTER=redis PEER_REDIS_URL=${PEER_REDIS_URL:-redis://127.0.0.1:6379/3} exec taskset -c 0 node server.mjs) \
+      >"$VAR/peer-redis.log" 2>&1 &
+    PEER_REDIS=$!
+    wait_url "http://127.0.0.1:$PEER_REDIS_PORT/.well-known/openid-configuration" "peer on Redis"
+  fi
 }
 
 ours_args() { echo --base "$BASE" --flavour our-iam --client-id "$CLIENT_ID" --client-secret "$SECRET" --password "$COOKIE"; }
@@ -130,10 +139,23 @@ with open(sys.argv[1], "a") as fh:
 PY
 }
 
+memory_mb() {  # $1 pid, $2 VmRSS (now) or VmHWM (the peak since the process started), in MB
+  awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo null
+}
+
+memory_line() {  # $1 JSON file, $2 label, $3 server name, $4 pid, $5 RSS at rest before the load
+  echo "{\"rss\": {\"label\": \"$2\", \"server\": \"$3\", \"at_rest_mb\": $5," \
+       "\"peak_mb\": $(memory_mb "$4" VmHWM), \"after_mb\": $(memory_mb "$4" VmRSS)}}" >>"$1"
+}
+
 load() {  # $1 JSON file, $2 label, then flows.py args; the scenarios one after another, each its -n/-c
   local out=$1 label=$2; shift 2
   local common=(--repeat "$REPEAT" --max-seconds "$MAX_SECONDS" --wait-quiet "$WAIT_QUIET" --json "$out" "$@")
   meta "$out" "$label"
+  local rest_ours rest_peer=null rest_peer_redis=null
+  rest_ours=$(memory_mb "$SERVER" VmRSS)
+  [ -n "$PEER" ] && rest_peer=$(memory_mb "$PEER" VmRSS)
+  [ -n "$PEER_REDIS" ] && rest_peer_redis=$(memory_mb "$PEER_REDIS" VmRSS)
   local sc n c before after
   for sc in flow client_credentials userinfo; do
     if [ "$sc" = flow ]; then n=$N_FLOW c=$C_FLOW; else n=$N_REQ c=$C_REQ; fi
@@ -144,6 +166,11 @@ load() {  # $1 JSON file, $2 label, then flows.py args; the scenarios one after 
       postgresql*) "$DRV" bench/cpu.py ratio "$before" "$after" "$label" "$sc" >>"$out" ;;
     esac
   done
+  # resident memory of one worker: at rest (started, checked), its peak under the load, after it
+  memory_line "$out" "$label" iam "$SERVER" "$rest_ours"
+  [ -n "$PEER" ] && memory_line "$out" "$label" peer-node "$PEER" "$rest_peer"
+  [ -n "$PEER_REDIS" ] && memory_line "$out" "$label" peer-node-redis "$PEER_REDIS" "$rest_peer_redis"
+  return 0
 }
 
 server_log_summary() {  # what broke: 5xx, 429, tracebacks, database locks
@@ -183,10 +210,15 @@ compare() {  # $1 db (default sqlite): peer and ours, both pinned to CPU 0, driv
   check_ours "$label"
   "$DRV" bench/iam_flavour.py check --base "$PEER_BASE" >"$VAR/check-peer.txt" || { cat "$VAR/check-peer.txt"; exit 1; }
   rm -f "$RES/$label.jsonl"
+  local peer_redis=()
+  [ -n "$PEER_REDIS" ] && peer_redis=(--base "http://127.0.0.1:$PEER_REDIS_PORT" --flavour node-oidc-provider
+    --client-id bench-client --client-secret bench-secret-0123456789abcdef0123456789abcdef
+    --password bench-password --label peer-node-redis)
   # shellcheck disable=SC2046
   load "$RES/$label.jsonl" "$label" --driver-cpus 1 \
     --base "$PEER_BASE" --flavour node-oidc-provider --client-id bench-client \
     --client-secret bench-secret-0123456789abcdef0123456789abcdef --password bench-password --label peer-node \
+    "${peer_redis[@]}" \
     $(ours_args) --label "iam-$db-w1"
   stop_peer
   stop_server
@@ -203,7 +235,7 @@ profile() {  # $1 db: py-spy (collapsed stacks, 20 s) on one pinned worker under
     --wait-quiet 0 --driver-cpus 1 $(ours_args) >"$VAR/$label-load.txt" &
   local driver=$!
   sleep 3
-  "$ROOT/bench/.venv/bin/py-spy" record --pid "$SERVER" --duration 20 --rate 250 --nonblocking \
+  "$ROOT/bench/.venv/bin/py-spy" record --pid "$SERVER" --duration 20 --rate 250 --nonblocking ${PYSPY_GIL:+--gil} \
     --format raw -o "$VAR/$label.txt" >/dev/null 2>&1 || echo "py-spy failed (is ptrace allowed?)"
   wait "$driver" || true
   stop_server
