@@ -55,6 +55,9 @@ class KeyRing:
         self._lock = threading.Lock()
         self._loaded: LoadedKeys | None = None
         self._loaded_at = 0.0
+        #: Private keys already imported, by kid: importing an RSA one checks it (tens of ms of
+        #: CPU), and a reload every `ttl` mostly finds the same keys.
+        self._imported: dict[str, KeySet] = {}
 
     def invalidate(self) -> None:
         self._loaded = None
@@ -82,11 +85,13 @@ class KeyRing:
 
     def _load(self) -> LoadedKeys:
         material = one_unit(self._store, lambda db: load_material(db, self._box))
+        signing = {
+            alg: self._imported.get(str(jwk["kid"])) or KeySet.import_key_set(_key_set([jwk]))
+            for alg, jwk in material.active_private_jwks.items()
+        }
+        self._imported = {next(iter(keys.keys)).kid or "": keys for keys in signing.values()}
         return LoadedKeys(
-            by_algorithm={
-                alg: KeySet.import_key_set(_key_set([jwk]))
-                for alg, jwk in material.active_private_jwks.items()
-            },
+            by_algorithm=signing,
             verifying=KeySet.import_key_set(_key_set(material.published)),
             kids=frozenset(str(key["kid"]) for key in material.published),
         )

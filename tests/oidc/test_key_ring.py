@@ -111,6 +111,24 @@ def test_the_signing_key_changes_when_the_ttl_ends(
     assert ring.current().kids == published | {new, new_ec}
 
 
+def test_a_reload_with_the_same_keys_imports_no_private_key_again(
+    store: Store, box: SecretBox, clock: Monotonic, loads: list[int]
+) -> None:
+    """Importing an RSA private key checks it (tens of ms of CPU): a reload every ttl that finds
+    the same keys keeps the imported ones; a rotation imports the new ones."""
+    ring = KeyRing(store, box, ttl=10)
+    first = ring.current()
+    clock.advance(11)
+    again = ring.current()
+    assert len(loads) == 2  # read again from the database...
+    for alg in ("RS256", "ES256"):  # ...but the same signing keys, not imported twice
+        assert again.signing_for(alg) is first.signing_for(alg)
+    new, new_ec = rotated(store, box)
+    clock.advance(11)
+    assert kids(ring.current().signing) == {new}
+    assert kids(ring.current().signing_for("ES256")) == {new_ec}
+
+
 def test_forged_kids_never_reload_the_ring(
     store: Store, box: SecretBox, clock: Monotonic, loads: list[int]
 ) -> None:
