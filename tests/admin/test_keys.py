@@ -167,7 +167,7 @@ def test_rotating_in_the_console_needs_the_confirmation(
     assert (answer.status_code, answer.headers["location"]) == (303, "/admin/keys?done=rotated")
     [_, new_kid] = kids(store)
     page = console.get(answer.headers["location"])
-    assert "Rotated: the new key below signs from now on." in page.text
+    assert "Rotated: the new keys below sign from now on (RS256 and ES256)." in page.text
     rows = re.findall(r"<tr( class=\"signing\"[^>]*)?>\s*<td class=\"kid\">([^<]+)</td>", page.text)
     [new_ec, old_ec] = kids(store, "ES256")[::-1]
     signing = ' class="signing" aria-current="true"'

@@ -161,7 +161,7 @@ def test_an_admin_finds_a_persons_events_and_downloads_them(
     page.locator("header nav").get_by_role("link", name="Signing keys").click()
     expect(page.locator("p.sub")).to_contain_text("Times are in Asia/Shanghai.")
     page.check("input[name=confirm]")
-    page.get_by_role("button", name="Rotate the signing key").click()
+    page.get_by_role("button", name="Rotate the signing keys").click()
     expect(page.locator("p.notice")).to_contain_text("Rotated")
     look_at(page, "admin-keys-en")
 
