@@ -89,6 +89,11 @@ prepare_db() {  # $1 sqlite|postgres; sets IAM_DATABASE_URL, migrates, seeds; se
   CLIENT_ID=$(json_field "$seeded" client_id)
   SECRET=$(json_field "$seeded" client_secret)
   COOKIE=$(json_field "$seeded" session_cookie)
+  # the same, for an app whose access tokens are ES256 (compare measures it as a second target)
+  seeded=$("$IAM_PY" "$ROOT/bench/seed.py" bench-es256 ES256)
+  ES_CLIENT_ID=$(json_field "$seeded" client_id)
+  ES_SECRET=$(json_field "$seeded" client_secret)
+  ES_COOKIE=$(json_field "$seeded" session_cookie)
 }
 
 start_server() {  # $1 workers, $2 log file; one worker is pinned to CPU 0
@@ -219,7 +224,9 @@ compare() {  # $1 db (default sqlite): peer and ours, both pinned to CPU 0, driv
     --base "$PEER_BASE" --flavour node-oidc-provider --client-id bench-client \
     --client-secret bench-secret-0123456789abcdef0123456789abcdef --password bench-password --label peer-node \
     "${peer_redis[@]}" \
-    $(ours_args) --label "iam-$db-w1"
+    $(ours_args) --label "iam-$db-w1" \
+    --base "$BASE" --flavour our-iam --client-id "$ES_CLIENT_ID" --client-secret "$ES_SECRET" \
+    --password "$ES_COOKIE" --label "iam-$db-w1-es256"
   stop_peer
   stop_server
   server_log_summary "$VAR/$label.log"

@@ -8,6 +8,8 @@ stops working), the user (phone BENCH_PHONE, default 13900000001) is reused, and
 starts one new SSO session (amr ["sms"]) whose cookie value is printed.
 
 Run it with the project's interpreter:  .venv/bin/python bench/seed.py
+`bench/seed.py CLIENT_ID ALG` seeds (or re-secrets) another client whose access tokens are
+signed with ALG (RS256 or ES256), with its own session for the same user.
 """
 
 from __future__ import annotations
@@ -31,30 +33,35 @@ NEEDED_GRANTS = {"authorization_code", "refresh_token", "client_credentials"}
 NEEDED_SCOPES = {"openid", "profile", "email"}
 
 
-def seed_client(store: Store) -> tuple[str, str]:
+def seed_client(store: Store, client_id: str = CLIENT_ID, alg: str = "RS256") -> tuple[str, str]:
     with store() as db:
-        exists = db.get(Client, CLIENT_ID) is not None
+        exists = db.get(Client, client_id) is not None
     if exists:
         registered = one_unit(
             store,
-            lambda db: clients.rotate_secret(db, CLIENT_ID, keep_previous=False, actor="bench"),
+            lambda db: clients.rotate_secret(db, client_id, keep_previous=False, actor="bench"),
         )
     else:
         registered = one_unit(
             store,
             lambda db: clients.create_client(
-                db, "bench", [REDIRECT_URI], client_id=CLIENT_ID, actor="bench"
+                db,
+                client_id,
+                [REDIRECT_URI],
+                client_id=client_id,
+                access_token_signing_alg=alg,
+                actor="bench",
             ),
         )
     client = registered.client
     missing = NEEDED_GRANTS - set(client.grant_types)
     if missing:
-        raise SystemExit(f"client {CLIENT_ID} lacks grant types {sorted(missing)}")
+        raise SystemExit(f"client {client_id} lacks grant types {sorted(missing)}")
     missing = NEEDED_SCOPES - set(client.allowed_scopes.split())
     if missing:
-        raise SystemExit(f"client {CLIENT_ID} lacks scopes {sorted(missing)}")
+        raise SystemExit(f"client {client_id} lacks scopes {sorted(missing)}")
     if REDIRECT_URI not in client.redirect_uris:
-        raise SystemExit(f"client {CLIENT_ID} lacks redirect_uri {REDIRECT_URI}")
+        raise SystemExit(f"client {client_id} lacks redirect_uri {REDIRECT_URI}")
     assert registered.client_secret is not None
     return client.client_id, registered.client_secret
 
@@ -74,7 +81,7 @@ def main() -> int:
     engine = create_db_engine(settings.database_url)
     try:
         store = Store(engine)
-        client_id, client_secret = seed_client(store)
+        client_id, client_secret = seed_client(store, *sys.argv[1:3])
         user = seed_user(store, os.environ.get("BENCH_PHONE", "13900000001"))
         with store() as db:
             new = sessions.start(db, user, ["sms"], ip="127.0.0.1", user_agent="bench")
