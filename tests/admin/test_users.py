@@ -643,6 +643,7 @@ def test_the_console_refuses_a_forged_page_link(
     assert page.status_code == 400
     assert "That page link is not valid" in _text(page)
     assert 'value="zhang"' in page.text  # the search box keeps the search
+    assert '<a href="/admin/users?q=zhang">Go to the first page</a>' in page.text
 
 
 def test_the_console_adds_a_person(admin_world, store: Store, world: World) -> None:

@@ -159,6 +159,10 @@ async def users_page(request: Request, admin: Admin) -> Response:
         context["error_key"] = (
             "admin.user_query_too_long" if refused.field == "q" else "admin.user_bad_page"
         )
+        if refused.field != "q":  # the same search, from its first page
+            context["first_page_url"] = "/admin/users" + (
+                f"?{urlencode({'q': query})}" if query else ""
+            )
         return render(request, "admin/users.html", admin, context, 400)
     context["rows"] = page.rows
     context["pages"] = Pages.of(query, page, total)
