@@ -13,8 +13,8 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfoEndpoint
 from authlib.oidc.rpinitiated import EndSessionEndpoint, EndSessionRequest
 from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.errors import InvalidKeyIdError, JoseError, UnsupportedAlgorithmError
+from joserfc.jwk import GuestProtocol, Key, KeySet
 from joserfc.jws import extract_compact
 from sqlalchemy import select, update
 
@@ -38,21 +38,30 @@ NO_STORE = [
 ALGORITHM_OF_KEY_TYPE = {"RSA": "RS256", "EC": "ES256"}
 
 
+#: What an access token of ours may be signed with (each bound to its key type below).
+ACCESS_TOKEN_ALGORITHMS = tuple(ALGORITHM_OF_KEY_TYPE.values())
+
+
 def decode_access_token(token_string: str, keys: KeyRing, issuer: str) -> dict[str, Any] | None:
     """The claims of a JWT access token we signed (expired or not), else None. The key is the
     published one its `kid` names, and only that key's algorithm is taken (RS256 for an RSA
-    key, ES256 for an EC key): no `none`, no HMAC, no algorithm of another key type."""
+    key, ES256 for an EC key): no `none`, no HMAC, no algorithm of another key type. The token
+    is parsed once: joserfc hands its header to `key_of` before it checks the signature."""
     if token_string.count(".") != 2 or len(token_string) > 8192:
         return None
-    try:
-        kid = extract_compact(token_string.encode()).protected.get("kid")
+
+    def key_of(token: GuestProtocol) -> Key:
+        header = token.headers()
+        kid = header.get("kid")
         if not isinstance(kid, str):
-            return None
-        key = keys.verifying(kid).get_by_kid(kid)
-        alg = ALGORITHM_OF_KEY_TYPE.get(key.key_type)
-        if alg is None:
-            return None
-        token = jwt.decode(token_string, key, algorithms=[alg])
+            raise InvalidKeyIdError()
+        key: Key = keys.verifying(kid).get_by_kid(kid)
+        if ALGORITHM_OF_KEY_TYPE.get(key.key_type) != header.get("alg"):
+            raise UnsupportedAlgorithmError()
+        return key
+
+    try:
+        token = jwt.decode(token_string, key_of, algorithms=ACCESS_TOKEN_ALGORITHMS)
     except (JoseError, ValueError):
         return None
     if token.header.get("typ") != "at+jwt" or token.claims.get("iss") != issuer:
