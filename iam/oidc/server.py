@@ -1,7 +1,8 @@
 """Authlib's AuthorizationServer glued to Starlette and our storage.
 
-Every protocol request runs in a worker thread in one database transaction (`Runner`): Authlib
-is synchronous, and a single transaction makes "issue the tokens and consume the code" atomic.
+Every protocol request runs in one database transaction (`Runner`), in a worker thread or, on a
+local database, on the event loop: Authlib is synchronous, and a single transaction makes "issue
+the tokens and consume the code" atomic.
 """
 
 from __future__ import annotations
