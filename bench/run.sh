@@ -5,8 +5,10 @@
 #   bench/run.sh                 # setup + ours (sqlite, postgres x 1, 2 workers) + compare + report
 #   bench/run.sh setup           # bench/.venv (driver, py-spy) and bench/var/peer-node (npm ci)
 #   bench/run.sh ours [DB W]...  # our server only: e.g. `ours sqlite 1 postgres 2` (default: all 4)
-#   bench/run.sh compare [DB]    # the peer and ours (DB, 1 worker) in ONE flows.py invocation
+#   bench/run.sh compare [DB]    # the peer (in memory, and on Redis) and ours (DB, 1 worker; the default
+#                                  app and an ES256 one) in ONE flows.py invocation
 #   bench/run.sh profile [DB]    # py-spy on one pinned worker under the flow load -> results/profile-DB-w1-cC.txt
+#                                  (PYSPY_GIL=1: only samples holding the GIL, i.e. CPU, not waits)
 #   bench/run.sh cost [DB]...    # server CPU per endpoint at concurrency 1, with and without log lines
 #                                  (PROFILE=1: and py-spy each endpoint into bench/var/prof-DB-VARIANT/)
 #   bench/run.sh report          # markdown tables from bench/results/*.jsonl
@@ -14,7 +16,8 @@
 #                                  and iam_scale once, minutes) -> results/scale-postgres.jsonl
 #
 # Env: N_FLOW=500 C_FLOW=16 N_REQ=2000 C_REQ=32 REPEAT=3 MAX_SECONDS=30 WAIT_QUIET=10
-#      PORT=8100 PEER_PORT=3000 PEER_REDIS_PORT=3001 (0: no peer on Redis; its database PEER_REDIS_URL=redis://127.0.0.1:6379/3, flushed) PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432
+#      PORT=8100 PEER_PORT=3000 PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432
+#      PEER_REDIS_PORT=3001 (0: no peer on Redis; it flushes PEER_REDIS_URL=redis://127.0.0.1:6379/3)
 #      BENCH_PEER_DIR (default ../shared/bench-peer from the repo root)
 # Layout: one worker: server on CPU 0 (taskset), driver on CPU 1; two workers: unpinned.
 set -euo pipefail
@@ -294,5 +297,5 @@ case $cmd in
   report) report ;;
   scale) scale "$@" ;;
   all) setup; ours; compare sqlite; report ;;
-  *) sed -n 2,18p "$0"; exit 2 ;;
+  *) sed -n 2,21p "$0"; exit 2 ;;
 esac
