@@ -12,7 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Connection, Engine, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from support.units import in_unit
@@ -247,21 +247,44 @@ def _columns(engine: Engine, table: str) -> set[str]:
     return {column["name"] for column in inspect(engine).get_columns(table)}
 
 
+def _insert_app(
+    connection: Connection, client_id: str = "crm", *, public: bool = False, **more: str
+) -> None:
+    """An app as the schema of an older revision holds it: the columns every revision since
+    0004 has, and `more` columns a later one added."""
+    columns = {
+        "client_id": client_id,
+        "name": client_id.upper(),
+        "is_public": public,
+        "is_admin": False,
+        "redirect_uris": "[]",
+        "post_logout_redirect_uris": "[]",
+        "grant_types": "[]",
+        "allowed_scopes": "openid",
+        "context_policy": "none",
+        "context_claim": "wecom_context",
+        "access_token_ttl": 600,
+        "id_token_ttl": 3600,
+        "refresh_token_ttl": 86400,
+        **more,
+    }
+    names = ", ".join(columns)
+    values = ", ".join(f":{name}" for name in columns)
+    connection.execute(
+        text(
+            f"INSERT INTO clients ({names}, created_at, updated_at)"
+            f" VALUES ({values}, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ),
+        columns,
+    )
+
+
 def test_0010_adds_workbench_launch_columns_and_keeps_the_rows(empty_engine: Engine) -> None:
     """An app registered before 0010 has no initiate_login_uri (no workbench links); a login
     in flight is the first round, going nowhere special; going back keeps both rows."""
     migrate.upgrade(empty_engine, "0009")
     with empty_engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO clients (client_id, name, is_public, is_admin, redirect_uris,"
-                " post_logout_redirect_uris, grant_types, allowed_scopes, context_policy,"
-                " context_claim, access_token_ttl, id_token_ttl, refresh_token_ttl, created_at,"
-                " updated_at) VALUES ('crm', 'CRM', false, false, '[]', '[]', '[]', 'openid',"
-                " 'none', 'wecom_context', 600, 3600, 86400, CURRENT_TIMESTAMP,"
-                " CURRENT_TIMESTAMP)"
-            )
-        )
+        _insert_app(connection)
         connection.execute(
             text(
                 "INSERT INTO upstream_logins (id, browser_hash, provider, connector_id,"
@@ -293,16 +316,7 @@ def test_0012_adds_the_backchannel_logout_queue_and_keeps_the_apps(empty_engine:
     assert isinstance(before, str)
     migrate.upgrade(empty_engine, before)
     with empty_engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO clients (client_id, name, is_public, is_admin, redirect_uris,"
-                " post_logout_redirect_uris, grant_types, allowed_scopes, context_policy,"
-                " context_claim, access_token_ttl, id_token_ttl, refresh_token_ttl, created_at,"
-                " updated_at) VALUES ('crm', 'CRM', false, false, '[]', '[]', '[]', 'openid',"
-                " 'none', 'wecom_context', 600, 3600, 86400, CURRENT_TIMESTAMP,"
-                " CURRENT_TIMESTAMP)"
-            )
-        )
+        _insert_app(connection)
     assert "backchannel_logouts" not in _tables(empty_engine)
     migrate.upgrade(empty_engine, "0012")
     assert "backchannel_logout_uri" in _columns(empty_engine, "clients")
@@ -333,17 +347,7 @@ def test_0011_gives_each_app_its_authentication_method_and_keeps_the_apps(
     migrate.upgrade(empty_engine, "0010")
     with empty_engine.begin() as connection:
         for client_id, public in (("crm", False), ("spa", True)):
-            connection.execute(
-                text(
-                    "INSERT INTO clients (client_id, name, is_public, is_admin, redirect_uris,"
-                    " post_logout_redirect_uris, grant_types, allowed_scopes, context_policy,"
-                    " context_claim, access_token_ttl, id_token_ttl, refresh_token_ttl,"
-                    " created_at, updated_at) VALUES (:id, 'App', :public, false, '[]', '[]',"
-                    " '[]', 'openid', 'none', 'wecom_context', 600, 3600, 86400,"
-                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-                ),
-                {"id": client_id, "public": public},
-            )
+            _insert_app(connection, client_id, public=public)
     migrate.upgrade(empty_engine, "0011")
     with empty_engine.connect() as connection:
         rows = connection.execute(
@@ -468,28 +472,10 @@ def test_0017_gives_each_app_rs256_access_tokens_and_keeps_the_apps(empty_engine
     back removes the setting and keeps the apps."""
     migrate.upgrade(empty_engine, "0016")
     with empty_engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO clients (client_id, name, is_public, is_admin, redirect_uris,"
-                " post_logout_redirect_uris, grant_types, allowed_scopes, context_policy,"
-                " context_claim, access_token_ttl, id_token_ttl, refresh_token_ttl, created_at,"
-                " updated_at) VALUES ('crm', 'CRM', false, false, '[]', '[]', '[]', 'openid',"
-                " 'none', 'wecom_context', 600, 3600, 86400, CURRENT_TIMESTAMP,"
-                " CURRENT_TIMESTAMP)"
-            )
-        )
+        _insert_app(connection)
     migrate.upgrade(empty_engine, "0017")
     with empty_engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO clients (client_id, name, is_public, is_admin, redirect_uris,"
-                " post_logout_redirect_uris, grant_types, allowed_scopes, context_policy,"
-                " context_claim, access_token_ttl, id_token_ttl, refresh_token_ttl, created_at,"
-                " updated_at, access_token_signing_alg) VALUES ('m2m', 'M2M', false, false,"
-                " '[]', '[]', '[]', 'openid', 'none', 'wecom_context', 600, 3600, 86400,"
-                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'ES256')"
-            )
-        )
+        _insert_app(connection, "m2m", access_token_signing_alg="ES256")
         rows = connection.execute(
             text("SELECT client_id, access_token_signing_alg FROM clients ORDER BY client_id")
         ).all()
