@@ -19,29 +19,23 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
-from starlette.datastructures import Secret
 from support.chromium import (
     ARTIFACTS,
     launched,
     new_context,
     require_chromium,
 )
+from support.console import ADMIN, PASSWORD, served_console, sign_in_to_console
 from support.constants import TEST_SECRET
-from support.servers import free_ports, serving
 from support.units import in_unit
 
-from iam.app import create_app
-from iam.db import migrate
-from iam.db.store import Store, create_db_engine
+from iam.db.store import Store
 from iam.devtools.wecom_simulator import demo_corps
 from iam.secretbox import SecretBox
-from iam.services import admins, audit, clients, corps, signing_keys, users
-from iam.services.sms import ConsoleSms
-from iam.settings import Settings
+from iam.services import admins, audit, clients, corps, users
 
 require_chromium()
 
-ADMIN, PASSWORD = "ops-admin", "a long console passphrase"
 PERSON, PHONE = "李雷 Li Lei", "+8613900139000"
 OTHER = "韩梅梅 Han Meimei"
 APP_NAME = "Expenses 报销"
@@ -88,24 +82,8 @@ def seed(store: Store) -> str:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    path = tmp_path / "iam.db"
-    database_url = f"sqlite:///{path}"
-    engine = create_db_engine(database_url)
-    migrate.upgrade(engine)
-    store = Store(engine)
-    in_unit(store, signing_keys.ensure_key, SecretBox(TEST_SECRET))
-    person_id = seed(store)
-    [port] = free_ports(1)
-    issuer = f"http://127.0.0.1:{port}"
-    settings = Settings(
-        secret_key=Secret(TEST_SECRET), issuer=issuer, database_url=database_url, dev_mode=True
-    )
-    app = create_app(settings, store=store, sms=ConsoleSms())
-    try:
-        with serving({port: app}):
-            yield World(issuer, store, person_id)
-    finally:
-        engine.dispose()
+    with served_console(f"sqlite:///{tmp_path / 'iam.db'}", seed) as (issuer, store, person_id):
+        yield World(issuer, store, person_id)
 
 
 @pytest.fixture
@@ -113,14 +91,6 @@ def console(world: World, browser: Browser) -> Iterator[BrowserContext]:
     context = new_context(browser, accept_downloads=True)
     yield context
     context.close()
-
-
-def sign_in_to_console(page: Page, world: World) -> None:
-    page.goto(world.issuer + "/admin/login")
-    page.fill("#username", ADMIN)
-    page.fill("#password", PASSWORD)
-    page.get_by_role("button", name="Admin sign-in").click()
-    expect(page.locator("header .who")).to_have_text(ADMIN)
 
 
 def look_at(page: Page, name: str) -> None:
@@ -145,7 +115,7 @@ def test_an_admin_finds_a_persons_events_and_downloads_them(
     world: World, console: BrowserContext
 ) -> None:
     page = console.new_page()
-    sign_in_to_console(page, world)
+    sign_in_to_console(page, world.issuer)
     expect(page.locator("header .zone")).to_have_text("Times: Asia/Shanghai (UTC+8)")
 
     # An app registered (by the service the console's form calls: the form's own browser

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
-from starlette.datastructures import Secret
+from starlette.applications import Starlette
 from support.chromium import (
     ARTIFACTS,
     launched,
@@ -27,22 +27,18 @@ from support.chromium import (
     require_chromium,
     screenshot,
 )
+from support.console import ADMIN, PASSWORD, served_console, sign_in_to_console
 from support.constants import TEST_SECRET
-from support.servers import free_ports, serving
 from support.units import in_unit
 
-from iam.app import SIMULATOR_PATH, create_app
 from iam.db import migrate
 from iam.db.store import Store, create_db_engine
 from iam.devtools.wecom_simulator import demo_corps
 from iam.secretbox import SecretBox
 from iam.services import admins, clients, corps, signing_keys
-from iam.services.sms import ConsoleSms
-from iam.settings import Settings
 
 require_chromium()
 
-ADMIN, PASSWORD = "ops-admin", "a long console passphrase"
 APP_NAME = "OA 办公自动化"
 WIDTHS = (1280, 390)
 CORP_A, CORP_B = (corp.corp_id for corp in demo_corps()[:2])
@@ -87,27 +83,13 @@ def seed(store: Store) -> str:
 def world(migrated_database: Path, tmp_path: Path) -> Iterator[World]:
     path = tmp_path / "iam.db"
     shutil.copy(migrated_database, path)
-    database_url = f"sqlite:///{path}"
-    engine = create_db_engine(database_url)
-    store = Store(engine)
-    client_id = seed(store)
-    [port] = free_ports(1)
-    issuer = f"http://127.0.0.1:{port}"
-    settings = Settings(
-        secret_key=Secret(TEST_SECRET),
-        issuer=issuer,
-        database_url=database_url,
-        dev_mode=True,
-        wecom_api_base=issuer + SIMULATOR_PATH,
-    )
-    app = create_app(settings, store=store, sms=ConsoleSms())
-    # B's app is visible to nobody: its connection test fails and hides it.
-    app.state.simulator.configure_app(CORP_B, visible_departments=[])
-    try:
-        with serving({port: app}):
-            yield World(issuer, store, client_id)
-    finally:
-        engine.dispose()
+
+    def prepare(app: Starlette) -> None:
+        # B's app is visible to nobody: its connection test fails and hides it.
+        app.state.simulator.configure_app(CORP_B, visible_departments=[])
+
+    with served_console(f"sqlite:///{path}", seed, prepare) as (issuer, store, client_id):
+        yield World(issuer, store, client_id)
 
 
 @pytest.fixture
@@ -116,14 +98,6 @@ def console(world: World, browser: Browser) -> Iterator[BrowserContext]:
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=world.issuer)
     yield context
     context.close()
-
-
-def sign_in(page: Page, world: World) -> None:
-    page.goto(world.issuer + "/admin/login?lang=en")
-    page.fill("#username", ADMIN)
-    page.fill("#password", PASSWORD)
-    page.get_by_role("button", name="Admin sign-in").click()
-    expect(page.locator("header .who")).to_have_text(ADMIN)
 
 
 def header_words_whole(page: Page) -> None:
@@ -145,7 +119,7 @@ def test_every_console_page_fits_a_phone_and_a_desktop(
     world: World, console: BrowserContext, lang: str
 ) -> None:
     page = console.new_page()
-    sign_in(page, world)
+    sign_in_to_console(page, world.issuer, "?lang=en")
     fail_corp_b_test(page, world)
     pages = {
         "home": "/admin/",
@@ -176,7 +150,7 @@ def test_the_corporation_page_copies_what_wecom_needs(
     world: World, console: BrowserContext
 ) -> None:
     page = console.new_page()
-    sign_in(page, world)
+    sign_in_to_console(page, world.issuer, "?lang=en")
     page.set_viewport_size({"width": 390, "height": 900})
     page.goto(f"{world.issuer}/admin/corps/{CORP_A}?lang=zh-CN")
     card = page.locator("section[aria-labelledby=wecom-title]")
@@ -199,7 +173,7 @@ def test_the_corporation_page_copies_what_wecom_needs(
 
 def test_the_app_page_copies_its_endpoints(world: World, console: BrowserContext) -> None:
     page = console.new_page()
-    sign_in(page, world)
+    sign_in_to_console(page, world.issuer, "?lang=en")
     page.goto(f"{world.issuer}/admin/apps/{world.client_id}?lang=en")
     card = page.locator("section[aria-labelledby=endpoints-title]")
     expect(card.locator("code.value")).to_have_text(
@@ -247,7 +221,7 @@ def test_what_cannot_be_undone_asks_first(world: World, console: BrowserContext,
         },
     }[lang]
     page = console.new_page()
-    sign_in(page, world)
+    sign_in_to_console(page, world.issuer, "?lang=en")
     page.set_viewport_size({"width": 390, "height": 900})
     app = f"{world.issuer}/admin/apps/{world.client_id}"
 
@@ -310,7 +284,7 @@ def test_the_app_form_offers_the_access_token_signature(
 ) -> None:
     label, default, es256, save = SIGNATURE[lang]
     page = console.new_page()
-    sign_in(page, world)
+    sign_in_to_console(page, world.issuer, "?lang=en")
     choice = page.locator("#access_token_signing_alg")
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, expect
 from sqlalchemy import select
-from starlette.datastructures import Secret
 from support.chromium import (
     launched,
     new_context,
@@ -26,23 +25,18 @@ from support.chromium import (
     require_chromium,
     screenshot,
 )
+from support.console import ADMIN, PASSWORD, served_console, sign_in_to_console
 from support.constants import TEST_SECRET
-from support.servers import free_ports, serving
 from support.units import in_unit
 
-from iam.app import SIMULATOR_PATH, create_app
-from iam.db import migrate
 from iam.db.models import SsoSession
-from iam.db.store import Store, create_db_engine
+from iam.db.store import Store
 from iam.devtools.wecom_simulator import demo_corps
 from iam.secretbox import SecretBox
-from iam.services import admins, corps, sessions, signing_keys, users
-from iam.services.sms import ConsoleSms
-from iam.settings import Settings
+from iam.services import admins, corps, sessions, users
 
 require_chromium()
 
-ADMIN, PASSWORD = "ops-admin", "a long console passphrase"
 PERSON = "韩梅梅 Han Meimei"
 FILLERS = 52  # with 韩梅梅: 53 people, two pages
 WIDTHS = (1280, 390)
@@ -76,27 +70,8 @@ def seed(store: Store) -> str:
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     """The identity server in dev mode, with the simulator mounted, on a fresh database."""
-    database_url = f"sqlite:///{tmp_path / 'iam.db'}"
-    engine = create_db_engine(database_url)
-    migrate.upgrade(engine)
-    store = Store(engine)
-    in_unit(store, signing_keys.ensure_key, SecretBox(TEST_SECRET))
-    person_id = seed(store)
-    [port] = free_ports(1)
-    issuer = f"http://127.0.0.1:{port}"
-    settings = Settings(
-        secret_key=Secret(TEST_SECRET),
-        issuer=issuer,
-        database_url=database_url,
-        dev_mode=True,
-        wecom_api_base=issuer + SIMULATOR_PATH,
-    )
-    app = create_app(settings, store=store, sms=ConsoleSms())
-    try:
-        with serving({port: app}):
-            yield World(issuer, store, person_id)
-    finally:
-        engine.dispose()
+    with served_console(f"sqlite:///{tmp_path / 'iam.db'}", seed) as (issuer, store, person_id):
+        yield World(issuer, store, person_id)
 
 
 @pytest.fixture
@@ -107,19 +82,11 @@ def console(world: World, browser: Browser) -> Iterator[BrowserContext]:
     context.close()
 
 
-def sign_in(page: Page, world: World) -> None:
-    page.goto(world.issuer + "/admin/login")
-    page.fill("#username", ADMIN)
-    page.fill("#password", PASSWORD)
-    page.get_by_role("button", name="Admin sign-in").click()
-    expect(page.locator("header .who")).to_have_text(ADMIN)
-
-
 def test_an_admin_adds_edits_links_signs_out_and_disables(
     world: World, console: BrowserContext
 ) -> None:
     page = console.new_page()
-    sign_in(page, world)
+    sign_in_to_console(page, world.issuer)
     page.get_by_role("link", name="Users").first.click()
     expect(page.locator("#user-count")).to_have_text("1–50 of 53")
     page.get_by_role("link", name="Next page").click()
@@ -198,7 +165,7 @@ def test_the_users_pages_read_whole_at_each_width(
         {"corp_name": "子公司B", "department": ["市场部"], "position": "市场专员"},
     )
     page = console.new_page()
-    sign_in(page, world)
+    sign_in_to_console(page, world.issuer)
     person = f"{world.issuer}/admin/users/{world.person_id}"
     shown = {
         "en": ("1–50 of 53", "Enter a mainland mobile number", "Disable this user"),
