@@ -4,7 +4,8 @@
 Builds the app from IAM_* (a migrated database, seeded by bench/seed.py), drives one flow
 (authorize -> token -> userinfo) and one client_credentials grant through httpx's ASGI
 transport, and prints, per request, the statements SQLAlchemy sent (an event listener on every
-Engine: nothing under iam/ changes). Tracing is off while the app starts and the keys load.
+Engine) and those the hot path ran on the driver's cursor (`iam.db.prepared`, which engine events
+do not see: its `_run` is wrapped here; nothing under iam/ changes). Tracing is off while the app starts and the keys load.
 
 Usage: IAM_DATABASE_URL=sqlite:///bench/var/sql.db .venv/bin/python bench/sql_count.py [-v]
 """
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from iam import settings as iam_settings
 from iam.app import create_app
+from iam.db import prepared
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from authorization import authorization_query  # noqa: E402
@@ -38,6 +40,17 @@ ON = False
 def _count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
     if ON:
         TRACE.append(re.sub(r"\s+", " ", statement)[:110])
+
+
+_run_on_cursor = prepared._run
+
+
+def _count_prepared(connection, compiled, parameters):  # noqa: ANN001, ANN202
+    _count(connection, None, compiled.sql, parameters, None, False)
+    return _run_on_cursor(connection, compiled, parameters)
+
+
+prepared._run = _count_prepared
 
 
 async def main(verbose: bool) -> int:

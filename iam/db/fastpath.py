@@ -6,7 +6,9 @@ and introspect) read and write with the statements below, built once at import a
 connection of the request's unit of work (`iam.db.unit.current_connection()`). A plain SELECT of
 a model's columns costs a fraction of an ORM load (no identity map, no loading context, no
 per-row state), and a plain INSERT a fraction of the ORM's flush. Each statement is held on an
-index by `tests/db/test_query_plans.py`.
+index by `tests/db/test_query_plans.py`. They run through `first` and `change`
+(`iam.db.prepared`: compiled once per dialect, run on the driver's cursor), not
+`Connection.execute`.
 
 What the readers hand out:
 
@@ -45,6 +47,8 @@ from iam.db.models import (
     User,
     UserRules,
 )
+from iam.db.prepared import change as change
+from iam.db.prepared import first as first
 
 M = TypeVar("M")
 V = TypeVar("V")
@@ -282,12 +286,12 @@ INSERT_AUDIT_EVENT = insert(AuditEvent.__table__)
 
 
 def client_by_id(connection: Connection, client_id: str) -> ClientView | None:
-    found = connection.execute(CLIENT_BY_ID, {"client_id": client_id}).first()
+    found = first(connection, CLIENT_BY_ID, {"client_id": client_id})
     return CLIENTS.get(found) if found is not None else None
 
 
 def user_by_id(connection: Connection, user_id: str) -> UserView | None:
-    found = connection.execute(USER_BY_ID, {"user_id": user_id}).first()
+    found = first(connection, USER_BY_ID, {"user_id": user_id})
     return USERS.get(found) if found is not None else None
 
 
@@ -295,7 +299,7 @@ def code_and_user(
     connection: Connection, code_hash: str
 ) -> tuple[AuthorizationCode, UserView | None] | None:
     """The code with this digest and its user (None if the user is gone)."""
-    found = connection.execute(CODE_AND_USER, {"code_hash": code_hash}).first()
+    found = first(connection, CODE_AND_USER, {"code_hash": code_hash})
     if found is None:
         return None
     code_values, user_values = split(found, CODE, USERS.shape)
@@ -306,7 +310,7 @@ def presented_token(
     connection: Connection, jti: str
 ) -> tuple[AccessToken, UserView | None, ClientView] | None:
     """The record of the access token `jti`, its user (none for client_credentials), its app."""
-    found = connection.execute(PRESENTED_TOKEN, {"jti": jti}).first()
+    found = first(connection, PRESENTED_TOKEN, {"jti": jti})
     if found is None:
         return None
     token_values, user_values, client_values = split(
@@ -321,7 +325,7 @@ def presented_token(
 
 def session_and_user(connection: Connection, token_hash: str) -> tuple[SsoSession, UserView] | None:
     """The SSO session whose cookie has this digest, and its user."""
-    found = connection.execute(SESSION_AND_USER, {"token_hash": token_hash}).first()
+    found = first(connection, SESSION_AND_USER, {"token_hash": token_hash})
     if found is None:
         return None
     session_values, user_values = split(found, SSO_SESSION, USERS.shape)

@@ -140,7 +140,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def save_authorization_code(self, code: str, request: Any) -> None:
         principal: Principal = request.user
         now = utcnow()
-        current_connection().execute(
+        fastpath.change(
+            current_connection(),
             fastpath.INSERT_CODE,
             {
                 "code_hash": digest(code),
@@ -180,10 +181,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
         """Consume, don't delete: a replay must still find the code to revoke its tokens."""
-        consumed = current_connection().execute(
-            fastpath.CONSUME_CODE, {"code_id": authorization_code.id, "now": utcnow()}
+        consumed = fastpath.change(
+            current_connection(),
+            fastpath.CONSUME_CODE,
+            {"code_id": authorization_code.id, "now": utcnow()},
         )
-        if consumed.rowcount != 1:
+        if consumed != 1:
             raise TokenFamilyCompromisedError(authorization_code.id, "The code was already used.")
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Principal | None:
@@ -226,18 +229,24 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return principal
 
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
-        rotated = current_connection().execute(
-            fastpath.ROTATE_REFRESH_TOKEN, {"token_id": refresh_token.id, "now": utcnow()}
+        rotated = fastpath.change(
+            current_connection(),
+            fastpath.ROTATE_REFRESH_TOKEN,
+            {"token_id": refresh_token.id, "now": utcnow()},
         )
-        if rotated.rowcount != 1:
+        if rotated != 1:
             raise TokenFamilyCompromisedError(
                 refresh_token.family_id, "The refresh token was already used."
             )
 
 
 def _session_is_live(sid: str | None) -> bool:
-    found = current_connection().execute(fastpath.LIVE_SESSION, {"sid": sid, "now": utcnow()})
-    return sid is not None and found.first() is not None
+    if sid is None:
+        return False
+    found = fastpath.first(
+        current_connection(), fastpath.LIVE_SESSION, {"sid": sid, "now": utcnow()}
+    )
+    return found is not None
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
@@ -370,7 +379,8 @@ class IdTokenForCode(IdTokenMixin, OpenIDCode):
         principal: Principal | None = request.user
         if principal is None:
             return False
-        found = current_connection().execute(
+        found = fastpath.first(
+            current_connection(),
             fastpath.LIVE_CODE_WITH_NONCE,
             {
                 "client_id": request.payload.client_id,
@@ -379,7 +389,7 @@ class IdTokenForCode(IdTokenMixin, OpenIDCode):
                 "now": utcnow(),
             },
         )
-        return found.first() is not None
+        return found is not None
 
 
 class IdTokenForRefresh(IdTokenMixin, OpenIDToken):

@@ -259,7 +259,8 @@ class Server(AuthorizationServer):
         family_id = principal.family_id if principal else None
         sid = principal.sid if principal else None
         plain = current_connection()  # plain INSERTs: nothing here is read back as an object
-        plain.execute(
+        fastpath.change(
+            plain,
             fastpath.INSERT_ACCESS_TOKEN,
             {
                 "jti": claims["jti"],
@@ -276,7 +277,8 @@ class Server(AuthorizationServer):
         )
         if "refresh_token" in token and principal is not None and family_id is not None:
             previous: RefreshToken | None = request.refresh_token
-            plain.execute(
+            fastpath.change(
+                plain,
                 fastpath.INSERT_REFRESH_TOKEN,
                 {
                     "token_hash": digest(token["refresh_token"]),

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from iam.db.fastpath import INSERT_AUDIT_EVENT
+from iam.db.fastpath import INSERT_AUDIT_EVENT, change
 from iam.db.models import AuditEvent, Client, User, WeComCorp
 from iam.errors import ValidationError
 from iam.services.phones import normalize_phone
@@ -37,7 +37,8 @@ def record(
     own: `db.connection()`): with the change it describes, or not at all. (A plain INSERT, not
     an ORM object: the trail is append-only and this is on the hot path, which has no session;
     it flushes nothing, so the caller's own errors surface where the caller expects them.)"""
-    connection.execute(
+    change(
+        connection,
         INSERT_AUDIT_EVENT,
         {
             "event": event,

@@ -108,7 +108,7 @@ def find_in(connection: Connection, cookie_value: str | None) -> SignedIn | None
     if sso.expires_at <= now or not user.is_active:
         return None
     if now - sso.last_seen_at > TOUCH_EVERY:
-        connection.execute(fastpath.TOUCH_SESSION, {"sid": sso.id, "now": now})
+        fastpath.change(connection, fastpath.TOUCH_SESSION, {"sid": sso.id, "now": now})
         sso.last_seen_at = now
     return SignedIn(sso, user)
 
