@@ -18,9 +18,14 @@ What the readers hand out:
   `Reused` can hand the view built from a row out again, to any request, while the row read is
   the same: the row is still read each time, so a change (a rotated secret, a disabled user) is
   seen at once; only the building of the object is saved.
-- **Fresh, session-less model instances** (`Shape.build`) of the rows a single request owns: an
-  authorization code, an access token's record, an SSO session. They are built for that request
-  and never shared; changing one writes nothing.
+- **Frozen records** (`Shape.build`: `CodeRecord`, `AccessTokenRecord`, `SessionRecord`) of the
+  rows a single request owns: an authorization code, an access token's record, an SSO session.
+  They are built for that request and never shared. (Plain dataclasses, not ORM instances: one
+  costs a few microseconds to build where a session-less model instance cost 23, issue #17.)
+
+Rows are read as the driver gives them and converted here, by each column's type (`Shape`):
+`Reused` compares a client's or user's row before converting it, so an unchanged row costs no
+JSON parsing at all.
 
 Code that must change a client or a user loads it through the ORM where it writes.
 """
@@ -29,66 +34,102 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import cache
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Column, Connection, bindparam, insert, inspect, select, update
+from sqlalchemy.engine import Dialect
 
 from iam.db.models import (
     AccessToken,
     AuditEvent,
     AuthorizationCode,
+    AuthorizationCodeRules,
     Client,
     ClientRules,
     RefreshToken,
     SsoSession,
+    TokenRules,
     User,
     UserRules,
 )
 from iam.db.prepared import change as change
 from iam.db.prepared import first as first
 
-M = TypeVar("M")
+R = TypeVar("R")
 V = TypeVar("V")
 
 
 # --- rows to objects ---
 
+Converter = Callable[[Any], Any]
+
 
 @dataclass(frozen=True)
-class Shape(Generic[M]):
-    """A model's mapped columns in table order, with the attribute name of each."""
+class Shape(Generic[R]):
+    """A table's columns in table order, the attribute name of each, and the record class a row
+    of it becomes (its fields in the same order)."""
 
-    model: type[M]
+    model: type[Any]
+    record: type[R]
     keys: tuple[str, ...]
     columns: tuple[Column[Any], ...]
     primary_key: tuple[int, ...]  # positions of the primary key's columns
 
-    def build(self, values: Sequence[Any]) -> M:
-        """A new, session-less instance with exactly these values (for one request's use)."""
-        return self.model(**dict(zip(self.keys, values, strict=True)))
+    def converters(self, dialect: Dialect) -> tuple[tuple[int, Converter], ...]:
+        """The column types' result converters on `dialect` (JSON text, SQLite's dates, ...),
+        by position: worked out once per dialect."""
+        key = (self.model, type(dialect))
+        known = _CONVERTERS.get(key)
+        if known is None:
+            known = tuple(
+                (position, convert)
+                for position, column in enumerate(self.columns)
+                if (convert := column.type.dialect_impl(dialect).result_processor(dialect, None))
+            )
+            _CONVERTERS[key] = known
+        return known
+
+    def convert(self, values: Sequence[Any], dialect: Dialect) -> list[Any]:
+        """A row as the driver gave it, as SQLAlchemy would give it."""
+        row = list(values)
+        for position, convert in self.converters(dialect):
+            row[position] = convert(row[position])
+        return row
+
+    def build(self, values: Sequence[Any], dialect: Dialect) -> R:
+        """A new record of these driver values (for one request's use)."""
+        return self.record(*self.convert(values, dialect))
 
     def key_of(self, values: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(values[i] for i in self.primary_key)
 
 
-def shape(model: type[M]) -> Shape[M]:
-    """The model's shape, worked out once per model."""
-    # The cache takes Hashable arguments: mypy sees a plain `type` as one, not a type[M].
+_CONVERTERS: dict[tuple[type, type], tuple[tuple[int, Converter], ...]] = {}
+
+
+def shape(model: type[Any], record: type[R]) -> Shape[R]:
+    """The shape of `model`'s table as `record`s, worked out once."""
+    # The cache takes Hashable arguments: mypy sees a plain `type` as one, not a type[R].
     model_class: type = model
-    return _shape(model_class)
+    record_class: type = record
+    return _shape(model_class, record_class)
 
 
 @cache
-def _shape(model: type[Any]) -> Shape[Any]:
+def _shape(model: type[Any], record: type[Any]) -> Shape[Any]:
     mapper = inspect(model)
     by_column = {attr.columns[0]: attr.key for attr in mapper.column_attrs}
     columns = tuple(mapper.local_table.columns)
+    keys = tuple(by_column[column] for column in columns)
+    if tuple(field.name for field in fields(record)) != keys:
+        raise TypeError(f"{record.__name__}'s fields are not {model.__name__}'s columns in order")
     return Shape(
         model=model,
-        keys=tuple(by_column[column] for column in columns),
+        record=record,
+        keys=keys,
         columns=columns,
         primary_key=tuple(i for i, column in enumerate(columns) if column.primary_key),
     )
@@ -156,44 +197,102 @@ class UserView(UserRules):
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class CodeRecord(AuthorizationCodeRules):
+    """An authorization code as the token request reads it: every column of
+    `authorization_codes`. Authlib's code by the model's own rules (`AuthorizationCodeRules`)."""
+
+    id: str
+    code_hash: str
+    client_id: str
+    user_id: str
+    redirect_uri: str | None
+    scope: str
+    nonce: str | None
+    code_challenge: str | None
+    code_challenge_method: str | None
+    sid: str | None
+    auth_time: datetime
+    amr: list[str]
+    context_link_id: str | None
+    issued_at: datetime
+    expires_at: datetime
+    consumed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AccessTokenRecord(TokenRules):
+    """A presented access token's record: every column of `access_tokens`. Authlib's token by
+    the models' own rules (`TokenRules`)."""
+
+    jti: str
+    client_id: str
+    user_id: str | None
+    family_id: str | None
+    sid: str | None
+    scope: str
+    context_link_id: str | None
+    issued_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A browser's SSO session as an authorization reads it: every column of `sso_sessions`."""
+
+    id: str
+    token_hash: str
+    user_id: str
+    amr: list[str]
+    auth_time: datetime
+    context_link_id: str | None
+    context_set_at: datetime | None
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    ip: str | None
+    user_agent: str | None
+
+
 def _frozen(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
 class Reused(Generic[V]):
     """Frozen views built from rows, given out again while their row is unchanged (see above).
-    Bounded: past `limit` distinct keys it starts over."""
+    A row is compared as the driver gives it, before any conversion: an unchanged row costs
+    neither its JSON parsing nor its dates'. Bounded: past `limit` distinct keys it starts
+    over."""
 
-    def __init__(self, model: type[Any], view: Callable[..., V], limit: int = 4096) -> None:
-        self.shape = shape(model)
-        self._view = view
+    def __init__(self, model: type[Any], view: type[V], limit: int = 4096) -> None:
+        self.shape = shape(model, view)
         self._limit = limit
         self._built: dict[tuple[Any, ...], tuple[tuple[Any, ...], V]] = {}
         self._lock = threading.Lock()
 
-    def build(self, values: Sequence[Any]) -> V:
-        """A new view of these values (JSON lists become tuples)."""
-        keys = self.shape.keys
-        return self._view(**{key: _frozen(value) for key, value in zip(keys, values, strict=True)})
+    def build(self, values: Sequence[Any], dialect: Dialect) -> V:
+        """A new view of these driver values (JSON lists become tuples)."""
+        return self.shape.record(*map(_frozen, self.shape.convert(values, dialect)))
 
-    def get(self, values: Sequence[Any]) -> V:
+    def get(self, values: Sequence[Any], dialect: Dialect) -> V:
         row = tuple(values)
-        key = self.shape.key_of(row)
+        key = (type(dialect), *self.shape.key_of(row))
         known = self._built.get(key)
         if known is not None and known[0] == row:
             return known[1]
-        view = self.build(row)
+        view = self.build(row, dialect)
         with self._lock:
             if len(self._built) >= self._limit:
                 self._built.clear()
             self._built[key] = (row, view)
         return view
 
-    def get_joined(self, values: Sequence[Any]) -> V | None:
+    def get_joined(self, values: Sequence[Any], dialect: Dialect) -> V | None:
         """`get` for the values of an outer join: None when the join found no row."""
         if all(values[i] is None for i in self.shape.primary_key):
             return None
-        return self.get(values)
+        return self.get(values, dialect)
 
 
 #: The process's client and user views, reused while their rows are unchanged.
@@ -201,9 +300,9 @@ CLIENTS: Reused[ClientView] = Reused(Client, ClientView)
 USERS: Reused[UserView] = Reused(User, UserView)
 
 #: The rows one request owns, built fresh for it.
-CODE = shape(AuthorizationCode)
-ACCESS_TOKEN = shape(AccessToken)
-SSO_SESSION = shape(SsoSession)
+CODE = shape(AuthorizationCode, CodeRecord)
+ACCESS_TOKEN = shape(AccessToken, AccessTokenRecord)
+SSO_SESSION = shape(SsoSession, SessionRecord)
 
 
 # --- the statements ---
@@ -286,47 +385,52 @@ INSERT_AUDIT_EVENT = insert(AuditEvent.__table__)
 
 
 def client_by_id(connection: Connection, client_id: str) -> ClientView | None:
-    found = first(connection, CLIENT_BY_ID, {"client_id": client_id})
-    return CLIENTS.get(found) if found is not None else None
+    found = first(connection, CLIENT_BY_ID, {"client_id": client_id}, convert=False)
+    return CLIENTS.get(found, connection.dialect) if found is not None else None
 
 
 def user_by_id(connection: Connection, user_id: str) -> UserView | None:
-    found = first(connection, USER_BY_ID, {"user_id": user_id})
-    return USERS.get(found) if found is not None else None
+    found = first(connection, USER_BY_ID, {"user_id": user_id}, convert=False)
+    return USERS.get(found, connection.dialect) if found is not None else None
 
 
 def code_and_user(
     connection: Connection, code_hash: str
-) -> tuple[AuthorizationCode, UserView | None] | None:
+) -> tuple[CodeRecord, UserView | None] | None:
     """The code with this digest and its user (None if the user is gone)."""
-    found = first(connection, CODE_AND_USER, {"code_hash": code_hash})
+    found = first(connection, CODE_AND_USER, {"code_hash": code_hash}, convert=False)
     if found is None:
         return None
+    dialect = connection.dialect
     code_values, user_values = split(found, CODE, USERS.shape)
-    return CODE.build(code_values), USERS.get_joined(user_values)
+    return CODE.build(code_values, dialect), USERS.get_joined(user_values, dialect)
 
 
 def presented_token(
     connection: Connection, jti: str
-) -> tuple[AccessToken, UserView | None, ClientView] | None:
+) -> tuple[AccessTokenRecord, UserView | None, ClientView] | None:
     """The record of the access token `jti`, its user (none for client_credentials), its app."""
-    found = first(connection, PRESENTED_TOKEN, {"jti": jti})
+    found = first(connection, PRESENTED_TOKEN, {"jti": jti}, convert=False)
     if found is None:
         return None
+    dialect = connection.dialect
     token_values, user_values, client_values = split(
         found, ACCESS_TOKEN, USERS.shape, CLIENTS.shape
     )
     return (
-        ACCESS_TOKEN.build(token_values),
-        USERS.get_joined(user_values),
-        CLIENTS.get(client_values),
+        ACCESS_TOKEN.build(token_values, dialect),
+        USERS.get_joined(user_values, dialect),
+        CLIENTS.get(client_values, dialect),
     )
 
 
-def session_and_user(connection: Connection, token_hash: str) -> tuple[SsoSession, UserView] | None:
+def session_and_user(
+    connection: Connection, token_hash: str
+) -> tuple[SessionRecord, UserView] | None:
     """The SSO session whose cookie has this digest, and its user."""
-    found = first(connection, SESSION_AND_USER, {"token_hash": token_hash})
+    found = first(connection, SESSION_AND_USER, {"token_hash": token_hash}, convert=False)
     if found is None:
         return None
+    dialect = connection.dialect
     session_values, user_values = split(found, SSO_SESSION, USERS.shape)
-    return SSO_SESSION.build(session_values), USERS.get(user_values)
+    return SSO_SESSION.build(session_values, dialect), USERS.get(user_values, dialect)

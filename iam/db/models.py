@@ -362,7 +362,36 @@ class PendingBinding(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
-class AuthorizationCode(Base, AuthorizationCodeMixin):
+class AuthorizationCodeRules(AuthorizationCodeMixin):
+    """What Authlib asks of a code (its `AuthorizationCodeMixin`), from the code's own values:
+    for the model and for the hot path's record of it (`iam.db.fastpath.CodeRecord`) alike."""
+
+    redirect_uri: str | None
+    scope: str
+    nonce: str | None
+    auth_time: datetime
+    amr: Sequence[str]
+
+    def get_redirect_uri(self) -> str | None:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return epoch(self.auth_time)
+
+    def get_amr(self) -> list[str]:
+        return list(self.amr)
+
+    def get_acr(self) -> None:
+        return None
+
+
+class AuthorizationCode(Base, AuthorizationCodeRules):
     """A code: 60 s, single use. Its `id` is the family id of every token issued from it."""
 
     __tablename__ = "authorization_codes"
@@ -389,35 +418,17 @@ class AuthorizationCode(Base, AuthorizationCodeMixin):
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     consumed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    # --- authlib AuthorizationCodeMixin ---
-    def get_redirect_uri(self) -> str | None:
-        return self.redirect_uri
 
-    def get_scope(self) -> str:
-        return self.scope
-
-    def get_nonce(self) -> str | None:
-        return self.nonce
-
-    def get_auth_time(self) -> int:
-        return epoch(self.auth_time)
-
-    def get_amr(self) -> list[str]:
-        return list(self.amr)
-
-    def get_acr(self) -> None:
-        return None
-
-
-class _TokenRecord(TokenMixin):
-    """Authlib's view of an access or refresh token row (both have these columns)."""
+class TokenRules(TokenMixin):
+    """Authlib's view of an access or refresh token row (both have these columns): for the
+    models and for the hot path's record of an access token (`fastpath.AccessTokenRecord`)."""
 
     client_id: str
     scope: str
     expires_at: datetime
     revoked_at: datetime | None
 
-    def check_client(self, client: Client) -> bool:
+    def check_client(self, client: ClientRules) -> bool:
         return self.client_id == client.client_id
 
     def get_scope(self) -> str:
@@ -433,7 +444,7 @@ class _TokenRecord(TokenMixin):
         return self.revoked_at is not None
 
 
-class AccessToken(Base, _TokenRecord):
+class AccessToken(Base, TokenRules):
     """The record of an issued JWT access token, by `jti`: what revocation and introspection
     consult. `user_id` is empty for `client_credentials`."""
 
@@ -455,7 +466,7 @@ class AccessToken(Base, _TokenRecord):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
-class RefreshToken(Base, _TokenRecord):
+class RefreshToken(Base, TokenRules):
     """An opaque refresh token. Every use rotates it; using a rotated one again revokes the
     whole family (every access and refresh token descended from the same code)."""
 

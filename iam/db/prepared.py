@@ -168,16 +168,24 @@ def _run(connection: Connection, prepared: _Compiled, parameters: Any) -> Any:
 
 
 def first(
-    connection: Connection, statement: ClauseElement, values: Mapping[str, Any]
+    connection: Connection,
+    statement: ClauseElement,
+    values: Mapping[str, Any],
+    *,
+    convert: bool = True,
 ) -> tuple[Any, ...] | None:
-    """The first row `statement` finds, its values converted as SQLAlchemy converts them."""
+    """The first row `statement` finds, its values converted as SQLAlchemy converts them (or,
+    with `convert=False`, as the driver gave them: for a caller that converts only when it
+    must, `iam.db.fastpath.Shape`)."""
     prepared = _prepared(connection, statement, ())
     cursor = _run(connection, prepared, prepared.parameters(values))
     try:
         found = cursor.fetchone()
     finally:
         cursor.close()
-    return None if found is None else prepared.row(found)
+    if found is None:
+        return None
+    return prepared.row(found) if convert else tuple(found)
 
 
 def change(connection: Connection, statement: ClauseElement, values: Mapping[str, Any]) -> int:

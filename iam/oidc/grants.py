@@ -22,8 +22,8 @@ from sqlalchemy import select
 
 from iam.clock import epoch, utcnow
 from iam.db import fastpath
-from iam.db.fastpath import ClientView, UserView
-from iam.db.models import AuthorizationCode, RefreshToken
+from iam.db.fastpath import ClientView, CodeRecord, UserView
+from iam.db.models import RefreshToken
 from iam.db.unit import current_connection, current_session
 from iam.oidc.claims import context_claims, user_claims
 from iam.oidc.context import Principal
@@ -47,7 +47,7 @@ class TokenFamilyCompromisedError(InvalidGrantError):
 
 
 def _principal_from(
-    row: AuthorizationCode | RefreshToken, family_id: str, user: UserView | None
+    row: CodeRecord | RefreshToken, family_id: str, user: UserView | None
 ) -> Principal | None:
     if user is None or not user.is_active:
         return None
@@ -165,7 +165,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     #: The user of the code this request presents, read with the code (one statement, not two).
     code_user: UserView | None = None
 
-    def query_authorization_code(self, code: str, client: ClientView) -> AuthorizationCode | None:
+    def query_authorization_code(self, code: str, client: ClientView) -> CodeRecord | None:
         found = fastpath.code_and_user(current_connection(), digest(code))
         if found is None:
             return None
@@ -179,7 +179,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         self.code_user = user
         return row
 
-    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+    def delete_authorization_code(self, authorization_code: CodeRecord) -> None:
         """Consume, don't delete: a replay must still find the code to revoke its tokens."""
         consumed = fastpath.change(
             current_connection(),
@@ -189,7 +189,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if consumed != 1:
             raise TokenFamilyCompromisedError(authorization_code.id, "The code was already used.")
 
-    def authenticate_user(self, authorization_code: AuthorizationCode) -> Principal | None:
+    def authenticate_user(self, authorization_code: CodeRecord) -> Principal | None:
         principal = _principal_from(authorization_code, authorization_code.id, self.code_user)
         if principal is not None:
             _require_context(self.request.client, principal)

@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from iam.clock import epoch, utcnow
 from iam.db import fastpath
-from iam.db.fastpath import ClientView, UserView
+from iam.db.fastpath import AccessTokenRecord, ClientView, UserView
 from iam.db.models import AccessToken, RefreshToken
 from iam.db.unit import current_connection, current_session
 from iam.oidc.claims import context_claims, user_claims
@@ -103,7 +103,7 @@ class PresentedToken:
     """A bearer access token as a resource presented it: its record, its user and its app, read
     in one statement. Authlib's validator asks it what it asks any token."""
 
-    record: AccessToken
+    record: AccessTokenRecord
     user: UserView | None
     client: ClientView
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy import Connection, delete, select, update
@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
 from iam.db import fastpath
-from iam.db.fastpath import UserView
+from iam.db.fastpath import SessionRecord, UserView
 from iam.db.models import AccessToken, IdentityLink, RefreshToken, SsoSession, User, new_id
 from iam.errors import ForbiddenError
 from iam.secretbox import digest
@@ -26,7 +26,7 @@ TOUCH_EVERY = timedelta(minutes=5)
 class SignedIn:
     """A live session (read for this request) and its user (a shared frozen view)."""
 
-    session: SsoSession
+    session: SessionRecord
     user: UserView
 
 
@@ -68,7 +68,7 @@ def start(
 
 def renew(
     db: Session,
-    sso: SsoSession,
+    sso: SessionRecord | SsoSession,
     amr: list[str],
     *,
     ip: str | None = None,
@@ -109,7 +109,7 @@ def find_in(connection: Connection, cookie_value: str | None) -> SignedIn | None
         return None
     if now - sso.last_seen_at > TOUCH_EVERY:
         fastpath.change(connection, fastpath.TOUCH_SESSION, {"sid": sso.id, "now": now})
-        sso.last_seen_at = now
+        sso = replace(sso, last_seen_at=now)
     return SignedIn(sso, user)
 
 

@@ -1,6 +1,6 @@
 """iam/db/fastpath.py: rows read without the ORM become frozen views (clients, users), shared
-while their row is exactly the same, or fresh session-less model instances (one request's rows);
-a client view answers Authlib as the model does."""
+while the driver's row is exactly the same, or frozen records (one request's rows), converted
+by column type; a client view answers Authlib as the model does."""
 
 from __future__ import annotations
 
@@ -9,11 +9,22 @@ from datetime import datetime
 
 import pytest
 from sqlalchemy import inspect, select
+from sqlalchemy.dialects import postgresql, sqlite
 from support.units import in_unit
 
-from iam.db import fastpath
-from iam.db.fastpath import ClientView, Reused, UserView, select_columns, shape, split
-from iam.db.models import Client, IdentityLink, User
+from iam.db import fastpath, prepared
+from iam.db.fastpath import (
+    AccessTokenRecord,
+    ClientView,
+    CodeRecord,
+    Reused,
+    SessionRecord,
+    UserView,
+    select_columns,
+    shape,
+    split,
+)
+from iam.db.models import AccessToken, AuthorizationCode, Client, IdentityLink, SsoSession, User
 from iam.db.store import Store
 from iam.services import clients, users
 
@@ -32,7 +43,7 @@ def user_row(**changes: object) -> tuple[object, ...]:
         "updated_at": WHEN,
     }
     values.update(changes)
-    return tuple(values[key] for key in shape(User).keys)
+    return tuple(values[key] for key in fastpath.USERS.shape.keys)
 
 
 def client_values(**changes: object) -> dict[str, object]:
@@ -71,30 +82,61 @@ def client_values(**changes: object) -> dict[str, object]:
 
 def client_row(**changes: object) -> tuple[object, ...]:
     values = client_values(**changes)
-    return tuple(values[key] for key in shape(Client).keys)
+    return tuple(values[key] for key in fastpath.CLIENTS.shape.keys)
+
+
+#: A driver that hands out Python values (dates, parsed JSON): nothing for a shape to convert.
+PYTHON_VALUES = postgresql.dialect()
+#: SQLite's driver hands out dates and JSON as text: a shape converts them by column type.
+TEXT_VALUES = sqlite.dialect()
+
+
+def _column_keys(model: type) -> list[str]:
+    mapper = inspect(model)
+    return [mapper.get_property_by_column(column).key for column in mapper.local_table.columns]
 
 
 def test_a_shape_names_attributes_not_columns() -> None:
-    links = shape(IdentityLink)
+    record = dataclasses.make_dataclass("LinkRecord", _column_keys(IdentityLink))
+    links = shape(IdentityLink, record)
     assert "link_metadata" in links.keys and "metadata" not in links.keys
     assert [c.name for c in links.columns][links.keys.index("link_metadata")] == "metadata"
     assert [links.keys[i] for i in links.primary_key] == ["id"]
 
 
-def test_a_built_instance_has_the_values_and_no_session() -> None:
-    user = shape(User).build(user_row())
-    assert (user.id, user.name, user.is_active) == ("u1", "张三", True)
-    assert inspect(user).transient
+def test_a_record_must_have_its_tables_columns_in_order() -> None:
+    keys = _column_keys(IdentityLink)
+    with pytest.raises(TypeError, match="columns in order"):
+        shape(IdentityLink, dataclasses.make_dataclass("Swapped", [keys[1], keys[0], *keys[2:]]))
+    with pytest.raises(TypeError, match="columns in order"):
+        shape(IdentityLink, dataclasses.make_dataclass("Short", keys[:-1]))
 
 
-@pytest.mark.parametrize(("model", "view"), [(Client, ClientView), (User, UserView)])
-def test_a_view_has_every_column_of_its_model(model: type, view: type) -> None:
-    assert [field.name for field in dataclasses.fields(view)] == list(shape(model).keys)
+def test_a_built_record_has_the_values_and_cannot_be_changed() -> None:
+    values = {key: None for key in fastpath.CODE.keys} | {"id": "c1", "amr": ["sms"]}
+    code = fastpath.CODE.build(tuple(values.values()), PYTHON_VALUES)
+    assert isinstance(code, CodeRecord) and (code.id, code.get_amr()) == ("c1", ["sms"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        code.consumed_at = WHEN  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("model", "record"),
+    [
+        (Client, ClientView),
+        (User, UserView),
+        (AuthorizationCode, CodeRecord),
+        (AccessToken, AccessTokenRecord),
+        (SsoSession, SessionRecord),
+    ],
+)
+def test_a_view_or_record_has_every_column_of_its_model(model: type, record: type) -> None:
+    assert [field.name for field in dataclasses.fields(record)] == _column_keys(model)
 
 
 def test_a_view_cannot_be_changed() -> None:
-    user = fastpath.USERS.build(user_row())
-    client = fastpath.CLIENTS.build(client_row())
+    user = fastpath.USERS.build(user_row(), PYTHON_VALUES)
+    client = fastpath.CLIENTS.build(client_row(), PYTHON_VALUES)
     with pytest.raises(dataclasses.FrozenInstanceError):
         user.status = "disabled"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -104,29 +146,55 @@ def test_a_view_cannot_be_changed() -> None:
 
 def test_the_same_row_gives_the_same_view() -> None:
     reused: Reused[UserView] = Reused(User, UserView)
-    assert reused.get(user_row()) is reused.get(user_row())
+    assert reused.get(user_row(), PYTHON_VALUES) is reused.get(user_row(), PYTHON_VALUES)
 
 
 def test_a_changed_row_gives_a_new_view_with_the_change() -> None:
     reused: Reused[UserView] = Reused(User, UserView)
-    before = reused.get(user_row())
-    after = reused.get(user_row(status="disabled"))
+    before = reused.get(user_row(), PYTHON_VALUES)
+    after = reused.get(user_row(status="disabled"), PYTHON_VALUES)
     assert after is not before
     assert not after.is_active and before.is_active
 
 
+def test_text_from_the_driver_is_converted_once_per_unchanged_row() -> None:
+    """SQLite's text dates and JSON become datetimes and tuples; the same text again gives
+    the view built the first time (nothing parsed again); changed text gives a new one."""
+    reused: Reused[ClientView] = Reused(Client, ClientView)
+    text_row = client_row(
+        redirect_uris='["https://crm.example/cb"]',
+        post_logout_redirect_uris="[]",
+        grant_types='["authorization_code"]',
+        allowed_origins="[]",
+        is_public=0,
+        is_admin=0,
+        created_at="2026-12-02 09:00:00.000000",
+        updated_at="2026-12-02 09:00:00.000000",
+    )
+    view = reused.get(text_row, TEXT_VALUES)
+    assert view.redirect_uris == ("https://crm.example/cb",) and view.created_at == WHEN
+    assert view.is_public is False
+    assert reused.get(text_row, TEXT_VALUES) is view
+    changed_row = tuple(
+        "[]" if key == "grant_types" else value
+        for key, value in zip(fastpath.CLIENTS.shape.keys, text_row, strict=True)
+    )
+    changed = reused.get(changed_row, TEXT_VALUES)
+    assert changed is not view and changed.grant_types == ()
+
+
 def test_an_outer_join_that_found_no_row_gives_none() -> None:
     reused: Reused[UserView] = Reused(User, UserView)
-    assert reused.get_joined((None,) * len(user_row())) is None
-    assert reused.get_joined(user_row()) is reused.get(user_row())
+    assert reused.get_joined((None,) * len(user_row()), PYTHON_VALUES) is None
+    assert reused.get_joined(user_row(), PYTHON_VALUES) is reused.get(user_row(), PYTHON_VALUES)
 
 
 def test_past_its_limit_it_starts_over() -> None:
     reused: Reused[UserView] = Reused(User, UserView, limit=2)
-    first = reused.get(user_row(id="a"))
-    reused.get(user_row(id="b"))
-    reused.get(user_row(id="c"))  # the third key: the memo is emptied, then holds "c"
-    assert reused.get(user_row(id="a")) is not first
+    first = reused.get(user_row(id="a"), PYTHON_VALUES)
+    reused.get(user_row(id="b"), PYTHON_VALUES)
+    reused.get(user_row(id="c"), PYTHON_VALUES)  # the third key: the memo is emptied
+    assert reused.get(user_row(id="a"), PYTHON_VALUES) is not first
 
 
 @pytest.mark.parametrize(
@@ -140,7 +208,7 @@ def test_past_its_limit_it_starts_over() -> None:
 )
 def test_a_client_view_answers_authlib_as_the_model_does(changes: dict[str, object]) -> None:
     model = Client(**client_values(**changes))
-    view = fastpath.CLIENTS.build(client_row(**changes))
+    view = fastpath.CLIENTS.build(client_row(**changes), PYTHON_VALUES)
     for ask in (
         lambda c: c.get_client_id(),
         lambda c: c.get_default_redirect_uri(),
@@ -162,16 +230,19 @@ def test_a_client_view_answers_authlib_as_the_model_does(changes: dict[str, obje
 
 def test_select_columns_and_split_read_two_tables_in_one_row(store: Store) -> None:
     user = in_unit(store, users.create_user, "李四", "13800138001", None)
-    statement = select(*select_columns(shape(User), shape(Client))).join_from(
+    users_, clients_ = fastpath.USERS.shape, fastpath.CLIENTS.shape
+    statement = select(*select_columns(users_, clients_)).join_from(
         User, Client, User.id == user.id
     )
     with store() as db:
         db.add(Client(client_id="c1", name="App", redirect_uris=[], grant_types=[]))
         db.commit()
-        row = db.connection().execute(statement).one()
-    user_values, client_values = split(row, shape(User), shape(Client))
-    assert shape(User).build(user_values).name == "李四"
-    assert shape(Client).build(client_values).client_id == "c1"
+        row = prepared.first(db.connection(), statement, {}, convert=False)
+        dialect = db.get_bind().dialect
+    assert row is not None
+    user_values, client_values = split(row, users_, clients_)
+    assert fastpath.USERS.build(user_values, dialect).name == "李四"
+    assert fastpath.CLIENTS.build(client_values, dialect).grant_types == ()
 
 
 def test_the_readers_find_clients_and_users_and_see_a_change_at_once(store: Store) -> None:
