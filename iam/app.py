@@ -248,6 +248,7 @@ def create_app(
         sending = backchannel.start()  # logout tokens queued before this start go out too
         yield
         await backchannel.stop(sending)
+        oidc.runner.close()
         if wecom_http is None:
             http.close()
         assertion.jwks.close()

@@ -5,7 +5,7 @@ that may wait on the network; committed whole or not at all either way."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import anyio
@@ -14,15 +14,17 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 from support.constants import ISSUER
+from support.units import in_unit
 from support.world import World
 
 from iam.app import create_app
-from iam.db.models import AuditEvent
+from iam.db import fastpath
+from iam.db.models import AuditEvent, User
 from iam.db.store import Store
-from iam.db.unit import current_connection
+from iam.db.unit import current_connection, current_session
 from iam.metrics import MULTIPROC_DIR_VARIABLE
 from iam.oidc.server import Runner
-from iam.services import audit
+from iam.services import audit, users
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
 
@@ -39,6 +41,21 @@ def _thread_of_unit(runner: Runner, *, local: bool) -> tuple[int, int]:
     return anyio.run(main)
 
 
+@pytest.fixture
+def runner_on(store: Store) -> Iterator[Callable[[bool], Runner]]:
+    """Runners on `store` (`local_database` or not), whose loop connection is given back at the
+    end, as the app's shutdown gives its runner's."""
+    made: list[Runner] = []
+
+    def make(local_database: bool) -> Runner:
+        made.append(Runner(store, local_database=local_database))
+        return made[-1]
+
+    yield make
+    for runner in made:
+        runner.close()
+
+
 @pytest.mark.parametrize(
     ("local_database", "local", "inline"),
     [
@@ -48,11 +65,9 @@ def _thread_of_unit(runner: Runner, *, local: bool) -> tuple[int, int]:
     ],
 )
 def test_a_unit_runs_on_the_loop_only_for_a_local_request_on_a_local_database(
-    store: Store, local_database: bool, local: bool, inline: bool
+    runner_on: Callable[[bool], Runner], local_database: bool, local: bool, inline: bool
 ) -> None:
-    loop_thread, unit_thread = _thread_of_unit(
-        Runner(store, local_database=local_database), local=local
-    )
+    loop_thread, unit_thread = _thread_of_unit(runner_on(local_database), local=local)
     assert (unit_thread == loop_thread) is inline
 
 
@@ -63,14 +78,14 @@ def _audited(store: Store) -> int:
 
 @pytest.mark.parametrize("local_database", [True, False])
 def test_a_unit_whose_last_step_fails_leaves_nothing_on_the_loop_or_in_a_thread(
-    store: Store, local_database: bool
+    store: Store, runner_on: Callable[[bool], Runner], local_database: bool
 ) -> None:
     def writes_then_fails() -> None:
         audit.record(current_connection(), "token.issued", client_id="half-made")
         raise RuntimeError("the last step fails")
 
     async def main() -> None:
-        await Runner(store, local_database=local_database)(writes_then_fails)
+        await runner_on(local_database)(writes_then_fails)
 
     with pytest.raises(RuntimeError):
         anyio.run(main)
@@ -80,10 +95,87 @@ def test_a_unit_whose_last_step_fails_leaves_nothing_on_the_loop_or_in_a_thread(
         def work() -> None:
             audit.record(current_connection(), "token.issued", client_id="whole")
 
-        await Runner(store, local_database=local_database)(work)
+        await runner_on(local_database)(work)
 
     anyio.run(succeeds)
     assert _audited(store) == 1
+
+
+def _on_the_loop(runner: Runner, *works: Callable[[], object]) -> list[object]:
+    """Each of `works` as its own unit, one after the other, as the loop's requests run."""
+
+    async def main() -> list[object]:
+        return [await runner(work) for work in works]
+
+    return anyio.run(main)
+
+
+def _name_of_user(user_id: str) -> str | None:
+    user = fastpath.user_by_id(current_connection(), user_id)
+    return user.name if user else None
+
+
+def test_the_loops_units_take_turns_on_one_connection_and_see_every_commit(
+    store: Store, runner_on: Callable[[bool], Runner]
+) -> None:
+    """A local database: no connection is checked out per request, and what another connection
+    committed meanwhile (the console renaming someone) is read by the next unit, not a
+    snapshot of the last one."""
+    user = in_unit(store, users.create_user, "张三", "13800138000", None)
+    runner = runner_on(True)
+
+    def rename() -> None:
+        with store() as db:
+            row = db.get(User, user.id)
+            assert row is not None
+            row.name = "张三丰"
+            db.commit()
+
+    connections = _on_the_loop(
+        runner,
+        lambda: id(current_connection()),
+        lambda: _name_of_user(user.id),
+        lambda: current_session().scalar(select(User.name).where(User.id == user.id)),
+        rename,
+        lambda: _name_of_user(user.id),
+        lambda: current_session().scalar(select(User.name).where(User.id == user.id)),
+        lambda: id(current_connection()),
+    )
+    assert connections[0] == connections[-1]
+    assert connections[1:3] == ["张三", "张三"] and connections[4:6] == ["张三丰", "张三丰"]
+    runner.close()
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_after_a_failed_unit_the_loops_connection_starts_clean(
+    store: Store, runner_on: Callable[[bool], Runner]
+) -> None:
+    runner = runner_on(True)
+
+    def writes_then_fails() -> None:
+        audit.record(current_connection(), "token.issued", client_id="half-made")
+        raise RuntimeError("the last step fails")
+
+    async def main() -> bool:
+        with pytest.raises(RuntimeError):
+            await runner(writes_then_fails)
+        return await runner(lambda: current_connection().in_transaction())
+
+    assert anyio.run(main) is False
+    assert _audited(store) == 0
+
+
+def test_a_lost_loop_connection_is_replaced(runner_on: Callable[[bool], Runner]) -> None:
+    runner = runner_on(True)
+
+    def loses_it() -> int:
+        current_connection().invalidate()
+        return 0
+
+    answers = _on_the_loop(
+        runner, lambda: id(current_connection()), loses_it, lambda: _name_of_user("nobody")
+    )
+    assert answers == [answers[0], 0, None]  # the third unit got a new one (SQLAlchemy reconnects)
 
 
 def _runner_of(settings: Settings, store: Store, sms: ConsoleSms) -> Runner:
@@ -131,7 +223,7 @@ def test_a_token_request_with_a_client_assertion_goes_to_a_thread(
         )
         assert answer.status_code == 200, answer.text
         on_sqlite = store.engine.dialect.name == "sqlite"
-        assert hand_offs.count("_work") == (0 if on_sqlite else 1)
+        assert hand_offs.count("_in_thread") == (0 if on_sqlite else 1)
         answer = client.post(
             "/token",
             data={
@@ -141,4 +233,4 @@ def test_a_token_request_with_a_client_assertion_goes_to_a_thread(
             },
         )
         assert answer.status_code == 401, answer.text
-        assert hand_offs.count("_work") == (1 if on_sqlite else 2)
+        assert hand_offs.count("_in_thread") == (1 if on_sqlite else 2)
