@@ -28,7 +28,7 @@ from iam import settings as settings_module
 from iam.admin.guard import AddressGuard
 from iam.admin.json_api import is_api_path, json_error
 from iam.admin.routing import admin_mount
-from iam.db.store import DB_THREADS, Store, create_db_engine
+from iam.db.store import DB_THREADS, UNIT_THREADS, Store, create_db_engine
 from iam.db.unit import in_worker, one_unit
 from iam.edge import EdgeMiddleware
 from iam.events import wecom as wecom_events
@@ -43,7 +43,8 @@ from iam.oidc.client_auth import ClientAssertion, JwksCache, MemoryReplays, Redi
 from iam.oidc.cors import AllowedOrigins, CorsMiddleware
 from iam.oidc.endpoints import Oidc, discovery_document
 from iam.oidc.keys import KeyRing
-from iam.oidc.server import Runner, Server
+from iam.oidc.runner import Runner
+from iam.oidc.server import Server
 from iam.secretbox import SecretBox
 from iam.services import corps, directory, otp, signing_keys, upstream
 from iam.services.rate_limits import MemoryCounter, RateLimits, RedisCounter, rules_from
@@ -150,7 +151,7 @@ def shared_redis(settings: Settings) -> redis.Redis | None:
 def _local_database(store: Store, shared: redis.Redis | None) -> bool:
     """Whether a protocol unit touches only this process and a local file: SQLite, no Redis,
     one worker (`iam serve --workers N` shares metrics through a directory when N > 1). Such a
-    unit runs on the event loop (`iam.oidc.server.Runner`)."""
+    unit runs on the event loop (`iam.oidc.runner`)."""
     return (
         store.engine.dialect.name == "sqlite"
         and shared is None
@@ -243,7 +244,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # No more threads than database connections: a thread never waits for a connection.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = DB_THREADS
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = DB_THREADS - UNIT_THREADS
         await in_worker(store, lambda db: signing_keys.ensure_key(db, box))
         sending = backchannel.start()  # logout tokens queued before this start go out too
         yield

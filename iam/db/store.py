@@ -14,10 +14,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-#: Worker threads that may hold a database connection at once (`iam.app` caps its thread pool
-#: at this), and the pool's size: a thread never waits for a connection. The few extra ones
-#: serve short lookups made inside a unit of work (the key ring's, one load at a time).
+#: Worker threads that may hold a database connection at once, and the pool's size: a thread
+#: never waits for a connection. `UNIT_THREADS` of them run protocol units, each keeping its
+#: connection (`iam.oidc.runner`); `iam.app` caps anyio's shared thread pool at the rest. The
+#: few extra connections serve short lookups made inside a unit of work (the key ring's, one
+#: load at a time).
 DB_THREADS = 24
+UNIT_THREADS = 8
 EXTRA_CONNECTIONS = 4
 #: A pooled server connection unused for longer than this is tested before it is handed out.
 PING_AFTER_IDLE_SECONDS = 5.0

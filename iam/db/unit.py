@@ -5,7 +5,7 @@ when it returns and rolled back when it raises; the services it calls take that 
 never open a transaction of their own.
 
 `UnitOfWork` is the unit of a protocol request: one connection, one transaction, committed
-when the request's work returns and rolled back when it raises (`iam.oidc.server.Runner`
+when the request's work returns and rolled back when it raises (`iam.oidc.runner.Runner`
 drives it).
 
 Code that runs inside it (Authlib's hooks, the services they call) reaches it through the

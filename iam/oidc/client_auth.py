@@ -26,7 +26,7 @@ leaves to us:
 - keys at a `jwks_uri` are fetched with a short timeout, kept `JWKS_TTL`, and fetched again for
   an unknown `kid`, at most once per `REFETCH_INTERVAL` for a client (a stream of made-up kids
   must not turn us into a fetcher of its URL). A fetch runs in the protocol request's worker
-  thread (`iam.oidc.server.Runner`), never on the event loop.
+  thread (`iam.oidc.runner.Runner`), never on the event loop.
 
 Every refusal is `invalid_client` with status 401.
 """

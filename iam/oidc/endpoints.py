@@ -19,7 +19,8 @@ from starlette.responses import JSONResponse, Response
 from iam.oidc.client_auth import SIGNING_ALGORITHMS as ASSERTION_ALGORITHMS
 from iam.oidc.keys import KeyRing
 from iam.oidc.requests import FORM_URLENCODED, snapshot
-from iam.oidc.server import Runner, Server
+from iam.oidc.runner import Runner
+from iam.oidc.server import Server
 from iam.services.clients import SUPPORTED_SCOPES
 from iam.web import MAX_BODY_BYTES
 

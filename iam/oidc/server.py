@@ -1,19 +1,17 @@
 """Authlib's AuthorizationServer glued to Starlette and our storage.
 
-Every protocol request runs in one database transaction (`Runner`), in a worker thread or, on a
-local database, on the event loop: Authlib is synchronous, and a single transaction makes "issue
-the tokens and consume the code" atomic.
+Every protocol request runs in one database transaction (`iam.oidc.runner.Runner`), in a worker
+thread or, on a local database, on the event loop: Authlib is synchronous, and a single
+transaction makes "issue the tokens and consume the code" atomic.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-import anyio
 from authlib.oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import OAuth2Request
@@ -24,7 +22,6 @@ from authlib.oauth2.rfc6749.errors import (
 )
 from authlib.oauth2.rfc9207 import IssuerParameter
 from joserfc.jws import extract_compact
-from sqlalchemy import Connection
 from starlette.responses import Response
 
 from iam import metrics
@@ -32,14 +29,10 @@ from iam.clock import utcnow
 from iam.db import fastpath
 from iam.db.fastpath import ClientView
 from iam.db.models import RefreshToken
-from iam.db.store import Store
 from iam.db.unit import (
-    UnitOfWork,
-    bind,
     current_connection,
     current_session,
     rollback_current,
-    unbind,
 )
 from iam.errors import RateLimitedError
 from iam.oidc import client_auth, grants
@@ -65,67 +58,6 @@ T = TypeVar("T")
 MAX_CLIENT_ID = 64
 UNSUPPORTED_RESPONSE_TYPE = "This response_type is not supported."
 UNREADABLE_CREDENTIALS = "The client credentials in the Authorization header cannot be read."
-
-
-class Runner:
-    """Runs a sync unit of work inside one transaction (`UnitOfWork`), committed when it
-    returns and rolled back when it raises: in a worker thread of the app's shared pool (sized
-    to the database pool), or, for a `local` request on a `local_database`, on the event loop.
-
-    A local database is SQLite in one process with nothing shared over the network (no Redis):
-    a protocol unit is then a few statements on a local file, tens of microseconds each, and
-    under load the hand-off to a thread and back cost more CPU than the work (issue #17: server
-    CPU per flow 6.35 -> 4.34 ms, userinfo 0.75 -> 0.60, flow p99 351 -> 150 ms at concurrency
-    16). A request that may wait on the network (a client assertion, whose keys may be at a
-    jwks_uri) still goes to a thread; so does everything on PostgreSQL or with Redis, and
-    SQLite with several workers, whose write lock one worker may wait for. The loop's units take
-    turns on one connection kept for them: a checkout from the pool and back for each request
-    cost about 85 us, a sixth of a userinfo (issue #17)."""
-
-    def __init__(self, store: Store, *, local_database: bool = False) -> None:
-        self.store = store
-        self.local_database = local_database
-        #: The event loop's own connection (a local database): its units run one at a time,
-        #: so they take turns on one connection instead of checking one out of the pool each.
-        self._loop_connection: Connection | None = None
-
-    async def __call__(self, fn: Callable[..., T], *args: Any, local: bool = True) -> T:
-        if local and self.local_database:
-            return self._on_loop(fn, args)
-        return await anyio.to_thread.run_sync(self._in_thread, fn, args)
-
-    def _on_loop(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        connection = self._loop_connection
-        if connection is None or connection.closed:
-            connection = self._loop_connection = self.store.engine.connect()
-        return _in_unit(connection, fn, args)
-
-    def _in_thread(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        with self.store.engine.connect() as connection:
-            return _in_unit(connection, fn, args)
-
-    def close(self) -> None:
-        """Give the event loop's connection back (the app's shutdown)."""
-        if self._loop_connection is not None:
-            self._loop_connection.close()
-            self._loop_connection = None
-
-
-def _in_unit(connection: Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-    """`fn(*args)` as one unit of work on `connection`: committed when it returns, rolled back
-    when it raises (the connection may serve the next unit at once)."""
-    unit = UnitOfWork(connection)
-    token = bind(unit)
-    try:
-        result = fn(*args)
-        unit.commit()
-        return result
-    except BaseException:
-        unit.rollback()
-        raise
-    finally:
-        unbind(token)
-        unit.close()
 
 
 class SlowDownError(OAuth2Error):

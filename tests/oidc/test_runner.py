@@ -1,17 +1,21 @@
-"""Where a protocol unit of work runs (`iam.oidc.server.Runner`): on the event loop for a
+"""Where a protocol unit of work runs (`iam.oidc.runner.Runner`): on the event loop for a
 local database (SQLite, one process, no Redis), in a worker thread otherwise and for a request
 that may wait on the network; committed whole or not at all either way."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import anyio
 import anyio.to_thread
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from starlette.testclient import TestClient
 from support.constants import ISSUER
 from support.units import in_unit
@@ -23,7 +27,8 @@ from iam.db.models import AuditEvent, User
 from iam.db.store import Store
 from iam.db.unit import current_connection, current_session
 from iam.metrics import MULTIPROC_DIR_VARIABLE
-from iam.oidc.server import Runner
+from iam.oidc import runner as runner_module
+from iam.oidc.runner import Runner
 from iam.services import audit, users
 from iam.services.sms import ConsoleSms
 from iam.settings import Settings
@@ -115,14 +120,20 @@ def _name_of_user(user_id: str) -> str | None:
     return user.name if user else None
 
 
-def test_the_loops_units_take_turns_on_one_connection_and_see_every_commit(
-    store: Store, runner_on: Callable[[bool], Runner]
+ON_THE_LOOP_AND_ON_UNIT_THREADS = pytest.mark.parametrize(
+    "local_database", [True, False], ids=["on the loop", "on a unit thread"]
+)
+
+
+@ON_THE_LOOP_AND_ON_UNIT_THREADS
+def test_units_keep_their_connection_and_see_every_commit(
+    store: Store, runner_on: Callable[[bool], Runner], local_database: bool
 ) -> None:
-    """A local database: no connection is checked out per request, and what another connection
-    committed meanwhile (the console renaming someone) is read by the next unit, not a
-    snapshot of the last one."""
+    """No connection is checked out per request (the loop's own, or a unit thread's), and what
+    another connection committed meanwhile (the console renaming someone) is read by the next
+    unit, not a snapshot of the last one."""
     user = in_unit(store, users.create_user, "张三", "13800138000", None)
-    runner = runner_on(True)
+    runner = runner_on(local_database)
 
     def rename() -> None:
         with store() as db:
@@ -147,10 +158,11 @@ def test_the_loops_units_take_turns_on_one_connection_and_see_every_commit(
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-def test_after_a_failed_unit_the_loops_connection_starts_clean(
-    store: Store, runner_on: Callable[[bool], Runner]
+@ON_THE_LOOP_AND_ON_UNIT_THREADS
+def test_after_a_failed_unit_the_kept_connection_starts_clean(
+    store: Store, runner_on: Callable[[bool], Runner], local_database: bool
 ) -> None:
-    runner = runner_on(True)
+    runner = runner_on(local_database)
 
     def writes_then_fails() -> None:
         audit.record(current_connection(), "token.issued", client_id="half-made")
@@ -165,8 +177,11 @@ def test_after_a_failed_unit_the_loops_connection_starts_clean(
     assert _audited(store) == 0
 
 
-def test_a_lost_loop_connection_is_replaced(runner_on: Callable[[bool], Runner]) -> None:
-    runner = runner_on(True)
+@ON_THE_LOOP_AND_ON_UNIT_THREADS
+def test_a_lost_kept_connection_is_replaced(
+    runner_on: Callable[[bool], Runner], local_database: bool
+) -> None:
+    runner = runner_on(local_database)
 
     def loses_it() -> int:
         current_connection().invalidate()
@@ -176,6 +191,62 @@ def test_a_lost_loop_connection_is_replaced(runner_on: Callable[[bool], Runner])
         runner, lambda: id(current_connection()), loses_it, lambda: _name_of_user("nobody")
     )
     assert answers == [answers[0], 0, None]  # the third unit got a new one (SQLAlchemy reconnects)
+
+
+def _drop_the_units_connection(store: Store, runner: Runner) -> None:
+    """PostgreSQL ends the connection the runner's unit thread keeps (a restart, a firewall)."""
+    pid = _on_the_loop(
+        runner, lambda: current_connection().exec_driver_sql("select pg_backend_pid()").scalar()
+    )[0]
+    with store.engine.connect() as other:
+        other.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+@pytest.mark.parametrize("idle_longer_than_the_ping_interval", [True, False])
+def test_a_unit_threads_connection_dropped_while_idle_is_replaced_unseen(
+    store: Store,
+    runner_on: Callable[[bool], Runner],
+    monkeypatch: pytest.MonkeyPatch,
+    idle_longer_than_the_ping_interval: bool,
+) -> None:
+    """A kept connection idle for longer than the pool's ping interval is pinged before the
+    next unit, as the pool pings an idle one: that unit runs on a new connection instead of
+    failing. (Within the interval nothing pings: the unit meets the dropped connection.)"""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite file cannot go away")
+    runner = runner_on(False)
+    _drop_the_units_connection(store, runner)
+    interval = -1.0 if idle_longer_than_the_ping_interval else 3600.0
+    monkeypatch.setattr(runner_module, "PING_AFTER_IDLE_SECONDS", interval)
+    if idle_longer_than_the_ping_interval:
+        assert _on_the_loop(runner, lambda: _name_of_user("nobody")) == [None]
+    else:
+        with pytest.raises(DBAPIError):
+            _on_the_loop(runner, lambda: _name_of_user("nobody"))
+
+
+def test_a_unit_thread_keeps_the_requests_context(runner_on: Callable[[bool], Runner]) -> None:
+    """Log lines written inside a unit carry the request's id (a context variable)."""
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+    async def main() -> str:
+        request_id.set("r-1")
+        return await runner_on(False)(request_id.get)
+
+    assert anyio.run(main) == "r-1"
+
+
+def test_close_stops_the_unit_threads_and_gives_every_connection_back(store: Store) -> None:
+    runner = Runner(store, local_database=False)
+
+    async def main() -> None:
+        await asyncio.gather(*(runner(time.sleep, 0.05) for _ in range(4)))  # several threads
+
+    anyio.run(main)
+    assert store.engine.pool.checkedout() >= 2  # type: ignore[attr-defined]
+    runner.close()
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert not [t for t in threading.enumerate() if t.name.startswith("iam-unit")]
 
 
 def _runner_of(settings: Settings, store: Store, sms: ConsoleSms) -> Runner:
@@ -222,8 +293,7 @@ def test_a_token_request_with_a_client_assertion_goes_to_a_thread(
             auth=(world.rp.client.client_id, secret),
         )
         assert answer.status_code == 200, answer.text
-        on_sqlite = store.engine.dialect.name == "sqlite"
-        assert hand_offs.count("_in_thread") == (0 if on_sqlite else 1)
+        assert hand_offs.count("_in_pool_thread") == 0  # the loop, or a unit thread
         answer = client.post(
             "/token",
             data={
@@ -233,4 +303,4 @@ def test_a_token_request_with_a_client_assertion_goes_to_a_thread(
             },
         )
         assert answer.status_code == 401, answer.text
-        assert hand_offs.count("_in_thread") == (1 if on_sqlite else 2)
+        assert hand_offs.count("_in_pool_thread") == 1
