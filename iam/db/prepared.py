@@ -54,12 +54,10 @@ class _Compiled:
             for name, default, is_function in self.defaults:
                 if name not in values:
                     values[name] = default() if is_function else default
-        converted = [
-            (name, convert(values[name] if name in values else self.fixed[name]))
-            if convert is not None
-            else (name, values[name] if name in values else self.fixed[name])
-            for name, convert in self.binds
-        ]
+        converted = []
+        for name, convert in self.binds:
+            value = values[name] if name in values else self.fixed[name]
+            converted.append((name, value if convert is None else convert(value)))
         if self.positional:
             return tuple(value for _, value in converted)
         return dict(converted)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from authlib.oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.base import invalid_error_characters
@@ -53,7 +53,6 @@ from iam.services.clients import ADMIN_SCOPE, SUPPORTED_SCOPES
 from iam.services.rate_limits import RateLimits
 
 log = logging.getLogger("iam.oidc")
-T = TypeVar("T")
 #: Longest client id (the column's length): a longer one names no client and is not recorded.
 MAX_CLIENT_ID = 64
 UNSUPPORTED_RESPONSE_TYPE = "This response_type is not supported."
