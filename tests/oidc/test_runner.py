@@ -24,7 +24,7 @@ from support.world import World
 from iam.app import create_app
 from iam.db import fastpath
 from iam.db.models import AuditEvent, User
-from iam.db.store import Store
+from iam.db.store import UNIT_THREADS, Store
 from iam.db.unit import current_connection, current_session
 from iam.metrics import MULTIPROC_DIR_VARIABLE
 from iam.oidc import runner as runner_module
@@ -106,7 +106,7 @@ def test_a_unit_whose_last_step_fails_leaves_nothing_on_the_loop_or_in_a_thread(
     assert _audited(store) == 1
 
 
-def _on_the_loop(runner: Runner, *works: Callable[[], object]) -> list[object]:
+def _each_as_a_unit(runner: Runner, *works: Callable[[], object]) -> list[object]:
     """Each of `works` as its own unit, one after the other, as the loop's requests run."""
 
     async def main() -> list[object]:
@@ -142,26 +142,33 @@ def test_units_keep_their_connection_and_see_every_commit(
             row.name = "张三丰"
             db.commit()
 
-    connections = _on_the_loop(
-        runner,
-        lambda: id(current_connection()),
-        lambda: _name_of_user(user.id),
-        lambda: current_session().scalar(select(User.name).where(User.id == user.id)),
-        rename,
-        lambda: _name_of_user(user.id),
-        lambda: current_session().scalar(select(User.name).where(User.id == user.id)),
-        lambda: id(current_connection()),
-    )
-    assert connections[0] == connections[-1]
-    assert connections[1:3] == ["张三", "张三"] and connections[4:6] == ["张三丰", "张三丰"]
+    def seen() -> tuple[int, int, str | None]:
+        """The unit's thread, its connection, and the name it reads (plainly and by the ORM)."""
+        by_orm = current_session().scalar(select(User.name).where(User.id == user.id))
+        plain = _name_of_user(user.id)
+        assert by_orm == plain
+        return threading.get_ident(), id(current_connection()), plain
+
+    before = _each_as_a_unit(runner, *[seen] * 12)
+    rename()
+    after = _each_as_a_unit(runner, *[seen] * 12)
+    assert {name for *_, name in before} == {"张三"}
+    assert {name for *_, name in after} == {"张三丰"}
+    kept = {(thread, connection) for thread, connection, _ in before + after}
+    assert len({thread for thread, _ in kept}) == len(kept)  # one connection a thread
+    assert len(kept) <= (1 if local_database else UNIT_THREADS)
     runner.close()
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 @ON_THE_LOOP_AND_ON_UNIT_THREADS
 def test_after_a_failed_unit_the_kept_connection_starts_clean(
-    store: Store, runner_on: Callable[[bool], Runner], local_database: bool
+    store: Store,
+    runner_on: Callable[[bool], Runner],
+    local_database: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(runner_module, "UNIT_THREADS", 1)  # the next unit: the same connection
     runner = runner_on(local_database)
 
     def writes_then_fails() -> None:
@@ -179,15 +186,16 @@ def test_after_a_failed_unit_the_kept_connection_starts_clean(
 
 @ON_THE_LOOP_AND_ON_UNIT_THREADS
 def test_a_lost_kept_connection_is_replaced(
-    runner_on: Callable[[bool], Runner], local_database: bool
+    runner_on: Callable[[bool], Runner], local_database: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(runner_module, "UNIT_THREADS", 1)  # the next unit: the same connection
     runner = runner_on(local_database)
 
     def loses_it() -> int:
         current_connection().invalidate()
         return 0
 
-    answers = _on_the_loop(
+    answers = _each_as_a_unit(
         runner, lambda: id(current_connection()), loses_it, lambda: _name_of_user("nobody")
     )
     assert answers == [answers[0], 0, None]  # the third unit got a new one (SQLAlchemy reconnects)
@@ -195,7 +203,7 @@ def test_a_lost_kept_connection_is_replaced(
 
 def _drop_the_units_connection(store: Store, runner: Runner) -> None:
     """PostgreSQL ends the connection the runner's unit thread keeps (a restart, a firewall)."""
-    pid = _on_the_loop(
+    pid = _each_as_a_unit(
         runner, lambda: current_connection().exec_driver_sql("select pg_backend_pid()").scalar()
     )[0]
     with store.engine.connect() as other:
@@ -214,15 +222,16 @@ def test_a_unit_threads_connection_dropped_while_idle_is_replaced_unseen(
     failing. (Within the interval nothing pings: the unit meets the dropped connection.)"""
     if store.engine.dialect.name != "postgresql":
         pytest.skip("a SQLite file cannot go away")
+    monkeypatch.setattr(runner_module, "UNIT_THREADS", 1)  # the next unit: the same connection
     runner = runner_on(False)
     _drop_the_units_connection(store, runner)
     interval = -1.0 if idle_longer_than_the_ping_interval else 3600.0
     monkeypatch.setattr(runner_module, "PING_AFTER_IDLE_SECONDS", interval)
     if idle_longer_than_the_ping_interval:
-        assert _on_the_loop(runner, lambda: _name_of_user("nobody")) == [None]
+        assert _each_as_a_unit(runner, lambda: _name_of_user("nobody")) == [None]
     else:
         with pytest.raises(DBAPIError):
-            _on_the_loop(runner, lambda: _name_of_user("nobody"))
+            _each_as_a_unit(runner, lambda: _name_of_user("nobody"))
 
 
 def test_a_unit_thread_keeps_the_requests_context(runner_on: Callable[[bool], Runner]) -> None:
