@@ -45,6 +45,10 @@ class LoadedKeys:
         return self.by_algorithm[alg]
 
 
+#: How many checked access tokens a ring remembers (`KeyRing.verified`); past it, it starts over.
+VERIFIED_LIMIT = 4096
+
+
 class KeyRing:
     algorithm = ALGORITHM
 
@@ -58,9 +62,28 @@ class KeyRing:
         #: Private keys already imported, by kid: importing an RSA one checks it (tens of ms of
         #: CPU), and a reload every `ttl` mostly finds the same keys.
         self._imported: dict[str, KeySet] = {}
+        #: Access tokens whose signature this ring has checked, by their exact text: the kid
+        #: that signed each and its claims (`iam.oidc.tokens.decode_access_token`).
+        self._verified: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._verified_lock = threading.Lock()
 
     def invalidate(self) -> None:
         self._loaded = None
+        self._verified = {}
+
+    def verified(self, token: str) -> dict[str, Any] | None:
+        """The claims of `token` if this ring has checked its signature before and the key that
+        signed it is still published (a retired key's tokens are checked again, and fail)."""
+        known = self._verified.get(token)
+        if known is None or known[0] not in self.current().kids:
+            return None
+        return dict(known[1])
+
+    def remember_verified(self, token: str, kid: str, claims: dict[str, Any]) -> None:
+        with self._verified_lock:
+            if len(self._verified) >= VERIFIED_LIMIT:
+                self._verified = {}
+            self._verified[token] = (kid, dict(claims))
 
     def current(self) -> LoadedKeys:
         """The cached keys. When they are stale, one thread reloads them while the others go on

@@ -5,17 +5,21 @@ reload."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from joserfc import jwt
 from joserfc.jws import extract_compact
+from sqlalchemy import update
 from starlette.testclient import TestClient
 from support.constants import ISSUER
 from support.units import in_unit
 from support.world import World
 
 from iam.app import create_app
+from iam.clock import utcnow
+from iam.db.models import SigningKey
 from iam.db.store import Store
 from iam.oidc import keys as keys_module
 from iam.oidc.keys import KeyRing
@@ -200,3 +204,84 @@ def test_stale_keys_serve_while_another_thread_reloads(
         assert ring.current() is stale
     assert len(loads) == 1
     assert ring.current() is not stale and len(loads) == 2
+
+
+@pytest.fixture
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens whose signature joserfc checked while the test runs."""
+    checked: list[str] = []
+    real = jwt.decode
+
+    def counting(value: str, *args: Any, **kwargs: Any) -> Any:
+        checked.append(value)
+        return real(value, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return checked
+
+
+def test_a_token_checked_once_is_not_checked_again(
+    store: Store, box: SecretBox, signature_checks: list[str]
+) -> None:
+    """The same token again (an app calling userinfo twice): its claims, without a second RS256
+    check; the claims handed out are copies, so a caller cannot change what the ring holds."""
+    ring = KeyRing(store, box)
+    token = signed_by(ring)
+    first = decode_access_token(token, ring, ISSUER)
+    assert first == {"iss": ISSUER, "sub": "someone"}
+    first["sub"] = "someone else"
+    assert decode_access_token(token, ring, ISSUER) == {"iss": ISSUER, "sub": "someone"}
+    assert signature_checks == [token]
+
+
+def test_a_changed_token_is_checked_afresh(
+    store: Store, box: SecretBox, signature_checks: list[str]
+) -> None:
+    ring = KeyRing(store, box)
+    token = signed_by(ring)
+    assert decode_access_token(token, ring, ISSUER) is not None
+    forged = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    assert decode_access_token(forged, ring, ISSUER) is None
+    assert decode_access_token(token, ring, ISSUER + "/other") is None  # another issuer's ring
+    assert signature_checks == [token, forged, token]
+
+
+def test_a_remembered_token_of_a_key_no_longer_published_fails(
+    store: Store, box: SecretBox, clock: Monotonic, signature_checks: list[str]
+) -> None:
+    """The key that signed it left the JWKS (rotated, then its publication ended): the next
+    reload of the ring drops its kid, and the remembered token is checked again, and fails."""
+    ring = KeyRing(store, box, ttl=10)
+    token = signed_by(ring)
+    kid = signing_kid(ring)
+    assert decode_access_token(token, ring, ISSUER) is not None
+    rotated(store, box)
+    with store() as db:
+        db.execute(
+            update(SigningKey)
+            .where(SigningKey.kid == kid)
+            .values(publish_until=utcnow() - timedelta(seconds=1))
+        )
+        db.commit()
+    assert decode_access_token(token, ring, ISSUER) is not None  # within the ring's ttl
+    clock.advance(11)
+    assert decode_access_token(token, ring, ISSUER) is None
+    assert signature_checks == [token, token]
+
+
+def test_the_memo_of_checked_tokens_is_bounded(
+    store: Store, box: SecretBox, signature_checks: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keys_module, "VERIFIED_LIMIT", 2)
+    ring = KeyRing(store, box)
+    tokens = [
+        jwt.encode(
+            {"alg": ring.algorithm, "typ": "at+jwt"},
+            {"iss": ISSUER, "sub": f"person {n}"},
+            ring.current().signing,
+        )
+        for n in range(3)
+    ]
+    for token in (*tokens, tokens[0]):  # the third starts the memo over: the first is gone
+        assert decode_access_token(token, ring, ISSUER) is not None
+    assert signature_checks == [*tokens, tokens[0]]
