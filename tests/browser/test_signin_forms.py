@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from starlette.datastructures import Secret
 from starlette.types import ASGIApp
 from support.chromium import launched, new_context, no_sideways_scroll, require_chromium, screenshot
+from support.clocks import RateClock
 from support.constants import TEST_SECRET
 from support.servers import free_base_port, serving
 
@@ -84,8 +85,11 @@ def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def world(migrated_database: Path, tmp_path: Path) -> Iterator[World]:
-    """The identity server (dev mode) and the demo CRM on a fresh copy of the database."""
+def world(migrated_database: Path, tmp_path: Path, rate_clock: RateClock) -> Iterator[World]:
+    """The identity server (dev mode) and the demo CRM on a fresh copy of the database. Its
+    rate limits count on `rate_clock`: their windows follow the wall clock, and one that ended
+    between two steps (at a multiple of 600 s) let a send through that the test expects
+    refused (seen once in `make test`)."""
     path = tmp_path / "iam.db"
     shutil.copy(migrated_database, path)
     database_url = f"sqlite:///{path}"
