@@ -10,6 +10,10 @@ reads the published keys from the database on each request.
 
 The ring's reads serve a cache shared by every request, so each is a short unit of work of its
 own (`one_unit`), never the unit of the request that happens to need them.
+
+The ring also remembers the access tokens whose signature it has checked (`verified`), by their
+exact text, while the key that signed each is published: a token presented again skips the
+signature check and the parsing, never the token's record (`iam.oidc.tokens`).
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ class KeyRing:
 
     def verified(self, token: str) -> dict[str, Any] | None:
         """The claims of `token` if this ring has checked its signature before and the key that
-        signed it is still published (a retired key's tokens are checked again, and fail)."""
+        signed it is still published (once it is not, the token is checked again, and fails)."""
         known = self._verified.get(token)
         if known is None or known[0] not in self.current().kids:
             return None
