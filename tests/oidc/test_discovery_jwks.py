@@ -7,14 +7,14 @@ from urllib.parse import urlsplit
 
 import jwt
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 from starlette.testclient import TestClient
 from support.browser import Front
 from support.constants import TEST_SECRET
+from support.keys import end_publication as end_publication_in_database
 from support.units import in_unit
 from support.world import World
 
-from iam.clock import utcnow
 from iam.db.models import SigningKey
 from iam.db.store import Store
 from iam.secretbox import SecretBox
@@ -60,13 +60,7 @@ def rotate(app, store: Store) -> str:
 
 
 def end_publication(app, store: Store, kid: str) -> None:
-    with store() as db:
-        db.execute(
-            update(SigningKey)
-            .where(SigningKey.kid == kid)
-            .values(publish_until=utcnow() - timedelta(seconds=1))
-        )
-        db.commit()
+    end_publication_in_database(store, kid)
     app.state.oidc.keys.invalidate()
 
 

@@ -5,21 +5,18 @@ reload."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from joserfc import jwt
 from joserfc.jws import extract_compact
-from sqlalchemy import update
 from starlette.testclient import TestClient
 from support.constants import ISSUER
+from support.keys import end_publication
 from support.units import in_unit
 from support.world import World
 
 from iam.app import create_app
-from iam.clock import utcnow
-from iam.db.models import SigningKey
 from iam.db.store import Store
 from iam.oidc import keys as keys_module
 from iam.oidc.keys import KeyRing
@@ -256,13 +253,7 @@ def test_a_remembered_token_of_a_key_no_longer_published_fails(
     kid = signing_kid(ring)
     assert decode_access_token(token, ring, ISSUER) is not None
     rotated(store, box)
-    with store() as db:
-        db.execute(
-            update(SigningKey)
-            .where(SigningKey.kid == kid)
-            .values(publish_until=utcnow() - timedelta(seconds=1))
-        )
-        db.commit()
+    end_publication(store, kid)
     assert decode_access_token(token, ring, ISSUER) is not None  # within the ring's ttl
     clock.advance(11)
     assert decode_access_token(token, ring, ISSUER) is None
