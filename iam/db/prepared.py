@@ -41,9 +41,9 @@ class _Compiled:
     #: Each parameter's name and converter (None: passed as is), in the SQL's order.
     binds: tuple[tuple[str, Converter | None], ...]
     #: Values the statement fixes itself (a LIMIT's), and an INSERT's Python-side defaults
-    #: (a value, or a function called for each row).
+    #: (each a function called for each row that leaves its column out).
     fixed: Mapping[str, Any]
-    defaults: tuple[tuple[str, Any, bool], ...]  # (name, value or function, is a function)
+    defaults: tuple[tuple[str, Callable[[], Any]], ...]
     #: The converter of each result column that has one, by position.
     results: tuple[tuple[int, Converter], ...]
     positional: bool
@@ -51,9 +51,9 @@ class _Compiled:
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         if self.defaults:
             values = dict(values)
-            for name, default, is_function in self.defaults:
+            for name, default in self.defaults:
                 if name not in values:
-                    values[name] = default() if is_function else default
+                    values[name] = default()
         converted = []
         for name, convert in self.binds:
             value = values[name] if name in values else self.fixed[name]
@@ -93,23 +93,18 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) 
         for name, bind in by_name.items()
         if not bind.required and name not in keys
     }
-    defaults: list[tuple[str, Any, bool]] = []
+    defaults = []
     for column in compiled.insert_prefetch:
         default = column.default
         if default is None or not (default.is_scalar or default.is_callable):
             raise NotImplementedError(f"the default of {column} is not a Python value")
-        function = getattr(default, "arg", None)
-        if default.is_callable:  # SQLAlchemy's wrapper takes the execution context
-            defaults.append((column.key, _without_context(function), True))
-        else:
-            defaults.append((column.key, function, False))
+        defaults.append((column.key, _called_without_context(default)))
         fixed.pop(column.key, None)
     if compiled.update_prefetch:
         raise NotImplementedError("onupdate defaults are not applied here: set them explicitly")
+    selected = () if is_insert else getattr(statement, "selected_columns", ())
     results = []
-    for position, column in enumerate(getattr(statement, "selected_columns", ())):
-        if is_insert:
-            break
+    for position, column in enumerate(selected):
         convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
         if convert is not None:
             results.append((position, convert))
@@ -123,8 +118,13 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) 
     )
 
 
-def _without_context(function: Any) -> Callable[[], Any]:
-    return lambda: function(None)
+def _called_without_context(default: Any) -> Callable[[], Any]:
+    """A column default as a function of nothing: SQLAlchemy wraps a callable one to take the
+    execution context (which ours ignore); a scalar one is its value."""
+    value = default.arg
+    if default.is_callable:
+        return lambda: value(None)
+    return lambda: value
 
 
 def _prepared(connection: Connection, statement: ClauseElement, keys: tuple[str, ...]) -> _Compiled:

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from iam.db import fastpath, prepared
-from iam.db.models import AuditEvent, AuthorizationCode, Client, User
+from iam.db.models import AccessToken, AuditEvent, AuthorizationCode, Client, User
 from iam.db.store import Store
 
 WHEN = datetime(2026, 12, 6, 9, 30, 15, 123456)
@@ -95,6 +95,16 @@ def test_an_insert_fills_the_python_defaults_the_caller_left_out(store: Store) -
         code = db.scalars(select(AuthorizationCode)).one()
     assert len(code.id) == 36 and code.amr == ["pwd", "sms"]
     assert abs(code.issued_at - datetime.now()) < timedelta(minutes=5)  # noqa: DTZ005 (naive UTC)
+
+
+def test_an_insert_fills_a_plain_default_value(store: Store) -> None:
+    """access_tokens.scope defaults to "" (a value, not a function)."""
+    _seed(store)
+    token = {"jti": "j1", "client_id": "crm", "issued_at": WHEN, "expires_at": WHEN}
+    with store.engine.begin() as connection:
+        prepared.change(connection, fastpath.INSERT_ACCESS_TOKEN, token)
+    with store() as db:
+        assert db.scalars(select(AccessToken.scope)).one() == ""
 
 
 def test_each_insert_gets_its_own_generated_id(store: Store) -> None:
