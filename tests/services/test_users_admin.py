@@ -15,7 +15,14 @@ from support.constants import CORP_A, CORP_B, PHONE
 from support.units import in_unit, signed_in
 
 from iam.clock import utcnow
-from iam.db.models import AccessToken, AuditEvent, RefreshToken, SsoSession, User
+from iam.db.models import (
+    AccessToken,
+    AuditEvent,
+    IdentityLink,
+    RefreshToken,
+    SsoSession,
+    User,
+)
 from iam.db.store import Store
 from iam.errors import ForbiddenError, NotFoundError, ValidationError
 from iam.federation.connector import Identity
@@ -279,6 +286,63 @@ def test_search_refuses_a_long_query_and_finds_nothing_for_nul(store: Store, zha
 def test_search_finds_nothing_that_does_not_match(store: Store, zhang: User) -> None:
     assert _search(store, "nobody") == []
     assert _search(store, CORP_B + "/zhangsan") == []
+
+
+def test_a_short_search_reads_each_persons_links_through_the_index(store: Store) -> None:
+    """A search under three characters (no trigram) filters the list person by person. Its link
+    key is looked up per person (ix_identity_links_user_id) or hashed once: never a list of the
+    matching links rescanned for every person, which PostgreSQL plans once those links outgrow
+    work_mem (at a million people "li" ran for hours). Asked here with the smallest work_mem,
+    so a few thousand matching links are enough."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("the planner's choice is PostgreSQL's")
+    now = utcnow()
+    people = [f"{i:08d}-0000-4000-8000-000000000000" for i in range(3000)]
+    with store.engine.begin() as connection:
+        connection.execute(
+            User.__table__.insert(),
+            [
+                {"id": p, "name": f"Person {p}", "status": "active", "created_at": now}
+                for p in people
+            ],
+        )
+        connection.execute(
+            IdentityLink.__table__.insert(),
+            [
+                {
+                    "id": f"link-{i:05d}",
+                    "user_id": p,
+                    "provider": "wecom",
+                    "provider_user_id": f"{CORP_A}/li{i}",
+                    "provider_user_key": f"{CORP_A}/li{i}",
+                    "link_metadata": {},
+                    "status": "active",
+                    "created_at": now,
+                }
+                for i, p in enumerate(people)
+            ],
+        )
+        connection.exec_driver_sql("ANALYZE users")
+        connection.exec_driver_sql("ANALYZE identity_links")
+    sent: list[tuple[str, Any]] = []
+
+    def capture(_conn: object, _cursor: object, sql: str, params: Any, *_: object) -> None:
+        sent.append((sql, params))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        assert len(in_unit(store, users.search_users, "li", limit=50)) == 50
+        assert in_unit(store, users.count_users, "li") == users.Total(3000)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    searches = [(sql, params) for sql, params in sent if "identity_links" in sql]
+    assert len(searches) == 2
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("SET LOCAL work_mem = '64kB'")
+        connection.exec_driver_sql("SET LOCAL hash_mem_multiplier = 1")
+        for sql, params in searches:
+            plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + sql, params))
+            assert "Materialize" not in plan, plan
 
 
 # --- detail ----------------------------------------------------------------------------------
