@@ -307,7 +307,13 @@ OPERATIONS = [
     Operation(
         "search: WeCom userid", "console", 50, lambda db, s, i: _list(db, _pick(s.userids, i))
     ),
-    Operation("search: broad ('wang', 1 in 10)", "console", 50, lambda db, s, i: _list(db, "wang")),
+    Operation(
+        "search: broad ('wang', 1 in 116)", "console", 50, lambda db, s, i: _list(db, "wang")
+    ),
+    Operation("search: 2 letters ('li', 1 in 11)", "console", 50, lambda db, s, i: _list(db, "li")),
+    Operation(
+        "search: 1 character ('王', 1 in 113)", "console", 50, lambda db, s, i: _list(db, "王")
+    ),
     Operation("audit: first page", "console", 50, _audit_page(None)),
     Operation(
         "audit: deep page (5M events in)", "console", 50, _audit_page(lambda s, i: s.deep_before)
