@@ -195,6 +195,7 @@ class UserView(UserRules):
     status: str
     created_at: datetime
     updated_at: datetime
+    search_text: str  # the admin's search reads it; read here only as part of the row
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.sql.expression import false
+from sqlalchemy.sql.expression import false, null
 
 from iam.clock import epoch, utcnow
 from iam.db.base import Base, JsonType
@@ -54,8 +54,8 @@ class UserRules:
 def _trigram(name: str, column: str, *, lower: bool = True) -> Index:
     """A PostgreSQL trigram index (pg_trgm, GIN) on `lower(column)` (or the column itself) for
     `LIKE '%...%'`: what the admin's searches run. PostgreSQL only (SQLite scans, fine at its
-    sizes), and made by `migrations/versions/0016_scale_indexes.py` where it could make the
-    extension."""
+    sizes), and made by `migrations/versions/0016_scale_indexes.py` (0018 for the search text)
+    where it could make the extension."""
     expression: Any = func.lower(text(column)).label(column) if lower else column
     return Index(
         name, expression, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"}
@@ -69,9 +69,17 @@ class User(Base, UserRules):
     __table_args__ = (
         #: The users list's order and its keyset pages (`iam.services.users.search_users`).
         Index("ix_users_created_at_id", "created_at", "id"),
+        #: The audit trail's person filter: a name, a phone's last digits.
         _trigram("ix_users_name_trgm", "name"),
-        _trigram("ix_users_email_trgm", "email"),
         _trigram("ix_users_phone_trgm", "phone", lower=False),
+        #: The users search (`iam.services.users`): three characters and more ...
+        _trigram("ix_users_search_trgm", "search_text", lower=False),
+        #: ... and one or two: the rows holding each of the needle's characters.
+        Index(
+            "ix_users_search_chars",
+            func.string_to_array(text("search_text"), null()),
+            postgresql_using="gin",
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -82,6 +90,9 @@ class User(Base, UserRules):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    #: What the admin's search reads, kept by the database (triggers of migration 0018): the
+    #: name, email, phone and every link's `provider_user_id`, lowercased, each after U+001F.
+    search_text: Mapped[str] = mapped_column(Text, server_default="", deferred=True)
 
 
 class IdentityLink(Base):
@@ -95,8 +106,6 @@ class IdentityLink(Base):
     __table_args__ = (
         UniqueConstraint("provider", "provider_user_key"),
         UniqueConstraint("provider", "provider_user_id"),
-        #: The admin's search by WeCom userid (`provider_user_key` is this, lowercased).
-        _trigram("ix_identity_links_provider_user_id_trgm", "provider_user_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

@@ -16,18 +16,20 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
+    Text,
+    and_,
     delete,
-    exists,
     false,
     func,
     literal,
+    null,
     or_,
     select,
     text,
     tuple_,
-    union,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from iam.clock import utcnow
@@ -260,54 +262,44 @@ class UserSummary:
     link_count: int
 
 
-def _matching(query: str | None) -> ColumnElement[bool] | None:
+def _matching(db: Session, query: str | None) -> ColumnElement[bool] | None:
     """Who a search finds: those whose name, email, phone or linked WeCom userid contains
     `query` (literally: `%` and `_` are no wildcards; case-insensitive); None: everyone. A
     phone may be typed as the person would (`138 0013 8000`).
 
-    From three characters on, one `id IN (... UNION ...)` of a select per key, each a
-    `lower(column) LIKE '%x%'` that a PostgreSQL trigram index answers (`ix_users_*_trgm`,
-    `ix_identity_links_provider_user_id_trgm`, migration 0016): an OR of the keys on one row
-    (and a correlated EXISTS over the links) is read by scanning every person. A link's
-    `provider_user_key` is its `provider_user_id` with the userid lowercased, so the lowercased
-    id finds whatever the key would."""
+    Every key is in `users.search_text` (kept by the database: migration 0018), so a search is
+    one condition on one table and the planner weighs an index against walking the list in its
+    own order by the needle's statistics. On PostgreSQL, three characters and more are
+    answered by `ix_users_search_trgm`; one or two by `ix_users_search_chars` (the rows holding
+    each of the needle's characters), then the LIKE itself. A link's `provider_user_key` is
+    its `provider_user_id` with the userid lowercased, so the lowercased id finds whatever the
+    key would.
+
+    On PostgreSQL the rest of the unit is planned for its own values (`plan_cache_mode`): a
+    prepared statement's generic plan, made for any needle, would read a broad one through
+    the index (seconds) or walk every person for a rare one."""
     query = (query or "").strip()
     if len(query) > MAX_QUERY:
         raise ValidationError("q", f"Search for at most {MAX_QUERY} characters.")
-    if "\x00" in query:  # matches nothing, and PostgreSQL refuses NUL in text
+    # NUL: PostgreSQL refuses it in text; the separator would match across two keys.
+    if "\x00" in query or SEPARATOR in query:
         return false()
     if not query:
         return None
     needle = query.lower()
-    keys = [
-        func.lower(User.name).contains(needle, autoescape=True),
-        func.lower(User.email).contains(needle, autoescape=True),
-        User.phone.contains(query, autoescape=True),
-    ]
-    with suppress(ValidationError):  # not a phone number: the other keys still apply
-        keys.append(User.phone == normalize_phone(query))
-    linked_id = func.lower(IdentityLink.provider_user_id).contains(needle, autoescape=True)
-    if len(needle) < TRIGRAM:
-        # No trigram in it: every key reads every row, so once, as a filter on the list's own
-        # order (which stops at a page when matches are frequent), not once per key. The links
-        # as a correlated EXISTS: each person's are found by ix_identity_links_user_id (or
-        # hashed once). An `id IN (links)` beside the other keys is no semi-join, and past
-        # work_mem PostgreSQL rescans the matching links for every person: hours at 1M. Hashed,
-        # the links are read whole, not through the trigram index (`|| ''` is not its
-        # expression): for a needle it cannot narrow, reading all the index costs 3x the table.
-        unindexed = func.lower(IdentityLink.provider_user_id.concat(""))
-        linked = exists().where(
-            IdentityLink.user_id == User.id, unindexed.contains(needle, autoescape=True)
-        )
-        return or_(*keys, linked)
-    return User.id.in_(
-        union(
-            *(select(User.id).where(key) for key in keys),
-            select(IdentityLink.user_id).where(linked_id),
-        )
-    )
+    found = User.search_text.contains(needle, autoescape=True)
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        if len(needle) < TRIGRAM:
+            characters = func.string_to_array(User.search_text, null(), type_=ARRAY(Text))
+            found = and_(characters.contains(sorted(set(needle))), found)
+    with suppress(ValidationError):  # a phone number as typed, not as stored
+        return or_(found, User.phone == normalize_phone(query))
+    return found
 
 
+#: What stands before each key but the first in `users.search_text`; no search contains it.
+SEPARATOR = "\x1f"
 #: The shortest search a trigram index answers.
 TRIGRAM = 3
 
@@ -362,7 +354,7 @@ def search_users(
     (deep offsets read every row skipped), after the row `after` names, or the last `limit`
     before the row `before` names (in the same order). One statement: the link count is a
     correlated subquery."""
-    matching = _matching(query)
+    matching = _matching(db, query)
     link_count = (
         select(func.count(IdentityLink.id))
         .where(IdentityLink.user_id == User.id)
@@ -404,7 +396,7 @@ def count_users(db: Session, query: str | None) -> Total:
     the whole list, or "more than" the cap for a search: COUNT(*) of a million rows reads them
     all (some 100 ms), on every page view. SQLite, for small deployments, counts the whole list
     exactly and a search up to the cap as well."""
-    matching = _matching(query)
+    matching = _matching(db, query)
     postgres = db.get_bind().dialect.name == "postgresql"
     if matching is None and not postgres:
         return Total(db.scalar(select(func.count()).select_from(User)) or 0)

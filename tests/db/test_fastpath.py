@@ -41,6 +41,7 @@ def user_row(**changes: object) -> tuple[object, ...]:
         "status": "active",
         "created_at": WHEN,
         "updated_at": WHEN,
+        "search_text": "张三\x1fzs@example.com\x1f+8613800138000",
     }
     values.update(changes)
     return tuple(values[key] for key in fastpath.USERS.shape.keys)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -53,11 +54,13 @@ def _tables(engine: Engine) -> set[str]:
 
 def _diff(engine: Engine) -> list[object]:
     with engine.connect() as connection, warnings.catch_warnings():
-        # The trigram indexes are PostgreSQL's only (`ddl_if`, which Alembic does not read):
-        # on SQLite they are missing, and those on an expression Alembic skips, saying so.
-        # PostgreSQL compares them all.
+        # The search's GIN indexes are PostgreSQL's only (`ddl_if`, which Alembic does not
+        # read): on SQLite they are missing, and those on an expression Alembic skips, saying
+        # so. PostgreSQL compares them all.
         warnings.filterwarnings(
-            "ignore", r"autogenerate skipping metadata-specified expression-based index '\w+_trgm'"
+            "ignore",
+            r"autogenerate skipping metadata-specified expression-based index"
+            r" '(\w+_trgm|ix_users_search_chars)'",
         )
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         found = compare_metadata(context, Base.metadata)
@@ -66,8 +69,17 @@ def _diff(engine: Engine) -> list[object]:
     return [
         change
         for change in found
-        if not (change[0] == "add_index" and change[1].name.endswith("_trgm"))
+        if not (change[0] == "add_index" and change[1].name in POSTGRES_ONLY_INDEXES)
     ]
+
+
+#: The search's GIN indexes (`ddl_if(dialect="postgresql")` in the models).
+POSTGRES_ONLY_INDEXES = {
+    "ix_users_name_trgm",
+    "ix_users_phone_trgm",
+    "ix_users_search_trgm",
+    "ix_users_search_chars",
+}
 
 
 def _insert_audit_event(engine: Engine) -> None:
@@ -458,11 +470,14 @@ def test_the_search_can_use_the_trigram_indexes(
     try:
         with store() as db:
             db.execute(text("SET LOCAL enable_seqscan = off"))
-            statement = select(User.id).where(users._matching("zhangsan"))  # noqa: SLF001
-            compiled = statement.compile(engine, compile_kwargs={"literal_binds": True})
-            plan = "\n".join(db.execute(text(f"EXPLAIN {compiled}")).scalars())
-        for index in set().union(*TRIGRAM.values()):
-            assert index in plan, plan
+            plans = {}
+            for needle in ("zhangsan", "张三", "张"):
+                statement = select(User.id).where(users._matching(db, needle))  # noqa: SLF001
+                compiled = statement.compile(engine, compile_kwargs={"literal_binds": True})
+                plans[needle] = "\n".join(db.execute(text(f"EXPLAIN {compiled}")).scalars())
+        assert "ix_users_search_trgm" in plans["zhangsan"], plans
+        for short in ("张三", "张"):
+            assert "ix_users_search_chars" in plans[short], plans
     finally:
         engine.dispose()
 
@@ -486,3 +501,102 @@ def test_0017_gives_each_app_rs256_access_tokens_and_keeps_the_apps(empty_engine
         assert connection.execute(
             text("SELECT client_id FROM clients ORDER BY client_id")
         ).scalars().all() == ["crm", "m2m"]
+
+
+def _add_person(connection: Connection, user_id: str, name: str, email: str | None) -> None:
+    connection.execute(
+        text(
+            "INSERT INTO users (id, name, email, phone, status, created_at, updated_at)"
+            " VALUES (:id, :name, :email, :phone, 'active', :at, :at)"
+        ),
+        {"id": user_id, "name": name, "email": email, "phone": f"+86138{user_id[-8:]}", "at": NOW},
+    )
+
+
+def _add_link(connection: Connection, link_id: str, user_id: str, userid: str) -> None:
+    connection.execute(
+        text(
+            "INSERT INTO identity_links (id, user_id, provider, provider_user_id,"
+            " provider_user_key, metadata, status, created_at, updated_at)"
+            " VALUES (:id, :user_id, 'wecom', :subject, :key, '{}', 'active', :at, :at)"
+        ),
+        {
+            "id": link_id,
+            "user_id": user_id,
+            "subject": f"wwcorp/{userid}",
+            "key": f"wwcorp/{userid.lower()}",
+            "at": NOW,
+        },
+    )
+
+
+def _search_keys(connection: Connection, user_id: str) -> tuple[list[str], set[str]]:
+    """(name, email, phone) and the set of linked ids, as `users.search_text` holds them."""
+    found = connection.execute(
+        text("SELECT search_text FROM users WHERE id = :id"), {"id": user_id}
+    ).scalar_one()
+    keys = found.split("\x1f")
+    return keys[:3], set(keys[3:])
+
+
+NOW = datetime(2026, 12, 6, 9, 0)
+
+
+def test_0018_fills_the_search_text_and_the_database_keeps_it(empty_engine: Engine) -> None:
+    """People and links from before 0018 get their text; then every write of a key, in plain
+    SQL as any writer might, rewrites it: a person's insert and update, a link's insert,
+    rename, move to another person and delete. Going back removes the column and its
+    triggers (links can still be written), and forward again matches the models."""
+    zhang, li = "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"
+    migrate.upgrade(empty_engine, "0017")
+    with empty_engine.begin() as connection:
+        _add_person(connection, zhang, "Zhang San 张三", "ZS@Example.com")
+        _add_link(connection, "link-1", zhang, "ZhangSan_A")
+        _add_link(connection, "link-2", zhang, "zs_b")
+    migrate.upgrade(empty_engine, "0018")
+    phone_zhang, phone_li = f"+86138{zhang[-8:]}", f"+86138{li[-8:]}"
+    with empty_engine.begin() as connection:
+        assert _search_keys(connection, zhang) == (
+            ["zhang san 张三", "zs@example.com", phone_zhang],
+            {"wwcorp/zhangsan_a", "wwcorp/zs_b"},
+        )
+        _add_person(connection, li, "Li Si", None)
+        assert _search_keys(connection, li) == (["li si", "", phone_li], set())
+        connection.execute(
+            text("UPDATE users SET name = 'LI Si 李四', email = 'Li@x.org' WHERE id = :id"),
+            {"id": li},
+        )
+        assert _search_keys(connection, li) == (["li si 李四", "li@x.org", phone_li], set())
+        connection.execute(
+            text(
+                "UPDATE identity_links SET provider_user_id = 'wwcorp/Zhang.San'"
+                " WHERE id = 'link-1'"
+            )
+        )
+        _add_link(connection, "link-3", li, "LiSi")
+        connection.execute(
+            text("UPDATE identity_links SET user_id = :id WHERE id = 'link-2'"), {"id": li}
+        )
+        assert _search_keys(connection, zhang) == (
+            ["zhang san 张三", "zs@example.com", phone_zhang],
+            {"wwcorp/zhang.san"},
+        )
+        assert _search_keys(connection, li) == (
+            ["li si 李四", "li@x.org", phone_li],
+            {"wwcorp/lisi", "wwcorp/zs_b"},
+        )
+        connection.execute(text("DELETE FROM identity_links WHERE id = 'link-3'"))
+        connection.execute(text("UPDATE users SET status = 'disabled' WHERE id = :id"), {"id": li})
+        assert _search_keys(connection, li) == (
+            ["li si 李四", "li@x.org", phone_li],
+            {"wwcorp/zs_b"},
+        )
+        connection.execute(text("DELETE FROM users WHERE id = :id"), {"id": li})  # links go too
+    migrate.downgrade(empty_engine, "0017")
+    assert "search_text" not in _columns(empty_engine, "users")
+    with empty_engine.begin() as connection:
+        _add_link(connection, "link-4", zhang, "again")
+    migrate.upgrade(empty_engine)
+    with empty_engine.begin() as connection:
+        assert _search_keys(connection, zhang)[1] == {"wwcorp/zhang.san", "wwcorp/again"}
+    assert _diff(empty_engine) == []
