@@ -130,9 +130,9 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...]
 
 def test_db_upgrade_then_current_prints_the_head(empty_db: str, run: Run, run_json: RunJson):
     assert run("db", "current") == Ran(0, "none\n", "")
-    assert run_json("db", "upgrade") == {"revision": "0017"}
-    assert run("db", "current") == Ran(0, "0017\n", "")
-    assert run_json("db", "current") == {"revision": "0017"}
+    assert run_json("db", "upgrade") == {"revision": "0018"}
+    assert run("db", "current") == Ran(0, "0018\n", "")
+    assert run_json("db", "current") == {"revision": "0018"}
 
 
 @pytest.mark.parametrize(
