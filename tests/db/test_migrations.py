@@ -594,6 +594,10 @@ def test_0018_fills_the_search_text_and_the_database_keeps_it(empty_engine: Engi
         connection.execute(text("DELETE FROM users WHERE id = :id"), {"id": li})  # links go too
     migrate.downgrade(empty_engine, "0017")
     assert "search_text" not in _columns(empty_engine, "users")
+    postgres = empty_engine.dialect.name == "postgresql"
+    for table, names in TRIGRAM.items():  # 0016's indexes, all back on PostgreSQL
+        assert (names <= _indexes(empty_engine, table)) is postgres, table
+    assert not {"ix_users_search_trgm", "ix_users_search_chars"} & _indexes(empty_engine, "users")
     with empty_engine.begin() as connection:
         _add_link(connection, "link-4", zhang, "again")
     migrate.upgrade(empty_engine)
