@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 from support.browser import WeComFront, tokens_of
+from support.clocks import RateClock
 from support.constants import CORP_A, CORP_B, ISSUER, PHONE, RP_REDIRECT, WECOM_BASE
 from support.protocol import query_of
 from support.units import in_unit
@@ -195,9 +196,14 @@ def test_links_that_lead_nowhere_get_a_clear_page(
 
 @pytest.fixture
 def limited(
-    wecom_settings: Settings, store: Store, sms: ConsoleSms, simulator: WeComSimulator
+    wecom_settings: Settings,
+    store: Store,
+    sms: ConsoleSms,
+    simulator: WeComSimulator,
+    rate_clock: RateClock,
 ) -> Iterator[Callable[[str], WeComFront]]:
-    """A browser on an app whose rate limits are `IAM_RATE_LIMITS`-style overrides."""
+    """A browser on an app whose rate limits are `IAM_RATE_LIMITS`-style overrides, counted on
+    a clock no window ends on during the test (`rate_clock`)."""
     connect_corp(store, simulator, CORP_A)
     with ExitStack() as stack:
 
